@@ -1,0 +1,19 @@
+//! Shared core of the matchmaker: the domain model, the Redis store and the game-server API
+//! client.
+//!
+//! This crate knows nothing of HTTP servers or terminals: `matchmakerd` (axum) and
+//! `mm-console` (ratatui) are both built on it.
+//!
+//! - [`ids`]: validated identifiers.
+//! - [`model`]: game states, events and the transition rules, as pure code.
+//! - [`keys`]: the Redis key schema.
+//! - [`store`]: every read and atomic write of game state in Redis.
+
+pub mod ids;
+pub mod keys;
+pub mod model;
+pub mod time;
+
+pub use ids::{GameId, IdError, PlayerId, ProductId, ServerId};
+pub use keys::{Keys, ProductKeys};
+pub use model::{EntryId, Event, EventKind, Game, GameSet, GameState};

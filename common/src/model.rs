@@ -1,0 +1,753 @@
+//! The game model: states, events and transition rules (design sections 2 and 4), as pure code.
+//!
+//! This module does no I/O. The store's Lua scripts implement the same rules atomically inside
+//! Redis; the test suite replays random event histories through both and requires identical
+//! results, so this module is the readable specification of what the scripts do.
+//!
+//! # Order independence
+//!
+//! Several daemons share a product stream through one consumer group, so two events of one game
+//! may be applied in a different order than they were written. The rules are built so that the
+//! final record does not depend on that order, only on the set of events applied:
+//!
+//! - the game's *phase* (`created` < lobby < `in_progress` < `ended`) only moves forward, to
+//!   the maximum any event implies;
+//! - the roster is last-writer-wins per player, ordered by stream entry id: a player's
+//!   presence is whatever the newest `player_joined`/`player_left` about them says;
+//! - whether a lobby is full (`all_players_joined`) is derived: every seat is taken, or an
+//!   explicit `all_players_joined` is newer than every `player_left`;
+//! - activity time is the maximum event time seen.
+//!
+//! Applied in stream order, these rules are exactly the intuitive sequential ones ("a player
+//! who joined and then left is not joined"); applied in any other order they reach the same
+//! record. Duplicates and out-of-date events change nothing.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{GameId, IdError, PlayerId, ProductId, ServerId};
+
+/// A game's state (design section 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GameState {
+    /// Created on a game server, creator not yet connected (set: pending).
+    Created,
+    /// The creator is in; open while a seat is free (set: lobby).
+    CreatorJoined,
+    /// Every seat is taken (set: lobby, not open).
+    AllPlayersJoined,
+    /// Playing (set: active).
+    InProgress,
+    /// Over: in no set; the hash is a tombstone with a TTL.
+    Ended,
+}
+
+impl GameState {
+    /// Every state, in lifecycle order.
+    pub const ALL: [GameState; 5] = [
+        GameState::Created,
+        GameState::CreatorJoined,
+        GameState::AllPlayersJoined,
+        GameState::InProgress,
+        GameState::Ended,
+    ];
+
+    /// The contract's name of the state (`creator_joined`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GameState::Created => "created",
+            GameState::CreatorJoined => "creator_joined",
+            GameState::AllPlayersJoined => "all_players_joined",
+            GameState::InProgress => "in_progress",
+            GameState::Ended => "ended",
+        }
+    }
+
+    /// The sorted set a game in this state belongs to (`None` once ended).
+    pub fn set(self) -> Option<GameSet> {
+        match self {
+            GameState::Created => Some(GameSet::Pending),
+            GameState::CreatorJoined | GameState::AllPlayersJoined => Some(GameSet::Lobby),
+            GameState::InProgress => Some(GameSet::Active),
+            GameState::Ended => None,
+        }
+    }
+
+    /// Whether the creator may still cancel the game (it has not started).
+    pub fn cancellable(self) -> bool {
+        matches!(
+            self,
+            GameState::Created | GameState::CreatorJoined | GameState::AllPlayersJoined
+        )
+    }
+}
+
+impl fmt::Display for GameState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for GameState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        GameState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| format!("unknown game state {s:?}"))
+    }
+}
+
+/// The three sorted sets of live games.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GameSet {
+    /// Games whose creator has not joined yet.
+    Pending,
+    /// Games gathering players.
+    Lobby,
+    /// Games being played.
+    Active,
+}
+
+impl GameSet {
+    /// Every set, in lifecycle order.
+    pub const ALL: [GameSet; 3] = [GameSet::Pending, GameSet::Lobby, GameSet::Active];
+
+    /// The set's name as used in keys and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GameSet::Pending => "pending",
+            GameSet::Lobby => "lobby",
+            GameSet::Active => "active",
+        }
+    }
+}
+
+impl fmt::Display for GameSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for GameSet {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        GameSet::ALL
+            .into_iter()
+            .find(|set| set.as_str() == s)
+            .ok_or_else(|| format!("unknown set {s:?} (expected pending, lobby or active)"))
+    }
+}
+
+/// The lifecycle phase: the forward-only part of the state. A lobby's full/not-full
+/// distinction is derived from the roster (see [`Game::state`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Phase {
+    /// `created`.
+    Created = 0,
+    /// `creator_joined` or `all_players_joined`.
+    Lobby = 1,
+    /// `in_progress`.
+    InProgress = 2,
+    /// `ended`.
+    Ended = 3,
+}
+
+/// A Redis stream entry id (`<ms>-<seq>`); events of a stream are totally ordered by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct EntryId {
+    /// Milliseconds part.
+    pub ms: u64,
+    /// Sequence part.
+    pub seq: u64,
+}
+
+impl EntryId {
+    /// An entry id from its parts.
+    pub const fn new(ms: u64, seq: u64) -> Self {
+        Self { ms, seq }
+    }
+}
+
+impl fmt::Display for EntryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+impl FromStr for EntryId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (ms, seq) = s
+            .split_once('-')
+            .ok_or_else(|| format!("stream entry id {s:?} is not of the form <ms>-<seq>"))?;
+        let parse = |part: &str| {
+            part.parse::<u64>()
+                .map_err(|_| format!("stream entry id {s:?} is not of the form <ms>-<seq>"))
+        };
+        Ok(EntryId::new(parse(ms)?, parse(seq)?))
+    }
+}
+
+/// The event types game servers write (design section 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// The creator connected.
+    CreatorJoined,
+    /// A player connected (filling the last seat implies `all_players_joined`).
+    PlayerJoined,
+    /// A player left; before the start this frees a seat.
+    PlayerLeft,
+    /// Every seat is taken.
+    AllPlayersJoined,
+    /// Play began.
+    GameStarted,
+    /// The game is over (from any state).
+    GameEnded,
+    /// The game is alive; refreshes its activity time.
+    Heartbeat,
+}
+
+impl EventKind {
+    /// Every kind.
+    pub const ALL: [EventKind; 7] = [
+        EventKind::CreatorJoined,
+        EventKind::PlayerJoined,
+        EventKind::PlayerLeft,
+        EventKind::AllPlayersJoined,
+        EventKind::GameStarted,
+        EventKind::GameEnded,
+        EventKind::Heartbeat,
+    ];
+
+    /// The contract's name of the type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::CreatorJoined => "creator_joined",
+            EventKind::PlayerJoined => "player_joined",
+            EventKind::PlayerLeft => "player_left",
+            EventKind::AllPlayersJoined => "all_players_joined",
+            EventKind::GameStarted => "game_started",
+            EventKind::GameEnded => "game_ended",
+            EventKind::Heartbeat => "heartbeat",
+        }
+    }
+
+    /// Whether the event must name a player.
+    pub fn needs_player(self) -> bool {
+        matches!(self, EventKind::PlayerJoined | EventKind::PlayerLeft)
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EventKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        EventKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == s)
+            .ok_or_else(|| format!("unknown event type {s:?}"))
+    }
+}
+
+/// Why a stream entry is not a valid event; the reason stored with its dead letter.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    /// A required field is absent.
+    #[error("missing field `{0}`")]
+    MissingField(&'static str),
+    /// The `type` field names no known event.
+    #[error("field `type`: {0}")]
+    UnknownType(String),
+    /// An id field is malformed.
+    #[error("field `{field}`: {source}")]
+    BadId {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        source: IdError,
+    },
+    /// `ts` is not a Unix-millisecond integer.
+    #[error("field `ts`: {0:?} is not a Unix time in milliseconds")]
+    BadTimestamp(String),
+    /// The entry id itself is malformed.
+    #[error("entry id: {0}")]
+    BadEntryId(String),
+}
+
+impl EventError {
+    /// A short, stable label for metrics and dead-letter reasons (`missing_field`, …).
+    pub fn code(&self) -> &'static str {
+        match self {
+            EventError::MissingField(_) => "missing_field",
+            EventError::UnknownType(_) => "unknown_type",
+            EventError::BadId { .. } => "bad_id",
+            EventError::BadTimestamp(_) => "bad_timestamp",
+            EventError::BadEntryId(_) => "bad_entry_id",
+        }
+    }
+}
+
+/// One event from a game server, parsed and validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Where it sits in the product stream.
+    pub entry_id: EntryId,
+    /// What happened.
+    pub kind: EventKind,
+    /// To which game.
+    pub game_id: GameId,
+    /// Who, for joined/left (and optionally `creator_joined`).
+    pub player_id: Option<PlayerId>,
+    /// The sending server.
+    pub server_id: ServerId,
+    /// When it happened (Unix ms): the `ts` field, or the entry id's time.
+    pub ts_ms: u64,
+}
+
+impl Event {
+    /// Parses a stream entry's fields (design section 4). Unknown extra fields are ignored.
+    pub fn from_fields<'a>(
+        entry_id: &str,
+        fields: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Event, EventError> {
+        let entry_id: EntryId = entry_id.parse().map_err(EventError::BadEntryId)?;
+        let (mut kind, mut game, mut player, mut server, mut ts) = (None, None, None, None, None);
+        for (name, value) in fields {
+            match name {
+                "type" => kind = Some(value),
+                "game_id" => game = Some(value),
+                "player_id" if !value.is_empty() => player = Some(value),
+                "server_id" => server = Some(value),
+                "ts" if !value.is_empty() => ts = Some(value),
+                _ => {}
+            }
+        }
+        let kind: EventKind = kind
+            .ok_or(EventError::MissingField("type"))?
+            .parse()
+            .map_err(EventError::UnknownType)?;
+        let game_id =
+            GameId::new(game.ok_or(EventError::MissingField("game_id"))?).map_err(|source| {
+                EventError::BadId {
+                    field: "game_id",
+                    source,
+                }
+            })?;
+        let server_id = ServerId::new(server.ok_or(EventError::MissingField("server_id"))?)
+            .map_err(|source| EventError::BadId {
+                field: "server_id",
+                source,
+            })?;
+        let player_id = match player {
+            Some(raw) => Some(PlayerId::new(raw).map_err(|source| EventError::BadId {
+                field: "player_id",
+                source,
+            })?),
+            None if kind.needs_player() => return Err(EventError::MissingField("player_id")),
+            None => None,
+        };
+        let ts_ms = match ts {
+            Some(raw) => raw
+                .parse::<u64>()
+                .map_err(|_| EventError::BadTimestamp(raw.to_string()))?,
+            None => entry_id.ms,
+        };
+        Ok(Event {
+            entry_id,
+            kind,
+            game_id,
+            player_id,
+            server_id,
+            ts_ms,
+        })
+    }
+
+    /// The stream fields a game server writes for this event (the inverse of
+    /// [`Event::from_fields`]; used by the reference game server and tests).
+    pub fn to_fields(&self) -> Vec<(&'static str, String)> {
+        let mut fields = vec![
+            ("type", self.kind.as_str().to_string()),
+            ("game_id", self.game_id.to_string()),
+            ("server_id", self.server_id.to_string()),
+            ("ts", self.ts_ms.to_string()),
+        ];
+        if let Some(player) = &self.player_id {
+            fields.push(("player_id", player.to_string()));
+        }
+        fields
+    }
+}
+
+/// One player's roster entry: present or not, as of which stream entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RosterEntry {
+    /// The newest event about this player that was applied.
+    pub entry_id: EntryId,
+    /// Whether that event says the player is in the game.
+    pub present: bool,
+}
+
+/// The game record: what the store keeps in `P:{product}:game:<id>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Game {
+    /// The game's id.
+    pub id: GameId,
+    /// Its product.
+    pub product: ProductId,
+    /// The game server it runs on.
+    pub server_id: ServerId,
+    /// The server's region, if any.
+    pub region: Option<String>,
+    /// Seats, creator included.
+    pub capacity: u32,
+    /// Who created it.
+    pub creator_id: PlayerId,
+    /// Where players connect.
+    pub socket_url: String,
+    /// Game settings passed to the game server (a JSON object, as text).
+    pub settings: String,
+    /// Creation time (Unix ms).
+    pub created_at_ms: u64,
+    /// Last activity (Unix ms): the newest event time seen, or the creation time.
+    pub updated_at_ms: u64,
+    /// Forward-only lifecycle phase.
+    pub phase: Phase,
+    /// Last-writer-wins roster.
+    pub roster: BTreeMap<PlayerId, RosterEntry>,
+    /// The newest `all_players_joined` applied.
+    pub full_mark: Option<EntryId>,
+    /// The newest `player_left` applied.
+    pub last_leave: Option<EntryId>,
+    /// Seats reserved through the join API: player → expiry (Unix ms).
+    pub reservations: BTreeMap<PlayerId, u64>,
+    /// Why the game ended, once it has (`game_ended`, `curated_pending`, `cancelled`, …).
+    pub end_reason: Option<String>,
+}
+
+/// What applying an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    /// The record changed.
+    Applied,
+    /// A duplicate or out-of-date event: nothing changed but the activity time.
+    Stale,
+}
+
+/// Why an event was refused for a game (it is dead-lettered with this reason).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RejectReason {
+    /// The event comes from another server than the one hosting the game.
+    #[error("server_mismatch: event from server {event} for a game on server {game}")]
+    ServerMismatch {
+        /// The game's server.
+        game: String,
+        /// The event's server.
+        event: String,
+    },
+    /// `creator_joined` names someone other than the creator.
+    #[error("creator_mismatch: creator_joined names {event}, the creator is {creator}")]
+    CreatorMismatch {
+        /// The game's creator.
+        creator: String,
+        /// The event's player.
+        event: String,
+    },
+}
+
+impl RejectReason {
+    /// Stable label (`server_mismatch`, `creator_mismatch`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            RejectReason::ServerMismatch { .. } => "server_mismatch",
+            RejectReason::CreatorMismatch { .. } => "creator_mismatch",
+        }
+    }
+}
+
+/// Why a seat could not be reserved (the join API's 409s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum JoinRefusal {
+    /// Nobody but the creator may join before the creator has.
+    #[error("the creator has not joined the game yet")]
+    CreatorNotJoined,
+    /// No seat is free.
+    #[error("the game is full")]
+    GameFull,
+    /// The game has started or ended.
+    #[error("the game is no longer open")]
+    GameNotOpen,
+}
+
+impl JoinRefusal {
+    /// Stable problem code (`creator_not_joined`, `game_full`, `game_not_open`).
+    pub fn code(self) -> &'static str {
+        match self {
+            JoinRefusal::CreatorNotJoined => "creator_not_joined",
+            JoinRefusal::GameFull => "game_full",
+            JoinRefusal::GameNotOpen => "game_not_open",
+        }
+    }
+}
+
+/// A successful reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// A new seat was reserved until the given time (Unix ms).
+    Reserved {
+        /// Expiry.
+        expires_at_ms: u64,
+    },
+    /// The player already holds a seat (joined, reserved, or is the creator): no new seat.
+    AlreadyHeld,
+}
+
+impl Game {
+    /// A freshly created game (state `created`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: GameId,
+        product: ProductId,
+        server_id: ServerId,
+        region: Option<String>,
+        capacity: u32,
+        creator_id: PlayerId,
+        socket_url: String,
+        settings: String,
+        now_ms: u64,
+    ) -> Game {
+        Game {
+            id,
+            product,
+            server_id,
+            region,
+            capacity,
+            creator_id,
+            socket_url,
+            settings,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            phase: Phase::Created,
+            roster: BTreeMap::new(),
+            full_mark: None,
+            last_leave: None,
+            reservations: BTreeMap::new(),
+            end_reason: None,
+        }
+    }
+
+    /// Players in the game now, in the order of the events that let them in.
+    pub fn players(&self) -> Vec<PlayerId> {
+        let mut present: Vec<(&EntryId, &PlayerId)> = self
+            .roster
+            .iter()
+            .filter(|(_, entry)| entry.present)
+            .map(|(player, entry)| (&entry.entry_id, player))
+            .collect();
+        present.sort();
+        present
+            .into_iter()
+            .map(|(_, player)| player.clone())
+            .collect()
+    }
+
+    fn present_count(&self) -> usize {
+        self.roster.values().filter(|entry| entry.present).count()
+    }
+
+    fn is_present(&self, player: &PlayerId) -> bool {
+        self.roster.get(player).is_some_and(|entry| entry.present)
+    }
+
+    /// Whether every seat is taken, by the roster or by an `all_players_joined` newer than
+    /// every `player_left`.
+    pub fn is_full(&self) -> bool {
+        self.present_count() >= self.capacity as usize || self.full_mark > self.last_leave
+    }
+
+    /// The derived state.
+    pub fn state(&self) -> GameState {
+        match self.phase {
+            Phase::Created => GameState::Created,
+            Phase::Lobby if self.is_full() => GameState::AllPlayersJoined,
+            Phase::Lobby => GameState::CreatorJoined,
+            Phase::InProgress => GameState::InProgress,
+            Phase::Ended => GameState::Ended,
+        }
+    }
+
+    /// The sorted set the game belongs in, and its score there: creation time while pending
+    /// (only the creator joining keeps a pending game alive), last activity otherwise.
+    pub fn set_and_score(&self) -> Option<(GameSet, u64)> {
+        let set = self.state().set()?;
+        let score = match set {
+            GameSet::Pending => self.created_at_ms,
+            GameSet::Lobby | GameSet::Active => self.updated_at_ms,
+        };
+        Some((set, score))
+    }
+
+    /// Seats taken at `now_ms`: present players plus live reservations of absent players.
+    pub fn seats_taken(&self, now_ms: u64) -> usize {
+        let reserved = self
+            .reservations
+            .iter()
+            .filter(|(player, expiry)| **expiry > now_ms && !self.is_present(player))
+            .count();
+        self.present_count() + reserved
+    }
+
+    /// Whether the game is listed as open at `now_ms`: creator joined, a seat free.
+    pub fn is_open(&self, now_ms: u64) -> bool {
+        self.state() == GameState::CreatorJoined
+            && self.seats_taken(now_ms) < self.capacity as usize
+    }
+
+    /// Applies one event (design section 4) with the order-independent rules of this module.
+    /// `now_ms` bounds the event time, so a server with a fast clock cannot keep games alive.
+    pub fn apply(&mut self, event: &Event, now_ms: u64) -> Result<ApplyOutcome, RejectReason> {
+        if event.server_id != self.server_id {
+            return Err(RejectReason::ServerMismatch {
+                game: self.server_id.to_string(),
+                event: event.server_id.to_string(),
+            });
+        }
+        if event.kind == EventKind::CreatorJoined
+            && let Some(player) = &event.player_id
+            && *player != self.creator_id
+        {
+            return Err(RejectReason::CreatorMismatch {
+                creator: self.creator_id.to_string(),
+                event: player.to_string(),
+            });
+        }
+        let was_ended = self.phase == Phase::Ended;
+        self.updated_at_ms = self.updated_at_ms.max(event.ts_ms.min(now_ms));
+        let changed = match event.kind {
+            EventKind::CreatorJoined => {
+                let creator = self.creator_id.clone();
+                let joined = self.set_presence(&creator, event.entry_id, true);
+                self.advance(Phase::Lobby) | joined
+            }
+            EventKind::PlayerJoined => {
+                let player = event.player_id.clone().expect("validated at parse");
+                let joined = self.set_presence(&player, event.entry_id, true);
+                let advanced = player == self.creator_id && self.advance(Phase::Lobby);
+                joined | advanced
+            }
+            EventKind::PlayerLeft => {
+                let player = event.player_id.clone().expect("validated at parse");
+                self.last_leave = self.last_leave.max(Some(event.entry_id));
+                self.set_presence(&player, event.entry_id, false)
+            }
+            EventKind::AllPlayersJoined => {
+                let newer = self.full_mark < Some(event.entry_id);
+                self.full_mark = self.full_mark.max(Some(event.entry_id));
+                self.advance(Phase::Lobby) | newer
+            }
+            EventKind::GameStarted => self.advance(Phase::InProgress),
+            EventKind::GameEnded => {
+                let ended = self.advance(Phase::Ended);
+                if ended {
+                    self.end_reason = Some("game_ended".into());
+                }
+                ended
+            }
+            EventKind::Heartbeat => true,
+        };
+        // A tombstone still records roster changes (so every order converges), but for the
+        // game's life an event after the end is stale.
+        Ok(if changed && !was_ended {
+            ApplyOutcome::Applied
+        } else {
+            ApplyOutcome::Stale
+        })
+    }
+
+    /// Moves the phase forward to `to`; returns whether it moved.
+    fn advance(&mut self, to: Phase) -> bool {
+        if to > self.phase {
+            self.phase = to;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Last-writer-wins roster update; returns whether this event was the newest about the
+    /// player. A player who joins gives up any reservation they held.
+    fn set_presence(&mut self, player: &PlayerId, entry_id: EntryId, present: bool) -> bool {
+        if present {
+            self.reservations.remove(player);
+        }
+        match self.roster.get(player) {
+            Some(existing) if existing.entry_id >= entry_id => false,
+            _ => {
+                self.roster
+                    .insert(player.clone(), RosterEntry { entry_id, present });
+                true
+            }
+        }
+    }
+
+    /// Reserves a seat for `player` until `now_ms + ttl_ms` (the join API's rule).
+    pub fn reserve(
+        &mut self,
+        player: &PlayerId,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<Reservation, JoinRefusal> {
+        self.reservations.retain(|_, expiry| *expiry > now_ms);
+        match self.state() {
+            GameState::InProgress | GameState::Ended => return Err(JoinRefusal::GameNotOpen),
+            _ if *player == self.creator_id || self.is_present(player) => {
+                return Ok(Reservation::AlreadyHeld);
+            }
+            GameState::Created => return Err(JoinRefusal::CreatorNotJoined),
+            GameState::AllPlayersJoined => return Err(JoinRefusal::GameFull),
+            GameState::CreatorJoined => {}
+        }
+        if let Some(expiry) = self.reservations.get_mut(player) {
+            *expiry = now_ms + ttl_ms;
+            return Ok(Reservation::AlreadyHeld);
+        }
+        if self.seats_taken(now_ms) >= self.capacity as usize {
+            return Err(JoinRefusal::GameFull);
+        }
+        let expires_at_ms = now_ms + ttl_ms;
+        self.reservations.insert(player.clone(), expires_at_ms);
+        Ok(Reservation::Reserved { expires_at_ms })
+    }
+
+    /// Releases `player`'s reservation if it has expired at `now_ms` (or unconditionally when
+    /// `force`, used when the game server refused the join). Returns whether one was released.
+    pub fn release(&mut self, player: &PlayerId, now_ms: u64, force: bool) -> bool {
+        match self.reservations.get(player) {
+            Some(expiry) if force || *expiry <= now_ms => {
+                self.reservations.remove(player);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Ends the game outside the event stream (curated, cancelled, force-deleted).
+    pub fn end(&mut self, reason: &str) {
+        self.phase = Phase::Ended;
+        self.end_reason = Some(reason.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,477 @@
+//! Unit and property tests of the pure game model.
+
+use proptest::prelude::*;
+
+use super::*;
+
+const SERVER: &str = "gs-1";
+const CREATOR: &str = "creator";
+
+fn player(name: &str) -> PlayerId {
+    PlayerId::new(name).unwrap()
+}
+
+fn new_game(capacity: u32) -> Game {
+    Game::new(
+        GameId::new("g1").unwrap(),
+        ProductId::new("chess").unwrap(),
+        ServerId::new(SERVER).unwrap(),
+        Some("eu".into()),
+        capacity,
+        player(CREATOR),
+        "ws://127.0.0.1:1/ws".into(),
+        "{}".into(),
+        1_000,
+    )
+}
+
+fn event(kind: EventKind, who: Option<&str>, ms: u64) -> Event {
+    Event {
+        entry_id: EntryId::new(ms, 0),
+        kind,
+        game_id: GameId::new("g1").unwrap(),
+        player_id: who.map(player),
+        server_id: ServerId::new(SERVER).unwrap(),
+        ts_ms: ms,
+    }
+}
+
+/// A game of capacity 3 brought into `state` by events with entry ids 10..=14.
+fn game_in(state: GameState) -> Game {
+    let mut game = new_game(3);
+    let history: &[Event] = &[
+        event(EventKind::CreatorJoined, Some(CREATOR), 10),
+        event(EventKind::PlayerJoined, Some("p1"), 11),
+        event(EventKind::PlayerJoined, Some("p2"), 12),
+        event(EventKind::GameStarted, None, 13),
+        event(EventKind::GameEnded, None, 14),
+    ];
+    let steps = match state {
+        GameState::Created => 0,
+        GameState::CreatorJoined => 1,
+        GameState::AllPlayersJoined => 3,
+        GameState::InProgress => 4,
+        GameState::Ended => 5,
+    };
+    for e in &history[..steps] {
+        game.apply(e, u64::MAX).unwrap();
+    }
+    assert_eq!(game.state(), state, "test setup");
+    game
+}
+
+/// The event under test for each kind, at entry id 20.
+fn probe(kind: EventKind) -> Event {
+    let who = match kind {
+        EventKind::CreatorJoined => Some(CREATOR),
+        EventKind::PlayerJoined => Some("p9"),
+        EventKind::PlayerLeft => Some("p1"),
+        _ => None,
+    };
+    event(kind, who, 20)
+}
+
+#[test]
+fn every_state_and_event_pair() {
+    use ApplyOutcome::{Applied, Stale};
+    use EventKind as E;
+    use GameState as S;
+    // (state before, event, state after, outcome)
+    let table = [
+        (S::Created, E::CreatorJoined, S::CreatorJoined, Applied),
+        (S::Created, E::PlayerJoined, S::Created, Applied),
+        (S::Created, E::PlayerLeft, S::Created, Applied),
+        (
+            S::Created,
+            E::AllPlayersJoined,
+            S::AllPlayersJoined,
+            Applied,
+        ),
+        (S::Created, E::GameStarted, S::InProgress, Applied),
+        (S::Created, E::GameEnded, S::Ended, Applied),
+        (S::Created, E::Heartbeat, S::Created, Applied),
+        (
+            S::CreatorJoined,
+            E::CreatorJoined,
+            S::CreatorJoined,
+            Applied,
+        ),
+        (S::CreatorJoined, E::PlayerJoined, S::CreatorJoined, Applied),
+        (S::CreatorJoined, E::PlayerLeft, S::CreatorJoined, Applied),
+        (
+            S::CreatorJoined,
+            E::AllPlayersJoined,
+            S::AllPlayersJoined,
+            Applied,
+        ),
+        (S::CreatorJoined, E::GameStarted, S::InProgress, Applied),
+        (S::CreatorJoined, E::GameEnded, S::Ended, Applied),
+        (S::CreatorJoined, E::Heartbeat, S::CreatorJoined, Applied),
+        (
+            S::AllPlayersJoined,
+            E::CreatorJoined,
+            S::AllPlayersJoined,
+            Applied,
+        ),
+        (
+            S::AllPlayersJoined,
+            E::PlayerJoined,
+            S::AllPlayersJoined,
+            Applied,
+        ),
+        (
+            S::AllPlayersJoined,
+            E::PlayerLeft,
+            S::CreatorJoined,
+            Applied,
+        ),
+        (
+            S::AllPlayersJoined,
+            E::AllPlayersJoined,
+            S::AllPlayersJoined,
+            Applied,
+        ),
+        (S::AllPlayersJoined, E::GameStarted, S::InProgress, Applied),
+        (S::AllPlayersJoined, E::GameEnded, S::Ended, Applied),
+        (
+            S::AllPlayersJoined,
+            E::Heartbeat,
+            S::AllPlayersJoined,
+            Applied,
+        ),
+        (S::InProgress, E::CreatorJoined, S::InProgress, Applied),
+        (S::InProgress, E::PlayerJoined, S::InProgress, Applied),
+        (S::InProgress, E::PlayerLeft, S::InProgress, Applied),
+        (S::InProgress, E::AllPlayersJoined, S::InProgress, Applied),
+        (S::InProgress, E::GameStarted, S::InProgress, Stale),
+        (S::InProgress, E::GameEnded, S::Ended, Applied),
+        (S::InProgress, E::Heartbeat, S::InProgress, Applied),
+        (S::Ended, E::CreatorJoined, S::Ended, Stale),
+        (S::Ended, E::PlayerJoined, S::Ended, Stale),
+        (S::Ended, E::PlayerLeft, S::Ended, Stale),
+        (S::Ended, E::AllPlayersJoined, S::Ended, Stale),
+        (S::Ended, E::GameStarted, S::Ended, Stale),
+        (S::Ended, E::GameEnded, S::Ended, Stale),
+        (S::Ended, E::Heartbeat, S::Ended, Stale),
+    ];
+    assert_eq!(table.len(), GameState::ALL.len() * EventKind::ALL.len());
+    for state in GameState::ALL {
+        for kind in EventKind::ALL {
+            let row = table
+                .iter()
+                .find(|row| row.0 == state && row.1 == kind)
+                .unwrap_or_else(|| panic!("table lacks ({state}, {kind})"));
+            let mut game = game_in(state);
+            let outcome = game.apply(&probe(kind), u64::MAX).unwrap();
+            assert_eq!((game.state(), outcome), (row.2, row.3), "{state} + {kind}");
+        }
+    }
+}
+
+#[test]
+fn the_player_filling_the_last_seat_makes_the_game_full() {
+    let mut game = game_in(GameState::CreatorJoined);
+    game.apply(&event(EventKind::PlayerJoined, Some("p1"), 20), u64::MAX)
+        .unwrap();
+    assert_eq!(game.state(), GameState::CreatorJoined);
+    game.apply(&event(EventKind::PlayerJoined, Some("p2"), 21), u64::MAX)
+        .unwrap();
+    assert_eq!(game.state(), GameState::AllPlayersJoined);
+    assert_eq!(
+        game.players(),
+        vec![player(CREATOR), player("p1"), player("p2")]
+    );
+}
+
+#[test]
+fn duplicates_and_out_of_date_events_change_nothing() {
+    let mut game = game_in(GameState::CreatorJoined);
+    let join = event(EventKind::PlayerJoined, Some("p1"), 20);
+    let leave = event(EventKind::PlayerLeft, Some("p1"), 21);
+    assert_eq!(game.apply(&join, u64::MAX), Ok(ApplyOutcome::Applied));
+    assert_eq!(game.apply(&leave, u64::MAX), Ok(ApplyOutcome::Applied));
+    let before = game.clone();
+    assert_eq!(game.apply(&leave, u64::MAX), Ok(ApplyOutcome::Stale));
+    assert_eq!(game.apply(&join, u64::MAX), Ok(ApplyOutcome::Stale));
+    assert_eq!(game, before, "joined-then-left stays left");
+    assert!(!game.players().contains(&player("p1")));
+}
+
+#[test]
+fn a_leave_takes_a_full_lobby_back_to_creator_joined() {
+    let mut game = game_in(GameState::AllPlayersJoined);
+    game.apply(&event(EventKind::PlayerLeft, Some("p2"), 20), u64::MAX)
+        .unwrap();
+    assert_eq!(game.state(), GameState::CreatorJoined);
+    assert!(game.is_open(0));
+}
+
+#[test]
+fn events_from_another_server_or_a_false_creator_are_rejected() {
+    let mut game = game_in(GameState::Created);
+    let mut foreign = probe(EventKind::CreatorJoined);
+    foreign.server_id = ServerId::new("gs-evil").unwrap();
+    assert_eq!(
+        game.apply(&foreign, u64::MAX).unwrap_err().code(),
+        "server_mismatch"
+    );
+    let impostor = event(EventKind::CreatorJoined, Some("mallory"), 20);
+    assert_eq!(
+        game.apply(&impostor, u64::MAX).unwrap_err().code(),
+        "creator_mismatch"
+    );
+    assert_eq!(
+        game,
+        game_in(GameState::Created),
+        "rejected events change nothing"
+    );
+}
+
+#[test]
+fn event_time_is_bounded_by_now_and_pending_keeps_creation_score() {
+    let mut game = game_in(GameState::Created);
+    let mut beat = event(EventKind::Heartbeat, None, 20);
+    beat.ts_ms = 9_999_999;
+    game.apply(&beat, 5_000).unwrap();
+    assert_eq!(
+        game.updated_at_ms, 5_000,
+        "a fast server clock is capped at now"
+    );
+    assert_eq!(game.set_and_score(), Some((GameSet::Pending, 1_000)));
+}
+
+#[test]
+fn reservations_follow_the_join_rules() {
+    let ttl = 30_000;
+    let mut game = game_in(GameState::Created);
+    assert_eq!(
+        game.reserve(&player("p1"), 0, ttl),
+        Err(JoinRefusal::CreatorNotJoined)
+    );
+    assert_eq!(
+        game.reserve(&player(CREATOR), 0, ttl),
+        Ok(Reservation::AlreadyHeld)
+    );
+
+    let mut game = game_in(GameState::CreatorJoined); // 1 of 3 seats taken
+    assert_eq!(
+        game.reserve(&player("p1"), 100, ttl),
+        Ok(Reservation::Reserved {
+            expires_at_ms: 30_100
+        })
+    );
+    assert_eq!(
+        game.reserve(&player("p1"), 200, ttl),
+        Ok(Reservation::AlreadyHeld)
+    );
+    assert!(game.reserve(&player("p2"), 300, ttl).is_ok());
+    assert!(
+        !game.is_open(300),
+        "two reservations fill the last two seats"
+    );
+    assert_eq!(
+        game.reserve(&player("p3"), 400, ttl),
+        Err(JoinRefusal::GameFull)
+    );
+    // p2's reservation expires at 30_300; after that the seat is free again.
+    assert_eq!(
+        game.reserve(&player("p3"), 30_300, ttl),
+        Ok(Reservation::Reserved {
+            expires_at_ms: 60_300
+        })
+    );
+    assert!(
+        !game.release(&player("p3"), 30_301, false),
+        "not yet expired"
+    );
+    assert!(game.release(&player("p3"), 30_301, true), "forced");
+
+    for state in [GameState::InProgress, GameState::Ended] {
+        assert_eq!(
+            game_in(state).reserve(&player("p9"), 0, ttl),
+            Err(JoinRefusal::GameNotOpen)
+        );
+    }
+    assert_eq!(
+        game_in(GameState::AllPlayersJoined).reserve(&player("p9"), 0, ttl),
+        Err(JoinRefusal::GameFull)
+    );
+}
+
+#[test]
+fn a_player_who_connects_gives_up_the_reservation() {
+    let mut game = game_in(GameState::CreatorJoined);
+    game.reserve(&player("p1"), 0, 30_000).unwrap();
+    game.apply(&event(EventKind::PlayerJoined, Some("p1"), 20), u64::MAX)
+        .unwrap();
+    assert!(game.reservations.is_empty());
+    assert_eq!(game.seats_taken(0), 2);
+}
+
+#[test]
+fn parses_contract_fields() {
+    let parsed = Event::from_fields(
+        "1700000000000-3",
+        [
+            ("type", "player_joined"),
+            ("game_id", "g1"),
+            ("player_id", "p1"),
+            ("server_id", "gs-1"),
+            ("extra", "ignored"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(parsed.kind, EventKind::PlayerJoined);
+    assert_eq!(
+        parsed.ts_ms, 1_700_000_000_000,
+        "ts defaults to the entry time"
+    );
+    assert_eq!(parsed.entry_id, EntryId::new(1_700_000_000_000, 3));
+    let back = Event::from_fields(
+        "1-0",
+        parsed
+            .to_fields()
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    assert_eq!((back.kind, back.player_id), (parsed.kind, parsed.player_id));
+}
+
+#[test]
+fn malformed_events_say_what_is_wrong() {
+    let cases: &[(&[(&str, &str)], &str, &str)] = &[
+        (
+            &[("game_id", "g"), ("server_id", "s")],
+            "missing_field",
+            "`type`",
+        ),
+        (
+            &[("type", "exploded"), ("game_id", "g"), ("server_id", "s")],
+            "unknown_type",
+            "exploded",
+        ),
+        (
+            &[("type", "heartbeat"), ("server_id", "s")],
+            "missing_field",
+            "game_id",
+        ),
+        (
+            &[
+                ("type", "player_left"),
+                ("game_id", "g"),
+                ("server_id", "s"),
+            ],
+            "missing_field",
+            "player_id",
+        ),
+        (
+            &[
+                ("type", "heartbeat"),
+                ("game_id", "g/../x"),
+                ("server_id", "s"),
+            ],
+            "bad_id",
+            "game_id",
+        ),
+        (
+            &[
+                ("type", "heartbeat"),
+                ("game_id", "g"),
+                ("server_id", "s"),
+                ("ts", "soon"),
+            ],
+            "bad_timestamp",
+            "soon",
+        ),
+    ];
+    for (fields, code, mentions) in cases {
+        let err = Event::from_fields("5-0", fields.iter().copied()).unwrap_err();
+        assert_eq!(err.code(), *code, "{fields:?}");
+        assert!(
+            err.to_string().contains(mentions),
+            "{err} should mention {mentions}"
+        );
+    }
+    assert_eq!(
+        Event::from_fields("nope", [("type", "heartbeat")])
+            .unwrap_err()
+            .code(),
+        "bad_entry_id"
+    );
+}
+
+fn arb_kind() -> impl Strategy<Value = EventKind> {
+    prop::sample::select(EventKind::ALL.to_vec())
+}
+
+/// Event histories over a small pool of players, with increasing entry ids.
+fn arb_history() -> impl Strategy<Value = Vec<Event>> {
+    prop::collection::vec((arb_kind(), 0..4usize, 0..5_000u64), 0..40).prop_map(|raw| {
+        raw.into_iter()
+            .enumerate()
+            .map(|(i, (kind, who, ts))| {
+                let name = ["creator", "p1", "p2", "p3"][who];
+                let who = match kind {
+                    EventKind::PlayerJoined | EventKind::PlayerLeft => Some(name),
+                    EventKind::CreatorJoined => Some(CREATOR),
+                    _ => None,
+                };
+                let mut e = event(kind, who, 100 + i as u64);
+                e.ts_ms = ts;
+                e
+            })
+            .collect()
+    })
+}
+
+proptest! {
+    #[test]
+    fn any_history_leaves_exactly_one_valid_state(history in arb_history(), capacity in 1..5u32) {
+        let mut game = new_game(capacity);
+        for e in &history {
+            game.apply(e, u64::MAX).unwrap();
+            let state = game.state();
+            // Exactly one set, the one the state names (none once ended).
+            let memberships: Vec<GameSet> = GameSet::ALL
+                .into_iter()
+                .filter(|set| game.set_and_score().map(|(s, _)| s) == Some(*set))
+                .collect();
+            prop_assert_eq!(memberships.len(), usize::from(state != GameState::Ended));
+            prop_assert_eq!(game.set_and_score().map(|(s, _)| s), state.set());
+            prop_assert!(!game.is_open(0) || state == GameState::CreatorJoined);
+            let players = game.players();
+            let mut unique = players.clone();
+            unique.sort();
+            unique.dedup();
+            prop_assert_eq!(unique.len(), players.len(), "no player twice");
+        }
+    }
+
+    #[test]
+    fn applying_in_any_order_reaches_the_sequential_result(
+        history in arb_history(),
+        capacity in 1..5u32,
+        seed in any::<u64>(),
+    ) {
+        let mut sequential = new_game(capacity);
+        for e in &history {
+            sequential.apply(e, u64::MAX).unwrap();
+        }
+        // A deterministic shuffle from the seed, plus a duplicate of every third event.
+        let mut shuffled: Vec<&Event> = history.iter().chain(history.iter().step_by(3)).collect();
+        let mut state = seed | 1;
+        for i in (1..shuffled.len()).rev() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            shuffled.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+        let mut interleaved = new_game(capacity);
+        for e in shuffled {
+            interleaved.apply(e, u64::MAX).unwrap();
+        }
+        prop_assert_eq!(interleaved, sequential);
+    }
+}
