@@ -129,7 +129,8 @@ fn player_char(c: char) -> bool {
 }
 
 id_type!(
-    /// A game's id, issued by the matchmaker (a UUIDv7, so ids sort by creation time).
+    /// A game's id, issued by the matchmaker as `<product>.<uuid v7>`: the product prefix
+    /// routes a bare id to its product's keys, the UUIDv7 makes ids sort by creation time.
     GameId, kind = "game id", max_len = 64, allowed = token_char,
     alphabet = "ASCII letters, digits, '-', '_', '.'"
 );
@@ -153,9 +154,18 @@ id_type!(
 );
 
 impl GameId {
-    /// A fresh, time-ordered game id.
-    pub fn generate() -> Self {
-        Self(uuid::Uuid::now_v7().to_string())
+    /// A fresh, time-ordered game id of `product`.
+    pub fn generate(product: &ProductId) -> Self {
+        Self(format!("{product}.{}", uuid::Uuid::now_v7()))
+    }
+
+    /// The product named by the id's prefix, if it has one.
+    pub fn product(&self) -> Option<ProductId> {
+        let (product, rest) = self.0.split_once('.')?;
+        if rest.is_empty() {
+            return None;
+        }
+        ProductId::new(product).ok()
     }
 }
 
@@ -171,8 +181,12 @@ mod tests {
         );
         assert!(PlayerId::new("steam:7656119@eu+1").is_ok());
         assert!(ServerId::new("gs-eu-1.prod").is_ok());
-        let game = GameId::generate();
+        let chess = ProductId::new("chess").unwrap();
+        let game = GameId::generate(&chess);
         assert_eq!(GameId::new(game.as_str()).unwrap(), game);
+        assert_eq!(game.product(), Some(chess));
+        assert_eq!(GameId::new("no-product").unwrap().product(), None);
+        assert_eq!(GameId::new("Bad.x").unwrap().product(), None);
     }
 
     #[test]

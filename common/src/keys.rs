@@ -5,6 +5,7 @@
 //! cluster. Nothing outside this module formats a key name.
 
 use crate::ids::{GameId, ProductId};
+use crate::model::GameSet;
 
 /// Name of the consumer group every `matchmakerd` reads product streams through.
 pub const CONSUMER_GROUP: &str = "matchmakerd";
@@ -88,6 +89,15 @@ impl ProductKeys {
         format!("{}:active", self.base)
     }
 
+    /// The key of one of the three sets.
+    pub fn set(&self, set: GameSet) -> String {
+        match set {
+            GameSet::Pending => self.pending(),
+            GameSet::Lobby => self.lobby(),
+            GameSet::Active => self.active(),
+        }
+    }
+
     /// `P:{product}:open`: ZSET of lobby games with a free seat, scored by creation time (ms).
     /// An index for listing with a stable cursor; maintained by the same scripts as the sets.
     pub fn open(&self) -> String {
@@ -102,6 +112,12 @@ impl ProductKeys {
     /// `P:{product}:game:<id>`: HASH, the game record.
     pub fn game(&self, game: &GameId) -> String {
         format!("{}:game:{}", self.base, game.as_str())
+    }
+
+    /// The game hash of a member read back from a set or index (not re-validated: a member
+    /// that no longer parses as a game id still names the key to clean up).
+    pub fn game_by_raw_id(&self, id: &str) -> String {
+        format!("{}:game:{id}", self.base)
     }
 
     /// The `SCAN MATCH` pattern for every game hash of the product.

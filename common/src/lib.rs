@@ -8,10 +8,12 @@
 //! - [`model`]: game states, events and the transition rules, as pure code.
 //! - [`keys`]: the Redis key schema.
 //! - [`store`]: every read and atomic write of game state in Redis.
+//! - [`time`]: Unix-millisecond clock helpers.
 
 pub mod ids;
 pub mod keys;
 pub mod model;
+pub mod store;
 pub mod time;
 
 pub use ids::{GameId, IdError, PlayerId, ProductId, ServerId};

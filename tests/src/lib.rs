@@ -1,1 +1,16 @@
-//! placeholder
+//! The matchmaker's test kit.
+//!
+//! Everything a test needs to run the real system on one machine:
+//!
+//! - [`redis_server`]: a private `redis-server` per test (unix socket, temp dir, killed on drop).
+//! - [`invariants`]: the checker every test calls at its end — each live game is in exactly
+//!   the one sorted set its hash's state names.
+//! - [`poll`]: waiting for a condition with a deadline (tests never sleep to synchronise).
+//!
+//! The integration tests of the whole workspace live in `tests/it/` (one test binary).
+
+pub mod invariants;
+pub mod poll;
+pub mod redis_server;
+
+pub use redis_server::{RedisOptions, RedisServer};
