@@ -1,1 +1,4 @@
+//! The workspace's integration tests, in one binary: each module drives real processes or
+//! in-process servers against a private redis-server from the testkit.
 
+mod store;

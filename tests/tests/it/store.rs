@@ -1,0 +1,801 @@
+//! The store against a real redis-server: atomic transitions, no over-filling, exactly-once
+//! application, script reloading, listing with a stable cursor, and agreement with the pure
+//! model on random histories.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use mm_common::keys::CONSUMER_GROUP;
+use mm_common::model::{Event, EventKind, GameSet, JoinRefusal};
+use mm_common::store::{
+    ApplyResult, OpenCursor, RemoveGuard, RemoveOutcome, ReserveOutcome, Store, StoreOptions,
+};
+use mm_common::{Game, GameId, GameState, PlayerId, ProductId, ServerId};
+use mm_testkit::{RedisServer, invariants};
+use redis::AsyncCommands;
+
+const NOW: u64 = 1_800_000_000_000;
+
+/// A private Redis with a store over it and the consumer group of one product.
+struct Fixture {
+    redis: RedisServer,
+    store: Store,
+    product: ProductId,
+}
+
+impl Fixture {
+    async fn new() -> Fixture {
+        let redis = RedisServer::start().expect("redis-server");
+        let mut options = StoreOptions::new(redis.url());
+        options.tombstone_ttl = Duration::from_secs(600);
+        let store = Store::connect(options).await.expect("store");
+        let product = ProductId::new("chess").unwrap();
+        store.register_products(&[product.clone()]).await.unwrap();
+        let mut conn = redis.connection().await;
+        let _: () = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(store.keys().product(&product).events())
+            .arg(CONSUMER_GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        Fixture {
+            redis,
+            store,
+            product,
+        }
+    }
+
+    fn game(&self, n: u32, capacity: u32) -> Game {
+        Game::new(
+            GameId::new(format!("chess.g{n:04}")).unwrap(),
+            self.product.clone(),
+            ServerId::new("gs-1").unwrap(),
+            Some(if n % 2 == 0 { "eu" } else { "us" }.into()),
+            capacity,
+            PlayerId::new(format!("creator{n}")).unwrap(),
+            "ws://127.0.0.1:1/ws".into(),
+            "{}".into(),
+            NOW + u64::from(n),
+        )
+    }
+
+    async fn created(&self, n: u32, capacity: u32) -> Game {
+        let game = self.game(n, capacity);
+        assert!(self.store.create_game(&game).await.unwrap());
+        game
+    }
+
+    /// Writes an event to the product stream as a game server would, reads it through the
+    /// consumer group as the daemon would, and returns the delivered entry.
+    async fn deliver(&self, fields: &[(&str, &str)]) -> (String, Vec<(String, String)>) {
+        let mut conn = self.redis.connection().await;
+        let stream = self.store.keys().product(&self.product).events();
+        let _: String = conn.xadd(&stream, "*", fields).await.unwrap();
+        let reply: redis::streams::StreamReadReply = conn
+            .xread_options(
+                &[&stream],
+                &[">"],
+                &redis::streams::StreamReadOptions::default()
+                    .group(CONSUMER_GROUP, "test")
+                    .count(1),
+            )
+            .await
+            .unwrap();
+        let entry = reply.keys[0].ids[0].clone();
+        let fields = entry
+            .map
+            .iter()
+            .map(|(k, v)| (k.clone(), redis::from_redis_value_ref::<String>(v).unwrap()))
+            .collect();
+        (entry.id, fields)
+    }
+
+    async fn event(&self, kind: EventKind, game: &Game, player: Option<&str>) -> ApplyResult {
+        let mut fields = vec![
+            ("type", kind.as_str()),
+            ("game_id", game.id.as_str()),
+            ("server_id", "gs-1"),
+        ];
+        if let Some(player) = player {
+            fields.push(("player_id", player));
+        }
+        let (id, fields) = self.deliver(&fields).await;
+        self.store
+            .apply_entry(&self.product, &id, &fields, NOW + 1_000_000)
+            .await
+            .unwrap()
+    }
+
+    async fn state_of(&self, game: &Game) -> GameState {
+        self.store
+            .game(&game.id)
+            .await
+            .unwrap()
+            .expect("game exists")
+            .state()
+    }
+
+    async fn sets_holding(&self, game: &Game) -> Vec<GameSet> {
+        let mut conn = self.redis.connection().await;
+        let mut found = Vec::new();
+        for set in GameSet::ALL {
+            let key = self.store.keys().product(&self.product).set(set);
+            let score: Option<f64> = conn.zscore(key, game.id.as_str()).await.unwrap();
+            if score.is_some() {
+                found.push(set);
+            }
+        }
+        found
+    }
+
+    async fn is_listed(&self, game: &Game) -> bool {
+        let page = self
+            .store
+            .open_games(&self.product, None, 100, None, NOW)
+            .await
+            .unwrap();
+        page.games.iter().any(|g| g.id == game.id)
+    }
+
+    async fn check_invariants(&self, now_ms: u64) -> invariants::Census {
+        let mut conn = self.redis.connection().await;
+        invariants::check(&mut conn, "mm", &[self.product.clone()], now_ms)
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn each_transition_moves_the_game_between_exactly_the_right_sets() {
+    let fx = Fixture::new().await;
+    let game = fx.created(1, 2).await;
+    assert_eq!(fx.sets_holding(&game).await, [GameSet::Pending]);
+    assert!(!fx.is_listed(&game).await, "pending games are not open");
+
+    let steps: [(EventKind, Option<&str>, GameState, Option<GameSet>, bool); 6] = [
+        (
+            EventKind::CreatorJoined,
+            Some("creator1"),
+            GameState::CreatorJoined,
+            Some(GameSet::Lobby),
+            true,
+        ),
+        (
+            EventKind::PlayerJoined,
+            Some("p2"),
+            GameState::AllPlayersJoined,
+            Some(GameSet::Lobby),
+            false,
+        ),
+        (
+            EventKind::PlayerLeft,
+            Some("p2"),
+            GameState::CreatorJoined,
+            Some(GameSet::Lobby),
+            true,
+        ),
+        (
+            EventKind::PlayerJoined,
+            Some("p3"),
+            GameState::AllPlayersJoined,
+            Some(GameSet::Lobby),
+            false,
+        ),
+        (
+            EventKind::GameStarted,
+            None,
+            GameState::InProgress,
+            Some(GameSet::Active),
+            false,
+        ),
+        (EventKind::GameEnded, None, GameState::Ended, None, false),
+    ];
+    for (kind, player, state, set, listed) in steps {
+        let result = fx.event(kind, &game, player).await;
+        assert_eq!(result, ApplyResult::Applied(state), "{kind}");
+        assert_eq!(fx.state_of(&game).await, state, "{kind}");
+        assert_eq!(
+            fx.sets_holding(&game).await,
+            set.into_iter().collect::<Vec<_>>(),
+            "{kind}"
+        );
+        assert_eq!(fx.is_listed(&game).await, listed, "{kind}");
+        fx.check_invariants(NOW).await;
+    }
+    let mut conn = fx.redis.connection().await;
+    let ttl: i64 = conn
+        .ttl(fx.store.keys().product(&fx.product).game(&game.id))
+        .await
+        .unwrap();
+    assert!(
+        (1..=600).contains(&ttl),
+        "ended game is a tombstone with a TTL, got {ttl}"
+    );
+    let ended = fx.store.game(&game.id).await.unwrap().unwrap();
+    assert_eq!(
+        ended.players(),
+        [
+            PlayerId::new("creator1").unwrap(),
+            PlayerId::new("p3").unwrap()
+        ]
+    );
+    assert_eq!(ended.end_reason.as_deref(), Some("game_ended"));
+}
+
+#[tokio::test]
+async fn fifty_concurrent_reservations_for_three_free_seats_give_exactly_three() {
+    let fx = Fixture::new().await;
+    let game = fx.created(1, 4).await;
+    fx.event(EventKind::CreatorJoined, &game, None).await;
+    let attempts = (0..50).map(|i| {
+        let store = fx.store.clone();
+        let id = game.id.clone();
+        tokio::spawn(async move {
+            let player = PlayerId::new(format!("racer{i}")).unwrap();
+            store
+                .reserve_seat(&id, &player, NOW, Duration::from_secs(30))
+                .await
+                .unwrap()
+        })
+    });
+    let outcomes: Vec<ReserveOutcome> = futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let won = outcomes
+        .iter()
+        .filter(|o| matches!(o, ReserveOutcome::Reserved { .. }))
+        .count();
+    let full = outcomes
+        .iter()
+        .filter(|o| **o == ReserveOutcome::Refused(JoinRefusal::GameFull))
+        .count();
+    assert_eq!((won, full), (3, 47), "{outcomes:?}");
+    let stored = fx.store.game(&game.id).await.unwrap().unwrap();
+    assert_eq!(stored.reservations.len(), 3);
+    assert!(!fx.is_listed(&game).await, "no free seat left");
+    fx.check_invariants(NOW).await;
+}
+
+#[tokio::test]
+async fn join_rules_are_enforced_in_the_script() {
+    let fx = Fixture::new().await;
+    let game = fx.created(1, 2).await;
+    let p2 = PlayerId::new("p2").unwrap();
+    let ttl = Duration::from_secs(30);
+    let reserve = |player: PlayerId| {
+        let store = fx.store.clone();
+        let id = game.id.clone();
+        async move { store.reserve_seat(&id, &player, NOW, ttl).await.unwrap() }
+    };
+    assert_eq!(
+        reserve(p2.clone()).await,
+        ReserveOutcome::Refused(JoinRefusal::CreatorNotJoined)
+    );
+    assert_eq!(
+        reserve(game.creator_id.clone()).await,
+        ReserveOutcome::AlreadyHeld
+    );
+    fx.event(EventKind::CreatorJoined, &game, None).await;
+    assert!(matches!(
+        reserve(p2.clone()).await,
+        ReserveOutcome::Reserved { .. }
+    ));
+    assert_eq!(reserve(p2.clone()).await, ReserveOutcome::AlreadyHeld);
+    assert_eq!(
+        reserve(PlayerId::new("p3").unwrap()).await,
+        ReserveOutcome::Refused(JoinRefusal::GameFull)
+    );
+    fx.event(EventKind::PlayerJoined, &game, Some("p2")).await;
+    let stored = fx.store.game(&game.id).await.unwrap().unwrap();
+    assert!(
+        stored.reservations.is_empty(),
+        "joining consumed the reservation"
+    );
+    fx.event(EventKind::GameStarted, &game, None).await;
+    assert_eq!(
+        reserve(PlayerId::new("p4").unwrap()).await,
+        ReserveOutcome::Refused(JoinRefusal::GameNotOpen)
+    );
+    assert_eq!(
+        fx.store
+            .reserve_seat(&GameId::new("chess.nope").unwrap(), &p2, NOW, ttl)
+            .await
+            .unwrap(),
+        ReserveOutcome::NotFound
+    );
+    fx.check_invariants(NOW).await;
+}
+
+#[tokio::test]
+async fn expired_reservations_are_released_and_the_game_reopens() {
+    let fx = Fixture::new().await;
+    let game = fx.created(1, 2).await;
+    fx.event(EventKind::CreatorJoined, &game, None).await;
+    let p2 = PlayerId::new("p2").unwrap();
+    fx.store
+        .reserve_seat(&game.id, &p2, NOW, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(!fx.is_listed(&game).await);
+    let freed = fx
+        .store
+        .release_expired_reservations(&fx.product, NOW + 29_999, 100)
+        .await
+        .unwrap();
+    assert_eq!(freed, 0, "not expired yet");
+    let freed = fx
+        .store
+        .release_expired_reservations(&fx.product, NOW + 30_000, 100)
+        .await
+        .unwrap();
+    assert_eq!(freed, 1);
+    assert!(fx.is_listed(&game).await, "the seat is free again");
+    fx.check_invariants(NOW + 30_000).await;
+
+    // A forced release (the game server refused the join) frees the seat at once.
+    fx.store
+        .reserve_seat(&game.id, &p2, NOW, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(
+        fx.store
+            .release_seat(&game.id, &p2, NOW, true)
+            .await
+            .unwrap()
+    );
+    assert!(fx.is_listed(&game).await);
+    fx.check_invariants(NOW).await;
+}
+
+#[tokio::test]
+async fn the_same_stream_entry_applied_twice_changes_nothing_the_second_time() {
+    let fx = Fixture::new().await;
+    let game = fx.created(1, 3).await;
+    let (id, fields) = fx
+        .deliver(&[
+            ("type", "creator_joined"),
+            ("game_id", game.id.as_str()),
+            ("server_id", "gs-1"),
+        ])
+        .await;
+    let first = fx
+        .store
+        .apply_entry(&fx.product, &id, &fields, NOW)
+        .await
+        .unwrap();
+    assert_eq!(first, ApplyResult::Applied(GameState::CreatorJoined));
+    let mut conn = fx.redis.connection().await;
+    let key = fx.store.keys().product(&fx.product).game(&game.id);
+    let before: HashMap<String, String> = conn.hgetall(&key).await.unwrap();
+    let second = fx
+        .store
+        .apply_entry(&fx.product, &id, &fields, NOW + 5_000)
+        .await
+        .unwrap();
+    assert_eq!(second, ApplyResult::Duplicate);
+    let after: HashMap<String, String> = conn.hgetall(&key).await.unwrap();
+    assert_eq!(before, after);
+    let pending: (
+        u64,
+        Option<String>,
+        Option<String>,
+        Option<Vec<(String, u64)>>,
+    ) = redis::cmd("XPENDING")
+        .arg(fx.store.keys().product(&fx.product).events())
+        .arg(CONSUMER_GROUP)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        pending.0, 0,
+        "the entry was acknowledged with its application"
+    );
+    fx.check_invariants(NOW).await;
+}
+
+#[tokio::test]
+async fn unknown_games_and_malformed_entries_are_dead_lettered_with_the_reason() {
+    let fx = Fixture::new().await;
+    let game = fx.created(1, 2).await;
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        (
+            &[
+                ("type", "heartbeat"),
+                ("game_id", "chess.ghost"),
+                ("server_id", "gs-1"),
+            ],
+            "unknown_game",
+        ),
+        (
+            &[
+                ("type", "exploded"),
+                ("game_id", game.id.as_str()),
+                ("server_id", "gs-1"),
+            ],
+            "unknown_type",
+        ),
+        (
+            &[
+                ("type", "player_joined"),
+                ("game_id", game.id.as_str()),
+                ("server_id", "gs-1"),
+            ],
+            "missing_field",
+        ),
+        (
+            &[
+                ("type", "creator_joined"),
+                ("game_id", game.id.as_str()),
+                ("server_id", "gs-other"),
+            ],
+            "server_mismatch",
+        ),
+    ];
+    for (fields, reason) in cases {
+        let (id, raw) = fx.deliver(fields).await;
+        let result = fx
+            .store
+            .apply_entry(&fx.product, &id, &raw, NOW)
+            .await
+            .unwrap();
+        match result {
+            ApplyResult::DeadLettered(why) => assert!(why.starts_with(reason), "{why} vs {reason}"),
+            other => panic!("{fields:?}: expected a dead letter, got {other:?}"),
+        }
+    }
+    let mut conn = fx.redis.connection().await;
+    let dead: redis::streams::StreamRangeReply = conn
+        .xrange_all(fx.store.keys().product(&fx.product).dead_letters())
+        .await
+        .unwrap();
+    assert_eq!(dead.ids.len(), 4);
+    let first: HashMap<String, String> = dead.ids[0]
+        .map
+        .iter()
+        .map(|(k, v)| (k.clone(), redis::from_redis_value_ref::<String>(v).unwrap()))
+        .collect();
+    assert_eq!(first["reason"], "unknown_game");
+    assert_eq!(
+        first["game_id"], "chess.ghost",
+        "the original fields are kept"
+    );
+    assert!(first.contains_key("source_id"));
+    assert_eq!(
+        fx.state_of(&game).await,
+        GameState::Created,
+        "nothing applied"
+    );
+    fx.check_invariants(NOW).await;
+}
+
+#[tokio::test]
+async fn scripts_keep_working_after_script_flush_and_a_redis_restart() {
+    let mut fx = Fixture::new().await;
+    let game = fx.created(1, 3).await;
+    let mut conn = fx.redis.connection().await;
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        fx.event(EventKind::CreatorJoined, &game, None).await,
+        ApplyResult::Applied(GameState::CreatorJoined)
+    );
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let p2 = PlayerId::new("p2").unwrap();
+    assert!(matches!(
+        fx.store
+            .reserve_seat(&game.id, &p2, NOW, Duration::from_secs(30))
+            .await
+            .unwrap(),
+        ReserveOutcome::Reserved { .. }
+    ));
+
+    // A restart without persistence empties Redis and drops the connection: the store
+    // reconnects by itself and reloads its scripts.
+    fx.redis.restart().unwrap();
+    let revived =
+        mm_testkit::poll::until("the store to reconnect", Duration::from_secs(10), || {
+            let store = fx.store.clone();
+            let game = fx.game(2, 3);
+            async move { store.create_game(&game).await.ok() }
+        })
+        .await;
+    assert!(revived);
+    fx.check_invariants(NOW).await;
+}
+
+#[tokio::test]
+async fn remove_game_guards_protect_live_games() {
+    let fx = Fixture::new().await;
+    let game = fx.created(1, 2).await;
+    fx.event(EventKind::CreatorJoined, &game, None).await;
+    fx.event(EventKind::PlayerJoined, &game, Some("p2")).await;
+    fx.event(EventKind::GameStarted, &game, None).await;
+    let refused = fx
+        .store
+        .remove_game(&game.id, "cancelled", RemoveGuard::Cancellable, NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        refused,
+        RemoveOutcome::Refused {
+            state: GameState::InProgress
+        }
+    );
+
+    // The curator picked it as stale in the lobby, but it has moved on: left alone.
+    let stale_guard = RemoveGuard::StaleIn {
+        set: GameSet::Lobby,
+        cutoff_ms: u64::MAX,
+    };
+    let refused = fx
+        .store
+        .remove_game(&game.id, "curated", stale_guard, NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        refused,
+        RemoveOutcome::Refused {
+            state: GameState::InProgress
+        }
+    );
+    let activity = fx
+        .store
+        .game(&game.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .updated_at_ms;
+    let too_recent = RemoveGuard::StaleIn {
+        set: GameSet::Active,
+        cutoff_ms: activity - 1,
+    };
+    let refused = fx
+        .store
+        .remove_game(&game.id, "curated", too_recent, NOW)
+        .await
+        .unwrap();
+    assert!(matches!(refused, RemoveOutcome::Refused { .. }));
+
+    let stale = RemoveGuard::StaleIn {
+        set: GameSet::Active,
+        cutoff_ms: activity,
+    };
+    let removed = fx
+        .store
+        .remove_game(&game.id, "curated_active_idle", stale, NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        removed,
+        RemoveOutcome::Removed {
+            previous: GameState::InProgress
+        }
+    );
+    assert!(fx.sets_holding(&game).await.is_empty());
+    let tombstone = fx.store.game(&game.id).await.unwrap().unwrap();
+    assert_eq!(tombstone.end_reason.as_deref(), Some("curated_active_idle"));
+    assert_eq!(
+        fx.store
+            .remove_game(&game.id, "again", RemoveGuard::Any, NOW)
+            .await
+            .unwrap(),
+        RemoveOutcome::AlreadyEnded
+    );
+    assert_eq!(
+        fx.store
+            .remove_game(
+                &GameId::new("chess.none").unwrap(),
+                "x",
+                RemoveGuard::Any,
+                NOW
+            )
+            .await
+            .unwrap(),
+        RemoveOutcome::NotFound
+    );
+
+    // Cancelling a lobby with reservations drops them from the index as well.
+    let lobby = fx.created(2, 3).await;
+    fx.event(EventKind::CreatorJoined, &lobby, None).await;
+    fx.store
+        .reserve_seat(
+            &lobby.id,
+            &PlayerId::new("p9").unwrap(),
+            NOW,
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    let removed = fx
+        .store
+        .remove_game(&lobby.id, "cancelled", RemoveGuard::Cancellable, NOW)
+        .await;
+    assert_eq!(
+        removed.unwrap(),
+        RemoveOutcome::Removed {
+            previous: GameState::CreatorJoined
+        }
+    );
+    fx.check_invariants(NOW).await;
+}
+
+#[tokio::test]
+async fn the_listing_cursor_stays_correct_while_games_come_and_go() {
+    let fx = Fixture::new().await;
+    let mut games = Vec::new();
+    for n in 0..25 {
+        let game = fx.created(n, 4).await;
+        fx.event(EventKind::CreatorJoined, &game, None).await;
+        games.push(game);
+    }
+    let first = fx
+        .store
+        .open_games(&fx.product, None, 10, None, NOW)
+        .await
+        .unwrap();
+    let ids = |page: &[Game]| page.iter().map(|g| g.id.to_string()).collect::<Vec<_>>();
+    assert_eq!(ids(&first.games), ids(&games[..10]));
+    let cursor = first.next_cursor.clone().expect("more pages");
+
+    // Meanwhile: a listed game and an unlisted one leave, new games open.
+    for gone in [&games[3], &games[12]] {
+        fx.store
+            .remove_game(&gone.id, "cancelled", RemoveGuard::Any, NOW)
+            .await
+            .unwrap();
+    }
+    for n in 25..28 {
+        let game = fx.created(n, 4).await;
+        fx.event(EventKind::CreatorJoined, &game, None).await;
+        games.push(game);
+    }
+    let encoded = OpenCursor::decode(&cursor.encode()).unwrap();
+    let second = fx
+        .store
+        .open_games(&fx.product, None, 10, Some(&encoded), NOW)
+        .await
+        .unwrap();
+    let expected: Vec<String> = games[10..]
+        .iter()
+        .filter(|g| g.id != games[12].id)
+        .take(10)
+        .map(|g| g.id.to_string())
+        .collect();
+    assert_eq!(ids(&second.games), expected, "no duplicates, no skips");
+    let third = fx
+        .store
+        .open_games(&fx.product, None, 10, second.next_cursor.as_ref(), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        third.games.len(),
+        7,
+        "27 open games minus the 20 already seen"
+    );
+    assert_eq!(third.next_cursor, None);
+
+    let eu = fx
+        .store
+        .open_games(&fx.product, Some("eu"), 100, None, NOW)
+        .await
+        .unwrap();
+    assert!(!eu.games.is_empty());
+    assert!(eu.games.iter().all(|g| g.region.as_deref() == Some("eu")));
+    assert!(OpenCursor::decode("garbage").is_err());
+    fx.check_invariants(NOW).await;
+}
+
+#[tokio::test]
+async fn set_windows_fetch_only_the_rows_asked_for_with_the_total() {
+    let fx = Fixture::new().await;
+    for n in 0..30 {
+        fx.created(n, 2).await;
+    }
+    let window = fx
+        .store
+        .set_window(&fx.product, GameSet::Pending, 5, 10, false)
+        .await
+        .unwrap();
+    assert_eq!(window.total, 30);
+    assert_eq!(window.rows.len(), 10);
+    assert_eq!(window.rows[0].id, "chess.g0005", "stalest first");
+    assert!(window.rows.iter().all(|r| r.game.is_some()));
+    let newest = fx
+        .store
+        .set_window(&fx.product, GameSet::Pending, 0, 1, true)
+        .await
+        .unwrap();
+    assert_eq!(newest.rows[0].id, "chess.g0029");
+    assert_eq!(newest.rows[0].score, NOW + 29);
+    assert_eq!(fx.store.set_counts(&fx.product).await.unwrap(), [30, 0, 0]);
+    let census = fx.check_invariants(NOW).await;
+    assert_eq!(census.per_set, [30, 0, 0]);
+}
+
+/// The scripts and the pure model agree on random histories, including duplicates and
+/// shuffled (multi-consumer) application orders.
+#[tokio::test]
+async fn scripts_and_the_pure_model_agree_on_random_histories() {
+    let fx = Fixture::new().await;
+    let mut rng_state: u64 = 0x5eed;
+    let mut next = move |bound: u64| {
+        rng_state ^= rng_state << 13;
+        rng_state ^= rng_state >> 7;
+        rng_state ^= rng_state << 17;
+        rng_state % bound
+    };
+    let players = ["creator0", "p1", "p2", "p3"];
+    let mut conn = fx.redis.connection().await;
+    let stream = fx.store.keys().product(&fx.product).events();
+    for round in 0..60u32 {
+        let capacity = 1 + next(4) as u32;
+        let mut model = fx.game(10_000 + round, capacity);
+        model.creator_id = PlayerId::new("creator0").unwrap();
+        assert!(fx.store.create_game(&model).await.unwrap());
+        // Write a history, in stream order.
+        let mut entries = Vec::new();
+        for _ in 0..(5 + next(20)) {
+            let kind = EventKind::ALL[next(7) as usize];
+            let player = match kind {
+                EventKind::PlayerJoined | EventKind::PlayerLeft => Some(players[next(4) as usize]),
+                _ => None,
+            };
+            let ts = (NOW + next(100_000)).to_string();
+            let mut fields = vec![
+                ("type", kind.as_str().to_string()),
+                ("game_id", model.id.to_string()),
+                ("server_id", "gs-1".to_string()),
+                ("ts", ts),
+            ];
+            if let Some(p) = player {
+                fields.push(("player_id", p.to_string()));
+            }
+            let id: String = conn.xadd(&stream, "*", &fields).await.unwrap();
+            entries.push((id, fields));
+        }
+        let _: redis::streams::StreamReadReply = conn
+            .xread_options(
+                &[&stream],
+                &[">"],
+                &redis::streams::StreamReadOptions::default().group(CONSUMER_GROUP, "diff"),
+            )
+            .await
+            .unwrap();
+        // The model applies them in order; the store in a shuffled order with duplicates.
+        for (id, fields) in &entries {
+            let event =
+                Event::from_fields(id, fields.iter().map(|(k, v)| (*k, v.as_str()))).unwrap();
+            model.apply(&event, NOW + 1_000_000).unwrap();
+        }
+        let mut order: Vec<usize> = (0..entries.len()).chain(0..entries.len() / 3).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, next(i as u64 + 1) as usize);
+        }
+        for i in order {
+            let (id, fields) = &entries[i];
+            let owned: Vec<(String, String)> = fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect();
+            fx.store
+                .apply_entry(&fx.product, id, &owned, NOW + 1_000_000)
+                .await
+                .unwrap();
+        }
+        let stored = fx.store.game(&model.id).await.unwrap().unwrap();
+        assert_eq!(stored, model, "round {round}: store and model disagree");
+    }
+    fx.check_invariants(NOW).await;
+}
