@@ -147,7 +147,7 @@ pub async fn check(
 
 /// [`check`] for every product in `P:products` plus `extra` ones.
 pub async fn check_all(
-    conn: &mut (impl redis::aio::ConnectionLike + AsyncCommands),
+    conn: &mut impl AsyncCommands,
     prefix: &str,
     extra: &[ProductId],
     now_ms: u64,
