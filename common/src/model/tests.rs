@@ -341,7 +341,9 @@ fn parses_contract_fields() {
 
 #[test]
 fn malformed_events_say_what_is_wrong() {
-    let cases: &[(&[(&str, &str)], &str, &str)] = &[
+    // (fields, expected error code, what the message must mention)
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: &[Case] = &[
         (
             &[("game_id", "g"), ("server_id", "s")],
             "missing_field",

@@ -30,7 +30,10 @@ impl Fixture {
         options.tombstone_ttl = Duration::from_secs(600);
         let store = Store::connect(options).await.expect("store");
         let product = ProductId::new("chess").unwrap();
-        store.register_products(&[product.clone()]).await.unwrap();
+        store
+            .register_products(std::slice::from_ref(&product))
+            .await
+            .unwrap();
         let mut conn = redis.connection().await;
         let _: () = redis::cmd("XGROUP")
             .arg("CREATE")
@@ -53,7 +56,7 @@ impl Fixture {
             GameId::new(format!("chess.g{n:04}")).unwrap(),
             self.product.clone(),
             ServerId::new("gs-1").unwrap(),
-            Some(if n % 2 == 0 { "eu" } else { "us" }.into()),
+            Some(if n.is_multiple_of(2) { "eu" } else { "us" }.into()),
             capacity,
             PlayerId::new(format!("creator{n}")).unwrap(),
             "ws://127.0.0.1:1/ws".into(),
@@ -142,7 +145,7 @@ impl Fixture {
 
     async fn check_invariants(&self, now_ms: u64) -> invariants::Census {
         let mut conn = self.redis.connection().await;
-        invariants::check(&mut conn, "mm", &[self.product.clone()], now_ms)
+        invariants::check(&mut conn, "mm", std::slice::from_ref(&self.product), now_ms)
             .await
             .unwrap()
     }
@@ -155,7 +158,9 @@ async fn each_transition_moves_the_game_between_exactly_the_right_sets() {
     assert_eq!(fx.sets_holding(&game).await, [GameSet::Pending]);
     assert!(!fx.is_listed(&game).await, "pending games are not open");
 
-    let steps: [(EventKind, Option<&str>, GameState, Option<GameSet>, bool); 6] = [
+    // (event, player, state after, set after, listed as open after)
+    type Step<'a> = (EventKind, Option<&'a str>, GameState, Option<GameSet>, bool);
+    let steps: [Step; 6] = [
         (
             EventKind::CreatorJoined,
             Some("creator1"),
@@ -380,19 +385,16 @@ async fn the_same_stream_entry_applied_twice_changes_nothing_the_second_time() {
     assert_eq!(second, ApplyResult::Duplicate);
     let after: HashMap<String, String> = conn.hgetall(&key).await.unwrap();
     assert_eq!(before, after);
-    let pending: (
-        u64,
-        Option<String>,
-        Option<String>,
-        Option<Vec<(String, u64)>>,
-    ) = redis::cmd("XPENDING")
-        .arg(fx.store.keys().product(&fx.product).events())
-        .arg(CONSUMER_GROUP)
-        .query_async(&mut conn)
+    let pending: redis::streams::StreamPendingReply = conn
+        .xpending(
+            fx.store.keys().product(&fx.product).events(),
+            CONSUMER_GROUP,
+        )
         .await
         .unwrap();
     assert_eq!(
-        pending.0, 0,
+        pending.count(),
+        0,
         "the entry was acknowledged with its application"
     );
     fx.check_invariants(NOW).await;
