@@ -21,6 +21,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use figment::error::Kind;
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider, Source};
 
@@ -383,9 +384,10 @@ pub(crate) fn render_key(segments: &[String]) -> String {
     out
 }
 
-/// Describes where the value at `segments` came from, using the deepest value found on the
-/// path (a missing key is blamed on the table that lacks it).
-fn origin_of_segments(figment: &Figment, segments: &[String]) -> Option<String> {
+/// Describes where the value at `segments` came from. With `exact`, only a value at the full
+/// path counts; without, the deepest value found on the path does (a missing field is blamed
+/// on the table that lacks it).
+fn origin_of_segments(figment: &Figment, segments: &[String], exact: bool) -> Option<String> {
     let (first, rest) = segments.split_first()?;
     let mut value = figment.find_value(first).ok()?;
     let mut found: Vec<&str> = vec![first.as_str()];
@@ -403,6 +405,7 @@ fn origin_of_segments(figment: &Figment, segments: &[String]) -> Option<String> 
                 value = v;
                 found.push(seg);
             }
+            None if exact => return None,
             None => break,
         }
     }
@@ -410,9 +413,10 @@ fn origin_of_segments(figment: &Figment, segments: &[String]) -> Option<String> 
     Some(describe(metadata, figment.profile(), &found))
 }
 
-/// [`origin_of_segments`] for a dotted key, falling back to "built-in default".
+/// Where the value of a dotted key came from: the layer that set it, or "built-in default"
+/// when no layer did.
 pub(crate) fn origin_of(figment: &Figment, key: &str) -> String {
-    origin_of_segments(figment, &key_segments(key)).unwrap_or_else(|| DEFAULT_ORIGIN.into())
+    origin_of_segments(figment, &key_segments(key), true).unwrap_or_else(|| DEFAULT_ORIGIN.into())
 }
 
 fn describe(metadata: &Metadata, profile: &Profile, keys: &[&str]) -> String {
@@ -436,10 +440,10 @@ fn figment_problems(figment: &Figment, error: figment::Error) -> Vec<Problem> {
         .into_iter()
         .map(|e| {
             let mut segments = e.path.clone();
-            if let figment::error::Kind::MissingField(field) = &e.kind {
+            if let Kind::MissingField(field) = &e.kind {
                 segments.push(field.to_string());
             }
-            let origin = origin_of_segments(figment, &segments)
+            let origin = origin_of_segments(figment, &segments, false)
                 .or_else(|| {
                     e.metadata.as_ref().map(|md| {
                         let keys: Vec<&str> = e.path.iter().map(String::as_str).collect();
@@ -447,11 +451,22 @@ fn figment_problems(figment: &Figment, error: figment::Error) -> Vec<Problem> {
                     })
                 })
                 .unwrap_or_else(|| DEFAULT_ORIGIN.into());
-            let secret = segments
-                .last()
-                .is_some_and(|last| SECRET_KEYS.contains(&last.as_str()));
+            // Messages about a present value may quote it; those about names may not.
+            let quotes_value = !matches!(
+                e.kind,
+                Kind::MissingField(_) | Kind::UnknownField(..) | Kind::DuplicateField(_)
+            );
+            let secret = quotes_value
+                && segments
+                    .last()
+                    .is_some_and(|last| SECRET_KEYS.contains(&last.as_str()));
             let message = if secret {
                 "invalid value (not shown: it is a secret); expected a string".to_owned()
+            } else if let Kind::UnknownField(name, expected) = &e.kind {
+                format!(
+                    "unknown key `{name}` (expected one of: {})",
+                    expected.join(", ")
+                )
             } else {
                 e.kind.to_string()
             };

@@ -258,7 +258,7 @@ mod tests {
         let first = init(&LogSettings::default(), target.clone());
         assert!(first.is_ok(), "{:?}", first.err());
         let second = init(&LogSettings::default(), target);
-        let err = second.err().expect("second init must fail");
+        let err = second.expect_err("second init must fail");
         assert!(matches!(err, ConfigError::Logging(_)), "{err}");
     }
 }

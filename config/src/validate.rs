@@ -95,13 +95,14 @@ pub(crate) fn validate(settings: &Settings, origin: &dyn Fn(&str) -> String) -> 
         match &auth.jwt_secret {
             None => {
                 let mode_origin = (c.origin)("auth.mode");
-                c.fail(
-                    "auth.jwt_secret",
-                    format!(
+                c.problems.push(Problem {
+                    key: "auth.jwt_secret".into(),
+                    origin: "no layer: it is not set".into(),
+                    message: format!(
                         "is required because auth.mode = \"jwt\" (set in {mode_origin}); \
                          provide it with MM_AUTH__JWT_SECRET or in a -c file"
                     ),
-                );
+                });
             }
             Some(secret) if secret.expose_secret().len() < MIN_JWT_SECRET_BYTES => {
                 let len = secret.expose_secret().len();
@@ -231,13 +232,13 @@ pub(crate) fn validate(settings: &Settings, origin: &dyn Fn(&str) -> String) -> 
         if let Err(message) = check_url(&server.api_url, &["http", "https"]) {
             c.fail(key("api_url"), message);
         }
-        if !server.socket_url.is_empty() {
-            if let Err(message) = check_url(&server.socket_url, &["ws", "wss"]) {
-                c.fail(
-                    key("socket_url"),
-                    format!("{message} (or leave it empty: the server answers one per game)"),
-                );
-            }
+        if !server.socket_url.is_empty()
+            && let Err(message) = check_url(&server.socket_url, &["ws", "wss"])
+        {
+            c.fail(
+                key("socket_url"),
+                format!("{message} (or leave it empty: the server answers one per game)"),
+            );
         }
         if server
             .region
