@@ -5,11 +5,13 @@
 //! - [`redis_server`]: a private `redis-server` per test (unix socket, temp dir, killed on drop).
 //! - [`invariants`]: the checker every test calls at its end — each live game is in exactly
 //!   the one sorted set its hash's state names.
+//! - [`loadgen`]: the traffic generator behind `mm-loadgen` (simulated players).
 //! - [`poll`]: waiting for a condition with a deadline (tests never sleep to synchronise).
 //!
 //! The integration tests of the whole workspace live in `tests/it/` (one test binary).
 
 pub mod invariants;
+pub mod loadgen;
 pub mod poll;
 pub mod redis_server;
 
