@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system programs the tests and the demo run for real, when they are missing:
 # redis-server (every test gets a private one), redis-cli/redis-benchmark (benchmarks) and tmux
-# (the console's smoke test). Debian/Ubuntu packages via apt-get; elsewhere it says what to
+# (the console's smoke test) and curl (the demo). Debian/Ubuntu packages via apt-get; elsewhere it says what to
 # install and fails.
 set -euo pipefail
 
@@ -9,6 +9,7 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-benchmark >/dev/null 2>&1 || missing+=(redis-tools)
 command -v tmux >/dev/null 2>&1 || missing+=(tmux)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 [ "${#missing[@]}" -eq 0 ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then
