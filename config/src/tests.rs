@@ -809,3 +809,34 @@ fn debug_output_redacts_secrets() {
     );
     assert!(!s.source_description().contains(JWT_SECRET));
 }
+
+/// `deploy/matchmakerd.example.toml`, the operators' commented example, loads on top of the
+/// production mode file and documents every key it sets.
+#[test]
+fn deploy_example_is_valid_and_every_key_is_commented() {
+    let example = shipped_dir().join("../deploy/matchmakerd.example.toml");
+    let options = LoadOptions {
+        extra_file: Some(example.clone()),
+        ..opts(Mode::Production, &shipped_dir())
+    };
+    let s = Settings::load_with_env(&options, env(&[("MM_AUTH__JWT_SECRET", JWT_SECRET)])).unwrap();
+    assert_eq!(s.game_servers.len(), 1);
+    assert_eq!(s.game_servers[0].id.as_str(), "gs-eu-1");
+    assert_eq!(s.redis.url, "redis://10.0.0.5:6379/0");
+    let text = std::fs::read_to_string(&example).unwrap();
+    let mut previous = "";
+    let mut keys = 0;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        let is_key = !trimmed.is_empty() && !trimmed.starts_with('#') && !trimmed.starts_with('[');
+        if is_key {
+            keys += 1;
+            assert!(
+                previous.starts_with('#'),
+                "key line {trimmed:?} has no comment above it"
+            );
+        }
+        previous = trimmed;
+    }
+    assert!(keys >= 40, "the example should set every key, found {keys}");
+}
