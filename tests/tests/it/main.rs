@@ -3,3 +3,6 @@
 
 mod consumer;
 mod store;
+//! The integration tests of the workspace: one binary, one module per area.
+
+mod gameserver;
