@@ -2,7 +2,5 @@
 //! in-process servers against a private redis-server from the testkit.
 
 mod consumer;
-mod store;
-//! The integration tests of the workspace: one binary, one module per area.
-
 mod gameserver;
+mod store;
