@@ -2,5 +2,6 @@
 //! in-process servers against a private redis-server from the testkit.
 
 mod consumer;
+mod curator;
 mod gameserver;
 mod store;
