@@ -1,1 +1,5 @@
-//! placeholder
+//! `matchmakerd`: the lobby HTTP API, the event-stream consumer and the curator, as a library
+//! (the binary's `main.rs` only parses arguments and starts them).
+
+pub mod registry;
+pub mod telemetry;
