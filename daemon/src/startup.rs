@@ -7,19 +7,19 @@
 //!
 //! 1. the consumer stops reading, finishes and acknowledges the batch in flight;
 //! 2. the curator stops between games and releases its lease;
-//! 3. the HTTP server stops accepting and drains in-flight requests;
+//! 3. the HTTP server stops accepting and drains in-flight requests (and the registry's
+//!    health checks stop);
 //! 4. the instance heartbeat is removed.
 //!
 //! All of this must finish within `http.shutdown_grace_secs`; otherwise the remaining tasks
 //! are abandoned and [`StartupError::ShutdownTimedOut`] is returned.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mm_common::gameserver::{GameServerClient, GameServerEndpoint};
+use mm_common::gameserver::GameServerClient;
 use mm_common::store::{Store, StoreError, StoreOptions};
 use mm_common::time::now_ms;
 use mm_common::{ProductId, ServerId};
@@ -28,10 +28,13 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::{self, ApiContext};
 use crate::cli::{Role, Roles};
 use crate::consumer::{Consumer, ConsumerOptions};
 use crate::curator::{Curator, CuratorOptions, EndpointLookup, RegisteredServers, client_options};
 use crate::instance::{InstanceIdentity, InstanceInfo, run_heartbeat};
+use crate::registry::Registry;
+use crate::telemetry;
 
 /// A failure to start or to stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +91,7 @@ pub struct Daemon {
     settings: Arc<Settings>,
     roles: Roles,
     identity: InstanceIdentity,
-    store: Store,
+    shared: Shared,
     products: Vec<ProductId>,
     api: Option<ApiRole>,
 }
@@ -122,7 +125,18 @@ impl Daemon {
         }
         let identity =
             InstanceIdentity::resolve(settings.consumer.name.as_deref(), &options.instance);
+        // Every metric recorded from here on goes to the Prometheus recorder.
+        let _ = telemetry::prometheus();
         let store = Store::connect_lazy(store_options(&settings))?;
+        let registry = Registry::from_settings(&settings.game_servers)
+            .map_err(|err| StartupError::Setup(err.to_string()))?;
+        let client = GameServerClient::new(client_options(&settings.game_server_client))
+            .map_err(|err| StartupError::Setup(format!("game-server client: {err}")))?;
+        let shared = Shared {
+            store,
+            registry,
+            client,
+        };
         let mut products: Vec<ProductId> = settings
             .game_servers
             .iter()
@@ -141,7 +155,7 @@ impl Daemon {
                         source,
                     })?,
             };
-            Some(ApiRole::prepare(&settings, &store, listener)?)
+            Some(ApiRole::prepare(&settings, &shared, listener)?)
         } else {
             None
         };
@@ -149,7 +163,7 @@ impl Daemon {
             settings,
             roles: options.roles,
             identity,
-            store,
+            shared,
             products,
             api,
         })
@@ -167,7 +181,7 @@ impl Daemon {
 
     /// The store the daemon uses.
     pub fn store(&self) -> &Store {
-        &self.store
+        &self.shared.store
     }
 
     /// Runs every selected role until `shutdown` completes, then stops them in order within
@@ -177,10 +191,24 @@ impl Daemon {
             settings,
             roles,
             identity,
-            store,
+            shared,
             products,
             api,
         } = self;
+        let store = shared.store.clone();
+        // The registry's servers and products, for the console and for consumers elsewhere;
+        // retried in the background while Redis is unreachable.
+        let publisher = {
+            let (registry, store) = (shared.registry.clone(), store.clone());
+            tokio::spawn(async move {
+                let mut delay = Duration::from_millis(200);
+                while let Err(err) = registry.publish(&store).await {
+                    tracing::warn!(%err, "could not publish the game-server registry; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            })
+        };
         tracing::info!(
             instance = %identity.name, %roles, redis = %redact_url(&settings.redis.url),
             source = %settings.source_description(), "matchmakerd starting"
@@ -203,7 +231,9 @@ impl Daemon {
             });
         }
         if roles.has(Role::Curator) {
-            let servers = curator_servers(&settings)?;
+            let registry = shared.registry.clone();
+            let lookup: EndpointLookup = Arc::new(move |id: &ServerId| registry.endpoint(id));
+            let servers = RegisteredServers::new(shared.client.clone(), lookup);
             let curator = Curator::new(
                 store.clone(),
                 servers,
@@ -259,6 +289,7 @@ impl Daemon {
             while http.join_next().await.is_some() {}
             stop_heartbeat.cancel();
             let _ = heartbeat.await;
+            publisher.abort();
         };
         if tokio::time::timeout(grace, orderly).await.is_err() {
             tracing::error!(
@@ -283,45 +314,37 @@ fn redact_url(url: &str) -> String {
     }
 }
 
-/// The curator's game servers: the configured servers' endpoints, called through one
-/// game-server client (with its per-server breakers).
-fn curator_servers(settings: &Settings) -> Result<RegisteredServers, StartupError> {
-    let client = GameServerClient::new(client_options(&settings.game_server_client))
-        .map_err(|err| StartupError::Setup(format!("game-server client: {err}")))?;
-    let mut endpoints = HashMap::new();
-    for (index, server) in settings.game_servers.iter().enumerate() {
-        let api_url = reqwest::Url::parse(&server.api_url)
-            .map_err(|err| StartupError::Setup(format!("game_servers[{index}].api_url: {err}")))?;
-        endpoints.insert(
-            server.id.clone(),
-            GameServerEndpoint {
-                id: server.id.clone(),
-                api_url,
-                api_key: server.api_key.clone(),
-            },
-        );
-    }
-    let lookup: EndpointLookup = Arc::new(move |id: &ServerId| endpoints.get(id).cloned());
-    Ok(RegisteredServers::new(client, lookup))
-}
-
-/// The API role. SEAM: the lobby API (`crate::api`, branch `api`) is not merged yet; until
-/// it is, selecting the api role fails at start with a clear message instead of pretending.
+/// The API role: the lobby router over the shared store, registry and game-server client,
+/// served on its listener, plus the registry's health checks.
 struct ApiRole {
     listener: TcpListener,
+    router: axum::Router,
+    registry: Registry,
+    client: GameServerClient,
+    health_interval: Duration,
 }
 
 impl ApiRole {
     fn prepare(
-        _settings: &Settings,
-        _store: &Store,
+        settings: &Settings,
+        shared: &Shared,
         listener: TcpListener,
     ) -> Result<ApiRole, StartupError> {
-        let _ = ApiRole { listener };
-        Err(StartupError::Setup(
-            "the api role is not available in this build yet; run with --roles worker,curator"
-                .into(),
-        ))
+        let context = ApiContext::new(
+            settings,
+            shared.store.clone(),
+            shared.registry.clone(),
+            shared.client.clone(),
+            telemetry::prometheus(),
+        )
+        .map_err(|err| StartupError::Setup(err.to_string()))?;
+        Ok(ApiRole {
+            listener,
+            router: api::router(context),
+            registry: shared.registry.clone(),
+            client: shared.client.clone(),
+            health_interval: settings.game_server_client.health_interval(),
+        })
     }
 
     fn local_addr(&self) -> SocketAddr {
@@ -330,7 +353,26 @@ impl ApiRole {
             .expect("a bound listener has an address")
     }
 
+    /// Serves until `shutdown`, then drains in-flight requests.
     async fn serve(self, shutdown: CancellationToken) {
-        shutdown.cancelled().await;
+        let health = self.registry.spawn_health_checks(
+            self.client.clone(),
+            self.health_interval,
+            shutdown.clone(),
+        );
+        let addr = self.local_addr();
+        tracing::info!(%addr, "lobby API listening");
+        if let Err(err) = api::serve(self.listener, self.router, shutdown.cancelled_owned()).await {
+            tracing::error!(%err, "the lobby API server failed");
+        }
+        let _ = health.await;
     }
+}
+
+/// What every role shares: one store, one registry, one game-server client (so the circuit
+/// breakers see every call to a server).
+struct Shared {
+    store: Store,
+    registry: Registry,
+    client: GameServerClient,
 }
