@@ -334,9 +334,14 @@ impl Fixture {
 
     async fn check_invariants(&self) {
         let mut conn = self.redis.connection().await;
-        invariants::check_all(&mut conn, "mm", &[self.product.clone()], now_ms())
-            .await
-            .unwrap();
+        invariants::check_all(
+            &mut conn,
+            "mm",
+            std::slice::from_ref(&self.product),
+            now_ms(),
+        )
+        .await
+        .unwrap();
     }
 }
 

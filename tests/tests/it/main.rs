@@ -3,5 +3,6 @@
 
 mod consumer;
 mod curator;
+mod faults;
 mod gameserver;
 mod store;
