@@ -49,7 +49,7 @@ mod backoff;
 mod gauges;
 pub mod reply;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -169,6 +169,7 @@ impl Consumer {
         tracing::info!(consumer = %self.options.name, "event consumer started");
         let mut tasks = JoinSet::new();
         let mut started: HashSet<ProductId> = HashSet::new();
+        let mut task_products: HashMap<tokio::task::Id, ProductId> = HashMap::new();
         loop {
             let products = self.products().await;
             for product in &products {
@@ -178,7 +179,8 @@ impl Consumer {
                         self.options.clone(),
                         product.clone(),
                     );
-                    tasks.spawn(worker.run(shutdown.clone()));
+                    let handle = tasks.spawn(worker.run(shutdown.clone()));
+                    task_products.insert(handle.id(), product.clone());
                 }
             }
             gauges::refresh(&self.store, &products).await;
@@ -188,9 +190,11 @@ impl Consumer {
                 Some(joined) = tasks.join_next() => {
                     // A product task only ends on shutdown; a panic is a bug worth restarting
                     // the task for rather than silently dropping the product.
-                    if let Err(err) = joined {
-                        tracing::error!(%err, "a product consumer task failed; restarting it");
-                        started.clear();
+                    if let Err(err) = joined
+                        && let Some(product) = task_products.remove(&err.id())
+                    {
+                        tracing::error!(%err, %product, "a product consumer task failed; restarting it");
+                        started.remove(&product);
                     }
                 }
             }

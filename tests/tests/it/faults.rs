@@ -126,6 +126,18 @@ impl Fixture {
     }
 }
 
+/// The sum of every series of counter `name` in a Prometheus text exposition.
+fn metric_sum(exposition: &str, name: &str) -> u64 {
+    exposition
+        .lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
 fn consumer_name(instance: &str) -> String {
     InstanceIdentity::resolve(None, instance).name
 }
@@ -141,10 +153,23 @@ async fn a_daemon_killed_mid_stream_restarts_and_applies_every_event_once() {
     let total = workload.events.len();
     let mut conn = fx.conn().await;
     let mut ids = workload.write(&mut conn, &fx.stream, 0..total / 2).await;
-    let mut daemon = fx.worker("a");
-    fx.wait_read(1000, ids.len() as u64).await;
+    // The api role too, on a known port, so the restarted run's counters can be read.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut spec = DaemonSpec::worker("a", &fx.redis.url());
+    spec.roles = "worker,api".into();
+    spec.extra_toml = format!("{CONSUMER_TOML}\n[http]\nbind = \"127.0.0.1:{port}\"\n");
+    let mut daemon = DaemonProcess::start(spec).unwrap();
+    let written_at_kill = ids.len() as u64;
+    fx.wait_read(1000, written_at_kill).await;
     daemon.kill();
+    let at_kill = group_figures(&mut conn, &fx.stream).await.unwrap();
+    let read_at_kill = written_at_kill - at_kill.lag.unwrap();
     let pending_at_kill = fx.pending_of(&consumer_name("a")).await;
+    let acked_before_kill = read_at_kill - pending_at_kill;
     ids.extend(
         workload
             .write(&mut conn, &fx.stream, total / 2..total)
@@ -157,11 +182,26 @@ async fn a_daemon_killed_mid_stream_restarts_and_applies_every_event_once() {
         .await;
     workload.assert_matches(&fx.store, &ids).await;
     assert_eq!(fx.pending_of(&consumer_name("a")).await, 0);
+    // Exactly once: the restarted run handled precisely what the killed one had not
+    // acknowledged, and found no entry already applied.
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let handled = metric_sum(&metrics, "mm_events_applied_total")
+        + metric_sum(&metrics, "mm_events_stale_total")
+        + metric_sum(&metrics, "mm_events_dead_lettered_total");
+    let duplicates = metric_sum(&metrics, "mm_events_duplicate_total");
+    assert_eq!(handled, total as u64 - acked_before_kill, "{metrics}");
+    assert_eq!(duplicates, 0);
     let status = daemon.terminate(Duration::from_secs(10)).unwrap();
     assert!(status.success(), "clean exit after SIGTERM: {status}");
     println!(
-        "FIGURES kill-9: events={total} pending_at_kill={pending_at_kill} lost=0 \
-         duplicates_applied=0 (records equal the model) restart_to_drained={:?} drain={drain:?}",
+        "FIGURES kill-9: events={total} acked_before_kill={acked_before_kill} \
+         pending_at_kill={pending_at_kill} handled_after_restart={handled} duplicates={duplicates} \
+         lost=0 restart_to_drained={:?} drain={drain:?}",
         restarted.elapsed()
     );
     fx.check_invariants().await;
@@ -404,5 +444,128 @@ async fn stale_games_survive_a_game_server_outage_and_are_curated_after() {
          recovery_to_curated={:?}",
         recovered.elapsed()
     );
+    fx.check_invariants().await;
+}
+
+/// A bad setting stops the daemon at start with exit code 2 and a message naming the key.
+#[tokio::test]
+async fn a_bad_setting_exits_2_naming_the_key() {
+    let binary = mm_testkit::daemon_process::matchmakerd_binary().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[consumer]\nbatch_size = 0\n").unwrap();
+    let output = tokio::process::Command::new(binary)
+        .args(["-m", "test", "-c"])
+        .arg(&file)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("consumer.batch_size"), "{stderr}");
+}
+
+/// A running daemon is listed in `P:instances` with its description; SIGTERM removes it and
+/// exits 0.
+#[tokio::test]
+async fn a_running_daemon_heartbeats_and_a_clean_stop_removes_it() {
+    let fx = Fixture::new().await;
+    let mut daemon = fx.worker("hb");
+    let name = consumer_name("hb");
+    let conn = fx.conn().await;
+    let keys = fx.store.keys().clone();
+    let description: std::collections::HashMap<String, String> =
+        poll::until("the heartbeat", Duration::from_secs(20), || {
+            let (mut conn, keys, name) = (conn.clone(), keys.clone(), name.clone());
+            async move {
+                let score: Option<f64> = conn.zscore(keys.instances(), &name).await.ok()?;
+                score?;
+                let hash: std::collections::HashMap<String, String> =
+                    conn.hgetall(keys.instance(&name)).await.ok()?;
+                (!hash.is_empty()).then_some(hash)
+            }
+        })
+        .await;
+    assert_eq!(description["roles"], "worker");
+    assert_eq!(description["pid"], daemon.pid().unwrap().to_string());
+    let stopping = Instant::now();
+    let status = daemon.terminate(Duration::from_secs(10)).unwrap();
+    assert!(status.success(), "{status}");
+    let mut conn = fx.conn().await;
+    let score: Option<f64> = conn.zscore(keys.instances(), &name).await.unwrap();
+    assert_eq!(score, None, "removed on clean shutdown");
+    let exists: bool = conn.exists(keys.instance(&name)).await.unwrap();
+    assert!(!exists);
+    println!("FIGURES sigterm: exit_after={:?}", stopping.elapsed());
+}
+
+/// The daemon runs in-process with every role (API on port 0): events written to the stream
+/// are applied and show up in `/metrics`; shutdown completes within the grace time.
+#[tokio::test]
+async fn an_in_process_daemon_applies_events_and_exposes_metrics() {
+    use matchmakerd::cli::Roles;
+    use matchmakerd::startup::{Daemon, DaemonOptions};
+    use mm_config::{LoadOptions, Mode, Settings};
+
+    let fx = Fixture::new().await;
+    let settings = Settings::load_with_env(
+        &LoadOptions::new(Mode::Test),
+        [
+            ("MM_REDIS__URL", fx.redis.url()),
+            ("MM_CONSUMER__BLOCK_MS", "100".to_string()),
+        ],
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut options = DaemonOptions::new(Roles::all());
+    options.instance = "inproc".into();
+    options.api_listener = Some(listener);
+    let daemon = Daemon::build(settings, options).await.unwrap();
+    let addr = daemon.api_addr().expect("the api role listens");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(daemon.run_until(async move {
+        let _ = stopped.await;
+    }));
+    let workload = Workload::generate(&fx.product, 5, 100, 505);
+    workload.create_games(&fx.store).await;
+    let mut conn = fx.conn().await;
+    let ids = workload
+        .write(&mut conn, &fx.stream, 0..workload.events.len())
+        .await;
+    poll::until(
+        "the in-process daemon to consume",
+        Duration::from_secs(20),
+        || {
+            let mut conn = conn.clone();
+            let stream = fx.stream.clone();
+            async move { fully_consumed(&mut conn, &stream).await.then_some(()) }
+        },
+    )
+    .await;
+    workload.assert_matches(&fx.store, &ids).await;
+    let metrics = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "mm_events_applied_total",
+        "mm_event_apply_duration_seconds",
+        "mm_games",
+    ] {
+        assert!(
+            metrics.contains(name),
+            "{name} missing from /metrics:\n{metrics}"
+        );
+    }
+    let stopping = Instant::now();
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(15), running)
+        .await
+        .expect("shutdown within the grace time")
+        .unwrap()
+        .unwrap();
+    println!("FIGURES in-process shutdown={:?}", stopping.elapsed());
     fx.check_invariants().await;
 }
