@@ -569,3 +569,37 @@ async fn an_in_process_daemon_applies_events_and_exposes_metrics() {
     println!("FIGURES in-process shutdown={:?}", stopping.elapsed());
     fx.check_invariants().await;
 }
+
+/// A daemon started while Redis is down keeps running and starts consuming once Redis is up.
+#[tokio::test]
+async fn a_daemon_started_before_redis_waits_for_it() {
+    let mut fx = Fixture::new().await;
+    let workload = Workload::generate(&fx.product, 5, 200, 606);
+    workload.create_games(&fx.store).await;
+    let mut conn = fx.conn().await;
+    let ids = workload
+        .write(&mut conn, &fx.stream, 0..workload.events.len())
+        .await;
+    fx.redis.kill();
+    let mut daemon = fx.worker("early");
+    // The daemon is up and retrying (its log shows it) while Redis is away.
+    poll::until("the daemon to start", Duration::from_secs(20), || async {
+        daemon.log().contains("matchmakerd starting").then_some(())
+    })
+    .await;
+    assert!(daemon.is_running(), "Redis being down is not fatal");
+    let back = Instant::now();
+    fx.redis.restart().unwrap();
+    fx.wait_consumed("consumption after Redis came up", &mut [&mut daemon])
+        .await;
+    let elapsed = back.elapsed();
+    poll::until(
+        "the test store to reconnect",
+        Duration::from_secs(10),
+        || async { fx.store.ping().await.ok() },
+    )
+    .await;
+    workload.assert_matches(&fx.store, &ids).await;
+    println!("FIGURES redis-late: redis_up_to_all_applied={elapsed:?}");
+    fx.check_invariants().await;
+}
