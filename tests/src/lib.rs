@@ -8,10 +8,12 @@
 //! - [`loadgen`]: the traffic generator behind `mm-loadgen` (simulated players).
 //! - [`gameserver`]: the reference game server `mm-gameserver`, in-process or as a binary.
 //! - [`fake_gameserver`]: a misbehaving game server for client timeout/retry/breaker tests.
+//! - [`daemon_process`]: real `matchmakerd` processes (built on demand) for fault tests.
 //! - [`poll`]: waiting for a condition with a deadline (tests never sleep to synchronise).
 //!
 //! The integration tests of the whole workspace live in `tests/it/` (one test binary).
 
+pub mod daemon_process;
 pub mod fake_gameserver;
 pub mod gameserver;
 pub mod invariants;
