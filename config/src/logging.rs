@@ -1,0 +1,264 @@
+//! Logging setup from [`LogSettings`]: `tracing-subscriber` with an `EnvFilter`, pretty or
+//! JSON lines, to stdout and/or daily rolling files written by a background thread.
+//!
+//! The filter is `log.level`, unless `RUST_LOG` is set (non-empty), which wins: operators can
+//! turn on debug output for one run without editing files.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), mm_config::ConfigError> {
+//! use mm_config::{LoadOptions, Mode, Settings, logging};
+//! let settings = Settings::load(&LoadOptions::new(Mode::Development))?;
+//! let _guard = logging::init(&settings.log, logging::LogTarget::Stdout)?;
+//! tracing::info!(source = %settings.source_description(), "settings loaded");
+//! # Ok(()) }
+//! ```
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use tracing_appender::non_blocking::{NonBlocking, WorkerGuard};
+use tracing_appender::rolling::{self, Rotation};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
+
+use crate::error::ConfigError;
+use crate::settings::{LogFormat, LogSettings};
+
+/// Where log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    /// Stdout, plus daily rolling files when `log.dir` is set (the daemon).
+    Stdout,
+    /// Files only, never the terminal (the TUI owns it): in `log.dir`, or in `fallback_dir`
+    /// when `log.dir` is not set.
+    FileOnly {
+        /// Directory used when `log.dir` is not set.
+        fallback_dir: PathBuf,
+    },
+}
+
+/// Keeps the background log writers alive; drop it last (at the end of `main`) so buffered
+/// lines are flushed.
+#[must_use = "dropping the guard stops the log writers"]
+#[derive(Debug)]
+pub struct LogGuard {
+    _guards: Vec<WorkerGuard>,
+    file_dir: Option<PathBuf>,
+}
+
+impl LogGuard {
+    /// The directory log files are written to, if any.
+    pub fn file_dir(&self) -> Option<&Path> {
+        self.file_dir.as_deref()
+    }
+}
+
+type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// Installs the global `tracing` subscriber described by `settings`.
+///
+/// Fails (without panicking) when the filter does not parse, the log directory cannot be
+/// created, or a global subscriber is already installed (e.g. a second call).
+pub fn init(settings: &LogSettings, target: LogTarget) -> Result<LogGuard, ConfigError> {
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let (subscriber, guard) = build(settings, &target, rust_log.as_deref())?;
+    subscriber.try_init().map_err(|e| {
+        ConfigError::Logging(format!("a global subscriber is already installed: {e}"))
+    })?;
+    Ok(guard)
+}
+
+/// Builds the subscriber without installing it. `rust_log` is the value of `RUST_LOG`.
+pub(crate) fn build(
+    settings: &LogSettings,
+    target: &LogTarget,
+    rust_log: Option<&str>,
+) -> Result<(impl tracing::Subscriber + Send + Sync + 'static, LogGuard), ConfigError> {
+    let filter = filter(settings, rust_log)?;
+    let mut layers: Vec<BoxedLayer> = Vec::new();
+    let mut guards = Vec::new();
+
+    let file_dir = match target {
+        LogTarget::Stdout => settings.dir.clone(),
+        LogTarget::FileOnly { fallback_dir } => {
+            Some(settings.dir.clone().unwrap_or_else(|| fallback_dir.clone()))
+        }
+    };
+
+    if *target == LogTarget::Stdout {
+        let ansi = std::io::stdout().is_terminal();
+        let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+        layers.push(fmt_layer(settings.format, writer, ansi));
+        guards.push(guard);
+    }
+
+    if let Some(dir) = &file_dir {
+        let writer = file_writer(dir, &settings.file_prefix, &mut guards)?;
+        layers.push(fmt_layer(settings.format, writer, false));
+    }
+
+    let subscriber = tracing_subscriber::registry().with(layers).with(filter);
+    Ok((
+        subscriber,
+        LogGuard {
+            _guards: guards,
+            file_dir,
+        },
+    ))
+}
+
+fn filter(settings: &LogSettings, rust_log: Option<&str>) -> Result<EnvFilter, ConfigError> {
+    match rust_log.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(directive) => EnvFilter::builder().parse(directive).map_err(|e| {
+            ConfigError::Logging(format!("RUST_LOG is not a valid filter directive: {e}"))
+        }),
+        None => EnvFilter::builder().parse(&settings.level).map_err(|e| {
+            ConfigError::Logging(format!("log.level is not a valid filter directive: {e}"))
+        }),
+    }
+}
+
+fn file_writer(
+    dir: &Path,
+    prefix: &str,
+    guards: &mut Vec<WorkerGuard>,
+) -> Result<NonBlocking, ConfigError> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        ConfigError::Logging(format!(
+            "cannot create log directory {}: {e}",
+            dir.display()
+        ))
+    })?;
+    let appender = rolling::Builder::new()
+        .rotation(Rotation::DAILY)
+        .filename_prefix(prefix)
+        .filename_suffix("log")
+        .build(dir)
+        .map_err(|e| {
+            ConfigError::Logging(format!("cannot open log files in {}: {e}", dir.display()))
+        })?;
+    let (writer, guard) = tracing_appender::non_blocking(appender);
+    guards.push(guard);
+    Ok(writer)
+}
+
+fn fmt_layer<W>(format: LogFormat, writer: W, ansi: bool) -> BoxedLayer
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_ansi(ansi);
+    match format {
+        LogFormat::Pretty => layer.boxed(),
+        LogFormat::Json => layer
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .boxed(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_logs(dir: &Path) -> String {
+        let mut out = String::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            out.push_str(&std::fs::read_to_string(path).unwrap());
+        }
+        out
+    }
+
+    #[test]
+    fn file_only_writes_json_lines_to_the_fallback_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let settings = LogSettings {
+            format: LogFormat::Json,
+            file_prefix: "mm-console".into(),
+            ..LogSettings::default()
+        };
+        let target = LogTarget::FileOnly {
+            fallback_dir: tmp.path().join("logs"),
+        };
+        let (subscriber, guard) = build(&settings, &target, None).unwrap();
+        assert_eq!(guard.file_dir(), Some(tmp.path().join("logs").as_path()));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(answer = 42, "hello from the test");
+            tracing::debug!("filtered out at info");
+        });
+        drop(guard); // flushes the background writer
+
+        let names: Vec<String> = std::fs::read_dir(tmp.path().join("logs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert!(names[0].starts_with("mm-console.") && names[0].ends_with(".log"));
+
+        let logs = read_logs(&tmp.path().join("logs"));
+        let lines: Vec<&str> = logs.lines().collect();
+        assert_eq!(lines.len(), 1, "{logs}");
+        let line: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(line["fields"]["message"], "hello from the test");
+        assert_eq!(line["fields"]["answer"], 42);
+    }
+
+    #[test]
+    fn rust_log_overrides_the_configured_level() {
+        let tmp = tempfile::tempdir().unwrap();
+        let settings = LogSettings {
+            dir: Some(tmp.path().to_owned()),
+            level: "warn".into(),
+            ..LogSettings::default()
+        };
+        let target = LogTarget::FileOnly {
+            fallback_dir: PathBuf::from("/nonexistent"),
+        };
+        let (subscriber, guard) = build(&settings, &target, Some("debug")).unwrap();
+        assert_eq!(guard.file_dir(), Some(tmp.path()));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::debug!("debug line visible");
+        });
+        drop(guard);
+        let logs = read_logs(tmp.path());
+        assert!(logs.contains("debug line visible"), "{logs}");
+        assert!(
+            !logs.contains('\u{1b}'),
+            "no ANSI escapes in files: {logs:?}"
+        );
+    }
+
+    #[test]
+    fn bad_filters_are_errors() {
+        let settings = LogSettings {
+            level: "info,=[".into(),
+            ..LogSettings::default()
+        };
+        let err = build(&settings, &LogTarget::Stdout, None).err().unwrap();
+        assert!(err.to_string().contains("log.level"), "{err}");
+
+        let err = build(&LogSettings::default(), &LogTarget::Stdout, Some("[[["))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("RUST_LOG"), "{err}");
+    }
+
+    #[test]
+    fn init_twice_returns_an_error_instead_of_panicking() {
+        // The only test that installs the global subscriber; it logs to a temp dir.
+        let tmp = tempfile::tempdir().unwrap();
+        let target = LogTarget::FileOnly {
+            fallback_dir: tmp.path().to_owned(),
+        };
+        let first = init(&LogSettings::default(), target.clone());
+        assert!(first.is_ok(), "{:?}", first.err());
+        let second = init(&LogSettings::default(), target);
+        let err = second.err().expect("second init must fail");
+        assert!(matches!(err, ConfigError::Logging(_)), "{err}");
+    }
+}

@@ -1,0 +1,452 @@
+//! The typed settings tree and its built-in defaults.
+//!
+//! Every section has a `Default` that matches the design's defaults; serde fills any key a
+//! layer leaves out from it, so the mode files only set what differs. Every struct refuses
+//! unknown keys, so a typo in a file or in an `MM_` variable is an error, not a silent no-op.
+//!
+//! Secrets (`auth.jwt_secret`, `game_servers[].api_key`) are [`SecretString`]s: their `Debug`
+//! prints `[REDACTED]`, so `{:?}` of a whole [`Settings`] is safe to log.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mm_common::{ProductId, ServerId};
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer};
+
+use crate::load::Provenance;
+
+/// The whole configuration of `matchmakerd` and `mm-console`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Where the shared state lives.
+    pub redis: RedisSettings,
+    /// The lobby HTTP API listener.
+    pub http: HttpSettings,
+    /// How players are identified.
+    pub auth: AuthSettings,
+    /// Game-record rules.
+    pub lobby: LobbySettings,
+    /// The curator: which stale games get deleted, and how often it looks.
+    pub curation: CurationSettings,
+    /// The event-stream consumer.
+    pub consumer: ConsumerSettings,
+    /// Calls to game servers' management APIs.
+    pub game_server_client: GameServerClientSettings,
+    /// Logging output.
+    pub log: LogSettings,
+    /// The operator console.
+    pub console: ConsoleSettings,
+    /// Registered game servers (`[[game_servers]]` tables).
+    pub game_servers: Vec<GameServerSettings>,
+    /// Which layers these settings came from (not a configuration key).
+    #[serde(skip)]
+    pub(crate) provenance: Provenance,
+}
+
+/// `[redis]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSettings {
+    /// `redis://host:port/db`, `rediss://…`, `redis+unix:///path` or `unix:///path`.
+    pub url: String,
+    /// The `P` of every key (`P:{product}:lobby`, …).
+    pub key_prefix: String,
+    /// Connection establishment timeout, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Per-command response timeout, in milliseconds.
+    pub command_timeout_ms: u64,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379/0".into(),
+            key_prefix: "mm".into(),
+            connect_timeout_ms: 2000,
+            command_timeout_ms: 2000,
+        }
+    }
+}
+
+impl RedisSettings {
+    /// `connect_timeout_ms` as a [`Duration`].
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+    /// `command_timeout_ms` as a [`Duration`].
+    pub fn command_timeout(&self) -> Duration {
+        Duration::from_millis(self.command_timeout_ms)
+    }
+}
+
+/// `[http]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Address the lobby API listens on.
+    pub bind: SocketAddr,
+    /// A request that takes longer is answered with an error.
+    pub request_timeout_secs: u64,
+    /// Largest accepted request body.
+    pub body_limit_bytes: usize,
+    /// How long in-flight requests may finish after a shutdown signal.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080)),
+            request_timeout_secs: 10,
+            body_limit_bytes: 65536,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+impl HttpSettings {
+    /// `request_timeout_secs` as a [`Duration`].
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+    /// `shutdown_grace_secs` as a [`Duration`].
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+/// How the lobby API identifies players.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Trust the `X-Player-Id` header (development and test only).
+    #[default]
+    Header,
+    /// `Authorization: Bearer <JWT>`, HS256 with `auth.jwt_secret`; `sub` is the player.
+    Jwt,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// `header` or `jwt`.
+    pub mode: AuthMode,
+    /// HS256 secret for `jwt` mode; at least 32 bytes.
+    #[serde(deserialize_with = "de_opt_secret")]
+    pub jwt_secret: Option<SecretString>,
+}
+
+/// `[lobby]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LobbySettings {
+    /// Largest capacity a player may ask for (1..=1024).
+    pub max_capacity: u32,
+    /// How long a seat reserved by `join` waits for its player's `player_joined`.
+    pub reservation_ttl_secs: u64,
+    /// How long an ended game's hash is kept.
+    pub tombstone_ttl_secs: u64,
+    /// How stale a cached open-games listing may be, in milliseconds.
+    pub list_max_staleness_ms: u64,
+}
+
+impl Default for LobbySettings {
+    fn default() -> Self {
+        Self {
+            max_capacity: 16,
+            reservation_ttl_secs: 30,
+            tombstone_ttl_secs: 3600,
+            list_max_staleness_ms: 250,
+        }
+    }
+}
+
+impl LobbySettings {
+    /// `reservation_ttl_secs` as a [`Duration`].
+    pub fn reservation_ttl(&self) -> Duration {
+        Duration::from_secs(self.reservation_ttl_secs)
+    }
+    /// `tombstone_ttl_secs` as a [`Duration`].
+    pub fn tombstone_ttl(&self) -> Duration {
+        Duration::from_secs(self.tombstone_ttl_secs)
+    }
+    /// `list_max_staleness_ms` as a [`Duration`].
+    pub fn list_max_staleness(&self) -> Duration {
+        Duration::from_millis(self.list_max_staleness_ms)
+    }
+}
+
+/// `[curation]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CurationSettings {
+    /// How often the curator runs.
+    pub interval_secs: u64,
+    /// A game whose creator never joined is curated after this.
+    pub pending_timeout_secs: u64,
+    /// A lobby with no activity is curated after this.
+    pub lobby_idle_timeout_secs: u64,
+    /// An active game with no event is curated after this.
+    pub active_idle_timeout_secs: u64,
+    /// Log what would be curated, change nothing.
+    pub dry_run: bool,
+    /// How many games are deleted on game servers at the same time.
+    pub concurrency: usize,
+    /// How many stale games one pass reads from a sorted set at a time.
+    pub batch_size: usize,
+    /// How long one instance holds the curation lease.
+    pub lease_secs: u64,
+}
+
+impl Default for CurationSettings {
+    fn default() -> Self {
+        Self {
+            interval_secs: 5,
+            pending_timeout_secs: 300,
+            lobby_idle_timeout_secs: 1800,
+            active_idle_timeout_secs: 14400,
+            dry_run: false,
+            concurrency: 16,
+            batch_size: 500,
+            lease_secs: 30,
+        }
+    }
+}
+
+impl CurationSettings {
+    /// `interval_secs` as a [`Duration`].
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(self.interval_secs)
+    }
+    /// `pending_timeout_secs` as a [`Duration`].
+    pub fn pending_timeout(&self) -> Duration {
+        Duration::from_secs(self.pending_timeout_secs)
+    }
+    /// `lobby_idle_timeout_secs` as a [`Duration`].
+    pub fn lobby_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.lobby_idle_timeout_secs)
+    }
+    /// `active_idle_timeout_secs` as a [`Duration`].
+    pub fn active_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.active_idle_timeout_secs)
+    }
+    /// `lease_secs` as a [`Duration`].
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs)
+    }
+}
+
+/// `[consumer]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsumerSettings {
+    /// Consumer name in the group; none: the daemon derives one from the hostname.
+    pub name: Option<String>,
+    /// Entries read per `XREADGROUP` (1..=10000).
+    pub batch_size: usize,
+    /// How long one `XREADGROUP` blocks waiting for entries, in milliseconds.
+    pub block_ms: u64,
+    /// Pending entries idle this long (a crashed consumer's) are claimed.
+    pub claim_idle_secs: u64,
+    /// An entry delivered this many times is dead-lettered.
+    pub max_deliveries: u64,
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        Self {
+            name: None,
+            batch_size: 256,
+            block_ms: 2000,
+            claim_idle_secs: 60,
+            max_deliveries: 5,
+        }
+    }
+}
+
+impl ConsumerSettings {
+    /// `block_ms` as a [`Duration`].
+    pub fn block(&self) -> Duration {
+        Duration::from_millis(self.block_ms)
+    }
+    /// `claim_idle_secs` as a [`Duration`].
+    pub fn claim_idle(&self) -> Duration {
+        Duration::from_secs(self.claim_idle_secs)
+    }
+}
+
+/// `[game_server_client]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GameServerClientSettings {
+    /// TCP/TLS connect timeout, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Whole-request timeout, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Retries of an idempotent call after the first attempt.
+    pub retries: u32,
+    /// Consecutive failures that open a server's circuit breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker refuses calls before trying again.
+    pub breaker_cooldown_secs: u64,
+    /// How often each server's `GET /health` is polled.
+    pub health_interval_secs: u64,
+}
+
+impl Default for GameServerClientSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout_ms: 1000,
+            request_timeout_ms: 3000,
+            retries: 2,
+            breaker_failures: 5,
+            breaker_cooldown_secs: 10,
+            health_interval_secs: 5,
+        }
+    }
+}
+
+impl GameServerClientSettings {
+    /// `connect_timeout_ms` as a [`Duration`].
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+    /// `request_timeout_ms` as a [`Duration`].
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+    /// `breaker_cooldown_secs` as a [`Duration`].
+    pub fn breaker_cooldown(&self) -> Duration {
+        Duration::from_secs(self.breaker_cooldown_secs)
+    }
+    /// `health_interval_secs` as a [`Duration`].
+    pub fn health_interval(&self) -> Duration {
+        Duration::from_secs(self.health_interval_secs)
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable single lines (colored on a terminal).
+    #[default]
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Default of `log.file_prefix` when neither a layer nor the caller sets one.
+pub const DEFAULT_LOG_FILE_PREFIX: &str = "matchmaker";
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// Directory for daily rolling log files; none: no files.
+    pub dir: Option<PathBuf>,
+    /// `pretty` or `json`.
+    pub format: LogFormat,
+    /// An `EnvFilter` directive such as `info` or `info,matchmakerd=debug`; `RUST_LOG` wins.
+    pub level: String,
+    /// Log file names are `<file_prefix>.<date>.log`.
+    pub file_prefix: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            format: LogFormat::Pretty,
+            level: "info".into(),
+            file_prefix: DEFAULT_LOG_FILE_PREFIX.into(),
+        }
+    }
+}
+
+/// `[console]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleSettings {
+    /// How often the TUI re-reads Redis, in milliseconds (at least 100).
+    pub refresh_ms: u64,
+    /// Refuse force-deletes from the TUI.
+    pub read_only: bool,
+    /// How many recent events the event tail keeps.
+    pub tail_len: usize,
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        Self {
+            refresh_ms: 1000,
+            read_only: false,
+            tail_len: 500,
+        }
+    }
+}
+
+impl ConsoleSettings {
+    /// `refresh_ms` as a [`Duration`].
+    pub fn refresh(&self) -> Duration {
+        Duration::from_millis(self.refresh_ms)
+    }
+}
+
+/// One `[[game_servers]]` table: a registered game server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GameServerSettings {
+    /// Unique id of the server (what its events carry as `server_id`).
+    pub id: ServerId,
+    /// The product it hosts.
+    pub product: ProductId,
+    /// Base URL of its management API (`http` or `https`).
+    pub api_url: String,
+    /// `ws`/`wss` URL players connect to; empty: the server answers one per game.
+    #[serde(default)]
+    pub socket_url: String,
+    /// Region, matched against a create request's `region`.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Most games it may hold.
+    pub max_games: u32,
+    /// Bearer token for its management API.
+    #[serde(deserialize_with = "de_secret")]
+    pub api_key: SecretString,
+}
+
+fn de_secret<'de, D: Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
+    String::deserialize(d).map(SecretString::from)
+}
+
+fn de_opt_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
+    Option::<String>::deserialize(d).map(|s| s.map(SecretString::from))
+}
+
+impl Settings {
+    /// Which mode file, extra file and environment variables these settings came from, for
+    /// the start-up log line. Holds names only, never values.
+    pub fn provenance(&self) -> &Provenance {
+        &self.provenance
+    }
+
+    /// One line describing where these settings came from (see [`Provenance`]).
+    pub fn source_description(&self) -> String {
+        self.provenance.to_string()
+    }
+
+    /// The game servers registered for `product`.
+    pub fn game_servers_for<'a>(
+        &'a self,
+        product: &'a ProductId,
+    ) -> impl Iterator<Item = &'a GameServerSettings> + 'a {
+        self.game_servers
+            .iter()
+            .filter(move |s| &s.product == product)
+    }
+}

@@ -1,0 +1,292 @@
+//! Semantic rules checked after the layers are merged and deserialized.
+//!
+//! Every rule that fails adds a [`Problem`] naming the key and the layer its value came from
+//! (looked up in the merged figment), so one start reports every bad key at once. Rules that
+//! concern secrets describe the secret (its length) but never print it.
+
+use std::collections::HashMap;
+
+use secrecy::ExposeSecret;
+use tracing_subscriber::EnvFilter;
+
+use crate::error::Problem;
+use crate::settings::{AuthMode, Settings};
+
+/// Shortest accepted `auth.jwt_secret`, in bytes (HS256 wants at least the hash size).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+/// Largest accepted `lobby.max_capacity`.
+pub const MAX_LOBBY_CAPACITY: u32 = 1024;
+/// Largest accepted `consumer.batch_size`.
+pub const MAX_CONSUMER_BATCH: usize = 10_000;
+/// Smallest accepted `console.refresh_ms`.
+pub const MIN_CONSOLE_REFRESH_MS: u64 = 100;
+
+const REDIS_SCHEMES: [&str; 4] = ["redis", "rediss", "redis+unix", "unix"];
+
+struct Checker<'a> {
+    origin: &'a dyn Fn(&str) -> String,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn fail(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        let key = key.into();
+        let origin = (self.origin)(&key);
+        self.problems.push(Problem {
+            key,
+            origin,
+            message: message.into(),
+        });
+    }
+
+    fn positive(&mut self, key: &str, value: u64) {
+        if value == 0 {
+            self.fail(key, "must be greater than 0");
+        }
+    }
+
+    fn range(&mut self, key: &str, value: u64, min: u64, max: u64) {
+        if !(min..=max).contains(&value) {
+            self.fail(key, format!("must be between {min} and {max}, got {value}"));
+        }
+    }
+}
+
+/// Checks every rule; `origin` names the layer a dotted key's value came from.
+pub(crate) fn validate(settings: &Settings, origin: &dyn Fn(&str) -> String) -> Vec<Problem> {
+    let mut c = Checker {
+        origin,
+        problems: Vec::new(),
+    };
+
+    // [redis]
+    let redis = &settings.redis;
+    if let Err(message) = check_redis_url(&redis.url) {
+        c.fail("redis.url", message);
+    }
+    if redis.key_prefix.is_empty() {
+        c.fail("redis.key_prefix", "must not be empty");
+    } else if let Some(bad) = redis
+        .key_prefix
+        .chars()
+        .find(|ch| matches!(ch, '{' | '}') || ch.is_whitespace())
+    {
+        c.fail(
+            "redis.key_prefix",
+            format!("must not contain {bad:?} (braces are hash tags; no whitespace)"),
+        );
+    }
+    c.positive("redis.connect_timeout_ms", redis.connect_timeout_ms);
+    c.positive("redis.command_timeout_ms", redis.command_timeout_ms);
+
+    // [http]
+    c.positive(
+        "http.request_timeout_secs",
+        settings.http.request_timeout_secs,
+    );
+    c.positive(
+        "http.body_limit_bytes",
+        settings.http.body_limit_bytes as u64,
+    );
+
+    // [auth]
+    let auth = &settings.auth;
+    if auth.mode == AuthMode::Jwt {
+        match &auth.jwt_secret {
+            None => {
+                let mode_origin = (c.origin)("auth.mode");
+                c.fail(
+                    "auth.jwt_secret",
+                    format!(
+                        "is required because auth.mode = \"jwt\" (set in {mode_origin}); \
+                         provide it with MM_AUTH__JWT_SECRET or in a -c file"
+                    ),
+                );
+            }
+            Some(secret) if secret.expose_secret().len() < MIN_JWT_SECRET_BYTES => {
+                let len = secret.expose_secret().len();
+                c.fail(
+                    "auth.jwt_secret",
+                    format!(
+                        "must be at least {MIN_JWT_SECRET_BYTES} bytes long for auth.mode = \
+                         \"jwt\", got {len} bytes"
+                    ),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+
+    // [lobby]
+    let lobby = &settings.lobby;
+    c.range(
+        "lobby.max_capacity",
+        lobby.max_capacity.into(),
+        1,
+        MAX_LOBBY_CAPACITY.into(),
+    );
+    c.positive("lobby.reservation_ttl_secs", lobby.reservation_ttl_secs);
+    c.positive("lobby.tombstone_ttl_secs", lobby.tombstone_ttl_secs);
+
+    // [curation]
+    let cur = &settings.curation;
+    c.positive("curation.interval_secs", cur.interval_secs);
+    c.positive("curation.pending_timeout_secs", cur.pending_timeout_secs);
+    c.positive(
+        "curation.lobby_idle_timeout_secs",
+        cur.lobby_idle_timeout_secs,
+    );
+    c.positive(
+        "curation.active_idle_timeout_secs",
+        cur.active_idle_timeout_secs,
+    );
+    c.positive("curation.concurrency", cur.concurrency as u64);
+    c.positive("curation.batch_size", cur.batch_size as u64);
+    c.positive("curation.lease_secs", cur.lease_secs);
+
+    // [consumer]
+    let consumer = &settings.consumer;
+    if consumer
+        .name
+        .as_deref()
+        .is_some_and(|n| n.trim().is_empty())
+    {
+        c.fail(
+            "consumer.name",
+            "must not be empty (leave it unset to derive one from the hostname)",
+        );
+    }
+    c.range(
+        "consumer.batch_size",
+        consumer.batch_size as u64,
+        1,
+        MAX_CONSUMER_BATCH as u64,
+    );
+    c.positive("consumer.max_deliveries", consumer.max_deliveries);
+
+    // [game_server_client]
+    let gsc = &settings.game_server_client;
+    c.positive(
+        "game_server_client.connect_timeout_ms",
+        gsc.connect_timeout_ms,
+    );
+    c.positive(
+        "game_server_client.request_timeout_ms",
+        gsc.request_timeout_ms,
+    );
+    c.positive(
+        "game_server_client.breaker_failures",
+        gsc.breaker_failures.into(),
+    );
+    c.positive(
+        "game_server_client.health_interval_secs",
+        gsc.health_interval_secs,
+    );
+
+    // [log]
+    let log = &settings.log;
+    if log.level.trim().is_empty() {
+        c.fail("log.level", "must not be empty (for example \"info\")");
+    } else if let Err(e) = EnvFilter::builder().parse(&log.level) {
+        c.fail("log.level", format!("is not a valid filter directive: {e}"));
+    }
+    if log.file_prefix.is_empty()
+        || log
+            .file_prefix
+            .chars()
+            .any(|ch| matches!(ch, '/' | '\\') || ch.is_whitespace() || ch.is_control())
+    {
+        c.fail(
+            "log.file_prefix",
+            "must be a non-empty file name without path separators or whitespace",
+        );
+    }
+
+    // [console]
+    if settings.console.refresh_ms < MIN_CONSOLE_REFRESH_MS {
+        c.fail(
+            "console.refresh_ms",
+            format!(
+                "must be at least {MIN_CONSOLE_REFRESH_MS}, got {}",
+                settings.console.refresh_ms
+            ),
+        );
+    }
+
+    // [[game_servers]]
+    let mut first_index: HashMap<&str, usize> = HashMap::new();
+    for (i, server) in settings.game_servers.iter().enumerate() {
+        let key = |field: &str| format!("game_servers[{i}].{field}");
+        if let Some(first) = first_index.insert(server.id.as_str(), i) {
+            // Keep the first occurrence as the reference for later duplicates.
+            first_index.insert(server.id.as_str(), first);
+            c.fail(
+                key("id"),
+                format!(
+                    "duplicate server id {:?} (already used by game_servers[{first}])",
+                    server.id.as_str()
+                ),
+            );
+        }
+        if let Err(message) = check_url(&server.api_url, &["http", "https"]) {
+            c.fail(key("api_url"), message);
+        }
+        if !server.socket_url.is_empty() {
+            if let Err(message) = check_url(&server.socket_url, &["ws", "wss"]) {
+                c.fail(
+                    key("socket_url"),
+                    format!("{message} (or leave it empty: the server answers one per game)"),
+                );
+            }
+        }
+        if server
+            .region
+            .as_deref()
+            .is_some_and(|r| r.trim().is_empty())
+        {
+            c.fail(key("region"), "must not be empty (leave it out instead)");
+        }
+        if server.max_games == 0 {
+            c.fail(key("max_games"), "must be greater than 0");
+        }
+        if server.api_key.expose_secret().is_empty() {
+            c.fail(key("api_key"), "must not be empty");
+        }
+    }
+
+    c.problems
+}
+
+fn check_redis_url(raw: &str) -> Result<(), String> {
+    let url = url::Url::parse(raw).map_err(|e| format!("is not a valid URL: {e}"))?;
+    let scheme = url.scheme();
+    if !REDIS_SCHEMES.contains(&scheme) {
+        return Err(format!(
+            "scheme {scheme:?} is not one of {}",
+            REDIS_SCHEMES.join(", ")
+        ));
+    }
+    let unix = matches!(scheme, "redis+unix" | "unix");
+    if unix && (url.path().is_empty() || url.path() == "/") {
+        return Err(format!("a {scheme}:// URL needs a socket path"));
+    }
+    if !unix && url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("a {scheme}:// URL needs a host"));
+    }
+    Ok(())
+}
+
+fn check_url(raw: &str, schemes: &[&str]) -> Result<(), String> {
+    let url = url::Url::parse(raw).map_err(|e| format!("is not a valid URL: {e}"))?;
+    if !schemes.contains(&url.scheme()) {
+        return Err(format!(
+            "scheme {:?} is not one of {}",
+            url.scheme(),
+            schemes.join(", ")
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("has no host".to_owned());
+    }
+    Ok(())
+}
