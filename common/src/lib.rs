@@ -8,8 +8,10 @@
 //! - [`model`]: game states, events and the transition rules, as pure code.
 //! - [`keys`]: the Redis key schema.
 //! - [`store`]: every read and atomic write of game state in Redis.
+//! - [`audit`]: the operator audit trail (`P:audit`).
 //! - [`time`]: Unix-millisecond clock helpers.
 
+pub mod audit;
 pub mod ids;
 pub mod keys;
 pub mod model;
