@@ -150,10 +150,13 @@ pub async fn force_delete(
         forced: request.force,
         audit_id: None,
     };
-    let game = store.game(game_id).await.map_err(|source| AdminError::Read {
-        game: game_id.clone(),
-        source,
-    })?;
+    let game = store
+        .game(game_id)
+        .await
+        .map_err(|source| AdminError::Read {
+            game: game_id.clone(),
+            source,
+        })?;
     let Some(game) = game else {
         return Ok(report);
     };

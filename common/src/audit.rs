@@ -57,7 +57,10 @@ impl AuditEntry {
                 "server_reached",
                 if self.server_reached { "true" } else { "false" }.to_string(),
             ),
-            ("forced", if self.forced { "true" } else { "false" }.to_string()),
+            (
+                "forced",
+                if self.forced { "true" } else { "false" }.to_string(),
+            ),
             ("detail", self.detail.clone()),
             ("at", self.at_ms.to_string()),
         ]

@@ -370,7 +370,13 @@ pub enum Command {
 
 impl App {
     /// A fresh console state.
-    pub fn new(now_ms: u64, thresholds: Thresholds, refresh_ms: u64, tail_len: usize, read_only: bool) -> App {
+    pub fn new(
+        now_ms: u64,
+        thresholds: Thresholds,
+        refresh_ms: u64,
+        tail_len: usize,
+        read_only: bool,
+    ) -> App {
         App {
             now_ms,
             size: (120, 40),
@@ -543,7 +549,9 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Command> {
         }
         Msg::Tick { now_ms } => {
             app.now_ms = now_ms;
-            let due = app.updated_ms.map_or(true, |at| now_ms >= at + app.refresh_ms)
+            let due = app
+                .updated_ms
+                .is_none_or(|at| now_ms >= at + app.refresh_ms)
                 && now_ms >= app.refresh_started_ms + app.refresh_ms;
             let mut commands = Vec::new();
             if !app.refresh_in_flight && due {
@@ -631,7 +639,10 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Command> {
 }
 
 /// The status line for a finished delete.
-pub fn describe_delete(game_id: &str, result: &Result<ForceDeleteReport, String>) -> (StatusKind, String) {
+pub fn describe_delete(
+    game_id: &str,
+    result: &Result<ForceDeleteReport, String>,
+) -> (StatusKind, String) {
     match result {
         Err(error) => (StatusKind::Bad, format!("delete {game_id} failed: {error}")),
         Ok(report) => {
@@ -640,7 +651,9 @@ pub fn describe_delete(game_id: &str, result: &Result<ForceDeleteReport, String>
                 ForceDeleteOutcome::Deleted => (
                     StatusKind::Good,
                     if report.server_had_game == Some(false) {
-                        format!("deleted {game_id} (server {server} no longer had it); record removed")
+                        format!(
+                            "deleted {game_id} (server {server} no longer had it); record removed"
+                        )
                     } else {
                         format!("deleted {game_id} on {server}; record removed")
                     },
@@ -655,11 +668,15 @@ pub fn describe_delete(game_id: &str, result: &Result<ForceDeleteReport, String>
                     } else {
                         "server unreachable"
                     };
-                    let record = if report.record_removed { "record removed anyway" } else { "record kept" };
+                    let record = if report.record_removed {
+                        "record removed anyway"
+                    } else {
+                        "record kept"
+                    };
                     (
                         StatusKind::Bad,
                         format!(
-                            "{game_id}: {what}: {}; {record}",
+                            "{what}, {record}: {game_id}: {}",
                             report.error.as_deref().unwrap_or("no detail")
                         ),
                     )
@@ -673,7 +690,11 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
     let context = app.context();
     let action = keymap::lookup(context, &key);
     // Ctrl-C quits from anywhere, dialogs and text fields included.
-    if key.code == KeyCode::Char('c') && key.modifiers.contains(crossterm::event::KeyModifiers::CONTROL) {
+    if key.code == KeyCode::Char('c')
+        && key
+            .modifiers
+            .contains(crossterm::event::KeyModifiers::CONTROL)
+    {
         app.quit = true;
         return vec![Command::Quit];
     }
@@ -708,7 +729,10 @@ fn on_confirm_key(app: &mut App, action: Option<Action>) -> Vec<Command> {
         Some(Action::PressButton) => {
             let confirm = app.confirm.take().expect("checked above");
             if confirm.focus == Button::Cancel {
-                app.set_status(StatusKind::Info, format!("delete of {} cancelled", confirm.game.id));
+                app.set_status(
+                    StatusKind::Info,
+                    format!("delete of {} cancelled", confirm.game.id),
+                );
                 return Vec::new();
             }
             let id = confirm.game.id;
@@ -756,7 +780,9 @@ fn on_input_key(app: &mut App, action: Option<Action>, key: KeyEvent) -> Vec<Com
         }
         _ => {
             if let KeyCode::Char(c) = key.code
-                && !key.modifiers.contains(crossterm::event::KeyModifiers::CONTROL)
+                && !key
+                    .modifiers
+                    .contains(crossterm::event::KeyModifiers::CONTROL)
             {
                 input.text.push(c);
             }
@@ -870,7 +896,9 @@ fn on_action(app: &mut App, action: Action) -> Vec<Command> {
         }
         (Screen::Games(_), Action::Up) => move_selection(app, app.selected.saturating_sub(1)),
         (Screen::Games(_), Action::Down) => move_selection(app, app.selected + 1),
-        (Screen::Games(_), Action::PageUp) => move_selection(app, app.selected.saturating_sub(rows)),
+        (Screen::Games(_), Action::PageUp) => {
+            move_selection(app, app.selected.saturating_sub(rows))
+        }
         (Screen::Games(_), Action::PageDown) => move_selection(app, app.selected + rows),
         (Screen::Games(_), Action::Top) => move_selection(app, 0),
         (Screen::Games(_), Action::Bottom) => move_selection(app, app.total().saturating_sub(1)),
@@ -906,10 +934,7 @@ fn on_action(app: &mut App, action: Action) -> Vec<Command> {
                 return Vec::new();
             }
             let game = match app.screen {
-                Screen::Detail => app
-                    .detail_id
-                    .as_ref()
-                    .and_then(|id| detail_row(app, id)),
+                Screen::Detail => app.detail_id.as_ref().and_then(|id| detail_row(app, id)),
                 _ => app.selected_row().cloned(),
             };
             match game {

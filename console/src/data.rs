@@ -186,10 +186,9 @@ impl TailEvent {
         needle.is_empty()
             || self.product.contains(needle)
             || self.entry_id.contains(needle)
-            || self
-                .fields
-                .iter()
-                .any(|(k, v)| k.to_lowercase().contains(needle) || v.to_lowercase().contains(needle))
+            || self.fields.iter().any(|(k, v)| {
+                k.to_lowercase().contains(needle) || v.to_lowercase().contains(needle)
+            })
     }
 
     /// One line for humans: `<entry id> <product> <type> game=<id> player=<id> server=<id> …`.

@@ -31,7 +31,10 @@ pub const DETAIL_EVENT_SEARCH: usize = 2_000;
 pub const DETAIL_EVENTS: usize = 30;
 
 /// Products to show: those in `P:products` plus the configured ones, sorted.
-pub async fn products(store: &Store, configured: &[ProductId]) -> Result<Vec<ProductId>, StoreError> {
+pub async fn products(
+    store: &Store,
+    configured: &[ProductId],
+) -> Result<Vec<ProductId>, StoreError> {
     let mut products = store.products().await?;
     for product in configured {
         if !products.contains(product) {
@@ -90,7 +93,7 @@ async fn group_stats(store: &Store, product: &ProductId) -> Result<Option<GroupS
     let reply = match reply {
         Ok(reply) => reply,
         // "ERR no such key": the stream does not exist yet.
-        Err(err) if err.kind() == redis::ErrorKind::ResponseError => return Ok(None),
+        Err(err) if matches!(err.kind(), redis::ErrorKind::Server(_)) => return Ok(None),
         Err(err) => return Err(err.into()),
     };
     let Value::Array(groups) = reply else {
@@ -103,8 +106,14 @@ async fn group_stats(store: &Store, product: &ProductId) -> Result<Option<GroupS
         }
         return Ok(Some(GroupStats {
             lag: fields.get("lag").and_then(|v| value_u64(v)),
-            pending: fields.get("pending").and_then(|v| value_u64(v)).unwrap_or(0),
-            consumers: fields.get("consumers").and_then(|v| value_u64(v)).unwrap_or(0),
+            pending: fields
+                .get("pending")
+                .and_then(|v| value_u64(v))
+                .unwrap_or(0),
+            consumers: fields
+                .get("consumers")
+                .and_then(|v| value_u64(v))
+                .unwrap_or(0),
         }));
     }
     Ok(None)
@@ -132,7 +141,11 @@ async fn product_stats(store: &Store, product: &ProductId) -> Result<ProductStat
 }
 
 /// The header data: every product's counts, group state and dead letters, and live daemons.
-pub async fn overview(store: &Store, products: &[ProductId], now_ms: u64) -> Result<Overview, StoreError> {
+pub async fn overview(
+    store: &Store,
+    products: &[ProductId],
+    now_ms: u64,
+) -> Result<Overview, StoreError> {
     let stats = futures::future::join_all(products.iter().map(|p| product_stats(store, p))).await;
     let mut conn = store.connection();
     let instances: Vec<String> = redis::cmd("ZRANGEBYSCORE")
@@ -153,7 +166,13 @@ pub async fn overview(store: &Store, products: &[ProductId], now_ms: u64) -> Res
 pub async fn games_page(store: &Store, query: &PageQuery) -> Result<GamesPage, StoreError> {
     if query.filter.is_empty() {
         let window = store
-            .set_window(&query.product, query.set, query.offset, query.count, query.newest_first)
+            .set_window(
+                &query.product,
+                query.set,
+                query.offset,
+                query.count,
+                query.newest_first,
+            )
             .await?;
         return Ok(GamesPage {
             query: query.clone(),
@@ -171,7 +190,13 @@ pub async fn games_page(store: &Store, query: &PageQuery) -> Result<GamesPage, S
     let mut set_size = 0;
     while scanned < FILTER_SCAN_LIMIT {
         let window = store
-            .set_window(&query.product, query.set, scanned, FILTER_CHUNK, query.newest_first)
+            .set_window(
+                &query.product,
+                query.set,
+                scanned,
+                FILTER_CHUNK,
+                query.newest_first,
+            )
             .await?;
         set_size = window.total;
         let got = window.rows.len() as u64;
@@ -316,13 +341,20 @@ impl TailFollower {
                 .arg(self.backfill.max(1))
                 .query_async(&mut conn)
                 .await?;
-            let last = recent.first().map_or("0-0".to_string(), |(id, _)| id.clone());
+            let last = recent
+                .first()
+                .map_or("0-0".to_string(), |(id, _)| id.clone());
             if self.backfill > 0 {
-                events.extend(recent.into_iter().rev().map(|(entry_id, fields)| TailEvent {
-                    product: product.to_string(),
-                    entry_id,
-                    fields,
-                }));
+                events.extend(
+                    recent
+                        .into_iter()
+                        .rev()
+                        .map(|(entry_id, fields)| TailEvent {
+                            product: product.to_string(),
+                            entry_id,
+                            fields,
+                        }),
+                );
             }
             self.last_ids.insert(product, last);
         }
@@ -330,7 +362,7 @@ impl TailFollower {
             if self.last_ids.is_empty() {
                 tokio::time::sleep(self.block).await;
             }
-            events.sort_by(|a, b| entry_order(&a.entry_id).cmp(&entry_order(&b.entry_id)));
+            events.sort_by_key(|e| entry_order(&e.entry_id));
             return Ok(events);
         }
         let conn = match &mut self.conn {
@@ -341,7 +373,11 @@ impl TailFollower {
             }
         };
         let mut cmd = redis::cmd("XREAD");
-        cmd.arg("COUNT").arg(1000).arg("BLOCK").arg(self.block.as_millis() as u64).arg("STREAMS");
+        cmd.arg("COUNT")
+            .arg(1000)
+            .arg("BLOCK")
+            .arg(self.block.as_millis() as u64)
+            .arg("STREAMS");
         for product in self.last_ids.keys() {
             cmd.arg(self.store.keys().product(product).events());
         }
@@ -375,7 +411,7 @@ impl TailFollower {
                 fields,
             }));
         }
-        events.sort_by(|a, b| entry_order(&a.entry_id).cmp(&entry_order(&b.entry_id)));
+        events.sort_by_key(|e| entry_order(&e.entry_id));
         Ok(events)
     }
 }
@@ -395,9 +431,16 @@ pub async fn list_games(
     for product in products {
         let mut offset = 0;
         loop {
-            let window = store.set_window(product, set, offset, FILTER_CHUNK, false).await?;
+            let window = store
+                .set_window(product, set, offset, FILTER_CHUNK, false)
+                .await?;
             let got = window.rows.len() as u64;
-            rows.extend(window.rows.iter().map(|row| GameRow::from_window(product, row)));
+            rows.extend(
+                window
+                    .rows
+                    .iter()
+                    .map(|row| GameRow::from_window(product, row)),
+            );
             offset += got;
             if got < FILTER_CHUNK {
                 break;

@@ -169,7 +169,9 @@ impl fmt::Display for Key {
         }
         match self.code {
             KeyCode::Char(' ') => f.write_str("Space"),
-            KeyCode::Char(c) if !self.modifiers.is_empty() => write!(f, "{}", c.to_ascii_uppercase()),
+            KeyCode::Char(c) if !self.modifiers.is_empty() => {
+                write!(f, "{}", c.to_ascii_uppercase())
+            }
             KeyCode::Char(c) => write!(f, "{c}"),
             KeyCode::Enter => f.write_str("Enter"),
             KeyCode::Esc => f.write_str("Esc"),
@@ -224,45 +226,177 @@ pub const KEYMAP: &[Binding] = &[
     // Dialog and input first: they capture keys that mean something else on screens.
     bind(
         C::Confirm,
-        &[plain(KeyCode::Tab), plain(KeyCode::BackTab), plain(KeyCode::Left), plain(KeyCode::Right), ch('h'), ch('l')],
+        &[
+            plain(KeyCode::Tab),
+            plain(KeyCode::BackTab),
+            plain(KeyCode::Left),
+            plain(KeyCode::Right),
+            ch('h'),
+            ch('l'),
+        ],
         A::SwitchButton,
         "move focus between Cancel and Delete",
     ),
-    bind(C::Confirm, &[plain(KeyCode::Enter)], A::PressButton, "press the focused button (Cancel is focused first)"),
-    bind(C::Confirm, &[plain(KeyCode::Esc), ch('n'), ch('q')], A::CancelDialog, "cancel"),
+    bind(
+        C::Confirm,
+        &[plain(KeyCode::Enter)],
+        A::PressButton,
+        "press the focused button (Cancel is focused first)",
+    ),
+    bind(
+        C::Confirm,
+        &[plain(KeyCode::Esc), ch('n'), ch('q')],
+        A::CancelDialog,
+        "cancel",
+    ),
     bind(C::Input, &[plain(KeyCode::Enter)], A::Submit, "apply"),
     bind(C::Input, &[plain(KeyCode::Esc)], A::CancelInput, "cancel"),
-    bind(C::Input, &[plain(KeyCode::Backspace)], A::Backspace, "delete a character (other keys type)"),
-    bind(C::Help, &[plain(KeyCode::Esc), ch('?'), ch('q')], A::CloseHelp, "close help"),
+    bind(
+        C::Input,
+        &[plain(KeyCode::Backspace)],
+        A::Backspace,
+        "delete a character (other keys type)",
+    ),
+    bind(
+        C::Help,
+        &[plain(KeyCode::Esc), ch('?'), ch('q')],
+        A::CloseHelp,
+        "close help",
+    ),
     bind(C::Global, &[ch('q'), ctrl('c')], A::Quit, "quit"),
     bind(C::Global, &[ch('?')], A::Help, "this help"),
-    bind(C::Global, &[ch(':')], A::CommandLine, "command line: :pending :lobby :active :events :q"),
+    bind(
+        C::Global,
+        &[ch(':')],
+        A::CommandLine,
+        "command line: :pending :lobby :active :events :q",
+    ),
     bind(C::Global, &[ch('1')], A::ShowPending, "pending games"),
     bind(C::Global, &[ch('2')], A::ShowLobby, "lobby games"),
     bind(C::Global, &[ch('3')], A::ShowActive, "active games"),
     bind(C::Global, &[ch('4'), ch('e')], A::ShowEvents, "event tail"),
     bind(C::Global, &[ch('r')], A::RefreshNow, "re-read Redis now"),
-    bind(C::Games, &[ch('/')], A::Filter, "filter (substring of id, product, creator, server)"),
-    bind(C::Games, &[ch('p'), plain(KeyCode::Tab)], A::NextProduct, "next product"),
-    bind(C::Games, &[ch('P'), plain(KeyCode::BackTab)], A::PrevProduct, "previous product"),
-    bind(C::Games, &[plain(KeyCode::Up), ch('k')], A::Up, "select previous game"),
-    bind(C::Games, &[plain(KeyCode::Down), ch('j')], A::Down, "select next game"),
-    bind(C::Games, &[plain(KeyCode::PageUp), ctrl('u')], A::PageUp, "page up"),
-    bind(C::Games, &[plain(KeyCode::PageDown), ctrl('f')], A::PageDown, "page down"),
-    bind(C::Games, &[plain(KeyCode::Home), ch('g')], A::Top, "first game"),
-    bind(C::Games, &[plain(KeyCode::End), ch('G')], A::Bottom, "last game"),
-    bind(C::Games, &[ch('s')], A::ToggleSort, "sort by last activity / by age"),
+    bind(
+        C::Games,
+        &[ch('/')],
+        A::Filter,
+        "filter (substring of id, product, creator, server)",
+    ),
+    bind(
+        C::Games,
+        &[ch('p'), plain(KeyCode::Tab)],
+        A::NextProduct,
+        "next product",
+    ),
+    bind(
+        C::Games,
+        &[ch('P'), plain(KeyCode::BackTab)],
+        A::PrevProduct,
+        "previous product",
+    ),
+    bind(
+        C::Games,
+        &[plain(KeyCode::Up), ch('k')],
+        A::Up,
+        "select previous game",
+    ),
+    bind(
+        C::Games,
+        &[plain(KeyCode::Down), ch('j')],
+        A::Down,
+        "select next game",
+    ),
+    bind(
+        C::Games,
+        &[plain(KeyCode::PageUp), ctrl('u')],
+        A::PageUp,
+        "page up",
+    ),
+    bind(
+        C::Games,
+        &[plain(KeyCode::PageDown), ctrl('f')],
+        A::PageDown,
+        "page down",
+    ),
+    bind(
+        C::Games,
+        &[plain(KeyCode::Home), ch('g')],
+        A::Top,
+        "first game",
+    ),
+    bind(
+        C::Games,
+        &[plain(KeyCode::End), ch('G')],
+        A::Bottom,
+        "last game",
+    ),
+    bind(
+        C::Games,
+        &[ch('s')],
+        A::ToggleSort,
+        "sort by last activity / by age",
+    ),
     bind(C::Games, &[ch('o')], A::ReverseSort, "reverse sort order"),
-    bind(C::Games, &[plain(KeyCode::Enter), ch('d')], A::OpenDetail, "detail of the selected game"),
-    bind(C::Games, &[ctrl('d')], A::ForceDelete, "force-delete the selected game (asks first)"),
-    bind(C::Games, &[plain(KeyCode::Esc)], A::Back, "clear the filter"),
-    bind(C::Events, &[ch('/')], A::Filter, "filter events (substring of any field)"),
-    bind(C::Events, &[ch('f'), ch(' ')], A::ToggleFollow, "follow new events / pause"),
-    bind(C::Events, &[plain(KeyCode::Up), ch('k')], A::Up, "scroll up (pauses)"),
-    bind(C::Events, &[plain(KeyCode::Down), ch('j')], A::Down, "scroll down"),
-    bind(C::Events, &[plain(KeyCode::Esc)], A::Back, "clear the filter, back to games"),
-    bind(C::Detail, &[ctrl('d')], A::ForceDelete, "force-delete this game (asks first)"),
-    bind(C::Detail, &[plain(KeyCode::Esc), plain(KeyCode::Backspace)], A::Back, "back to the games table"),
+    bind(
+        C::Games,
+        &[plain(KeyCode::Enter), ch('d')],
+        A::OpenDetail,
+        "detail of the selected game",
+    ),
+    bind(
+        C::Games,
+        &[ctrl('d')],
+        A::ForceDelete,
+        "force-delete the selected game (asks first)",
+    ),
+    bind(
+        C::Games,
+        &[plain(KeyCode::Esc)],
+        A::Back,
+        "clear the filter",
+    ),
+    bind(
+        C::Events,
+        &[ch('/')],
+        A::Filter,
+        "filter events (substring of any field)",
+    ),
+    bind(
+        C::Events,
+        &[ch('f'), ch(' ')],
+        A::ToggleFollow,
+        "follow new events / pause",
+    ),
+    bind(
+        C::Events,
+        &[plain(KeyCode::Up), ch('k')],
+        A::Up,
+        "scroll up (pauses)",
+    ),
+    bind(
+        C::Events,
+        &[plain(KeyCode::Down), ch('j')],
+        A::Down,
+        "scroll down",
+    ),
+    bind(
+        C::Events,
+        &[plain(KeyCode::Esc)],
+        A::Back,
+        "clear the filter, back to games",
+    ),
+    bind(
+        C::Detail,
+        &[ctrl('d')],
+        A::ForceDelete,
+        "force-delete this game (asks first)",
+    ),
+    bind(
+        C::Detail,
+        &[plain(KeyCode::Esc), plain(KeyCode::Backspace)],
+        A::Back,
+        "back to the games table",
+    ),
 ];
 
 /// The action bound to `event` in `context` (or, for screens, in [`Context::Global`]).
@@ -325,7 +459,11 @@ mod tests {
                     continue;
                 }
                 for key in a.keys {
-                    assert!(!b.keys.contains(key), "{key} bound twice in {:?}", a.context);
+                    assert!(
+                        !b.keys.contains(key),
+                        "{key} bound twice in {:?}",
+                        a.context
+                    );
                 }
             }
         }

@@ -78,7 +78,10 @@ fn draw_title(app: &App, frame: &mut Frame, area: Rect) {
         Screen::Detail => "detail".into(),
     };
     let updated = match app.updated_ms {
-        Some(at) => format!("updated {} ago", human_duration(app.now_ms.saturating_sub(at))),
+        Some(at) => format!(
+            "updated {} ago",
+            human_duration(app.now_ms.saturating_sub(at))
+        ),
         None => "waiting for first read…".into(),
     };
     let mut spans = vec![
@@ -89,7 +92,10 @@ fn draw_title(app: &App, frame: &mut Frame, area: Rect) {
         spans.push(Span::styled(format!(" product {product} "), DIM));
     }
     if app.read_only {
-        spans.push(Span::styled(" READ-ONLY ", Style::new().fg(Color::Black).bg(Color::Yellow)));
+        spans.push(Span::styled(
+            " READ-ONLY ",
+            Style::new().fg(Color::Black).bg(Color::Yellow),
+        ));
     }
     spans.push(Span::raw(format!("  {updated}  ")));
     spans.push(Span::styled("? help", DIM));
@@ -133,7 +139,11 @@ fn draw_header(app: &App, frame: &mut Frame, area: Rect) {
             Span::styled(format!("{:>6}", stats.dead_letters), dead_style),
         ]));
     }
-    let more = app.overview.products.len().saturating_sub(MAX_HEADER_PRODUCTS);
+    let more = app
+        .overview
+        .products
+        .len()
+        .saturating_sub(MAX_HEADER_PRODUCTS);
     let instances = if app.overview.instances.is_empty() {
         Span::styled("daemons: none alive (no heartbeat in 15 s)", OVERDUE_STYLE)
     } else {
@@ -145,7 +155,10 @@ fn draw_header(app: &App, frame: &mut Frame, area: Rect) {
     };
     let mut last = vec![instances];
     if more > 0 {
-        last.push(Span::styled(format!("   +{more} more products (p to switch)"), DIM));
+        last.push(Span::styled(
+            format!("   +{more} more products (p to switch)"),
+            DIM,
+        ));
     }
     lines.push(Line::from(last));
     frame.render_widget(Paragraph::new(lines), area);
@@ -164,7 +177,10 @@ fn draw_banner(app: &App, frame: &mut Frame, area: Rect) {
         clock(down.since_ms),
         down.error
     );
-    let style = Style::new().fg(Color::White).bg(Color::Red).add_modifier(Modifier::BOLD);
+    let style = Style::new()
+        .fg(Color::White)
+        .bg(Color::Red)
+        .add_modifier(Modifier::BOLD);
     frame.render_widget(
         Paragraph::new(text).style(style).wrap(Wrap { trim: true }),
         area,
@@ -211,8 +227,10 @@ fn games_title(app: &App, set: GameSet) -> String {
 fn draw_games(app: &App, frame: &mut Frame, area: Rect, set: GameSet) {
     let threshold = app.thresholds.of(set);
     let header = Row::new(
-        ["", "id", "product", "state", "players", "server", "creator", "age", "idle"]
-            .map(|t| Cell::from(t).style(DIM)),
+        [
+            "", "id", "product", "state", "players", "server", "creator", "age", "idle",
+        ]
+        .map(|t| Cell::from(t).style(DIM)),
     );
     let rows: Vec<Row> = app
         .visible_rows()
@@ -224,16 +242,23 @@ fn draw_games(app: &App, frame: &mut Frame, area: Rect, set: GameSet) {
         })
         .collect();
     let empty = rows.is_empty();
+    let id_width = app
+        .visible_rows()
+        .iter()
+        .map(|r| r.id.chars().count())
+        .max()
+        .unwrap_or(10)
+        .clamp(10, 64) as u16;
     let widths = [
         Constraint::Length(1),
-        Constraint::Min(20),
-        Constraint::Length(10),
+        Constraint::Length(id_width),
+        Constraint::Max(10),
         Constraint::Length(18),
         Constraint::Length(7),
-        Constraint::Length(12),
-        Constraint::Length(12),
-        Constraint::Length(7),
-        Constraint::Length(7),
+        Constraint::Max(14),
+        Constraint::Min(8),
+        Constraint::Length(6),
+        Constraint::Length(6),
     ];
     let block = Block::bordered().title(games_title(app, set));
     let inner = block.inner(area);
@@ -246,7 +271,8 @@ fn draw_games(app: &App, frame: &mut Frame, area: Rect, set: GameSet) {
         } else {
             "no games here"
         };
-        let [_, message] = Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(inner);
+        let [_, message] =
+            Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(inner);
         frame.render_widget(Paragraph::new(text).style(DIM), message);
     }
 }
@@ -264,8 +290,10 @@ fn game_row<'a>(app: &App, game: &'a GameRow, threshold_ms: u64, selected: bool)
     } else {
         human_duration(app.now_ms.saturating_sub(game.created_at_ms))
     };
-    let state = game.state.map_or("(no record)".to_string(), |s| s.to_string());
-    let deleting = app.deletes_in_flight.iter().any(|id| *id == game.id);
+    let state = game
+        .state
+        .map_or("(no record)".to_string(), |s| s.to_string());
+    let deleting = app.deletes_in_flight.contains(&game.id);
     let row = Row::new(vec![
         Cell::from(staleness.symbol()).style(stale_style),
         Cell::from(if deleting {
@@ -310,7 +338,9 @@ fn draw_events(app: &App, frame: &mut Frame, area: Rect) {
             let kind = event.field("type").unwrap_or("?");
             let style = match kind {
                 "game_ended" => DIM,
-                "creator_joined" | "player_joined" | "all_players_joined" => Style::new().fg(Color::Green),
+                "creator_joined" | "player_joined" | "all_players_joined" => {
+                    Style::new().fg(Color::Green)
+                }
                 "player_left" => NEAR_STYLE,
                 "game_started" => Style::new().fg(Color::Cyan),
                 _ => Style::new(),
@@ -346,7 +376,10 @@ fn draw_detail(app: &App, frame: &mut Frame, area: Rect) {
         Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(inner);
     let mut lines = vec![Line::styled("record (hash fields)", TITLE)];
     if detail.fields.is_empty() {
-        lines.push(Line::styled("no record: the hash is gone (ended and expired, or removed)", OVERDUE_STYLE));
+        lines.push(Line::styled(
+            "no record: the hash is gone (ended and expired, or removed)",
+            OVERDUE_STYLE,
+        ));
     }
     for (name, value) in &detail.fields {
         let shown = match name.as_str() {
@@ -390,7 +423,7 @@ fn draw_detail(app: &App, frame: &mut Frame, area: Rect) {
             Span::styled(rest.join(" "), DIM),
         ]));
     }
-    frame.render_widget(Paragraph::new(events), right);
+    frame.render_widget(Paragraph::new(events).wrap(Wrap { trim: false }), right);
 }
 
 fn draw_status(app: &App, frame: &mut Frame, area: Rect) {
@@ -443,13 +476,19 @@ pub fn help_lines() -> Vec<Line<'static>> {
         lines.push(Line::styled(context.title(), TITLE));
         for binding in bindings {
             lines.push(Line::from(vec![
-                Span::styled(format!("  {:<22}", keymap::keys_label(binding)), Style::new().fg(Color::Yellow)),
+                Span::styled(
+                    format!("  {:<22}", keymap::keys_label(binding)),
+                    Style::new().fg(Color::Yellow),
+                ),
                 Span::raw(binding.description),
             ]));
         }
     }
     lines.push(Line::raw(""));
-    lines.push(Line::styled("Rows: ▲ yellow = idle ≥ 80 % of the curation timeout; ✖ red = overdue", DIM));
+    lines.push(Line::styled(
+        "Rows: ▲ yellow = idle ≥ 80 % of the curation timeout; ✖ red = overdue",
+        DIM,
+    ));
     lines
 }
 
@@ -478,13 +517,17 @@ fn draw_confirm(app: &App, frame: &mut Frame, area: Rect) {
         }
     };
     let lines = vec![
-        Line::styled("Force-delete this game?", Style::new().add_modifier(Modifier::BOLD)),
+        Line::styled(
+            "Force-delete this game?",
+            Style::new().add_modifier(Modifier::BOLD),
+        ),
         Line::raw(""),
         Line::raw(format!("  id       {}", game.id)),
         Line::raw(format!("  product  {}", game.product)),
         Line::raw(format!(
             "  state    {}",
-            game.state.map_or("(no record)".to_string(), |s| s.to_string())
+            game.state
+                .map_or("(no record)".to_string(), |s| s.to_string())
         )),
         Line::raw(format!("  server   {}", game.server_id)),
         Line::raw(""),
