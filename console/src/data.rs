@@ -159,8 +159,21 @@ pub struct TailEvent {
     pub product: String,
     /// The stream entry id.
     pub entry_id: String,
-    /// Its fields, in stream order.
+    /// Its fields, in stream order (a JSON object when serialised).
+    #[serde(serialize_with = "fields_as_object")]
     pub fields: Vec<(String, String)>,
+}
+
+fn fields_as_object<S: serde::Serializer>(
+    fields: &[(String, String)],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = serializer.serialize_map(Some(fields.len()))?;
+    for (name, value) in fields {
+        map.serialize_entry(name, value)?;
+    }
+    map.end()
 }
 
 impl TailEvent {

@@ -24,6 +24,10 @@ pub mod view;
 #[cfg(test)]
 mod tests;
 
+/// The terminal crates this console is built on, for tests and tools that drive it.
+pub use crossterm;
+pub use ratatui;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -89,13 +93,6 @@ pub fn run_cli(cli: Cli) -> u8 {
         }
     };
     tracing::info!(source = %settings.source_description(), "mm-console starting");
-    let console = match Console::from_settings(&settings) {
-        Ok(console) => console,
-        Err(err) => {
-            eprintln!("mm-console: configuration error: {err}");
-            return exit::USAGE;
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -112,6 +109,14 @@ pub fn run_cli(cli: Cli) -> u8 {
         .clone()
         .unwrap_or_else(mm_common::audit::os_user);
     runtime.block_on(async move {
+        // The lazy store spawns its reconnect task: it must be built inside the runtime.
+        let console = match Console::from_settings(&settings) {
+            Ok(console) => console,
+            Err(err) => {
+                eprintln!("mm-console: configuration error: {err}");
+                return exit::USAGE;
+            }
+        };
         if let Some(game) = &cli.delete {
             let args = scripted::DeleteArgs {
                 game: game.clone(),
