@@ -1,6 +1,6 @@
 //! Smoke test of the real `mm-console` TUI inside tmux: a private Redis with a few games, the
 //! console started from a shell in a 120×40 pane, keys sent with `send-keys`, the screen read
-//! with `capture-pane -p`.
+//! with `capture-pane -p`; Redis is killed and restarted under it.
 
 use std::process::Command;
 use std::time::Duration;
@@ -70,7 +70,7 @@ impl Drop for Tmux {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tui_shows_games_help_events_and_quits_back_to_the_shell() {
-    let fx = ConsoleFixture::new().await;
+    let mut fx = ConsoleFixture::new().await;
     let first = fx.game(1).await;
     fx.game(2).await;
     fx.game(3).await;
@@ -110,6 +110,24 @@ async fn tui_shows_games_help_events_and_quits_back_to_the_shell() {
     assert!(screen.contains("updated"), "{screen}");
     assert!(screen.contains("gs-chess-1"), "{screen}");
 
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the detail view", "record (hash fields)")
+        .await;
+    tmux.keys(&["C-d"]);
+    let dialog = tmux
+        .wait_for("the confirm dialog", "Force-delete this game?")
+        .await;
+    assert!(dialog.contains("[ Cancel ]"), "{dialog}");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("cancel to be reported", "cancelled").await;
+    assert_eq!(
+        fx.server_games(),
+        3,
+        "Enter on the default button deleted nothing"
+    );
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("back on the table", "pending ·").await;
+
     tmux.keys(&["?"]);
     let help = tmux.wait_for("the help screen", "Games table").await;
     assert!(help.contains("force-delete the selected game"), "{help}");
@@ -118,6 +136,27 @@ async fn tui_shows_games_help_events_and_quits_back_to_the_shell() {
         let closed = !tmux.screen().contains("Games table");
         async move { closed.then_some(()) }
     })
+    .await;
+
+    // Redis goes away: the last data stays under a red banner, keys still work; Redis comes
+    // back: the console reconnects by itself.
+    fx.redis.kill();
+    let screen = tmux
+        .wait_for("the Redis-down banner", "Redis unreachable since")
+        .await;
+    assert!(screen.contains(first.as_str()), "last data kept: {screen}");
+    tmux.keys(&["2"]);
+    tmux.wait_for("keys work while Redis is down", "lobby ·")
+        .await;
+    fx.redis.restart().unwrap();
+    poll::until(
+        "the banner to clear after Redis is back",
+        Duration::from_secs(20),
+        || {
+            let gone = !tmux.screen().contains("Redis unreachable");
+            async move { gone.then_some(()) }
+        },
+    )
     .await;
 
     tmux.keys(&[":", "events", "Enter"]);
