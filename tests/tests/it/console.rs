@@ -587,3 +587,37 @@ async fn tail_follows_new_events_without_touching_the_consumer_group() {
     assert_eq!(groups[0]["pending"], redis::Value::Int(0));
     assert_eq!(groups[0]["consumers"], redis::Value::Int(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusing_server_exits_4_and_keeps_the_record() {
+    let fx = ConsoleFixture::new().await;
+    let id = fx.game(1).await;
+    // The same server, registered with the wrong key: it answers 401.
+    let wrong_key = fx.dir.path().join("wrong-key.toml");
+    let config = std::fs::read_to_string(&fx.config_file)
+        .unwrap()
+        .replace(API_KEY, "not-the-key");
+    std::fs::write(&wrong_key, config).unwrap();
+    let output = Command::new(console_binary())
+        .env("MM_REDIS__URL", fx.redis.url())
+        .args(["-m", "test", "-c"])
+        .arg(&wrong_key)
+        .args(["--delete", id.as_str(), "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(4), "{}", describe(&output));
+    let report = json(&output);
+    assert_eq!(report["outcome"], "server_refused");
+    assert_eq!(report["server_reached"], true);
+    assert!(
+        report["error"].as_str().unwrap().contains("401"),
+        "{report}"
+    );
+    assert_eq!(fx.server_games(), 1, "still on the server");
+    assert_eq!(
+        fx.store.game(&id).await.unwrap().unwrap().state(),
+        GameState::Created
+    );
+    assert_eq!(fx.audit().await[0].outcome, "server_refused_record_kept");
+    fx.check_invariants().await;
+}

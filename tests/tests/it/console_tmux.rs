@@ -72,7 +72,7 @@ impl Drop for Tmux {
 async fn tui_shows_games_help_events_and_quits_back_to_the_shell() {
     let mut fx = ConsoleFixture::new().await;
     let first = fx.game(1).await;
-    fx.game(2).await;
+    let second = fx.game(2).await;
     fx.game(3).await;
     let binary = console_binary();
 
@@ -90,6 +90,8 @@ async fn tui_shows_games_help_events_and_quits_back_to_the_shell() {
         "console",
         "-e",
         &format!("MM_REDIS__URL={}", fx.redis.url()),
+        "-e",
+        "USER=test-operator",
         "sh",
     ]);
     let launch = format!(
@@ -128,6 +130,20 @@ async fn tui_shows_games_help_events_and_quits_back_to_the_shell() {
     tmux.keys(&["Escape"]);
     tmux.wait_for("back on the table", "pending ·").await;
 
+    // Confirmed from the table: deleted on the server, and the status line says so.
+    tmux.keys(&["C-d"]);
+    tmux.wait_for("the confirm dialog again", "Force-delete this game?")
+        .await;
+    tmux.keys(&["Tab"]);
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the delete outcome", "record removed").await;
+    assert!(screen.contains(&format!("deleted {first}")), "{screen}");
+    assert_eq!(fx.server_games(), 2, "deleted on the game server");
+    let audit = fx.audit().await;
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].game_id, first.as_str());
+    assert_eq!(audit[0].operator, "test-operator");
+
     tmux.keys(&["?"]);
     let help = tmux.wait_for("the help screen", "Games table").await;
     assert!(help.contains("force-delete the selected game"), "{help}");
@@ -144,7 +160,7 @@ async fn tui_shows_games_help_events_and_quits_back_to_the_shell() {
     let screen = tmux
         .wait_for("the Redis-down banner", "Redis unreachable since")
         .await;
-    assert!(screen.contains(first.as_str()), "last data kept: {screen}");
+    assert!(screen.contains(second.as_str()), "last data kept: {screen}");
     tmux.keys(&["2"]);
     tmux.wait_for("keys work while Redis is down", "lobby ·")
         .await;
