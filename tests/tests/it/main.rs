@@ -1,6 +1,9 @@
 //! The workspace's integration tests, in one binary: each module drives real processes or
 //! in-process servers against a private redis-server from the testkit.
 
+mod console;
+mod console_bench;
+mod console_tmux;
 mod consumer;
 mod curator;
 mod faults;
