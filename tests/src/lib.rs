@@ -5,10 +5,12 @@
 //! - [`redis_server`]: a private `redis-server` per test (unix socket, temp dir, killed on drop).
 //! - [`invariants`]: the checker every test calls at its end — each live game is in exactly
 //!   the one sorted set its hash's state names.
+//! - [`app`]: the lobby API in-process with its Redis and reference game servers.
 //! - [`poll`]: waiting for a condition with a deadline (tests never sleep to synchronise).
 //!
 //! The integration tests of the whole workspace live in `tests/it/` (one test binary).
 
+pub mod app;
 pub mod invariants;
 pub mod poll;
 pub mod redis_server;
