@@ -6,11 +6,15 @@
 //! - [`invariants`]: the checker every test calls at its end — each live game is in exactly
 //!   the one sorted set its hash's state names.
 //! - [`app`]: the lobby API in-process with its Redis and reference game servers.
+//! - [`gameserver`]: the reference game server `mm-gameserver`, in-process or as a binary.
+//! - [`fake_gameserver`]: a misbehaving game server for client timeout/retry/breaker tests.
 //! - [`poll`]: waiting for a condition with a deadline (tests never sleep to synchronise).
 //!
 //! The integration tests of the whole workspace live in `tests/it/` (one test binary).
 
 pub mod app;
+pub mod fake_gameserver;
+pub mod gameserver;
 pub mod invariants;
 pub mod poll;
 pub mod redis_server;

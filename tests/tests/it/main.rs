@@ -1,5 +1,5 @@
-//! The workspace's integration tests, in one binary: each module drives real processes or
-//! in-process servers against a private redis-server from the testkit.
+//! The integration tests of the workspace: one binary, one module per area.
 
 mod api;
+mod gameserver;
 mod store;
