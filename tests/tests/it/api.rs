@@ -310,6 +310,12 @@ async fn listing_pages_with_a_cursor() {
         .map(|g| g["id"].as_str().unwrap().to_string())
         .collect();
     assert!(second.body["next_cursor"].is_null(), "{}", second.text);
+    let empty_cursor = app.list("p", "product=chess&limit=2&cursor=").await;
+    assert_eq!(
+        empty_cursor.status, 200,
+        "an empty cursor means the first page"
+    );
+    assert_eq!(empty_cursor.body["games"], first.body["games"]);
     seen.sort();
     ids.sort();
     assert_eq!(seen, ids);
