@@ -204,7 +204,7 @@ pub struct ListQuery {
     #[serde(default)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page (absent or empty: the first page).
-    #[param(pattern = "^([0-9]+:[A-Za-z0-9._-]{1,64})?$")]
+    #[param(pattern = "^([0-9]{1,19}:[A-Za-z0-9._-]{1,64})?$")]
     #[serde(default)]
     pub cursor: Option<String>,
 }
