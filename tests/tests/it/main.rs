@@ -1,6 +1,7 @@
 //! The workspace's integration tests, in one binary: each module drives real processes or
 //! in-process servers against a private redis-server from the testkit.
 
+mod api;
 mod console;
 mod console_bench;
 mod console_tmux;
