@@ -95,3 +95,24 @@ pub fn document(max_capacity: u32) -> Result<serde_json::Value, serde_json::Erro
 pub async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
 }
+
+/// Largest body the benchmark's static route serves.
+const BENCH_STATIC_MAX_BYTES: usize = 1 << 20;
+
+/// `GET /bench/static/{bytes}` (only with `MM_BENCH_ROUTES=1`): a JSON body of exactly
+/// `bytes` bytes (at least 11, at most 1 MiB), the HTTP ceiling the listing is measured against.
+pub(crate) async fn bench_static(
+    axum::extract::Path(bytes): axum::extract::Path<usize>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let size = bytes.clamp(11, BENCH_STATIC_MAX_BYTES);
+    let mut body = Vec::with_capacity(size);
+    body.extend_from_slice(b"{\"pad\":\"");
+    body.resize(size - 2, b'x');
+    body.extend_from_slice(b"\"}");
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
