@@ -514,3 +514,26 @@ fn stale_refresh_answers_are_ignored() {
     assert!(commands.is_empty());
     assert!(app.redis_down.is_none());
 }
+
+#[test]
+fn help_keeps_every_key_label_apart_from_its_description() {
+    let lines = crate::view::help_lines();
+    let bindings: Vec<_> = lines.iter().filter(|line| line.spans.len() == 2).collect();
+    assert_eq!(
+        bindings.len(),
+        crate::keymap::KEYMAP.len(),
+        "one help line per binding"
+    );
+    let columns: Vec<usize> = bindings.iter().map(|l| l.spans[0].width()).collect();
+    assert!(
+        columns.windows(2).all(|w| w[0] == w[1]),
+        "descriptions line up"
+    );
+    for line in bindings {
+        let label = line.spans[0].content.as_ref();
+        assert!(
+            label.ends_with("  "),
+            "label {label:?} runs into its description"
+        );
+    }
+}

@@ -464,6 +464,13 @@ fn popup(area: Rect, width: u16, height: u16) -> Rect {
 
 /// The help screen's lines, generated from the key table.
 pub fn help_lines() -> Vec<Line<'static>> {
+    // The key column fits the longest key list, so no label runs into its description.
+    let key_width = KEYMAP
+        .iter()
+        .map(|binding| keymap::keys_label(binding).chars().count())
+        .max()
+        .unwrap_or(0)
+        + 2;
     let mut lines = Vec::new();
     for context in Context::ALL {
         let bindings: Vec<_> = KEYMAP.iter().filter(|b| b.context == context).collect();
@@ -477,7 +484,7 @@ pub fn help_lines() -> Vec<Line<'static>> {
         for binding in bindings {
             lines.push(Line::from(vec![
                 Span::styled(
-                    format!("  {:<22}", keymap::keys_label(binding)),
+                    format!("  {:<key_width$}", keymap::keys_label(binding)),
                     Style::new().fg(Color::Yellow),
                 ),
                 Span::raw(binding.description),
@@ -495,7 +502,8 @@ pub fn help_lines() -> Vec<Line<'static>> {
 fn draw_help(_app: &App, frame: &mut Frame, area: Rect) {
     let lines = help_lines();
     let height = lines.len() as u16 + 2;
-    let rect = popup(area, 84, height);
+    let width = lines.iter().map(Line::width).max().unwrap_or(0) as u16 + 4;
+    let rect = popup(area, width, height);
     frame.render_widget(Clear, rect);
     frame.render_widget(
         Paragraph::new(lines).block(Block::bordered().title(" help · Esc/?/q to close ")),
