@@ -7,6 +7,7 @@ mod console_bench;
 mod console_tmux;
 mod consumer;
 mod curator;
+mod deploy;
 mod faults;
 mod gameserver;
 mod store;
