@@ -46,10 +46,14 @@ status=0
 # Rust end-to-end tests, and JWT refusals too. `use_after_free` is skipped because an ended
 # game - cancelled ones included - stays readable as `state: ended` (the design keeps its
 # hash as a tombstone with a TTL), which that check reads as "deleted resource still there".
+# The `coverage` phase is left out: on this Python (3.11) Hypothesis crashes inside it with
+# "AST constructor recursion depth mismatch" (a tool-internal runtime error, not a finding
+# about the API), which would make CI fail at random. Examples, fuzzing and stateful phases run.
 SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH="scripts${PYTHONPATH:+:$PYTHONPATH}" \
 "$VENV/bin/schemathesis" run \
   "http://127.0.0.1:$PORT/openapi.json" \
   --checks all \
+  --phases examples,fuzzing,stateful \
   --exclude-checks not_a_server_error,ignored_auth,use_after_free \
   --max-examples "$MAX_EXAMPLES" \
   --header "X-Player-Id: schemathesis" \
