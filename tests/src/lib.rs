@@ -6,10 +6,12 @@
 //! - [`invariants`]: the checker every test calls at its end — each live game is in exactly
 //!   the one sorted set its hash's state names.
 //! - [`loadgen`]: the traffic generator behind `mm-loadgen` (simulated players).
+//! - [`bench`]: the benchmark driver behind `mm-bench` (hot paths beside their ceilings).
 //! - [`poll`]: waiting for a condition with a deadline (tests never sleep to synchronise).
 //!
 //! The integration tests of the whole workspace live in `tests/it/` (one test binary).
 
+pub mod bench;
 pub mod invariants;
 pub mod loadgen;
 pub mod poll;
