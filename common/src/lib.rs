@@ -9,7 +9,9 @@
 //! - [`keys`]: the Redis key schema.
 //! - [`store`]: every read and atomic write of game state in Redis.
 //! - [`time`]: Unix-millisecond clock helpers.
+//! - [`gameserver`]: the client of the game servers' API (timeouts, retries, breakers).
 
+pub mod gameserver;
 pub mod ids;
 pub mod keys;
 pub mod model;

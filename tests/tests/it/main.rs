@@ -1,4 +1,5 @@
 //! The workspace's integration tests, in one binary: each module drives real processes or
 //! in-process servers against a private redis-server from the testkit.
 
+mod gameserver;
 mod store;
