@@ -61,6 +61,11 @@ async fn setup(bench: &Bench, name: &str, roles: &str, max_games: u32) -> anyhow
         .set("curation", "lobby_idle_timeout_secs", 3600)
         .set("lobby", "reservation_ttl_secs", 60);
     let daemon = DaemonProcess::start(&bench.binaries, bench.work_dir(), name, &spec).await?;
+    // Not measured: waits until the daemon has seen its game servers healthy.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    fixtures::create_via_api(&http, &daemon.base_url, "bench-warm-up", PRODUCT, 2).await?;
     Ok(Setup {
         _redis: redis,
         redis_pid,

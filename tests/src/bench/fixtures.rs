@@ -204,3 +204,33 @@ pub async fn create_on_game_server(
     }
     Ok(())
 }
+
+/// `POST /v1/games` as `player`, retried while the daemon answers 503 (its registry takes
+/// games only after a server's first health check); fails after 20 s or on another error.
+/// Returns the created game's JSON.
+pub async fn create_via_api(
+    http: &reqwest::Client,
+    base_url: &str,
+    player: &str,
+    product: &str,
+    capacity: u32,
+) -> anyhow::Result<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let response = http
+            .post(format!("{base_url}/v1/games"))
+            .header("x-player-id", player)
+            .json(&serde_json::json!({ "product": product, "capacity": capacity }))
+            .send()
+            .await?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        if status.is_success() {
+            return Ok(body);
+        }
+        if status.as_u16() != 503 || Instant::now() > deadline {
+            bail!("POST /v1/games answered {status}: {body}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -65,24 +65,14 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;
-    let create_url = format!("{}/v1/games", daemon.base_url);
+    let base = daemon.base_url.clone();
     let created: Vec<anyhow::Result<(String, String, String)>> = futures::stream::iter(0..games)
         .map(|i| {
             let http = http.clone();
-            let url = create_url.clone();
+            let base = base.clone();
             async move {
                 let creator = format!("list-creator-{i}");
-                let response = http
-                    .post(&url)
-                    .header("x-player-id", &creator)
-                    .json(&serde_json::json!({ "product": PRODUCT, "capacity": 4 }))
-                    .send()
-                    .await?;
-                let status = response.status();
-                let body: serde_json::Value = response.json().await?;
-                if !status.is_success() {
-                    bail!("POST /v1/games answered {status}: {body}");
-                }
+                let body = fixtures::create_via_api(&http, &base, &creator, PRODUCT, 4).await?;
                 let field = |name: &str| {
                     body[name]
                         .as_str()
