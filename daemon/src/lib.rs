@@ -1,1 +1,21 @@
-//! placeholder
+//! `matchmakerd`: the lobby HTTP API, the event-stream consumer and the curator, as a library
+//! (the binary's `main.rs` only parses arguments and starts them), so tests can run it
+//! in-process.
+//!
+//! - [`cli`]: the command line (`-m`, `-c`, `--roles`, `--instance`).
+//! - [`startup`]: [`startup::Daemon`] builds the configured roles and runs them until a
+//!   shutdown signal.
+//! - [`api`], [`registry`], [`telemetry`]: the lobby HTTP API, the game-server registry and
+//!   the Prometheus recorder.
+//! - [`consumer`]: the event-stream consumer (applies game servers' events).
+//! - [`curator`]: deletes stale games on their game servers and removes them from the record.
+//! - [`instance`]: this instance's identity (consumer name) and its heartbeat in Redis.
+
+pub mod api;
+pub mod cli;
+pub mod consumer;
+pub mod curator;
+pub mod instance;
+pub mod registry;
+pub mod startup;
+pub mod telemetry;

@@ -1,1 +1,76 @@
-fn main() {}
+//! `matchmakerd`: parse the command line, load settings, start logging, run until SIGTERM or
+//! SIGINT. Exit codes: 0 clean shutdown, 1 runtime failure, 2 usage or configuration error.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use matchmakerd::cli::Cli;
+use matchmakerd::startup::{Daemon, DaemonOptions};
+use mm_config::Settings;
+use mm_config::logging::{self, LogTarget};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(&cli.load_options()) {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("matchmakerd: configuration error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let _log_guard = match logging::init(&settings.log, LogTarget::Stdout) {
+        Ok(guard) => guard,
+        Err(err) => {
+            eprintln!("matchmakerd: logging: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("matchmakerd: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = DaemonOptions {
+        roles: cli.roles(),
+        instance: cli.instance.clone(),
+        api_listener: None,
+    };
+    let result = runtime.block_on(async {
+        let daemon = Daemon::build(settings, options).await?;
+        daemon.run_until(shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(%err, "matchmakerd failed");
+            eprintln!("matchmakerd: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(err) => {
+                tracing::warn!(%err, "cannot listen for SIGTERM; only Ctrl-C stops the daemon");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -9,11 +9,13 @@
 //! - [`bench`]: the benchmark driver behind `mm-bench` (hot paths beside their ceilings).
 //! - [`gameserver`]: the reference game server `mm-gameserver`, in-process or as a binary.
 //! - [`fake_gameserver`]: a misbehaving game server for client timeout/retry/breaker tests.
+//! - [`daemon_process`]: real `matchmakerd` processes (built on demand) for fault tests.
 //! - [`poll`]: waiting for a condition with a deadline (tests never sleep to synchronise).
 //!
 //! The integration tests of the whole workspace live in `tests/it/` (one test binary).
 
 pub mod bench;
+pub mod daemon_process;
 pub mod fake_gameserver;
 pub mod gameserver;
 pub mod invariants;

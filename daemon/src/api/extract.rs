@@ -1,0 +1,135 @@
+//! Extractors whose rejections are problem documents.
+//!
+//! axum's own `Json`, `Path` and `Query` answer bad input with plain-text bodies. These
+//! wrappers run them and turn every rejection into `400 invalid_request` (or `413`/`415`
+//! where the status says so) with a detail that names the part of the request at fault:
+//! `request body: capacity: invalid type: string "x", expected u32 at line 1 column 14`.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+
+/// A JSON request body (`application/json`).
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    let status = rejection.status();
+    match rejection {
+        JsonRejection::JsonDataError(err) => {
+            ApiError::invalid(format!("request body: {}", inner_message(&err.body_text())))
+        }
+        JsonRejection::JsonSyntaxError(err) => ApiError::invalid(format!(
+            "request body is not valid JSON: {}",
+            inner_message(&err.body_text())
+        )),
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "request body must be JSON, sent with `Content-Type: application/json`",
+        ),
+        _ if status == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "request body is larger than this server accepts",
+        ),
+        other => ApiError::invalid(format!(
+            "request body could not be read: {}",
+            other.body_text()
+        )),
+    }
+}
+
+/// Path parameters.
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(ApiPath(value)),
+            Err(rejection) => Err(path_rejection(rejection)),
+        }
+    }
+}
+
+fn path_rejection(rejection: PathRejection) -> ApiError {
+    match rejection {
+        PathRejection::FailedToDeserializePathParams(err) => {
+            ApiError::invalid(format!("path: {}", inner_message(&err.body_text())))
+        }
+        other => ApiError::internal("path parameters missing for a route", &other.body_text()),
+    }
+}
+
+/// The query string.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
+            Err(rejection) => Err(query_rejection(rejection)),
+        }
+    }
+}
+
+fn query_rejection(rejection: QueryRejection) -> ApiError {
+    ApiError::invalid(format!(
+        "query string: {}",
+        inner_message(&rejection.body_text())
+    ))
+}
+
+/// axum's rejection texts start with a generic sentence ("Failed to deserialize the JSON body
+/// into the target type: …"); keep what follows it, which names the field and the fault.
+fn inner_message(text: &str) -> String {
+    const PREFIXES: [&str; 5] = [
+        "Failed to deserialize the JSON body into the target type: ",
+        "Failed to parse the request body as JSON: ",
+        "Failed to deserialize query string: ",
+        "Failed to deserialize query string. Error: ",
+        "Invalid URL: ",
+    ];
+    PREFIXES
+        .iter()
+        .find_map(|prefix| text.strip_prefix(prefix))
+        .unwrap_or(text)
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_axums_generic_sentence() {
+        assert_eq!(
+            inner_message(
+                "Failed to deserialize the JSON body into the target type: capacity: bad"
+            ),
+            "capacity: bad"
+        );
+        assert_eq!(inner_message("something else"), "something else");
+    }
+}

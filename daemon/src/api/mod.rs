@@ -1,0 +1,237 @@
+//! The lobby HTTP API (design section 5): players create, list, join and cancel games.
+//!
+//! [`router`] builds the axum router over an [`ApiContext`]; [`serve`] runs it on a listener
+//! until a shutdown future completes, then lets in-flight requests finish.
+//!
+//! Module map:
+//! - [`games`]: the `/v1/games` handlers and their JSON types.
+//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
+//! - [`auth`]: the [`auth::Player`] extractor (X-Player-Id or JWT).
+//! - [`extract`]: JSON/path/query extractors whose rejections are problem documents.
+//! - [`error`]: RFC 9457 problems.
+//! - [`middleware`]: request id, tracing span, metrics, timeout, panic and error shaping.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod games;
+pub mod middleware;
+pub mod ops;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use mm_common::gameserver::GameServerClient;
+use mm_common::store::Store;
+use mm_config::{AuthMode, ExposeSecret, HttpSettings, LobbySettings, Settings};
+use tokio::net::TcpListener;
+use utoipa::OpenApi;
+
+use crate::registry::Registry;
+use auth::Authenticator;
+use auth_docs::PlayerAuth;
+
+/// Why an [`ApiContext`] could not be built from the settings.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiConfigError {
+    /// `auth.mode = "jwt"` without `auth.jwt_secret`.
+    #[error("auth.jwt_secret: required when auth.mode is \"jwt\"")]
+    MissingJwtSecret,
+}
+
+/// Everything the handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct ApiContext {
+    inner: Arc<ContextInner>,
+}
+
+struct ContextInner {
+    store: Store,
+    registry: Registry,
+    game_servers: GameServerClient,
+    authenticator: Authenticator,
+    lobby: LobbySettings,
+    http: HttpSettings,
+    metrics: PrometheusHandle,
+}
+
+impl std::fmt::Debug for ApiContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiContext")
+            .field("store", &self.inner.store)
+            .field("authenticator", &self.inner.authenticator)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiContext {
+    /// The context for `settings` (`auth`, `lobby` and `http` are read).
+    pub fn new(
+        settings: &Settings,
+        store: Store,
+        registry: Registry,
+        game_servers: GameServerClient,
+        metrics: PrometheusHandle,
+    ) -> Result<ApiContext, ApiConfigError> {
+        let authenticator = match settings.auth.mode {
+            AuthMode::Header => Authenticator::Header,
+            AuthMode::Jwt => {
+                let secret = settings
+                    .auth
+                    .jwt_secret
+                    .as_ref()
+                    .ok_or(ApiConfigError::MissingJwtSecret)?;
+                Authenticator::jwt(secret.expose_secret().as_bytes())
+            }
+        };
+        Ok(ApiContext {
+            inner: Arc::new(ContextInner {
+                store,
+                registry,
+                game_servers,
+                authenticator,
+                lobby: settings.lobby.clone(),
+                http: settings.http.clone(),
+                metrics,
+            }),
+        })
+    }
+
+    /// The game store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The game-server registry.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// The game-server API client.
+    pub fn game_servers(&self) -> &GameServerClient {
+        &self.inner.game_servers
+    }
+
+    /// How players are authenticated.
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.inner.authenticator
+    }
+
+    /// Lobby rules.
+    pub fn lobby(&self) -> &LobbySettings {
+        &self.inner.lobby
+    }
+
+    /// HTTP limits.
+    pub fn http(&self) -> &HttpSettings {
+        &self.inner.http
+    }
+
+    /// The Prometheus handle `/metrics` renders.
+    pub fn metrics(&self) -> &PrometheusHandle {
+        &self.inner.metrics
+    }
+}
+
+/// The OpenAPI document of the API, generated from the handlers and their types.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "matchmaker lobby API",
+        description = "Create, list, join and cancel multiplayer game lobbies."
+    ),
+    paths(
+        games::create_game,
+        games::list_games,
+        games::get_game,
+        games::join_game,
+        games::cancel_game,
+        ops::healthz,
+        ops::readyz,
+        ops::metrics,
+        ops::openapi,
+    ),
+    components(schemas(
+        games::CreateGameRequest,
+        games::GameView,
+        games::GameWithJoin,
+        games::JoinInfo,
+        games::GamePage,
+        games::GameStateView,
+        error::Problem,
+    )),
+    modifiers(&PlayerAuth),
+    security(("player_id" = []), ("bearer" = [])),
+)]
+pub struct ApiDoc;
+
+mod auth_docs {
+    use utoipa::Modify;
+    use utoipa::openapi::security::{
+        ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+    };
+
+    /// Declares both ways a player authenticates (which one applies depends on `auth.mode`).
+    pub struct PlayerAuth;
+
+    impl Modify for PlayerAuth {
+        fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+            let components = openapi.components.get_or_insert_with(Default::default);
+            components.add_security_scheme(
+                "player_id",
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Player-Id"))),
+            );
+            components.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .build(),
+                ),
+            );
+        }
+    }
+}
+
+/// The API's router: the routes of design section 5 behind the request middleware (request
+/// id, tracing span, metrics, timeout, body limit, panic → 500 problem).
+pub fn router(ctx: ApiContext) -> Router {
+    let body_limit = ctx.http().body_limit_bytes;
+    let timeout = ctx.http().request_timeout();
+    Router::new()
+        .route("/v1/games", post(games::create_game).get(games::list_games))
+        .route(
+            "/v1/games/{id}",
+            get(games::get_game).delete(games::cancel_game),
+        )
+        .route("/v1/games/{id}/join", post(games::join_game))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .route_layer(axum::middleware::from_fn(middleware::record_route))
+        .fallback(ops::not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            middleware::Limits { timeout },
+            middleware::observe,
+        ))
+        .with_state(ctx)
+}
+
+/// Serves `router` on `listener` until `shutdown` completes; then stops accepting and waits
+/// for in-flight requests to finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

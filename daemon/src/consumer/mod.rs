@@ -1,0 +1,572 @@
+//! The event consumer: applies the events game servers write to `P:{product}:events`.
+//!
+//! # How it reads
+//!
+//! Every product stream is read through the consumer group `matchmakerd` by one task per
+//! product (so a slow or broken stream never holds up another, and every read names one key:
+//! legal on Redis Cluster). The set of products is `P:products` plus the configured ones,
+//! re-read every [`ConsumerOptions::refresh_interval`], so products that appear while the
+//! daemon runs are picked up.
+//!
+//! A product task:
+//!
+//! 1. creates the group if it is missing (`XGROUP CREATE … 0 MKSTREAM`, `BUSYGROUP` ignored);
+//! 2. drains its **own** pending entries first (`XREADGROUP … STREAMS key <cursor>` from `0`
+//!    until empty) — what a previous run of this instance (same consumer name) received but
+//!    had not acknowledged when it was killed;
+//! 3. then reads new entries (`>`) in batches of `batch_size`, blocking up to `block` on a
+//!    dedicated connection whose reply timeout exceeds the block time;
+//! 4. every `claim_interval`, dead-letters entries delivered more than `max_deliveries` times
+//!    (`XPENDING` extended form, reason `max_deliveries_exceeded`) and claims entries idle
+//!    longer than `claim_idle` from any consumer (`XAUTOCLAIM`), e.g. a crashed instance's.
+//!
+//! Each entry is applied with [`Store::apply_entry`], which applies the event and `XACK`s it in
+//! one atomic script (and dead-letters unparseable or unknown-game entries), so an entry is
+//! applied exactly once however often it is delivered. The entries of a batch are applied
+//! concurrently (at most `apply_concurrency` at a time): the model's rules make the final
+//! record independent of the order in which one game's events are applied.
+//!
+//! Entries that were trimmed from the stream while still pending (delivered with a nil body,
+//! or reported deleted by `XAUTOCLAIM`) are acknowledged, logged as errors and counted in
+//! `mm_events_lost_total`.
+//!
+//! # Failures
+//!
+//! Redis being down or restarted is logged and retried with capped exponential backoff; after
+//! a failure the task re-drains its own pending entries, so nothing it had received is left
+//! behind. If the group disappears (`NOGROUP`), it is recreated at id `0` — never `$`, which
+//! would skip the entries written meanwhile; re-delivered old entries are harmless duplicates.
+//! The consumer never exits because of Redis.
+//!
+//! # Shutdown
+//!
+//! On cancellation a task stops reading, finishes applying (and acknowledging) the batch in
+//! flight and returns. A blocking read that is interrupted may have had entries delivered to
+//! it: they stay pending under this consumer's name and are drained at its next start (or
+//! claimed by another instance after `claim_idle`).
+
+mod backoff;
+mod gauges;
+pub mod reply;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use mm_common::ProductId;
+use mm_common::keys::CONSUMER_GROUP;
+use mm_common::model::EventKind;
+use mm_common::store::{ApplyResult, Store, StoreError};
+use mm_common::time::now_ms;
+use mm_config::ConsumerSettings;
+use redis::Value;
+use redis::aio::MultiplexedConnection;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use backoff::Backoff;
+use reply::{DeliveredEntry, ReplyError};
+
+/// Reason recorded for entries dead-lettered after too many deliveries.
+pub const MAX_DELIVERIES_REASON: &str = "max_deliveries_exceeded";
+
+/// How the consumer reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerOptions {
+    /// This instance's consumer name in the group; must be stable across restarts.
+    pub name: String,
+    /// Entries per read.
+    pub batch_size: usize,
+    /// How long one read of new entries blocks.
+    pub block: Duration,
+    /// Pending entries idle this long are claimed from whichever consumer holds them.
+    pub claim_idle: Duration,
+    /// An entry delivered more often than this is dead-lettered.
+    pub max_deliveries: u64,
+    /// Entries of one batch applied at the same time.
+    pub apply_concurrency: usize,
+    /// How often the product list and the gauges are refreshed.
+    pub refresh_interval: Duration,
+}
+
+impl ConsumerOptions {
+    /// Options from the `[consumer]` settings, under consumer name `name`.
+    pub fn from_settings(settings: &ConsumerSettings, name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            batch_size: settings.batch_size.max(1),
+            block: settings.block(),
+            claim_idle: settings.claim_idle(),
+            max_deliveries: settings.max_deliveries.max(1),
+            apply_concurrency: 64,
+            refresh_interval: Duration::from_secs(5),
+        }
+    }
+
+    /// How often a product task looks for idle entries to claim: half the idle time, between
+    /// 200 ms and 30 s.
+    pub fn claim_interval(&self) -> Duration {
+        (self.claim_idle / 2).clamp(Duration::from_millis(200), Duration::from_secs(30))
+    }
+}
+
+/// A failure inside a product task (logged and retried; never ends the consumer).
+#[derive(Debug, thiserror::Error)]
+enum WorkerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error(transparent)]
+    Reply(#[from] ReplyError),
+}
+
+impl WorkerError {
+    fn is_no_group(&self) -> bool {
+        let redis = match self {
+            WorkerError::Redis(err) | WorkerError::Store(StoreError::Redis(err)) => err,
+            _ => return false,
+        };
+        redis.code() == Some("NOGROUP")
+    }
+
+    fn is_unavailable(&self) -> bool {
+        match self {
+            WorkerError::Store(err) => err.is_unavailable(),
+            WorkerError::Redis(err) => StoreError::Redis(err.clone()).is_unavailable(),
+            WorkerError::Reply(_) => false,
+        }
+    }
+}
+
+/// The event consumer of one daemon: one task per product stream.
+#[derive(Debug)]
+pub struct Consumer {
+    store: Store,
+    options: Arc<ConsumerOptions>,
+    configured_products: Vec<ProductId>,
+}
+
+impl Consumer {
+    /// A consumer over `store`; `configured_products` (the registered game servers' products)
+    /// are read even before they appear in `P:products`.
+    pub fn new(
+        store: Store,
+        options: ConsumerOptions,
+        configured_products: Vec<ProductId>,
+    ) -> Self {
+        Self {
+            store,
+            options: Arc::new(options),
+            configured_products,
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled, then lets every product task finish its batch in
+    /// flight. Never returns early: Redis errors are logged and retried.
+    pub async fn run(self, shutdown: CancellationToken) {
+        tracing::info!(consumer = %self.options.name, "event consumer started");
+        let mut tasks = JoinSet::new();
+        let mut started: HashSet<ProductId> = HashSet::new();
+        let mut task_products: HashMap<tokio::task::Id, ProductId> = HashMap::new();
+        loop {
+            let products = self.products().await;
+            for product in &products {
+                if started.insert(product.clone()) {
+                    let worker = ProductWorker::new(
+                        self.store.clone(),
+                        self.options.clone(),
+                        product.clone(),
+                    );
+                    let handle = tasks.spawn(worker.run(shutdown.clone()));
+                    task_products.insert(handle.id(), product.clone());
+                }
+            }
+            gauges::refresh(&self.store, &products).await;
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(self.options.refresh_interval) => {}
+                Some(joined) = tasks.join_next() => {
+                    // A product task only ends on shutdown; a panic is a bug worth restarting
+                    // the task for rather than silently dropping the product.
+                    if let Err(err) = joined
+                        && let Some(product) = task_products.remove(&err.id())
+                    {
+                        tracing::error!(%err, %product, "a product consumer task failed; restarting it");
+                        started.remove(&product);
+                    }
+                }
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+        tracing::info!(consumer = %self.options.name, "event consumer stopped");
+    }
+
+    /// `P:products` ∪ the configured products; on a Redis error, the configured ones (the
+    /// products already being read keep their tasks either way).
+    async fn products(&self) -> Vec<ProductId> {
+        let mut products = match self.store.products().await {
+            Ok(products) => products,
+            Err(err) => {
+                tracing::warn!(%err, "could not read the product list; retrying later");
+                Vec::new()
+            }
+        };
+        for product in &self.configured_products {
+            if !products.contains(product) {
+                products.push(product.clone());
+            }
+        }
+        products.sort();
+        products
+    }
+}
+
+/// The reader of one product stream.
+struct ProductWorker {
+    store: Store,
+    options: Arc<ConsumerOptions>,
+    product: ProductId,
+    stream: String,
+    reader: Option<MultiplexedConnection>,
+    group_ready: bool,
+    /// `Some(last id)` while draining this consumer's own pending entries.
+    own_cursor: Option<String>,
+    next_claim: Instant,
+}
+
+impl ProductWorker {
+    fn new(store: Store, options: Arc<ConsumerOptions>, product: ProductId) -> Self {
+        let stream = store.keys().product(&product).events();
+        Self {
+            store,
+            options,
+            product,
+            stream,
+            reader: None,
+            group_ready: false,
+            own_cursor: Some("0".into()),
+            next_claim: Instant::now(),
+        }
+    }
+
+    async fn run(mut self, shutdown: CancellationToken) {
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+        while !shutdown.is_cancelled() {
+            let Err(err) = self.step(&shutdown).await else {
+                backoff.reset();
+                continue;
+            };
+            if err.is_no_group() {
+                tracing::error!(
+                    product = %self.product, stream = %self.stream,
+                    "the consumer group disappeared; recreating it at id 0 (old entries will be \
+                     re-delivered and ignored as duplicates)"
+                );
+                self.group_ready = false;
+                self.own_cursor = Some("0".into());
+            } else if err.is_unavailable() {
+                tracing::warn!(product = %self.product, %err, "redis unavailable; backing off");
+                self.reader = None;
+                self.group_ready = false;
+                self.own_cursor = Some("0".into());
+            } else {
+                tracing::error!(product = %self.product, %err, "consumer step failed; retrying");
+                self.reader = None;
+            }
+            let delay = backoff.next_delay();
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+        tracing::debug!(product = %self.product, "product consumer stopped");
+    }
+
+    async fn step(&mut self, shutdown: &CancellationToken) -> Result<(), WorkerError> {
+        if !self.group_ready {
+            ensure_group(&self.store, &self.stream).await?;
+            self.group_ready = true;
+        }
+        if Instant::now() >= self.next_claim {
+            self.claim_pass().await?;
+            self.next_claim = Instant::now() + self.options.claim_interval();
+        }
+        if let Some(cursor) = self.own_cursor.clone() {
+            let entries = self.read(&cursor, None).await?;
+            match entries.last() {
+                None => {
+                    tracing::debug!(product = %self.product, "own pending entries drained");
+                    self.own_cursor = None;
+                }
+                Some(last) => {
+                    self.own_cursor = Some(last.id.clone());
+                    self.process(entries).await?;
+                }
+            }
+            return Ok(());
+        }
+        let block = self.options.block;
+        let entries = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return Ok(()),
+            read = self.read(">", Some(block)) => read?,
+        };
+        self.process(entries).await
+    }
+
+    /// One `XREADGROUP` on the dedicated connection.
+    async fn read(
+        &mut self,
+        id: &str,
+        block: Option<Duration>,
+    ) -> Result<Vec<DeliveredEntry>, WorkerError> {
+        if self.reader.is_none() {
+            self.reader = Some(self.store.blocking_connection(self.options.block).await?);
+        }
+        let conn = self.reader.as_mut().expect("just set");
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(CONSUMER_GROUP)
+            .arg(&self.options.name)
+            .arg("COUNT")
+            .arg(self.options.batch_size);
+        if let Some(block) = block {
+            cmd.arg("BLOCK").arg(block.as_millis() as u64);
+        }
+        cmd.arg("STREAMS").arg(&self.stream).arg(id);
+        let reply: Value = cmd.query_async(conn).await?;
+        Ok(reply::read_group(&reply)?)
+    }
+
+    /// Applies a batch: trimmed entries are acknowledged and counted lost, the others applied
+    /// concurrently. Returns the first error after the whole batch was tried.
+    async fn process(&self, entries: Vec<DeliveredEntry>) -> Result<(), WorkerError> {
+        let (present, trimmed): (Vec<_>, Vec<_>) =
+            entries.into_iter().partition(|e| e.fields.is_some());
+        if !trimmed.is_empty() {
+            let ids: Vec<String> = trimmed.into_iter().map(|e| e.id).collect();
+            self.acknowledge_lost(&ids).await?;
+        }
+        let results: Vec<Result<(), WorkerError>> = futures::stream::iter(present)
+            .map(|entry| self.apply(entry))
+            .buffer_unordered(self.options.apply_concurrency.max(1))
+            .collect()
+            .await;
+        let mut first_error = None;
+        for result in results {
+            if let Err(err) = result {
+                // Prefer reporting an outage: it decides the recovery path.
+                if first_error.is_none() || err.is_unavailable() {
+                    first_error = Some(err);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    async fn apply(&self, entry: DeliveredEntry) -> Result<(), WorkerError> {
+        let fields = entry.fields.unwrap_or_default();
+        let started = Instant::now();
+        let result = self
+            .store
+            .apply_entry(&self.product, &entry.id, &fields, now_ms())
+            .await;
+        metrics::histogram!("mm_event_apply_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        let product = self.product.to_string();
+        match result? {
+            ApplyResult::Applied(_) => {
+                metrics::counter!("mm_events_applied_total", "product" => product, "type" => event_type(&fields))
+                    .increment(1);
+            }
+            ApplyResult::Stale(_) => {
+                metrics::counter!("mm_events_stale_total", "product" => product, "type" => event_type(&fields))
+                    .increment(1);
+            }
+            ApplyResult::Duplicate => {
+                metrics::counter!("mm_events_duplicate_total", "product" => product).increment(1);
+            }
+            ApplyResult::DeadLettered(reason) => {
+                tracing::warn!(product = %self.product, entry = %entry.id, %reason, "event dead-lettered");
+                metrics::counter!("mm_events_dead_lettered_total", "product" => product, "reason" => reason_code(&reason))
+                    .increment(1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Acknowledges entries whose bodies are gone from the stream and counts them as lost.
+    async fn acknowledge_lost(&self, ids: &[String]) -> Result<(), WorkerError> {
+        tracing::error!(
+            product = %self.product, count = ids.len(), first = %ids[0],
+            "pending stream entries were trimmed before they were applied: events lost"
+        );
+        let mut conn = self.store.connection();
+        let _: u64 = redis::cmd("XACK")
+            .arg(&self.stream)
+            .arg(CONSUMER_GROUP)
+            .arg(ids)
+            .query_async(&mut conn)
+            .await?;
+        metrics::counter!("mm_events_lost_total", "product" => self.product.to_string())
+            .increment(ids.len() as u64);
+        Ok(())
+    }
+
+    /// Dead-letters over-delivered entries, then claims idle ones (a dead consumer's).
+    async fn claim_pass(&self) -> Result<(), WorkerError> {
+        let mut conn = self.store.connection();
+        let idle_ms = self.options.claim_idle.as_millis() as u64;
+        let pending: Value = redis::cmd("XPENDING")
+            .arg(&self.stream)
+            .arg(CONSUMER_GROUP)
+            .arg("IDLE")
+            .arg(idle_ms)
+            .arg("-")
+            .arg("+")
+            .arg(self.options.batch_size)
+            .query_async(&mut conn)
+            .await?;
+        for row in reply::pending_rows(&pending)? {
+            if row.deliveries > self.options.max_deliveries {
+                self.dead_letter_over_delivered(&row.id, row.deliveries)
+                    .await?;
+            }
+        }
+        let mut cursor = "0-0".to_string();
+        // Bounded per pass, so reading new entries is never starved by a huge backlog.
+        for _ in 0..8 {
+            let reply: Value = redis::cmd("XAUTOCLAIM")
+                .arg(&self.stream)
+                .arg(CONSUMER_GROUP)
+                .arg(&self.options.name)
+                .arg(idle_ms)
+                .arg(&cursor)
+                .arg("COUNT")
+                .arg(self.options.batch_size)
+                .query_async(&mut conn)
+                .await?;
+            let claim = reply::auto_claim(&reply)?;
+            if !claim.entries.is_empty() {
+                tracing::info!(
+                    product = %self.product, count = claim.entries.len(),
+                    "claimed idle pending entries"
+                );
+            }
+            if !claim.deleted.is_empty() {
+                self.acknowledge_lost(&claim.deleted).await?;
+            }
+            self.process(claim.entries).await?;
+            if claim.next_cursor == "0-0" {
+                break;
+            }
+            cursor = claim.next_cursor;
+        }
+        Ok(())
+    }
+
+    async fn dead_letter_over_delivered(
+        &self,
+        id: &str,
+        deliveries: u64,
+    ) -> Result<(), WorkerError> {
+        let mut conn = self.store.connection();
+        let body: Value = redis::cmd("XRANGE")
+            .arg(&self.stream)
+            .arg(id)
+            .arg(id)
+            .query_async(&mut conn)
+            .await?;
+        let entries = reply::range(&body)?;
+        let Some(fields) = entries.into_iter().next().and_then(|e| e.fields) else {
+            return self.acknowledge_lost(&[id.to_string()]).await;
+        };
+        let handled = self
+            .store
+            .dead_letter(&self.product, id, &fields, MAX_DELIVERIES_REASON, now_ms())
+            .await?;
+        if handled {
+            tracing::warn!(
+                product = %self.product, entry = %id, deliveries,
+                "entry delivered too often; dead-lettered"
+            );
+            metrics::counter!("mm_events_dead_lettered_total", "product" => self.product.to_string(), "reason" => MAX_DELIVERIES_REASON)
+                .increment(1);
+        }
+        Ok(())
+    }
+}
+
+/// Creates the consumer group of `stream` at id 0 (and the stream) unless it exists.
+pub async fn ensure_group(store: &Store, stream: &str) -> Result<(), StoreError> {
+    let mut conn = store.connection();
+    let created: Result<(), redis::RedisError> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(stream)
+        .arg(CONSUMER_GROUP)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut conn)
+        .await;
+    match created {
+        Ok(()) => {
+            tracing::info!(%stream, group = CONSUMER_GROUP, "consumer group created");
+            Ok(())
+        }
+        Err(err) if err.code() == Some("BUSYGROUP") => Ok(()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// The `type` label of an entry: a known event type, or `invalid`.
+fn event_type(fields: &[(String, String)]) -> &'static str {
+    fields
+        .iter()
+        .find(|(name, _)| name == "type")
+        .and_then(|(_, value)| value.parse::<EventKind>().ok())
+        .map_or("invalid", EventKind::as_str)
+}
+
+/// The stable part of a dead-letter reason (`unknown_type: …` → `unknown_type`), so the metric
+/// label has a bounded set of values.
+fn reason_code(reason: &str) -> String {
+    reason
+        .split(':')
+        .next()
+        .unwrap_or(reason)
+        .trim()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_codes_are_bounded() {
+        assert_eq!(reason_code("unknown_game"), "unknown_game");
+        assert_eq!(
+            reason_code("unknown_type: unknown event type \"x\""),
+            "unknown_type"
+        );
+    }
+
+    #[test]
+    fn event_type_labels_only_known_types() {
+        let fields = |t: &str| vec![("type".to_string(), t.to_string())];
+        assert_eq!(event_type(&fields("heartbeat")), "heartbeat");
+        assert_eq!(event_type(&fields("drop table")), "invalid");
+        assert_eq!(event_type(&[]), "invalid");
+    }
+
+    #[test]
+    fn claim_interval_is_half_the_idle_time_within_bounds() {
+        let mut options = ConsumerOptions::from_settings(&ConsumerSettings::default(), "a");
+        options.claim_idle = Duration::from_secs(10);
+        assert_eq!(options.claim_interval(), Duration::from_secs(5));
+        options.claim_idle = Duration::from_millis(100);
+        assert_eq!(options.claim_interval(), Duration::from_millis(200));
+    }
+}

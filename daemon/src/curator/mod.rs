@@ -1,0 +1,535 @@
+//! The curator: deletes stale games on their game servers and removes them from the record.
+//!
+//! Every `curation.interval_secs`, the instance holding the curation lease looks, per product,
+//! for
+//!
+//! - pending games created longer than `pending_timeout` ago (`curated_pending`),
+//! - lobbies with no activity for `lobby_idle_timeout` (`curated_lobby_idle`),
+//! - active games with no event for `active_idle_timeout` (`curated_active_idle`),
+//!
+//! with `ZRANGE set -inf <cutoff> BYSCORE LIMIT offset batch_size` (the sets are scored by
+//! creation time for pending, last activity otherwise), and releases expired seat
+//! reservations.
+//!
+//! # Server first, record second
+//!
+//! A stale game is deleted on its game server first (`DELETE /games/{id}`, at most
+//! `concurrency` calls at a time). Only when the server confirms — 2xx, or 404 for a game it
+//! no longer has — is the game removed from the record, with
+//! [`RemoveGuard::StaleIn`]: a game that came alive since it was picked (an event moved or
+//! refreshed it) is left alone. A server that refuses (4xx other than 404) or cannot be
+//! reached keeps its games in the record; they are retried on later passes with a per-game
+//! exponential delay, and the game-server client's per-server circuit breaker turns an outage
+//! into fast failures instead of a flood of calls. An outage never removes games. A game whose
+//! server id is not registered is logged and skipped, never removed blindly.
+//!
+//! # Several daemons
+//!
+//! Only the holder of the lease `P:lease:curator` (value: its instance name, `SET NX PX`,
+//! renewed by its holder with a compare-and-set script) curates. The lease is an efficiency
+//! measure: the per-game guard already makes two curators racing on one game harmless.
+//!
+//! `curation.dry_run` logs what would be curated and changes nothing. On shutdown the curator
+//! stops between games: a game whose server call has started is finished (record updated),
+//! the rest of the pass is skipped.
+
+mod servers;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use mm_common::model::GameSet;
+use mm_common::store::{RemoveGuard, RemoveOutcome, Store, StoreError};
+use mm_common::time::now_ms;
+use mm_common::{GameId, ProductId, ServerId};
+use mm_config::CurationSettings;
+use redis::Script;
+use tokio_util::sync::CancellationToken;
+
+pub use servers::{EndpointLookup, RegisteredServers, client_options};
+
+/// Name of the curation lease (`P:lease:curator`).
+pub const LEASE_NAME: &str = "curator";
+
+/// What a game server said to `DELETE /games/{id}`, as the curator needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteAttempt {
+    /// 2xx, or 404 (already gone): the game no longer runs on the server.
+    Deleted,
+    /// The server id is not registered (config changed, or a foreign record).
+    UnknownServer,
+    /// The server answered with a refusal (4xx other than 404).
+    Refused(String),
+    /// The server could not be reached, timed out, answered 5xx, or its breaker is open.
+    Unreachable(String),
+}
+
+/// The game servers, as the curator calls them: implemented by [`RegisteredServers`] (the
+/// registry's endpoints and the game-server client); tests may provide another.
+pub trait GameServers: Send + Sync + 'static {
+    /// Deletes `game` on `server`.
+    fn delete_game(
+        &self,
+        server: &ServerId,
+        game: &GameId,
+    ) -> impl Future<Output = DeleteAttempt> + Send;
+}
+
+/// How the curator works.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CuratorOptions {
+    /// Time between passes.
+    pub interval: Duration,
+    /// Pending games older than this are curated.
+    pub pending_timeout: Duration,
+    /// Lobbies idle longer than this are curated.
+    pub lobby_idle_timeout: Duration,
+    /// Active games idle longer than this are curated.
+    pub active_idle_timeout: Duration,
+    /// Log, change nothing.
+    pub dry_run: bool,
+    /// Game-server deletes at the same time.
+    pub concurrency: usize,
+    /// Members read from a set per `ZRANGE`.
+    pub batch_size: usize,
+    /// Lease duration.
+    pub lease: Duration,
+    /// This instance's name (the lease value).
+    pub instance_name: String,
+    /// Longest delay before retrying a game whose server failed.
+    pub max_retry_delay: Duration,
+}
+
+impl CuratorOptions {
+    /// Options from the `[curation]` settings.
+    pub fn from_settings(settings: &CurationSettings, instance_name: impl Into<String>) -> Self {
+        Self {
+            interval: settings.interval().max(Duration::from_millis(100)),
+            pending_timeout: settings.pending_timeout(),
+            lobby_idle_timeout: settings.lobby_idle_timeout(),
+            active_idle_timeout: settings.active_idle_timeout(),
+            dry_run: settings.dry_run,
+            concurrency: settings.concurrency.max(1),
+            batch_size: settings.batch_size.max(1),
+            lease: settings.lease().max(Duration::from_secs(1)),
+            instance_name: instance_name.into(),
+            max_retry_delay: Duration::from_secs(300),
+        }
+    }
+
+    fn timeout_of(&self, set: GameSet) -> Duration {
+        match set {
+            GameSet::Pending => self.pending_timeout,
+            GameSet::Lobby => self.lobby_idle_timeout,
+            GameSet::Active => self.active_idle_timeout,
+        }
+    }
+}
+
+/// The `end_reason` a curated game gets, by the set it was found in.
+pub fn reason_for(set: GameSet) -> &'static str {
+    match set {
+        GameSet::Pending => "curated_pending",
+        GameSet::Lobby => "curated_lobby_idle",
+        GameSet::Active => "curated_active_idle",
+    }
+}
+
+/// What one pass did, game by game.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassReport {
+    /// Deleted on the server and removed from the record.
+    pub removed: u64,
+    /// The server refused the delete; kept.
+    pub server_refused: u64,
+    /// The server could not be reached; kept, retried later.
+    pub server_unreachable: u64,
+    /// Deleted on the server but came alive (or ended) meanwhile; the record was left alone.
+    pub skipped_alive: u64,
+    /// Would have been curated (dry run).
+    pub dry_run: u64,
+    /// Its server is not registered; skipped.
+    pub unknown_server: u64,
+    /// Waiting for its retry delay after an earlier failure.
+    pub deferred: u64,
+    /// Expired seat reservations released.
+    pub reservations_released: u64,
+    /// Malformed id or no game record behind a set member; skipped.
+    pub invalid: u64,
+    /// Games not looked at because shutdown began.
+    pub interrupted: u64,
+}
+
+impl PassReport {
+    fn add(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Removed => self.removed += 1,
+            Outcome::ServerRefused => self.server_refused += 1,
+            Outcome::ServerUnreachable => self.server_unreachable += 1,
+            Outcome::SkippedAlive => self.skipped_alive += 1,
+            Outcome::DryRun => self.dry_run += 1,
+            Outcome::UnknownServer => self.unknown_server += 1,
+            Outcome::Deferred => self.deferred += 1,
+            Outcome::Invalid => self.invalid += 1,
+            Outcome::Interrupted => self.interrupted += 1,
+        }
+    }
+
+    /// Whether the pass found nothing to do.
+    pub fn is_empty(&self) -> bool {
+        *self == PassReport::default()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Removed,
+    ServerRefused,
+    ServerUnreachable,
+    SkippedAlive,
+    DryRun,
+    UnknownServer,
+    Deferred,
+    Invalid,
+    Interrupted,
+}
+
+impl Outcome {
+    /// The `outcome` label of `mm_curated_games_total` (none: not counted).
+    fn label(self) -> Option<&'static str> {
+        match self {
+            Outcome::Removed => Some("removed"),
+            Outcome::ServerRefused => Some("server_refused"),
+            Outcome::ServerUnreachable => Some("server_unreachable"),
+            Outcome::SkippedAlive => Some("skipped_alive"),
+            Outcome::DryRun => Some("dry_run"),
+            Outcome::UnknownServer => Some("unknown_server"),
+            Outcome::Invalid => Some("skipped_invalid"),
+            Outcome::Deferred | Outcome::Interrupted => None,
+        }
+    }
+
+    /// Whether the game stays in the set (so the next page starts after it).
+    fn stays(self) -> bool {
+        !matches!(self, Outcome::Removed | Outcome::SkippedAlive)
+    }
+}
+
+/// A game whose server failed: when to try again.
+#[derive(Debug, Clone, Copy)]
+struct Retry {
+    failures: u32,
+    not_before_ms: u64,
+}
+
+/// Acquires the lease if free, or renews it if we hold it. 1: held by us now; 0: someone else.
+const LEASE_SCRIPT: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+";
+
+/// Deletes the lease only if we hold it.
+const RELEASE_SCRIPT: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
+/// The curator of one daemon.
+pub struct Curator<S> {
+    store: Store,
+    servers: Arc<S>,
+    options: CuratorOptions,
+    configured_products: Vec<ProductId>,
+    retries: Mutex<HashMap<GameId, Retry>>,
+}
+
+impl<S> std::fmt::Debug for Curator<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Curator")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: GameServers> Curator<S> {
+    /// A curator over `store`, deleting through `servers`; `configured_products` are curated
+    /// even before they appear in `P:products`.
+    pub fn new(
+        store: Store,
+        servers: S,
+        options: CuratorOptions,
+        configured_products: Vec<ProductId>,
+    ) -> Self {
+        Self {
+            store,
+            servers: Arc::new(servers),
+            options,
+            configured_products,
+            retries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The options in use.
+    pub fn options(&self) -> &CuratorOptions {
+        &self.options
+    }
+
+    /// Runs a pass every interval while holding the lease, until `shutdown`; then releases
+    /// the lease. Errors are logged and the next pass tried.
+    pub async fn run(self, shutdown: CancellationToken) {
+        tracing::info!(
+            instance = %self.options.instance_name, dry_run = self.options.dry_run,
+            interval = ?self.options.interval, "curator started"
+        );
+        let mut ticker = tokio::time::interval(self.options.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut holding = false;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+            match self.try_lease().await {
+                Ok(true) => {
+                    if !holding {
+                        tracing::info!(instance = %self.options.instance_name, "curation lease acquired");
+                    }
+                    holding = true;
+                }
+                Ok(false) => {
+                    if holding {
+                        tracing::info!("curation lease lost to another instance");
+                    }
+                    holding = false;
+                    continue;
+                }
+                Err(err) => {
+                    tracing::warn!(%err, "could not take the curation lease; skipping this pass");
+                    continue;
+                }
+            }
+            let started = Instant::now();
+            match self.pass(now_ms(), &shutdown).await {
+                Ok(report) if report.is_empty() => {}
+                Ok(report) => tracing::info!(?report, "curation pass"),
+                Err(err) => tracing::warn!(%err, "curation pass failed; retrying next interval"),
+            }
+            metrics::histogram!("mm_curation_pass_duration_seconds")
+                .record(started.elapsed().as_secs_f64());
+        }
+        if holding && let Err(err) = self.release_lease().await {
+            tracing::warn!(%err, "could not release the curation lease");
+        }
+        tracing::info!("curator stopped");
+    }
+
+    /// Takes or renews the lease; `true` when this instance holds it afterwards.
+    pub async fn try_lease(&self) -> Result<bool, StoreError> {
+        let mut conn = self.store.connection();
+        let held: i64 = Script::new(LEASE_SCRIPT)
+            .key(self.store.keys().lease(LEASE_NAME))
+            .arg(&self.options.instance_name)
+            .arg(self.options.lease.as_millis() as u64)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(held == 1)
+    }
+
+    /// Gives the lease up if this instance holds it.
+    pub async fn release_lease(&self) -> Result<(), StoreError> {
+        let mut conn = self.store.connection();
+        let _: i64 = Script::new(RELEASE_SCRIPT)
+            .key(self.store.keys().lease(LEASE_NAME))
+            .arg(&self.options.instance_name)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// One pass at time `now_ms` (does not check the lease). Stops between games once
+    /// `shutdown` is cancelled.
+    pub async fn pass(
+        &self,
+        now_ms: u64,
+        shutdown: &CancellationToken,
+    ) -> Result<PassReport, StoreError> {
+        let mut report = PassReport::default();
+        for product in self.products().await? {
+            for set in GameSet::ALL {
+                self.curate_set(&product, set, now_ms, shutdown, &mut report)
+                    .await?;
+            }
+            if !self.options.dry_run && !shutdown.is_cancelled() {
+                let released = self
+                    .store
+                    .release_expired_reservations(&product, now_ms, self.options.batch_size)
+                    .await?;
+                report.reservations_released += released as u64;
+            }
+        }
+        self.forget_old_retries(now_ms);
+        Ok(report)
+    }
+
+    async fn products(&self) -> Result<Vec<ProductId>, StoreError> {
+        let mut products = self.store.products().await?;
+        for product in &self.configured_products {
+            if !products.contains(product) {
+                products.push(product.clone());
+            }
+        }
+        Ok(products)
+    }
+
+    async fn curate_set(
+        &self,
+        product: &ProductId,
+        set: GameSet,
+        now_ms: u64,
+        shutdown: &CancellationToken,
+        report: &mut PassReport,
+    ) -> Result<(), StoreError> {
+        let cutoff_ms = now_ms.saturating_sub(self.options.timeout_of(set).as_millis() as u64);
+        let key = self.store.keys().product(product).set(set);
+        let mut offset = 0usize;
+        // Bounded, so one pass over a huge backlog still ends; the next pass continues.
+        for _ in 0..64 {
+            if shutdown.is_cancelled() {
+                return Ok(());
+            }
+            let mut conn = self.store.connection();
+            let ids: Vec<String> = redis::cmd("ZRANGE")
+                .arg(&key)
+                .arg("-inf")
+                .arg(cutoff_ms)
+                .arg("BYSCORE")
+                .arg("LIMIT")
+                .arg(offset)
+                .arg(self.options.batch_size)
+                .query_async(&mut conn)
+                .await?;
+            let page_len = ids.len();
+            let outcomes: Vec<Result<Outcome, StoreError>> = futures::stream::iter(ids)
+                .map(|id| self.curate_game(product, set, id, cutoff_ms, now_ms, shutdown))
+                .buffer_unordered(self.options.concurrency)
+                .collect()
+                .await;
+            for outcome in outcomes {
+                let outcome = outcome?;
+                if let Some(label) = outcome.label() {
+                    metrics::counter!("mm_curated_games_total", "reason" => reason_for(set), "outcome" => label)
+                        .increment(1);
+                }
+                report.add(outcome);
+                if outcome.stays() {
+                    offset += 1;
+                }
+            }
+            if page_len < self.options.batch_size {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    async fn curate_game(
+        &self,
+        product: &ProductId,
+        set: GameSet,
+        raw_id: String,
+        cutoff_ms: u64,
+        now_ms: u64,
+        shutdown: &CancellationToken,
+    ) -> Result<Outcome, StoreError> {
+        if shutdown.is_cancelled() {
+            return Ok(Outcome::Interrupted);
+        }
+        let reason = reason_for(set);
+        let Ok(id) = GameId::new(&raw_id) else {
+            tracing::warn!(%product, %set, id = %raw_id, "malformed game id in a set; skipped");
+            return Ok(Outcome::Invalid);
+        };
+        let Some(game) = self.store.game_of(product, &id).await? else {
+            tracing::warn!(game = %id, %set, "set member without a game record; skipped");
+            return Ok(Outcome::Invalid);
+        };
+        if self.options.dry_run {
+            tracing::info!(game = %id, server = %game.server_id, %reason, "dry run: would curate");
+            return Ok(Outcome::DryRun);
+        }
+        if let Some(retry) = self.retries.lock().expect("not poisoned").get(&id)
+            && retry.not_before_ms > now_ms
+        {
+            return Ok(Outcome::Deferred);
+        }
+        let attempt = self.servers.delete_game(&game.server_id, &id).await;
+        let outcome = match attempt {
+            DeleteAttempt::Deleted => {
+                self.retries.lock().expect("not poisoned").remove(&id);
+                let guard = RemoveGuard::StaleIn { set, cutoff_ms };
+                match self.store.remove_game(&id, reason, guard, now_ms).await? {
+                    RemoveOutcome::Removed { previous } => {
+                        tracing::info!(game = %id, %previous, %reason, "game curated");
+                        Outcome::Removed
+                    }
+                    other => {
+                        tracing::info!(game = %id, ?other, "game came alive or ended meanwhile; record left alone");
+                        Outcome::SkippedAlive
+                    }
+                }
+            }
+            DeleteAttempt::UnknownServer => {
+                tracing::warn!(
+                    game = %id, server = %game.server_id,
+                    "stale game on an unregistered server; not removed"
+                );
+                Outcome::UnknownServer
+            }
+            DeleteAttempt::Refused(detail) => {
+                let delay = self.schedule_retry(&id, now_ms);
+                tracing::warn!(game = %id, server = %game.server_id, %detail, retry_in = ?delay, "game server refused to delete a stale game; kept");
+                Outcome::ServerRefused
+            }
+            DeleteAttempt::Unreachable(detail) => {
+                let delay = self.schedule_retry(&id, now_ms);
+                tracing::warn!(game = %id, server = %game.server_id, %detail, retry_in = ?delay, "game server unreachable; stale game kept");
+                Outcome::ServerUnreachable
+            }
+        };
+        Ok(outcome)
+    }
+
+    /// Records a failure; returns the delay before the game is tried again (the interval,
+    /// doubling per failure, capped).
+    fn schedule_retry(&self, id: &GameId, now_ms: u64) -> Duration {
+        let mut retries = self.retries.lock().expect("not poisoned");
+        let entry = retries.entry(id.clone()).or_insert(Retry {
+            failures: 0,
+            not_before_ms: 0,
+        });
+        entry.failures = entry.failures.saturating_add(1);
+        let delay = self
+            .options
+            .interval
+            .saturating_mul(1u32 << (entry.failures - 1).min(16))
+            .min(self.options.max_retry_delay);
+        entry.not_before_ms = now_ms + delay.as_millis() as u64;
+        delay
+    }
+
+    /// Drops retry entries long past their time (games that vanished by other means).
+    fn forget_old_retries(&self, now_ms: u64) {
+        let horizon = (self.options.max_retry_delay * 4).as_millis() as u64;
+        self.retries
+            .lock()
+            .expect("not poisoned")
+            .retain(|_, retry| retry.not_before_ms + horizon > now_ms);
+    }
+}

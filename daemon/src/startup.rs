@@ -1,0 +1,378 @@
+//! Building the daemon from its settings and running it until a shutdown signal.
+//!
+//! [`Daemon::build`] connects to Redis (lazily: the daemon starts, and keeps running, while
+//! Redis is down), publishes the registered game servers, binds the API listener and prepares
+//! the selected roles; [`Daemon::run_until`] runs them until the given future completes
+//! (`main` passes SIGTERM/SIGINT, tests a channel), then shuts down in order:
+//!
+//! 1. the consumer stops reading, finishes and acknowledges the batch in flight;
+//! 2. the curator stops between games and releases its lease;
+//! 3. the HTTP server stops accepting and drains in-flight requests (and the registry's
+//!    health checks stop);
+//! 4. the instance heartbeat is removed.
+//!
+//! All of this must finish within `http.shutdown_grace_secs`; otherwise the remaining tasks
+//! are abandoned and [`StartupError::ShutdownTimedOut`] is returned.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mm_common::gameserver::GameServerClient;
+use mm_common::store::{Store, StoreError, StoreOptions};
+use mm_common::time::now_ms;
+use mm_common::{ProductId, ServerId};
+use mm_config::Settings;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, ApiContext};
+use crate::cli::{Role, Roles};
+use crate::consumer::{Consumer, ConsumerOptions};
+use crate::curator::{Curator, CuratorOptions, EndpointLookup, RegisteredServers, client_options};
+use crate::instance::{InstanceIdentity, InstanceInfo, run_heartbeat};
+use crate::registry::Registry;
+use crate::telemetry;
+
+/// A failure to start or to stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// No role selected.
+    #[error("no role selected: pass --roles with at least one of api, worker, curator")]
+    NoRoles,
+    /// The Redis URL or options are unusable.
+    #[error("redis.url: {0}")]
+    Redis(#[from] StoreError),
+    /// The API address could not be bound.
+    #[error("http.bind: cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A part of the daemon could not be set up.
+    #[error("{0}")]
+    Setup(String),
+    /// A role's task ended by itself (a bug: roles run until shutdown).
+    #[error("the {0} role stopped unexpectedly")]
+    RoleFailed(&'static str),
+    /// Shutdown took longer than `http.shutdown_grace_secs`.
+    #[error("shutdown did not finish within {0:?}; remaining tasks were abandoned")]
+    ShutdownTimedOut(Duration),
+}
+
+/// How to run the daemon, beyond its settings.
+#[derive(Debug)]
+pub struct DaemonOptions {
+    /// Roles to run.
+    pub roles: Roles,
+    /// Instance suffix (see [`crate::instance`]).
+    pub instance: String,
+    /// A listener for the API instead of binding `http.bind` (tests pass one on port 0).
+    pub api_listener: Option<TcpListener>,
+}
+
+impl DaemonOptions {
+    /// Every role, instance `1`, listener from the settings.
+    pub fn new(roles: Roles) -> Self {
+        Self {
+            roles,
+            instance: "1".into(),
+            api_listener: None,
+        }
+    }
+}
+
+/// A built daemon, ready to run.
+pub struct Daemon {
+    settings: Arc<Settings>,
+    roles: Roles,
+    identity: InstanceIdentity,
+    shared: Shared,
+    products: Vec<ProductId>,
+    api: Option<ApiRole>,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("roles", &self.roles)
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The store options the settings describe.
+pub fn store_options(settings: &Settings) -> StoreOptions {
+    StoreOptions {
+        url: settings.redis.url.clone(),
+        key_prefix: settings.redis.key_prefix.clone(),
+        connect_timeout: settings.redis.connect_timeout(),
+        command_timeout: settings.redis.command_timeout(),
+        tombstone_ttl: settings.lobby.tombstone_ttl(),
+    }
+}
+
+impl Daemon {
+    /// Prepares the daemon: Redis client, API listener, role state. Fails on unusable
+    /// settings or an address that cannot be bound; Redis being down is not an error.
+    pub async fn build(settings: Settings, options: DaemonOptions) -> Result<Daemon, StartupError> {
+        if options.roles.is_empty() {
+            return Err(StartupError::NoRoles);
+        }
+        let identity =
+            InstanceIdentity::resolve(settings.consumer.name.as_deref(), &options.instance);
+        // Every metric recorded from here on goes to the Prometheus recorder.
+        let _ = telemetry::prometheus();
+        let store = Store::connect_lazy(store_options(&settings))?;
+        let registry = Registry::from_settings(&settings.game_servers)
+            .map_err(|err| StartupError::Setup(err.to_string()))?;
+        let client = GameServerClient::new(client_options(&settings.game_server_client))
+            .map_err(|err| StartupError::Setup(format!("game-server client: {err}")))?;
+        let shared = Shared {
+            store,
+            registry,
+            client,
+        };
+        let mut products: Vec<ProductId> = settings
+            .game_servers
+            .iter()
+            .map(|s| s.product.clone())
+            .collect();
+        products.sort();
+        products.dedup();
+        let settings = Arc::new(settings);
+        let api = if options.roles.has(Role::Api) {
+            let listener = match options.api_listener {
+                Some(listener) => listener,
+                None => TcpListener::bind(settings.http.bind)
+                    .await
+                    .map_err(|source| StartupError::Bind {
+                        addr: settings.http.bind,
+                        source,
+                    })?,
+            };
+            Some(ApiRole::prepare(&settings, &shared, listener)?)
+        } else {
+            None
+        };
+        Ok(Daemon {
+            settings,
+            roles: options.roles,
+            identity,
+            shared,
+            products,
+            api,
+        })
+    }
+
+    /// This instance's identity (its consumer name).
+    pub fn identity(&self) -> &InstanceIdentity {
+        &self.identity
+    }
+
+    /// Where the API listens, when the api role runs.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api.as_ref().map(ApiRole::local_addr)
+    }
+
+    /// The store the daemon uses.
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    /// Runs every selected role until `shutdown` completes, then stops them in order within
+    /// `http.shutdown_grace_secs`.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), StartupError> {
+        let Daemon {
+            settings,
+            roles,
+            identity,
+            shared,
+            products,
+            api,
+        } = self;
+        let store = shared.store.clone();
+        // The registry's servers and products, for the console and for consumers elsewhere;
+        // retried in the background while Redis is unreachable.
+        let publisher = {
+            let (registry, store) = (shared.registry.clone(), store.clone());
+            tokio::spawn(async move {
+                let mut delay = Duration::from_millis(200);
+                while let Err(err) = registry.publish(&store).await {
+                    tracing::warn!(%err, "could not publish the game-server registry; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            })
+        };
+        tracing::info!(
+            instance = %identity.name, %roles, redis = %redact_url(&settings.redis.url),
+            source = %settings.source_description(), "matchmakerd starting"
+        );
+        let stop_workers = CancellationToken::new();
+        let stop_http = CancellationToken::new();
+        let stop_heartbeat = CancellationToken::new();
+        let mut workers: JoinSet<&'static str> = JoinSet::new();
+
+        if roles.has(Role::Worker) {
+            let consumer = Consumer::new(
+                store.clone(),
+                ConsumerOptions::from_settings(&settings.consumer, identity.name.clone()),
+                products.clone(),
+            );
+            let token = stop_workers.clone();
+            workers.spawn(async move {
+                consumer.run(token).await;
+                "worker"
+            });
+        }
+        if roles.has(Role::Curator) {
+            let registry = shared.registry.clone();
+            let lookup: EndpointLookup = Arc::new(move |id: &ServerId| registry.endpoint(id));
+            let servers = RegisteredServers::new(shared.client.clone(), lookup);
+            let curator = Curator::new(
+                store.clone(),
+                servers,
+                CuratorOptions::from_settings(&settings.curation, identity.name.clone()),
+                products.clone(),
+            );
+            let token = stop_workers.clone();
+            workers.spawn(async move {
+                curator.run(token).await;
+                "curator"
+            });
+        }
+        let mut http = JoinSet::new();
+        if let Some(api) = api {
+            let token = stop_http.clone();
+            http.spawn(async move {
+                api.serve(token).await;
+                "api"
+            });
+        }
+        let heartbeat = tokio::spawn(run_heartbeat(
+            store.clone(),
+            InstanceInfo {
+                identity: identity.clone(),
+                roles: roles.to_string(),
+                started_at_ms: now_ms(),
+            },
+            stop_heartbeat.clone(),
+        ));
+
+        // Run until the signal, or until a role stops by itself (a bug: shut the rest down).
+        let mut failure = None;
+        tokio::pin!(shutdown);
+        tokio::select! {
+            _ = &mut shutdown => tracing::info!("shutdown requested"),
+            Some(done) = workers.join_next() => {
+                let role = done.unwrap_or("a background");
+                tracing::error!(role, "a role stopped unexpectedly; shutting down");
+                failure = Some(StartupError::RoleFailed(role));
+            }
+            Some(done) = http.join_next() => {
+                let role = done.unwrap_or("api");
+                tracing::error!(role, "the HTTP server stopped unexpectedly; shutting down");
+                failure = Some(StartupError::RoleFailed(role));
+            }
+        }
+
+        let grace = settings.http.shutdown_grace();
+        let orderly = async {
+            stop_workers.cancel();
+            while workers.join_next().await.is_some() {}
+            stop_http.cancel();
+            while http.join_next().await.is_some() {}
+            stop_heartbeat.cancel();
+            let _ = heartbeat.await;
+            publisher.abort();
+        };
+        if tokio::time::timeout(grace, orderly).await.is_err() {
+            tracing::error!(
+                ?grace,
+                "shutdown took too long; abandoning the remaining tasks"
+            );
+            return Err(StartupError::ShutdownTimedOut(grace));
+        }
+        tracing::info!(instance = %identity.name, "matchmakerd stopped");
+        failure.map_or(Ok(()), Err)
+    }
+}
+
+/// The URL without its password, for logs.
+fn redact_url(url: &str) -> String {
+    match url.split_once('@') {
+        Some((credentials, host)) if credentials.contains(':') => {
+            let scheme = credentials.split("://").next().unwrap_or("redis");
+            format!("{scheme}://***@{host}")
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// The API role: the lobby router over the shared store, registry and game-server client,
+/// served on its listener, plus the registry's health checks.
+struct ApiRole {
+    listener: TcpListener,
+    router: axum::Router,
+    registry: Registry,
+    client: GameServerClient,
+    health_interval: Duration,
+}
+
+impl ApiRole {
+    fn prepare(
+        settings: &Settings,
+        shared: &Shared,
+        listener: TcpListener,
+    ) -> Result<ApiRole, StartupError> {
+        let context = ApiContext::new(
+            settings,
+            shared.store.clone(),
+            shared.registry.clone(),
+            shared.client.clone(),
+            telemetry::prometheus(),
+        )
+        .map_err(|err| StartupError::Setup(err.to_string()))?;
+        Ok(ApiRole {
+            listener,
+            router: api::router(context),
+            registry: shared.registry.clone(),
+            client: shared.client.clone(),
+            health_interval: settings.game_server_client.health_interval(),
+        })
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown`, then drains in-flight requests.
+    async fn serve(self, shutdown: CancellationToken) {
+        let health = self.registry.spawn_health_checks(
+            self.client.clone(),
+            self.health_interval,
+            shutdown.clone(),
+        );
+        let addr = self.local_addr();
+        tracing::info!(%addr, "lobby API listening");
+        if let Err(err) = api::serve(self.listener, self.router, shutdown.cancelled_owned()).await {
+            tracing::error!(%err, "the lobby API server failed");
+        }
+        let _ = health.await;
+    }
+}
+
+/// What every role shares: one store, one registry, one game-server client (so the circuit
+/// breakers see every call to a server).
+struct Shared {
+    store: Store,
+    registry: Registry,
+    client: GameServerClient,
+}

@@ -1,0 +1,623 @@
+//! The event consumer (`matchmakerd::consumer`) in-process against a real redis-server:
+//! applying, draining its own pending entries after a crash, claiming a dead consumer's,
+//! dead-lettering, data-loss accounting, recovering a deleted group, and the order proof —
+//! three consumers over interleaved events end exactly where the sequential model does.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use matchmakerd::consumer::{Consumer, ConsumerOptions, reply};
+use mm_common::keys::CONSUMER_GROUP;
+use mm_common::store::{Store, StoreOptions};
+use mm_common::time::now_ms;
+use mm_common::{Event, EventKind, Game, GameId, GameState, PlayerId, ProductId, ServerId};
+use mm_testkit::{RedisServer, invariants, poll};
+use redis::AsyncCommands;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A deterministic history of many games' events, interleaved, plus the reference model.
+pub struct Workload {
+    /// The product.
+    pub product: ProductId,
+    /// The games as created (before any event).
+    pub games: Vec<Game>,
+    /// Every event's fields, in the order they are written to the stream.
+    pub events: Vec<Vec<(String, String)>>,
+}
+
+/// A tiny deterministic generator (xorshift), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % bound
+    }
+}
+
+impl Workload {
+    /// `games` games of `product` with about `events` events in all. Game 0 always has a
+    /// player (`p1`) who joins and then leaves, and nothing else about them.
+    pub fn generate(product: &ProductId, games: usize, events: usize, seed: u64) -> Workload {
+        let mut rng = Rng(seed | 1);
+        let base = now_ms() - 3_600_000;
+        let server = ServerId::new("gs-1").unwrap();
+        let created: Vec<Game> = (0..games)
+            .map(|n| {
+                Game::new(
+                    GameId::new(format!("{product}.g{n:05}")).unwrap(),
+                    product.clone(),
+                    server.clone(),
+                    None,
+                    4,
+                    PlayerId::new(format!("c{n}")).unwrap(),
+                    "ws://127.0.0.1:1/ws".into(),
+                    "{}".into(),
+                    base,
+                )
+            })
+            .collect();
+        let mut per_game: Vec<Vec<(EventKind, Option<String>)>> = vec![Vec::new(); games];
+        for (n, script) in per_game.iter_mut().enumerate() {
+            script.push((EventKind::CreatorJoined, None));
+            if n == 0 {
+                script.push((EventKind::PlayerJoined, Some("p1".into())));
+                script.push((EventKind::PlayerJoined, Some("p2".into())));
+                script.push((EventKind::PlayerLeft, Some("p1".into())));
+            }
+        }
+        let mut total: usize = per_game.iter().map(Vec::len).sum();
+        while total < events {
+            let n = rng.below(games as u64) as usize;
+            let player = || format!("p{}", 2 + n % 3);
+            let step = match rng.below(100) {
+                0..=34 => (
+                    EventKind::PlayerJoined,
+                    Some(format!("p{}", 2 + rng.below(5))),
+                ),
+                35..=59 => (
+                    EventKind::PlayerLeft,
+                    Some(format!("p{}", 2 + rng.below(5))),
+                ),
+                60..=79 => (EventKind::Heartbeat, None),
+                80..=86 => (EventKind::AllPlayersJoined, None),
+                87..=94 => (EventKind::GameStarted, None),
+                95..=97 => (EventKind::PlayerJoined, Some(player())),
+                _ => (EventKind::GameEnded, None),
+            };
+            if n == 0 && step.1.as_deref() == Some("p1") {
+                continue;
+            }
+            per_game[n].push(step);
+            total += 1;
+        }
+        // Interleave: repeatedly take the next event of a random game that has one left.
+        let mut cursors = vec![0usize; games];
+        let mut events_out = Vec::with_capacity(total);
+        let mut remaining: Vec<usize> = (0..games).collect();
+        let mut ts = base;
+        while !remaining.is_empty() {
+            let pick = rng.below(remaining.len() as u64) as usize;
+            let n = remaining[pick];
+            let (kind, player) = per_game[n][cursors[n]].clone();
+            cursors[n] += 1;
+            if cursors[n] == per_game[n].len() {
+                remaining.swap_remove(pick);
+            }
+            ts += 1;
+            let mut fields = vec![
+                ("type".to_string(), kind.as_str().to_string()),
+                ("game_id".to_string(), created[n].id.to_string()),
+                ("server_id".to_string(), "gs-1".to_string()),
+                ("ts".to_string(), ts.to_string()),
+            ];
+            if let Some(player) = player {
+                fields.push(("player_id".to_string(), player));
+            }
+            events_out.push(fields);
+        }
+        Workload {
+            product: product.clone(),
+            games: created,
+            events: events_out,
+        }
+    }
+
+    /// Records every game (state `created`) and the product.
+    pub async fn create_games(&self, store: &Store) {
+        store
+            .register_products(std::slice::from_ref(&self.product))
+            .await
+            .unwrap();
+        for game in &self.games {
+            assert!(store.create_game(game).await.unwrap());
+        }
+    }
+
+    /// Writes events `range` to the stream as game servers would; returns their entry ids.
+    pub async fn write(
+        &self,
+        conn: &mut impl redis::aio::ConnectionLike,
+        stream: &str,
+        range: std::ops::Range<usize>,
+    ) -> Vec<String> {
+        let mut ids = Vec::with_capacity(range.len());
+        for chunk in self.events[range].chunks(500) {
+            let mut pipe = redis::pipe();
+            for fields in chunk {
+                pipe.xadd(stream, "*", fields);
+            }
+            let chunk_ids: Vec<String> = pipe.query_async(conn).await.unwrap();
+            ids.extend(chunk_ids);
+        }
+        ids
+    }
+
+    /// The reference: every game after applying `written` (id, event index) in stream order
+    /// with the pure model.
+    pub fn expected(&self, ids: &[String]) -> HashMap<GameId, Game> {
+        let mut games: HashMap<GameId, Game> = self
+            .games
+            .iter()
+            .map(|g| (g.id.clone(), g.clone()))
+            .collect();
+        for (id, fields) in ids.iter().zip(&self.events) {
+            let event =
+                Event::from_fields(id, fields.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .unwrap();
+            games
+                .get_mut(&event.game_id)
+                .unwrap()
+                .apply(&event, u64::MAX / 2)
+                .unwrap();
+        }
+        games
+    }
+
+    /// Asserts the store holds exactly the reference games.
+    pub async fn assert_matches(&self, store: &Store, ids: &[String]) {
+        let expected = self.expected(ids);
+        let mut mismatches = Vec::new();
+        for (id, want) in &expected {
+            let got = store.game(id).await.unwrap();
+            if got.as_ref() != Some(want) {
+                mismatches.push(format!("{id}: store {got:?}\n  model {want:?}"));
+            }
+        }
+        assert!(
+            mismatches.is_empty(),
+            "{} of {} games differ from the sequential model; first: {}",
+            mismatches.len(),
+            expected.len(),
+            mismatches[0]
+        );
+    }
+}
+
+/// The group's pending count and lag on `stream`.
+pub async fn group_figures(
+    conn: &mut impl redis::aio::ConnectionLike,
+    stream: &str,
+) -> Option<reply::GroupInfo> {
+    let value: redis::Value = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(stream)
+        .query_async(conn)
+        .await
+        .ok()?;
+    reply::group_info(&value, CONSUMER_GROUP).ok()?
+}
+
+/// Whether every entry of `stream` was delivered and acknowledged.
+pub async fn fully_consumed(conn: &mut impl redis::aio::ConnectionLike, stream: &str) -> bool {
+    matches!(
+        group_figures(conn, stream).await,
+        Some(reply::GroupInfo {
+            pending: 0,
+            lag: Some(0)
+        })
+    )
+}
+
+/// Consumer options for tests: small batches, short blocking, fast refresh.
+fn options(name: &str) -> ConsumerOptions {
+    ConsumerOptions {
+        name: name.into(),
+        batch_size: 32,
+        block: Duration::from_millis(100),
+        claim_idle: Duration::from_secs(30),
+        max_deliveries: 3,
+        apply_concurrency: 16,
+        refresh_interval: Duration::from_millis(100),
+    }
+}
+
+struct Running {
+    token: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    async fn stop(self) {
+        self.token.cancel();
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect("the consumer stops promptly on cancellation")
+            .unwrap();
+    }
+}
+
+fn spawn(store: &Store, options: ConsumerOptions, products: Vec<ProductId>) -> Running {
+    let token = CancellationToken::new();
+    let consumer = Consumer::new(store.clone(), options, products);
+    let task = tokio::spawn(consumer.run(token.clone()));
+    Running { token, task }
+}
+
+struct Fixture {
+    redis: RedisServer,
+    store: Store,
+    product: ProductId,
+    stream: String,
+}
+
+impl Fixture {
+    async fn new() -> Fixture {
+        let redis = RedisServer::start().expect("redis-server");
+        let store = Store::connect(StoreOptions::new(redis.url()))
+            .await
+            .unwrap();
+        let product = ProductId::new("chess").unwrap();
+        let stream = store.keys().product(&product).events();
+        Fixture {
+            redis,
+            store,
+            product,
+            stream,
+        }
+    }
+
+    async fn create_group(&self) {
+        matchmakerd::consumer::ensure_group(&self.store, &self.stream)
+            .await
+            .unwrap();
+    }
+
+    /// Delivers every new entry to consumer `name` without acknowledging (a crash after the
+    /// read).
+    async fn deliver_to(&self, name: &str) -> usize {
+        let mut conn = self.redis.connection().await;
+        let reply: redis::Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(CONSUMER_GROUP)
+            .arg(name)
+            .arg("STREAMS")
+            .arg(&self.stream)
+            .arg(">")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        reply::read_group(&reply).unwrap().len()
+    }
+
+    async fn wait_consumed(&self, what: &str) {
+        let conn = self.redis.connection().await;
+        poll::until(what, Duration::from_secs(20), || {
+            let stream = self.stream.clone();
+            let mut conn = conn.clone();
+            async move { fully_consumed(&mut conn, &stream).await.then_some(()) }
+        })
+        .await;
+    }
+
+    async fn dead_letters(&self) -> Vec<HashMap<String, String>> {
+        let mut conn = self.redis.connection().await;
+        let reply: redis::streams::StreamRangeReply = conn
+            .xrange_all(self.store.keys().product(&self.product).dead_letters())
+            .await
+            .unwrap();
+        reply
+            .ids
+            .into_iter()
+            .map(|entry| {
+                entry
+                    .map
+                    .into_iter()
+                    .map(|(k, v)| (k, redis::from_redis_value::<String>(v).unwrap()))
+                    .collect()
+            })
+            .collect()
+    }
+
+    async fn check_invariants(&self) {
+        let mut conn = self.redis.connection().await;
+        invariants::check_all(
+            &mut conn,
+            "mm",
+            std::slice::from_ref(&self.product),
+            now_ms(),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// Events written before and while the consumer runs are applied; a product registered after
+/// the start is picked up without a restart.
+#[tokio::test]
+async fn applies_events_of_products_that_appear_while_running() {
+    let fx = Fixture::new().await;
+    let running = spawn(&fx.store, options("c1"), Vec::new());
+    let workload = Workload::generate(&fx.product, 5, 60, 7);
+    workload.create_games(&fx.store).await;
+    let mut conn = fx.redis.connection().await;
+    let ids = workload
+        .write(&mut conn, &fx.stream, 0..workload.events.len())
+        .await;
+    fx.wait_consumed("the new product's stream to be consumed")
+        .await;
+    workload.assert_matches(&fx.store, &ids).await;
+    running.stop().await;
+    fx.check_invariants().await;
+}
+
+/// The order proof: three consumers share one stream of interleaved events of the same games
+/// (joins and leaves of the same players, starts, ends), each applying its batches
+/// concurrently; the final records equal the sequential model's, and a player who joined and
+/// then left is not joined.
+#[tokio::test]
+async fn three_consumers_reach_the_sequential_models_result() {
+    let fx = Fixture::new().await;
+    let workload = Workload::generate(&fx.product, 40, 3000, 42);
+    workload.create_games(&fx.store).await;
+    let mut conn = fx.redis.connection().await;
+    let ids = workload
+        .write(&mut conn, &fx.stream, 0..workload.events.len())
+        .await;
+    let consumers: Vec<Running> = ["c1", "c2", "c3"]
+        .into_iter()
+        .map(|name| {
+            let mut opts = options(name);
+            opts.batch_size = 8;
+            spawn(&fx.store, opts, vec![fx.product.clone()])
+        })
+        .collect();
+    fx.wait_consumed("three consumers to consume the stream")
+        .await;
+    for running in consumers {
+        running.stop().await;
+    }
+    workload.assert_matches(&fx.store, &ids).await;
+    let first = fx.store.game(&workload.games[0].id).await.unwrap().unwrap();
+    let p1 = PlayerId::new("p1").unwrap();
+    assert!(
+        !first.players().contains(&p1),
+        "p1 joined then left, yet is listed: {:?}",
+        first.players()
+    );
+    assert!(
+        first.roster.contains_key(&p1),
+        "p1's join and leave were both applied"
+    );
+    // Every consumer took part (the group spread the entries).
+    let consumers: redis::Value = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(&fx.stream)
+        .arg(CONSUMER_GROUP)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let listed = format!("{consumers:?}");
+    for name in ["c1", "c2", "c3"] {
+        assert!(
+            listed.contains(name),
+            "consumer {name} never read: {listed}"
+        );
+    }
+    fx.check_invariants().await;
+}
+
+/// A restarted consumer (same name) first drains what it had received but not acknowledged.
+#[tokio::test]
+async fn a_restarted_consumer_drains_its_own_pending_entries() {
+    let fx = Fixture::new().await;
+    fx.create_group().await;
+    let workload = Workload::generate(&fx.product, 3, 40, 3);
+    workload.create_games(&fx.store).await;
+    let mut conn = fx.redis.connection().await;
+    let ids = workload
+        .write(&mut conn, &fx.stream, 0..workload.events.len())
+        .await;
+    assert_eq!(fx.deliver_to("c1").await, ids.len());
+    // Claiming is far off (30 s): only draining its own pending list can finish the work.
+    let running = spawn(&fx.store, options("c1"), vec![fx.product.clone()]);
+    fx.wait_consumed("the restarted consumer to drain its pending entries")
+        .await;
+    running.stop().await;
+    workload.assert_matches(&fx.store, &ids).await;
+    fx.check_invariants().await;
+}
+
+/// Entries a dead consumer received are claimed by another after the idle time.
+#[tokio::test]
+async fn a_dead_consumers_entries_are_claimed() {
+    let fx = Fixture::new().await;
+    fx.create_group().await;
+    let workload = Workload::generate(&fx.product, 3, 40, 5);
+    workload.create_games(&fx.store).await;
+    let mut conn = fx.redis.connection().await;
+    let ids = workload
+        .write(&mut conn, &fx.stream, 0..workload.events.len())
+        .await;
+    assert_eq!(fx.deliver_to("dead").await, ids.len());
+    let mut opts = options("alive");
+    opts.claim_idle = Duration::from_millis(300);
+    let running = spawn(&fx.store, opts, vec![fx.product.clone()]);
+    fx.wait_consumed("the survivor to claim and apply the dead consumer's entries")
+        .await;
+    running.stop().await;
+    workload.assert_matches(&fx.store, &ids).await;
+    fx.check_invariants().await;
+}
+
+/// An entry delivered more than `max_deliveries` times is dead-lettered with the reason, not
+/// retried forever.
+#[tokio::test]
+async fn an_entry_delivered_too_often_is_dead_lettered() {
+    let fx = Fixture::new().await;
+    fx.create_group().await;
+    let workload = Workload::generate(&fx.product, 1, 1, 9);
+    workload.create_games(&fx.store).await;
+    let mut conn = fx.redis.connection().await;
+    let ids = workload.write(&mut conn, &fx.stream, 0..1).await;
+    fx.deliver_to("dead").await;
+    let _: redis::Value = redis::cmd("XCLAIM")
+        .arg(&fx.stream)
+        .arg(CONSUMER_GROUP)
+        .arg("dead")
+        .arg(0)
+        .arg(&ids[0])
+        .arg("RETRYCOUNT")
+        .arg(10)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut opts = options("alive");
+    opts.claim_idle = Duration::from_millis(200);
+    let running = spawn(&fx.store, opts, vec![fx.product.clone()]);
+    fx.wait_consumed("the over-delivered entry to be handled")
+        .await;
+    running.stop().await;
+    let dead = fx.dead_letters().await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["reason"], "max_deliveries_exceeded");
+    assert_eq!(dead[0]["source_id"], ids[0]);
+    let game = fx.store.game(&workload.games[0].id).await.unwrap().unwrap();
+    assert_eq!(
+        game.state(),
+        GameState::Created,
+        "the event must not be applied"
+    );
+    fx.check_invariants().await;
+}
+
+/// Poison entries (unknown type, missing game id, unknown game) are dead-lettered with their
+/// reasons and never stop the others.
+#[tokio::test]
+async fn poison_entries_are_dead_lettered_and_the_rest_applied() {
+    let fx = Fixture::new().await;
+    let workload = Workload::generate(&fx.product, 2, 20, 11);
+    workload.create_games(&fx.store).await;
+    let mut conn = fx.redis.connection().await;
+    let game = workload.games[0].id.to_string();
+    let poison: Vec<Vec<(&str, &str)>> = vec![
+        vec![
+            ("type", "exploded"),
+            ("game_id", &game),
+            ("server_id", "gs-1"),
+        ],
+        vec![("type", "heartbeat"), ("server_id", "gs-1")],
+        vec![
+            ("type", "heartbeat"),
+            ("game_id", "chess.nope"),
+            ("server_id", "gs-1"),
+        ],
+    ];
+    for fields in &poison {
+        let _: String = conn.xadd(&fx.stream, "*", fields).await.unwrap();
+    }
+    let ids = workload
+        .write(&mut conn, &fx.stream, 0..workload.events.len())
+        .await;
+    let running = spawn(&fx.store, options("c1"), vec![fx.product.clone()]);
+    fx.wait_consumed("poison and good entries to be handled")
+        .await;
+    running.stop().await;
+    // Entries of one batch are applied concurrently: dead letters come in any order.
+    let mut reasons: Vec<String> = fx
+        .dead_letters()
+        .await
+        .into_iter()
+        .map(|d| d["reason"].clone())
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(reasons[0].starts_with("missing_field"), "{reasons:?}");
+    assert_eq!(reasons[1], "unknown_game");
+    assert!(reasons[2].starts_with("unknown_type"), "{reasons:?}");
+    workload.assert_matches(&fx.store, &ids).await;
+    fx.check_invariants().await;
+}
+
+/// Pending entries trimmed away before they were applied are acknowledged (the pending list
+/// empties) instead of blocking the consumer.
+#[tokio::test]
+async fn trimmed_pending_entries_are_acknowledged_as_lost() {
+    let fx = Fixture::new().await;
+    fx.create_group().await;
+    let workload = Workload::generate(&fx.product, 2, 20, 13);
+    workload.create_games(&fx.store).await;
+    let mut conn = fx.redis.connection().await;
+    let ids = workload.write(&mut conn, &fx.stream, 0..10).await;
+    fx.deliver_to("c1").await;
+    let deleted: u64 = conn.xdel(&fx.stream, &ids[..5]).await.unwrap();
+    assert_eq!(deleted, 5);
+    let rest = workload
+        .write(&mut conn, &fx.stream, 10..workload.events.len())
+        .await;
+    let running = spawn(&fx.store, options("c1"), vec![fx.product.clone()]);
+    poll::until("the pending list to empty", Duration::from_secs(20), || {
+        let mut conn = conn.clone();
+        let stream = fx.stream.clone();
+        async move {
+            let info = group_figures(&mut conn, &stream).await?;
+            (info.pending == 0 && info.lag.is_none_or(|lag| lag == 0)).then_some(())
+        }
+    })
+    .await;
+    running.stop().await;
+    // What survived is applied exactly as the model says for the surviving entries.
+    let mut survivors: Vec<String> = ids[5..].to_vec();
+    survivors.extend(rest);
+    let kept = Workload {
+        product: workload.product.clone(),
+        games: workload.games.clone(),
+        events: workload.events[5..].to_vec(),
+    };
+    kept.assert_matches(&fx.store, &survivors).await;
+    fx.check_invariants().await;
+}
+
+/// If the consumer group is destroyed while the daemon runs, it is recreated at id 0 and
+/// consumption continues: nothing written meanwhile is skipped.
+#[tokio::test]
+async fn a_destroyed_group_is_recreated_without_skipping_entries() {
+    let fx = Fixture::new().await;
+    let workload = Workload::generate(&fx.product, 4, 80, 17);
+    workload.create_games(&fx.store).await;
+    let mut conn = fx.redis.connection().await;
+    let running = spawn(&fx.store, options("c1"), vec![fx.product.clone()]);
+    let mut ids = workload.write(&mut conn, &fx.stream, 0..40).await;
+    fx.wait_consumed("the first half").await;
+    let destroyed: u64 = redis::cmd("XGROUP")
+        .arg("DESTROY")
+        .arg(&fx.stream)
+        .arg(CONSUMER_GROUP)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(destroyed, 1);
+    ids.extend(
+        workload
+            .write(&mut conn, &fx.stream, 40..workload.events.len())
+            .await,
+    );
+    fx.wait_consumed("the second half after recreating the group")
+        .await;
+    running.stop().await;
+    workload.assert_matches(&fx.store, &ids).await;
+    fx.check_invariants().await;
+}

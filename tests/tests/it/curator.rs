@@ -1,0 +1,467 @@
+//! The curator (`matchmakerd::curator`) in-process against a real redis-server and the
+//! reference game server (the misbehaving fake where a failing server is needed): stale
+//! games are deleted on their server before leaving the record, a failing server keeps its
+//! games until it recovers, a game that came alive is left alone, dry runs change nothing,
+//! unregistered servers are skipped, one instance holds the lease, reservations expire.
+//!
+//! Passes are run with an explicit `now`, so no test waits for timeouts to elapse.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use matchmakerd::curator::{
+    Curator, CuratorOptions, DeleteAttempt, EndpointLookup, GameServers, RegisteredServers,
+};
+use mm_common::gameserver::{
+    ClientOptions, CreateGameRequest, GameServerClient, GameServerEndpoint,
+};
+use mm_common::keys::CONSUMER_GROUP;
+use mm_common::store::{ReserveOutcome, Store, StoreOptions};
+use mm_common::time::now_ms;
+use mm_common::{Game, GameId, GameSet, GameState, PlayerId, ProductId, ServerId};
+use mm_testkit::fake_gameserver::{Behaviour, FakeGameServer, Route};
+use mm_testkit::gameserver::{self, GameServerConfig, RunningGameServer};
+use mm_testkit::{RedisServer, invariants};
+use redis::AsyncCommands;
+use tokio_util::sync::CancellationToken;
+
+const MINUTE: u64 = 60_000;
+
+/// Writes one event to the product stream, delivers it through the group and applies it, as
+/// the consumer would.
+async fn apply_event(
+    store: &Store,
+    conn: &mut redis::aio::MultiplexedConnection,
+    product: &ProductId,
+    fields: &[(&str, &str)],
+) {
+    let stream = store.keys().product(product).events();
+    let id: String = conn.xadd(&stream, "*", fields).await.unwrap();
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(CONSUMER_GROUP)
+        .arg("tester")
+        .arg("STREAMS")
+        .arg(&stream)
+        .arg(">")
+        .query_async(conn)
+        .await
+        .unwrap();
+    let owned: Vec<(String, String)> = fields
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    store
+        .apply_entry(product, &id, &owned, now_ms())
+        .await
+        .unwrap();
+}
+
+struct Fixture {
+    redis: RedisServer,
+    store: Store,
+    product: ProductId,
+    server: RunningGameServer,
+    client: GameServerClient,
+    next: u32,
+}
+
+fn client() -> GameServerClient {
+    GameServerClient::new(ClientOptions {
+        connect_timeout: Duration::from_millis(300),
+        request_timeout: Duration::from_secs(1),
+        retries: 0,
+        retry_backoff: Duration::from_millis(10),
+        breaker_failures: 3,
+        breaker_cooldown: Duration::from_millis(200),
+    })
+    .unwrap()
+}
+
+/// Curation options: pending 5 min, lobby 10 min, active 20 min.
+fn options(instance: &str) -> CuratorOptions {
+    CuratorOptions {
+        interval: Duration::from_secs(1),
+        pending_timeout: Duration::from_secs(300),
+        lobby_idle_timeout: Duration::from_secs(600),
+        active_idle_timeout: Duration::from_secs(1200),
+        dry_run: false,
+        concurrency: 4,
+        batch_size: 2,
+        lease: Duration::from_secs(5),
+        instance_name: instance.into(),
+        max_retry_delay: Duration::from_secs(60),
+    }
+}
+
+fn lookup(endpoints: Vec<GameServerEndpoint>) -> EndpointLookup {
+    let map: HashMap<ServerId, GameServerEndpoint> =
+        endpoints.into_iter().map(|e| (e.id.clone(), e)).collect();
+    Arc::new(move |id: &ServerId| map.get(id).cloned())
+}
+
+impl Fixture {
+    async fn new() -> Fixture {
+        let redis = RedisServer::start().expect("redis-server");
+        let store = Store::connect(StoreOptions::new(redis.url()))
+            .await
+            .unwrap();
+        let product = ProductId::new("chess").unwrap();
+        store
+            .register_products(std::slice::from_ref(&product))
+            .await
+            .unwrap();
+        let mut config = GameServerConfig::new(
+            ServerId::new("gs-1").unwrap(),
+            product.clone(),
+            "key-1",
+            redis.url(),
+        );
+        // The reference server's own events go elsewhere: these tests write events by hand.
+        config.key_prefix = "elsewhere".into();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = gameserver::spawn(config, listener).await.unwrap();
+        let stream = store.keys().product(&product).events();
+        matchmakerd::consumer::ensure_group(&store, &stream)
+            .await
+            .unwrap();
+        Fixture {
+            redis,
+            store,
+            product,
+            server,
+            client: client(),
+            next: 0,
+        }
+    }
+
+    fn servers(&self) -> RegisteredServers {
+        RegisteredServers::new(self.client.clone(), lookup(vec![self.server.endpoint()]))
+    }
+
+    fn curator(&self, options: CuratorOptions) -> Curator<RegisteredServers> {
+        Curator::new(self.store.clone(), self.servers(), options, Vec::new())
+    }
+
+    /// A game created `age_ms` ago on `endpoint` (and in the record), optionally moved to the
+    /// lobby or active set by events as old as its creation.
+    async fn game_on(&mut self, endpoint: &GameServerEndpoint, age_ms: u64, set: GameSet) -> Game {
+        self.next += 1;
+        let created = now_ms() - age_ms;
+        let game = Game::new(
+            GameId::new(format!("chess.t{:04}", self.next)).unwrap(),
+            self.product.clone(),
+            endpoint.id.clone(),
+            None,
+            2,
+            PlayerId::new(format!("c{}", self.next)).unwrap(),
+            "ws://127.0.0.1:1/ws".into(),
+            "{}".into(),
+            created,
+        );
+        let request = CreateGameRequest {
+            game_id: game.id.clone(),
+            product: self.product.clone(),
+            capacity: 2,
+            creator_id: game.creator_id.clone(),
+            settings: serde_json::json!({}),
+        };
+        // The fake answers anything; the reference server really creates the game.
+        self.client.create_game(endpoint, &request).await.unwrap();
+        assert!(self.store.create_game(&game).await.unwrap());
+        if set != GameSet::Pending {
+            self.event(&game, "creator_joined", created).await;
+        }
+        if set == GameSet::Active {
+            self.event(&game, "game_started", created).await;
+        }
+        game
+    }
+
+    async fn game(&mut self, age_ms: u64, set: GameSet) -> Game {
+        let endpoint = self.server.endpoint();
+        self.game_on(&endpoint, age_ms, set).await
+    }
+
+    /// Applies one event to `game` as the consumer would.
+    async fn event(&self, game: &Game, kind: &str, ts: u64) {
+        let mut conn = self.redis.connection().await;
+        apply_event(
+            &self.store,
+            &mut conn,
+            &self.product,
+            &[
+                ("type", kind),
+                ("game_id", game.id.as_str()),
+                ("server_id", game.server_id.as_str()),
+                ("ts", &ts.to_string()),
+            ],
+        )
+        .await;
+    }
+
+    async fn state(&self, game: &Game) -> GameState {
+        self.store.game(&game.id).await.unwrap().unwrap().state()
+    }
+
+    async fn check_invariants(&self) {
+        let mut conn = self.redis.connection().await;
+        invariants::check_all(
+            &mut conn,
+            "mm",
+            std::slice::from_ref(&self.product),
+            now_ms(),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// Stale pending, lobby and active games are deleted on their server and then removed with
+/// the reason of their set; fresh ones stay on both.
+#[tokio::test]
+async fn stale_games_are_deleted_on_their_server_then_removed() {
+    let mut fx = Fixture::new().await;
+    let stale = [
+        fx.game(6 * MINUTE, GameSet::Pending).await,
+        fx.game(11 * MINUTE, GameSet::Lobby).await,
+        fx.game(21 * MINUTE, GameSet::Active).await,
+    ];
+    let fresh = [
+        fx.game(4 * MINUTE, GameSet::Pending).await,
+        fx.game(9 * MINUTE, GameSet::Lobby).await,
+        fx.game(19 * MINUTE, GameSet::Active).await,
+    ];
+    assert_eq!(fx.server.game_count(), 6);
+    let curator = fx.curator(options("a"));
+    let report = curator
+        .pass(now_ms(), &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(report.removed, 3, "{report:?}");
+    assert_eq!(
+        fx.server.game_count(),
+        3,
+        "stale games deleted on the server"
+    );
+    let reasons = [
+        "curated_pending",
+        "curated_lobby_idle",
+        "curated_active_idle",
+    ];
+    for (game, reason) in stale.iter().zip(reasons) {
+        let record = fx.store.game(&game.id).await.unwrap().unwrap();
+        assert_eq!(record.state(), GameState::Ended);
+        assert_eq!(record.end_reason.as_deref(), Some(reason));
+    }
+    for game in &fresh {
+        assert_ne!(
+            fx.state(game).await,
+            GameState::Ended,
+            "{} is fresh",
+            game.id
+        );
+    }
+    // Nothing left to do: a second pass is a no-op.
+    let again = curator
+        .pass(now_ms(), &CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "{again:?}");
+    fx.check_invariants().await;
+}
+
+/// A server answering 503 keeps its games in the record (retried later with backoff); once
+/// it answers again they are curated.
+#[tokio::test]
+async fn a_failing_server_keeps_its_games_until_it_recovers() {
+    let mut fx = Fixture::new().await;
+    let fake = FakeGameServer::start().await.unwrap();
+    let endpoint = fake.endpoint("gs-fake");
+    let games = [
+        fx.game_on(&endpoint, 6 * MINUTE, GameSet::Pending).await,
+        fx.game_on(&endpoint, 7 * MINUTE, GameSet::Pending).await,
+        fx.game_on(&endpoint, 8 * MINUTE, GameSet::Pending).await,
+    ];
+    fake.set(Route::DeleteGame, Behaviour::Status(503));
+    let servers = RegisteredServers::new(fx.client.clone(), lookup(vec![endpoint]));
+    let curator = Curator::new(fx.store.clone(), servers, options("a"), Vec::new());
+    let now = now_ms();
+    let report = curator.pass(now, &CancellationToken::new()).await.unwrap();
+    assert_eq!(report.removed, 0, "{report:?}");
+    assert_eq!(report.server_unreachable, 3, "{report:?}");
+    let calls_after_first = fake.calls(Route::DeleteGame);
+    assert!(
+        calls_after_first <= 3,
+        "the breaker stops calls after 3 failures"
+    );
+    for game in &games {
+        assert_eq!(
+            fx.state(game).await,
+            GameState::Created,
+            "kept while failing"
+        );
+    }
+    // Immediately again: every game waits for its retry delay; no call is made.
+    let report = curator
+        .pass(now + 10, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(report.deferred, 3, "{report:?}");
+    assert_eq!(fake.calls(Route::DeleteGame), calls_after_first);
+    // The server recovers. Once the breaker's cool-down has passed (real time: a half-open
+    // breaker lets one trial call through) and each game's retry delay (pass time), later
+    // passes curate every game.
+    fake.set(Route::DeleteGame, Behaviour::Normal);
+    let pass_time = std::sync::atomic::AtomicU64::new(now + 10 * MINUTE);
+    mm_testkit::poll::until(
+        "every game curated after recovery",
+        Duration::from_secs(10),
+        || {
+            let at = pass_time.fetch_add(10 * MINUTE, std::sync::atomic::Ordering::Relaxed);
+            let (curator, store, games) = (&curator, &fx.store, &games);
+            async move {
+                curator.pass(at, &CancellationToken::new()).await.unwrap();
+                for game in games {
+                    let state = store.game(&game.id).await.unwrap().unwrap().state();
+                    if state != GameState::Ended {
+                        return None;
+                    }
+                }
+                Some(())
+            }
+        },
+    )
+    .await;
+    for game in &games {
+        assert_eq!(fx.state(game).await, GameState::Ended);
+    }
+    fx.check_invariants().await;
+}
+
+/// Wraps the real servers and makes the game come alive (an event) while its delete is in
+/// flight, as a player connecting at that moment would.
+struct AliveDuringDelete {
+    inner: RegisteredServers,
+    store: Store,
+    redis: redis::Client,
+    product: ProductId,
+}
+
+impl GameServers for AliveDuringDelete {
+    async fn delete_game(&self, server: &ServerId, game: &GameId) -> DeleteAttempt {
+        let mut conn = self.redis.get_multiplexed_async_connection().await.unwrap();
+        apply_event(
+            &self.store,
+            &mut conn,
+            &self.product,
+            &[
+                ("type", "creator_joined"),
+                ("game_id", game.as_str()),
+                ("server_id", server.as_str()),
+            ],
+        )
+        .await;
+        self.inner.delete_game(server, game).await
+    }
+}
+
+/// A game that received an event after the curator picked it is left in the record.
+#[tokio::test]
+async fn a_game_that_came_alive_meanwhile_is_left_alone() {
+    let mut fx = Fixture::new().await;
+    let game = fx.game(6 * MINUTE, GameSet::Pending).await;
+    let servers = AliveDuringDelete {
+        inner: fx.servers(),
+        store: fx.store.clone(),
+        redis: fx.redis.client(),
+        product: fx.product.clone(),
+    };
+    let curator = Curator::new(fx.store.clone(), servers, options("a"), Vec::new());
+    let report = curator
+        .pass(now_ms(), &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(report.skipped_alive, 1, "{report:?}");
+    assert_eq!(report.removed, 0);
+    assert_eq!(fx.state(&game).await, GameState::CreatorJoined);
+    fx.check_invariants().await;
+}
+
+/// A dry run reports what it would curate and changes nothing, on the server or the record.
+#[tokio::test]
+async fn a_dry_run_changes_nothing() {
+    let mut fx = Fixture::new().await;
+    let game = fx.game(6 * MINUTE, GameSet::Pending).await;
+    let mut opts = options("a");
+    opts.dry_run = true;
+    let report = fx
+        .curator(opts)
+        .pass(now_ms(), &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(report.dry_run, 1, "{report:?}");
+    assert_eq!(report.removed, 0);
+    assert_eq!(fx.server.game_count(), 1, "still on the server");
+    assert_eq!(fx.state(&game).await, GameState::Created);
+    fx.check_invariants().await;
+}
+
+/// A stale game whose server is not registered is skipped, never removed blindly.
+#[tokio::test]
+async fn games_of_unregistered_servers_are_skipped() {
+    let mut fx = Fixture::new().await;
+    let game = fx.game(6 * MINUTE, GameSet::Pending).await;
+    let unregistered = RegisteredServers::new(fx.client.clone(), lookup(Vec::new()));
+    let curator = Curator::new(fx.store.clone(), unregistered, options("a"), Vec::new());
+    let report = curator
+        .pass(now_ms(), &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(report.unknown_server, 1, "{report:?}");
+    assert_eq!(fx.state(&game).await, GameState::Created);
+    fx.check_invariants().await;
+}
+
+/// Only one instance holds the curation lease; it renews it, and after release another
+/// instance takes it.
+#[tokio::test]
+async fn only_one_instance_holds_the_curation_lease() {
+    let fx = Fixture::new().await;
+    let a = fx.curator(options("a"));
+    let b = fx.curator(options("b"));
+    assert!(a.try_lease().await.unwrap());
+    assert!(!b.try_lease().await.unwrap());
+    assert!(a.try_lease().await.unwrap(), "the holder renews");
+    b.release_lease().await.unwrap();
+    assert!(!b.try_lease().await.unwrap(), "a non-holder cannot release");
+    a.release_lease().await.unwrap();
+    assert!(b.try_lease().await.unwrap());
+    let mut conn = fx.redis.connection().await;
+    let holder: String = conn.get("mm:lease:curator").await.unwrap();
+    assert_eq!(holder, "b");
+}
+
+/// A seat reserved through the join API and not taken within its time is released by a pass.
+#[tokio::test]
+async fn expired_reservations_are_released() {
+    let mut fx = Fixture::new().await;
+    let game = fx.game(MINUTE, GameSet::Lobby).await;
+    let player = PlayerId::new("late").unwrap();
+    let reserved = fx
+        .store
+        .reserve_seat(&game.id, &player, now_ms(), Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(matches!(reserved, ReserveOutcome::Reserved { .. }));
+    let report = fx
+        .curator(options("a"))
+        .pass(now_ms() + 5_000, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(report.reservations_released, 1, "{report:?}");
+    let record = fx.store.game(&game.id).await.unwrap().unwrap();
+    assert!(record.reservations.is_empty());
+    fx.check_invariants().await;
+}
