@@ -46,7 +46,7 @@ fn event_of(round: u64, game: &str, index: u64) -> EventFields {
         3 => ("player_joined", player(2)),
         5 => ("player_left", player(1)),
         7 => ("player_joined", player(3)),
-        9 if index % 10 == 0 => ("game_ended", String::new()),
+        9 if index.is_multiple_of(10) => ("game_ended", String::new()),
         9 if index % 10 < 4 => ("game_started", String::new()),
         _ => ("heartbeat", String::new()),
     };
