@@ -8,9 +8,13 @@
 //! - [`model`]: game states, events and the transition rules, as pure code.
 //! - [`keys`]: the Redis key schema.
 //! - [`store`]: every read and atomic write of game state in Redis.
+//! - [`admin`]: operator actions (the force-delete flow).
+//! - [`audit`]: the operator audit trail (`P:audit`).
 //! - [`time`]: Unix-millisecond clock helpers.
 //! - [`gameserver`]: the client of the game servers' API (timeouts, retries, breakers).
 
+pub mod admin;
+pub mod audit;
 pub mod gameserver;
 pub mod ids;
 pub mod keys;

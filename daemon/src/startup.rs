@@ -179,6 +179,12 @@ impl Daemon {
         self.api.as_ref().map(ApiRole::local_addr)
     }
 
+    /// The game-server registry the daemon places games with (shared state: clones see the
+    /// same health).
+    pub fn registry(&self) -> &Registry {
+        &self.shared.registry
+    }
+
     /// The store the daemon uses.
     pub fn store(&self) -> &Store {
         &self.shared.store

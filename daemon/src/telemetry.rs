@@ -20,9 +20,102 @@ pub const GAMES_CREATED_TOTAL: &str = "mm_games_created_total";
 /// Counter `{server, op, outcome}`: calls to game servers' management APIs.
 pub const GAME_SERVER_CALLS_TOTAL: &str = "mm_game_server_calls_total";
 
-/// Histogram buckets of request durations (seconds): 1 ms to 10 s.
-const DURATION_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+/// The kind of a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Only goes up.
+    Counter,
+    /// Goes up and down.
+    Gauge,
+    /// Distribution of durations in seconds (rendered with [`DURATION_BUCKETS`]).
+    Histogram,
+}
+
+/// Every metric the daemon exports: name, kind and the help text `/metrics` shows. The
+/// deployment files (alert rules, dashboard) may name only these; a test checks that, and that
+/// every `mm_…` name recorded in the daemon's code is listed here.
+pub const METRICS: &[(&str, MetricKind, &str)] = &[
+    (
+        HTTP_REQUESTS_TOTAL,
+        MetricKind::Counter,
+        "Lobby API requests answered, by route template, method and status.",
+    ),
+    (
+        HTTP_REQUEST_DURATION_SECONDS,
+        MetricKind::Histogram,
+        "Time to answer a lobby API request, by route template and method.",
+    ),
+    (
+        GAMES_CREATED_TOTAL,
+        MetricKind::Counter,
+        "Games created on a game server and recorded, by product.",
+    ),
+    (
+        GAME_SERVER_CALLS_TOTAL,
+        MetricKind::Counter,
+        "Calls to game servers' management APIs, by server, operation and outcome.",
+    ),
+    (
+        "mm_events_applied_total",
+        MetricKind::Counter,
+        "Game-server events applied to the record, by product and type.",
+    ),
+    (
+        "mm_events_stale_total",
+        MetricKind::Counter,
+        "Duplicate or out-of-date events acknowledged without change, by product and type.",
+    ),
+    (
+        "mm_events_duplicate_total",
+        MetricKind::Counter,
+        "Stream entries that were already applied when delivered again, by product.",
+    ),
+    (
+        "mm_events_dead_lettered_total",
+        MetricKind::Counter,
+        "Events copied to the dead-letter stream, by product and reason.",
+    ),
+    (
+        "mm_events_lost_total",
+        MetricKind::Counter,
+        "Pending entries trimmed from a stream before they were applied, by product.",
+    ),
+    (
+        "mm_event_apply_duration_seconds",
+        MetricKind::Histogram,
+        "Time to apply and acknowledge one event.",
+    ),
+    (
+        "mm_consumer_lag",
+        MetricKind::Gauge,
+        "Entries of a product stream not yet delivered to the consumer group.",
+    ),
+    (
+        "mm_consumer_pending",
+        MetricKind::Gauge,
+        "Entries delivered to the consumer group but not yet acknowledged.",
+    ),
+    (
+        "mm_games",
+        MetricKind::Gauge,
+        "Live games, by product and set (pending, lobby, active).",
+    ),
+    (
+        "mm_curated_games_total",
+        MetricKind::Counter,
+        "Games the curator handled, by reason and outcome.",
+    ),
+    (
+        "mm_curation_pass_duration_seconds",
+        MetricKind::Histogram,
+        "Time of one curation pass.",
+    ),
+];
+
+/// Histogram buckets of every duration (seconds): 100 µs to 10 s.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
 ];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -35,16 +128,30 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 pub fn prometheus() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
-            let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    Matcher::Full(HTTP_REQUEST_DURATION_SECONDS.to_string()),
-                    DURATION_BUCKETS,
-                )
-                .expect("bucket list is not empty");
+            let mut builder = PrometheusBuilder::new();
+            for (name, kind, _) in METRICS {
+                if *kind == MetricKind::Histogram {
+                    builder = builder
+                        .set_buckets_for_metric(
+                            Matcher::Full((*name).to_string()),
+                            DURATION_BUCKETS,
+                        )
+                        .expect("bucket list is not empty");
+                }
+            }
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
             if let Err(err) = metrics::set_global_recorder(recorder) {
                 tracing::warn!(%err, "a global metrics recorder was already installed");
+            }
+            for (name, kind, help) in METRICS {
+                match kind {
+                    MetricKind::Counter => metrics::describe_counter!(*name, *help),
+                    MetricKind::Gauge => metrics::describe_gauge!(*name, *help),
+                    MetricKind::Histogram => {
+                        metrics::describe_histogram!(*name, metrics::Unit::Seconds, *help)
+                    }
+                }
             }
             handle
         })

@@ -6,6 +6,7 @@
 //! - [`invariants`]: the checker every test calls at its end — each live game is in exactly
 //!   the one sorted set its hash's state names.
 //! - [`loadgen`]: the traffic generator behind `mm-loadgen` (simulated players).
+//! - [`app`]: the lobby API in-process with its Redis and reference game servers.
 //! - [`bench`]: the benchmark driver behind `mm-bench` (hot paths beside their ceilings).
 //! - [`gameserver`]: the reference game server `mm-gameserver`, in-process or as a binary.
 //! - [`fake_gameserver`]: a misbehaving game server for client timeout/retry/breaker tests.
@@ -14,6 +15,7 @@
 //!
 //! The integration tests of the whole workspace live in `tests/it/` (one test binary).
 
+pub mod app;
 pub mod bench;
 pub mod daemon_process;
 pub mod fake_gameserver;

@@ -32,7 +32,7 @@ use crate::telemetry;
 pub const DEFAULT_LIST_LIMIT: u32 = 20;
 /// Largest page size of `GET /v1/games`.
 pub const MAX_LIST_LIMIT: u32 = 100;
-/// Longest accepted region name.
+/// Longest accepted region name, in characters.
 pub const MAX_REGION_LEN: usize = 64;
 
 /// `POST /v1/games` body.
@@ -42,8 +42,10 @@ pub struct CreateGameRequest {
     /// The product (game) to play; a product some registered game server hosts.
     #[schema(value_type = String, pattern = "^[a-z0-9_-]{1,64}$", example = "chess")]
     pub product: ProductId,
-    /// Seats, creator included (1..=`lobby.max_capacity`).
+    /// Seats, creator included (1..=`lobby.max_capacity`; `/openapi.json` states this
+    /// deployment's maximum).
     #[schema(minimum = 1, example = 2)]
+    #[serde(deserialize_with = "integral_u32")]
     pub capacity: u32,
     /// Only place the game on a server of this region.
     #[schema(min_length = 1, max_length = 64, example = "eu")]
@@ -53,6 +55,26 @@ pub struct CreateGameRequest {
     #[schema(value_type = Option<Object>)]
     #[serde(default)]
     pub settings: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A JSON integer for a `u32`, also written as a float with no fraction (`16.0`), which JSON
+/// Schema counts as an integer too.
+fn integral_u32<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    use serde::de::Error;
+    let number = serde_json::Number::deserialize(deserializer)?;
+    let value = match (number.as_u64(), number.as_f64()) {
+        (Some(n), _) => Some(n),
+        (None, Some(f)) if f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&f) => {
+            Some(f as u64)
+        }
+        _ => None,
+    };
+    value.and_then(|n| u32::try_from(n).ok()).ok_or_else(|| {
+        D::Error::custom(format!(
+            "invalid value {number}, expected a whole number from 0 to {}",
+            u32::MAX
+        ))
+    })
 }
 
 /// A game's state.
@@ -185,7 +207,8 @@ pub struct ListQuery {
     #[param(minimum = 1, maximum = 100)]
     #[serde(default)]
     pub limit: Option<u32>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page (absent or empty: the first page).
+    #[param(pattern = "^([0-9]{1,19}:[A-Za-z0-9._-]{1,64})?$")]
     #[serde(default)]
     pub cursor: Option<String>,
 }
@@ -195,16 +218,14 @@ fn game_id(raw: &str) -> Result<GameId, ApiError> {
     GameId::new(raw).map_err(|err| ApiError::invalid(format!("path parameter `id`: {err}")))
 }
 
+/// A region is matched only against the configured servers' regions (an unknown one simply
+/// matches no server), so only its length is checked, in characters as the schema states.
 fn check_region(region: Option<&str>, where_: &str) -> Result<(), ApiError> {
     if let Some(region) = region {
-        if region.is_empty() || region.len() > MAX_REGION_LEN {
+        let len = region.chars().count();
+        if len == 0 || len > MAX_REGION_LEN {
             return Err(ApiError::invalid(format!(
-                "{where_} `region`: must be 1 to {MAX_REGION_LEN} bytes long"
-            )));
-        }
-        if region.chars().any(char::is_control) {
-            return Err(ApiError::invalid(format!(
-                "{where_} `region`: must not contain control characters"
+                "{where_} `region`: must be 1 to {MAX_REGION_LEN} characters long"
             )));
         }
     }
@@ -240,6 +261,7 @@ fn call_outcome<T>(result: &Result<T, CallError>) -> &'static str {
         (status = 401, description = "No or bad identity", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown product", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body not sent as application/json", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "No healthy game server", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_game(
@@ -298,9 +320,11 @@ async fn create_flow(
                 .map(|r| format!(" in region {r:?}"))
                 .unwrap_or_default();
             return Err(no_server(if tried.is_empty() {
-                format!("no healthy game server of product {product:?}{scope} has room")
+                format!("no healthy game server of product \"{product}\"{scope} has room")
             } else {
-                format!("the game servers of product {product:?}{scope} failed to create the game")
+                format!(
+                    "the game servers of product \"{product}\"{scope} failed to create the game"
+                )
             }));
         };
         let result = ctx
@@ -324,7 +348,7 @@ async fn create_flow(
                     tried.push(pick.server_id.clone());
                     if tried.len() >= 2 {
                         return Err(no_server(format!(
-                            "the game servers of product {product:?} failed to create the game"
+                            "the game servers of product \"{product}\" failed to create the game"
                         )));
                     }
                     continue;
@@ -410,9 +434,11 @@ pub async fn list_games(
         )));
     }
     check_region(query.region.as_deref(), "query parameter")?;
+    // An empty cursor (`cursor=`) means the first page, like an absent one.
     let cursor = query
         .cursor
         .as_deref()
+        .filter(|c| !c.is_empty())
         .map(OpenCursor::decode)
         .transpose()
         .map_err(|err| ApiError::invalid(format!("query parameter `cursor`: {err}")))?;

@@ -212,7 +212,13 @@ mod auth_docs {
 pub fn router(ctx: ApiContext) -> Router {
     let body_limit = ctx.http().body_limit_bytes;
     let timeout = ctx.http().request_timeout();
-    Router::new()
+    let mut routes = Router::new();
+    // The benchmark's HTTP ceiling: same build, same middleware, a static body of the size the
+    // benchmark asks for. Off unless the process starts with MM_BENCH_ROUTES=1.
+    if std::env::var("MM_BENCH_ROUTES").is_ok_and(|v| v == "1") {
+        routes = routes.route("/bench/static/{bytes}", get(ops::bench_static));
+    }
+    routes
         .route("/v1/games", post(games::create_game).get(games::list_games))
         .route(
             "/v1/games/{id}",

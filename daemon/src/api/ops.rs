@@ -66,20 +66,53 @@ pub async fn metrics(State(ctx): State<ApiContext>) -> Response {
         .into_response()
 }
 
-/// The OpenAPI 3 document of this API.
+/// The OpenAPI 3 document of this API, with this deployment's limits filled in (the largest
+/// `capacity` is `lobby.max_capacity`).
 #[utoipa::path(get, path = "/openapi.json", tag = "ops", security(()),
     responses((status = 200, description = "OpenAPI 3 document", body = Object)))]
-pub async fn openapi() -> Response {
-    let doc = ApiDoc::openapi();
-    match doc.to_json() {
-        Ok(text) => ([(header::CONTENT_TYPE, "application/json")], text).into_response(),
+pub async fn openapi(State(ctx): State<ApiContext>) -> Response {
+    match document(ctx.lobby().max_capacity) {
+        Ok(doc) => Json(doc).into_response(),
         Err(err) => {
             ApiError::internal("could not render the OpenAPI document", &err).into_response()
         }
     }
 }
 
+/// [`ApiDoc`] as JSON with `max_capacity` as the create request's `capacity` maximum.
+pub fn document(max_capacity: u32) -> Result<serde_json::Value, serde_json::Error> {
+    let mut doc = serde_json::to_value(ApiDoc::openapi())?;
+    if let Some(capacity) = doc
+        .pointer_mut("/components/schemas/CreateGameRequest/properties/capacity")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        capacity.insert("maximum".into(), max_capacity.into());
+    }
+    Ok(doc)
+}
+
 /// Any path that is not a route.
 pub async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
+}
+
+/// Largest body the benchmark's static route serves.
+const BENCH_STATIC_MAX_BYTES: usize = 1 << 20;
+
+/// `GET /bench/static/{bytes}` (only with `MM_BENCH_ROUTES=1`): a JSON body of exactly
+/// `bytes` bytes (at least 11, at most 1 MiB), the HTTP ceiling the listing is measured against.
+pub(crate) async fn bench_static(
+    axum::extract::Path(bytes): axum::extract::Path<usize>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let size = bytes.clamp(11, BENCH_STATIC_MAX_BYTES);
+    let mut body = Vec::with_capacity(size);
+    body.extend_from_slice(b"{\"pad\":\"");
+    body.resize(size - 2, b'x');
+    body.extend_from_slice(b"\"}");
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }

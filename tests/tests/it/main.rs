@@ -1,8 +1,13 @@
 //! The workspace's integration tests, in one binary: each module drives real processes or
 //! in-process servers against a private redis-server from the testkit.
 
+mod api;
+mod console;
+mod console_bench;
+mod console_tmux;
 mod consumer;
 mod curator;
+mod deploy;
 mod faults;
 mod gameserver;
 mod store;

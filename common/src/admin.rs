@@ -1,0 +1,266 @@
+//! Operator actions shared by the console's TUI and its scripted mode: the force-delete flow.
+//!
+//! A force-delete (design section 8) is, in order:
+//!
+//! 1. read the game record (no live game: [`ForceDeleteOutcome::NotFound`], nothing changes,
+//!    nothing is audited);
+//! 2. `DELETE /games/{id}` on the game's server through [`GameServerClient`] (404 counts as
+//!    success);
+//! 3. if the server deleted it, or if it refused or could not be reached and the operator
+//!    forced it: remove the record with [`RemoveGuard::Any`] and reason `force_deleted`;
+//!    otherwise keep the record;
+//! 4. append an [`AuditEntry`] to `P:audit` saying who, why, what came of it and whether the
+//!    server was reached.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::audit::{self, ACTION_FORCE_DELETE, AuditEntry};
+use crate::gameserver::{CallError, DeleteOutcome, GameServerClient, GameServerEndpoint};
+use crate::ids::{GameId, ServerId};
+use crate::model::GameState;
+use crate::store::{RemoveGuard, RemoveOutcome, Store, StoreError};
+
+/// The `end_reason` a force-deleted game's tombstone carries.
+pub const FORCE_DELETED_REASON: &str = "force_deleted";
+
+/// What the operator asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForceDeleteRequest {
+    /// The game.
+    pub game: GameId,
+    /// Who asks (OS user or `--operator`).
+    pub operator: String,
+    /// Why (`--reason`); may be empty.
+    pub reason: String,
+    /// Remove the record even if the game server refuses or cannot be reached.
+    pub force: bool,
+}
+
+/// What a force-delete came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForceDeleteOutcome {
+    /// Deleted on the game server (or already gone there) and removed from the record.
+    Deleted,
+    /// No live game with that id (never existed, or already ended).
+    NotFound,
+    /// The game server answered with an error; the record is kept unless forced.
+    ServerRefused,
+    /// The game server could not be reached (down, timed out, breaker open, or not in the
+    /// configuration); the record is kept unless forced.
+    ServerUnreachable,
+}
+
+impl ForceDeleteOutcome {
+    /// Stable name (`deleted`, `not_found`, `server_refused`, `server_unreachable`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForceDeleteOutcome::Deleted => "deleted",
+            ForceDeleteOutcome::NotFound => "not_found",
+            ForceDeleteOutcome::ServerRefused => "server_refused",
+            ForceDeleteOutcome::ServerUnreachable => "server_unreachable",
+        }
+    }
+}
+
+/// The full account of one force-delete (what `--json` prints).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ForceDeleteReport {
+    /// The game id asked for.
+    pub game_id: String,
+    /// Its product, when the record was found.
+    pub product: Option<String>,
+    /// Its server, when the record was found.
+    pub server_id: Option<String>,
+    /// Its state before the delete, when the record was found.
+    pub state: Option<GameState>,
+    /// What came of it.
+    pub outcome: ForceDeleteOutcome,
+    /// Whether the game server answered (even with a refusal).
+    pub server_reached: bool,
+    /// Whether the server had the game (`false`: it answered 404, already gone).
+    pub server_had_game: Option<bool>,
+    /// The game server's error, if any.
+    pub error: Option<String>,
+    /// Whether the record was removed by this call.
+    pub record_removed: bool,
+    /// Whether `force` was asked for.
+    pub forced: bool,
+    /// The audit entry's stream id (none when nothing was done).
+    pub audit_id: Option<String>,
+}
+
+/// A force-delete that could not be carried out because Redis failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// Reading the record failed: nothing was done.
+    #[error("could not read game {game}: {source}")]
+    Read {
+        /// The game.
+        game: GameId,
+        /// The store failure.
+        source: StoreError,
+    },
+    /// The game server step is done (see `server_step`) but the record could not be
+    /// updated or the audit entry not written.
+    #[error("game {game}: {server_step}, but Redis failed afterwards: {source}")]
+    AfterServer {
+        /// The game.
+        game: GameId,
+        /// What happened on the game server.
+        server_step: String,
+        /// The store failure.
+        source: StoreError,
+    },
+}
+
+impl AdminError {
+    /// Whether Redis could not be reached (as opposed to a bug or corrupt data).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            AdminError::Read { source, .. } | AdminError::AfterServer { source, .. } => {
+                source.is_unavailable()
+            }
+        }
+    }
+}
+
+/// Runs the force-delete flow (see the module docs). `endpoints` maps each configured server
+/// id to its API endpoint; a game on a server missing from it counts as unreachable.
+pub async fn force_delete(
+    store: &Store,
+    client: &GameServerClient,
+    endpoints: &HashMap<ServerId, GameServerEndpoint>,
+    request: &ForceDeleteRequest,
+    now_ms: u64,
+) -> Result<ForceDeleteReport, AdminError> {
+    let game_id = &request.game;
+    let mut report = ForceDeleteReport {
+        game_id: game_id.to_string(),
+        product: None,
+        server_id: None,
+        state: None,
+        outcome: ForceDeleteOutcome::NotFound,
+        server_reached: false,
+        server_had_game: None,
+        error: None,
+        record_removed: false,
+        forced: request.force,
+        audit_id: None,
+    };
+    let game = store
+        .game(game_id)
+        .await
+        .map_err(|source| AdminError::Read {
+            game: game_id.clone(),
+            source,
+        })?;
+    let Some(game) = game else {
+        return Ok(report);
+    };
+    report.product = Some(game.product.to_string());
+    report.server_id = Some(game.server_id.to_string());
+    let state = game.state();
+    report.state = Some(state);
+    if state == GameState::Ended {
+        return Ok(report);
+    }
+
+    let server_result: Result<DeleteOutcome, ServerCallFailure> =
+        match endpoints.get(&game.server_id) {
+            Some(endpoint) => client
+                .delete_game(endpoint, game_id)
+                .await
+                .map_err(ServerCallFailure::Call),
+            None => Err(ServerCallFailure::NotConfigured(game.server_id.clone())),
+        };
+    let server_step = match &server_result {
+        Ok(DeleteOutcome::Deleted) => {
+            report.outcome = ForceDeleteOutcome::Deleted;
+            report.server_reached = true;
+            report.server_had_game = Some(true);
+            format!("deleted on game server {}", game.server_id)
+        }
+        Ok(DeleteOutcome::AlreadyGone) => {
+            report.outcome = ForceDeleteOutcome::Deleted;
+            report.server_reached = true;
+            report.server_had_game = Some(false);
+            format!("already gone on game server {}", game.server_id)
+        }
+        Err(failure) => {
+            report.server_reached = failure.server_answered();
+            report.outcome = if failure.server_answered() {
+                ForceDeleteOutcome::ServerRefused
+            } else {
+                ForceDeleteOutcome::ServerUnreachable
+            };
+            report.error = Some(failure.to_string());
+            failure.to_string()
+        }
+    };
+    let after_server = |source| AdminError::AfterServer {
+        game: game_id.clone(),
+        server_step: server_step.clone(),
+        source,
+    };
+
+    if server_result.is_ok() || request.force {
+        let removed = store
+            .remove_game(game_id, FORCE_DELETED_REASON, RemoveGuard::Any, now_ms)
+            .await
+            .map_err(after_server)?;
+        report.record_removed = matches!(removed, RemoveOutcome::Removed { .. });
+    }
+
+    let audit_outcome = match (report.outcome, report.record_removed) {
+        (ForceDeleteOutcome::Deleted, _) => "deleted".to_string(),
+        (outcome, true) => format!("{}_record_removed", outcome.as_str()),
+        (outcome, false) => format!("{}_record_kept", outcome.as_str()),
+    };
+    let entry = AuditEntry {
+        operator: request.operator.clone(),
+        action: ACTION_FORCE_DELETE.to_string(),
+        game_id: game_id.to_string(),
+        product: game.product.to_string(),
+        server_id: game.server_id.to_string(),
+        reason: request.reason.clone(),
+        outcome: audit_outcome,
+        server_reached: report.server_reached,
+        forced: request.force,
+        detail: report.error.clone().unwrap_or_default(),
+        at_ms: now_ms,
+    };
+    report.audit_id = Some(audit::append(store, &entry).await.map_err(after_server)?);
+    tracing::info!(
+        game = %game_id,
+        server = %game.server_id,
+        outcome = report.outcome.as_str(),
+        record_removed = report.record_removed,
+        operator = %request.operator,
+        "force-delete"
+    );
+    Ok(report)
+}
+
+/// Why the game-server step failed.
+#[derive(Debug, thiserror::Error)]
+enum ServerCallFailure {
+    /// The client's error.
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// The game's server is not among the configured endpoints.
+    #[error("game server {0} is not in the configuration (game_servers): cannot call it")]
+    NotConfigured(ServerId),
+}
+
+impl ServerCallFailure {
+    /// Whether the server answered at all (a refusal rather than silence).
+    fn server_answered(&self) -> bool {
+        match self {
+            ServerCallFailure::Call(CallError::Status { .. } | CallError::Decode { .. }) => true,
+            ServerCallFailure::Call(_) | ServerCallFailure::NotConfigured(_) => false,
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The command line (design sections 7 and 8) and the exit codes.
+
+use std::path::PathBuf;
+
+use clap::{ArgGroup, Parser};
+use mm_common::ProductId;
+use mm_common::model::GameSet;
+use mm_config::Mode;
+
+/// Exit codes of `mm-console` (design section 8, plus 1 for failures the contract does not
+/// name).
+pub mod exit {
+    /// Done: the game was deleted; the listing or tail ended normally.
+    pub const OK: u8 = 0;
+    /// Redis could not be reached, or another unexpected failure.
+    pub const FAILURE: u8 = 1;
+    /// Usage or configuration error.
+    pub const USAGE: u8 = 2;
+    /// No such game.
+    pub const NOT_FOUND: u8 = 3;
+    /// The game server refused the delete or could not be reached.
+    pub const SERVER_FAILED: u8 = 4;
+}
+
+const AFTER_HELP: &str = "\
+Without --delete, --list or --tail, mm-console opens the full-screen console (? inside for keys).
+
+Exit codes of --delete:
+  0  deleted on the game server (or the server no longer had it) and removed from the record
+  3  no such live game (never existed, or already ended)
+  4  the game server refused the delete or could not be reached; the record is kept.
+     With --force the record is removed anyway and the audit entry says the server was not
+     reached (or refused) - the exit code is still 4, because the game may still be running
+     on its server.
+  2  usage or configuration error (bad flags, bad config file, malformed game id)
+  1  Redis unreachable or another unexpected failure (nothing is known to have changed unless
+     the message says so)
+
+--json prints one JSON object for --delete and --list, and one JSON object per line for --tail.";
+
+/// The operator console of the matchmaker.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "mm-console", version, about, after_help = AFTER_HELP)]
+#[command(group(ArgGroup::new("action").args(["delete", "list", "tail"]).multiple(false)))]
+pub struct Cli {
+    /// Mode: selects config/<mode>.toml (development, test, production).
+    #[arg(short = 'm', long, default_value = "development", value_parser = parse_mode)]
+    pub mode: Mode,
+    /// A settings file layered over the mode file.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Disable force-delete in the console (also `console.read_only`).
+    #[arg(long)]
+    pub read_only: bool,
+    /// Delete this game on its game server, remove its record, and audit it; then exit.
+    #[arg(long, value_name = "GAME_ID")]
+    pub delete: Option<String>,
+    /// With --delete: remove the record even if the game server refuses or cannot be reached.
+    #[arg(long, requires = "delete")]
+    pub force: bool,
+    /// With --delete: why, for the audit entry.
+    #[arg(long, value_name = "TEXT", requires = "delete")]
+    pub reason: Option<String>,
+    /// Who is acting, for the audit entry (default: the OS user).
+    #[arg(long, value_name = "NAME")]
+    pub operator: Option<String>,
+    /// Print every game of a set (stalest first), then exit.
+    #[arg(long, value_name = "SET", value_parser = parse_set)]
+    pub list: Option<GameSet>,
+    /// With --list: only this product.
+    #[arg(long, value_name = "PRODUCT", requires = "list", value_parser = parse_product)]
+    pub product: Option<ProductId>,
+    /// Follow every product's event stream (plain XREAD), one line per event.
+    #[arg(long)]
+    pub tail: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_mode(text: &str) -> Result<Mode, String> {
+    text.parse::<Mode>().map_err(|e| e.to_string())
+}
+
+fn parse_set(text: &str) -> Result<GameSet, String> {
+    text.parse::<GameSet>()
+}
+
+fn parse_product(text: &str) -> Result<ProductId, String> {
+    ProductId::new(text).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delete_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "mm-console",
+            "--delete",
+            "chess.1",
+            "--force",
+            "--reason",
+            "x",
+            "--json",
+        ])
+        .unwrap();
+        assert_eq!(cli.delete.as_deref(), Some("chess.1"));
+        assert!(cli.force && cli.json);
+    }
+
+    #[test]
+    fn force_without_delete_is_a_usage_error() {
+        let err = Cli::try_parse_from(["mm-console", "--force"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn two_actions_are_a_usage_error() {
+        let err = Cli::try_parse_from(["mm-console", "--tail", "--list", "lobby"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+}

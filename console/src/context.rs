@@ -1,0 +1,104 @@
+//! What every console mode needs, built from the settings: the store, the game-server client
+//! and endpoints, the curation thresholds.
+
+use std::collections::HashMap;
+
+use mm_common::gameserver::{ClientOptions, GameServerClient, GameServerEndpoint};
+use mm_common::store::{Store, StoreOptions};
+use mm_common::{ProductId, ServerId};
+use mm_config::Settings;
+
+use crate::app::Thresholds;
+
+/// A configuration the console cannot work with.
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    /// `redis.url` does not parse as a Redis URL.
+    #[error("redis.url: {0}")]
+    RedisUrl(String),
+    /// A `game_servers[i].api_url` is not a URL.
+    #[error("game_servers[{index}].api_url ({url:?}): {error}")]
+    ApiUrl {
+        /// Position of the table.
+        index: usize,
+        /// The text.
+        url: String,
+        /// Why.
+        error: String,
+    },
+    /// The HTTP client could not be built.
+    #[error("game-server client: {0}")]
+    Client(String),
+}
+
+/// Shared handles of one console run.
+#[derive(Debug, Clone)]
+pub struct Console {
+    /// The store (lazy: connects on first use and reconnects by itself).
+    pub store: Store,
+    /// The game-server API client.
+    pub client: GameServerClient,
+    /// Configured servers by id.
+    pub endpoints: HashMap<ServerId, GameServerEndpoint>,
+    /// Products named in the configuration.
+    pub configured_products: Vec<ProductId>,
+    /// Curation thresholds (for colouring).
+    pub thresholds: Thresholds,
+}
+
+impl Console {
+    /// Builds the handles; nothing connects yet.
+    pub fn from_settings(settings: &Settings) -> Result<Console, ContextError> {
+        let mut options = StoreOptions::new(settings.redis.url.clone());
+        options.key_prefix = settings.redis.key_prefix.clone();
+        options.connect_timeout = settings.redis.connect_timeout();
+        options.command_timeout = settings.redis.command_timeout();
+        options.tombstone_ttl = settings.lobby.tombstone_ttl();
+        let store =
+            Store::connect_lazy(options).map_err(|e| ContextError::RedisUrl(e.to_string()))?;
+        let gsc = &settings.game_server_client;
+        let client = GameServerClient::new(ClientOptions {
+            connect_timeout: gsc.connect_timeout(),
+            request_timeout: gsc.request_timeout(),
+            retries: gsc.retries,
+            breaker_failures: gsc.breaker_failures,
+            breaker_cooldown: gsc.breaker_cooldown(),
+            ..ClientOptions::default()
+        })
+        .map_err(|e| ContextError::Client(e.to_string()))?;
+        let mut endpoints = HashMap::new();
+        let mut configured_products = Vec::new();
+        for (index, server) in settings.game_servers.iter().enumerate() {
+            let api_url =
+                reqwest::Url::parse(&server.api_url).map_err(|e| ContextError::ApiUrl {
+                    index,
+                    url: server.api_url.clone(),
+                    error: e.to_string(),
+                })?;
+            endpoints.insert(
+                server.id.clone(),
+                GameServerEndpoint {
+                    id: server.id.clone(),
+                    api_url,
+                    api_key: server.api_key.clone(),
+                },
+            );
+            if !configured_products.contains(&server.product) {
+                configured_products.push(server.product.clone());
+            }
+        }
+        configured_products.sort();
+        let curation = &settings.curation;
+        Ok(Console {
+            store,
+            client,
+            endpoints,
+            configured_products,
+            thresholds: Thresholds {
+                pending_ms: curation.pending_timeout_secs * 1000,
+                lobby_ms: curation.lobby_idle_timeout_secs * 1000,
+                active_ms: curation.active_idle_timeout_secs * 1000,
+            },
+        })
+    }
+}

@@ -1,0 +1,623 @@
+//! `mm-console --delete` end to end: the real binary against a private Redis and the
+//! reference game server. Deleted on the server, removed from the record, audited; a server
+//! that cannot be reached gives exit 4 and keeps the record (or, with `--force`, removes it and
+//! the audit says the server was not reached); an unknown game gives 3; bad usage gives 2.
+//!
+//! Also the shared fixture of the other console test modules (`console_tmux`,
+//! `console_bench`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use mm_common::audit::{self, AuditEntry};
+use mm_common::gameserver::{
+    ClientOptions, CreateGameRequest, GameServerClient, GameServerEndpoint,
+};
+use mm_common::store::{Store, StoreOptions};
+use mm_common::{Game, GameId, GameState, PlayerId, ProductId, ServerId};
+use mm_testkit::gameserver::{GameServerConfig, RunningGameServer, spawn};
+use mm_testkit::{RedisServer, invariants};
+
+pub const SERVER_ID: &str = "gs-chess-1";
+pub const API_KEY: &str = "console-test-key";
+
+/// The `mm-console` binary, built once per test run if needed (next to this test executable's
+/// target directory).
+pub fn console_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("test executable path");
+            // target/<profile>/deps/it-<hash> → target/<profile>/mm-console
+            let profile_dir = exe
+                .parent()
+                .and_then(Path::parent)
+                .expect("test executable lives in target/<profile>/deps");
+            let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let target_dir = profile_dir.parent().expect("target dir");
+            let status = Command::new(cargo)
+                .args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "mm-console",
+                    "--bin",
+                    "mm-console",
+                    "--manifest-path",
+                ])
+                .arg(&manifest)
+                .arg("--target-dir")
+                .arg(target_dir)
+                .status()
+                .expect("running cargo build for mm-console");
+            assert!(status.success(), "cargo build -p mm-console failed");
+            let binary = profile_dir.join("mm-console");
+            assert!(binary.exists(), "no binary at {}", binary.display());
+            binary
+        })
+        .clone()
+}
+
+/// A private Redis, a store, a reference game server of `chess`, and a config file that
+/// registers it.
+pub struct ConsoleFixture {
+    pub redis: RedisServer,
+    pub store: Store,
+    pub product: ProductId,
+    pub server: Option<RunningGameServer>,
+    pub endpoint: GameServerEndpoint,
+    pub dir: tempfile::TempDir,
+    pub config_file: PathBuf,
+}
+
+impl ConsoleFixture {
+    /// With a running game server.
+    pub async fn new() -> ConsoleFixture {
+        Self::build(true).await
+    }
+
+    /// With the game server registered at an address where nothing listens.
+    pub async fn with_server_down() -> ConsoleFixture {
+        Self::build(false).await
+    }
+
+    async fn build(server_up: bool) -> ConsoleFixture {
+        let redis = RedisServer::start().expect("redis-server");
+        let store = Store::connect(StoreOptions::new(redis.url()))
+            .await
+            .expect("store");
+        let product = ProductId::new("chess").unwrap();
+        store
+            .register_products(std::slice::from_ref(&product))
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (server, api_url) = if server_up {
+            let mut config = GameServerConfig::new(
+                ServerId::new(SERVER_ID).unwrap(),
+                product.clone(),
+                API_KEY,
+                redis.url(),
+            );
+            config.heartbeat_interval = Duration::ZERO;
+            let server = spawn(config, listener)
+                .await
+                .expect("reference game server");
+            let url = server.api_url().to_string();
+            (Some(server), url)
+        } else {
+            // Bind, note the port, close: nothing listens there.
+            let addr = listener.local_addr().unwrap();
+            drop(listener);
+            (None, format!("http://{addr}"))
+        };
+        let endpoint = GameServerEndpoint {
+            id: ServerId::new(SERVER_ID).unwrap(),
+            api_url: api_url.parse().unwrap(),
+            api_key: API_KEY.to_string().into(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let config_file = dir.path().join("console.toml");
+        let log_dir = dir.path().join("logs");
+        std::fs::write(
+            &config_file,
+            format!(
+                r#"
+[log]
+dir = "{log}"
+
+[console]
+refresh_ms = 200
+
+[game_server_client]
+connect_timeout_ms = 500
+request_timeout_ms = 1000
+retries = 1
+
+[[game_servers]]
+id = "{SERVER_ID}"
+product = "chess"
+api_url = "{api_url}"
+max_games = 100
+api_key = "{API_KEY}"
+"#,
+                log = log_dir.display()
+            ),
+        )
+        .unwrap();
+        ConsoleFixture {
+            redis,
+            store,
+            product,
+            server,
+            endpoint,
+            dir,
+            config_file,
+        }
+    }
+
+    /// Records a game (and, when the server is up, creates it there too).
+    pub async fn game(&self, n: u32) -> GameId {
+        let id = GameId::new(format!("chess.0193a1b2-0000-7000-8000-{n:012}")).unwrap();
+        let creator = PlayerId::new(format!("player-{n}")).unwrap();
+        if self.server.is_some() {
+            let client = GameServerClient::new(ClientOptions::default()).unwrap();
+            client
+                .create_game(
+                    &self.endpoint,
+                    &CreateGameRequest {
+                        game_id: id.clone(),
+                        product: self.product.clone(),
+                        capacity: 4,
+                        creator_id: creator.clone(),
+                        settings: serde_json::json!({}),
+                    },
+                )
+                .await
+                .expect("create on the game server");
+        }
+        let game = Game::new(
+            id.clone(),
+            self.product.clone(),
+            ServerId::new(SERVER_ID).unwrap(),
+            Some("eu".into()),
+            4,
+            creator,
+            "ws://unused".into(),
+            "{}".into(),
+            mm_common::time::now_ms(),
+        );
+        assert!(self.store.create_game(&game).await.unwrap());
+        id
+    }
+
+    /// `mm-console -m test -c <config> <args>` with this Redis.
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(console_binary());
+        command
+            .env("MM_REDIS__URL", self.redis.url())
+            .env_remove("RUST_LOG")
+            .env("USER", "test-operator")
+            .current_dir(self.dir.path())
+            .args(["-m", "test", "-c"])
+            .arg(&self.config_file);
+        command
+    }
+
+    /// Runs the console with `args` off the async runtime's threads.
+    pub async fn run(&self, args: &[&str]) -> Output {
+        let mut command = self.command();
+        command.args(args);
+        tokio::task::spawn_blocking(move || command.output().expect("running mm-console"))
+            .await
+            .unwrap()
+    }
+
+    pub async fn audit(&self) -> Vec<AuditEntry> {
+        audit::recent(&self.store, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, entry)| entry)
+            .collect()
+    }
+
+    pub fn server_games(&self) -> usize {
+        self.server.as_ref().expect("server up").game_count()
+    }
+
+    pub async fn check_invariants(&self) {
+        let mut conn = self.redis.connection().await;
+        invariants::check(
+            &mut conn,
+            "mm",
+            std::slice::from_ref(&self.product),
+            mm_common::time::now_ms(),
+        )
+        .await
+        .expect("invariants hold");
+    }
+}
+
+fn describe(output: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", describe(output)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_deletes_on_the_server_removes_the_record_and_audits() {
+    let fx = ConsoleFixture::new().await;
+    let id = fx.game(1).await;
+    let other = fx.game(2).await;
+    assert_eq!(fx.server_games(), 2);
+
+    let output = fx
+        .run(&[
+            "--delete",
+            id.as_str(),
+            "--reason",
+            "stuck lobby",
+            "--operator",
+            "alice",
+            "--json",
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let report = json(&output);
+    assert_eq!(report["outcome"], "deleted");
+    assert_eq!(report["server_reached"], true);
+    assert_eq!(report["record_removed"], true);
+
+    assert_eq!(
+        fx.server_games(),
+        1,
+        "deleted on the game server, the other game kept"
+    );
+    let record = fx.store.game(&id).await.unwrap().expect("tombstone kept");
+    assert_eq!(record.state(), GameState::Ended);
+    assert_eq!(record.end_reason.as_deref(), Some("force_deleted"));
+    assert_eq!(
+        fx.store.game(&other).await.unwrap().unwrap().state(),
+        GameState::Created
+    );
+    let audit = fx.audit().await;
+    assert_eq!(audit.len(), 1);
+    let entry = &audit[0];
+    assert_eq!(entry.action, "force_delete");
+    assert_eq!(entry.operator, "alice");
+    assert_eq!(entry.game_id, id.as_str());
+    assert_eq!(entry.product, "chess");
+    assert_eq!(entry.server_id, SERVER_ID);
+    assert_eq!(entry.reason, "stuck lobby");
+    assert_eq!(entry.outcome, "deleted");
+    assert!(entry.server_reached);
+    assert!(entry.at_ms > 0);
+    fx.check_invariants().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_defaults_the_operator_to_the_os_user() {
+    let fx = ConsoleFixture::new().await;
+    let id = fx.game(1).await;
+    let output = fx.run(&["--delete", id.as_str()]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("deleted"));
+    assert_eq!(fx.audit().await[0].operator, "test-operator");
+    fx.check_invariants().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_server_exits_4_and_keeps_the_record() {
+    let fx = ConsoleFixture::with_server_down().await;
+    let id = fx.game(1).await;
+    let output = fx.run(&["--delete", id.as_str(), "--json"]).await;
+    assert_eq!(output.status.code(), Some(4), "{}", describe(&output));
+    let report = json(&output);
+    assert_eq!(report["outcome"], "server_unreachable");
+    assert_eq!(report["record_removed"], false);
+    assert_eq!(
+        fx.store.game(&id).await.unwrap().unwrap().state(),
+        GameState::Created,
+        "record kept"
+    );
+    let audit = fx.audit().await;
+    assert_eq!(audit.len(), 1);
+    assert!(!audit[0].server_reached);
+    assert_eq!(audit[0].outcome, "server_unreachable_record_kept");
+    fx.check_invariants().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_removes_the_record_and_the_audit_says_the_server_was_not_reached() {
+    let fx = ConsoleFixture::with_server_down().await;
+    let id = fx.game(1).await;
+    let output = fx
+        .run(&[
+            "--delete",
+            id.as_str(),
+            "--force",
+            "--reason",
+            "server gone",
+        ])
+        .await;
+    // Section 8: the server could not be reached → 4, even though --force removed the record.
+    assert_eq!(output.status.code(), Some(4), "{}", describe(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("record removed anyway"));
+    let record = fx.store.game(&id).await.unwrap().unwrap();
+    assert_eq!(record.state(), GameState::Ended, "removed from every set");
+    let audit = fx.audit().await;
+    assert_eq!(audit.len(), 1);
+    let entry = &audit[0];
+    assert!(
+        !entry.server_reached,
+        "the audit says the server was not reached"
+    );
+    assert!(entry.forced);
+    assert_eq!(entry.outcome, "server_unreachable_record_removed");
+    assert_eq!(entry.reason, "server gone");
+    assert!(!entry.detail.is_empty(), "the audit carries the error");
+    fx.check_invariants().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_game_exits_3_and_changes_nothing() {
+    let fx = ConsoleFixture::new().await;
+    fx.game(1).await;
+    for id in [
+        "chess.0193a1b2-0000-7000-8000-999999999999",
+        "no-product-prefix",
+    ] {
+        let output = fx.run(&["--delete", id, "--json"]).await;
+        assert_eq!(output.status.code(), Some(3), "{id}: {}", describe(&output));
+        assert_eq!(json(&output)["outcome"], "not_found");
+    }
+    assert!(fx.audit().await.is_empty());
+    assert_eq!(fx.server_games(), 1);
+    fx.check_invariants().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_already_deleted_game_exits_3() {
+    let fx = ConsoleFixture::new().await;
+    let id = fx.game(1).await;
+    assert_eq!(
+        fx.run(&["--delete", id.as_str()]).await.status.code(),
+        Some(0)
+    );
+    let again = fx.run(&["--delete", id.as_str()]).await;
+    assert_eq!(again.status.code(), Some(3), "{}", describe(&again));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("ended"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_usage_and_bad_configuration_exit_2() {
+    let fx = ConsoleFixture::new().await;
+    let id = fx.game(1).await;
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--force"], "--delete"),
+        (vec!["--delete"], "GAME_ID"),
+        (vec!["--delete", "bad/id"], "not allowed"),
+        (vec!["--list", "everything"], "pending"),
+        (vec!["--tail", "--list", "lobby"], "cannot be used"),
+    ];
+    for (args, says) in cases {
+        let output = fx.run(&args).await;
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            describe(&output)
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(says),
+            "{args:?}: stderr does not mention {says:?}: {stderr}"
+        );
+    }
+    let missing = Command::new(console_binary())
+        .env("MM_REDIS__URL", fx.redis.url())
+        .args([
+            "-m",
+            "test",
+            "-c",
+            "/nonexistent/console.toml",
+            "--delete",
+            id.as_str(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2), "{}", describe(&missing));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/console.toml"));
+    let mut bad_value = fx.command();
+    bad_value
+        .env("MM_CONSOLE__REFRESH_MS", "abc")
+        .args(["--delete", id.as_str()]);
+    let output = tokio::task::spawn_blocking(move || bad_value.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    assert_eq!(fx.server_games(), 1, "nothing was deleted");
+    assert_eq!(
+        fx.store.game(&id).await.unwrap().unwrap().state(),
+        GameState::Created
+    );
+    let help = fx.run(&["--help"]).await;
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Exit codes of --delete"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_prints_a_set_as_text_and_json() {
+    let fx = ConsoleFixture::new().await;
+    let a = fx.game(1).await;
+    let b = fx.game(2).await;
+    let output = fx
+        .run(&["--list", "pending", "--product", "chess", "--json"])
+        .await;
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let listing = json(&output);
+    assert_eq!(listing["count"], 2);
+    let ids: Vec<&str> = listing["games"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [a.as_str(), b.as_str()], "stalest first");
+    let text = fx.run(&["--list", "pending"]).await;
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        stdout.contains(a.as_str()) && stdout.contains("created"),
+        "{stdout}"
+    );
+    let empty = fx.run(&["--list", "active", "--json"]).await;
+    assert_eq!(json(&empty)["count"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_follows_new_events_without_touching_the_consumer_group() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let fx = ConsoleFixture::new().await;
+    let events_key = fx.store.keys().product(&fx.product).events();
+    let mut conn = fx.redis.connection().await;
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&events_key)
+        .arg("matchmakerd")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut command = fx.command();
+    command
+        .args(["--tail", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (line_tx, line_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Keep writing until the tail (which starts at the stream's end) prints one.
+    let line = mm_testkit::poll::until("a tailed event", Duration::from_secs(20), || {
+        let mut conn = conn.clone();
+        let key = events_key.clone();
+        let line = line_rx.try_recv().ok();
+        async move {
+            if line.is_none() {
+                let _: String = redis::cmd("XADD")
+                    .arg(&key)
+                    .arg("*")
+                    .arg("type")
+                    .arg("heartbeat")
+                    .arg("game_id")
+                    .arg("chess.tail-test")
+                    .arg("server_id")
+                    .arg(SERVER_ID)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            line
+        }
+    })
+    .await;
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(event["product"], "chess");
+    assert_eq!(event["fields"]["game_id"], "chess.tail-test");
+    // Closing our end of the pipe ends the tail cleanly (broken pipe → exit 0).
+    drop(line_rx);
+    let status = mm_testkit::poll::until(
+        "the tail to exit on a closed pipe",
+        Duration::from_secs(20),
+        || {
+            let mut conn = conn.clone();
+            let key = events_key.clone();
+            let status = child.try_wait().unwrap();
+            async move {
+                if status.is_none() {
+                    let _: String = redis::cmd("XADD")
+                        .arg(&key)
+                        .arg("*")
+                        .arg("type")
+                        .arg("heartbeat")
+                        .arg("game_id")
+                        .arg("chess.tail-test")
+                        .arg("server_id")
+                        .arg(SERVER_ID)
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap();
+                }
+                status
+            }
+        },
+    )
+    .await;
+    assert_eq!(status.code(), Some(0), "a closed pipe is a clean end");
+    // The console never read through the daemon's group: nothing delivered, nothing pending.
+    let groups: Vec<HashMap<String, redis::Value>> = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(&events_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0]["pending"], redis::Value::Int(0));
+    assert_eq!(groups[0]["consumers"], redis::Value::Int(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusing_server_exits_4_and_keeps_the_record() {
+    let fx = ConsoleFixture::new().await;
+    let id = fx.game(1).await;
+    // The same server, registered with the wrong key: it answers 401.
+    let wrong_key = fx.dir.path().join("wrong-key.toml");
+    let config = std::fs::read_to_string(&fx.config_file)
+        .unwrap()
+        .replace(API_KEY, "not-the-key");
+    std::fs::write(&wrong_key, config).unwrap();
+    let output = Command::new(console_binary())
+        .env("MM_REDIS__URL", fx.redis.url())
+        .args(["-m", "test", "-c"])
+        .arg(&wrong_key)
+        .args(["--delete", id.as_str(), "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(4), "{}", describe(&output));
+    let report = json(&output);
+    assert_eq!(report["outcome"], "server_refused");
+    assert_eq!(report["server_reached"], true);
+    assert!(
+        report["error"].as_str().unwrap().contains("401"),
+        "{report}"
+    );
+    assert_eq!(fx.server_games(), 1, "still on the server");
+    assert_eq!(
+        fx.store.game(&id).await.unwrap().unwrap().state(),
+        GameState::Created
+    );
+    assert_eq!(fx.audit().await[0].outcome, "server_refused_record_kept");
+    fx.check_invariants().await;
+}

@@ -1,0 +1,189 @@
+//! Smoke test of the real `mm-console` TUI inside tmux: a private Redis with a few games, the
+//! console started from a shell in a 120×40 pane, keys sent with `send-keys`, the screen read
+//! with `capture-pane -p`; Redis is killed and restarted under it.
+
+use std::process::Command;
+use std::time::Duration;
+
+use mm_testkit::poll;
+
+use crate::console::{ConsoleFixture, console_binary};
+
+/// A tmux server of our own (`-L`), so the test never touches the user's sessions.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> String {
+        let output = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("running tmux (apt-get install tmux)");
+        assert!(
+            output.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "console"])
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "console"];
+        args.extend_from_slice(keys);
+        self.run(&args);
+    }
+
+    async fn wait_for(&self, what: &str, needle: &str) -> String {
+        let last = std::sync::Mutex::new(String::new());
+        let found = poll::until(what, Duration::from_secs(20), || {
+            let screen = self.screen();
+            *last.lock().unwrap() = screen.clone();
+            async move { screen.contains(needle).then_some(screen) }
+        });
+        // Show the screen when it never appears.
+        match tokio::time::timeout(Duration::from_secs(21), found).await {
+            Ok(screen) => screen,
+            Err(_) => panic!(
+                "{what}: never saw {needle:?}; screen:\n{}",
+                last.lock().unwrap()
+            ),
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .arg("kill-server")
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tui_shows_games_help_events_and_quits_back_to_the_shell() {
+    let mut fx = ConsoleFixture::new().await;
+    let first = fx.game(1).await;
+    let second = fx.game(2).await;
+    fx.game(3).await;
+    let binary = console_binary();
+
+    let tmux = Tmux {
+        socket: format!("mm-console-test-{}", std::process::id()),
+    };
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        "-s",
+        "console",
+        "-e",
+        &format!("MM_REDIS__URL={}", fx.redis.url()),
+        "-e",
+        "USER=test-operator",
+        "sh",
+    ]);
+    let launch = format!(
+        "PS1='shell$ '; cd {} && {} -m test -c {}; echo console-exited-$?",
+        fx.dir.path().display(),
+        binary.display(),
+        fx.config_file.display()
+    );
+    tmux.keys(&[&launch, "Enter"]);
+
+    // The lobby is the first screen; the games are pending.
+    tmux.wait_for("the console's title", "mm-console").await;
+    tmux.keys(&["1"]);
+    let screen = tmux
+        .wait_for("a game id on the pending screen", first.as_str())
+        .await;
+    assert!(screen.contains("pending"), "{screen}");
+    assert!(screen.contains("updated"), "{screen}");
+    assert!(screen.contains("gs-chess-1"), "{screen}");
+
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the detail view", "record (hash fields)")
+        .await;
+    tmux.keys(&["C-d"]);
+    let dialog = tmux
+        .wait_for("the confirm dialog", "Force-delete this game?")
+        .await;
+    assert!(dialog.contains("[ Cancel ]"), "{dialog}");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("cancel to be reported", "cancelled").await;
+    assert_eq!(
+        fx.server_games(),
+        3,
+        "Enter on the default button deleted nothing"
+    );
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("back on the table", "pending ·").await;
+
+    // Confirmed from the table: deleted on the server, and the status line says so.
+    tmux.keys(&["C-d"]);
+    tmux.wait_for("the confirm dialog again", "Force-delete this game?")
+        .await;
+    tmux.keys(&["Tab"]);
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the delete outcome", "record removed").await;
+    assert!(screen.contains(&format!("deleted {first}")), "{screen}");
+    assert_eq!(fx.server_games(), 2, "deleted on the game server");
+    let audit = fx.audit().await;
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].game_id, first.as_str());
+    assert_eq!(audit[0].operator, "test-operator");
+
+    tmux.keys(&["?"]);
+    let help = tmux.wait_for("the help screen", "Games table").await;
+    assert!(help.contains("force-delete the selected game"), "{help}");
+    tmux.keys(&["Escape"]);
+    poll::until("help to close", Duration::from_secs(20), || {
+        let closed = !tmux.screen().contains("Games table");
+        async move { closed.then_some(()) }
+    })
+    .await;
+
+    // Redis goes away: the last data stays under a red banner, keys still work; Redis comes
+    // back: the console reconnects by itself.
+    fx.redis.kill();
+    let screen = tmux
+        .wait_for("the Redis-down banner", "Redis unreachable since")
+        .await;
+    assert!(screen.contains(second.as_str()), "last data kept: {screen}");
+    tmux.keys(&["2"]);
+    tmux.wait_for("keys work while Redis is down", "lobby ·")
+        .await;
+    fx.redis.restart().unwrap();
+    poll::until(
+        "the banner to clear after Redis is back",
+        Duration::from_secs(20),
+        || {
+            let gone = !tmux.screen().contains("Redis unreachable");
+            async move { gone.then_some(()) }
+        },
+    )
+    .await;
+
+    tmux.keys(&[":", "events", "Enter"]);
+    tmux.wait_for("the event tail", "events ·").await;
+
+    tmux.keys(&["q"]);
+    let screen = tmux
+        .wait_for("the shell back after q", "console-exited-0")
+        .await;
+    assert!(
+        !screen.contains("events ·"),
+        "alternate screen left: {screen}"
+    );
+}
