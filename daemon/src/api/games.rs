@@ -479,6 +479,14 @@ pub async fn list_games(
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
+/// Drops the cached listings of `game`'s product after this process changed its seats or
+/// removed it, so this instance's clients see their own writes at once.
+fn invalidate_listings(ctx: &ApiContext, game: &GameId) {
+    if let Some(product) = game.product() {
+        ctx.listings().invalidate(&product);
+    }
+}
+
 /// One page of open games read from the store, rendered as the response body.
 async fn render_page(
     ctx: &ApiContext,
@@ -566,6 +574,9 @@ async fn join_flow(
         .reserve_seat(&id, &player, now_ms(), ttl)
         .await
         .map_err(|err| ApiError::store("reserving a seat", &err))?;
+    if matches!(outcome, ReserveOutcome::Reserved { .. }) {
+        invalidate_listings(&ctx, &id);
+    }
     let new_seat = match outcome {
         ReserveOutcome::NotFound => return Err(ApiError::game_not_found(id.as_str())),
         ReserveOutcome::Refused(why) => return Err(refusal(why)),
@@ -581,6 +592,7 @@ async fn join_flow(
                 // The reservation expires by itself; only the seat is held a little longer.
                 tracing::warn!(game = %id, error = %err, "could not release a reserved seat");
             }
+            invalidate_listings(&ctx, &id);
         }
     };
     let game = match ctx.store().game(&id).await {
@@ -707,6 +719,7 @@ async fn cancel_flow(ctx: ApiContext, player: PlayerId, id: GameId) -> Result<()
         .remove_game(&id, "cancelled", RemoveGuard::Cancellable, now_ms())
         .await
         .map_err(|err| ApiError::store("removing the cancelled game", &err))?;
+    invalidate_listings(&ctx, &id);
     match removed {
         RemoveOutcome::Removed { .. } => {
             tracing::info!(game = %id, "game cancelled by its creator");
@@ -720,6 +733,7 @@ async fn cancel_flow(ctx: ApiContext, player: PlayerId, id: GameId) -> Result<()
                 .remove_game(&id, "cancelled", RemoveGuard::Any, now_ms())
                 .await
                 .map_err(|err| ApiError::store("removing the cancelled game", &err))?;
+            invalidate_listings(&ctx, &id);
             Ok(())
         }
         RemoveOutcome::AlreadyEnded => Err(not_open()),

@@ -14,7 +14,8 @@
 //! So no listing is ever older than the bound (measured from the moment its Redis read
 //! started), and under steady traffic requests never wait for Redis. Pages after a cursor are
 //! read from Redis every time (their cursors make them too many to cache). A bound of zero
-//! turns the cache off. At most [`MAX_PAGES`] distinct pages are kept; beyond that, requests
+//! turns the cache off. Writes this process makes to a product's open games (a seat reserved
+//! or released, a game cancelled) drop that product's pages at once. At most [`MAX_PAGES`] distinct pages are kept; beyond that, requests
 //! for new ones go straight to Redis.
 
 use std::collections::HashMap;
@@ -48,23 +49,48 @@ struct Page {
 }
 
 #[derive(Debug, Default)]
+struct SlotState {
+    page: Option<Arc<Page>>,
+    /// Reads that started before this instant are older than a write this process made
+    /// (see [`ListingCache::invalidate`]) and are not kept.
+    floor: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
 struct Slot {
-    page: RwLock<Option<Arc<Page>>>,
+    state: RwLock<SlotState>,
     /// Held by whoever is reading this page from Redis (single flight).
     refresh: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Slot {
     fn page(&self) -> Option<Arc<Page>> {
-        self.page.read().expect("listing cache slot lock").clone()
+        self.state
+            .read()
+            .expect("listing cache slot lock")
+            .page
+            .clone()
     }
 
-    /// Keeps `page` unless a newer read is already there.
+    /// Keeps `page` unless a newer read is already there or a write came after its read.
     fn offer(&self, page: Page) {
-        let mut current = self.page.write().expect("listing cache slot lock");
-        if current.as_ref().is_none_or(|c| c.read_at <= page.read_at) {
-            *current = Some(Arc::new(page));
+        let mut state = self.state.write().expect("listing cache slot lock");
+        if state.floor.is_some_and(|floor| page.read_at <= floor) {
+            return;
         }
+        if state
+            .page
+            .as_ref()
+            .is_none_or(|c| c.read_at <= page.read_at)
+        {
+            state.page = Some(Arc::new(page));
+        }
+    }
+
+    fn invalidate(&self, now: Instant) {
+        let mut state = self.state.write().expect("listing cache slot lock");
+        state.page = None;
+        state.floor = Some(now);
     }
 }
 
@@ -136,6 +162,20 @@ impl ListingCache {
             read_at,
         });
         Ok(body)
+    }
+
+    /// Forgets every cached page of `product`, and any read of them already in flight: for
+    /// writes this process just made (a seat reserved or released, a game cancelled), so its
+    /// own clients read them back at once. Writes elsewhere (events, other instances) show
+    /// within the staleness bound.
+    pub fn invalidate(&self, product: &ProductId) {
+        let now = Instant::now();
+        let slots = self.slots.lock().expect("listing cache lock");
+        for (key, slot) in slots.iter() {
+            if &key.product == product {
+                slot.invalidate(now);
+            }
+        }
     }
 
     fn renew_in_background<F, Fut, E>(slot: &Arc<Slot>, fetch: F)
@@ -245,8 +285,8 @@ mod tests {
                 .await;
             assert_eq!(page.unwrap(), "1", "the ageing page is still served");
         }
-        tokio::time::advance(Duration::from_millis(30)).await;
-        tokio::task::yield_now().await;
+        // Sleeping (not just advancing the clock) lets the renewal task run to its end.
+        tokio::time::sleep(Duration::from_millis(30)).await;
         assert_eq!(
             calls.load(Ordering::SeqCst),
             2,
@@ -293,6 +333,49 @@ mod tests {
                 .await
                 .unwrap(),
             "1"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn invalidation_drops_the_page_and_any_read_that_started_before_it() {
+        let cache = Arc::new(ListingCache::new(BOUND));
+        let calls = Arc::new(AtomicU64::new(0));
+        cache
+            .get(&key(), counting(&calls, Duration::ZERO))
+            .await
+            .unwrap();
+        tokio::time::advance(Duration::from_millis(150)).await;
+        // An ageing page starts a 50 ms background renewal; a write lands during it.
+        cache
+            .get(&key(), counting(&calls, Duration::from_millis(50)))
+            .await
+            .unwrap();
+        tokio::time::advance(Duration::from_millis(10)).await;
+        cache.invalidate(&key().product);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        // The renewal's result predates the write: the next request reads again.
+        assert_eq!(
+            cache
+                .get(&key(), counting(&calls, Duration::ZERO))
+                .await
+                .unwrap(),
+            "3"
+        );
+        let mut other = key();
+        other.product = ProductId::new("go").unwrap();
+        cache
+            .get(&other, counting(&calls, Duration::ZERO))
+            .await
+            .unwrap();
+        cache.invalidate(&key().product);
+        assert_eq!(
+            cache
+                .get(&other, counting(&calls, Duration::ZERO))
+                .await
+                .unwrap(),
+            "4",
+            "other products keep their pages"
         );
     }
 
