@@ -7,6 +7,7 @@
 //!   the one sorted set its hash's state names.
 //! - [`loadgen`]: the traffic generator behind `mm-loadgen` (simulated players).
 //! - [`app`]: the lobby API in-process with its Redis and reference game servers.
+//! - [`bench`]: the benchmark driver behind `mm-bench` (hot paths beside their ceilings).
 //! - [`gameserver`]: the reference game server `mm-gameserver`, in-process or as a binary.
 //! - [`fake_gameserver`]: a misbehaving game server for client timeout/retry/breaker tests.
 //! - [`daemon_process`]: real `matchmakerd` processes (built on demand) for fault tests.
@@ -15,6 +16,7 @@
 //! The integration tests of the whole workspace live in `tests/it/` (one test binary).
 
 pub mod app;
+pub mod bench;
 pub mod daemon_process;
 pub mod fake_gameserver;
 pub mod gameserver;

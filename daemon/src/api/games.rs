@@ -7,11 +7,14 @@
 //! never handed out).
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use mm_common::gameserver::{CallError, CreateGameRequest as ServerCreateRequest, JoinTicket};
 use mm_common::model::JoinRefusal;
-use mm_common::store::{OpenCursor, OpenPage, RemoveGuard, RemoveOutcome, ReserveOutcome};
+use mm_common::store::{OpenCursor, RemoveGuard, RemoveOutcome, ReserveOutcome};
 use mm_common::time::{now_ms, rfc3339};
 use mm_common::{Game, GameId, GameState, PlayerId, ProductId, ServerId};
 use serde::{Deserialize, Serialize};
@@ -21,6 +24,7 @@ use super::ApiContext;
 use super::auth::Player;
 use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::listing::PageKey;
 use crate::registry::GameServerEndpoint;
 use crate::telemetry;
 
@@ -422,7 +426,7 @@ pub async fn list_games(
     State(ctx): State<ApiContext>,
     Player(_player): Player,
     ApiQuery(query): ApiQuery<ListQuery>,
-) -> Result<Json<GamePage>, ApiError> {
+) -> Result<Response, ApiError> {
     let limit = query.limit.unwrap_or(DEFAULT_LIST_LIMIT);
     if !(1..=MAX_LIST_LIMIT).contains(&limit) {
         return Err(ApiError::invalid(format!(
@@ -438,35 +442,71 @@ pub async fn list_games(
         .map(OpenCursor::decode)
         .transpose()
         .map_err(|err| ApiError::invalid(format!("query parameter `cursor`: {err}")))?;
-    let now = now_ms();
-    let page = open_games(
-        &ctx,
-        &query.product,
-        query.region.as_deref(),
-        limit,
-        cursor.as_ref(),
-        now,
-    )
-    .await?;
-    Ok(Json(GamePage {
-        games: page.games.iter().map(|g| GameView::of(g, now)).collect(),
-        next_cursor: page.next_cursor.map(|c| c.encode()),
-    }))
+    let body = match cursor {
+        // First pages come from the cache, never older than `lobby.list_max_staleness_ms`.
+        None => {
+            let key = PageKey {
+                product: query.product,
+                region: query.region,
+                limit,
+            };
+            let fetch_ctx = ctx.clone();
+            let fetch_key = key.clone();
+            ctx.listings()
+                .get(&key, move || async move {
+                    render_page(
+                        &fetch_ctx,
+                        &fetch_key.product,
+                        fetch_key.region.as_deref(),
+                        limit,
+                        None,
+                    )
+                    .await
+                })
+                .await?
+        }
+        Some(cursor) => {
+            render_page(
+                &ctx,
+                &query.product,
+                query.region.as_deref(),
+                limit,
+                Some(&cursor),
+            )
+            .await?
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-/// The one place open games are read for listing (a cache can go here).
-async fn open_games(
+/// Drops the cached listings of `game`'s product after this process changed its seats or
+/// removed it, so this instance's clients see their own writes at once.
+fn invalidate_listings(ctx: &ApiContext, game: &GameId) {
+    if let Some(product) = game.product() {
+        ctx.listings().invalidate(&product);
+    }
+}
+
+/// One page of open games read from the store, rendered as the response body.
+async fn render_page(
     ctx: &ApiContext,
     product: &ProductId,
     region: Option<&str>,
     limit: u32,
     cursor: Option<&OpenCursor>,
-    now: u64,
-) -> Result<OpenPage, ApiError> {
-    ctx.store()
+) -> Result<Bytes, ApiError> {
+    let now = now_ms();
+    let page = ctx
+        .store()
         .open_games(product, region, limit as usize, cursor, now)
         .await
-        .map_err(|err| ApiError::store("listing open games", &err))
+        .map_err(|err| ApiError::store("listing open games", &err))?;
+    let body = serde_json::to_vec(&GamePage {
+        games: page.games.iter().map(|g| GameView::of(g, now)).collect(),
+        next_cursor: page.next_cursor.map(|c| c.encode()),
+    })
+    .map_err(|err| ApiError::internal("rendering a page of open games", &err))?;
+    Ok(Bytes::from(body))
 }
 
 /// One game.
@@ -534,6 +574,9 @@ async fn join_flow(
         .reserve_seat(&id, &player, now_ms(), ttl)
         .await
         .map_err(|err| ApiError::store("reserving a seat", &err))?;
+    if matches!(outcome, ReserveOutcome::Reserved { .. }) {
+        invalidate_listings(&ctx, &id);
+    }
     let new_seat = match outcome {
         ReserveOutcome::NotFound => return Err(ApiError::game_not_found(id.as_str())),
         ReserveOutcome::Refused(why) => return Err(refusal(why)),
@@ -549,6 +592,7 @@ async fn join_flow(
                 // The reservation expires by itself; only the seat is held a little longer.
                 tracing::warn!(game = %id, error = %err, "could not release a reserved seat");
             }
+            invalidate_listings(&ctx, &id);
         }
     };
     let game = match ctx.store().game(&id).await {
@@ -675,6 +719,7 @@ async fn cancel_flow(ctx: ApiContext, player: PlayerId, id: GameId) -> Result<()
         .remove_game(&id, "cancelled", RemoveGuard::Cancellable, now_ms())
         .await
         .map_err(|err| ApiError::store("removing the cancelled game", &err))?;
+    invalidate_listings(&ctx, &id);
     match removed {
         RemoveOutcome::Removed { .. } => {
             tracing::info!(game = %id, "game cancelled by its creator");
@@ -688,6 +733,7 @@ async fn cancel_flow(ctx: ApiContext, player: PlayerId, id: GameId) -> Result<()
                 .remove_game(&id, "cancelled", RemoveGuard::Any, now_ms())
                 .await
                 .map_err(|err| ApiError::store("removing the cancelled game", &err))?;
+            invalidate_listings(&ctx, &id);
             Ok(())
         }
         RemoveOutcome::AlreadyEnded => Err(not_open()),

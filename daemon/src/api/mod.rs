@@ -5,6 +5,7 @@
 //!
 //! Module map:
 //! - [`games`]: the `/v1/games` handlers and their JSON types.
+//! - [`listing`]: the bounded-staleness cache of open-games first pages.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
 //! - [`auth`]: the [`auth::Player`] extractor (X-Player-Id or JWT).
 //! - [`extract`]: JSON/path/query extractors whose rejections are problem documents.
@@ -15,6 +16,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod games;
+pub mod listing;
 pub mod middleware;
 pub mod ops;
 
@@ -57,6 +59,7 @@ struct ContextInner {
     lobby: LobbySettings,
     http: HttpSettings,
     metrics: PrometheusHandle,
+    listings: listing::ListingCache,
 }
 
 impl std::fmt::Debug for ApiContext {
@@ -97,8 +100,14 @@ impl ApiContext {
                 lobby: settings.lobby.clone(),
                 http: settings.http.clone(),
                 metrics,
+                listings: listing::ListingCache::new(settings.lobby.list_max_staleness()),
             }),
         })
+    }
+
+    /// The cache of open-games first pages.
+    pub fn listings(&self) -> &listing::ListingCache {
+        &self.inner.listings
     }
 
     /// The game store.

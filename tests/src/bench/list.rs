@@ -1,0 +1,232 @@
+//! Scenario `list`: `GET /v1/games?product=P&limit=100` over 1,000 open games with wrk,
+//! against the same daemon build serving a static response of the same size.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use mm_common::ProductId;
+use mm_common::keys::Keys;
+
+use super::fixtures::{self, EventFields};
+use super::procs::{
+    CpuMark, DaemonProcess, DaemonSpec, GameServerProcess, GameServerSpec, RegisteredServer,
+};
+use super::report::{Row, Scenario};
+use super::wrk::{self, WrkLoad, WrkResult};
+use super::{Bench, static_server};
+use crate::RedisServer;
+
+/// The ceiling: the daemon's static bench route (enabled by `MM_BENCH_ROUTES=1`) answering
+/// `bytes` bytes. The one place that knows the route.
+pub fn static_ceiling_url(base_url: &str, bytes: usize) -> String {
+    format!("{base_url}/bench/static/{bytes}")
+}
+
+const PRODUCT: &str = "bench";
+
+/// Runs the scenario.
+pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
+    let mut scenario = Scenario::new("list", "list open games");
+    let games = bench.sizes.list_games;
+    let redis = RedisServer::start()?;
+    let mut conn = redis.connection().await;
+    let redis_pid = fixtures::redis_pid(&mut conn).await?;
+    let keys = Keys::new(bench.key_prefix);
+    let product = ProductId::new(PRODUCT)?;
+    let product_keys = keys.product(&product);
+
+    let server = GameServerProcess::start(
+        &bench.binaries,
+        bench.work_dir(),
+        &GameServerSpec {
+            id: "gs-list".into(),
+            product: PRODUCT.into(),
+            redis_url: redis.url(),
+            key_prefix: bench.key_prefix.into(),
+            max_games: (games * 2) as u32,
+            start_delay_ms: 3_600_000,
+            play_time_ms: 3_600_000,
+            heartbeat_ms: 0,
+        },
+    )
+    .await?;
+    let mut spec = DaemonSpec::new(&redis.url(), bench.key_prefix, "api,worker");
+    spec.game_servers
+        .push(RegisteredServer::of(&server, PRODUCT, (games * 2) as u32));
+    let spec = spec
+        .set("lobby", "max_capacity", 16)
+        .set("curation", "pending_timeout_secs", 3600)
+        .set("curation", "lobby_idle_timeout_secs", 3600);
+    let daemon = DaemonProcess::start(&bench.binaries, bench.work_dir(), "list", &spec).await?;
+
+    // Games become open the way they do in production: created through the API, then the
+    // game server reports the creator's arrival on the stream.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let base = daemon.base_url.clone();
+    let created: Vec<anyhow::Result<(String, String, String)>> = futures::stream::iter(0..games)
+        .map(|i| {
+            let http = http.clone();
+            let base = base.clone();
+            async move {
+                let creator = format!("list-creator-{i}");
+                let body = fixtures::create_via_api(&http, &base, &creator, PRODUCT, 4).await?;
+                let field = |name: &str| {
+                    body[name]
+                        .as_str()
+                        .map(str::to_string)
+                        .with_context(|| format!("create answer lacks `{name}`: {body}"))
+                };
+                Ok((field("id")?, field("server_id")?, creator))
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    let created: Vec<(String, String, String)> = created.into_iter().collect::<Result<_, _>>()?;
+    let events = created
+        .iter()
+        .map(|(game, server, creator)| -> EventFields {
+            [
+                ("type", "creator_joined".to_string()),
+                ("game_id", game.clone()),
+                ("player_id", creator.clone()),
+                ("server_id", server.clone()),
+            ]
+        });
+    fixtures::append_events(&mut conn, &product_keys.events(), events).await?;
+    let open_key = product_keys.open();
+    fixtures::wait_for(
+        "the daemon to open every game",
+        Duration::from_secs(60),
+        || {
+            let mut conn = conn.clone();
+            let key = open_key.clone();
+            async move {
+                let open = fixtures::zcard(&mut conn, &key).await?;
+                Ok((open == games as u64).then_some(()))
+            }
+        },
+    )
+    .await?;
+
+    let list_url = format!("{}/v1/games?product={PRODUCT}&limit=100", daemon.base_url);
+    let page = http
+        .get(&list_url)
+        .header("x-player-id", "bench-lister")
+        .send()
+        .await?;
+    if !page.status().is_success() {
+        bail!("GET {list_url} answered {}", page.status());
+    }
+    let body = page.bytes().await?;
+    let listed = serde_json::from_slice::<serde_json::Value>(&body)?["games"]
+        .as_array()
+        .map_or(0, Vec::len);
+    if listed != 100 {
+        bail!("GET {list_url} listed {listed} games, expected 100 of {games} open");
+    }
+    let bytes = body.len();
+    scenario.note(format!(
+        "{games} open games (created through the API, opened by `creator_joined` events the \
+         daemon applied); one page of 100 is {bytes} bytes"
+    ));
+
+    let load = WrkLoad {
+        threads: 2,
+        connections: 64,
+        duration: bench.sizes.load,
+        headers: vec!["X-Player-Id: bench-lister".into()],
+    };
+    let daemon_mark = CpuMark::start(daemon.pid())?;
+    let redis_mark = CpuMark::start(redis_pid)?;
+    let listed = wrk::run(bench.work_dir(), &list_url, &load).await?;
+    let daemon_use = daemon_mark.finish()?;
+    let redis_use = redis_mark.finish()?;
+    let mut row = wrk_row("GET /v1/games limit=100 (wrk -t2 -c64)", &listed, "req/s");
+    row.daemon = Some(daemon_use);
+    row.redis_cores = Some(redis_use.cores);
+    scenario.rows.push(row);
+
+    // The ceiling: same daemon, same response size, no work behind it.
+    let ceiling_url = static_ceiling_url(&daemon.base_url, bytes);
+    let route_works = match http.get(&ceiling_url).send().await {
+        Ok(response) if response.status().is_success() => {
+            response.bytes().await.map(|b| b.len()).unwrap_or(0) == bytes
+        }
+        _ => false,
+    };
+    let (ceiling, ceiling_label) = if route_works {
+        let mark = CpuMark::start(daemon.pid())?;
+        let result = wrk::run(bench.work_dir(), &ceiling_url, &load).await?;
+        let usage = mark.finish()?;
+        let mut row = wrk_row(
+            &format!("daemon static route, {bytes}-byte body (wrk -t2 -c64)"),
+            &result,
+            "req/s",
+        );
+        row.daemon = Some(usage);
+        (row, "the daemon's static route")
+    } else {
+        scenario.note(
+            "the daemon has no `GET /bench/static/{bytes}` route (MM_BENCH_ROUTES=1) in this \
+             build: the ceiling is an axum server inside mm-bench answering the same bytes",
+        );
+        let server = static_server::StaticServer::start(bytes).await?;
+        let result = wrk::run(bench.work_dir(), &server.url(), &load).await?;
+        (
+            wrk_row(
+                &format!("axum static server in mm-bench, {bytes}-byte body (wrk -t2 -c64)"),
+                &result,
+                "req/s",
+            ),
+            "an in-process axum static server",
+        )
+    };
+    let mut ceiling = ceiling;
+    ceiling.ceiling = true;
+    let ceiling_rate = ceiling.throughput.unwrap_or(0.0);
+    scenario.rows.push(ceiling);
+
+    let ratio = listed.per_second() / ceiling_rate.max(1e-9);
+    scenario.target(
+        "≥ 50 % of the HTTP ceiling",
+        Some(ratio >= 0.5),
+        format!(
+            "{:.0} req/s = {:.0} % of {:.0} req/s ({ceiling_label})",
+            listed.per_second(),
+            ratio * 100.0,
+            ceiling_rate
+        ),
+    );
+    scenario.target(
+        "p99 < 10 ms",
+        Some(listed.latency().p99_ms < 10.0),
+        format!("p99 {:.2} ms", listed.latency().p99_ms),
+    );
+    scenario.rss_target(Some(daemon_use));
+    if listed.errors() > 0 {
+        scenario.note(format!(
+            "listing errors: {} (status {}, timeouts {}, connect {}, read {}, write {})",
+            listed.errors(),
+            listed.status_errors,
+            listed.timeouts,
+            listed.connect_errors,
+            listed.read_errors,
+            listed.write_errors
+        ));
+    }
+    drop(daemon);
+    drop(server);
+    Ok(scenario)
+}
+
+fn wrk_row(label: &str, result: &WrkResult, unit: &str) -> Row {
+    let mut row = Row::new(label, unit);
+    row.throughput = Some(result.per_second());
+    row.latency = Some(result.latency());
+    row.errors = result.errors();
+    row
+}
