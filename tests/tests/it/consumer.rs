@@ -223,6 +223,43 @@ pub async fn fully_consumed(conn: &mut impl redis::aio::ConnectionLike, stream: 
 }
 
 /// Consumer options for tests: small batches, short blocking, fast refresh.
+/// Writes three poison entries to `stream`: an unknown type for `game`, a missing game id,
+/// and an unknown game.
+pub async fn write_poison(conn: &mut impl redis::aio::ConnectionLike, stream: &str, game: &GameId) {
+    let poison: [&[(&str, &str)]; 3] = [
+        &[
+            ("type", "teleported"),
+            ("game_id", game.as_str()),
+            ("server_id", "gs-1"),
+        ],
+        &[("type", "heartbeat"), ("server_id", "gs-1")],
+        &[
+            ("type", "heartbeat"),
+            ("game_id", "chess.ghost"),
+            ("server_id", "gs-1"),
+        ],
+    ];
+    for fields in poison {
+        let _: String = redis::cmd("XADD")
+            .arg(stream)
+            .arg("*")
+            .arg(fields)
+            .query_async(conn)
+            .await
+            .unwrap();
+    }
+}
+
+/// The dead-letter reasons of [`write_poison`]'s entries, in any order (entries of one batch
+/// are applied concurrently).
+pub fn assert_poison_reasons(mut reasons: Vec<String>) {
+    reasons.sort();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(reasons[0].starts_with("missing_field"), "{reasons:?}");
+    assert_eq!(reasons[1], "unknown_game");
+    assert!(reasons[2].starts_with("unknown_type"), "{reasons:?}");
+}
+
 fn options(name: &str) -> ConsumerOptions {
     ConsumerOptions {
         name: name.into(),
@@ -512,23 +549,7 @@ async fn poison_entries_are_dead_lettered_and_the_rest_applied() {
     let workload = Workload::generate(&fx.product, 2, 20, 11);
     workload.create_games(&fx.store).await;
     let mut conn = fx.redis.connection().await;
-    let game = workload.games[0].id.to_string();
-    let poison: Vec<Vec<(&str, &str)>> = vec![
-        vec![
-            ("type", "exploded"),
-            ("game_id", &game),
-            ("server_id", "gs-1"),
-        ],
-        vec![("type", "heartbeat"), ("server_id", "gs-1")],
-        vec![
-            ("type", "heartbeat"),
-            ("game_id", "chess.nope"),
-            ("server_id", "gs-1"),
-        ],
-    ];
-    for fields in &poison {
-        let _: String = conn.xadd(&fx.stream, "*", fields).await.unwrap();
-    }
+    write_poison(&mut conn, &fx.stream, &workload.games[0].id).await;
     let ids = workload
         .write(&mut conn, &fx.stream, 0..workload.events.len())
         .await;
@@ -536,18 +557,12 @@ async fn poison_entries_are_dead_lettered_and_the_rest_applied() {
     fx.wait_consumed("poison and good entries to be handled")
         .await;
     running.stop().await;
-    // Entries of one batch are applied concurrently: dead letters come in any order.
-    let mut reasons: Vec<String> = fx
+    let reasons = fx
         .dead_letters()
         .await
         .into_iter()
-        .map(|d| d["reason"].clone())
-        .collect();
-    reasons.sort();
-    assert_eq!(reasons.len(), 3, "{reasons:?}");
-    assert!(reasons[0].starts_with("missing_field"), "{reasons:?}");
-    assert_eq!(reasons[1], "unknown_game");
-    assert!(reasons[2].starts_with("unknown_type"), "{reasons:?}");
+        .map(|d| d["reason"].clone());
+    assert_poison_reasons(reasons.collect());
     workload.assert_matches(&fx.store, &ids).await;
     fx.check_invariants().await;
 }
