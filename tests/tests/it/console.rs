@@ -3,8 +3,8 @@
 //! that cannot be reached gives exit 4 and keeps the record (or, with `--force`, removes it and
 //! the audit says the server was not reached); an unknown game gives 3; bad usage gives 2.
 //!
-//! Also the shared fixture of the other console test modules (`console_tmux`,
-//! `console_bench`).
+//! Also the shared fixture of `console_tmux`. The console's frame and refresh times at
+//! 100,000 games per set are measured by the benchmark (`scripts/bench.sh --only console`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,6 @@
 
 mod api;
 mod console;
-mod console_bench;
 mod console_tmux;
 mod consumer;
 mod curator;
