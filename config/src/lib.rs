@@ -43,7 +43,8 @@ pub use settings::{
     LobbySettings, LogFormat, LogSettings, RedisSettings, Settings,
 };
 pub use validate::{
-    MAX_CONSUMER_BATCH, MAX_LOBBY_CAPACITY, MIN_CONSOLE_REFRESH_MS, MIN_JWT_SECRET_BYTES,
+    MAX_APPLY_BATCH, MAX_CONSUMER_BATCH, MAX_LOBBY_CAPACITY, MIN_CONSOLE_REFRESH_MS,
+    MIN_JWT_SECRET_BYTES,
 };
 
 /// Re-exported so callers can read secrets (`ExposeSecret::expose_secret`) without

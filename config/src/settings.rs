@@ -254,6 +254,9 @@ pub struct ConsumerSettings {
     pub claim_idle_secs: u64,
     /// An entry delivered this many times is dead-lettered.
     pub max_deliveries: u64,
+    /// Entries applied by one script call (1..=256): larger batches cost Redis less per
+    /// event but hold it longer per call.
+    pub apply_batch_size: usize,
 }
 
 impl Default for ConsumerSettings {
@@ -264,6 +267,7 @@ impl Default for ConsumerSettings {
             block_ms: 2000,
             claim_idle_secs: 60,
             max_deliveries: 5,
+            apply_batch_size: 16,
         }
     }
 }

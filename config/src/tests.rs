@@ -668,7 +668,7 @@ fn secret_type_errors_do_not_echo_the_value() {
 #[test]
 fn section_rules_name_key_and_source() {
     let f = |file: &Path| format!("file {}", file.display());
-    let file_cases: [(&str, &str, &str); 10] = [
+    let file_cases: [(&str, &str, &str); 11] = [
         (
             "[lobby]\nmax_capacity = 0",
             "lobby.max_capacity",
@@ -708,6 +708,11 @@ fn section_rules_name_key_and_source() {
             "[consumer]\nbatch_size = 10001",
             "consumer.batch_size",
             "between 1 and 10000",
+        ),
+        (
+            "[consumer]\napply_batch_size = 257",
+            "consumer.apply_batch_size",
+            "between 1 and 256",
         ),
         (
             "[consumer]\nmax_deliveries = 0",

@@ -16,6 +16,8 @@ use crate::settings::{AuthMode, Settings};
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 /// Largest accepted `lobby.max_capacity`.
 pub const MAX_LOBBY_CAPACITY: u32 = 1024;
+/// Largest accepted `consumer.apply_batch_size`: one script call must not hold Redis long.
+pub const MAX_APPLY_BATCH: usize = 256;
 /// Largest accepted `consumer.batch_size`.
 pub const MAX_CONSUMER_BATCH: usize = 10_000;
 /// Smallest accepted `console.refresh_ms`.
@@ -164,6 +166,12 @@ pub(crate) fn validate(settings: &Settings, origin: &dyn Fn(&str) -> String) -> 
         MAX_CONSUMER_BATCH as u64,
     );
     c.positive("consumer.max_deliveries", consumer.max_deliveries);
+    c.range(
+        "consumer.apply_batch_size",
+        consumer.apply_batch_size as u64,
+        1,
+        MAX_APPLY_BATCH as u64,
+    );
 
     // [game_server_client]
     let gsc = &settings.game_server_client;

@@ -83,7 +83,7 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
     (
         "mm_event_apply_duration_seconds",
         MetricKind::Histogram,
-        "Time to apply and acknowledge one event.",
+        "Time of one apply script call: applying and acknowledging up to consumer.apply_batch_size events.",
     ),
     (
         "mm_consumer_lag",

@@ -1,7 +1,8 @@
 //! The record's invariants, checked against a real Redis at the end of tests.
 //!
-//! For every product: each live game hash is in exactly one of pending, lobby and active —
-//! the one its `state` names — with the right score; an ended game is in none; every member of
+//! For every product: each game hash's `state` and `players` agree with its roster and marks;
+//! each live game hash is in exactly one of pending, lobby and active — the one its `state`
+//! names — with the right score; an ended game is in none; every member of
 //! a set has a hash; the open index holds exactly the lobby games with a free seat; and every
 //! reservation index entry matches a reservation in its game's hash.
 
@@ -71,6 +72,14 @@ pub async fn check(
                 violations.push(format!(
                     "{key}: stored state {:?} differs from the state its fields imply ({state})",
                     hash.get("state")
+                ));
+            }
+            let players: Vec<String> = game.players().iter().map(ToString::to_string).collect();
+            let players_json = serde_json::to_string(&players)?;
+            if hash.get("players") != Some(&players_json) {
+                violations.push(format!(
+                    "{key}: players {:?} differs from the roster's present players {players_json}",
+                    hash.get("players")
                 ));
             }
             let found_in: Vec<GameSet> = GameSet::ALL

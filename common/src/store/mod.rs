@@ -219,7 +219,7 @@ pub struct Window {
 /// The store's scripts, each the shared prelude plus its body.
 struct Scripts {
     create_game: Script,
-    apply_event: Script,
+    apply_events: Script,
     dead_letter: Script,
     reserve_seat: Script,
     release_seat: Script,
@@ -238,7 +238,7 @@ macro_rules! script {
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     create_game: script!("create_game.lua"),
-    apply_event: script!("apply_event.lua"),
+    apply_events: script!("apply_events.lua"),
     dead_letter: script!("dead_letter.lua"),
     reserve_seat: script!("reserve_seat.lua"),
     release_seat: script!("release_seat.lua"),
@@ -416,8 +416,7 @@ impl Store {
     }
 
     /// Applies one stream entry of `product`'s stream and acknowledges it for the consumer
-    /// group, in one atomic step. Entries that do not parse are dead-lettered (also atomically
-    /// with their acknowledgement). `now_ms` caps event times.
+    /// group, in one atomic step: [`Store::apply_entries`] with a batch of one.
     pub async fn apply_entry(
         &self,
         product: &ProductId,
@@ -425,55 +424,91 @@ impl Store {
         fields: &[(String, String)],
         now_ms: u64,
     ) -> StoreResult<ApplyResult> {
-        let event = match Event::from_fields(
-            entry_id,
-            fields.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        ) {
-            Ok(event) => event,
-            Err(err) => {
-                let reason = format!("{}: {err}", err.code());
-                let handled = self
-                    .dead_letter(product, entry_id, fields, &reason, now_ms)
-                    .await?;
-                return Ok(if handled {
-                    ApplyResult::DeadLettered(reason)
-                } else {
-                    ApplyResult::Duplicate
-                });
-            }
-        };
+        let mut results = self
+            .apply_entries(product, &[(entry_id, fields)], now_ms)
+            .await?;
+        results.pop().ok_or_else(|| unexpected("apply_events", &[]))
+    }
+
+    /// Applies a batch of `product`'s stream entries (`(id, fields)`) and acknowledges each
+    /// for the consumer group, all in one atomic script; returns what became of each entry,
+    /// in order. Every entry has exactly the effect it would have alone (a duplicate of an
+    /// entry earlier in the batch is [`ApplyResult::Duplicate`]); one call is cheaper for
+    /// Redis than one per entry. Entries that do not parse are dead-lettered, each atomically
+    /// with its acknowledgement. `now_ms` caps event times.
+    pub async fn apply_entries(
+        &self,
+        product: &ProductId,
+        entries: &[(&str, &[(String, String)])],
+        now_ms: u64,
+    ) -> StoreResult<Vec<ApplyResult>> {
         let keys = self.product_keys(product);
-        let mut invocation = SCRIPTS.apply_event.prepare_invoke();
-        Self::game_script_keys(&mut invocation, &keys, &event.game_id);
+        let mut results: Vec<Option<ApplyResult>> = vec![None; entries.len()];
+        let mut invocation = SCRIPTS.apply_events.prepare_invoke();
         invocation
+            .key(keys.pending())
+            .key(keys.lobby())
+            .key(keys.active())
+            .key(keys.open())
+            .key(keys.reservations())
             .key(keys.events())
             .key(keys.dead_letters())
             .arg(CONSUMER_GROUP)
-            .arg(entry_id)
-            .arg(event.kind.as_str())
-            .arg(event.player_id.as_ref().map(PlayerId::as_str).unwrap_or(""))
-            .arg(event.server_id.as_str())
-            .arg(event.ts_ms)
             .arg(now_ms)
-            .arg(self.options.tombstone_ttl.as_secs().max(1))
-            .arg(event.game_id.as_str());
-        for (name, value) in fields {
-            invocation.arg(name).arg(value);
+            .arg(self.options.tombstone_ttl.as_secs().max(1));
+        const FIXED_KEYS: usize = 7;
+        let mut game_key_index: HashMap<GameId, usize> = HashMap::new();
+        let mut in_script = Vec::with_capacity(entries.len());
+        for (position, (entry_id, fields)) in entries.iter().enumerate() {
+            let parsed = Event::from_fields(
+                entry_id,
+                fields.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            );
+            let event = match parsed {
+                Ok(event) => event,
+                Err(err) => {
+                    let reason = format!("{}: {err}", err.code());
+                    let handled = self
+                        .dead_letter(product, entry_id, fields, &reason, now_ms)
+                        .await?;
+                    results[position] = Some(if handled {
+                        ApplyResult::DeadLettered(reason)
+                    } else {
+                        ApplyResult::Duplicate
+                    });
+                    continue;
+                }
+            };
+            let next_index = FIXED_KEYS + game_key_index.len() + 1;
+            let key_index = *game_key_index
+                .entry(event.game_id.clone())
+                .or_insert_with(|| {
+                    invocation.key(keys.game(&event.game_id));
+                    next_index
+                });
+            invocation
+                .arg(*entry_id)
+                .arg(event.kind.as_str())
+                .arg(event.player_id.as_ref().map(PlayerId::as_str).unwrap_or(""))
+                .arg(event.server_id.as_str())
+                .arg(event.ts_ms)
+                .arg(key_index);
+            in_script.push(position);
         }
-        let mut conn = self.conn.clone();
-        let reply: Vec<String> = invocation.invoke_async(&mut conn).await?;
-        let state = |reply: &[String]| -> StoreResult<GameState> {
-            reply[1]
-                .parse()
-                .map_err(|_| unexpected("apply_event", reply))
-        };
-        match reply.first().map(String::as_str) {
-            Some("applied") => Ok(ApplyResult::Applied(state(&reply)?)),
-            Some("stale") => Ok(ApplyResult::Stale(state(&reply)?)),
-            Some("duplicate") => Ok(ApplyResult::Duplicate),
-            Some("dead") if reply.len() == 2 => Ok(ApplyResult::DeadLettered(reply[1].clone())),
-            _ => Err(unexpected("apply_event", &reply)),
+        if !in_script.is_empty() {
+            let mut conn = self.conn.clone();
+            let reply: Vec<String> = invocation.invoke_async(&mut conn).await?;
+            if reply.len() != 2 * in_script.len() {
+                return Err(unexpected("apply_events", &reply));
+            }
+            for (pair, position) in reply.chunks_exact(2).zip(in_script) {
+                results[position] = Some(apply_result(pair)?);
+            }
         }
+        Ok(results
+            .into_iter()
+            .map(|result| result.expect("every entry was dead-lettered or sent to the script"))
+            .collect())
     }
 
     /// Copies an entry to `P:{product}:events:dead` with `reason` and acknowledges it, in one
@@ -842,6 +877,22 @@ fn decode(key: &str, hash: &HashMap<String, String>) -> StoreResult<Option<Game>
             key: key.to_string(),
             source,
         })
+}
+
+/// One `{outcome, detail}` pair of the `apply_events` script.
+fn apply_result(pair: &[String]) -> StoreResult<ApplyResult> {
+    let state = || -> StoreResult<GameState> {
+        pair[1]
+            .parse()
+            .map_err(|_| unexpected("apply_events", pair))
+    };
+    match pair[0].as_str() {
+        "applied" => Ok(ApplyResult::Applied(state()?)),
+        "stale" => Ok(ApplyResult::Stale(state()?)),
+        "duplicate" => Ok(ApplyResult::Duplicate),
+        "dead" => Ok(ApplyResult::DeadLettered(pair[1].clone())),
+        _ => Err(unexpected("apply_events", pair)),
+    }
 }
 
 fn unexpected(script: &'static str, reply: &[String]) -> StoreError {

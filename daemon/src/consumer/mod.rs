@@ -20,11 +20,13 @@
 //!    (`XPENDING` extended form, reason `max_deliveries_exceeded`) and claims entries idle
 //!    longer than `claim_idle` from any consumer (`XAUTOCLAIM`), e.g. a crashed instance's.
 //!
-//! Each entry is applied with [`Store::apply_entry`], which applies the event and `XACK`s it in
-//! one atomic script (and dead-letters unparseable or unknown-game entries), so an entry is
-//! applied exactly once however often it is delivered. The entries of a batch are applied
-//! concurrently (at most `apply_concurrency` at a time): the model's rules make the final
-//! record independent of the order in which one game's events are applied.
+//! Entries are applied with [`Store::apply_entries`], `apply_batch_size` per script call: the
+//! script applies each event and `XACK`s it atomically (and dead-letters unparseable or
+//! unknown-game entries), so an entry is applied exactly once however often it is delivered.
+//! A read batch is sorted by game first, so a game's entries share a call (loaded and saved
+//! once), and its calls run concurrently (about `apply_concurrency` entries in flight): the
+//! model's rules make the final record independent of the order in which one game's events
+//! are applied.
 //!
 //! Entries that were trimmed from the stream while still pending (delivered with a nil body,
 //! or reported deleted by `XAUTOCLAIM`) are acknowledged, logged as errors and counted in
@@ -84,8 +86,11 @@ pub struct ConsumerOptions {
     pub claim_idle: Duration,
     /// An entry delivered more often than this is dead-lettered.
     pub max_deliveries: u64,
-    /// Entries of one batch applied at the same time.
+    /// Entries of one read batch being applied at the same time (in calls of
+    /// `apply_batch_size`).
     pub apply_concurrency: usize,
+    /// Entries applied by one script call.
+    pub apply_batch_size: usize,
     /// How often the product list and the gauges are refreshed.
     pub refresh_interval: Duration,
 }
@@ -100,6 +105,7 @@ impl ConsumerOptions {
             claim_idle: settings.claim_idle(),
             max_deliveries: settings.max_deliveries.max(1),
             apply_concurrency: 64,
+            apply_batch_size: settings.apply_batch_size.max(1),
             refresh_interval: Duration::from_secs(5),
         }
     }
@@ -349,9 +355,25 @@ impl ProductWorker {
             let ids: Vec<String> = trimmed.into_iter().map(|e| e.id).collect();
             self.acknowledge_lost(&ids).await?;
         }
-        let results: Vec<Result<(), WorkerError>> = futures::stream::iter(present)
-            .map(|entry| self.apply(entry))
-            .buffer_unordered(self.options.apply_concurrency.max(1))
+        // Sorting by game puts a game's entries into the same script call, which loads and
+        // saves the game once for all of them; the order of application does not matter.
+        let mut present: Vec<(String, Vec<(String, String)>)> = present
+            .into_iter()
+            .map(|entry| (entry.id, entry.fields.unwrap_or_default()))
+            .collect();
+        present.sort_by(|a, b| game_field(&a.1).cmp(game_field(&b.1)));
+        let chunk = self.options.apply_batch_size.max(1);
+        let in_flight = (self.options.apply_concurrency / chunk).max(1);
+        let mut batches: Vec<Vec<_>> = Vec::with_capacity(present.len().div_ceil(chunk));
+        for entry in present {
+            match batches.last_mut() {
+                Some(batch) if batch.len() < chunk => batch.push(entry),
+                _ => batches.push(vec![entry]),
+            }
+        }
+        let results: Vec<Result<(), WorkerError>> = futures::stream::iter(batches)
+            .map(|entries| self.apply(entries))
+            .buffer_unordered(in_flight)
             .collect()
             .await;
         let mut first_error = None;
@@ -366,32 +388,43 @@ impl ProductWorker {
         first_error.map_or(Ok(()), Err)
     }
 
-    async fn apply(&self, entry: DeliveredEntry) -> Result<(), WorkerError> {
-        let fields = entry.fields.unwrap_or_default();
+    /// Applies (and acknowledges) `entries` in one script call and counts what became of each.
+    async fn apply(
+        &self,
+        entries: Vec<(String, Vec<(String, String)>)>,
+    ) -> Result<(), WorkerError> {
+        let batch: Vec<(&str, &[(String, String)])> = entries
+            .iter()
+            .map(|(id, fields)| (id.as_str(), fields.as_slice()))
+            .collect();
         let started = Instant::now();
-        let result = self
+        let results = self
             .store
-            .apply_entry(&self.product, &entry.id, &fields, now_ms())
+            .apply_entries(&self.product, &batch, now_ms())
             .await;
         metrics::histogram!("mm_event_apply_duration_seconds")
             .record(started.elapsed().as_secs_f64());
         let product = self.product.to_string();
-        match result? {
-            ApplyResult::Applied(_) => {
-                metrics::counter!("mm_events_applied_total", "product" => product, "type" => event_type(&fields))
-                    .increment(1);
-            }
-            ApplyResult::Stale(_) => {
-                metrics::counter!("mm_events_stale_total", "product" => product, "type" => event_type(&fields))
-                    .increment(1);
-            }
-            ApplyResult::Duplicate => {
-                metrics::counter!("mm_events_duplicate_total", "product" => product).increment(1);
-            }
-            ApplyResult::DeadLettered(reason) => {
-                tracing::warn!(product = %self.product, entry = %entry.id, %reason, "event dead-lettered");
-                metrics::counter!("mm_events_dead_lettered_total", "product" => product, "reason" => reason_code(&reason))
-                    .increment(1);
+        for ((id, fields), result) in entries.iter().zip(results?) {
+            let fields = fields.as_slice();
+            match result {
+                ApplyResult::Applied(_) => {
+                    metrics::counter!("mm_events_applied_total", "product" => product.clone(), "type" => event_type(fields))
+                        .increment(1);
+                }
+                ApplyResult::Stale(_) => {
+                    metrics::counter!("mm_events_stale_total", "product" => product.clone(), "type" => event_type(fields))
+                        .increment(1);
+                }
+                ApplyResult::Duplicate => {
+                    metrics::counter!("mm_events_duplicate_total", "product" => product.clone())
+                        .increment(1);
+                }
+                ApplyResult::DeadLettered(reason) => {
+                    tracing::warn!(product = %self.product, entry = %id, %reason, "event dead-lettered");
+                    metrics::counter!("mm_events_dead_lettered_total", "product" => product.clone(), "reason" => reason_code(&reason))
+                        .increment(1);
+                }
             }
         }
         Ok(())
@@ -518,6 +551,14 @@ pub async fn ensure_group(store: &Store, stream: &str) -> Result<(), StoreError>
         Err(err) if err.code() == Some("BUSYGROUP") => Ok(()),
         Err(err) => Err(err.into()),
     }
+}
+
+/// The `game_id` field of an entry (empty when missing).
+fn game_field(fields: &[(String, String)]) -> &str {
+    fields
+        .iter()
+        .find(|(name, _)| name == "game_id")
+        .map_or("", |(_, value)| value.as_str())
 }
 
 /// The `type` label of an entry: a known event type, or `invalid`.

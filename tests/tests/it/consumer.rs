@@ -268,6 +268,7 @@ fn options(name: &str) -> ConsumerOptions {
         claim_idle: Duration::from_secs(30),
         max_deliveries: 3,
         apply_concurrency: 16,
+        apply_batch_size: 4,
         refresh_interval: Duration::from_millis(100),
     }
 }

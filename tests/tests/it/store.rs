@@ -785,16 +785,29 @@ async fn scripts_and_the_pure_model_agree_on_random_histories() {
         for i in (1..order.len()).rev() {
             order.swap(i, next(i as u64 + 1) as usize);
         }
-        for i in order {
-            let (id, fields) = &entries[i];
-            let owned: Vec<(String, String)> = fields
+        // In script calls of 1 to 8 entries, so a batch can hold several of the game's
+        // entries, and a duplicate of an entry earlier in the same batch.
+        let owned: Vec<(String, Vec<(String, String)>)> = entries
+            .iter()
+            .map(|(id, fields)| {
+                let fields = fields.iter().map(|(k, v)| (k.to_string(), v.clone()));
+                (id.clone(), fields.collect())
+            })
+            .collect();
+        let mut rest = order.as_slice();
+        while !rest.is_empty() {
+            let (batch, tail) = rest.split_at((1 + next(8) as usize).min(rest.len()));
+            rest = tail;
+            let batch: Vec<(&str, &[(String, String)])> = batch
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
+                .map(|&i| (owned[i].0.as_str(), owned[i].1.as_slice()))
                 .collect();
-            fx.store
-                .apply_entry(&fx.product, id, &owned, NOW + 1_000_000)
+            let results = fx
+                .store
+                .apply_entries(&fx.product, &batch, NOW + 1_000_000)
                 .await
                 .unwrap();
+            assert_eq!(results.len(), batch.len(), "one result per entry");
         }
         let stored = fx.store.game(&model.id).await.unwrap().unwrap();
         assert_eq!(stored, model, "round {round}: store and model disagree");

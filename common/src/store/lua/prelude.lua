@@ -18,19 +18,46 @@ end
 
 local PHASE = {created = 0, creator_joined = 1, all_players_joined = 1, in_progress = 2, ended = 3}
 
--- Loads a game hash into a table (nil when absent), decoding its JSON fields.
+-- The hash fields the scripts read, in `HMGET` order (the others are written at creation and
+-- never change: product, region, socket_url, settings; players is derived from roster).
+local GAME_FIELDS = {'id', 'server_id', 'creator_id', 'capacity', 'created_at', 'updated_at',
+                     'state', 'roster', 'reservations', 'full_mark', 'last_leave', 'end_reason'}
+
+-- Loads a game hash into a table (nil when absent), decoding its JSON fields. `g.saved` keeps
+-- the scalar fields as stored, so `save_game` writes only what changed; code that changes
+-- `g.roster` or `g.reservations` sets `g.roster_dirty` / `g.reservations_dirty` (or uses
+-- `hold_reservation` / `drop_reservation`).
 local function load_game(key)
-  local flat = redis.call('HGETALL', key)
-  if #flat == 0 then return nil end
-  local g = {}
-  for i = 1, #flat, 2 do g[flat[i]] = flat[i + 1] end
-  g.capacity = tonumber(g.capacity)
-  g.created_at = tonumber(g.created_at)
-  g.updated_at = tonumber(g.updated_at)
+  local v = redis.call('HMGET', key, unpack(GAME_FIELDS))
+  if not v[1] then return nil end
+  local g = {id = v[1], server_id = v[2], creator_id = v[3], capacity = tonumber(v[4]),
+             created_at = tonumber(v[5]), updated_at = tonumber(v[6]), state = v[7],
+             full_mark = v[10] or '', last_leave = v[11] or '', end_reason = v[12] or ''}
   g.phase = PHASE[g.state]
-  g.roster = cjson.decode(g.roster or '{}')
-  g.reservations = cjson.decode(g.reservations or '{}')
+  g.roster = cjson.decode(v[8] or '{}')
+  g.reservations = cjson.decode(v[9] or '{}')
+  g.saved = {state = g.state, updated_at = g.updated_at, full_mark = g.full_mark,
+             last_leave = g.last_leave, end_reason = g.end_reason}
   return g
+end
+
+local function reservation_member(game_id, player)
+  return game_id .. '\31' .. player
+end
+
+-- Holds a seat for `player` until `expiry` (ms), in the game and in the reservations index.
+local function hold_reservation(g, reservations_key, player, expiry)
+  g.reservations[player] = expiry
+  g.reservations_dirty = true
+  redis.call('ZADD', reservations_key, expiry, reservation_member(g.id, player))
+end
+
+-- Gives up `player`'s seat reservation, if any.
+local function drop_reservation(g, reservations_key, player)
+  if g.reservations[player] == nil then return end
+  g.reservations[player] = nil
+  g.reservations_dirty = true
+  redis.call('ZREM', reservations_key, reservation_member(g.id, player))
 end
 
 local function present_count(g)
@@ -85,49 +112,59 @@ local function players_json(g)
   return cjson.encode(names)
 end
 
-local function reservation_member(game_id, player)
-  return game_id .. '\31' .. player
-end
-
--- Writes the game's derived fields and puts it in exactly the set its state names (and in
--- the open index while a seat is free). keys = {pending, lobby, active, open, reservations}.
--- Ending a game also drops its reservations and gives the hash its tombstone TTL.
+-- Writes what changed of the game and its derived fields, and keeps it in exactly the set its
+-- state names (and in the open index while a seat is free). keys = {pending, lobby, active,
+-- open, reservations}. Set membership follows the stored state (every script keeps the two in
+-- step). Ending a game also drops its reservations and gives the hash its tombstone TTL.
 local function save_game(key, g, keys, now, tombstone_ttl)
   local state = derive_state(g)
-  local was_ended = g.state == 'ended'
-  g.state = state
-  redis.call('HSET', key,
-    'state', state,
-    'updated_at', g.updated_at,
-    'players', players_json(g),
-    'roster', cjson.encode(g.roster),
-    'reservations', cjson.encode(g.reservations),
-    'full_mark', g.full_mark or '',
-    'last_leave', g.last_leave or '',
-    'end_reason', g.end_reason or '')
+  local before = g.saved
+  local ending = state == 'ended' and before.state ~= 'ended'
+  if ending then
+    for player, _ in pairs(g.reservations) do drop_reservation(g, keys[5], player) end
+  end
+  local changes = {}
+  local function put(field, value, old)
+    if value ~= old then
+      changes[#changes + 1] = field
+      changes[#changes + 1] = value
+    end
+  end
+  put('state', state, before.state)
+  put('updated_at', g.updated_at, before.updated_at)
+  put('full_mark', g.full_mark, before.full_mark)
+  put('last_leave', g.last_leave, before.last_leave)
+  put('end_reason', g.end_reason, before.end_reason)
+  if g.roster_dirty then
+    put('players', players_json(g))
+    put('roster', cjson.encode(g.roster))
+  end
+  if g.reservations_dirty then
+    put('reservations', next(g.reservations) == nil and '{}' or cjson.encode(g.reservations))
+  end
+  if #changes > 0 then redis.call('HSET', key, unpack(changes)) end
+
   local sets = {created = keys[1], creator_joined = keys[2], all_players_joined = keys[2],
                 in_progress = keys[3]}
-  local target = sets[state]
-  for _, set in ipairs({keys[1], keys[2], keys[3]}) do
-    if set ~= target then redis.call('ZREM', set, g.id) end
-  end
-  if target ~= nil then
-    local score = g.updated_at
-    if state == 'created' then score = g.created_at end
-    redis.call('ZADD', target, score, g.id)
+  local old_set, new_set = sets[before.state], sets[state]
+  if old_set ~= nil and old_set ~= new_set then redis.call('ZREM', old_set, g.id) end
+  if new_set ~= nil then
+    if state == 'created' then
+      if old_set ~= new_set then redis.call('ZADD', new_set, g.created_at, g.id) end
+    elseif old_set ~= new_set or g.updated_at ~= before.updated_at then
+      redis.call('ZADD', new_set, g.updated_at, g.id)
+    end
   end
   if state == 'creator_joined' and seats_taken(g, now) < g.capacity then
     redis.call('ZADD', keys[4], g.created_at, g.id)
-  else
+  elseif state == 'creator_joined' or before.state == 'creator_joined' then
     redis.call('ZREM', keys[4], g.id)
   end
-  if state == 'ended' and not was_ended then
-    for player, _ in pairs(g.reservations) do
-      redis.call('ZREM', keys[5], reservation_member(g.id, player))
-    end
-    g.reservations = {}
-    redis.call('HSET', key, 'reservations', '{}')
-    redis.call('EXPIRE', key, tombstone_ttl)
-  end
+  if ending then redis.call('EXPIRE', key, tombstone_ttl) end
+
+  g.state = state
+  g.saved = {state = state, updated_at = g.updated_at, full_mark = g.full_mark,
+             last_leave = g.last_leave, end_reason = g.end_reason}
+  g.roster_dirty, g.reservations_dirty = false, false
   return state
 end

@@ -7,12 +7,11 @@ local g = load_game(KEYS[1])
 if g == nil then return {'not_found', ''} end
 local keys = {KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]}
 
+local expired = {}
 for who, expiry in pairs(g.reservations) do
-  if expiry <= now then
-    g.reservations[who] = nil
-    redis.call('ZREM', KEYS[6], reservation_member(g.id, who))
-  end
+  if expiry <= now then expired[#expired + 1] = who end
 end
+for _, who in ipairs(expired) do drop_reservation(g, KEYS[6], who) end
 
 local function finish(outcome, detail)
   save_game(KEYS[1], g, keys, now, 0)
@@ -26,11 +25,9 @@ if state == 'created' then return finish('refused', 'creator_not_joined') end
 if state == 'all_players_joined' then return finish('refused', 'game_full') end
 local expiry = now + ttl
 if g.reservations[player] ~= nil then
-  g.reservations[player] = expiry
-  redis.call('ZADD', KEYS[6], expiry, reservation_member(g.id, player))
+  hold_reservation(g, KEYS[6], player, expiry)
   return finish('held', '')
 end
 if seats_taken(g, now) >= g.capacity then return finish('refused', 'game_full') end
-g.reservations[player] = expiry
-redis.call('ZADD', KEYS[6], expiry, reservation_member(g.id, player))
+hold_reservation(g, KEYS[6], player, expiry)
 return finish('reserved', tostring(expiry))

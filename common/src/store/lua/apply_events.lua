@@ -1,0 +1,116 @@
+-- Applies a batch of stream entries to their games and acknowledges each one, atomically.
+-- KEYS: 1 pending, 2 lobby, 3 active, 4 open, 5 reservations, 6 stream, 7 dead letters,
+--       8.. the hashes of the batch's games (each game once)
+-- ARGV: 1 group, 2 now (ms), 3 tombstone ttl (s), then 6 per entry: entry id, type,
+--       player ('' = none), server id, ts (ms), the index in KEYS of its game's hash
+-- Returns {outcome, detail} per entry, flattened: outcome is applied | stale | duplicate | dead;
+-- detail is the game's state after the entry, or the dead-letter reason.
+--
+-- Each entry has exactly the effect it would have alone: a game is loaded once, the batch's
+-- entries for it are applied in order to that copy, and it is written back once at the end.
+local group, now, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local set_keys = {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]}
+local stream, dead_letters = KEYS[6], KEYS[7]
+
+local KNOWN = {creator_joined = true, player_joined = true, player_left = true,
+               all_players_joined = true, game_started = true, game_ended = true,
+               heartbeat = true}
+
+local games = {}     -- KEYS index -> the loaded game, or false when its hash is missing
+local to_save = {}   -- KEYS indexes of games an entry was applied to, in first-touch order
+
+-- Copies the entry (its fields read back from the stream) to the dead letters.
+local function dead(entry, reason)
+  local fields = {}
+  local found = redis.call('XRANGE', stream, entry, entry)
+  if found[1] ~= nil then fields = found[1][2] end
+  redis.call('XADD', dead_letters, '*', 'reason', reason, 'source_id', entry, 'dead_at', now,
+    unpack(fields))
+  return 'dead', reason
+end
+
+local function apply(entry, kind, player, server, ts, index)
+  -- Acknowledging first makes the step exactly-once: an entry that is no longer pending for
+  -- the group (already applied, by this consumer or another) changes nothing.
+  if redis.call('XACK', stream, group, entry) == 0 then return 'duplicate', '' end
+
+  local g = games[index]
+  if g == nil then
+    g = load_game(KEYS[index]) or false
+    games[index] = g
+  end
+  if not g then return dead(entry, 'unknown_game') end
+  if g.server_id ~= server then
+    return dead(entry, 'server_mismatch: event from server ' .. server ..
+      ' for a game on server ' .. g.server_id)
+  end
+  if kind == 'creator_joined' and player ~= '' and player ~= g.creator_id then
+    return dead(entry, 'creator_mismatch: creator_joined names ' .. player ..
+      ', the creator is ' .. g.creator_id)
+  end
+  if not KNOWN[kind] then return dead(entry, 'unknown_type: ' .. kind) end
+  if not g.to_save then
+    g.to_save = true
+    to_save[#to_save + 1] = index
+  end
+
+  local id = eid(entry)
+  local was_ended = g.phase == 3
+  if ts > now then ts = now end
+  if ts > g.updated_at then g.updated_at = ts end
+
+  local function advance(to)
+    if to > g.phase then g.phase = to; return true end
+    return false
+  end
+
+  -- Last-writer-wins roster entry; a player who joins gives up their reservation.
+  local function set_presence(who, present)
+    if present then drop_reservation(g, KEYS[5], who) end
+    local existing = g.roster[who]
+    if existing ~= nil and not eid_lt(eid(existing[1]), id) then return false end
+    g.roster[who] = {entry, present and 1 or 0}
+    g.roster_dirty = true
+    return true
+  end
+
+  local changed
+  if kind == 'creator_joined' then
+    local joined = set_presence(g.creator_id, true)
+    changed = advance(1) or joined
+  elseif kind == 'player_joined' then
+    local joined = set_presence(player, true)
+    local advanced = player == g.creator_id and advance(1)
+    changed = joined or advanced
+  elseif kind == 'player_left' then
+    if eid_lt(eid(g.last_leave), id) then g.last_leave = entry end
+    changed = set_presence(player, false)
+  elseif kind == 'all_players_joined' then
+    local newer = eid_lt(eid(g.full_mark), id)
+    if newer then g.full_mark = entry end
+    changed = advance(1) or newer
+  elseif kind == 'game_started' then
+    changed = advance(2)
+  elseif kind == 'game_ended' then
+    changed = advance(3)
+    if changed then g.end_reason = 'game_ended' end
+  else -- heartbeat
+    changed = true
+  end
+
+  local state = derive_state(g)
+  if changed and not was_ended then return 'applied', state end
+  return 'stale', state
+end
+
+local results = {}
+for i = 4, #ARGV, 6 do
+  local outcome, detail = apply(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3],
+    tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5]))
+  results[#results + 1] = outcome
+  results[#results + 1] = detail
+end
+for _, index in ipairs(to_save) do
+  save_game(KEYS[index], games[index], set_keys, now, ttl)
+end
+return results
