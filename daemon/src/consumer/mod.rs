@@ -15,7 +15,9 @@
 //!    until empty) — what a previous run of this instance (same consumer name) received but
 //!    had not acknowledged when it was killed;
 //! 3. then reads new entries (`>`) in batches of `batch_size`, blocking up to `block` on a
-//!    dedicated connection whose reply timeout exceeds the block time;
+//!    dedicated connection whose reply timeout exceeds the block time; while a batch is being
+//!    applied, the next one is read without blocking (read-ahead), so Redis does not sit idle
+//!    between batches;
 //! 4. every `claim_interval`, dead-letters entries delivered more than `max_deliveries` times
 //!    (`XPENDING` extended form, reason `max_deliveries_exceeded`) and claims entries idle
 //!    longer than `claim_idle` from any consumer (`XAUTOCLAIM`), e.g. a crashed instance's.
@@ -35,15 +37,15 @@
 //! # Failures
 //!
 //! Redis being down or restarted is logged and retried with capped exponential backoff; after
-//! a failure the task re-drains its own pending entries, so nothing it had received is left
-//! behind. If the group disappears (`NOGROUP`), it is recreated at id `0` — never `$`, which
+//! any failure the task drops what it had read ahead and re-drains its own pending entries,
+//! so nothing it had received is left behind. If the group disappears (`NOGROUP`), it is recreated at id `0` — never `$`, which
 //! would skip the entries written meanwhile; re-delivered old entries are harmless duplicates.
 //! The consumer never exits because of Redis.
 //!
 //! # Shutdown
 //!
 //! On cancellation a task stops reading, finishes applying (and acknowledging) the batch in
-//! flight and returns. A blocking read that is interrupted may have had entries delivered to
+//! flight and the one read ahead, and returns. A blocking read that is interrupted may have had entries delivered to
 //! it: they stay pending under this consumer's name and are drained at its next start (or
 //! claimed by another instance after `claim_idle`).
 
@@ -239,6 +241,8 @@ struct ProductWorker {
     group_ready: bool,
     /// `Some(last id)` while draining this consumer's own pending entries.
     own_cursor: Option<String>,
+    /// New entries read while the previous batch was being applied, applied next.
+    prefetched: Option<Vec<DeliveredEntry>>,
     next_claim: Instant,
 }
 
@@ -253,6 +257,7 @@ impl ProductWorker {
             reader: None,
             group_ready: false,
             own_cursor: Some("0".into()),
+            prefetched: None,
             next_claim: Instant::now(),
         }
     }
@@ -264,6 +269,10 @@ impl ProductWorker {
                 backoff.reset();
                 continue;
             };
+            // Entries read ahead, or of a batch that failed, are pending under this consumer's
+            // name: re-draining its own pending entries picks them up again.
+            self.prefetched = None;
+            self.own_cursor = Some("0".into());
             if err.is_no_group() {
                 tracing::error!(
                     product = %self.product, stream = %self.stream,
@@ -271,12 +280,10 @@ impl ProductWorker {
                      re-delivered and ignored as duplicates)"
                 );
                 self.group_ready = false;
-                self.own_cursor = Some("0".into());
             } else if err.is_unavailable() {
                 tracing::warn!(product = %self.product, %err, "redis unavailable; backing off");
                 self.reader = None;
                 self.group_ready = false;
-                self.own_cursor = Some("0".into());
             } else {
                 tracing::error!(product = %self.product, %err, "consumer step failed; retrying");
                 self.reader = None;
@@ -286,6 +293,15 @@ impl ProductWorker {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(delay) => {}
             }
+        }
+        if let Some(entries) = self.prefetched.take()
+            && let Err(err) = self.process(entries).await
+        {
+            tracing::warn!(
+                product = %self.product, %err,
+                "could not apply the entries read ahead before stopping; they stay pending \
+                 for the next start"
+            );
         }
         tracing::debug!(product = %self.product, "product consumer stopped");
     }
@@ -313,13 +329,46 @@ impl ProductWorker {
             }
             return Ok(());
         }
-        let block = self.options.block;
-        let entries = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => return Ok(()),
-            read = self.read(">", Some(block)) => read?,
+        let entries = match self.prefetched.take() {
+            Some(entries) => entries,
+            None => {
+                let block = self.options.block;
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => return Ok(()),
+                    read = self.read(">", Some(block)) => read?,
+                }
+            }
         };
-        self.process(entries).await
+        if entries.is_empty() || shutdown.is_cancelled() {
+            return self.process(entries).await;
+        }
+        // Read the next batch (without blocking) while this one is applied, so Redis is not
+        // left waiting for the daemon between batches.
+        let mut reader = self.reader_connection().await?;
+        let read_ahead = read_group(
+            &mut reader,
+            &self.stream,
+            &self.options.name,
+            self.options.batch_size,
+            ">",
+            None,
+        );
+        let (applied, next) = tokio::join!(self.process(entries), read_ahead);
+        self.reader = Some(reader);
+        let next = next?;
+        if !next.is_empty() {
+            self.prefetched = Some(next);
+        }
+        applied
+    }
+
+    /// The dedicated reading connection, opened if needed; the caller puts it back.
+    async fn reader_connection(&mut self) -> Result<MultiplexedConnection, WorkerError> {
+        match self.reader.take() {
+            Some(conn) => Ok(conn),
+            None => Ok(self.store.blocking_connection(self.options.block).await?),
+        }
     }
 
     /// One `XREADGROUP` on the dedicated connection.
@@ -328,22 +377,18 @@ impl ProductWorker {
         id: &str,
         block: Option<Duration>,
     ) -> Result<Vec<DeliveredEntry>, WorkerError> {
-        if self.reader.is_none() {
-            self.reader = Some(self.store.blocking_connection(self.options.block).await?);
-        }
-        let conn = self.reader.as_mut().expect("just set");
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
-            .arg(CONSUMER_GROUP)
-            .arg(&self.options.name)
-            .arg("COUNT")
-            .arg(self.options.batch_size);
-        if let Some(block) = block {
-            cmd.arg("BLOCK").arg(block.as_millis() as u64);
-        }
-        cmd.arg("STREAMS").arg(&self.stream).arg(id);
-        let reply: Value = cmd.query_async(conn).await?;
-        Ok(reply::read_group(&reply)?)
+        let mut conn = self.reader_connection().await?;
+        let entries = read_group(
+            &mut conn,
+            &self.stream,
+            &self.options.name,
+            self.options.batch_size,
+            id,
+            block,
+        )
+        .await;
+        self.reader = Some(conn);
+        entries
     }
 
     /// Applies a batch: trimmed entries are acknowledged and counted lost, the others applied
@@ -530,6 +575,29 @@ impl ProductWorker {
         }
         Ok(())
     }
+}
+
+/// `XREADGROUP GROUP matchmakerd <consumer> COUNT <count> [BLOCK <block>] STREAMS <stream> <id>`.
+async fn read_group(
+    conn: &mut MultiplexedConnection,
+    stream: &str,
+    consumer: &str,
+    count: usize,
+    id: &str,
+    block: Option<Duration>,
+) -> Result<Vec<DeliveredEntry>, WorkerError> {
+    let mut cmd = redis::cmd("XREADGROUP");
+    cmd.arg("GROUP")
+        .arg(CONSUMER_GROUP)
+        .arg(consumer)
+        .arg("COUNT")
+        .arg(count);
+    if let Some(block) = block {
+        cmd.arg("BLOCK").arg(block.as_millis() as u64);
+    }
+    cmd.arg("STREAMS").arg(stream).arg(id);
+    let reply: Value = cmd.query_async(conn).await?;
+    Ok(reply::read_group(&reply)?)
 }
 
 /// Creates the consumer group of `stream` at id 0 (and the stream) unless it exists.

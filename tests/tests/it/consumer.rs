@@ -222,7 +222,6 @@ pub async fn fully_consumed(conn: &mut impl redis::aio::ConnectionLike, stream: 
     )
 }
 
-/// Consumer options for tests: small batches, short blocking, fast refresh.
 /// Writes three poison entries to `stream`: an unknown type for `game`, a missing game id,
 /// and an unknown game.
 pub async fn write_poison(conn: &mut impl redis::aio::ConnectionLike, stream: &str, game: &GameId) {
@@ -260,6 +259,7 @@ pub fn assert_poison_reasons(mut reasons: Vec<String>) {
     assert!(reasons[2].starts_with("unknown_type"), "{reasons:?}");
 }
 
+/// Consumer options for tests: small batches, short blocking, fast refresh.
 fn options(name: &str) -> ConsumerOptions {
     ConsumerOptions {
         name: name.into(),
@@ -473,6 +473,47 @@ async fn a_restarted_consumer_drains_its_own_pending_entries() {
     // Claiming is far off (30 s): only draining its own pending list can finish the work.
     let running = spawn(&fx.store, options("c1"), vec![fx.product.clone()]);
     fx.wait_consumed("the restarted consumer to drain its pending entries")
+        .await;
+    running.stop().await;
+    workload.assert_matches(&fx.store, &ids).await;
+    fx.check_invariants().await;
+}
+
+/// A consumer stopped mid-stream first applies everything it received — the batch in flight
+/// and the one read ahead — so nothing is left pending; a restart finishes the stream.
+#[tokio::test]
+async fn a_consumer_stopped_mid_stream_leaves_nothing_it_received_unapplied() {
+    let fx = Fixture::new().await;
+    fx.create_group().await;
+    let workload = Workload::generate(&fx.product, 50, 6_000, 11);
+    workload.create_games(&fx.store).await;
+    let mut conn = fx.redis.connection().await;
+    let ids = workload
+        .write(&mut conn, &fx.stream, 0..workload.events.len())
+        .await;
+    let running = spawn(&fx.store, options("c1"), vec![fx.product.clone()]);
+    poll::until(
+        "the consumer to start applying",
+        Duration::from_secs(20),
+        || {
+            let mut conn = conn.clone();
+            let stream = fx.stream.clone();
+            let total = ids.len() as u64;
+            async move {
+                let figures = group_figures(&mut conn, &stream).await?;
+                figures.lag.filter(|lag| *lag < total).map(|_| ())
+            }
+        },
+    )
+    .await;
+    running.stop().await;
+    let figures = group_figures(&mut conn, &fx.stream).await.unwrap();
+    assert_eq!(
+        figures.pending, 0,
+        "entries delivered before the stop were left unapplied ({figures:?})"
+    );
+    let running = spawn(&fx.store, options("c1"), vec![fx.product.clone()]);
+    fx.wait_consumed("the restarted consumer to finish the stream")
         .await;
     running.stop().await;
     workload.assert_matches(&fx.store, &ids).await;
