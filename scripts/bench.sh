@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Measures every hot path beside its ceiling and rewrites BENCHMARKS.md and bench/results.json.
 #
-#   scripts/bench.sh                 full run (about 5 minutes)
-#   scripts/bench.sh --quick         smoke run (about a minute; what CI can afford)
+#   scripts/bench.sh                 full run (about 12 minutes)
+#   scripts/bench.sh --quick         smoke run (a few minutes; not part of CI)
 #   scripts/bench.sh --only list     a subset (list, create, flow, events, curation, console)
 #
 # Every argument goes to mm-bench (`target/release/mm-bench --help`). Each scenario starts its

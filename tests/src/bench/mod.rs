@@ -10,8 +10,9 @@
 //!   response of the same size from the same daemon build.
 //! - [`create`]: game creation through the API on reference game servers, and the whole
 //!   player flow (create, connect, join, connect).
-//! - [`events`]: draining a pre-filled stream of events, against `redis-benchmark` running an
-//!   equivalent `EVALSHA`.
+//! - [`events`]: draining a pre-filled stream of events, against Redis draining an identical
+//!   stream by itself (`redis-benchmark` running an `EVALSHA` that reads and applies entries
+//!   with the store's own script).
 //! - [`curation`]: curating stale pending games that exist on the game servers.
 //! - [`console`]: one console refresh and frame with 100,000 games per set.
 //!
@@ -71,10 +72,6 @@ pub struct Sizes {
     pub events: u64,
     /// Games those events are about.
     pub event_games: u64,
-    /// `redis-benchmark -n` of the event ceiling.
-    pub ceiling_requests: u64,
-    /// Games the ceiling script picks from at random.
-    pub ceiling_key_space: u64,
     /// Stale games to curate.
     pub curation_games: u64,
     /// Games per set for the console.
@@ -90,8 +87,6 @@ impl Sizes {
             create_max: 200_000,
             events: 1_000_000,
             event_games: 100_000,
-            ceiling_requests: 300_000,
-            ceiling_key_space: 100_000,
             curation_games: 100_000,
             console_games: 100_000,
         }
@@ -105,8 +100,6 @@ impl Sizes {
             create_max: 20_000,
             events: 50_000,
             event_games: 5_000,
-            ceiling_requests: 30_000,
-            ceiling_key_space: 5_000,
             curation_games: 2_000,
             console_games: 10_000,
         }
@@ -132,8 +125,8 @@ impl Bench {
     }
 }
 
-/// The hand-written head `BENCHMARKS.md` gets when it has none.
-pub const DEFAULT_HEAD: &str = include_str!("methodology.md");
+/// The head a report file without a hand-written one gets (a pointer to `BENCHMARKS.md`).
+pub const DEFAULT_HEAD: &str = include_str!("default_head.md");
 
 /// Runs the selected scenarios one after the other and writes the report.
 pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
