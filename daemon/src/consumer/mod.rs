@@ -106,7 +106,9 @@ impl ConsumerOptions {
             block: settings.block(),
             claim_idle: settings.claim_idle(),
             max_deliveries: settings.max_deliveries.max(1),
-            apply_concurrency: 64,
+            // Eight calls of 16 in flight: enough queued work that Redis never waits for the
+            // daemon between calls (measured: 64 left Redis idle ~17 % of a drain).
+            apply_concurrency: 128,
             apply_batch_size: settings.apply_batch_size.max(1),
             refresh_interval: Duration::from_secs(5),
         }
