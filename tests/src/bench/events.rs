@@ -1,6 +1,7 @@
 //! Scenario `events`: how fast a `--roles worker` daemon drains a pre-filled stream, against
 //! Redis draining an identical stream by itself: `redis-benchmark` calling an `EVALSHA` that
-//! reads the next entries and applies them with the store's own apply script.
+//! reads the next entries and applies them with the store's own apply script. Between the two,
+//! a steady phase measures how long after its `XADD` an event is reflected in the record.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use mm_common::keys::{CONSUMER_GROUP, Keys};
-use mm_common::model::Phase;
+use mm_common::model::{EntryId, Phase};
 use mm_common::{ProductId, ServerId};
 use redis::aio::MultiplexedConnection;
 
@@ -21,6 +22,10 @@ use crate::RedisServer;
 const PRODUCT: &str = "bench";
 const SERVER: &str = "gs-events";
 const TOMBSTONE_TTL_SECS: u64 = 3600;
+/// Events per second written in the steady phase.
+const STEADY_RATE: u64 = 5_000;
+/// Lobby games the steady phase's events are about.
+const STEADY_GAMES: isize = 1_000;
 
 /// The ceiling's script: the store's prelude, a part that reads the next entries of the
 /// stream inside Redis, and the store's `apply_events.lua` unchanged.
@@ -129,7 +134,6 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
     let drain = started.elapsed();
     let daemon_use = daemon_mark.finish()?;
     let redis_use = redis_mark.finish()?;
-    drop(daemon);
     let rate = total as f64 / drain.as_secs_f64();
     let mut row = Row::new(
         format!("matchmakerd --roles worker draining {total} events"),
@@ -148,6 +152,27 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
          stream's last and nothing is pending); {dead} dead-lettered",
         drain.as_secs_f64()
     ));
+    let steady = steady_latency(
+        bench,
+        &redis.url(),
+        &mut conn,
+        &keys,
+        &product,
+        daemon.pid(),
+    )
+    .await?;
+    scenario.rows.push(steady);
+    scenario.note(format!(
+        "steady phase, after the drain with the same daemon: {STEADY_RATE} events/s written \
+         for {} s, a few every millisecond (heartbeats, and a player joining and leaving, over {STEADY_GAMES} lobby \
+         games). Latency is from the XADD (the entry id's time) until the record reflects the \
+         stream up to that entry — every entry up to it acknowledged, which the apply script \
+         does atomically with the change — sampled every 0.25 to 0.4 ms (an upper bound with \
+         that resolution), the XADD time taken as the middle of the id's millisecond",
+        bench.sizes.load.as_secs()
+    ));
+
+    drop(daemon);
 
     // The ceiling, on the same Redis with the daemon gone: identical games and streams under
     // other products, drained by Redis itself, per event and in the daemon's batch size.
@@ -228,6 +253,193 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
     Ok(scenario)
 }
 
+/// Writes events at [`STEADY_RATE`] for the load time while the daemon (pid `daemon_pid`)
+/// runs, and measures how long after its `XADD` each is reflected in the record.
+async fn steady_latency(
+    bench: &Bench,
+    redis_url: &str,
+    conn: &mut MultiplexedConnection,
+    keys: &Keys,
+    product: &ProductId,
+    daemon_pid: u32,
+) -> anyhow::Result<Row> {
+    let product_keys = keys.product(product);
+    let stream = product_keys.events();
+    let games: Vec<String> = redis::cmd("ZRANGE")
+        .arg(product_keys.lobby())
+        .arg(0)
+        .arg(STEADY_GAMES - 1)
+        .query_async(conn)
+        .await?;
+    ensure!(!games.is_empty(), "no lobby game left after the drain");
+    const TICKS_PER_SEC: u64 = 1000;
+    let per_tick = (STEADY_RATE / TICKS_PER_SEC) as usize;
+    let ticks = bench.sizes.load.as_secs().max(1) * TICKS_PER_SEC;
+    let (last_written, mut writer_done) = tokio::sync::watch::channel(None::<EntryId>);
+    let mark = CpuMark::start(daemon_pid)?;
+    let started = Instant::now();
+
+    let writer = {
+        let mut conn = conn.clone();
+        let stream = stream.clone();
+        async move {
+            let mut ids: Vec<EntryId> = Vec::new();
+            let mut tick = tokio::time::interval(Duration::from_millis(1000 / TICKS_PER_SEC));
+            let mut sent = 0usize;
+            for _ in 0..ticks {
+                tick.tick().await;
+                let mut pipe = redis::pipe();
+                for _ in 0..per_tick {
+                    let index = sent % games.len();
+                    // Per game: heartbeat, a player joins, heartbeat, the player leaves.
+                    let (kind, player) = match (sent / games.len()) % 4 {
+                        1 => ("player_joined", format!("steady-{index}")),
+                        3 => ("player_left", format!("steady-{index}")),
+                        _ => ("heartbeat", String::new()),
+                    };
+                    let fields = [
+                        ("type", kind.to_string()),
+                        ("game_id", games[index].clone()),
+                        ("player_id", player),
+                        ("server_id", SERVER.to_string()),
+                    ];
+                    pipe.xadd(&stream, "*", &fields);
+                    sent += 1;
+                }
+                let written: Vec<String> = pipe.query_async(&mut conn).await?;
+                for id in written {
+                    ids.push(entry_id(&id)?);
+                }
+            }
+            last_written.send_replace(ids.last().copied());
+            anyhow::Ok(ids)
+        }
+    };
+    // Samples the applied watermark until the writer is done and all it wrote is applied, on
+    // a thread of its own with a blocking connection: a 250 µs sleep there is precise (tokio's
+    // timers round up to milliseconds) and costs no CPU while it waits.
+    let sampler = {
+        let client = redis::Client::open(redis_url)?;
+        let stream = stream.clone();
+        let deadline = Instant::now() + bench.sizes.load + Duration::from_secs(120);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = client.get_connection()?;
+            let mut samples: Vec<(f64, Watermark)> = Vec::new();
+            loop {
+                let (groups, pending): (Vec<HashMap<String, redis::Value>>, redis::Value) =
+                    watermark_query(&stream).query(&mut conn)?;
+                let watermark = watermark_of(&groups, pending)?;
+                samples.push((wall_clock_ms(), watermark));
+                if let Some(last) = *writer_done.borrow_and_update()
+                    && watermark.covers(last)
+                {
+                    return anyhow::Ok(samples);
+                }
+                ensure!(
+                    Instant::now() < deadline,
+                    "the steady phase's events were not all applied in time"
+                );
+                std::thread::sleep(Duration::from_micros(250));
+            }
+        })
+    };
+    let (ids, samples) = tokio::join!(writer, sampler);
+    let (ids, samples) = (ids?, samples.context("the sampler thread panicked")??);
+    let elapsed = started.elapsed();
+    let usage = mark.finish()?;
+
+    // Both lists are in stream order and the watermark only moves forward: one sweep.
+    let mut histogram = super::driver::micros_histogram();
+    let mut sample = samples.iter().peekable();
+    for id in &ids {
+        while sample
+            .next_if(|(_, watermark)| !watermark.covers(*id))
+            .is_some()
+        {}
+        let Some((seen_at_ms, _)) = sample.peek() else {
+            bail!("entry {id} was never seen applied");
+        };
+        // The id's time is the XADD's, truncated to the millisecond: take the middle.
+        let latency_ms = (seen_at_ms - (id.ms as f64 + 0.5)).max(0.0);
+        super::driver::record(&mut histogram, Duration::from_secs_f64(latency_ms / 1000.0));
+    }
+    let mut row = Row::new(
+        format!(
+            "steady {STEADY_RATE} events/s: XADD → reflected in the record ({} events)",
+            ids.len()
+        ),
+        "events/s",
+    );
+    row.throughput = Some(ids.len() as f64 / elapsed.as_secs_f64());
+    row.latency = Some(super::driver::Latency::of_micros(&histogram));
+    row.daemon = Some(usage);
+    Ok(row)
+}
+
+/// How far the consumer group has applied a stream, from one consistent snapshot.
+#[derive(Debug, Clone, Copy)]
+struct Watermark {
+    /// The group's last delivered entry.
+    delivered: EntryId,
+    /// The oldest delivered but unacknowledged entry, if any.
+    first_pending: Option<EntryId>,
+}
+
+impl Watermark {
+    /// Whether `id` and every entry before it are applied (acknowledged by the apply script).
+    fn covers(&self, id: EntryId) -> bool {
+        match self.first_pending {
+            Some(first) => id < first,
+            None => id <= self.delivered,
+        }
+    }
+}
+
+/// `XINFO GROUPS` and the summary form of `XPENDING` in one `MULTI`.
+fn watermark_query(stream: &str) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.atomic()
+        .cmd("XINFO")
+        .arg("GROUPS")
+        .arg(stream)
+        .cmd("XPENDING")
+        .arg(stream)
+        .arg(CONSUMER_GROUP);
+    pipe
+}
+
+/// The watermark in the replies to [`watermark_query`].
+fn watermark_of(
+    groups: &[HashMap<String, redis::Value>],
+    pending: redis::Value,
+) -> anyhow::Result<Watermark> {
+    let (delivered, _) = progress_of(groups)?;
+    // XPENDING summary: [count, smallest id, greatest id, consumers]; the ids are nil at 0.
+    let (count, first, _, _): (u64, Option<String>, Option<String>, redis::Value) =
+        redis::from_redis_value(pending)?;
+    let first_pending = match (count, first) {
+        (0, _) | (_, None) => None,
+        (_, Some(first)) => Some(entry_id(&first)?),
+    };
+    Ok(Watermark {
+        delivered: entry_id(&delivered)?,
+        first_pending,
+    })
+}
+
+fn entry_id(raw: &str) -> anyhow::Result<EntryId> {
+    raw.parse()
+        .map_err(|err: String| anyhow::anyhow!("malformed stream entry id {raw:?}: {err}"))
+}
+
+/// Now, in milliseconds since the Unix epoch with sub-millisecond precision (the clock Redis
+/// stamps entry ids with, on the same machine).
+fn wall_clock_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
 /// `(last-delivered-id, pending)` of the consumer group.
 async fn group_progress(
     conn: &mut MultiplexedConnection,
@@ -238,6 +450,11 @@ async fn group_progress(
         .arg(stream)
         .query_async(conn)
         .await?;
+    progress_of(&groups)
+}
+
+/// `(last-delivered-id, pending)` of the consumer group in an `XINFO GROUPS` reply.
+fn progress_of(groups: &[HashMap<String, redis::Value>]) -> anyhow::Result<(String, u64)> {
     let group = groups
         .iter()
         .find(|g| {
@@ -324,6 +541,27 @@ mod tests {
             \"p95_latency_ms\",\"p99_latency_ms\",\"max_latency_ms\"\n\
             \"EVALSHA abc 7 k,1\",\"12345.68\",\"3.9\",\"0.1\",\"3.8\",\"5.0\",\"6.0\",\"9.0\"\n";
         assert_eq!(parse_benchmark_csv(csv).unwrap(), 12345.68);
+    }
+
+    #[test]
+    fn the_watermark_covers_what_is_acknowledged_and_nothing_else() {
+        let id = |ms, seq| EntryId::new(ms, seq);
+        let all_acked = Watermark {
+            delivered: id(10, 3),
+            first_pending: None,
+        };
+        assert!(all_acked.covers(id(10, 3)));
+        assert!(!all_acked.covers(id(10, 4)), "not delivered yet");
+        let some_pending = Watermark {
+            delivered: id(10, 3),
+            first_pending: Some(id(9, 0)),
+        };
+        assert!(some_pending.covers(id(8, 99)));
+        assert!(!some_pending.covers(id(9, 0)), "pending: not applied");
+        assert!(
+            !some_pending.covers(id(10, 0)),
+            "after a pending entry: the prefix is not complete"
+        );
     }
 
     #[test]
