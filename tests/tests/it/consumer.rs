@@ -341,6 +341,23 @@ impl Fixture {
         reply::read_group(&reply).unwrap().len()
     }
 
+    /// Creates the games of a generated workload and writes all its events to the stream;
+    /// returns the workload and the entry ids.
+    async fn write_workload(
+        &self,
+        games: usize,
+        events: usize,
+        seed: u64,
+    ) -> (Workload, Vec<String>) {
+        let workload = Workload::generate(&self.product, games, events, seed);
+        workload.create_games(&self.store).await;
+        let mut conn = self.redis.connection().await;
+        let ids = workload
+            .write(&mut conn, &self.stream, 0..workload.events.len())
+            .await;
+        (workload, ids)
+    }
+
     async fn wait_consumed(&self, what: &str) {
         let conn = self.redis.connection().await;
         poll::until(what, Duration::from_secs(20), || {
@@ -389,12 +406,7 @@ impl Fixture {
 async fn applies_events_of_products_that_appear_while_running() {
     let fx = Fixture::new().await;
     let running = spawn(&fx.store, options("c1"), Vec::new());
-    let workload = Workload::generate(&fx.product, 5, 60, 7);
-    workload.create_games(&fx.store).await;
-    let mut conn = fx.redis.connection().await;
-    let ids = workload
-        .write(&mut conn, &fx.stream, 0..workload.events.len())
-        .await;
+    let (workload, ids) = fx.write_workload(5, 60, 7).await;
     fx.wait_consumed("the new product's stream to be consumed")
         .await;
     workload.assert_matches(&fx.store, &ids).await;
@@ -409,12 +421,8 @@ async fn applies_events_of_products_that_appear_while_running() {
 #[tokio::test]
 async fn three_consumers_reach_the_sequential_models_result() {
     let fx = Fixture::new().await;
-    let workload = Workload::generate(&fx.product, 40, 3000, 42);
-    workload.create_games(&fx.store).await;
+    let (workload, ids) = fx.write_workload(40, 3000, 42).await;
     let mut conn = fx.redis.connection().await;
-    let ids = workload
-        .write(&mut conn, &fx.stream, 0..workload.events.len())
-        .await;
     let consumers: Vec<Running> = ["c1", "c2", "c3"]
         .into_iter()
         .map(|name| {
@@ -463,12 +471,7 @@ async fn three_consumers_reach_the_sequential_models_result() {
 async fn a_restarted_consumer_drains_its_own_pending_entries() {
     let fx = Fixture::new().await;
     fx.create_group().await;
-    let workload = Workload::generate(&fx.product, 3, 40, 3);
-    workload.create_games(&fx.store).await;
-    let mut conn = fx.redis.connection().await;
-    let ids = workload
-        .write(&mut conn, &fx.stream, 0..workload.events.len())
-        .await;
+    let (workload, ids) = fx.write_workload(3, 40, 3).await;
     assert_eq!(fx.deliver_to("c1").await, ids.len());
     // Claiming is far off (30 s): only draining its own pending list can finish the work.
     let running = spawn(&fx.store, options("c1"), vec![fx.product.clone()]);
@@ -485,12 +488,8 @@ async fn a_restarted_consumer_drains_its_own_pending_entries() {
 async fn a_consumer_stopped_mid_stream_leaves_nothing_it_received_unapplied() {
     let fx = Fixture::new().await;
     fx.create_group().await;
-    let workload = Workload::generate(&fx.product, 50, 6_000, 11);
-    workload.create_games(&fx.store).await;
+    let (workload, ids) = fx.write_workload(50, 6_000, 11).await;
     let mut conn = fx.redis.connection().await;
-    let ids = workload
-        .write(&mut conn, &fx.stream, 0..workload.events.len())
-        .await;
     let running = spawn(&fx.store, options("c1"), vec![fx.product.clone()]);
     poll::until(
         "the consumer to start applying",
@@ -525,12 +524,7 @@ async fn a_consumer_stopped_mid_stream_leaves_nothing_it_received_unapplied() {
 async fn a_dead_consumers_entries_are_claimed() {
     let fx = Fixture::new().await;
     fx.create_group().await;
-    let workload = Workload::generate(&fx.product, 3, 40, 5);
-    workload.create_games(&fx.store).await;
-    let mut conn = fx.redis.connection().await;
-    let ids = workload
-        .write(&mut conn, &fx.stream, 0..workload.events.len())
-        .await;
+    let (workload, ids) = fx.write_workload(3, 40, 5).await;
     assert_eq!(fx.deliver_to("dead").await, ids.len());
     let mut opts = options("alive");
     opts.claim_idle = Duration::from_millis(300);
