@@ -37,8 +37,10 @@
 //! # Failures
 //!
 //! Redis being down or restarted is logged and retried with capped exponential backoff; after
-//! any failure the task drops what it had read ahead and re-drains its own pending entries,
-//! so nothing it had received is left behind. If the group disappears (`NOGROUP`), it is recreated at id `0` — never `$`, which
+//! such a failure the task drops what it had read ahead and re-drains its own pending entries,
+//! so nothing it had received is left behind. An entry the apply script fails on (a corrupt
+//! game hash) fails only itself — a failed batch is retried one entry per call — and stays
+//! pending until claimed again and, after `max_deliveries`, dead-lettered. If the group disappears (`NOGROUP`), it is recreated at id `0` — never `$`, which
 //! would skip the entries written meanwhile; re-delivered old entries are harmless duplicates.
 //! The consumer never exits because of Redis.
 //!
@@ -271,22 +273,25 @@ impl ProductWorker {
                 backoff.reset();
                 continue;
             };
-            // Entries read ahead, or of a batch that failed, are pending under this consumer's
-            // name: re-draining its own pending entries picks them up again.
-            self.prefetched = None;
-            self.own_cursor = Some("0".into());
+            if err.is_no_group() || err.is_unavailable() {
+                // What was read ahead, or belonged to a batch cut short, is pending under this
+                // consumer's name: re-draining its own pending entries finds it again.
+                self.prefetched = None;
+                self.own_cursor = Some("0".into());
+                self.group_ready = false;
+            }
             if err.is_no_group() {
                 tracing::error!(
                     product = %self.product, stream = %self.stream,
                     "the consumer group disappeared; recreating it at id 0 (old entries will be \
                      re-delivered and ignored as duplicates)"
                 );
-                self.group_ready = false;
             } else if err.is_unavailable() {
                 tracing::warn!(product = %self.product, %err, "redis unavailable; backing off");
                 self.reader = None;
-                self.group_ready = false;
             } else {
+                // Entries that failed stay pending and are claimed again after `claim_idle`
+                // (dead-lettered after `max_deliveries`); the rest of the stream goes on.
                 tracing::error!(product = %self.product, %err, "consumer step failed; retrying");
                 self.reader = None;
             }
@@ -435,10 +440,41 @@ impl ProductWorker {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Applies (and acknowledges) `entries` in one script call and counts what became of each.
+    /// Applies (and acknowledges) `entries` in one script call. If the call fails for another
+    /// reason than Redis being unavailable (the script changed nothing then: it writes only
+    /// once every entry is decided), they are retried one per call, so an entry the script
+    /// cannot apply (a corrupt game, say) holds up only itself: it stays pending, to be
+    /// claimed again and dead-lettered after `max_deliveries`.
     async fn apply(
         &self,
         entries: Vec<(String, Vec<(String, String)>)>,
+    ) -> Result<(), WorkerError> {
+        match self.apply_call(&entries).await {
+            Err(err) if entries.len() > 1 && !err.is_unavailable() => {
+                tracing::warn!(
+                    product = %self.product, %err, count = entries.len(),
+                    "applying a batch of events failed; retrying them one by one"
+                );
+                let mut first_error = None;
+                for entry in entries.chunks(1) {
+                    if let Err(err) = self.apply_call(entry).await {
+                        tracing::error!(
+                            product = %self.product, entry = %entry[0].0, %err,
+                            "could not apply an event; it stays pending"
+                        );
+                        first_error.get_or_insert(err);
+                    }
+                }
+                first_error.map_or(Ok(()), Err)
+            }
+            other => other,
+        }
+    }
+
+    /// One apply script call for `entries`, counting what became of each.
+    async fn apply_call(
+        &self,
+        entries: &[(String, Vec<(String, String)>)],
     ) -> Result<(), WorkerError> {
         let batch: Vec<(&str, &[(String, String)])> = entries
             .iter()

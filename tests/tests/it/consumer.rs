@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use matchmakerd::consumer::{Consumer, ConsumerOptions, reply};
+use matchmakerd::consumer::{Consumer, ConsumerOptions, MAX_DELIVERIES_REASON, reply};
 use mm_common::keys::CONSUMER_GROUP;
 use mm_common::store::{Store, StoreOptions};
 use mm_common::time::now_ms;
@@ -516,6 +516,77 @@ async fn a_consumer_stopped_mid_stream_leaves_nothing_it_received_unapplied() {
         .await;
     running.stop().await;
     workload.assert_matches(&fx.store, &ids).await;
+    fx.check_invariants().await;
+}
+
+/// An event the apply script fails on (its game's hash is corrupt) holds up only itself: the
+/// other games' events in the same batches are applied, and it is dead-lettered once it has
+/// been delivered more than `max_deliveries` times.
+#[tokio::test]
+async fn an_event_the_script_fails_on_holds_up_only_itself() {
+    let fx = Fixture::new().await;
+    fx.create_group().await;
+    let workload = Workload::generate(&fx.product, 4, 60, 21);
+    workload.create_games(&fx.store).await;
+    let mut conn = fx.redis.connection().await;
+    let broken = workload.games[0].id.clone();
+    let broken_key = fx.store.keys().product(&fx.product).game(&broken);
+    let () = conn.hset(&broken_key, "roster", "not json").await.unwrap();
+    let ids = workload
+        .write(&mut conn, &fx.stream, 0..workload.events.len())
+        .await;
+    let broken_entries: Vec<&String> = ids
+        .iter()
+        .zip(&workload.events)
+        .filter(|(_, fields)| {
+            fields
+                .iter()
+                .any(|(k, v)| k == "game_id" && *v == broken.as_str())
+        })
+        .map(|(id, _)| id)
+        .collect();
+    assert!(!broken_entries.is_empty());
+
+    let mut opts = options("c1");
+    opts.claim_idle = Duration::from_millis(300);
+    opts.max_deliveries = 2;
+    // One script call per read batch, so every call holds events of the broken game too.
+    opts.apply_batch_size = opts.batch_size;
+    opts.apply_concurrency = opts.batch_size;
+    let running = spawn(&fx.store, opts, vec![fx.product.clone()]);
+    fx.wait_consumed("every entry applied or dead-lettered")
+        .await;
+    running.stop().await;
+
+    let expected = workload.expected(&ids);
+    for game in &workload.games[1..] {
+        assert_eq!(
+            fx.store.game(&game.id).await.unwrap().as_ref(),
+            Some(&expected[&game.id]),
+            "{}: a healthy game's events were held up by the broken one",
+            game.id
+        );
+    }
+    let mut buried: Vec<(String, String)> = fx
+        .dead_letters()
+        .await
+        .into_iter()
+        .map(|d| (d["source_id"].clone(), d["reason"].clone()))
+        .collect();
+    buried.sort();
+    let mut wanted: Vec<(String, String)> = broken_entries
+        .iter()
+        .map(|id| (id.to_string(), MAX_DELIVERIES_REASON.to_string()))
+        .collect();
+    wanted.sort();
+    assert_eq!(
+        buried, wanted,
+        "exactly the broken game's events are dead-lettered"
+    );
+    // Nothing was written for the broken game; repaired, the record is consistent.
+    let () = conn.hset(&broken_key, "roster", "{}").await.unwrap();
+    let repaired = fx.store.game(&broken).await.unwrap().unwrap();
+    assert_eq!(repaired.state(), GameState::Created);
     fx.check_invariants().await;
 }
 

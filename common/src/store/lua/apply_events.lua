@@ -8,6 +8,11 @@
 --
 -- Each entry has exactly the effect it would have alone: a game is loaded once, the batch's
 -- entries for it are applied in order to that copy, and it is written back once at the end.
+--
+-- Redis does not undo a script's writes when it fails part-way, so the script writes nothing
+-- until every entry has been decided: the first pass only reads (is the entry still pending
+-- for the group, the games) and computes; the second acknowledges, dead-letters and saves.
+-- A failure in the first pass (a corrupt game hash, say) leaves the whole batch pending.
 local group, now, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local set_keys = {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]}
 local stream, dead_letters = KEYS[6], KEYS[7]
@@ -18,21 +23,23 @@ local KNOWN = {creator_joined = true, player_joined = true, player_left = true,
 
 local games = {}     -- KEYS index -> the loaded game, or false when its hash is missing
 local to_save = {}   -- KEYS indexes of games an entry was applied to, in first-touch order
+local handled = {}   -- entry id -> true once decided in this batch
+local to_ack = {}    -- entry ids to acknowledge
+local to_bury = {}   -- {entry id, reason} to copy to the dead letters
 
--- Copies the entry (its fields read back from the stream) to the dead letters.
 local function dead(entry, reason)
-  local fields = {}
-  local found = redis.call('XRANGE', stream, entry, entry)
-  if found[1] ~= nil then fields = found[1][2] end
-  redis.call('XADD', dead_letters, '*', 'reason', reason, 'source_id', entry, 'dead_at', now,
-    unpack(fields))
+  to_bury[#to_bury + 1] = {entry, reason}
   return 'dead', reason
 end
 
 local function apply(entry, kind, player, server, ts, index)
-  -- Acknowledging first makes the step exactly-once: an entry that is no longer pending for
-  -- the group (already applied, by this consumer or another) changes nothing.
-  if redis.call('XACK', stream, group, entry) == 0 then return 'duplicate', '' end
+  -- Exactly once: an entry no longer pending for the group (already applied, by this consumer
+  -- or another, or earlier in this batch) changes nothing.
+  if handled[entry] or #redis.call('XPENDING', stream, group, entry, entry, 1) == 0 then
+    return 'duplicate', ''
+  end
+  handled[entry] = true
+  to_ack[#to_ack + 1] = entry
 
   local g = games[index]
   if g == nil then
@@ -66,7 +73,7 @@ local function apply(entry, kind, player, server, ts, index)
 
   -- Last-writer-wins roster entry; a player who joins gives up their reservation.
   local function set_presence(who, present)
-    if present then drop_reservation(g, KEYS[5], who) end
+    if present then drop_reservation(g, who) end
     local existing = g.roster[who]
     if existing ~= nil and not eid_lt(eid(existing[1]), id) then return false end
     g.roster[who] = {entry, present and 1 or 0}
@@ -109,6 +116,18 @@ for i = 4, #ARGV, 6 do
     tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5]))
   results[#results + 1] = outcome
   results[#results + 1] = detail
+end
+
+-- Second pass: every write.
+for i = 1, #to_ack, 1000 do
+  redis.call('XACK', stream, group, unpack(to_ack, i, math.min(i + 999, #to_ack)))
+end
+for _, burial in ipairs(to_bury) do
+  local entry, fields = burial[1], {}
+  local found = redis.call('XRANGE', stream, entry, entry)
+  if found[1] ~= nil then fields = found[1][2] end
+  redis.call('XADD', dead_letters, '*', 'reason', burial[2], 'source_id', entry, 'dead_at', now,
+    unpack(fields))
 end
 for _, index in ipairs(to_save) do
   save_game(KEYS[index], games[index], set_keys, now, ttl)

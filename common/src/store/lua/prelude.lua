@@ -23,10 +23,10 @@ local PHASE = {created = 0, creator_joined = 1, all_players_joined = 1, in_progr
 local GAME_FIELDS = {'id', 'server_id', 'creator_id', 'capacity', 'created_at', 'updated_at',
                      'state', 'roster', 'reservations', 'full_mark', 'last_leave', 'end_reason'}
 
--- Loads a game hash into a table (nil when absent), decoding its JSON fields. `g.saved` keeps
--- the scalar fields as stored, so `save_game` writes only what changed; code that changes
--- `g.roster` or `g.reservations` sets `g.roster_dirty` / `g.reservations_dirty` (or uses
--- `hold_reservation` / `drop_reservation`).
+-- Loads a game hash into a table (nil when absent), decoding its JSON fields. Nothing is
+-- written until `save_game`: `g.saved` keeps the scalar fields as stored, so it writes only
+-- what changed; code that changes `g.roster` sets `g.roster_dirty`, and reservations change
+-- only through `hold_reservation` / `drop_reservation`, which queue their index writes.
 local function load_game(key)
   local v = redis.call('HMGET', key, unpack(GAME_FIELDS))
   if not v[1] then return nil end
@@ -38,6 +38,7 @@ local function load_game(key)
   g.reservations = cjson.decode(v[9] or '{}')
   g.saved = {state = g.state, updated_at = g.updated_at, full_mark = g.full_mark,
              last_leave = g.last_leave, end_reason = g.end_reason}
+  g.reservation_writes = {}
   return g
 end
 
@@ -45,19 +46,19 @@ local function reservation_member(game_id, player)
   return game_id .. '\31' .. player
 end
 
--- Holds a seat for `player` until `expiry` (ms), in the game and in the reservations index.
-local function hold_reservation(g, reservations_key, player, expiry)
+-- Holds a seat for `player` until `expiry` (ms).
+local function hold_reservation(g, player, expiry)
   g.reservations[player] = expiry
   g.reservations_dirty = true
-  redis.call('ZADD', reservations_key, expiry, reservation_member(g.id, player))
+  g.reservation_writes[#g.reservation_writes + 1] = {player, expiry}
 end
 
 -- Gives up `player`'s seat reservation, if any.
-local function drop_reservation(g, reservations_key, player)
+local function drop_reservation(g, player)
   if g.reservations[player] == nil then return end
   g.reservations[player] = nil
   g.reservations_dirty = true
-  redis.call('ZREM', reservations_key, reservation_member(g.id, player))
+  g.reservation_writes[#g.reservation_writes + 1] = {player, false}
 end
 
 local function present_count(g)
@@ -112,8 +113,8 @@ local function players_json(g)
   return cjson.encode(names)
 end
 
--- Writes what changed of the game and its derived fields, and keeps it in exactly the set its
--- state names (and in the open index while a seat is free). keys = {pending, lobby, active,
+-- Writes what changed of the game (its queued reservation index writes first) and its derived
+-- fields, and keeps it in exactly the set its state names (and in the open index while a seat is free). keys = {pending, lobby, active,
 -- open, reservations}. Set membership follows the stored state (every script keeps the two in
 -- step). Ending a game also drops its reservations and gives the hash its tombstone TTL.
 local function save_game(key, g, keys, now, tombstone_ttl)
@@ -121,8 +122,17 @@ local function save_game(key, g, keys, now, tombstone_ttl)
   local before = g.saved
   local ending = state == 'ended' and before.state ~= 'ended'
   if ending then
-    for player, _ in pairs(g.reservations) do drop_reservation(g, keys[5], player) end
+    for player, _ in pairs(g.reservations) do drop_reservation(g, player) end
   end
+  for _, write in ipairs(g.reservation_writes) do
+    local member = reservation_member(g.id, write[1])
+    if write[2] then
+      redis.call('ZADD', keys[5], write[2], member)
+    else
+      redis.call('ZREM', keys[5], member)
+    end
+  end
+  g.reservation_writes = {}
   local changes = {}
   local function put(field, value, old)
     if value ~= old then

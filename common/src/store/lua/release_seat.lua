@@ -16,6 +16,6 @@ if expiry == nil then
   return 0
 end
 if not force and expiry > now then return 0 end
-drop_reservation(g, KEYS[6], player)
+drop_reservation(g, player)
 save_game(KEYS[1], g, {KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]}, now, 0)
 return 1

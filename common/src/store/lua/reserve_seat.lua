@@ -11,7 +11,7 @@ local expired = {}
 for who, expiry in pairs(g.reservations) do
   if expiry <= now then expired[#expired + 1] = who end
 end
-for _, who in ipairs(expired) do drop_reservation(g, KEYS[6], who) end
+for _, who in ipairs(expired) do drop_reservation(g, who) end
 
 local function finish(outcome, detail)
   save_game(KEYS[1], g, keys, now, 0)
@@ -25,9 +25,9 @@ if state == 'created' then return finish('refused', 'creator_not_joined') end
 if state == 'all_players_joined' then return finish('refused', 'game_full') end
 local expiry = now + ttl
 if g.reservations[player] ~= nil then
-  hold_reservation(g, KEYS[6], player, expiry)
+  hold_reservation(g, player, expiry)
   return finish('held', '')
 end
 if seats_taken(g, now) >= g.capacity then return finish('refused', 'game_full') end
-hold_reservation(g, KEYS[6], player, expiry)
+hold_reservation(g, player, expiry)
 return finish('reserved', tostring(expiry))
