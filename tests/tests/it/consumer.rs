@@ -295,16 +295,20 @@ fn spawn(store: &Store, options: ConsumerOptions, products: Vec<ProductId>) -> R
     Running { token, task }
 }
 
-struct Fixture {
-    redis: RedisServer,
-    store: Store,
-    product: ProductId,
-    stream: String,
+pub struct Fixture {
+    pub redis: RedisServer,
+    pub store: Store,
+    pub product: ProductId,
+    pub stream: String,
 }
 
 impl Fixture {
     async fn new() -> Fixture {
-        let redis = RedisServer::start().expect("redis-server");
+        Fixture::with_redis(RedisServer::start().expect("redis-server")).await
+    }
+
+    /// A fixture over `redis` (the fault tests start theirs with AOF on).
+    pub async fn with_redis(redis: RedisServer) -> Fixture {
         let store = Store::connect(StoreOptions::new(redis.url()))
             .await
             .unwrap();
@@ -387,7 +391,7 @@ impl Fixture {
             .collect()
     }
 
-    async fn check_invariants(&self) {
+    pub async fn check_invariants(&self) {
         let mut conn = self.redis.connection().await;
         invariants::check_all(
             &mut conn,

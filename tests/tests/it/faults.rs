@@ -10,42 +10,25 @@ use matchmakerd::consumer::reply;
 use matchmakerd::instance::InstanceIdentity;
 use mm_common::gameserver::{ClientOptions, CreateGameRequest, GameServerClient};
 use mm_common::keys::CONSUMER_GROUP;
-use mm_common::store::{Store, StoreOptions};
 use mm_common::time::now_ms;
-use mm_common::{Game, GameId, GameState, PlayerId, ProductId, ServerId};
+use mm_common::{Game, GameId, GameState, PlayerId, ServerId};
 use mm_testkit::daemon_process::{DaemonProcess, DaemonSpec};
 use mm_testkit::fake_gameserver::{Behaviour, FakeGameServer, Route};
-use mm_testkit::{RedisOptions, RedisServer, invariants, poll};
+use mm_testkit::{RedisOptions, RedisServer, poll};
 use redis::AsyncCommands;
 
 use crate::consumer::{
-    Workload, assert_poison_reasons, fully_consumed, group_figures, write_poison,
+    Fixture, Workload, assert_poison_reasons, fully_consumed, group_figures, write_poison,
 };
 
 /// Consumer settings of the fault tests: short blocking reads, claims after 1 s idle.
 const CONSUMER_TOML: &str = "[consumer]\nbatch_size = 128\nblock_ms = 200\nclaim_idle_secs = 1\n";
 
-struct Fixture {
-    redis: RedisServer,
-    store: Store,
-    product: ProductId,
-    stream: String,
-}
-
 impl Fixture {
-    async fn new() -> Fixture {
+    /// The consumer tests' fixture over a redis-server with AOF on.
+    async fn durable() -> Fixture {
         let redis = RedisServer::start_with(RedisOptions { aof: true }).expect("redis-server");
-        let store = Store::connect(StoreOptions::new(redis.url()))
-            .await
-            .unwrap();
-        let product = ProductId::new("chess").unwrap();
-        let stream = store.keys().product(&product).events();
-        Fixture {
-            redis,
-            store,
-            product,
-            stream,
-        }
+        Fixture::with_redis(redis).await
     }
 
     fn worker(&self, instance: &str) -> DaemonProcess {
@@ -78,7 +61,7 @@ impl Fixture {
     }
 
     /// Waits until every entry was delivered and acknowledged; returns how long it took.
-    async fn wait_consumed(&self, what: &str, daemons: &mut [&mut DaemonProcess]) -> Duration {
+    async fn wait_consumed_by(&self, what: &str, daemons: &mut [&mut DaemonProcess]) -> Duration {
         let started = Instant::now();
         let conn = self.conn().await;
         let stream = self.stream.clone();
@@ -114,18 +97,6 @@ impl Fixture {
             .unwrap();
         reply::pending_rows(&reply).unwrap().len() as u64
     }
-
-    async fn check_invariants(&self) {
-        let mut conn = self.conn().await;
-        invariants::check_all(
-            &mut conn,
-            "mm",
-            std::slice::from_ref(&self.product),
-            now_ms(),
-        )
-        .await
-        .unwrap();
-    }
 }
 
 /// The sum of every series of counter `name` in a Prometheus text exposition.
@@ -149,7 +120,7 @@ fn consumer_name(instance: &str) -> String {
 /// pending list ends empty.
 #[tokio::test]
 async fn a_daemon_killed_mid_stream_restarts_and_applies_every_event_once() {
-    let fx = Fixture::new().await;
+    let fx = Fixture::durable().await;
     let workload = Workload::generate(&fx.product, 200, 10_000, 101);
     workload.create_games(&fx.store).await;
     let total = workload.events.len();
@@ -180,7 +151,7 @@ async fn a_daemon_killed_mid_stream_restarts_and_applies_every_event_once() {
     let restarted = Instant::now();
     daemon.restart().unwrap();
     let drain = fx
-        .wait_consumed("the restarted daemon to finish", &mut [&mut daemon])
+        .wait_consumed_by("the restarted daemon to finish", &mut [&mut daemon])
         .await;
     workload.assert_matches(&fx.store, &ids).await;
     assert_eq!(fx.pending_of(&consumer_name("a")).await, 0);
@@ -213,7 +184,7 @@ async fn a_daemon_killed_mid_stream_restarts_and_applies_every_event_once() {
 /// unacknowledged entries (XAUTOCLAIM after 1 s idle) and finishes everything.
 #[tokio::test]
 async fn the_survivor_claims_a_dead_daemons_entries() {
-    let fx = Fixture::new().await;
+    let fx = Fixture::durable().await;
     let workload = Workload::generate(&fx.product, 50, 3000, 202);
     workload.create_games(&fx.store).await;
     let total = workload.events.len();
@@ -246,7 +217,7 @@ async fn the_survivor_claims_a_dead_daemons_entries() {
     let pending_of_dead = fx.pending_of(&doomed_name).await;
     assert!(pending_of_dead >= orphaned as u64);
     let started = Instant::now();
-    fx.wait_consumed("the survivor to claim and finish", &mut [&mut survivor])
+    fx.wait_consumed_by("the survivor to claim and finish", &mut [&mut survivor])
         .await;
     assert_eq!(fx.pending_of(&doomed_name).await, 0, "claimed away");
     workload.assert_matches(&fx.store, &ids).await;
@@ -267,7 +238,7 @@ async fn the_survivor_claims_a_dead_daemons_entries() {
 /// acknowledged event is lost.
 #[tokio::test]
 async fn the_daemon_recovers_from_a_redis_restart_without_losing_events() {
-    let mut fx = Fixture::new().await;
+    let mut fx = Fixture::durable().await;
     let workload = Workload::generate(&fx.product, 100, 4000, 303);
     workload.create_games(&fx.store).await;
     let total = workload.events.len();
@@ -283,7 +254,7 @@ async fn the_daemon_recovers_from_a_redis_restart_without_losing_events() {
             .write(&mut conn, &fx.stream, total / 2..total)
             .await,
     );
-    fx.wait_consumed("the daemon to recover and finish", &mut [&mut daemon])
+    fx.wait_consumed_by("the daemon to recover and finish", &mut [&mut daemon])
         .await;
     let recovery = restarted.elapsed();
     assert!(
@@ -306,7 +277,7 @@ async fn the_daemon_recovers_from_a_redis_restart_without_losing_events() {
 /// reasons by a running daemon; every other event is applied.
 #[tokio::test]
 async fn a_daemon_dead_letters_poison_and_applies_the_rest() {
-    let fx = Fixture::new().await;
+    let fx = Fixture::durable().await;
     let workload = Workload::generate(&fx.product, 10, 300, 404);
     workload.create_games(&fx.store).await;
     let mut daemon = fx.worker("a");
@@ -319,7 +290,7 @@ async fn a_daemon_dead_letters_poison_and_applies_the_rest() {
             .write(&mut conn, &fx.stream, half..workload.events.len())
             .await,
     );
-    fx.wait_consumed("poison and good events to be handled", &mut [&mut daemon])
+    fx.wait_consumed_by("poison and good events to be handled", &mut [&mut daemon])
         .await;
     let dead: redis::streams::StreamRangeReply = conn
         .xrange_all(fx.store.keys().product(&fx.product).dead_letters())
@@ -338,7 +309,7 @@ async fn a_daemon_dead_letters_poison_and_applies_the_rest() {
 /// when the server answers again they are curated.
 #[tokio::test]
 async fn stale_games_survive_a_game_server_outage_and_are_curated_after() {
-    let fx = Fixture::new().await;
+    let fx = Fixture::durable().await;
     let fake = FakeGameServer::start().await.unwrap();
     let endpoint = fake.endpoint("gs-1");
     let client = GameServerClient::new(ClientOptions::default()).unwrap();
@@ -450,7 +421,7 @@ async fn a_bad_setting_exits_2_naming_the_key() {
 /// exits 0.
 #[tokio::test]
 async fn a_running_daemon_heartbeats_and_a_clean_stop_removes_it() {
-    let fx = Fixture::new().await;
+    let fx = Fixture::durable().await;
     let mut daemon = fx.worker("hb");
     let name = consumer_name("hb");
     let conn = fx.conn().await;
@@ -488,7 +459,7 @@ async fn an_in_process_daemon_applies_events_and_exposes_metrics() {
     use matchmakerd::startup::{Daemon, DaemonOptions};
     use mm_config::{LoadOptions, Mode, Settings};
 
-    let fx = Fixture::new().await;
+    let fx = Fixture::durable().await;
     let settings = Settings::load_with_env(
         &LoadOptions::new(Mode::Test),
         [
@@ -554,7 +525,7 @@ async fn an_in_process_daemon_applies_events_and_exposes_metrics() {
 /// A daemon started while Redis is down keeps running and starts consuming once Redis is up.
 #[tokio::test]
 async fn a_daemon_started_before_redis_waits_for_it() {
-    let mut fx = Fixture::new().await;
+    let mut fx = Fixture::durable().await;
     let workload = Workload::generate(&fx.product, 5, 200, 606);
     workload.create_games(&fx.store).await;
     let mut conn = fx.conn().await;
@@ -571,7 +542,7 @@ async fn a_daemon_started_before_redis_waits_for_it() {
     assert!(daemon.is_running(), "Redis being down is not fatal");
     let back = Instant::now();
     fx.redis.restart().unwrap();
-    fx.wait_consumed("consumption after Redis came up", &mut [&mut daemon])
+    fx.wait_consumed_by("consumption after Redis came up", &mut [&mut daemon])
         .await;
     let elapsed = back.elapsed();
     poll::until(
