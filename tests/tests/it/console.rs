@@ -526,18 +526,7 @@ async fn tail_follows_new_events_without_touching_the_consumer_group() {
         let line = line_rx.try_recv().ok();
         async move {
             if line.is_none() {
-                let _: String = redis::cmd("XADD")
-                    .arg(&key)
-                    .arg("*")
-                    .arg("type")
-                    .arg("heartbeat")
-                    .arg("game_id")
-                    .arg("chess.tail-test")
-                    .arg("server_id")
-                    .arg(SERVER_ID)
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap();
+                write_tail_heartbeat(&mut conn, &key).await;
             }
             line
         }
@@ -557,18 +546,7 @@ async fn tail_follows_new_events_without_touching_the_consumer_group() {
             let status = child.try_wait().unwrap();
             async move {
                 if status.is_none() {
-                    let _: String = redis::cmd("XADD")
-                        .arg(&key)
-                        .arg("*")
-                        .arg("type")
-                        .arg("heartbeat")
-                        .arg("game_id")
-                        .arg("chess.tail-test")
-                        .arg("server_id")
-                        .arg(SERVER_ID)
-                        .query_async(&mut conn)
-                        .await
-                        .unwrap();
+                    write_tail_heartbeat(&mut conn, &key).await;
                 }
                 status
             }
@@ -620,4 +598,20 @@ async fn refusing_server_exits_4_and_keeps_the_record() {
     );
     assert_eq!(fx.audit().await[0].outcome, "server_refused_record_kept");
     fx.check_invariants().await;
+}
+
+/// Appends a heartbeat for `chess.tail-test` to `key`, for the tail tests to print.
+async fn write_tail_heartbeat(conn: &mut redis::aio::MultiplexedConnection, key: &str) {
+    let _: String = redis::cmd("XADD")
+        .arg(key)
+        .arg("*")
+        .arg("type")
+        .arg("heartbeat")
+        .arg("game_id")
+        .arg("chess.tail-test")
+        .arg("server_id")
+        .arg(SERVER_ID)
+        .query_async(conn)
+        .await
+        .unwrap();
 }
