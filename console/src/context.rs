@@ -3,8 +3,10 @@
 
 use std::collections::HashMap;
 
+use mm_common::admin::{self, AdminError, ForceDeleteReport, ForceDeleteRequest};
 use mm_common::gameserver::{ClientOptions, GameServerClient, GameServerEndpoint};
 use mm_common::store::{Store, StoreOptions};
+use mm_common::time::now_ms;
 use mm_common::{ProductId, ServerId};
 use mm_config::Settings;
 
@@ -47,6 +49,22 @@ pub struct Console {
 }
 
 impl Console {
+    /// Force-deletes a game through its game server's API, then from the record, now (the
+    /// interactive delete and `--delete` alike).
+    pub async fn force_delete(
+        &self,
+        request: &ForceDeleteRequest,
+    ) -> Result<ForceDeleteReport, AdminError> {
+        admin::force_delete(
+            &self.store,
+            &self.client,
+            &self.endpoints,
+            request,
+            now_ms(),
+        )
+        .await
+    }
+
     /// Builds the handles; nothing connects yet.
     pub fn from_settings(settings: &Settings) -> Result<Console, ContextError> {
         let mut options = StoreOptions::new(settings.redis.url.clone());

@@ -5,9 +5,9 @@
 use std::io::{self, Write};
 use std::time::Duration;
 
-use mm_common::admin::{self, ForceDeleteOutcome, ForceDeleteReport, ForceDeleteRequest};
+use mm_common::admin::{ForceDeleteOutcome, ForceDeleteReport, ForceDeleteRequest};
 use mm_common::model::GameSet;
-use mm_common::time::{now_ms, rfc3339};
+use mm_common::time::rfc3339;
 use mm_common::{GameId, ProductId};
 use serde::Serialize;
 
@@ -78,15 +78,7 @@ pub async fn delete(console: &Console, args: &DeleteArgs) -> u8 {
         reason: args.reason.clone(),
         force: args.force,
     };
-    match admin::force_delete(
-        &console.store,
-        &console.client,
-        &console.endpoints,
-        &request,
-        now_ms(),
-    )
-    .await
-    {
+    match console.force_delete(&request).await {
         Ok(report) => {
             if args.json {
                 print_json(&report);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crossterm::event::{Event, EventStream};
 use futures::StreamExt;
 use mm_common::GameId;
-use mm_common::admin::{self, ForceDeleteRequest};
+use mm_common::admin::ForceDeleteRequest;
 use mm_common::time::now_ms;
 use tokio::sync::mpsc;
 
@@ -142,15 +142,10 @@ fn execute(console: &Console, options: &TuiOptions, command: Command, tx: &mpsc:
                             reason: "force-delete from the console".to_string(),
                             force: false,
                         };
-                        admin::force_delete(
-                            &console.store,
-                            &console.client,
-                            &console.endpoints,
-                            &request,
-                            now_ms(),
-                        )
-                        .await
-                        .map_err(|e| e.to_string())
+                        console
+                            .force_delete(&request)
+                            .await
+                            .map_err(|e| e.to_string())
                     }
                 };
                 let _ = tx
