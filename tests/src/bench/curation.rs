@@ -4,9 +4,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use mm_common::keys::Keys;
+use mm_common::ServerId;
 use mm_common::model::Phase;
-use mm_common::{ProductId, ServerId};
 
 use super::Bench;
 use super::driver::Latency;
@@ -15,7 +14,6 @@ use super::procs::{
     CpuMark, DaemonProcess, DaemonSpec, GameServerProcess, GameServerSpec, RegisteredServer,
 };
 use super::report::{Row, Scenario};
-use crate::RedisServer;
 
 const PRODUCT: &str = "bench";
 const SERVERS: usize = 2;
@@ -24,12 +22,14 @@ const SERVERS: usize = 2;
 pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
     let mut scenario = Scenario::new("curation", "curation");
     let games = bench.sizes.curation_games;
-    let redis = RedisServer::start()?;
-    let mut conn = redis.connection().await;
-    let redis_pid = fixtures::redis_pid(&mut conn).await?;
-    let keys = Keys::new(bench.key_prefix);
-    let product = ProductId::new(PRODUCT)?;
-    let product_keys = keys.product(&product);
+    let fixtures::ScenarioRedis {
+        redis,
+        mut conn,
+        pid: redis_pid,
+        keys,
+        product,
+        product_keys,
+    } = fixtures::ScenarioRedis::start(bench.key_prefix, PRODUCT).await?;
     let per_server = games.div_ceil(SERVERS as u64);
 
     let mut servers = Vec::new();

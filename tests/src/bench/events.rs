@@ -17,7 +17,6 @@ use super::Bench;
 use super::fixtures::{self, EventFields};
 use super::procs::{CpuMark, DaemonProcess, DaemonSpec};
 use super::report::{Row, Scenario};
-use crate::RedisServer;
 
 const PRODUCT: &str = "bench";
 const SERVER: &str = "gs-events";
@@ -94,12 +93,14 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
     let games = bench.sizes.event_games;
     let rounds = (bench.sizes.events / games).max(1);
     let total = games * rounds;
-    let redis = RedisServer::start()?;
-    let mut conn = redis.connection().await;
-    let redis_pid = fixtures::redis_pid(&mut conn).await?;
-    let keys = Keys::new(bench.key_prefix);
-    let product = ProductId::new(PRODUCT)?;
-    let product_keys = keys.product(&product);
+    let fixtures::ScenarioRedis {
+        redis,
+        mut conn,
+        pid: redis_pid,
+        keys,
+        product,
+        product_keys,
+    } = fixtures::ScenarioRedis::start(bench.key_prefix, PRODUCT).await?;
 
     let fill_started = Instant::now();
     let last_id = fill(&mut conn, &keys, &product, games, rounds).await?;

@@ -14,6 +14,43 @@ use redis::aio::MultiplexedConnection;
 /// Commands per pipeline when writing in bulk.
 const PIPELINE: usize = 2_000;
 
+/// A scenario's private Redis: the server, a connection, its process id (for its CPU figures)
+/// and the keys of the scenario's product.
+pub struct ScenarioRedis {
+    /// The server (stopped when dropped).
+    pub redis: crate::RedisServer,
+    /// A connection to it.
+    pub conn: MultiplexedConnection,
+    /// Its process id.
+    pub pid: u32,
+    /// The key schema under the bench's prefix.
+    pub keys: Keys,
+    /// The scenario's product.
+    pub product: ProductId,
+    /// That product's keys.
+    pub product_keys: ProductKeys,
+}
+
+impl ScenarioRedis {
+    /// Starts a private redis-server for `product` under `key_prefix`.
+    pub async fn start(key_prefix: &str, product: &str) -> anyhow::Result<ScenarioRedis> {
+        let redis = crate::RedisServer::start()?;
+        let mut conn = redis.connection().await;
+        let pid = redis_pid(&mut conn).await?;
+        let keys = Keys::new(key_prefix);
+        let product = ProductId::new(product)?;
+        let product_keys = keys.product(&product);
+        Ok(ScenarioRedis {
+            redis,
+            conn,
+            pid,
+            keys,
+            product,
+            product_keys,
+        })
+    }
+}
+
 /// The process id of a Redis (from `INFO server`), for its CPU figures.
 pub async fn redis_pid(conn: &mut MultiplexedConnection) -> anyhow::Result<u32> {
     let info: String = redis::cmd("INFO").arg("server").query_async(conn).await?;

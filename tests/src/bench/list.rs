@@ -5,8 +5,6 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use futures::StreamExt;
-use mm_common::ProductId;
-use mm_common::keys::Keys;
 
 use super::fixtures::{self, EventFields};
 use super::procs::{
@@ -15,7 +13,6 @@ use super::procs::{
 use super::report::{Row, Scenario};
 use super::wrk::{self, WrkLoad, WrkResult};
 use super::{Bench, static_server};
-use crate::RedisServer;
 
 /// The ceiling: the daemon's static bench route (enabled by `MM_BENCH_ROUTES=1`) answering
 /// `bytes` bytes. The one place that knows the route.
@@ -29,12 +26,13 @@ const PRODUCT: &str = "bench";
 pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
     let mut scenario = Scenario::new("list", "list open games");
     let games = bench.sizes.list_games;
-    let redis = RedisServer::start()?;
-    let mut conn = redis.connection().await;
-    let redis_pid = fixtures::redis_pid(&mut conn).await?;
-    let keys = Keys::new(bench.key_prefix);
-    let product = ProductId::new(PRODUCT)?;
-    let product_keys = keys.product(&product);
+    let fixtures::ScenarioRedis {
+        redis,
+        mut conn,
+        pid: redis_pid,
+        product_keys,
+        ..
+    } = fixtures::ScenarioRedis::start(bench.key_prefix, PRODUCT).await?;
 
     let server = GameServerProcess::start(
         &bench.binaries,
