@@ -40,16 +40,17 @@
 //! such a failure the task drops what it had read ahead and re-drains its own pending entries,
 //! so nothing it had received is left behind. An entry the apply script fails on (a corrupt
 //! game hash) fails only itself — a failed batch is retried one entry per call — and stays
-//! pending until claimed again and, after `max_deliveries`, dead-lettered. If the group disappears (`NOGROUP`), it is recreated at id `0` — never `$`, which
-//! would skip the entries written meanwhile; re-delivered old entries are harmless duplicates.
-//! The consumer never exits because of Redis.
+//! pending until claimed again and, after `max_deliveries`, dead-lettered. If the group
+//! disappears (`NOGROUP`), it is recreated at id `0` — never `$`, which would skip the entries
+//! written meanwhile; re-delivered old entries are harmless duplicates. The consumer never
+//! exits because of Redis.
 //!
 //! # Shutdown
 //!
 //! On cancellation a task stops reading, finishes applying (and acknowledging) the batch in
-//! flight and the one read ahead, and returns. A blocking read that is interrupted may have had entries delivered to
-//! it: they stay pending under this consumer's name and are drained at its next start (or
-//! claimed by another instance after `claim_idle`).
+//! flight and the one read ahead, and returns. A blocking read that is interrupted may have
+//! had entries delivered to it: they stay pending under this consumer's name and are drained
+//! at its next start (or claimed by another instance after `claim_idle`).
 
 mod backoff;
 mod gauges;
