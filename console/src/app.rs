@@ -1,26 +1,30 @@
-//! The TUI's state and its pure update function (The Elm Architecture).
+//! The TUI's global state and its pure update function (The Elm Architecture).
 //!
 //! One loop owns [`App`]. Everything that happens arrives as a [`Msg`] (a key, a tick, data
 //! from a background task); [`update`] changes the state and returns the [`Command`]s to run
 //! (fetch, delete, quit). `update` does no I/O and reads no clock: time comes in with
 //! [`Msg::Tick`], so every behaviour is testable without a terminal or Redis.
+//!
+//! [`App`] holds only what is global: the header data and connection state ([`Shared`], which
+//! screens may read), the screen shown, the command line, the overlays, the status line and
+//! the refresh schedule. Each screen's own state, keys, update and drawing live in
+//! [`crate::screens`]; screens answer with [`Effect`]s, which [`update`] applies here.
 
-use std::collections::VecDeque;
-
-use crossterm::event::{KeyCode, KeyEvent, KeyEventKind};
-use mm_common::ProductId;
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use mm_common::admin::{ForceDeleteOutcome, ForceDeleteReport};
 use mm_common::model::GameSet;
 
-use crate::data::{GameDetail, GameRow, GamesPage, Overview, PageQuery, Snapshot, TailEvent};
-use crate::keymap::{self, Action, Context};
+use crate::data::{GameDetail, Overview, PageQuery, Snapshot, TailEvent};
+use crate::keymap::{self, GlobalAction, HelpSection, InputAction};
+use crate::screens::confirm::Confirm;
+use crate::screens::{Effect, OverlayReply, ScreenId, Screens, help};
 
 /// Lines of the screen that are not table rows: title, header, banner, borders, column
 /// titles, status line. The view uses the same function, so a page is exactly what fits.
-pub fn chrome_height(app: &App) -> u16 {
+pub fn chrome_height(shared: &Shared) -> u16 {
     let title = 1;
-    let header = header_height(app);
-    let banner = u16::from(app.redis_down.is_some()) * 2;
+    let header = header_height(shared);
+    let banner = u16::from(shared.redis_down.is_some()) * 2;
     let table_frame = 2 + 1; // borders + column titles
     let status = 1;
     title + header + banner + table_frame + status
@@ -28,8 +32,8 @@ pub fn chrome_height(app: &App) -> u16 {
 
 /// Header lines: column titles, one line per product (at most [`MAX_HEADER_PRODUCTS`]), and the
 /// daemon line.
-pub fn header_height(app: &App) -> u16 {
-    let products = app.overview.products.len().clamp(1, MAX_HEADER_PRODUCTS) as u16;
+pub fn header_height(shared: &Shared) -> u16 {
+    let products = shared.overview.products.len().clamp(1, MAX_HEADER_PRODUCTS) as u16;
     1 + products + 1
 }
 
@@ -58,98 +62,31 @@ impl Thresholds {
     }
 }
 
-/// How close a game is to being curated.
+/// What a line being typed is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Staleness {
-    /// Under 80 % of the threshold.
-    Fresh,
-    /// At least 80 % of the threshold: curated soon.
-    Near,
-    /// Past the threshold: due for curation.
-    Overdue,
-}
-
-impl Staleness {
-    /// Classifies an idle time against a threshold.
-    pub fn of(idle_ms: u64, threshold_ms: u64) -> Staleness {
-        if threshold_ms == 0 {
-            return Staleness::Fresh;
-        }
-        if idle_ms >= threshold_ms {
-            Staleness::Overdue
-        } else if idle_ms.saturating_mul(5) >= threshold_ms.saturating_mul(4) {
-            Staleness::Near
-        } else {
-            Staleness::Fresh
-        }
-    }
-
-    /// The symbol shown next to the row (colour is never the only signal).
-    pub fn symbol(self) -> &'static str {
-        match self {
-            Staleness::Fresh => " ",
-            Staleness::Near => "▲",
-            Staleness::Overdue => "✖",
-        }
-    }
-}
-
-/// The screen shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Screen {
-    /// The games of one set.
-    Games(GameSet),
-    /// The event tail.
-    Events,
-    /// One game.
-    Detail,
-}
-
-/// Sort key of the games table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SortKey {
-    /// Last activity (the sets' score; what curation judges). Ordered by Redis.
-    Activity,
-    /// Creation time. Redis has no index on it: rows of the page on screen are ordered.
-    Age,
-}
-
-/// Which dialog button has focus.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Button {
-    /// Do nothing (focused first).
-    Cancel,
-    /// Delete.
-    Delete,
-}
-
-/// The open force-delete confirmation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Confirm {
-    /// The game as shown when the dialog opened.
-    pub game: GameRow,
-    /// Focused button.
-    pub focus: Button,
-}
-
-/// What is being typed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InputKind {
-    /// The games filter.
-    GamesFilter,
-    /// The event-tail filter.
-    EventsFilter,
+pub enum InputTarget {
+    /// The filter of this screen.
+    Filter(ScreenId),
     /// A `:` command.
     Command,
 }
 
-/// A line being typed.
+/// A line being typed on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Input {
     /// What it is for.
-    pub kind: InputKind,
+    pub target: InputTarget,
     /// The text so far.
     pub text: String,
+}
+
+/// An open overlay; it captures every key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Overlay {
+    /// The `?` help.
+    Help,
+    /// The force-delete confirmation.
+    Confirm(Confirm),
 }
 
 /// Redis could not be read.
@@ -181,95 +118,49 @@ pub struct Status {
     pub kind: StatusKind,
 }
 
-/// The event tail's state.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tail {
-    /// Recent events, oldest first, at most `capacity`.
-    pub events: VecDeque<TailEvent>,
-    /// Keep at most this many.
-    pub capacity: usize,
-    /// Follow new events (`false`: paused; new events wait in `held`).
-    pub follow: bool,
-    /// Events that arrived while paused.
-    pub held: VecDeque<TailEvent>,
-    /// Lines scrolled up from the newest (0 while following).
-    pub scroll: usize,
-    /// Lower-case filter.
-    pub filter: String,
-    /// The tail's latest error, if its last read failed.
-    pub error: Option<String>,
+/// The global state screens may read (never write): clock, size, header data, connection.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// The clock, as of the last tick (Unix ms).
+    pub now_ms: u64,
+    /// Terminal size (columns, rows).
+    pub size: (u16, u16),
+    /// Header data.
+    pub overview: Overview,
+    /// Latest successful refresh (Unix ms).
+    pub updated_ms: Option<u64>,
+    /// Set while Redis cannot be read.
+    pub redis_down: Option<RedisDown>,
+    /// Curation thresholds.
+    pub thresholds: Thresholds,
+    /// Deletes running (game ids).
+    pub deletes_in_flight: Vec<String>,
 }
 
-impl Tail {
-    fn push_bounded(buffer: &mut VecDeque<TailEvent>, capacity: usize, events: Vec<TailEvent>) {
-        for event in events {
-            if buffer.len() == capacity {
-                buffer.pop_front();
-            }
-            buffer.push_back(event);
-        }
-    }
-
-    /// The events that pass the filter, oldest first.
-    pub fn visible(&self) -> Vec<&TailEvent> {
-        self.events
-            .iter()
-            .filter(|e| e.matches(&self.filter))
-            .collect()
+impl Shared {
+    /// Table rows that fit on screen.
+    pub fn page_rows(&self) -> u64 {
+        u64::from(self.size.1.saturating_sub(chrome_height(self)).max(1))
     }
 }
 
 /// Everything the console knows and shows.
 #[derive(Debug, Clone)]
 pub struct App {
-    /// The clock, as of the last tick (Unix ms).
-    pub now_ms: u64,
-    /// Terminal size (columns, rows).
-    pub size: (u16, u16),
+    /// Global state the screens read.
+    pub shared: Shared,
     /// The screen shown.
-    pub screen: Screen,
-    /// The games set last shown (where Esc from detail/events goes back to).
-    pub set: GameSet,
-    /// Help overlay open.
-    pub help: bool,
-    /// Text being typed.
+    pub active: ScreenId,
+    /// Every screen's state.
+    pub screens: Screens,
+    /// Text being typed (a filter or a `:` command).
     pub input: Option<Input>,
-    /// Open delete confirmation.
-    pub confirm: Option<Confirm>,
-    /// Products known, sorted.
-    pub products: Vec<ProductId>,
-    /// Index into `products` of the table's product.
-    pub product_index: usize,
-    /// Header data.
-    pub overview: Overview,
-    /// The table's latest window.
-    pub page: Option<GamesPage>,
-    /// Selected row, as an index into the whole (filtered, sorted) set.
-    pub selected: u64,
-    /// First row of the window on screen.
-    pub offset: u64,
-    /// Sort key.
-    pub sort: SortKey,
-    /// Reverse direction (activity: newest first; age: youngest first).
-    pub descending: bool,
-    /// Lower-case games filter.
-    pub filter: String,
-    /// The detail screen's game id and data.
-    pub detail_id: Option<String>,
-    /// Loaded detail.
-    pub detail: Option<GameDetail>,
-    /// The event tail.
-    pub tail: Tail,
-    /// Latest successful refresh (Unix ms).
-    pub updated_ms: Option<u64>,
-    /// Set while Redis cannot be read.
-    pub redis_down: Option<RedisDown>,
+    /// Open help or dialog.
+    pub overlay: Option<Overlay>,
     /// The status line.
     pub status: Option<Status>,
     /// Force-delete disabled (`--read-only` or `console.read_only`).
     pub read_only: bool,
-    /// Curation thresholds.
-    pub thresholds: Thresholds,
     /// Refresh interval.
     pub refresh_ms: u64,
     /// Generation of the newest refresh asked for; older answers are ignored.
@@ -278,8 +169,6 @@ pub struct App {
     pub refresh_in_flight: bool,
     /// When the newest refresh was asked for.
     pub refresh_started_ms: u64,
-    /// Deletes running (game ids).
-    pub deletes_in_flight: Vec<String>,
     /// Set when the console should exit.
     pub quit: bool,
 }
@@ -378,110 +267,49 @@ impl App {
         read_only: bool,
     ) -> App {
         App {
-            now_ms,
-            size: (120, 40),
-            screen: Screen::Games(GameSet::Lobby),
-            set: GameSet::Lobby,
-            help: false,
-            input: None,
-            confirm: None,
-            products: Vec::new(),
-            product_index: 0,
-            overview: Overview::default(),
-            page: None,
-            selected: 0,
-            offset: 0,
-            sort: SortKey::Activity,
-            descending: false,
-            filter: String::new(),
-            detail_id: None,
-            detail: None,
-            tail: Tail {
-                events: VecDeque::new(),
-                capacity: tail_len.max(1),
-                follow: true,
-                held: VecDeque::new(),
-                scroll: 0,
-                filter: String::new(),
-                error: None,
+            shared: Shared {
+                now_ms,
+                size: (120, 40),
+                overview: Overview::default(),
+                updated_ms: None,
+                redis_down: None,
+                thresholds,
+                deletes_in_flight: Vec::new(),
             },
-            updated_ms: None,
-            redis_down: None,
+            active: ScreenId::Games,
+            screens: Screens::new(tail_len),
+            input: None,
+            overlay: None,
             status: None,
             read_only,
-            thresholds,
             refresh_ms: refresh_ms.max(1),
             generation: 0,
             refresh_in_flight: false,
             refresh_started_ms: 0,
-            deletes_in_flight: Vec::new(),
             quit: false,
         }
     }
 
-    /// The product the table shows.
-    pub fn product(&self) -> Option<&ProductId> {
-        self.products.get(self.product_index)
-    }
-
     /// Table rows that fit on screen.
     pub fn page_rows(&self) -> u64 {
-        u64::from(self.size.1.saturating_sub(chrome_height(self)).max(1))
+        self.shared.page_rows()
     }
 
-    /// Rows in the current (filtered) set, as of the last window.
-    pub fn total(&self) -> u64 {
-        self.page.as_ref().map_or(0, |p| p.total)
-    }
-
-    /// The rows on screen in display order (the window, sorted by age when asked).
-    pub fn visible_rows(&self) -> Vec<&GameRow> {
-        let Some(page) = &self.page else {
-            return Vec::new();
-        };
-        let mut rows: Vec<&GameRow> = page.rows.iter().collect();
-        if self.sort == SortKey::Age {
-            rows.sort_by_key(|r| r.created_at_ms);
-            if self.descending {
-                rows.reverse();
-            }
-        }
-        rows
-    }
-
-    /// The selected game, if it is on screen.
-    pub fn selected_row(&self) -> Option<&GameRow> {
-        let index = self.selected.checked_sub(self.offset)?;
-        self.visible_rows().get(index as usize).copied()
-    }
-
-    /// The query for the table's current window.
+    /// The query for the games table's current window.
     pub fn page_query(&self) -> Option<PageQuery> {
-        let product = self.product()?.clone();
-        Some(PageQuery {
-            product,
-            set: self.set,
-            offset: self.offset,
-            count: self.page_rows(),
-            newest_first: self.sort == SortKey::Activity && self.descending,
-            filter: self.filter.clone(),
-        })
+        self.screens.games.page_query(&self.shared)
     }
 
-    fn context(&self) -> Context {
-        if self.confirm.is_some() {
-            Context::Confirm
-        } else if self.input.is_some() {
-            Context::Input
-        } else if self.help {
-            Context::Help
-        } else {
-            match self.screen {
-                Screen::Games(_) => Context::Games,
-                Screen::Events => Context::Events,
-                Screen::Detail => Context::Detail,
-            }
-        }
+    /// The key tables the help lists: the global keys, the shown screen's, then the command
+    /// line's and the overlays'.
+    pub fn help_sections(&self) -> Vec<HelpSection> {
+        vec![
+            keymap::GLOBAL.help(),
+            self.screens.get(self.active).help(),
+            crate::screens::confirm::KEYMAP.help(),
+            keymap::COMMAND_LINE.help(),
+            help::KEYMAP.help(),
+        ]
     }
 
     fn set_status(&mut self, kind: StatusKind, text: impl Into<String>) {
@@ -491,40 +319,69 @@ impl App {
         });
     }
 
-    /// A new refresh, superseding any running one.
+    /// A new refresh of the header and the games table's window, superseding any running one.
     fn refresh(&mut self) -> Command {
         self.generation += 1;
         self.refresh_in_flight = true;
-        self.refresh_started_ms = self.now_ms;
+        self.refresh_started_ms = self.shared.now_ms;
         Command::Refresh {
             generation: self.generation,
             query: self.page_query(),
         }
     }
 
-    /// Keeps the selection inside the set and the window around the selection. Returns
-    /// whether the window moved (a fetch is needed).
-    fn scroll_to_selection(&mut self) -> bool {
-        let total = self.total();
-        if total == 0 {
-            self.selected = 0;
-        } else if self.selected >= total {
-            self.selected = total - 1;
+    /// Applies what screens asked for; returns the work to run.
+    fn apply(&mut self, effects: Vec<Effect>) -> Vec<Command> {
+        let mut commands = Vec::new();
+        for effect in effects {
+            match effect {
+                Effect::Run(command) => commands.push(command),
+                Effect::Refresh => commands.push(self.refresh()),
+                Effect::Show(screen) => self.active = screen,
+                Effect::OpenDetail(id) => {
+                    self.active = ScreenId::Detail;
+                    let opened = self.screens.detail.open(id);
+                    commands.extend(self.apply(opened));
+                }
+                Effect::EditFilter(text) => {
+                    self.input = Some(Input {
+                        target: InputTarget::Filter(self.active),
+                        text,
+                    });
+                }
+                Effect::ConfirmDelete(id) => self.confirm_delete(id),
+                Effect::ForceDelete(id) => {
+                    self.shared.deletes_in_flight.push(id.clone());
+                    self.set_status(StatusKind::Info, format!("deleting {id}…"));
+                    commands.push(Command::ForceDelete { id });
+                }
+                Effect::Status(kind, text) => self.set_status(kind, text),
+            }
         }
-        let rows = self.page_rows();
-        let old = self.offset;
-        if self.selected < self.offset {
-            self.offset = self.selected;
-        } else if self.selected >= self.offset + rows {
-            self.offset = self.selected + 1 - rows;
-        }
-        self.offset != old
+        commands
     }
 
-    fn reset_table(&mut self) {
-        self.selected = 0;
-        self.offset = 0;
-        self.page = None;
+    /// Opens the delete dialog on game `id`, as the table shows it (else as its record
+    /// reads), unless the console is read-only.
+    fn confirm_delete(&mut self, id: Option<String>) {
+        if self.read_only {
+            self.set_status(
+                StatusKind::Bad,
+                "read-only console (--read-only or console.read_only): force-delete is disabled",
+            );
+            return;
+        }
+        let game = id.and_then(|id| {
+            self.screens
+                .games
+                .row(&id)
+                .cloned()
+                .or_else(|| self.screens.detail.record_row(&id))
+        });
+        match game {
+            Some(game) => self.overlay = Some(Overlay::Confirm(Confirm::new(game))),
+            None => self.set_status(StatusKind::Bad, "no game selected"),
+        }
     }
 }
 
@@ -539,26 +396,26 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Command> {
         }
         Msg::Resize { width, height } => {
             let old_rows = app.page_rows();
-            app.size = (width, height);
+            app.shared.size = (width, height);
             if app.page_rows() != old_rows {
-                app.scroll_to_selection();
+                app.screens.games.scroll_to_selection(&app.shared);
                 vec![app.refresh()]
             } else {
                 Vec::new()
             }
         }
         Msg::Tick { now_ms } => {
-            app.now_ms = now_ms;
+            app.shared.now_ms = now_ms;
             let due = app
+                .shared
                 .updated_ms
                 .is_none_or(|at| now_ms >= at + app.refresh_ms)
                 && now_ms >= app.refresh_started_ms + app.refresh_ms;
             let mut commands = Vec::new();
             if !app.refresh_in_flight && due {
                 commands.push(app.refresh());
-                if let (Screen::Detail, Some(id)) = (app.screen, &app.detail_id) {
-                    commands.push(Command::LoadDetail { id: id.clone() });
-                }
+                let effects = app.screens.get(app.active).on_refresh();
+                commands.extend(app.apply(effects));
             }
             commands
         }
@@ -571,24 +428,16 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Command> {
                 return Vec::new();
             }
             app.refresh_in_flight = false;
-            app.updated_ms = Some(at_ms);
-            app.redis_down = None;
-            let current = app.product().cloned();
-            app.products = snapshot.products;
-            app.product_index = current
-                .and_then(|p| app.products.iter().position(|q| *q == p))
-                .unwrap_or(0);
-            app.overview = snapshot.overview;
-            let page_matches = snapshot
-                .page
-                .as_ref()
-                .is_some_and(|page| Some(&page.query.product) == app.product());
-            app.page = if page_matches { snapshot.page } else { None };
-            let moved = app.scroll_to_selection();
-            if moved || (!page_matches && app.product().is_some()) {
-                return vec![app.refresh()];
-            }
-            Vec::new()
+            app.shared.updated_ms = Some(at_ms);
+            app.shared.redis_down = None;
+            let Snapshot {
+                overview,
+                products,
+                page,
+            } = *snapshot;
+            app.shared.overview = overview;
+            let effects = app.screens.games.on_snapshot(products, page, &app.shared);
+            app.apply(effects)
         }
         Msg::RefreshFailed {
             generation,
@@ -599,38 +448,28 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Command> {
                 return Vec::new();
             }
             app.refresh_in_flight = false;
-            let since_ms = app.redis_down.as_ref().map_or(at_ms, |d| d.since_ms);
-            app.redis_down = Some(RedisDown { since_ms, error });
+            let since_ms = app.shared.redis_down.as_ref().map_or(at_ms, |d| d.since_ms);
+            app.shared.redis_down = Some(RedisDown { since_ms, error });
             Vec::new()
         }
         Msg::DetailLoaded(detail) => {
-            if app.detail_id.as_deref() == Some(detail.id.as_str()) {
-                app.detail = Some(*detail);
-            }
+            app.screens.detail.on_loaded(*detail);
             Vec::new()
         }
         Msg::DetailFailed { id, error } => {
-            if app.detail_id.as_deref() == Some(id.as_str()) {
-                app.set_status(StatusKind::Bad, format!("could not read {id}: {error}"));
-            }
-            Vec::new()
+            let effects = app.screens.detail.on_failed(&id, &error);
+            app.apply(effects)
         }
         Msg::TailEvents(events) => {
-            app.tail.error = None;
-            let capacity = app.tail.capacity;
-            if app.tail.follow {
-                Tail::push_bounded(&mut app.tail.events, capacity, events);
-            } else {
-                Tail::push_bounded(&mut app.tail.held, capacity, events);
-            }
+            app.screens.events.on_events(events);
             Vec::new()
         }
         Msg::TailFailed { error } => {
-            app.tail.error = Some(error);
+            app.screens.events.on_failed(error);
             Vec::new()
         }
         Msg::DeleteFinished { game_id, result } => {
-            app.deletes_in_flight.retain(|id| *id != game_id);
+            app.shared.deletes_in_flight.retain(|id| *id != game_id);
             let (kind, text) = describe_delete(&game_id, &result);
             app.set_status(kind, text);
             vec![app.refresh()]
@@ -686,103 +525,69 @@ pub fn describe_delete(
     }
 }
 
+/// A key goes to the open overlay, else the command line, else the shown screen's table, else
+/// the global table.
 fn on_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
-    let context = app.context();
-    let action = keymap::lookup(context, &key);
     // Ctrl-C quits from anywhere, dialogs and text fields included.
-    if key.code == KeyCode::Char('c')
-        && key
-            .modifiers
-            .contains(crossterm::event::KeyModifiers::CONTROL)
-    {
+    if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
         app.quit = true;
         return vec![Command::Quit];
     }
-    match context {
-        Context::Confirm => on_confirm_key(app, action),
-        Context::Input => on_input_key(app, action, key),
-        Context::Help => {
-            if action == Some(Action::CloseHelp) {
-                app.help = false;
+    if let Some(overlay) = &mut app.overlay {
+        let reply = match overlay {
+            Overlay::Help => help::on_key(&key),
+            Overlay::Confirm(confirm) => confirm.on_key(&key),
+        };
+        return match reply {
+            OverlayReply::Open => Vec::new(),
+            OverlayReply::Closed(effects) => {
+                app.overlay = None;
+                app.apply(effects)
             }
-            Vec::new()
-        }
-        _ => match action {
-            Some(action) => on_action(app, action),
-            None => Vec::new(),
-        },
+        };
+    }
+    if app.input.is_some() {
+        return on_input_key(app, key);
+    }
+    if let Some(effects) = app.screens.get_mut(app.active).on_key(&key, &app.shared) {
+        return app.apply(effects);
+    }
+    match keymap::GLOBAL.lookup(&key) {
+        Some(action) => on_global(app, action),
+        None => Vec::new(),
     }
 }
 
-fn on_confirm_key(app: &mut App, action: Option<Action>) -> Vec<Command> {
-    let Some(confirm) = app.confirm.as_mut() else {
-        return Vec::new();
-    };
-    match action {
-        Some(Action::SwitchButton) => {
-            confirm.focus = match confirm.focus {
-                Button::Cancel => Button::Delete,
-                Button::Delete => Button::Cancel,
-            };
-            Vec::new()
-        }
-        Some(Action::PressButton) => {
-            let confirm = app.confirm.take().expect("checked above");
-            if confirm.focus == Button::Cancel {
-                app.set_status(
-                    StatusKind::Info,
-                    format!("delete of {} cancelled", confirm.game.id),
-                );
-                return Vec::new();
-            }
-            let id = confirm.game.id;
-            app.deletes_in_flight.push(id.clone());
-            app.set_status(StatusKind::Info, format!("deleting {id}…"));
-            vec![Command::ForceDelete { id }]
-        }
-        Some(Action::CancelDialog) => {
-            app.confirm = None;
-            Vec::new()
-        }
-        _ => Vec::new(),
-    }
-}
-
-fn on_input_key(app: &mut App, action: Option<Action>, key: KeyEvent) -> Vec<Command> {
+fn on_input_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
     let Some(input) = app.input.as_mut() else {
         return Vec::new();
     };
-    match action {
-        Some(Action::Backspace) => {
+    match keymap::COMMAND_LINE.lookup(&key) {
+        Some(InputAction::Backspace) => {
             input.text.pop();
             Vec::new()
         }
-        Some(Action::CancelInput) => {
+        Some(InputAction::Cancel) => {
             app.input = None;
             Vec::new()
         }
-        Some(Action::Submit) => {
+        Some(InputAction::Submit) => {
             let input = app.input.take().expect("checked above");
             let text = input.text.trim().to_string();
-            match input.kind {
-                InputKind::GamesFilter => {
-                    app.filter = text.to_lowercase();
-                    app.reset_table();
-                    vec![app.refresh()]
+            match input.target {
+                InputTarget::Filter(screen) => {
+                    let effects = app
+                        .screens
+                        .get_mut(screen)
+                        .apply_filter(text.to_lowercase(), &app.shared);
+                    app.apply(effects)
                 }
-                InputKind::EventsFilter => {
-                    app.tail.filter = text.to_lowercase();
-                    app.tail.scroll = 0;
-                    Vec::new()
-                }
-                InputKind::Command => run_command_line(app, &text),
+                InputTarget::Command => run_command_line(app, &text),
             }
         }
-        _ => {
+        None => {
             if let KeyCode::Char(c) = key.code
-                && !key
-                    .modifiers
-                    .contains(crossterm::event::KeyModifiers::CONTROL)
+                && !key.modifiers.contains(KeyModifiers::CONTROL)
             {
                 input.text.push(c);
             }
@@ -804,12 +609,12 @@ pub const COMMANDS: &[(&str, &str)] = &[
 fn run_command_line(app: &mut App, text: &str) -> Vec<Command> {
     let command = text.trim_start_matches(':');
     match command {
-        "pending" => on_action(app, Action::ShowPending),
-        "lobby" => on_action(app, Action::ShowLobby),
-        "active" => on_action(app, Action::ShowActive),
-        "events" => on_action(app, Action::ShowEvents),
-        "help" => on_action(app, Action::Help),
-        "q" | "quit" => on_action(app, Action::Quit),
+        "pending" => on_global(app, GlobalAction::ShowPending),
+        "lobby" => on_global(app, GlobalAction::ShowLobby),
+        "active" => on_global(app, GlobalAction::ShowActive),
+        "events" => on_global(app, GlobalAction::ShowEvents),
+        "help" => on_global(app, GlobalAction::Help),
+        "q" | "quit" => on_global(app, GlobalAction::Quit),
         "" => Vec::new(),
         other => {
             let known: Vec<&str> = COMMANDS.iter().map(|(name, _)| *name).collect();
@@ -822,201 +627,36 @@ fn run_command_line(app: &mut App, text: &str) -> Vec<Command> {
     }
 }
 
-fn show_set(app: &mut App, set: GameSet) -> Vec<Command> {
-    let changed = app.set != set;
-    app.set = set;
-    app.screen = Screen::Games(set);
-    if changed {
-        app.reset_table();
-    }
-    vec![app.refresh()]
-}
-
-fn move_selection(app: &mut App, to: u64) -> Vec<Command> {
-    app.selected = to;
-    if app.scroll_to_selection() {
-        vec![app.refresh()]
-    } else {
-        Vec::new()
-    }
-}
-
-fn on_action(app: &mut App, action: Action) -> Vec<Command> {
-    let rows = app.page_rows();
-    match (app.screen, action) {
-        (_, Action::Quit) => {
+fn on_global(app: &mut App, action: GlobalAction) -> Vec<Command> {
+    match action {
+        GlobalAction::Quit => {
             app.quit = true;
             vec![Command::Quit]
         }
-        (_, Action::Help) => {
-            app.help = true;
+        GlobalAction::Help => {
+            app.overlay = Some(Overlay::Help);
             Vec::new()
         }
-        (_, Action::CommandLine) => {
+        GlobalAction::CommandLine => {
             app.input = Some(Input {
-                kind: InputKind::Command,
+                target: InputTarget::Command,
                 text: String::new(),
             });
             Vec::new()
         }
-        (_, Action::ShowPending) => show_set(app, GameSet::Pending),
-        (_, Action::ShowLobby) => show_set(app, GameSet::Lobby),
-        (_, Action::ShowActive) => show_set(app, GameSet::Active),
-        (_, Action::ShowEvents) => {
-            app.screen = Screen::Events;
+        GlobalAction::ShowPending => show_set(app, GameSet::Pending),
+        GlobalAction::ShowLobby => show_set(app, GameSet::Lobby),
+        GlobalAction::ShowActive => show_set(app, GameSet::Active),
+        GlobalAction::ShowEvents => {
+            app.active = ScreenId::Events;
             Vec::new()
         }
-        (_, Action::RefreshNow) => vec![app.refresh()],
-        (Screen::Games(_), Action::Filter) => {
-            app.input = Some(Input {
-                kind: InputKind::GamesFilter,
-                text: app.filter.clone(),
-            });
-            Vec::new()
-        }
-        (Screen::Events, Action::Filter) => {
-            app.input = Some(Input {
-                kind: InputKind::EventsFilter,
-                text: app.tail.filter.clone(),
-            });
-            Vec::new()
-        }
-        (Screen::Games(_), Action::NextProduct | Action::PrevProduct) => {
-            let n = app.products.len();
-            if n > 1 {
-                app.product_index = if action == Action::NextProduct {
-                    (app.product_index + 1) % n
-                } else {
-                    (app.product_index + n - 1) % n
-                };
-                app.reset_table();
-                return vec![app.refresh()];
-            }
-            Vec::new()
-        }
-        (Screen::Games(_), Action::Up) => move_selection(app, app.selected.saturating_sub(1)),
-        (Screen::Games(_), Action::Down) => move_selection(app, app.selected + 1),
-        (Screen::Games(_), Action::PageUp) => {
-            move_selection(app, app.selected.saturating_sub(rows))
-        }
-        (Screen::Games(_), Action::PageDown) => move_selection(app, app.selected + rows),
-        (Screen::Games(_), Action::Top) => move_selection(app, 0),
-        (Screen::Games(_), Action::Bottom) => move_selection(app, app.total().saturating_sub(1)),
-        (Screen::Games(_), Action::ToggleSort) => {
-            app.sort = match app.sort {
-                SortKey::Activity => SortKey::Age,
-                SortKey::Age => SortKey::Activity,
-            };
-            app.descending = false;
-            app.reset_table();
-            vec![app.refresh()]
-        }
-        (Screen::Games(_), Action::ReverseSort) => {
-            app.descending = !app.descending;
-            app.reset_table();
-            vec![app.refresh()]
-        }
-        (Screen::Games(_), Action::OpenDetail) => {
-            let Some(id) = app.selected_row().map(|r| r.id.clone()) else {
-                return Vec::new();
-            };
-            app.screen = Screen::Detail;
-            app.detail = None;
-            app.detail_id = Some(id.clone());
-            vec![Command::LoadDetail { id }]
-        }
-        (Screen::Games(_) | Screen::Detail, Action::ForceDelete) => {
-            if app.read_only {
-                app.set_status(
-                    StatusKind::Bad,
-                    "read-only console (--read-only or console.read_only): force-delete is disabled",
-                );
-                return Vec::new();
-            }
-            let game = match app.screen {
-                Screen::Detail => app.detail_id.as_ref().and_then(|id| detail_row(app, id)),
-                _ => app.selected_row().cloned(),
-            };
-            match game {
-                Some(game) => {
-                    app.confirm = Some(Confirm {
-                        game,
-                        focus: Button::Cancel,
-                    });
-                }
-                None => app.set_status(StatusKind::Bad, "no game selected"),
-            }
-            Vec::new()
-        }
-        (Screen::Games(_), Action::Back) => {
-            if !app.filter.is_empty() {
-                app.filter.clear();
-                app.reset_table();
-                return vec![app.refresh()];
-            }
-            Vec::new()
-        }
-        (Screen::Events, Action::ToggleFollow) => {
-            app.tail.follow = !app.tail.follow;
-            if app.tail.follow {
-                let held: Vec<TailEvent> = app.tail.held.drain(..).collect();
-                let capacity = app.tail.capacity;
-                Tail::push_bounded(&mut app.tail.events, capacity, held);
-                app.tail.scroll = 0;
-            }
-            Vec::new()
-        }
-        (Screen::Events, Action::Up) => {
-            app.tail.follow = false;
-            let max = app.tail.visible().len().saturating_sub(1);
-            app.tail.scroll = (app.tail.scroll + 1).min(max);
-            Vec::new()
-        }
-        (Screen::Events, Action::Down) => {
-            app.tail.scroll = app.tail.scroll.saturating_sub(1);
-            Vec::new()
-        }
-        (Screen::Events, Action::Back) => {
-            if !app.tail.filter.is_empty() {
-                app.tail.filter.clear();
-            } else {
-                app.screen = Screen::Games(app.set);
-            }
-            Vec::new()
-        }
-        (Screen::Detail, Action::Back) => {
-            app.screen = Screen::Games(app.set);
-            app.detail_id = None;
-            app.detail = None;
-            Vec::new()
-        }
-        _ => Vec::new(),
+        GlobalAction::RefreshNow => vec![app.refresh()],
     }
 }
 
-/// The detail screen's game as a row (from the loaded hash, else from the table).
-fn detail_row(app: &App, id: &str) -> Option<GameRow> {
-    if let Some(row) = app.visible_rows().into_iter().find(|r| r.id == id) {
-        return Some(row.clone());
-    }
-    let detail = app.detail.as_ref()?;
-    let field = |name: &str| {
-        detail
-            .fields
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
-    Some(GameRow {
-        id: id.to_string(),
-        product: field("product"),
-        state: field("state").parse().ok(),
-        players: 0,
-        capacity: field("capacity").parse().unwrap_or(0),
-        server_id: field("server_id"),
-        creator_id: field("creator_id"),
-        created_at_ms: field("created_at").parse().unwrap_or(0),
-        activity_ms: field("updated_at").parse().unwrap_or(0),
-    })
+fn show_set(app: &mut App, set: GameSet) -> Vec<Command> {
+    app.screens.games.show_set(set);
+    app.active = ScreenId::Games;
+    vec![app.refresh()]
 }

@@ -1,122 +1,15 @@
-//! The one key table: every binding as (context, keys, action, description).
+//! Key tables: every binding as (keys, action, description), grouped in [`Keymap`]s.
 //!
-//! [`crate::app::update`] dispatches key presses by looking them up here, and the help screen
-//! (`?`) is generated from the same table, so help can never disagree with what a key does.
+//! Each screen contributes its own table (`screens::<name>::KEYMAP`, with its own action
+//! type); this module holds the table type and the tables that belong to no screen: the
+//! global keys ([`GLOBAL`]) and the command line ([`COMMAND_LINE`]). [`crate::app::update`]
+//! dispatches key presses by looking them up in these tables (the active screen's first, then
+//! the global one), and the help screen (`?`) is generated from the same tables, so help can
+//! never disagree with what a key does.
 
 use std::fmt;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-
-/// Where a binding applies. `Global` bindings apply on every screen (not in dialogs or text
-/// input).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Context {
-    /// Every screen.
-    Global,
-    /// The games table (pending, lobby, active).
-    Games,
-    /// The event tail.
-    Events,
-    /// One game's detail.
-    Detail,
-    /// The force-delete confirmation dialog.
-    Confirm,
-    /// Typing a filter or a `:` command.
-    Input,
-    /// The help screen.
-    Help,
-}
-
-impl Context {
-    /// The heading of this context in the help screen.
-    pub fn title(self) -> &'static str {
-        match self {
-            Context::Global => "Everywhere",
-            Context::Games => "Games table",
-            Context::Events => "Event tail",
-            Context::Detail => "Game detail",
-            Context::Confirm => "Delete dialog",
-            Context::Input => "Filter / command line",
-            Context::Help => "Help",
-        }
-    }
-
-    /// Every context, in help order.
-    pub const ALL: [Context; 7] = [
-        Context::Global,
-        Context::Games,
-        Context::Events,
-        Context::Detail,
-        Context::Confirm,
-        Context::Input,
-        Context::Help,
-    ];
-}
-
-/// What a key does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// Leave the console.
-    Quit,
-    /// Open the help screen.
-    Help,
-    /// Open the `:` command line.
-    CommandLine,
-    /// Start typing a filter for the current screen.
-    Filter,
-    /// Show pending games.
-    ShowPending,
-    /// Show lobby games.
-    ShowLobby,
-    /// Show active games.
-    ShowActive,
-    /// Show the event tail.
-    ShowEvents,
-    /// Next product.
-    NextProduct,
-    /// Previous product.
-    PrevProduct,
-    /// Selection up one row.
-    Up,
-    /// Selection down one row.
-    Down,
-    /// One page up.
-    PageUp,
-    /// One page down.
-    PageDown,
-    /// First row.
-    Top,
-    /// Last row.
-    Bottom,
-    /// Toggle sort key (activity / age).
-    ToggleSort,
-    /// Reverse the sort direction.
-    ReverseSort,
-    /// Open the selected game's detail.
-    OpenDetail,
-    /// Force-delete the selected game (asks first).
-    ForceDelete,
-    /// Re-read Redis now.
-    RefreshNow,
-    /// Back to the previous screen / clear the filter.
-    Back,
-    /// Event tail: follow new events or pause.
-    ToggleFollow,
-    /// Dialog: move focus between Cancel and Delete.
-    SwitchButton,
-    /// Dialog: press the focused button.
-    PressButton,
-    /// Dialog: cancel.
-    CancelDialog,
-    /// Input: apply what was typed.
-    Submit,
-    /// Input: abandon what was typed.
-    CancelInput,
-    /// Input: delete the last character.
-    Backspace,
-    /// Help: close.
-    CloseHelp,
-}
 
 /// One key (code plus Ctrl/Alt; Shift is implied by the character).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,18 +20,21 @@ pub struct Key {
     pub modifiers: KeyModifiers,
 }
 
-const fn plain(code: KeyCode) -> Key {
+/// A key without modifiers.
+pub const fn plain(code: KeyCode) -> Key {
     Key {
         code,
         modifiers: KeyModifiers::NONE,
     }
 }
 
-const fn ch(c: char) -> Key {
+/// A character key (Shift is part of the character).
+pub const fn ch(c: char) -> Key {
     plain(KeyCode::Char(c))
 }
 
-const fn ctrl(c: char) -> Key {
+/// A character with Ctrl held.
+pub const fn ctrl(c: char) -> Key {
     Key {
         code: KeyCode::Char(c),
         modifiers: KeyModifiers::CONTROL,
@@ -191,281 +87,213 @@ impl fmt::Display for Key {
     }
 }
 
-/// One binding of the table.
+/// One binding of a table: keys that trigger an action of type `A`.
 #[derive(Debug, Clone, Copy)]
-pub struct Binding {
-    /// Where it applies.
-    pub context: Context,
+pub struct Binding<A: 'static> {
     /// The keys that trigger it.
     pub keys: &'static [Key],
     /// What it does.
-    pub action: Action,
+    pub action: A,
     /// What the help screen says.
     pub description: &'static str,
 }
 
-const fn bind(
-    context: Context,
-    keys: &'static [Key],
-    action: Action,
-    description: &'static str,
-) -> Binding {
+/// A binding (for building tables in constants).
+pub const fn bind<A>(keys: &'static [Key], action: A, description: &'static str) -> Binding<A> {
     Binding {
-        context,
         keys,
         action,
         description,
     }
 }
 
-use Action as A;
-use Context as C;
-
-/// Every key binding of the console. Earlier entries win when two match.
-pub const KEYMAP: &[Binding] = &[
-    // Dialog and input first: they capture keys that mean something else on screens.
-    bind(
-        C::Confirm,
-        &[
-            plain(KeyCode::Tab),
-            plain(KeyCode::BackTab),
-            plain(KeyCode::Left),
-            plain(KeyCode::Right),
-            ch('h'),
-            ch('l'),
-        ],
-        A::SwitchButton,
-        "move focus between Cancel and Delete",
-    ),
-    bind(
-        C::Confirm,
-        &[plain(KeyCode::Enter)],
-        A::PressButton,
-        "press the focused button (Cancel is focused first)",
-    ),
-    bind(
-        C::Confirm,
-        &[plain(KeyCode::Esc), ch('n'), ch('q')],
-        A::CancelDialog,
-        "cancel",
-    ),
-    bind(C::Input, &[plain(KeyCode::Enter)], A::Submit, "apply"),
-    bind(C::Input, &[plain(KeyCode::Esc)], A::CancelInput, "cancel"),
-    bind(
-        C::Input,
-        &[plain(KeyCode::Backspace)],
-        A::Backspace,
-        "delete a character (other keys type)",
-    ),
-    bind(
-        C::Help,
-        &[plain(KeyCode::Esc), ch('?'), ch('q')],
-        A::CloseHelp,
-        "close help",
-    ),
-    bind(C::Global, &[ch('q'), ctrl('c')], A::Quit, "quit"),
-    bind(C::Global, &[ch('?')], A::Help, "this help"),
-    bind(
-        C::Global,
-        &[ch(':')],
-        A::CommandLine,
-        "command line: :pending :lobby :active :events :q",
-    ),
-    bind(C::Global, &[ch('1')], A::ShowPending, "pending games"),
-    bind(C::Global, &[ch('2')], A::ShowLobby, "lobby games"),
-    bind(C::Global, &[ch('3')], A::ShowActive, "active games"),
-    bind(C::Global, &[ch('4'), ch('e')], A::ShowEvents, "event tail"),
-    bind(C::Global, &[ch('r')], A::RefreshNow, "re-read Redis now"),
-    bind(
-        C::Games,
-        &[ch('/')],
-        A::Filter,
-        "filter (substring of id, product, creator, server)",
-    ),
-    bind(
-        C::Games,
-        &[ch('p'), plain(KeyCode::Tab)],
-        A::NextProduct,
-        "next product",
-    ),
-    bind(
-        C::Games,
-        &[ch('P'), plain(KeyCode::BackTab)],
-        A::PrevProduct,
-        "previous product",
-    ),
-    bind(
-        C::Games,
-        &[plain(KeyCode::Up), ch('k')],
-        A::Up,
-        "select previous game",
-    ),
-    bind(
-        C::Games,
-        &[plain(KeyCode::Down), ch('j')],
-        A::Down,
-        "select next game",
-    ),
-    bind(
-        C::Games,
-        &[plain(KeyCode::PageUp), ctrl('u')],
-        A::PageUp,
-        "page up",
-    ),
-    bind(
-        C::Games,
-        &[plain(KeyCode::PageDown), ctrl('f')],
-        A::PageDown,
-        "page down",
-    ),
-    bind(
-        C::Games,
-        &[plain(KeyCode::Home), ch('g')],
-        A::Top,
-        "first game",
-    ),
-    bind(
-        C::Games,
-        &[plain(KeyCode::End), ch('G')],
-        A::Bottom,
-        "last game",
-    ),
-    bind(
-        C::Games,
-        &[ch('s')],
-        A::ToggleSort,
-        "sort by last activity / by age",
-    ),
-    bind(C::Games, &[ch('o')], A::ReverseSort, "reverse sort order"),
-    bind(
-        C::Games,
-        &[plain(KeyCode::Enter), ch('d')],
-        A::OpenDetail,
-        "detail of the selected game",
-    ),
-    bind(
-        C::Games,
-        &[ctrl('d')],
-        A::ForceDelete,
-        "force-delete the selected game (asks first)",
-    ),
-    bind(
-        C::Games,
-        &[plain(KeyCode::Esc)],
-        A::Back,
-        "clear the filter",
-    ),
-    bind(
-        C::Events,
-        &[ch('/')],
-        A::Filter,
-        "filter events (substring of any field)",
-    ),
-    bind(
-        C::Events,
-        &[ch('f'), ch(' ')],
-        A::ToggleFollow,
-        "follow new events / pause",
-    ),
-    bind(
-        C::Events,
-        &[plain(KeyCode::Up), ch('k')],
-        A::Up,
-        "scroll up (pauses)",
-    ),
-    bind(
-        C::Events,
-        &[plain(KeyCode::Down), ch('j')],
-        A::Down,
-        "scroll down",
-    ),
-    bind(
-        C::Events,
-        &[plain(KeyCode::Esc)],
-        A::Back,
-        "clear the filter, back to games",
-    ),
-    bind(
-        C::Detail,
-        &[ctrl('d')],
-        A::ForceDelete,
-        "force-delete this game (asks first)",
-    ),
-    bind(
-        C::Detail,
-        &[plain(KeyCode::Esc), plain(KeyCode::Backspace)],
-        A::Back,
-        "back to the games table",
-    ),
-];
-
-/// The action bound to `event` in `context` (or, for screens, in [`Context::Global`]).
-pub fn lookup(context: Context, event: &KeyEvent) -> Option<Action> {
-    let screen = matches!(context, Context::Games | Context::Events | Context::Detail);
-    let find = |ctx: Context| {
-        KEYMAP
+impl<A> Binding<A> {
+    /// The keys as help shows them (`q, Ctrl-C`).
+    pub fn keys_label(&self) -> String {
+        self.keys
             .iter()
-            .find(|b| b.context == ctx && b.keys.iter().any(|k| k.matches(event)))
-            .map(|b| b.action)
-    };
-    find(context).or_else(|| if screen { find(Context::Global) } else { None })
+            .map(Key::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
-/// The keys of a binding as help shows them (`q, Ctrl-C`).
-pub fn keys_label(binding: &Binding) -> String {
-    binding
-        .keys
-        .iter()
-        .map(Key::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
+/// One table of bindings with its heading in the help screen. Earlier entries win when two
+/// match.
+#[derive(Debug, Clone, Copy)]
+pub struct Keymap<A: 'static> {
+    /// The heading of this table in the help screen.
+    pub title: &'static str,
+    /// The bindings, in help order.
+    pub bindings: &'static [Binding<A>],
 }
+
+impl<A: Copy> Keymap<A> {
+    /// The action bound to `event` in this table.
+    pub fn lookup(&self, event: &KeyEvent) -> Option<A> {
+        self.bindings
+            .iter()
+            .find(|b| b.keys.iter().any(|k| k.matches(event)))
+            .map(|b| b.action)
+    }
+
+    /// This table as the help screen lists it.
+    pub fn help(&self) -> HelpSection {
+        HelpSection {
+            title: self.title,
+            entries: self
+                .bindings
+                .iter()
+                .map(|b| HelpEntry {
+                    keys: b.keys_label(),
+                    description: b.description,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One table of the help screen (action types erased).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelpSection {
+    /// Heading.
+    pub title: &'static str,
+    /// One entry per binding.
+    pub entries: Vec<HelpEntry>,
+}
+
+/// One line of the help screen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelpEntry {
+    /// The keys (`q, Ctrl-C`).
+    pub keys: String,
+    /// What they do.
+    pub description: &'static str,
+}
+
+/// What a global key does (on every screen; not in dialogs or text input).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GlobalAction {
+    /// Leave the console.
+    Quit,
+    /// Open the help screen.
+    Help,
+    /// Open the `:` command line.
+    CommandLine,
+    /// Show pending games.
+    ShowPending,
+    /// Show lobby games.
+    ShowLobby,
+    /// Show active games.
+    ShowActive,
+    /// Show the event tail.
+    ShowEvents,
+    /// Re-read Redis now.
+    RefreshNow,
+}
+
+/// The keys that work on every screen (tried after the active screen's table).
+pub const GLOBAL: Keymap<GlobalAction> = Keymap {
+    title: "Everywhere",
+    bindings: &[
+        bind(&[ch('q'), ctrl('c')], GlobalAction::Quit, "quit"),
+        bind(&[ch('?')], GlobalAction::Help, "this help"),
+        bind(
+            &[ch(':')],
+            GlobalAction::CommandLine,
+            "command line: :pending :lobby :active :events :q",
+        ),
+        bind(&[ch('1')], GlobalAction::ShowPending, "pending games"),
+        bind(&[ch('2')], GlobalAction::ShowLobby, "lobby games"),
+        bind(&[ch('3')], GlobalAction::ShowActive, "active games"),
+        bind(&[ch('4'), ch('e')], GlobalAction::ShowEvents, "event tail"),
+        bind(&[ch('r')], GlobalAction::RefreshNow, "re-read Redis now"),
+    ],
+};
+
+/// What a key does while a filter or a `:` command is typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputAction {
+    /// Apply what was typed.
+    Submit,
+    /// Abandon what was typed.
+    Cancel,
+    /// Delete the last character.
+    Backspace,
+}
+
+/// The keys of the command line (other keys type).
+pub const COMMAND_LINE: Keymap<InputAction> = Keymap {
+    title: "Filter / command line",
+    bindings: &[
+        bind(&[plain(KeyCode::Enter)], InputAction::Submit, "apply"),
+        bind(&[plain(KeyCode::Esc)], InputAction::Cancel, "cancel"),
+        bind(
+            &[plain(KeyCode::Backspace)],
+            InputAction::Backspace,
+            "delete a character (other keys type)",
+        ),
+    ],
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::screens::{confirm, detail, events, games, help};
 
     fn press(code: KeyCode, modifiers: KeyModifiers) -> KeyEvent {
         KeyEvent::new(code, modifiers)
     }
 
     #[test]
-    fn screen_bindings_fall_back_to_global() {
-        let q = press(KeyCode::Char('q'), KeyModifiers::NONE);
-        assert_eq!(lookup(Context::Games, &q), Some(Action::Quit));
-        assert_eq!(lookup(Context::Confirm, &q), Some(Action::CancelDialog));
-        assert_eq!(lookup(Context::Input, &q), None, "q types in a text field");
-    }
-
-    #[test]
     fn ctrl_d_is_not_d() {
         let d = press(KeyCode::Char('d'), KeyModifiers::NONE);
         let ctrl_d = press(KeyCode::Char('d'), KeyModifiers::CONTROL);
-        assert_eq!(lookup(Context::Games, &d), Some(Action::OpenDetail));
-        assert_eq!(lookup(Context::Games, &ctrl_d), Some(Action::ForceDelete));
+        assert_eq!(games::KEYMAP.lookup(&d), Some(games::Action::OpenDetail));
+        assert_eq!(
+            games::KEYMAP.lookup(&ctrl_d),
+            Some(games::Action::ForceDelete)
+        );
     }
 
     #[test]
     fn shifted_letters_match_their_character() {
         let big_g = press(KeyCode::Char('G'), KeyModifiers::SHIFT);
-        assert_eq!(lookup(Context::Games, &big_g), Some(Action::Bottom));
+        assert_eq!(games::KEYMAP.lookup(&big_g), Some(games::Action::Bottom));
     }
 
     #[test]
-    fn no_key_is_bound_twice_in_one_context() {
-        for (i, a) in KEYMAP.iter().enumerate() {
-            for b in &KEYMAP[i + 1..] {
-                if a.context != b.context {
-                    continue;
-                }
+    fn q_closes_dialogs_but_types_in_a_text_field() {
+        let q = press(KeyCode::Char('q'), KeyModifiers::NONE);
+        assert_eq!(GLOBAL.lookup(&q), Some(GlobalAction::Quit));
+        assert_eq!(games::KEYMAP.lookup(&q), None, "falls back to global");
+        assert_eq!(confirm::KEYMAP.lookup(&q), Some(confirm::Action::Cancel));
+        assert_eq!(help::KEYMAP.lookup(&q), Some(help::Action::Close));
+        assert_eq!(COMMAND_LINE.lookup(&q), None, "q types in a text field");
+    }
+
+    fn assert_no_key_bound_twice<A>(keymap: &Keymap<A>) {
+        for (i, a) in keymap.bindings.iter().enumerate() {
+            for b in &keymap.bindings[i + 1..] {
                 for key in a.keys {
                     assert!(
                         !b.keys.contains(key),
-                        "{key} bound twice in {:?}",
-                        a.context
+                        "{key} bound twice in {}",
+                        keymap.title
                     );
                 }
             }
         }
+    }
+
+    #[test]
+    fn no_key_is_bound_twice_in_one_table() {
+        assert_no_key_bound_twice(&GLOBAL);
+        assert_no_key_bound_twice(&COMMAND_LINE);
+        assert_no_key_bound_twice(&games::KEYMAP);
+        assert_no_key_bound_twice(&events::KEYMAP);
+        assert_no_key_bound_twice(&detail::KEYMAP);
+        assert_no_key_bound_twice(&confirm::KEYMAP);
+        assert_no_key_bound_twice(&help::KEYMAP);
     }
 }

@@ -1,8 +1,10 @@
 //! `mm-console`: the operator's live view of the matchmaker and its scripted admin.
 //!
 //! - [`cli`]: flags and exit codes; [`run`] is the whole program behind `main`.
-//! - [`app`]: TUI state and the pure `update` (The Elm Architecture); [`keymap`]: the one
-//!   key table used for dispatch and help; [`view`]: drawing, pure.
+//! - [`app`]: the TUI's global state and the pure `update` (The Elm Architecture);
+//!   [`screens`]: one component per screen (its state, keys, update, drawing); [`keymap`]:
+//!   the key-table type and the global keys, used for dispatch and help; [`view`]: drawing
+//!   of what screens share, pure.
 //! - [`tui`]: the runtime loop (terminal, ticks, background tasks).
 //! - [`fetch`]: read-only Redis queries (windows, header statistics, detail, `XREAD` tail);
 //!   [`data`]: the plain data they return.
@@ -17,6 +19,7 @@ pub mod context;
 pub mod data;
 pub mod fetch;
 pub mod keymap;
+pub mod screens;
 pub mod scripted;
 pub mod tui;
 pub mod view;

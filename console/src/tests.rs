@@ -10,11 +10,14 @@ use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 use ratatui::style::Color;
 
-use crate::app::{App, Button, Command, Msg, Screen, SortKey, Thresholds, update};
+use crate::app::{App, Command, Msg, Overlay, Thresholds, update};
 use crate::data::{
     GameDetail, GameRow, GamesPage, GroupStats, Overview, PageQuery, ProductStats, Snapshot,
     TailEvent,
 };
+use crate::screens::ScreenId;
+use crate::screens::confirm::{Button, Confirm};
+use crate::screens::games::SortKey;
 use crate::view::view;
 
 /// 2026-11-21T15:00:00Z
@@ -58,7 +61,7 @@ fn ctrl(c: char) -> Msg {
 /// An app that has done one refresh of the lobby of `chess` with `rows` (of `total`).
 fn loaded(rows: Vec<GameRow>, total: u64) -> App {
     let mut app = App::new(NOW, thresholds(), 1000, 100, false);
-    app.size = (120, 30);
+    app.shared.size = (120, 30);
     let commands = update(&mut app, Msg::Tick { now_ms: NOW });
     let Some(Command::Refresh { generation, .. }) = commands.first().cloned() else {
         panic!("first tick refreshes: {commands:?}");
@@ -121,8 +124,15 @@ fn three_rows() -> Vec<GameRow> {
     ]
 }
 
+fn open_dialog(app: &App) -> Option<&Confirm> {
+    match &app.overlay {
+        Some(Overlay::Confirm(confirm)) => Some(confirm),
+        _ => None,
+    }
+}
+
 fn render(app: &App) -> Buffer {
-    let backend = TestBackend::new(app.size.0, app.size.1);
+    let backend = TestBackend::new(app.shared.size.0, app.shared.size.1);
     let mut terminal = Terminal::new(backend).unwrap();
     terminal.draw(|frame| view(app, frame)).unwrap();
     terminal.backend().buffer().clone()
@@ -196,7 +206,7 @@ fn detail_view_snapshot() {
     let commands = update(&mut app, code(KeyCode::Enter));
     let id = three_rows()[1].id.clone();
     assert_eq!(commands, vec![Command::LoadDetail { id: id.clone() }]);
-    assert_eq!(app.screen, Screen::Detail);
+    assert_eq!(app.active, ScreenId::Detail);
     let event = |seq: u64, kind: &str, player: &str| TailEvent {
         product: "chess".into(),
         entry_id: format!("{}-{seq}", NOW - 100 * SEC + seq * SEC),
@@ -236,17 +246,17 @@ fn detail_view_snapshot() {
 fn confirm_dialog_defaults_to_cancel_and_enter_on_cancel_deletes_nothing() {
     let mut app = loaded(three_rows(), 3);
     assert!(update(&mut app, ctrl('d')).is_empty());
-    let confirm = app.confirm.clone().expect("dialog open");
+    let confirm = open_dialog(&app).cloned().expect("dialog open");
     assert_eq!(confirm.focus, Button::Cancel);
     assert_eq!(confirm.game.id, three_rows()[0].id);
     insta::assert_snapshot!(text(&render(&app)));
     // Enter on Cancel: nothing runs, the dialog closes.
     assert!(update(&mut app, code(KeyCode::Enter)).is_empty());
-    assert!(app.confirm.is_none());
+    assert!(app.overlay.is_none());
     // Tab to Delete, Enter: the delete runs.
     update(&mut app, ctrl('d'));
     update(&mut app, code(KeyCode::Tab));
-    assert_eq!(app.confirm.as_ref().unwrap().focus, Button::Delete);
+    assert_eq!(open_dialog(&app).unwrap().focus, Button::Delete);
     let commands = update(&mut app, code(KeyCode::Enter));
     assert_eq!(
         commands,
@@ -292,7 +302,7 @@ fn read_only_refuses_delete_and_says_so() {
     let mut app = loaded(three_rows(), 3);
     app.read_only = true;
     assert!(update(&mut app, ctrl('d')).is_empty());
-    assert!(app.confirm.is_none());
+    assert!(app.overlay.is_none());
     assert!(app.status.as_ref().unwrap().text.contains("read-only"));
     assert!(text(&render(&app)).contains("READ-ONLY"));
 }
@@ -307,7 +317,7 @@ fn filter_is_typed_applied_lowercased_and_cleared() {
     update(&mut app, code(KeyCode::Backspace));
     update(&mut app, key('2'));
     let commands = update(&mut app, code(KeyCode::Enter));
-    assert_eq!(app.filter, "player-2");
+    assert_eq!(app.screens.games.filter, "player-2");
     let [
         Command::Refresh {
             query: Some(query), ..
@@ -321,29 +331,33 @@ fn filter_is_typed_applied_lowercased_and_cleared() {
     assert!(three_rows()[1].matches("player-2"));
     assert!(!three_rows()[0].matches("player-2"));
     let commands = update(&mut app, code(KeyCode::Esc));
-    assert!(app.filter.is_empty());
+    assert!(app.screens.games.filter.is_empty());
     assert_eq!(commands.len(), 1);
 }
 
 #[test]
 fn sort_toggles_between_activity_and_age() {
     let mut app = loaded(three_rows(), 3);
-    assert_eq!(app.sort, SortKey::Activity);
+    assert_eq!(app.screens.games.sort, SortKey::Activity);
     update(&mut app, key('o'));
     assert!(app.page_query().unwrap().newest_first);
     update(&mut app, key('s'));
-    assert_eq!(app.sort, SortKey::Age);
+    assert_eq!(app.screens.games.sort, SortKey::Age);
     assert!(!app.page_query().unwrap().newest_first);
     // Age order sorts the page by creation time.
-    app.page = loaded(
+    app.screens.games.page = loaded(
         vec![
             row(1, GameState::CreatorJoined, 10),
             row(2, GameState::CreatorJoined, 500),
         ],
         2,
     )
+    .screens
+    .games
     .page;
     let ids: Vec<&str> = app
+        .screens
+        .games
         .visible_rows()
         .iter()
         .map(|r| &r.id[r.id.len() - 4..])
@@ -415,7 +429,7 @@ fn redis_down_keeps_data_under_a_banner_and_clears_on_recovery() {
     assert!(screen.contains("00000001"), "old rows still shown");
     // Still responsive: keys work while down.
     update(&mut app, key('?'));
-    assert!(app.help);
+    assert_eq!(app.overlay, Some(Overlay::Help));
 }
 
 #[test]
@@ -423,10 +437,7 @@ fn help_is_generated_from_the_keymap() {
     let mut app = loaded(three_rows(), 3);
     update(&mut app, key('?'));
     let screen = text(&render(&app));
-    for binding in crate::keymap::KEYMAP
-        .iter()
-        .filter(|b| b.context == crate::keymap::Context::Games)
-    {
+    for binding in crate::screens::games::KEYMAP.bindings {
         assert!(
             screen.contains(binding.description),
             "help lacks {:?}",
@@ -434,7 +445,7 @@ fn help_is_generated_from_the_keymap() {
         );
     }
     update(&mut app, code(KeyCode::Esc));
-    assert!(!app.help);
+    assert!(app.overlay.is_none());
 }
 
 #[test]
@@ -447,8 +458,11 @@ fn command_line_switches_views_and_quits() {
         }
         update(&mut app, code(KeyCode::Enter));
         match text {
-            ":events" => assert_eq!(app.screen, Screen::Events),
-            ":pending" => assert_eq!(app.screen, Screen::Games(GameSet::Pending)),
+            ":events" => assert_eq!(app.active, ScreenId::Events),
+            ":pending" => {
+                assert_eq!(app.active, ScreenId::Games);
+                assert_eq!(app.screens.games.set, GameSet::Pending);
+            }
             _ => assert!(app.quit),
         }
     }
@@ -474,19 +488,19 @@ fn event_tail_follows_pauses_and_filters() {
         ],
     };
     update(&mut app, key('e'));
-    assert_eq!(app.screen, Screen::Events);
+    assert_eq!(app.active, ScreenId::Events);
     update(
         &mut app,
         Msg::TailEvents((0..4).map(|n| event(n, "heartbeat")).collect()),
     );
-    assert_eq!(app.tail.events.len(), 3, "bounded by tail_len");
+    assert_eq!(app.screens.events.events.len(), 3, "bounded by tail_len");
     update(&mut app, key('f'));
     update(&mut app, Msg::TailEvents(vec![event(9, "game_ended")]));
-    assert_eq!(app.tail.events.len(), 3, "paused: held back");
-    assert_eq!(app.tail.held.len(), 1);
+    assert_eq!(app.screens.events.events.len(), 3, "paused: held back");
+    assert_eq!(app.screens.events.held.len(), 1);
     update(&mut app, key('f'));
     assert_eq!(
-        app.tail.events.back().unwrap().field("type"),
+        app.screens.events.events.back().unwrap().field("type"),
         Some("game_ended")
     );
     update(&mut app, key('/'));
@@ -494,7 +508,7 @@ fn event_tail_follows_pauses_and_filters() {
         update(&mut app, key(c));
     }
     update(&mut app, code(KeyCode::Enter));
-    assert_eq!(app.tail.visible().len(), 1);
+    assert_eq!(app.screens.events.visible().len(), 1);
 }
 
 #[test]
@@ -512,16 +526,18 @@ fn stale_refresh_answers_are_ignored() {
         },
     );
     assert!(commands.is_empty());
-    assert!(app.redis_down.is_none());
+    assert!(app.shared.redis_down.is_none());
 }
 
 #[test]
 fn help_keeps_every_key_label_apart_from_its_description() {
-    let lines = crate::view::help_lines();
+    let app = loaded(three_rows(), 3);
+    let sections = app.help_sections();
+    let lines = crate::screens::help::lines(&sections);
     let bindings: Vec<_> = lines.iter().filter(|line| line.spans.len() == 2).collect();
     assert_eq!(
         bindings.len(),
-        crate::keymap::KEYMAP.len(),
+        sections.iter().map(|s| s.entries.len()).sum::<usize>(),
         "one help line per binding"
     );
     let columns: Vec<usize> = bindings.iter().map(|l| l.spans[0].width()).collect();
@@ -536,4 +552,58 @@ fn help_keeps_every_key_label_apart_from_its_description() {
             "label {label:?} runs into its description"
         );
     }
+}
+
+#[test]
+fn help_lists_the_global_keys_and_the_shown_screens() {
+    let mut app = loaded(three_rows(), 3);
+    update(&mut app, key('e'));
+    update(&mut app, key('?'));
+    let screen = text(&render(&app));
+    assert!(screen.contains("Event tail"), "{screen}");
+    assert!(screen.contains("follow new events / pause"), "{screen}");
+    assert!(screen.contains("re-read Redis now"), "{screen}");
+    assert!(
+        !screen.contains("sort by last activity / by age"),
+        "another screen's keys: {screen}"
+    );
+    // While help is open only its own keys work: `1` does not switch screens.
+    update(&mut app, key('1'));
+    assert_eq!(app.active, ScreenId::Events);
+    update(&mut app, key('q'));
+    assert!(app.overlay.is_none() && !app.quit);
+}
+
+#[test]
+fn delete_from_detail_uses_the_record_when_the_table_no_longer_shows_the_game() {
+    let mut app = loaded(three_rows(), 3);
+    let id = three_rows()[0].id.clone();
+    update(&mut app, code(KeyCode::Enter));
+    assert_eq!(app.screens.detail.id.as_deref(), Some(id.as_str()));
+    update(
+        &mut app,
+        Msg::DetailLoaded(Box::new(GameDetail {
+            id: id.clone(),
+            fields: vec![
+                ("product".into(), "chess".into()),
+                ("server_id".into(), "gs-chess-9".into()),
+                ("state".into(), "in_progress".into()),
+            ],
+            events: Vec::new(),
+            searched: 0,
+        })),
+    );
+    // The table's window moved on: the game is not on it any more.
+    app.screens.games.page.as_mut().unwrap().rows.remove(0);
+    update(&mut app, ctrl('d'));
+    let game = &open_dialog(&app).expect("dialog open").game;
+    assert_eq!(game.id, id);
+    assert_eq!(game.server_id, "gs-chess-9");
+    assert_eq!(game.state, Some(GameState::InProgress));
+    // Esc closes the dialog and stays on the detail; Esc again goes back to the table.
+    update(&mut app, code(KeyCode::Esc));
+    assert_eq!(app.active, ScreenId::Detail);
+    update(&mut app, code(KeyCode::Esc));
+    assert_eq!(app.active, ScreenId::Games);
+    assert!(app.screens.detail.id.is_none());
 }

@@ -54,7 +54,7 @@ pub async fn run(console: Console, options: TuiOptions) -> std::io::Result<()> {
         options.tail_len,
         options.read_only,
     );
-    app.size = (size.width, size.height);
+    app.shared.size = (size.width, size.height);
     let (tx, mut rx) = mpsc::channel::<Msg>(256);
     let tail_task = tokio::spawn(tail_loop(console.clone(), options.tail_len, tx.clone()));
     let mut events = EventStream::new();

@@ -94,7 +94,7 @@ async fn measure_console(
     product: &ProductId,
     per_set: u64,
 ) -> anyhow::Result<ConsoleTimes> {
-    use mm_console::app::{App, Command, Msg, Screen, Thresholds, update};
+    use mm_console::app::{App, Command, Msg, Thresholds, update};
     use mm_console::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
     use mm_console::data::PageQuery;
     use mm_console::ratatui::Terminal;
@@ -111,7 +111,7 @@ async fn measure_console(
         500,
         false,
     );
-    app.size = (120, 40);
+    app.shared.size = (120, 40);
     let rows = app.page_rows();
     let mut terminal = Terminal::new(TestBackend::new(120, 40))?;
     let products = [product.clone()];
@@ -136,10 +136,10 @@ async fn measure_console(
                     fetch::snapshot(store, &products, Some(&query), mm_common::time::now_ms())
                         .await?;
                 driver::record(&mut times.refresh, started.elapsed());
-                app.screen = Screen::Games(set);
-                app.set = set;
-                app.offset = offset;
-                app.selected = offset;
+                app.active = mm_console::screens::ScreenId::Games;
+                app.screens.games.set = set;
+                app.screens.games.offset = offset;
+                app.screens.games.selected = offset;
                 let refresh_key = KeyEvent::new(KeyCode::Char('r'), KeyModifiers::NONE);
                 let generation = match update(&mut app, Msg::Key(refresh_key)).as_slice() {
                     [Command::Refresh { generation, .. }] => *generation,

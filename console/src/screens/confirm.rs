@@ -1,0 +1,156 @@
+//! The force-delete confirmation: an overlay over the screen it was opened from, Cancel
+//! focused first. It captures every key while open.
+
+use crossterm::event::{KeyCode, KeyEvent};
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Clear, Paragraph};
+
+use super::{Effect, OverlayReply};
+use crate::app::StatusKind;
+use crate::data::GameRow;
+use crate::keymap::{Keymap, bind, ch, plain};
+use crate::view::{DIM, SELECTED, popup};
+
+/// What a key does in the dialog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Move focus between Cancel and Delete.
+    SwitchButton,
+    /// Press the focused button.
+    Press,
+    /// Cancel.
+    Cancel,
+}
+
+/// The dialog's keys.
+pub const KEYMAP: Keymap<Action> = Keymap {
+    title: "Delete dialog",
+    bindings: &[
+        bind(
+            &[
+                plain(KeyCode::Tab),
+                plain(KeyCode::BackTab),
+                plain(KeyCode::Left),
+                plain(KeyCode::Right),
+                ch('h'),
+                ch('l'),
+            ],
+            Action::SwitchButton,
+            "move focus between Cancel and Delete",
+        ),
+        bind(
+            &[plain(KeyCode::Enter)],
+            Action::Press,
+            "press the focused button (Cancel is focused first)",
+        ),
+        bind(
+            &[plain(KeyCode::Esc), ch('n'), ch('q')],
+            Action::Cancel,
+            "cancel",
+        ),
+    ],
+};
+
+/// Which dialog button has focus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Button {
+    /// Do nothing (focused first).
+    Cancel,
+    /// Delete.
+    Delete,
+}
+
+/// The open force-delete confirmation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confirm {
+    /// The game as shown when the dialog opened.
+    pub game: GameRow,
+    /// Focused button.
+    pub focus: Button,
+}
+
+impl Confirm {
+    /// The dialog for `game`, Cancel focused.
+    pub fn new(game: GameRow) -> Confirm {
+        Confirm {
+            game,
+            focus: Button::Cancel,
+        }
+    }
+
+    /// A key press while the dialog is open.
+    pub fn on_key(&mut self, key: &KeyEvent) -> OverlayReply {
+        match KEYMAP.lookup(key) {
+            Some(Action::SwitchButton) => {
+                self.focus = match self.focus {
+                    Button::Cancel => Button::Delete,
+                    Button::Delete => Button::Cancel,
+                };
+                OverlayReply::Open
+            }
+            Some(Action::Press) => {
+                let id = self.game.id.clone();
+                OverlayReply::Closed(vec![match self.focus {
+                    Button::Cancel => {
+                        Effect::Status(StatusKind::Info, format!("delete of {id} cancelled"))
+                    }
+                    Button::Delete => Effect::ForceDelete(id),
+                }])
+            }
+            Some(Action::Cancel) => OverlayReply::Closed(Vec::new()),
+            None => OverlayReply::Open,
+        }
+    }
+
+    /// Draws the dialog over `area`.
+    pub fn draw(&self, frame: &mut Frame, area: Rect) {
+        let game = &self.game;
+        let button = |label: &str, focused: bool| {
+            let text = format!("[ {label} ]");
+            if focused {
+                Span::styled(text, SELECTED.add_modifier(Modifier::BOLD))
+            } else {
+                Span::raw(text)
+            }
+        };
+        let lines = vec![
+            Line::styled(
+                "Force-delete this game?",
+                Style::new().add_modifier(Modifier::BOLD),
+            ),
+            Line::raw(""),
+            Line::raw(format!("  id       {}", game.id)),
+            Line::raw(format!("  product  {}", game.product)),
+            Line::raw(format!(
+                "  state    {}",
+                game.state
+                    .map_or("(no record)".to_string(), |s| s.to_string())
+            )),
+            Line::raw(format!("  server   {}", game.server_id)),
+            Line::raw(""),
+            Line::raw("Deletes it on the game server, then removes the record."),
+            Line::raw("The action is written to the audit stream."),
+            Line::raw(""),
+            Line::from(vec![
+                Span::raw("        "),
+                button("Cancel", self.focus == Button::Cancel),
+                Span::raw("    "),
+                button("Delete", self.focus == Button::Delete),
+            ]),
+            Line::styled("Tab switches · Enter presses · Esc cancels", DIM),
+        ];
+        let rect = popup(area, 70, lines.len() as u16 + 2);
+        frame.render_widget(Clear, rect);
+        frame.render_widget(
+            Paragraph::new(lines).block(
+                Block::bordered()
+                    .title(" confirm force-delete ")
+                    .border_style(Style::new().fg(Color::Red)),
+            ),
+            rect,
+        );
+    }
+}
