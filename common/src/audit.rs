@@ -1,5 +1,5 @@
 //! The operator audit trail: one entry per operator action, appended to `P:audit`
-//! (design section 3) with `XADD`.
+//! (design section 3) through the store.
 //!
 //! An entry says who acted (the OS user, or `--operator`), what they did, to which game of
 //! which product on which server, why, what came of it, whether the game server was reached,
@@ -86,33 +86,15 @@ impl AuditEntry {
     }
 }
 
-/// Appends `entry` to `P:audit`; returns the stream entry id.
+/// Appends `entry` to `P:audit`; returns the stream entry id ([`Store::append_audit`]).
 pub async fn append(store: &Store, entry: &AuditEntry) -> Result<String, StoreError> {
-    let mut conn = store.connection();
-    let mut cmd = redis::cmd("XADD");
-    cmd.arg(store.keys().audit()).arg("*");
-    for (name, value) in entry.to_fields() {
-        cmd.arg(name).arg(value);
-    }
-    let id: String = cmd.query_async(&mut conn).await?;
-    Ok(id)
+    store.append_audit(entry).await
 }
 
-/// The newest `count` audit entries, newest first, with their stream ids.
+/// The newest `count` audit entries, newest first, with their stream ids
+/// ([`Store::recent_audit`]).
 pub async fn recent(store: &Store, count: usize) -> Result<Vec<(String, AuditEntry)>, StoreError> {
-    let mut conn = store.connection();
-    let raw: Vec<(String, HashMap<String, String>)> = redis::cmd("XREVRANGE")
-        .arg(store.keys().audit())
-        .arg("+")
-        .arg("-")
-        .arg("COUNT")
-        .arg(count)
-        .query_async(&mut conn)
-        .await?;
-    Ok(raw
-        .into_iter()
-        .map(|(id, fields)| (id, AuditEntry::from_fields(&fields)))
-        .collect())
+    store.recent_audit(count).await
 }
 
 /// The OS user running this process (`USER`, then `LOGNAME`, then `USERNAME`), or `unknown`.

@@ -1,18 +1,16 @@
-//! Reading Redis for the console: the header's statistics, the table's window, one game's
+//! Reading the store for the console: the header's statistics, the table's window, one game's
 //! detail, and following the product streams.
 //!
-//! Everything here only reads. The event tail uses plain `XREAD` and `XREVRANGE`, never
-//! `XREADGROUP`: the console must never take entries from the daemon's consumer group.
+//! Everything here only reads, and only through the store's operations. The event tail uses
+//! the store's group-free reads ([`Store::recent_events`], [`TailReader`]): the console must
+//! never take entries from the daemon's consumer group.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use mm_common::keys::CONSUMER_GROUP;
 use mm_common::model::GameSet;
-use mm_common::store::{Store, StoreError};
+use mm_common::store::{Store, StoreError, StreamEntry, TailReader, record_fields};
 use mm_common::{GameId, ProductId};
-use redis::Value;
-use redis::aio::MultiplexedConnection;
 
 use crate::data::{
     FilterScan, GameDetail, GameRow, GamesPage, GroupStats, Overview, PageQuery, ProductStats,
@@ -45,97 +43,20 @@ pub async fn products(
     Ok(products)
 }
 
-fn value_u64(value: &Value) -> Option<u64> {
-    match value {
-        Value::Int(n) => u64::try_from(*n).ok(),
-        Value::BulkString(bytes) => std::str::from_utf8(bytes).ok()?.parse().ok(),
-        Value::SimpleString(text) => text.parse().ok(),
-        _ => None,
-    }
-}
-
-fn value_text(value: &Value) -> Option<String> {
-    match value {
-        Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
-        Value::SimpleString(text) => Some(text.clone()),
-        Value::Int(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// Reads a reply that is a flat `[name, value, name, value…]` array or a map.
-fn pairs(value: &Value) -> Vec<(String, &Value)> {
-    match value {
-        Value::Array(items) => items
-            .chunks(2)
-            .filter_map(|pair| match pair {
-                [name, value] => Some((value_text(name)?, value)),
-                _ => None,
-            })
-            .collect(),
-        Value::Map(items) => items
-            .iter()
-            .filter_map(|(name, value)| Some((value_text(name)?, value)))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// The daemon's consumer group on `product`'s stream (`XINFO GROUPS`); `None` if the stream or
-/// the group does not exist.
-async fn group_stats(store: &Store, product: &ProductId) -> Result<Option<GroupStats>, StoreError> {
-    let mut conn = store.connection();
-    let reply: Result<Value, redis::RedisError> = redis::cmd("XINFO")
-        .arg("GROUPS")
-        .arg(store.keys().product(product).events())
-        .query_async(&mut conn)
-        .await;
-    let reply = match reply {
-        Ok(reply) => reply,
-        // "ERR no such key": the stream does not exist yet.
-        Err(err) if matches!(err.kind(), redis::ErrorKind::Server(_)) => return Ok(None),
-        Err(err) => return Err(err.into()),
-    };
-    let Value::Array(groups) = reply else {
-        return Ok(None);
-    };
-    for group in &groups {
-        let fields: HashMap<String, &Value> = pairs(group).into_iter().collect();
-        if fields.get("name").and_then(|v| value_text(v)).as_deref() != Some(CONSUMER_GROUP) {
-            continue;
-        }
-        return Ok(Some(GroupStats {
-            lag: fields.get("lag").and_then(|v| value_u64(v)),
-            pending: fields
-                .get("pending")
-                .and_then(|v| value_u64(v))
-                .unwrap_or(0),
-            consumers: fields
-                .get("consumers")
-                .and_then(|v| value_u64(v))
-                .unwrap_or(0),
-        }));
-    }
-    Ok(None)
-}
-
 async fn product_stats(store: &Store, product: &ProductId) -> Result<ProductStats, StoreError> {
-    let mut conn = store.connection();
     let (counts, group, dead) = tokio::join!(
         store.set_counts(product),
-        group_stats(store, product),
-        async {
-            let dead: Result<u64, redis::RedisError> = redis::cmd("XLEN")
-                .arg(store.keys().product(product).dead_letters())
-                .query_async(&mut conn)
-                .await;
-            dead
-        }
+        store.group_info(product),
+        store.dead_letter_count(product),
     );
     Ok(ProductStats {
         product: product.to_string(),
         counts: counts?,
-        group: group?,
+        group: group?.map(|info| GroupStats {
+            lag: info.lag,
+            pending: info.pending,
+            consumers: info.consumers,
+        }),
         dead_letters: dead?,
     })
 }
@@ -147,12 +68,8 @@ pub async fn overview(
     now_ms: u64,
 ) -> Result<Overview, StoreError> {
     let stats = futures::future::join_all(products.iter().map(|p| product_stats(store, p))).await;
-    let mut conn = store.connection();
-    let instances: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-        .arg(store.keys().instances())
-        .arg(now_ms.saturating_sub(INSTANCE_ALIVE_MS))
-        .arg("+inf")
-        .query_async(&mut conn)
+    let instances = store
+        .live_instances(now_ms.saturating_sub(INSTANCE_ALIVE_MS))
         .await?;
     Ok(Overview {
         products: stats.into_iter().collect::<Result<_, _>>()?,
@@ -252,14 +169,22 @@ pub async fn snapshot(
     })
 }
 
-type RawEntry = (String, Vec<(String, String)>);
+/// A stream entry of `product` as the console shows it.
+fn tail_event(product: &ProductId, entry: StreamEntry) -> TailEvent {
+    TailEvent {
+        product: product.to_string(),
+        entry_id: entry.id,
+        fields: entry.fields,
+    }
+}
 
-/// One game's hash and its recent events (from the last [`DETAIL_EVENT_SEARCH`] entries of its
-/// product's stream).
+/// One game's record (as the fields the store keeps, [`record_fields`]) and its recent events
+/// (from the last [`DETAIL_EVENT_SEARCH`] entries of its product's stream).
 pub async fn detail(store: &Store, id: &str) -> Result<GameDetail, StoreError> {
-    let game = GameId::new(id).ok();
-    let product = game.as_ref().and_then(GameId::product);
-    let Some(product) = product else {
+    let Some((game, product)) = GameId::new(id).ok().and_then(|game| {
+        let product = game.product()?;
+        Some((game, product))
+    }) else {
         return Ok(GameDetail {
             id: id.to_string(),
             fields: Vec::new(),
@@ -267,36 +192,18 @@ pub async fn detail(store: &Store, id: &str) -> Result<GameDetail, StoreError> {
             searched: 0,
         });
     };
-    let keys = store.keys().product(&product);
-    let mut conn = store.connection();
-    let (mut fields, entries): (Vec<(String, String)>, Vec<RawEntry>) = redis::pipe()
-        .cmd("HGETALL")
-        .arg(keys.game_by_raw_id(id))
-        .cmd("XREVRANGE")
-        .arg(keys.events())
-        .arg("+")
-        .arg("-")
-        .arg("COUNT")
-        .arg(DETAIL_EVENT_SEARCH)
-        .query_async(&mut conn)
+    let history = store
+        .game_history(&game, DETAIL_EVENT_SEARCH, DETAIL_EVENTS)
         .await?;
-    fields.sort();
-    let searched = entries.len();
-    let events = entries
-        .into_iter()
-        .filter(|(_, fields)| fields.iter().any(|(k, v)| k == "game_id" && v == id))
-        .take(DETAIL_EVENTS)
-        .map(|(entry_id, fields)| TailEvent {
-            product: product.to_string(),
-            entry_id,
-            fields,
-        })
-        .collect();
     Ok(GameDetail {
         id: id.to_string(),
-        fields,
-        events,
-        searched,
+        fields: history.game.as_ref().map(record_fields).unwrap_or_default(),
+        events: history
+            .events
+            .into_iter()
+            .map(|entry| tail_event(&product, entry))
+            .collect(),
+        searched: history.searched,
     })
 }
 
@@ -304,7 +211,7 @@ pub async fn detail(store: &Store, id: &str) -> Result<GameDetail, StoreError> {
 pub struct TailFollower {
     store: Store,
     configured: Vec<ProductId>,
-    conn: Option<MultiplexedConnection>,
+    reader: TailReader,
     last_ids: BTreeMap<ProductId, String>,
     backfill: usize,
     block: Duration,
@@ -315,9 +222,9 @@ impl TailFollower {
     /// blocking up to `block` per read.
     pub fn new(store: Store, configured: Vec<ProductId>, backfill: usize, block: Duration) -> Self {
         Self {
+            reader: store.tail_reader(block),
             store,
             configured,
-            conn: None,
             last_ids: BTreeMap::new(),
             backfill,
             block,
@@ -332,28 +239,19 @@ impl TailFollower {
             if self.last_ids.contains_key(&product) {
                 continue;
             }
-            let mut conn = self.store.connection();
-            let recent: Vec<RawEntry> = redis::cmd("XREVRANGE")
-                .arg(self.store.keys().product(&product).events())
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(self.backfill.max(1))
-                .query_async(&mut conn)
+            let recent = self
+                .store
+                .recent_events(&product, self.backfill.max(1))
                 .await?;
             let last = recent
                 .first()
-                .map_or("0-0".to_string(), |(id, _)| id.clone());
+                .map_or("0-0".to_string(), |entry| entry.id.clone());
             if self.backfill > 0 {
                 events.extend(
                     recent
                         .into_iter()
                         .rev()
-                        .map(|(entry_id, fields)| TailEvent {
-                            product: product.to_string(),
-                            entry_id,
-                            fields,
-                        }),
+                        .map(|entry| tail_event(&product, entry)),
                 );
             }
             self.last_ids.insert(product, last);
@@ -365,51 +263,11 @@ impl TailFollower {
             events.sort_by_key(|e| entry_order(&e.entry_id));
             return Ok(events);
         }
-        let conn = match &mut self.conn {
-            Some(conn) => conn,
-            None => {
-                let conn = self.store.blocking_connection(self.block).await?;
-                self.conn.insert(conn)
+        for (product, entries) in self.reader.read_after(&self.last_ids, 1000).await? {
+            if let Some(last) = entries.last() {
+                self.last_ids.insert(product.clone(), last.id.clone());
             }
-        };
-        let mut cmd = redis::cmd("XREAD");
-        cmd.arg("COUNT")
-            .arg(1000)
-            .arg("BLOCK")
-            .arg(self.block.as_millis() as u64)
-            .arg("STREAMS");
-        for product in self.last_ids.keys() {
-            cmd.arg(self.store.keys().product(product).events());
-        }
-        for id in self.last_ids.values() {
-            cmd.arg(id);
-        }
-        type Reply = Option<Vec<(String, Vec<RawEntry>)>>;
-        let reply: Result<Reply, redis::RedisError> = cmd.query_async(conn).await;
-        let reply = match reply {
-            Ok(reply) => reply,
-            Err(err) => {
-                self.conn = None;
-                return Err(err.into());
-            }
-        };
-        let by_key: HashMap<String, ProductId> = self
-            .last_ids
-            .keys()
-            .map(|p| (self.store.keys().product(p).events(), p.clone()))
-            .collect();
-        for (key, entries) in reply.unwrap_or_default() {
-            let Some(product) = by_key.get(&key) else {
-                continue;
-            };
-            if let Some((last, _)) = entries.last() {
-                self.last_ids.insert(product.clone(), last.clone());
-            }
-            events.extend(entries.into_iter().map(|(entry_id, fields)| TailEvent {
-                product: product.to_string(),
-                entry_id,
-                fields,
-            }));
+            events.extend(entries.into_iter().map(|entry| tail_event(&product, entry)));
         }
         events.sort_by_key(|e| entry_order(&e.entry_id));
         Ok(events)

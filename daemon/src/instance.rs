@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use mm_common::store::{Store, StoreError};
+use mm_common::store::{InstanceHeartbeat, Store, StoreError};
 use mm_common::time::now_ms;
 use tokio_util::sync::CancellationToken;
 
@@ -85,64 +85,21 @@ pub async fn run_heartbeat(store: Store, info: InstanceInfo, shutdown: Cancellat
 }
 
 async fn beat(store: &Store, info: &InstanceInfo) -> Result<(), StoreError> {
-    let keys = store.keys();
-    let now = now_ms();
-    let ttl = HEARTBEAT_INTERVAL * 3;
-    let key = keys.instance(&info.identity.name);
-    let mut conn = store.connection();
-    let _: () = redis::pipe()
-        .atomic()
-        .cmd("ZADD")
-        .arg(keys.instances())
-        .arg(now)
-        .arg(&info.identity.name)
-        .ignore()
-        .cmd("ZREMRANGEBYSCORE")
-        .arg(keys.instances())
-        .arg("-inf")
-        .arg(now.saturating_sub(ttl.as_millis() as u64))
-        .ignore()
-        .cmd("HSET")
-        .arg(&key)
-        .arg("name")
-        .arg(&info.identity.name)
-        .arg("roles")
-        .arg(&info.roles)
-        .arg("version")
-        .arg(env!("CARGO_PKG_VERSION"))
-        .arg("pid")
-        .arg(std::process::id())
-        .arg("started_at")
-        .arg(info.started_at_ms)
-        .arg("host")
-        .arg(&info.identity.host)
-        .arg("last_seen")
-        .arg(now)
-        .ignore()
-        .cmd("PEXPIRE")
-        .arg(&key)
-        .arg(ttl.as_millis() as u64)
-        .ignore()
-        .query_async(&mut conn)
-        .await?;
-    Ok(())
+    let heartbeat = InstanceHeartbeat {
+        name: &info.identity.name,
+        roles: &info.roles,
+        version: env!("CARGO_PKG_VERSION"),
+        pid: std::process::id(),
+        started_at_ms: info.started_at_ms,
+        host: &info.identity.host,
+    };
+    store
+        .write_heartbeat(&heartbeat, now_ms(), HEARTBEAT_INTERVAL * 3)
+        .await
 }
 
 async fn remove(store: &Store, name: &str) -> Result<(), StoreError> {
-    let keys = store.keys();
-    let mut conn = store.connection();
-    let _: () = redis::pipe()
-        .atomic()
-        .cmd("ZREM")
-        .arg(keys.instances())
-        .arg(name)
-        .ignore()
-        .cmd("DEL")
-        .arg(keys.instance(name))
-        .ignore()
-        .query_async(&mut conn)
-        .await?;
-    Ok(())
+    store.remove_instance(name).await
 }
 
 #[cfg(test)]

@@ -24,7 +24,6 @@ use std::time::Duration;
 use mm_common::store::{Store, StoreError};
 use mm_common::{ProductId, ServerId};
 use mm_config::GameServerSettings;
-use redis::AsyncCommands;
 use reqwest::Url;
 use serde::Serialize;
 use tokio::task::JoinHandle;
@@ -305,8 +304,7 @@ impl Registry {
                     (d.id.clone(), json)
                 })
                 .collect();
-            let mut conn = store.connection();
-            let _: () = conn.hset_multiple(store.keys().servers(), &fields).await?;
+            store.publish_servers(&fields).await?;
         }
         store.register_products(&self.products()).await
     }

@@ -72,6 +72,17 @@ pub fn game_to_fields(game: &Game) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The game as the fields of its record, sorted by name: what an operator inspecting the
+/// record sees (the console's detail view), without having to know the hash's layout.
+pub fn record_fields(game: &Game) -> Vec<(String, String)> {
+    let mut fields: Vec<(String, String)> = game_to_fields(game)
+        .into_iter()
+        .map(|(name, value)| (name.to_string(), value))
+        .collect();
+    fields.sort();
+    fields
+}
+
 fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("maps and lists of strings always serialise")
 }

@@ -10,9 +10,10 @@
 //!
 //! A product task:
 //!
-//! 1. creates the group if it is missing (`XGROUP CREATE … 0 MKSTREAM`, `BUSYGROUP` ignored);
+//! 1. creates the group if it is missing ([`Store::ensure_group`]: `XGROUP CREATE … 0
+//!    MKSTREAM`, `BUSYGROUP` ignored);
 //! 2. drains its **own** pending entries first (`XREADGROUP … STREAMS key <cursor>` from `0`
-//!    until empty) — what a previous run of this instance (same consumer name) received but
+//!    until empty, [`GroupReader::read_own_pending`]) — what a previous run of this instance (same consumer name) received but
 //!    had not acknowledged when it was killed;
 //! 3. then reads new entries (`>`) in batches of `batch_size`, blocking up to `block` on a
 //!    dedicated connection whose reply timeout exceeds the block time; while a batch is being
@@ -54,7 +55,6 @@
 
 mod backoff;
 mod gauges;
-pub mod reply;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -62,18 +62,14 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use mm_common::ProductId;
-use mm_common::keys::CONSUMER_GROUP;
 use mm_common::model::EventKind;
-use mm_common::store::{ApplyResult, Store, StoreError};
+use mm_common::store::{ApplyResult, DeliveredEntry, GroupReader, Store, StoreError};
 use mm_common::time::now_ms;
 use mm_config::ConsumerSettings;
-use redis::Value;
-use redis::aio::MultiplexedConnection;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use backoff::Backoff;
-use reply::{DeliveredEntry, ReplyError};
 
 /// Reason recorded for entries dead-lettered after too many deliveries.
 pub const MAX_DELIVERIES_REASON: &str = "max_deliveries_exceeded";
@@ -121,35 +117,6 @@ impl ConsumerOptions {
     /// 200 ms and 30 s.
     pub fn claim_interval(&self) -> Duration {
         (self.claim_idle / 2).clamp(Duration::from_millis(200), Duration::from_secs(30))
-    }
-}
-
-/// A failure inside a product task (logged and retried; never ends the consumer).
-#[derive(Debug, thiserror::Error)]
-enum WorkerError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    #[error(transparent)]
-    Reply(#[from] ReplyError),
-}
-
-impl WorkerError {
-    fn is_no_group(&self) -> bool {
-        let redis = match self {
-            WorkerError::Redis(err) | WorkerError::Store(StoreError::Redis(err)) => err,
-            _ => return false,
-        };
-        redis.code() == Some("NOGROUP")
-    }
-
-    fn is_unavailable(&self) -> bool {
-        match self {
-            WorkerError::Store(err) => err.is_unavailable(),
-            WorkerError::Redis(err) => StoreError::Redis(err.clone()).is_unavailable(),
-            WorkerError::Reply(_) => false,
-        }
     }
 }
 
@@ -241,8 +208,7 @@ struct ProductWorker {
     store: Store,
     options: Arc<ConsumerOptions>,
     product: ProductId,
-    stream: String,
-    reader: Option<MultiplexedConnection>,
+    reader: Option<GroupReader>,
     group_ready: bool,
     /// `Some(last id)` while draining this consumer's own pending entries.
     own_cursor: Option<String>,
@@ -253,12 +219,10 @@ struct ProductWorker {
 
 impl ProductWorker {
     fn new(store: Store, options: Arc<ConsumerOptions>, product: ProductId) -> Self {
-        let stream = store.keys().product(&product).events();
         Self {
             store,
             options,
             product,
-            stream,
             reader: None,
             group_ready: false,
             own_cursor: Some("0".into()),
@@ -283,7 +247,7 @@ impl ProductWorker {
             }
             if err.is_no_group() {
                 tracing::error!(
-                    product = %self.product, stream = %self.stream,
+                    product = %self.product,
                     "the consumer group disappeared; recreating it at id 0 (old entries will be \
                      re-delivered and ignored as duplicates)"
                 );
@@ -314,9 +278,9 @@ impl ProductWorker {
         tracing::debug!(product = %self.product, "product consumer stopped");
     }
 
-    async fn step(&mut self, shutdown: &CancellationToken) -> Result<(), WorkerError> {
+    async fn step(&mut self, shutdown: &CancellationToken) -> Result<(), StoreError> {
         if !self.group_ready {
-            ensure_group(&self.store, &self.stream).await?;
+            self.store.ensure_group(&self.product).await?;
             self.group_ready = true;
         }
         if Instant::now() >= self.next_claim {
@@ -324,7 +288,10 @@ impl ProductWorker {
             self.next_claim = Instant::now() + self.options.claim_interval();
         }
         if let Some(cursor) = self.own_cursor.clone() {
-            let entries = self.read(&cursor, None).await?;
+            let mut reader = self.reader().await?;
+            let entries = reader.read_own_pending(&cursor).await;
+            self.reader = Some(reader);
+            let entries = entries?;
             match entries.last() {
                 None => {
                     tracing::debug!(product = %self.product, "own pending entries drained");
@@ -340,12 +307,17 @@ impl ProductWorker {
         let entries = match self.prefetched.take() {
             Some(entries) => entries,
             None => {
-                let block = self.options.block;
-                tokio::select! {
+                let mut reader = self.reader().await?;
+                let read = tokio::select! {
                     biased;
-                    _ = shutdown.cancelled() => return Ok(()),
-                    read = self.read(">", Some(block)) => read?,
-                }
+                    _ = shutdown.cancelled() => None,
+                    read = reader.read_new(true) => Some(read),
+                };
+                // A read cut short by shutdown may still be answered: its connection is not
+                // reused.
+                let Some(read) = read else { return Ok(()) };
+                self.reader = Some(reader);
+                read?
             }
         };
         if entries.is_empty() || shutdown.is_cancelled() {
@@ -353,15 +325,8 @@ impl ProductWorker {
         }
         // Read the next batch (without blocking) while this one is applied, so Redis is not
         // left waiting for the daemon between batches.
-        let mut reader = self.reader_connection().await?;
-        let read_ahead = read_group(
-            &mut reader,
-            &self.stream,
-            &self.options.name,
-            self.options.batch_size,
-            ">",
-            None,
-        );
+        let mut reader = self.reader().await?;
+        let read_ahead = reader.read_new(false);
         let (applied, next) = tokio::join!(self.process(entries), read_ahead);
         self.reader = Some(reader);
         let next = next?;
@@ -371,37 +336,27 @@ impl ProductWorker {
         applied
     }
 
-    /// The dedicated reading connection, opened if needed; the caller puts it back.
-    async fn reader_connection(&mut self) -> Result<MultiplexedConnection, WorkerError> {
+    /// The group reader on its dedicated connection, opened if needed; the caller puts it
+    /// back.
+    async fn reader(&mut self) -> Result<GroupReader, StoreError> {
         match self.reader.take() {
-            Some(conn) => Ok(conn),
-            None => Ok(self.store.blocking_connection(self.options.block).await?),
+            Some(reader) => Ok(reader),
+            None => {
+                self.store
+                    .group_reader(
+                        &self.product,
+                        &self.options.name,
+                        self.options.batch_size,
+                        self.options.block,
+                    )
+                    .await
+            }
         }
-    }
-
-    /// One `XREADGROUP` on the dedicated connection.
-    async fn read(
-        &mut self,
-        id: &str,
-        block: Option<Duration>,
-    ) -> Result<Vec<DeliveredEntry>, WorkerError> {
-        let mut conn = self.reader_connection().await?;
-        let entries = read_group(
-            &mut conn,
-            &self.stream,
-            &self.options.name,
-            self.options.batch_size,
-            id,
-            block,
-        )
-        .await;
-        self.reader = Some(conn);
-        entries
     }
 
     /// Applies a batch: trimmed entries are acknowledged and counted lost, the others applied
     /// concurrently. Returns the first error after the whole batch was tried.
-    async fn process(&self, entries: Vec<DeliveredEntry>) -> Result<(), WorkerError> {
+    async fn process(&self, entries: Vec<DeliveredEntry>) -> Result<(), StoreError> {
         let (present, trimmed): (Vec<_>, Vec<_>) =
             entries.into_iter().partition(|e| e.fields.is_some());
         if !trimmed.is_empty() {
@@ -424,7 +379,7 @@ impl ProductWorker {
                 _ => batches.push(vec![entry]),
             }
         }
-        let results: Vec<Result<(), WorkerError>> = futures::stream::iter(batches)
+        let results: Vec<Result<(), StoreError>> = futures::stream::iter(batches)
             .map(|entries| self.apply(entries))
             .buffer_unordered(in_flight)
             .collect()
@@ -446,10 +401,7 @@ impl ProductWorker {
     /// once every entry is decided), they are retried one per call, so an entry the script
     /// cannot apply (a corrupt game, say) holds up only itself: it stays pending, to be
     /// claimed again and dead-lettered after `max_deliveries`.
-    async fn apply(
-        &self,
-        entries: Vec<(String, Vec<(String, String)>)>,
-    ) -> Result<(), WorkerError> {
+    async fn apply(&self, entries: Vec<(String, Vec<(String, String)>)>) -> Result<(), StoreError> {
         match self.apply_call(&entries).await {
             Err(err) if entries.len() > 1 && !err.is_unavailable() => {
                 tracing::warn!(
@@ -476,7 +428,7 @@ impl ProductWorker {
     async fn apply_call(
         &self,
         entries: &[(String, Vec<(String, String)>)],
-    ) -> Result<(), WorkerError> {
+    ) -> Result<(), StoreError> {
         let batch: Vec<(&str, &[(String, String)])> = entries
             .iter()
             .map(|(id, fields)| (id.as_str(), fields.as_slice()))
@@ -515,38 +467,28 @@ impl ProductWorker {
     }
 
     /// Acknowledges entries whose bodies are gone from the stream and counts them as lost.
-    async fn acknowledge_lost(&self, ids: &[String]) -> Result<(), WorkerError> {
+    async fn acknowledge_lost(&self, ids: &[String]) -> Result<(), StoreError> {
         tracing::error!(
             product = %self.product, count = ids.len(), first = %ids[0],
             "pending stream entries were trimmed before they were applied: events lost"
         );
-        let mut conn = self.store.connection();
-        let _: u64 = redis::cmd("XACK")
-            .arg(&self.stream)
-            .arg(CONSUMER_GROUP)
-            .arg(ids)
-            .query_async(&mut conn)
-            .await?;
+        self.store.acknowledge(&self.product, ids).await?;
         metrics::counter!("mm_events_lost_total", "product" => self.product.to_string())
             .increment(ids.len() as u64);
         Ok(())
     }
 
     /// Dead-letters over-delivered entries, then claims idle ones (a dead consumer's).
-    async fn claim_pass(&self) -> Result<(), WorkerError> {
-        let mut conn = self.store.connection();
-        let idle_ms = self.options.claim_idle.as_millis() as u64;
-        let pending: Value = redis::cmd("XPENDING")
-            .arg(&self.stream)
-            .arg(CONSUMER_GROUP)
-            .arg("IDLE")
-            .arg(idle_ms)
-            .arg("-")
-            .arg("+")
-            .arg(self.options.batch_size)
-            .query_async(&mut conn)
+    async fn claim_pass(&self) -> Result<(), StoreError> {
+        let pending = self
+            .store
+            .idle_pending(
+                &self.product,
+                self.options.claim_idle,
+                self.options.batch_size,
+            )
             .await?;
-        for row in reply::pending_rows(&pending)? {
+        for row in pending {
             if row.deliveries > self.options.max_deliveries {
                 self.dead_letter_over_delivered(&row.id, row.deliveries)
                     .await?;
@@ -555,17 +497,16 @@ impl ProductWorker {
         let mut cursor = "0-0".to_string();
         // Bounded per pass, so reading new entries is never starved by a huge backlog.
         for _ in 0..8 {
-            let reply: Value = redis::cmd("XAUTOCLAIM")
-                .arg(&self.stream)
-                .arg(CONSUMER_GROUP)
-                .arg(&self.options.name)
-                .arg(idle_ms)
-                .arg(&cursor)
-                .arg("COUNT")
-                .arg(self.options.batch_size)
-                .query_async(&mut conn)
+            let claim = self
+                .store
+                .claim_idle(
+                    &self.product,
+                    &self.options.name,
+                    self.options.claim_idle,
+                    &cursor,
+                    self.options.batch_size,
+                )
                 .await?;
-            let claim = reply::auto_claim(&reply)?;
             if !claim.entries.is_empty() {
                 tracing::info!(
                     product = %self.product, count = claim.entries.len(),
@@ -588,16 +529,8 @@ impl ProductWorker {
         &self,
         id: &str,
         deliveries: u64,
-    ) -> Result<(), WorkerError> {
-        let mut conn = self.store.connection();
-        let body: Value = redis::cmd("XRANGE")
-            .arg(&self.stream)
-            .arg(id)
-            .arg(id)
-            .query_async(&mut conn)
-            .await?;
-        let entries = reply::range(&body)?;
-        let Some(fields) = entries.into_iter().next().and_then(|e| e.fields) else {
+    ) -> Result<(), StoreError> {
+        let Some(fields) = self.store.stream_entry(&self.product, id).await? else {
             return self.acknowledge_lost(&[id.to_string()]).await;
         };
         let handled = self
@@ -613,50 +546,6 @@ impl ProductWorker {
                 .increment(1);
         }
         Ok(())
-    }
-}
-
-/// `XREADGROUP GROUP matchmakerd <consumer> COUNT <count> [BLOCK <block>] STREAMS <stream> <id>`.
-async fn read_group(
-    conn: &mut MultiplexedConnection,
-    stream: &str,
-    consumer: &str,
-    count: usize,
-    id: &str,
-    block: Option<Duration>,
-) -> Result<Vec<DeliveredEntry>, WorkerError> {
-    let mut cmd = redis::cmd("XREADGROUP");
-    cmd.arg("GROUP")
-        .arg(CONSUMER_GROUP)
-        .arg(consumer)
-        .arg("COUNT")
-        .arg(count);
-    if let Some(block) = block {
-        cmd.arg("BLOCK").arg(block.as_millis() as u64);
-    }
-    cmd.arg("STREAMS").arg(stream).arg(id);
-    let reply: Value = cmd.query_async(conn).await?;
-    Ok(reply::read_group(&reply)?)
-}
-
-/// Creates the consumer group of `stream` at id 0 (and the stream) unless it exists.
-pub async fn ensure_group(store: &Store, stream: &str) -> Result<(), StoreError> {
-    let mut conn = store.connection();
-    let created: Result<(), redis::RedisError> = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(stream)
-        .arg(CONSUMER_GROUP)
-        .arg("0")
-        .arg("MKSTREAM")
-        .query_async(&mut conn)
-        .await;
-    match created {
-        Ok(()) => {
-            tracing::info!(%stream, group = CONSUMER_GROUP, "consumer group created");
-            Ok(())
-        }
-        Err(err) if err.code() == Some("BUSYGROUP") => Ok(()),
-        Err(err) => Err(err.into()),
     }
 }
 

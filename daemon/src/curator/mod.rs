@@ -46,7 +46,6 @@ use mm_common::store::{RemoveGuard, RemoveOutcome, Store, StoreError};
 use mm_common::time::now_ms;
 use mm_common::{GameId, ProductId, ServerId};
 use mm_config::CurationSettings;
-use redis::Script;
 use tokio_util::sync::CancellationToken;
 
 pub use servers::{EndpointLookup, RegisteredServers, client_options};
@@ -225,22 +224,6 @@ struct Retry {
     not_before_ms: u64,
 }
 
-/// Acquires the lease if free, or renews it if we hold it. 1: held by us now; 0: someone else.
-const LEASE_SCRIPT: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-return 0
-";
-
-/// Deletes the lease only if we hold it.
-const RELEASE_SCRIPT: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-";
-
 /// The curator of one daemon.
 pub struct Curator<S> {
     store: Store,
@@ -332,25 +315,16 @@ impl<S: GameServers> Curator<S> {
 
     /// Takes or renews the lease; `true` when this instance holds it afterwards.
     pub async fn try_lease(&self) -> Result<bool, StoreError> {
-        let mut conn = self.store.connection();
-        let held: i64 = Script::new(LEASE_SCRIPT)
-            .key(self.store.keys().lease(LEASE_NAME))
-            .arg(&self.options.instance_name)
-            .arg(self.options.lease.as_millis() as u64)
-            .invoke_async(&mut conn)
-            .await?;
-        Ok(held == 1)
+        self.store
+            .acquire_lease(LEASE_NAME, &self.options.instance_name, self.options.lease)
+            .await
     }
 
     /// Gives the lease up if this instance holds it.
     pub async fn release_lease(&self) -> Result<(), StoreError> {
-        let mut conn = self.store.connection();
-        let _: i64 = Script::new(RELEASE_SCRIPT)
-            .key(self.store.keys().lease(LEASE_NAME))
-            .arg(&self.options.instance_name)
-            .invoke_async(&mut conn)
-            .await?;
-        Ok(())
+        self.store
+            .release_lease(LEASE_NAME, &self.options.instance_name)
+            .await
     }
 
     /// One pass at time `now_ms` (does not check the lease). Stops between games once
@@ -397,23 +371,15 @@ impl<S: GameServers> Curator<S> {
         report: &mut PassReport,
     ) -> Result<(), StoreError> {
         let cutoff_ms = now_ms.saturating_sub(self.options.timeout_of(set).as_millis() as u64);
-        let key = self.store.keys().product(product).set(set);
         let mut offset = 0usize;
         // Bounded, so one pass over a huge backlog still ends; the next pass continues.
         for _ in 0..64 {
             if shutdown.is_cancelled() {
                 return Ok(());
             }
-            let mut conn = self.store.connection();
-            let ids: Vec<String> = redis::cmd("ZRANGE")
-                .arg(&key)
-                .arg("-inf")
-                .arg(cutoff_ms)
-                .arg("BYSCORE")
-                .arg("LIMIT")
-                .arg(offset)
-                .arg(self.options.batch_size)
-                .query_async(&mut conn)
+            let ids = self
+                .store
+                .stale_games(product, set, cutoff_ms, offset, self.options.batch_size)
                 .await?;
             let page_len = ids.len();
             let outcomes: Vec<Result<Outcome, StoreError>> = futures::stream::iter(ids)

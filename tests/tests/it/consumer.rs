@@ -6,9 +6,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use matchmakerd::consumer::{Consumer, ConsumerOptions, MAX_DELIVERIES_REASON, reply};
+use matchmakerd::consumer::{Consumer, ConsumerOptions, MAX_DELIVERIES_REASON};
 use mm_common::keys::CONSUMER_GROUP;
-use mm_common::store::{Store, StoreOptions};
+use mm_common::store::{GroupInfo, Store, StoreOptions};
 use mm_common::time::now_ms;
 use mm_common::{Event, EventKind, Game, GameId, GameState, PlayerId, ProductId, ServerId};
 use mm_testkit::{RedisServer, invariants, poll};
@@ -197,27 +197,43 @@ impl Workload {
     }
 }
 
-/// The group's pending count and lag on `stream`.
+/// The group's pending count and lag on `stream` (read here with `XINFO GROUPS`, not through
+/// the store whose figures the consumer's gauges report).
 pub async fn group_figures(
     conn: &mut impl redis::aio::ConnectionLike,
     stream: &str,
-) -> Option<reply::GroupInfo> {
-    let value: redis::Value = redis::cmd("XINFO")
+) -> Option<GroupInfo> {
+    let groups: Vec<HashMap<String, redis::Value>> = redis::cmd("XINFO")
         .arg("GROUPS")
         .arg(stream)
         .query_async(conn)
         .await
         .ok()?;
-    reply::group_info(&value, CONSUMER_GROUP).ok()?
+    let group = groups.into_iter().find(|group| {
+        group
+            .get("name")
+            .and_then(|name| redis::from_redis_value_ref::<String>(name).ok())
+            .as_deref()
+            == Some(CONSUMER_GROUP)
+    })?;
+    let number = |name: &str| -> Option<u64> {
+        redis::from_redis_value_ref::<Option<u64>>(group.get(name)?).ok()?
+    };
+    Some(GroupInfo {
+        pending: number("pending").unwrap_or(0),
+        lag: number("lag"),
+        consumers: number("consumers").unwrap_or(0),
+    })
 }
 
 /// Whether every entry of `stream` was delivered and acknowledged.
 pub async fn fully_consumed(conn: &mut impl redis::aio::ConnectionLike, stream: &str) -> bool {
     matches!(
         group_figures(conn, stream).await,
-        Some(reply::GroupInfo {
+        Some(GroupInfo {
             pending: 0,
-            lag: Some(0)
+            lag: Some(0),
+            ..
         })
     )
 }
@@ -323,16 +339,14 @@ impl Fixture {
     }
 
     async fn create_group(&self) {
-        matchmakerd::consumer::ensure_group(&self.store, &self.stream)
-            .await
-            .unwrap();
+        self.store.ensure_group(&self.product).await.unwrap();
     }
 
     /// Delivers every new entry to consumer `name` without acknowledging (a crash after the
     /// read).
     async fn deliver_to(&self, name: &str) -> usize {
         let mut conn = self.redis.connection().await;
-        let reply: redis::Value = redis::cmd("XREADGROUP")
+        let reply: Option<redis::streams::StreamReadReply> = redis::cmd("XREADGROUP")
             .arg("GROUP")
             .arg(CONSUMER_GROUP)
             .arg(name)
@@ -342,7 +356,7 @@ impl Fixture {
             .query_async(&mut conn)
             .await
             .unwrap();
-        reply::read_group(&reply).unwrap().len()
+        reply.map_or(0, |reply| reply.keys.iter().map(|key| key.ids.len()).sum())
     }
 
     /// Creates the games of a generated workload and writes all its events to the stream;

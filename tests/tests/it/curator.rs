@@ -122,10 +122,7 @@ impl Fixture {
         config.key_prefix = "elsewhere".into();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = gameserver::spawn(config, listener).await.unwrap();
-        let stream = store.keys().product(&product).events();
-        matchmakerd::consumer::ensure_group(&store, &stream)
-            .await
-            .unwrap();
+        store.ensure_group(&product).await.unwrap();
         Fixture {
             redis,
             store,

@@ -6,7 +6,6 @@
 
 use std::time::{Duration, Instant};
 
-use matchmakerd::consumer::reply;
 use matchmakerd::instance::InstanceIdentity;
 use mm_common::gameserver::{ClientOptions, CreateGameRequest, GameServerClient};
 use mm_common::keys::CONSUMER_GROUP;
@@ -85,7 +84,7 @@ impl Fixture {
 
     async fn pending_of(&self, consumer: &str) -> u64 {
         let mut conn = self.conn().await;
-        let reply: redis::Value = redis::cmd("XPENDING")
+        let reply: redis::streams::StreamPendingCountReply = redis::cmd("XPENDING")
             .arg(&self.stream)
             .arg(CONSUMER_GROUP)
             .arg("-")
@@ -95,7 +94,7 @@ impl Fixture {
             .query_async(&mut conn)
             .await
             .unwrap();
-        reply::pending_rows(&reply).unwrap().len() as u64
+        reply.ids.len() as u64
     }
 }
 
@@ -201,7 +200,7 @@ async fn the_survivor_claims_a_dead_daemons_entries() {
             .write(&mut conn, &fx.stream, total / 2..total)
             .await,
     );
-    let handed: redis::Value = redis::cmd("XREADGROUP")
+    let handed: Option<redis::streams::StreamReadReply> = redis::cmd("XREADGROUP")
         .arg("GROUP")
         .arg(CONSUMER_GROUP)
         .arg(&doomed_name)
@@ -213,7 +212,8 @@ async fn the_survivor_claims_a_dead_daemons_entries() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let orphaned = reply::read_group(&handed).unwrap().len();
+    let orphaned: usize =
+        handed.map_or(0, |reply| reply.keys.iter().map(|key| key.ids.len()).sum());
     let pending_of_dead = fx.pending_of(&doomed_name).await;
     assert!(pending_of_dead >= orphaned as u64);
     let started = Instant::now();

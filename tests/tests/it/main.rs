@@ -2,6 +2,7 @@
 //! in-process servers against a private redis-server from the testkit.
 
 mod api;
+mod boundaries;
 mod console;
 mod console_tmux;
 mod consumer;

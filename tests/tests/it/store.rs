@@ -814,3 +814,48 @@ async fn scripts_and_the_pure_model_agree_on_random_histories() {
     }
     fx.check_invariants(NOW).await;
 }
+
+#[tokio::test]
+async fn a_games_history_shows_its_record_as_stored_and_only_its_events() {
+    let fx = Fixture::new().await;
+    let game = fx.created(1, 2).await;
+    let other = fx.created(2, 2).await;
+    fx.event(EventKind::CreatorJoined, &game, Some("creator1"))
+        .await;
+    fx.event(EventKind::CreatorJoined, &other, Some("creator2"))
+        .await;
+    fx.event(EventKind::PlayerJoined, &game, Some("p2")).await;
+
+    let history = fx.store.game_history(&game.id, 100, 10).await.unwrap();
+    let stored = history.game.expect("the game exists");
+    assert_eq!(stored.state(), GameState::AllPlayersJoined);
+    // The detail view's fields are the hash exactly as the scripts left it.
+    let mut conn = fx.redis.connection().await;
+    let mut hash: Vec<(String, String)> = conn
+        .hgetall(fx.store.keys().product(&fx.product).game(&game.id))
+        .await
+        .unwrap();
+    hash.sort();
+    assert_eq!(mm_common::store::record_fields(&stored), hash);
+    assert_eq!(history.searched, 3);
+    let kinds: Vec<&str> = history
+        .events
+        .iter()
+        .map(|entry| {
+            entry
+                .fields
+                .iter()
+                .find(|(name, _)| name == "type")
+                .map(|(_, value)| value.as_str())
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(kinds, ["player_joined", "creator_joined"], "newest first");
+
+    let shown = fx.store.game_history(&game.id, 100, 1).await.unwrap();
+    assert_eq!(shown.events.len(), 1);
+    let gone = GameId::new("chess.nothing").unwrap();
+    let missing = fx.store.game_history(&gone, 100, 10).await.unwrap();
+    assert_eq!(missing.game, None);
+    assert!(missing.events.is_empty());
+}

@@ -1,5 +1,5 @@
-//! Decoding the stream commands' replies (`XREADGROUP`, `XAUTOCLAIM`, `XPENDING`, `XINFO
-//! GROUPS`) from raw [`redis::Value`]s.
+//! Decoding the stream commands' replies (`XREADGROUP`, `XRANGE`, `XAUTOCLAIM`, `XPENDING`,
+//! `XINFO GROUPS`) from raw [`redis::Value`]s into the store's typed results.
 //!
 //! The typed helpers of the `redis` crate cannot represent what the consumer must see: an
 //! entry that is still pending but whose body was trimmed away comes back as `[id, nil]`, and
@@ -47,6 +47,8 @@ pub struct GroupInfo {
     pub pending: u64,
     /// Entries not yet delivered (`None` when Redis cannot tell, e.g. after deletions).
     pub lag: Option<u64>,
+    /// Consumers in the group.
+    pub consumers: u64,
 }
 
 /// A reply that does not have the shape the command documents.
@@ -67,7 +69,7 @@ fn shape(command: &'static str, detail: impl Into<String>) -> ReplyError {
 }
 
 /// Text of a string-like value.
-pub fn text(value: &Value) -> Option<String> {
+pub(crate) fn text(value: &Value) -> Option<String> {
     match value {
         Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
         Value::SimpleString(s) => Some(s.clone()),
@@ -132,12 +134,12 @@ fn entries(command: &'static str, value: &Value) -> Result<Vec<DeliveredEntry>, 
 }
 
 /// The entries of an `XRANGE` reply.
-pub fn range(value: &Value) -> Result<Vec<DeliveredEntry>, ReplyError> {
+pub(crate) fn range(value: &Value) -> Result<Vec<DeliveredEntry>, ReplyError> {
     entries("XRANGE", value)
 }
 
 /// The entries of an `XREADGROUP` reply for one stream (nil: nothing arrived in time).
-pub fn read_group(value: &Value) -> Result<Vec<DeliveredEntry>, ReplyError> {
+pub(crate) fn read_group(value: &Value) -> Result<Vec<DeliveredEntry>, ReplyError> {
     const CMD: &str = "XREADGROUP";
     match value {
         Value::Nil => Ok(Vec::new()),
@@ -164,7 +166,7 @@ pub fn read_group(value: &Value) -> Result<Vec<DeliveredEntry>, ReplyError> {
 }
 
 /// An `XAUTOCLAIM` reply.
-pub fn auto_claim(value: &Value) -> Result<AutoClaim, ReplyError> {
+pub(crate) fn auto_claim(value: &Value) -> Result<AutoClaim, ReplyError> {
     const CMD: &str = "XAUTOCLAIM";
     let parts = items(value).ok_or_else(|| shape(CMD, "not an array"))?;
     let next_cursor = parts
@@ -191,7 +193,7 @@ pub fn auto_claim(value: &Value) -> Result<AutoClaim, ReplyError> {
 }
 
 /// An extended-form `XPENDING` reply.
-pub fn pending_rows(value: &Value) -> Result<Vec<PendingRow>, ReplyError> {
+pub(crate) fn pending_rows(value: &Value) -> Result<Vec<PendingRow>, ReplyError> {
     const CMD: &str = "XPENDING";
     let rows = items(value).ok_or_else(|| shape(CMD, "not an array"))?;
     rows.into_iter()
@@ -210,7 +212,7 @@ pub fn pending_rows(value: &Value) -> Result<Vec<PendingRow>, ReplyError> {
 }
 
 /// The figures of `group` in an `XINFO GROUPS` reply; `None` if the group is not listed.
-pub fn group_info(value: &Value, group: &str) -> Result<Option<GroupInfo>, ReplyError> {
+pub(crate) fn group_info(value: &Value, group: &str) -> Result<Option<GroupInfo>, ReplyError> {
     const CMD: &str = "XINFO GROUPS";
     let groups = items(value).ok_or_else(|| shape(CMD, "not an array"))?;
     for description in groups {
@@ -223,6 +225,7 @@ pub fn group_info(value: &Value, group: &str) -> Result<Option<GroupInfo>, Reply
                 Some("name") => name = text(value),
                 Some("pending") => info.pending = integer(value).unwrap_or(0),
                 Some("lag") => info.lag = integer(value),
+                Some("consumers") => info.consumers = integer(value).unwrap_or(0),
                 _ => {}
             }
         }
@@ -289,10 +292,13 @@ mod tests {
             Value::Int(3),
             bulk("lag"),
             Value::Nil,
+            bulk("consumers"),
+            Value::Int(2),
         ])]);
         let info = group_info(&reply, "matchmakerd").unwrap().unwrap();
         assert_eq!(info.pending, 3);
         assert_eq!(info.lag, None);
+        assert_eq!(info.consumers, 2);
         assert!(group_info(&reply, "other").unwrap().is_none());
     }
 

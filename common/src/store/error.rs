@@ -1,0 +1,63 @@
+//! The store's error type: what can go wrong talking to Redis, and how callers tell an outage
+//! (retry later) from a bug or corrupt data.
+
+use super::codec::CodecError;
+use super::reply::ReplyError;
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Redis refused, failed or timed out.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A key holds something the store did not write.
+    #[error("corrupt record at {key}: {source}")]
+    Corrupt {
+        /// The key.
+        key: String,
+        /// What is wrong.
+        source: CodecError,
+    },
+    /// A script answered something it never returns (a bug, or a foreign script).
+    #[error("unexpected reply from script {script}: {reply:?}")]
+    UnexpectedReply {
+        /// The script.
+        script: &'static str,
+        /// Its reply.
+        reply: Vec<String>,
+    },
+    /// A stream command's reply does not have the shape Redis documents.
+    #[error(transparent)]
+    Reply(#[from] ReplyError),
+}
+
+impl StoreError {
+    /// Whether Redis could not be reached or answered too late (worth retrying later), as
+    /// opposed to a bug or corrupt data.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Redis(err) => {
+                err.is_timeout()
+                    || err.is_connection_dropped()
+                    || err.is_connection_refusal()
+                    || err.is_io_error()
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether Redis answered `NOGROUP`: the consumer group (or its stream) is gone.
+    pub fn is_no_group(&self) -> bool {
+        matches!(self, StoreError::Redis(err) if err.code() == Some("NOGROUP"))
+    }
+}
+
+/// Result alias of the store.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+pub(crate) fn unexpected(script: &'static str, reply: &[String]) -> StoreError {
+    StoreError::UnexpectedReply {
+        script,
+        reply: reply.to_vec(),
+    }
+}

@@ -1,0 +1,231 @@
+//! One game's record: create it, read it, reserve and release seats, and end it outside the
+//! event stream. Each change is one atomic script (see `lua/`).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::AsyncCommands;
+
+use super::codec::game_to_fields;
+use super::error::{StoreResult, unexpected};
+use super::outcomes::{RemoveGuard, RemoveOutcome, ReserveOutcome};
+use super::scripts::SCRIPTS;
+use super::{Store, decode};
+use crate::ids::{GameId, PlayerId, ProductId};
+use crate::keys::{ProductKeys, RESERVATION_SEPARATOR};
+use crate::model::{Game, GameState, JoinRefusal};
+
+impl Store {
+    /// Records a new game in `created`/pending. Returns `false` if the id is already taken.
+    pub async fn create_game(&self, game: &Game) -> StoreResult<bool> {
+        let keys = self.product_keys(&game.product);
+        let mut invocation = SCRIPTS.create_game.prepare_invoke();
+        invocation
+            .key(keys.game(&game.id))
+            .key(keys.pending())
+            .arg(game.id.as_str())
+            .arg(game.created_at_ms);
+        for (field, value) in game_to_fields(game) {
+            invocation.arg(field).arg(value);
+        }
+        let mut conn = self.conn.clone();
+        let created: i64 = invocation.invoke_async(&mut conn).await?;
+        Ok(created == 1)
+    }
+
+    /// One game by id (its product comes from the id's prefix); `None` if there is none.
+    pub async fn game(&self, id: &GameId) -> StoreResult<Option<Game>> {
+        match id.product() {
+            Some(product) => self.game_of(&product, id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// One game of a product; `None` if there is none.
+    pub async fn game_of(&self, product: &ProductId, id: &GameId) -> StoreResult<Option<Game>> {
+        let key = self.product_keys(product).game(id);
+        let mut conn = self.conn.clone();
+        let hash: HashMap<String, String> = conn.hgetall(&key).await?;
+        decode(&key, &hash)
+    }
+
+    /// The keys a game-changing script declares, in the order the scripts expect.
+    fn game_script_keys<'a>(
+        invocation: &mut redis::ScriptInvocation<'a>,
+        keys: &ProductKeys,
+        game: &GameId,
+    ) {
+        invocation
+            .key(keys.game(game))
+            .key(keys.pending())
+            .key(keys.lobby())
+            .key(keys.active())
+            .key(keys.open())
+            .key(keys.reservations());
+    }
+
+    /// Reserves a seat for `player` (the join API), held for `ttl`.
+    pub async fn reserve_seat(
+        &self,
+        game: &GameId,
+        player: &PlayerId,
+        now_ms: u64,
+        ttl: Duration,
+    ) -> StoreResult<ReserveOutcome> {
+        let Some(product) = game.product() else {
+            return Ok(ReserveOutcome::NotFound);
+        };
+        let keys = self.product_keys(&product);
+        let mut invocation = SCRIPTS.reserve_seat.prepare_invoke();
+        Self::game_script_keys(&mut invocation, &keys, game);
+        invocation
+            .arg(player.as_str())
+            .arg(now_ms)
+            .arg(ttl.as_millis() as u64);
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> = invocation.invoke_async(&mut conn).await?;
+        match (
+            reply.first().map(String::as_str),
+            reply.get(1).map(String::as_str),
+        ) {
+            (Some("reserved"), Some(expiry)) => Ok(ReserveOutcome::Reserved {
+                expires_at_ms: expiry
+                    .parse()
+                    .map_err(|_| unexpected("reserve_seat", &reply))?,
+            }),
+            (Some("held"), _) => Ok(ReserveOutcome::AlreadyHeld),
+            (Some("not_found"), _) => Ok(ReserveOutcome::NotFound),
+            (Some("refused"), Some("creator_not_joined")) => {
+                Ok(ReserveOutcome::Refused(JoinRefusal::CreatorNotJoined))
+            }
+            (Some("refused"), Some("game_full")) => {
+                Ok(ReserveOutcome::Refused(JoinRefusal::GameFull))
+            }
+            (Some("refused"), Some("game_not_open")) => {
+                Ok(ReserveOutcome::Refused(JoinRefusal::GameNotOpen))
+            }
+            _ => Err(unexpected("reserve_seat", &reply)),
+        }
+    }
+
+    /// Releases `player`'s reservation on `game` if it expired by `now_ms`, or at once when
+    /// `force` (the game server refused the join). Returns whether a seat was freed.
+    pub async fn release_seat(
+        &self,
+        game: &GameId,
+        player: &PlayerId,
+        now_ms: u64,
+        force: bool,
+    ) -> StoreResult<bool> {
+        let Some(product) = game.product() else {
+            return Ok(false);
+        };
+        self.release_seat_of(&product, game.as_str(), player.as_str(), now_ms, force)
+            .await
+    }
+
+    async fn release_seat_of(
+        &self,
+        product: &ProductId,
+        game: &str,
+        player: &str,
+        now_ms: u64,
+        force: bool,
+    ) -> StoreResult<bool> {
+        let keys = self.product_keys(product);
+        let mut invocation = SCRIPTS.release_seat.prepare_invoke();
+        invocation
+            .key(keys.game_by_raw_id(game))
+            .key(keys.pending())
+            .key(keys.lobby())
+            .key(keys.active())
+            .key(keys.open())
+            .key(keys.reservations())
+            .arg(game)
+            .arg(player)
+            .arg(now_ms)
+            .arg(if force { "1" } else { "0" });
+        let mut conn = self.conn.clone();
+        let released: i64 = invocation.invoke_async(&mut conn).await?;
+        Ok(released == 1)
+    }
+
+    /// Releases up to `limit` reservations of `product` that expired by `now_ms`. Returns how
+    /// many seats were freed.
+    pub async fn release_expired_reservations(
+        &self,
+        product: &ProductId,
+        now_ms: u64,
+        limit: usize,
+    ) -> StoreResult<usize> {
+        let keys = self.product_keys(product);
+        let mut conn = self.conn.clone();
+        let expired: Vec<String> = redis::cmd("ZRANGE")
+            .arg(keys.reservations())
+            .arg("-inf")
+            .arg(now_ms)
+            .arg("BYSCORE")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut conn)
+            .await?;
+        let releases = expired.iter().filter_map(|member| {
+            let (game, player) = member.split_once(RESERVATION_SEPARATOR)?;
+            Some(self.release_seat_of(product, game, player, now_ms, false))
+        });
+        let results = futures::future::join_all(releases).await;
+        let mut freed = 0;
+        for result in results {
+            freed += usize::from(result?);
+        }
+        Ok(freed)
+    }
+
+    /// Ends a game outside the event stream (curated, cancelled, force-deleted) if `guard`
+    /// holds: out of every set, the hash kept as a tombstone whose `end_reason` is `reason`.
+    pub async fn remove_game(
+        &self,
+        game: &GameId,
+        reason: &str,
+        guard: RemoveGuard,
+        now_ms: u64,
+    ) -> StoreResult<RemoveOutcome> {
+        let Some(product) = game.product() else {
+            return Ok(RemoveOutcome::NotFound);
+        };
+        let keys = self.product_keys(&product);
+        let (guard_name, guard_set, cutoff) = match guard {
+            RemoveGuard::Any => ("any", "", 0),
+            RemoveGuard::Cancellable => ("cancellable", "", 0),
+            RemoveGuard::StaleIn { set, cutoff_ms } => ("stale", set.as_str(), cutoff_ms),
+        };
+        let mut invocation = SCRIPTS.remove_game.prepare_invoke();
+        Self::game_script_keys(&mut invocation, &keys, game);
+        invocation
+            .arg(reason)
+            .arg(now_ms)
+            .arg(self.options.tombstone_ttl.as_secs().max(1))
+            .arg(guard_name)
+            .arg(guard_set)
+            .arg(cutoff);
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> = invocation.invoke_async(&mut conn).await?;
+        let state = |reply: &[String]| -> StoreResult<GameState> {
+            reply[1]
+                .parse()
+                .map_err(|_| unexpected("remove_game", reply))
+        };
+        match reply.first().map(String::as_str) {
+            Some("removed") => Ok(RemoveOutcome::Removed {
+                previous: state(&reply)?,
+            }),
+            Some("refused") => Ok(RemoveOutcome::Refused {
+                state: state(&reply)?,
+            }),
+            Some("not_found") => Ok(RemoveOutcome::NotFound),
+            Some("ended") => Ok(RemoveOutcome::AlreadyEnded),
+            _ => Err(unexpected("remove_game", &reply)),
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! The typed results of the store's operations: what a script did to a game, the guards a
+//! removal may carry, and the pages and windows the listings return.
+
+use crate::ids::GameId;
+use crate::model::{Game, GameSet, GameState, JoinRefusal};
+
+/// What became of one stream entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyResult {
+    /// Applied; the game's state afterwards.
+    Applied(GameState),
+    /// Duplicate or out-of-date for its game; acknowledged, nothing changed.
+    Stale(GameState),
+    /// The entry was no longer pending for the group (already applied): nothing changed.
+    Duplicate,
+    /// Unparseable, for an unknown game, or refused: copied to the dead-letter stream with
+    /// this reason and acknowledged.
+    DeadLettered(String),
+}
+
+/// What a join attempt got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReserveOutcome {
+    /// A new seat, held until the given time (Unix ms).
+    Reserved {
+        /// Expiry of the reservation.
+        expires_at_ms: u64,
+    },
+    /// The player already holds a seat (creator, joined, or reserved: the expiry is renewed).
+    AlreadyHeld,
+    /// The join rules refuse it.
+    Refused(JoinRefusal),
+    /// No such game.
+    NotFound,
+}
+
+/// When [`Store::remove_game`] may remove a game.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoveGuard {
+    /// Always (operator force-delete).
+    Any,
+    /// Only before the game started (the creator's cancel).
+    Cancellable,
+    /// Only while the game is still in `set` with a score at or before `cutoff_ms` (the
+    /// curator's check: a game that came alive since it was picked is left alone).
+    StaleIn {
+        /// The set the curator found it in.
+        set: GameSet,
+        /// The staleness cutoff (Unix ms).
+        cutoff_ms: u64,
+    },
+}
+
+/// What [`Store::remove_game`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoveOutcome {
+    /// Removed from every set; the hash is now a tombstone. The state it had before.
+    Removed {
+        /// State before removal.
+        previous: GameState,
+    },
+    /// The guard did not hold; the game's current state.
+    Refused {
+        /// Current state.
+        state: GameState,
+    },
+    /// No such game.
+    NotFound,
+    /// It had already ended.
+    AlreadyEnded,
+}
+
+/// A position in the open-games listing: the `created_at` and id of the last game returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenCursor {
+    /// The last game's creation time (its score in the open index).
+    pub created_at_ms: u64,
+    /// The last game's id (tie-breaker for equal times).
+    pub game_id: GameId,
+}
+
+impl OpenCursor {
+    /// The opaque text form handed to clients.
+    pub fn encode(&self) -> String {
+        format!("{}:{}", self.created_at_ms, self.game_id)
+    }
+
+    /// Parses [`OpenCursor::encode`]'s output.
+    pub fn decode(text: &str) -> Result<OpenCursor, String> {
+        let invalid = || format!("cursor {text:?} is not one this API issued");
+        let (score, id) = text.split_once(':').ok_or_else(invalid)?;
+        Ok(OpenCursor {
+            created_at_ms: score.parse().map_err(|_| invalid())?,
+            game_id: GameId::new(id).map_err(|_| invalid())?,
+        })
+    }
+}
+
+/// A page of open games.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenPage {
+    /// Open games, oldest first.
+    pub games: Vec<Game>,
+    /// Where the next page starts, if there may be one.
+    pub next_cursor: Option<OpenCursor>,
+}
+
+/// One row of a set window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowRow {
+    /// The member (a game id).
+    pub id: String,
+    /// Its score (Unix ms).
+    pub score: u64,
+    /// The game, if its hash still exists and decodes.
+    pub game: Option<Game>,
+}
+
+/// A window of a sorted set plus the set's size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    /// Members in the whole set.
+    pub total: u64,
+    /// The requested rows.
+    pub rows: Vec<WindowRow>,
+}

@@ -1,0 +1,220 @@
+//! The consumer group on a product's event stream: creating it, reading it, claiming and
+//! inspecting pending entries, acknowledging entries whose bodies are gone, and the group's
+//! figures (`XINFO GROUPS`, parsed here once for the daemon's gauges and the console).
+//!
+//! Blocking reads go through a [`GroupReader`], which owns a dedicated connection whose reply
+//! timeout exceeds its `BLOCK` time, so a read that waits its full time never trips it (the
+//! shared connection's timeout is the short command timeout).
+
+use std::time::Duration;
+
+use redis::Value;
+use redis::aio::MultiplexedConnection;
+
+use super::Store;
+use super::error::StoreResult;
+use super::reply::{self, AutoClaim, DeliveredEntry, GroupInfo, PendingRow};
+use crate::ids::ProductId;
+use crate::keys::CONSUMER_GROUP;
+
+/// Reads one product stream through the consumer group as one named consumer, on its own
+/// connection (see the module doc). Made by [`Store::group_reader`].
+pub struct GroupReader {
+    conn: MultiplexedConnection,
+    stream: String,
+    consumer: String,
+    count: usize,
+    block: Duration,
+}
+
+impl std::fmt::Debug for GroupReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupReader")
+            .field("stream", &self.stream)
+            .field("consumer", &self.consumer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GroupReader {
+    /// Up to `count` entries never delivered to the group (`>`). With `wait`, blocks up to the
+    /// reader's block time for the first one; without, returns at once (possibly empty).
+    pub async fn read_new(&mut self, wait: bool) -> StoreResult<Vec<DeliveredEntry>> {
+        let block = wait.then_some(self.block);
+        self.read(">", block).await
+    }
+
+    /// Up to `count` of this consumer's own pending entries (delivered to it, never
+    /// acknowledged) after entry id `after` (`0`: from the first). Never blocks.
+    pub async fn read_own_pending(&mut self, after: &str) -> StoreResult<Vec<DeliveredEntry>> {
+        self.read(after, None).await
+    }
+
+    /// `XREADGROUP GROUP matchmakerd <consumer> COUNT <count> [BLOCK <ms>] STREAMS <stream> <id>`.
+    async fn read(
+        &mut self,
+        id: &str,
+        block: Option<Duration>,
+    ) -> StoreResult<Vec<DeliveredEntry>> {
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(CONSUMER_GROUP)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(self.count);
+        if let Some(block) = block {
+            cmd.arg("BLOCK").arg(block.as_millis() as u64);
+        }
+        cmd.arg("STREAMS").arg(&self.stream).arg(id);
+        let reply: Value = cmd.query_async(&mut self.conn).await?;
+        Ok(reply::read_group(&reply)?)
+    }
+}
+
+impl Store {
+    /// A reader of `product`'s stream as group consumer `consumer`, `count` entries per read,
+    /// blocking up to `block` in [`GroupReader::read_new`]. Connects now.
+    pub async fn group_reader(
+        &self,
+        product: &ProductId,
+        consumer: &str,
+        count: usize,
+        block: Duration,
+    ) -> StoreResult<GroupReader> {
+        Ok(GroupReader {
+            conn: self.blocking_connection(block).await?,
+            stream: self.product_keys(product).events(),
+            consumer: consumer.to_string(),
+            count,
+            block,
+        })
+    }
+
+    /// Creates the consumer group of `product`'s stream at id 0 (and the stream) unless it
+    /// exists (`XGROUP CREATE … 0 MKSTREAM`, `BUSYGROUP` ignored). Returns whether it was
+    /// created now.
+    pub async fn ensure_group(&self, product: &ProductId) -> StoreResult<bool> {
+        let stream = self.product_keys(product).events();
+        let mut conn = self.conn.clone();
+        let created: Result<(), redis::RedisError> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&stream)
+            .arg(CONSUMER_GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut conn)
+            .await;
+        match created {
+            Ok(()) => {
+                tracing::info!(%stream, group = CONSUMER_GROUP, "consumer group created");
+                Ok(true)
+            }
+            Err(err) if err.code() == Some("BUSYGROUP") => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Acknowledges entries of `product`'s stream for the group without applying them (their
+    /// bodies were trimmed away). Returns how many were still pending.
+    pub async fn acknowledge(&self, product: &ProductId, ids: &[String]) -> StoreResult<u64> {
+        let mut conn = self.conn.clone();
+        Ok(redis::cmd("XACK")
+            .arg(self.product_keys(product).events())
+            .arg(CONSUMER_GROUP)
+            .arg(ids)
+            .query_async(&mut conn)
+            .await?)
+    }
+
+    /// Up to `count` of the group's pending entries (any consumer's) idle at least `min_idle`,
+    /// oldest first, with their delivery counts (`XPENDING … IDLE`).
+    pub async fn idle_pending(
+        &self,
+        product: &ProductId,
+        min_idle: Duration,
+        count: usize,
+    ) -> StoreResult<Vec<PendingRow>> {
+        let mut conn = self.conn.clone();
+        let pending: Value = redis::cmd("XPENDING")
+            .arg(self.product_keys(product).events())
+            .arg(CONSUMER_GROUP)
+            .arg("IDLE")
+            .arg(min_idle.as_millis() as u64)
+            .arg("-")
+            .arg("+")
+            .arg(count)
+            .query_async(&mut conn)
+            .await?;
+        Ok(reply::pending_rows(&pending)?)
+    }
+
+    /// Claims for `consumer` up to `count` pending entries idle at least `min_idle`, scanning
+    /// from `cursor` (`0-0` to start; `XAUTOCLAIM`). Pending entries that no longer exist
+    /// come back as [`AutoClaim::deleted`].
+    pub async fn claim_idle(
+        &self,
+        product: &ProductId,
+        consumer: &str,
+        min_idle: Duration,
+        cursor: &str,
+        count: usize,
+    ) -> StoreResult<AutoClaim> {
+        let mut conn = self.conn.clone();
+        let reply: Value = redis::cmd("XAUTOCLAIM")
+            .arg(self.product_keys(product).events())
+            .arg(CONSUMER_GROUP)
+            .arg(consumer)
+            .arg(min_idle.as_millis() as u64)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut conn)
+            .await?;
+        Ok(reply::auto_claim(&reply)?)
+    }
+
+    /// The fields of one entry of `product`'s stream; `None` if it is gone (trimmed).
+    pub async fn stream_entry(
+        &self,
+        product: &ProductId,
+        id: &str,
+    ) -> StoreResult<Option<Vec<(String, String)>>> {
+        let mut conn = self.conn.clone();
+        let body: Value = redis::cmd("XRANGE")
+            .arg(self.product_keys(product).events())
+            .arg(id)
+            .arg(id)
+            .query_async(&mut conn)
+            .await?;
+        Ok(reply::range(&body)?
+            .into_iter()
+            .next()
+            .and_then(|entry| entry.fields))
+    }
+
+    /// The figures of the daemon's consumer group on `product`'s stream (`XINFO GROUPS`);
+    /// `None` if the stream or the group does not exist.
+    pub async fn group_info(&self, product: &ProductId) -> StoreResult<Option<GroupInfo>> {
+        let mut conn = self.conn.clone();
+        let groups: Result<Value, redis::RedisError> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(self.product_keys(product).events())
+            .query_async(&mut conn)
+            .await;
+        match groups {
+            Ok(value) => Ok(reply::group_info(&value, CONSUMER_GROUP)?),
+            // "ERR no such key": the stream does not exist yet.
+            Err(err) if err.code() == Some("ERR") => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Entries in `product`'s dead-letter stream.
+    pub async fn dead_letter_count(&self, product: &ProductId) -> StoreResult<u64> {
+        let mut conn = self.conn.clone();
+        Ok(redis::cmd("XLEN")
+            .arg(self.product_keys(product).dead_letters())
+            .query_async(&mut conn)
+            .await?)
+    }
+}

@@ -1,0 +1,189 @@
+//! Reading product streams without the consumer group, for the operator console: one game's
+//! record with its recent events, a stream's newest entries, and following every stream with
+//! a [`TailReader`]. Nothing here uses `XREADGROUP`: the console must never take entries from
+//! the daemon's group.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+
+use super::error::StoreResult;
+use super::{Store, decode};
+use crate::ids::{GameId, ProductId};
+use crate::model::Game;
+
+/// One entry of a product's event stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamEntry {
+    /// The entry id (`<ms>-<seq>`).
+    pub id: String,
+    /// Its fields, in stream order.
+    pub fields: Vec<(String, String)>,
+}
+
+/// One game's record and its recent events, for the console's detail view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GameHistory {
+    /// The game; `None` if its hash is gone (ended and expired, or removed).
+    pub game: Option<Game>,
+    /// Its most recent events, newest first.
+    pub events: Vec<StreamEntry>,
+    /// How many stream entries were searched for them.
+    pub searched: usize,
+}
+
+type RawEntry = (String, Vec<(String, String)>);
+
+fn stream_entry((id, fields): RawEntry) -> StreamEntry {
+    StreamEntry { id, fields }
+}
+
+impl Store {
+    /// `game`'s record and up to `shown` of its events among the last `search` entries of its
+    /// product's stream, in one round trip.
+    pub async fn game_history(
+        &self,
+        game: &GameId,
+        search: usize,
+        shown: usize,
+    ) -> StoreResult<GameHistory> {
+        let Some(product) = game.product() else {
+            return Ok(GameHistory {
+                game: None,
+                events: Vec::new(),
+                searched: 0,
+            });
+        };
+        let keys = self.product_keys(&product);
+        let key = keys.game(game);
+        let mut conn = self.conn.clone();
+        let (hash, entries): (HashMap<String, String>, Vec<RawEntry>) = redis::pipe()
+            .cmd("HGETALL")
+            .arg(&key)
+            .cmd("XREVRANGE")
+            .arg(keys.events())
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(search)
+            .query_async(&mut conn)
+            .await?;
+        let searched = entries.len();
+        let events = entries
+            .into_iter()
+            .filter(|(_, fields)| {
+                fields
+                    .iter()
+                    .any(|(k, v)| k == "game_id" && v == game.as_str())
+            })
+            .take(shown)
+            .map(stream_entry)
+            .collect();
+        Ok(GameHistory {
+            game: decode(&key, &hash)?,
+            events,
+            searched,
+        })
+    }
+
+    /// The newest `count` entries of `product`'s stream, newest first.
+    pub async fn recent_events(
+        &self,
+        product: &ProductId,
+        count: usize,
+    ) -> StoreResult<Vec<StreamEntry>> {
+        let mut conn = self.conn.clone();
+        let recent: Vec<RawEntry> = redis::cmd("XREVRANGE")
+            .arg(self.product_keys(product).events())
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut conn)
+            .await?;
+        Ok(recent.into_iter().map(stream_entry).collect())
+    }
+
+    /// A follower of product streams blocking up to `block` per read (connects on first read).
+    pub fn tail_reader(&self, block: Duration) -> TailReader {
+        TailReader {
+            store: self.clone(),
+            conn: None,
+            block,
+        }
+    }
+}
+
+/// Follows product streams with plain `XREAD … BLOCK` on a dedicated connection whose reply
+/// timeout exceeds the block time. The connection is opened on first use and dropped after
+/// an error, to be opened again by the next read.
+pub struct TailReader {
+    store: Store,
+    conn: Option<MultiplexedConnection>,
+    block: Duration,
+}
+
+impl std::fmt::Debug for TailReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TailReader")
+            .field("block", &self.block)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TailReader {
+    /// Up to `count` entries per stream after the given entry id of each product, waiting up
+    /// to the block time for the first; per product, in entry order.
+    pub async fn read_after(
+        &mut self,
+        positions: &BTreeMap<ProductId, String>,
+        count: usize,
+    ) -> StoreResult<Vec<(ProductId, Vec<StreamEntry>)>> {
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            None => {
+                let conn = self.store.blocking_connection(self.block).await?;
+                self.conn.insert(conn)
+            }
+        };
+        let streams: Vec<String> = positions
+            .keys()
+            .map(|product| self.store.product_keys(product).events())
+            .collect();
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT")
+            .arg(count)
+            .arg("BLOCK")
+            .arg(self.block.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&streams);
+        for id in positions.values() {
+            cmd.arg(id);
+        }
+        type Reply = Option<Vec<(String, Vec<RawEntry>)>>;
+        let reply: Reply = match cmd.query_async(conn).await {
+            Ok(reply) => reply,
+            Err(err) => {
+                self.conn = None;
+                return Err(err.into());
+            }
+        };
+        let by_key: HashMap<&str, &ProductId> = streams
+            .iter()
+            .map(String::as_str)
+            .zip(positions.keys())
+            .collect();
+        Ok(reply
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(key, entries)| {
+                let product = by_key.get(key.as_str())?;
+                Some((
+                    (*product).clone(),
+                    entries.into_iter().map(stream_entry).collect(),
+                ))
+            })
+            .collect())
+    }
+}
