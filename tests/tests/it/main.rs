@@ -9,4 +9,5 @@ mod curator;
 mod deploy;
 mod faults;
 mod gameserver;
+mod oracle;
 mod store;
