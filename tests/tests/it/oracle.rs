@@ -18,7 +18,7 @@ use std::fmt;
 use std::time::Duration;
 
 use mm_common::keys::{CONSUMER_GROUP, RESERVATION_SEPARATOR};
-use mm_common::model::{EventKind, GameSet, Reservation};
+use mm_common::model::{ApplyOutcome, EventKind, GameSet, JoinRefusal, Reservation};
 use mm_common::store::{
     ApplyResult, RemoveGuard, RemoveOutcome, ReserveOutcome, Store, StoreOptions,
 };
@@ -471,12 +471,8 @@ impl Oracle {
                     Ok(outcome) => {
                         written.insert(g);
                         match outcome {
-                            mm_common::model::ApplyOutcome::Applied => {
-                                ApplyResult::Applied(game.state())
-                            }
-                            mm_common::model::ApplyOutcome::Stale => {
-                                ApplyResult::Stale(game.state())
-                            }
+                            ApplyOutcome::Applied => ApplyResult::Applied(game.state()),
+                            ApplyOutcome::Stale => ApplyResult::Stale(game.state()),
                         }
                     }
                 }
@@ -501,7 +497,7 @@ impl Oracle {
             Ok(Reservation::AlreadyHeld) => ReserveOutcome::AlreadyHeld,
             Err(refusal) => ReserveOutcome::Refused(refusal),
         };
-        if outcome != ReserveOutcome::Refused(mm_common::model::JoinRefusal::GameNotOpen) {
+        if outcome != ReserveOutcome::Refused(JoinRefusal::GameNotOpen) {
             self.written(g);
         }
         outcome
