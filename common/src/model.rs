@@ -1,8 +1,13 @@
 //! The game model: states, events and transition rules (design sections 2 and 4), as pure code.
 //!
-//! This module does no I/O. The store's Lua scripts implement the same rules atomically inside
-//! Redis; the test suite replays random event histories through both and requires identical
-//! results, so this module is the readable specification of what the scripts do.
+//! **This module is the specification and the test oracle; production runs the store's Lua
+//! scripts** (`store/lua/`), which implement the same rules atomically inside Redis. Nothing
+//! in the daemon calls [`Game::apply`], [`Game::reserve`], [`Game::release`] or
+//! [`Game::remove`]: they exist so the rules can be read in one place and so the differential
+//! property test (`tests/tests/it/oracle.rs`) can run random mixes of every store operation
+//! through both and require the same outcome and the same record after each one. The read
+//! side ([`Game::state`], [`Game::set_and_score`], [`Game::is_open`], …) is used by
+//! production code on records decoded from Redis. This module does no I/O.
 //!
 //! # Order independence
 //!
@@ -29,6 +34,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{GameId, IdError, PlayerId, ProductId, ServerId};
+use crate::store::{RemoveGuard, RemoveOutcome};
 
 /// A game's state (design section 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -466,16 +472,6 @@ pub enum RejectReason {
     },
 }
 
-impl RejectReason {
-    /// Stable label (`server_mismatch`, `creator_mismatch`).
-    pub fn code(&self) -> &'static str {
-        match self {
-            RejectReason::ServerMismatch { .. } => "server_mismatch",
-            RejectReason::CreatorMismatch { .. } => "creator_mismatch",
-        }
-    }
-}
-
 /// Why a seat could not be reserved (the join API's 409s).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum JoinRefusal {
@@ -660,7 +656,7 @@ impl Game {
             EventKind::GameEnded => {
                 let ended = self.advance(Phase::Ended);
                 if ended {
-                    self.end_reason = Some("game_ended".into());
+                    self.finish("game_ended");
                 }
                 ended
             }
@@ -708,15 +704,20 @@ impl Game {
         now_ms: u64,
         ttl_ms: u64,
     ) -> Result<Reservation, JoinRefusal> {
+        let state = self.state();
+        // A game that is no longer open is left exactly as it was, expired reservations
+        // included (the release sweep takes those).
+        if matches!(state, GameState::InProgress | GameState::Ended) {
+            return Err(JoinRefusal::GameNotOpen);
+        }
         self.reservations.retain(|_, expiry| *expiry > now_ms);
-        match self.state() {
-            GameState::InProgress | GameState::Ended => return Err(JoinRefusal::GameNotOpen),
-            _ if *player == self.creator_id || self.is_present(player) => {
-                return Ok(Reservation::AlreadyHeld);
-            }
+        if *player == self.creator_id || self.is_present(player) {
+            return Ok(Reservation::AlreadyHeld);
+        }
+        match state {
             GameState::Created => return Err(JoinRefusal::CreatorNotJoined),
             GameState::AllPlayersJoined => return Err(JoinRefusal::GameFull),
-            GameState::CreatorJoined => {}
+            _ => {}
         }
         if let Some(expiry) = self.reservations.get_mut(player) {
             *expiry = now_ms + ttl_ms;
@@ -742,10 +743,37 @@ impl Game {
         }
     }
 
-    /// Ends the game outside the event stream (curated, cancelled, force-deleted).
-    pub fn end(&mut self, reason: &str) {
+    /// Ends the game outside the event stream (curated, cancelled, force-deleted) if `guard`
+    /// holds, as `remove_game.lua` does: an ended game stays [`RemoveOutcome::AlreadyEnded`];
+    /// `Cancellable` refuses a game that has started; `StaleIn` refuses a game that is no
+    /// longer in that set with a score at or before the cutoff. Removing records `reason`,
+    /// moves the activity time up to `now_ms` and drops every reservation. The model always
+    /// has its game, so it never answers [`RemoveOutcome::NotFound`].
+    pub fn remove(&mut self, reason: &str, guard: RemoveGuard, now_ms: u64) -> RemoveOutcome {
+        let state = self.state();
+        if state == GameState::Ended {
+            return RemoveOutcome::AlreadyEnded;
+        }
+        let allowed = match guard {
+            RemoveGuard::Any => true,
+            RemoveGuard::Cancellable => state.cancellable(),
+            RemoveGuard::StaleIn { set, cutoff_ms } => self
+                .set_and_score()
+                .is_some_and(|(now_in, score)| now_in == set && score <= cutoff_ms),
+        };
+        if !allowed {
+            return RemoveOutcome::Refused { state };
+        }
         self.phase = Phase::Ended;
+        self.updated_at_ms = self.updated_at_ms.max(now_ms);
+        self.finish(reason);
+        RemoveOutcome::Removed { previous: state }
+    }
+
+    /// What every way of ending a game records: why, and no seat held any longer.
+    fn finish(&mut self, reason: &str) {
         self.end_reason = Some(reason.to_string());
+        self.reservations.clear();
     }
 }
 

@@ -3,6 +3,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::store::{RemoveGuard, RemoveOutcome};
 
 const SERVER: &str = "gs-1";
 const CREATOR: &str = "creator";
@@ -212,13 +213,14 @@ fn events_from_another_server_or_a_false_creator_are_rejected() {
     let mut foreign = probe(EventKind::CreatorJoined);
     foreign.server_id = ServerId::new("gs-evil").unwrap();
     assert_eq!(
-        game.apply(&foreign, u64::MAX).unwrap_err().code(),
-        "server_mismatch"
+        game.apply(&foreign, u64::MAX).unwrap_err().to_string(),
+        "server_mismatch: event from server gs-evil for a game on server gs-1",
+        "the dead letter's reason, as the script words it"
     );
     let impostor = event(EventKind::CreatorJoined, Some("mallory"), 20);
     assert_eq!(
-        game.apply(&impostor, u64::MAX).unwrap_err().code(),
-        "creator_mismatch"
+        game.apply(&impostor, u64::MAX).unwrap_err().to_string(),
+        "creator_mismatch: creator_joined names mallory, the creator is creator"
     );
     assert_eq!(
         game,
@@ -306,6 +308,93 @@ fn a_player_who_connects_gives_up_the_reservation() {
         .unwrap();
     assert!(game.reservations.is_empty());
     assert_eq!(game.seats_taken(0), 2);
+}
+
+#[test]
+fn a_refused_join_leaves_a_started_game_untouched() {
+    let mut game = game_in(GameState::CreatorJoined);
+    game.reserve(&player("p1"), 0, 30_000).unwrap();
+    game.apply(&event(EventKind::GameStarted, None, 20), u64::MAX)
+        .unwrap();
+    let before = game.clone();
+    assert_eq!(
+        game.reserve(&player("p2"), 60_000, 30_000),
+        Err(JoinRefusal::GameNotOpen)
+    );
+    assert_eq!(game, before, "the expired reservation waits for the sweep");
+}
+
+#[test]
+fn ending_a_game_drops_every_reservation() {
+    let mut ended = game_in(GameState::CreatorJoined);
+    ended.reserve(&player("p1"), 0, 30_000).unwrap();
+    ended
+        .apply(&event(EventKind::GameEnded, None, 20), u64::MAX)
+        .unwrap();
+    assert!(ended.reservations.is_empty());
+    assert_eq!(ended.end_reason.as_deref(), Some("game_ended"));
+
+    let mut removed = game_in(GameState::CreatorJoined);
+    removed.reserve(&player("p1"), 0, 30_000).unwrap();
+    assert_eq!(
+        removed.remove("cancelled", RemoveGuard::Any, 50_000),
+        RemoveOutcome::Removed {
+            previous: GameState::CreatorJoined
+        }
+    );
+    assert!(removed.reservations.is_empty());
+}
+
+#[test]
+fn remove_honours_its_guard_and_records_the_time() {
+    let cancel = |state| game_in(state).remove("cancelled", RemoveGuard::Cancellable, 2_000);
+    assert_eq!(
+        cancel(GameState::AllPlayersJoined),
+        RemoveOutcome::Removed {
+            previous: GameState::AllPlayersJoined
+        }
+    );
+    assert_eq!(
+        cancel(GameState::InProgress),
+        RemoveOutcome::Refused {
+            state: GameState::InProgress
+        }
+    );
+    assert_eq!(cancel(GameState::Ended), RemoveOutcome::AlreadyEnded);
+
+    // Pending is scored by creation time (1_000): stale at a cutoff of 1_000, not at 999, and
+    // never when the curator looked in the wrong set.
+    let stale = |set, cutoff_ms| RemoveGuard::StaleIn { set, cutoff_ms };
+    let mut pending = game_in(GameState::Created);
+    for guard in [stale(GameSet::Pending, 999), stale(GameSet::Lobby, 5_000)] {
+        assert_eq!(
+            pending.remove("curated_pending", guard, 9_000),
+            RemoveOutcome::Refused {
+                state: GameState::Created
+            }
+        );
+    }
+    assert_eq!(
+        pending,
+        game_in(GameState::Created),
+        "a refusal changes nothing"
+    );
+    assert_eq!(
+        pending.remove("curated_pending", stale(GameSet::Pending, 1_000), 9_000),
+        RemoveOutcome::Removed {
+            previous: GameState::Created
+        }
+    );
+    assert_eq!(pending.state(), GameState::Ended);
+    assert_eq!(pending.end_reason.as_deref(), Some("curated_pending"));
+    assert_eq!(pending.updated_at_ms, 9_000, "removal is activity at now");
+    assert_eq!(pending.set_and_score(), None);
+
+    // The activity time never moves back.
+    let mut lobby = game_in(GameState::CreatorJoined);
+    lobby.updated_at_ms = 50_000;
+    lobby.remove("deleted", RemoveGuard::Any, 20_000);
+    assert_eq!(lobby.updated_at_ms, 50_000);
 }
 
 #[test]

@@ -10,4 +10,5 @@ mod curator;
 mod deploy;
 mod faults;
 mod gameserver;
+mod oracle;
 mod store;

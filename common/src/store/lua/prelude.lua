@@ -1,5 +1,6 @@
 -- Shared helpers, prepended to every store script. They mirror `mm_common::model` (the
--- readable specification); the differential tests replay random histories through both.
+-- specification and test oracle); the differential property test (tests/tests/it/oracle.rs)
+-- runs every operation through both.
 
 -- A stream entry id "ms-seq" as {ms, seq}; nil for "" or nil.
 local function eid(s)

@@ -1,0 +1,825 @@
+//! The pure model is the labelled oracle of the store's Lua scripts.
+//!
+//! `mm_common::model` is the specification; production runs the scripts. This property test
+//! generates random mixes of every store operation — events of every type (from the wrong
+//! server, naming a false creator, lacking their player, malformed, for an unknown game, with
+//! times in the past and the future), consumers applying delivered entries in batches out of
+//! stream order and again, seat reservations, expired and forced releases, the expiry sweep,
+//! and removals under each guard — on a clock that moves forward irregularly. After **every**
+//! operation it requires the store's answer to be the one the model predicts, and the record
+//! in a real redis-server (the decoded game hash, its set and score, the open index, the
+//! reservation index, the tombstone TTL, the dead letters and the group's pending entries)
+//! to be the model's. A failure shrinks to a short operation list and prints it.
+//!
+//! `PROPTEST_CASES` sets the number of cases (256 by default, a few seconds).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::Duration;
+
+use mm_common::keys::{CONSUMER_GROUP, RESERVATION_SEPARATOR};
+use mm_common::model::{ApplyOutcome, EventKind, GameSet, JoinRefusal, Reservation};
+use mm_common::store::{
+    ApplyResult, RemoveGuard, RemoveOutcome, ReserveOutcome, Store, StoreOptions,
+};
+use mm_common::{Event, Game, GameId, Keys, PlayerId, ProductId, ServerId};
+use mm_testkit::{RedisServer, invariants};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
+use redis::AsyncCommands;
+use redis::aio::MultiplexedConnection;
+
+/// The clock's start (Unix ms); games are created at `T0`, `T0 + 1`, ….
+const T0: u64 = 1_800_000_000_000;
+const PREFIX: &str = "mm";
+const SERVER: &str = "gs-1";
+const OTHER_SERVER: &str = "gs-2";
+/// Players operations name; the first is every game's creator.
+const PLAYERS: [&str; 5] = ["creator", "p1", "p2", "p3", "p4"];
+/// Someone who is not the creator, for `creator_joined` events that lie.
+const IMPOSTOR: &str = "mallory";
+/// Games per case: two, so batches and the expiry sweep span games.
+const GAMES: usize = 2;
+const GHOST_GAME: &str = "chess.ghost";
+/// Upper bound the sweep is given; far above what a case can hold.
+const SWEEP_LIMIT: usize = 1_000;
+
+// ---------------------------------------------------------------------------------------
+// Operations
+
+/// Which game an event names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Game(usize),
+    /// A game that was never created.
+    Ghost,
+}
+
+/// The `player_id` field of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Absent,
+    Player(usize),
+    Impostor,
+}
+
+/// The `ts` field of an event, relative to the clock when it is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ts {
+    /// No `ts`: the entry id's time counts.
+    Absent,
+    /// `now + offset` (a negative offset is a late event, a positive one a fast server clock).
+    Offset(i64),
+    /// Not a number: the entry is dead-lettered.
+    Garbage,
+}
+
+/// One event a game server writes.
+#[derive(Clone, PartialEq, Eq)]
+struct Emitted {
+    /// `None`: a type no contract version knows.
+    kind: Option<EventKind>,
+    target: Target,
+    who: Who,
+    foreign_server: bool,
+    ts: Ts,
+}
+
+impl fmt::Debug for Emitted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = self.kind.map_or("exploded", EventKind::as_str);
+        write!(f, "{kind} ")?;
+        match self.target {
+            Target::Game(game) => write!(f, "g{game}")?,
+            Target::Ghost => f.write_str("ghost")?,
+        }
+        match self.who {
+            Who::Absent => {}
+            Who::Player(p) => write!(f, " player={}", PLAYERS[p])?,
+            Who::Impostor => write!(f, " player={IMPOSTOR}")?,
+        }
+        if self.foreign_server {
+            write!(f, " server={OTHER_SERVER}")?;
+        }
+        match self.ts {
+            Ts::Absent => f.write_str(" ts=absent"),
+            Ts::Offset(offset) => write!(f, " ts=now{offset:+}"),
+            Ts::Garbage => f.write_str(" ts=garbage"),
+        }
+    }
+}
+
+/// Which delivered entry a consumer applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pick {
+    /// The n-th (modulo) entry still pending for the group; nothing if none is.
+    Pending(usize),
+    /// The n-th (modulo) entry ever delivered (nothing if none was): usually a re-delivery of
+    /// an applied one.
+    Any(usize),
+}
+
+/// The guard of a removal; a stale guard's cutoff is relative to the clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Guard {
+    Any,
+    Cancellable,
+    StaleIn {
+        set: GameSet,
+        cutoff_before_now: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Op {
+    /// A game server appends an event; a consumer reads it (now pending for the group).
+    Emit(Emitted),
+    /// A consumer applies a batch of delivered entries in one script call.
+    Apply(Vec<Pick>),
+    Reserve {
+        game: usize,
+        player: usize,
+        ttl_ms: u64,
+    },
+    /// Releases the reservation of the n-th (modulo) player holding one on the game, or, when
+    /// nobody does, of the n-th (modulo) player of `PLAYERS`.
+    Release {
+        game: usize,
+        holder: usize,
+        force: bool,
+    },
+    ReleaseExpired,
+    Remove {
+        game: usize,
+        guard: Guard,
+    },
+}
+
+#[derive(Clone, PartialEq, Eq)]
+struct Step {
+    /// How far the clock moves before the operation.
+    advance_ms: u64,
+    op: Op,
+}
+
+#[derive(Clone)]
+struct Case {
+    capacities: [u32; GAMES],
+    steps: Vec<Step>,
+}
+
+impl fmt::Debug for Case {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "capacities {:?}", self.capacities)?;
+        for (n, step) in self.steps.iter().enumerate() {
+            writeln!(f, "  #{n:<2} {step:?}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "+{}ms {:?}", self.advance_ms, self.op)
+    }
+}
+
+/// Which game an operation is about: mostly the first, so it gets far in a case; the second
+/// shares batches and sweeps with it.
+fn arb_game() -> impl Strategy<Value = usize> + Clone {
+    prop_oneof![3 => Just(0), 1 => Just(1)]
+}
+
+fn arb_emitted() -> impl Strategy<Value = Emitted> {
+    let kind = prop_oneof![
+        10 => Just(Some(EventKind::CreatorJoined)),
+        8 => Just(Some(EventKind::PlayerJoined)),
+        5 => Just(Some(EventKind::PlayerLeft)),
+        2 => Just(Some(EventKind::AllPlayersJoined)),
+        2 => Just(Some(EventKind::GameStarted)),
+        1 => Just(Some(EventKind::GameEnded)),
+        3 => Just(Some(EventKind::Heartbeat)),
+        1 => Just(None),
+    ];
+    let target = prop_oneof![
+        19 => arb_game().prop_map(Target::Game),
+        1 => Just(Target::Ghost),
+    ];
+    let ts = prop_oneof![
+        16 => (-60_000..60_000i64).prop_map(Ts::Offset),
+        3 => Just(Ts::Absent),
+        1 => Just(Ts::Garbage),
+    ];
+    (
+        kind,
+        target,
+        0..100u8,
+        0..PLAYERS.len(),
+        prop::bool::weighted(0.08),
+        ts,
+    )
+        .prop_map(|(kind, target, roll, player, foreign_server, ts)| {
+            // Player events mostly name a player, creator_joined the creator or nobody, the
+            // others nobody; the rest are the malformed and lying variants.
+            let who = match kind {
+                Some(kind) if kind.needs_player() => {
+                    if roll < 8 {
+                        Who::Absent
+                    } else {
+                        Who::Player(player)
+                    }
+                }
+                Some(EventKind::CreatorJoined) => match roll {
+                    0..40 => Who::Absent,
+                    40..90 => Who::Player(0),
+                    _ => Who::Impostor,
+                },
+                _ if roll < 90 => Who::Absent,
+                _ => Who::Player(player),
+            };
+            Emitted {
+                kind,
+                target,
+                who,
+                foreign_server,
+                ts,
+            }
+        })
+}
+
+fn arb_op() -> impl Strategy<Value = Op> {
+    let game = arb_game();
+    let player = 0..PLAYERS.len();
+    let pick = prop_oneof![
+        5 => any::<usize>().prop_map(Pick::Pending),
+        1 => any::<usize>().prop_map(Pick::Any),
+    ];
+    let set = prop::sample::select(GameSet::ALL.to_vec());
+    let guard = prop_oneof![
+        Just(Guard::Any),
+        Just(Guard::Cancellable),
+        (set, prop_oneof![Just(0u64), 0..120_000u64]).prop_map(|(set, cutoff_before_now)| {
+            Guard::StaleIn {
+                set,
+                cutoff_before_now,
+            }
+        }),
+    ];
+    prop_oneof![
+        8 => arb_emitted().prop_map(Op::Emit),
+        7 => prop::collection::vec(pick, 1..6).prop_map(Op::Apply),
+        6 => (game.clone(), player.clone(), prop_oneof![Just(1_000u64), Just(30_000u64)])
+            .prop_map(|(game, player, ttl_ms)| Op::Reserve { game, player, ttl_ms }),
+        2 => (game.clone(), player, any::<bool>())
+            .prop_map(|(game, holder, force)| Op::Release { game, holder, force }),
+        1 => Just(Op::ReleaseExpired),
+        1 => (game, guard).prop_map(|(game, guard)| Op::Remove { game, guard }),
+    ]
+}
+
+fn arb_case() -> impl Strategy<Value = Case> {
+    let advance = prop_oneof![
+        3 => Just(0u64),
+        4 => 1..3_000u64,
+        2 => 20_000..40_000u64,
+    ];
+    let step = (advance, arb_op()).prop_map(|(advance_ms, op)| Step { advance_ms, op });
+    (
+        prop::array::uniform2(1..=4u32),
+        prop::collection::vec(step, 1..40),
+    )
+        .prop_map(|(capacities, steps)| Case { capacities, steps })
+}
+
+// ---------------------------------------------------------------------------------------
+// The system under test and the oracle
+
+/// A private Redis and a store over it, shared by every case (flushed between cases).
+struct Fixture {
+    redis: RedisServer,
+    store: Store,
+    product: ProductId,
+    keys: Keys,
+}
+
+impl Fixture {
+    async fn new() -> Fixture {
+        let redis = RedisServer::start().expect("redis-server");
+        let mut options = StoreOptions::new(redis.url());
+        options.key_prefix = PREFIX.into();
+        options.tombstone_ttl = Duration::from_secs(600);
+        let store = Store::connect(options).await.expect("store");
+        Fixture {
+            redis,
+            store,
+            product: ProductId::new("chess").unwrap(),
+            keys: Keys::new(PREFIX),
+        }
+    }
+
+    fn stream(&self) -> String {
+        self.keys.product(&self.product).events()
+    }
+}
+
+/// One stream entry as written and delivered.
+struct Entry {
+    id: String,
+    fields: Vec<(String, String)>,
+    target: Target,
+}
+
+/// What an operation answered, store and model alike.
+#[derive(Debug, PartialEq, Eq)]
+enum Answer {
+    Delivered,
+    NothingToApply,
+    Applied(Vec<ApplyResult>),
+    Reserve(ReserveOutcome),
+    Release(bool),
+    Swept(usize),
+    Remove(RemoveOutcome),
+}
+
+/// The model's view of one case: the games, and what the scripts' bookkeeping must show.
+struct Oracle {
+    now: u64,
+    games: Vec<Game>,
+    /// Whether each game is in the open index: the scripts refresh that entry whenever they
+    /// write the game, from the game's openness at that moment; until the next write it may
+    /// lag behind a reservation that expired meanwhile.
+    open_indexed: Vec<bool>,
+    entries: Vec<Entry>,
+    /// Entries acknowledged (applied or dead-lettered), by index.
+    handled: BTreeSet<usize>,
+    dead_letters: usize,
+}
+
+impl Oracle {
+    fn new(capacities: [u32; GAMES]) -> Oracle {
+        let games: Vec<Game> = capacities
+            .iter()
+            .enumerate()
+            .map(|(n, capacity)| {
+                Game::new(
+                    GameId::new(format!("chess.g{n}")).unwrap(),
+                    ProductId::new("chess").unwrap(),
+                    ServerId::new(SERVER).unwrap(),
+                    Some("eu".into()),
+                    *capacity,
+                    PlayerId::new(PLAYERS[0]).unwrap(),
+                    "ws://127.0.0.1:1/ws".into(),
+                    "{}".into(),
+                    T0 + n as u64,
+                )
+            })
+            .collect();
+        Oracle {
+            now: T0 + 1_000,
+            open_indexed: vec![false; games.len()],
+            games,
+            entries: Vec::new(),
+            handled: BTreeSet::new(),
+            dead_letters: 0,
+        }
+    }
+
+    /// The stream fields of an event written now, and its entry id (ids are chosen here,
+    /// increasing, so a case replays identically).
+    fn write(&self, event: &Emitted) -> (String, Vec<(String, String)>) {
+        let n = self.entries.len() as u64;
+        let id = format!("{}-{}", T0 + n / 2, n % 2);
+        let mut fields = vec![(
+            "type".to_string(),
+            event.kind.map_or("exploded", EventKind::as_str).to_string(),
+        )];
+        let game = match event.target {
+            Target::Game(g) => self.games[g].id.to_string(),
+            Target::Ghost => GHOST_GAME.to_string(),
+        };
+        fields.push(("game_id".into(), game));
+        let server = if event.foreign_server {
+            OTHER_SERVER
+        } else {
+            SERVER
+        };
+        fields.push(("server_id".into(), server.into()));
+        match event.who {
+            Who::Absent => {}
+            Who::Player(p) => fields.push(("player_id".into(), PLAYERS[p].into())),
+            Who::Impostor => fields.push(("player_id".into(), IMPOSTOR.into())),
+        }
+        match event.ts {
+            Ts::Absent => {}
+            Ts::Offset(offset) => {
+                let ts = self.now.saturating_add_signed(offset);
+                fields.push(("ts".into(), ts.to_string()));
+            }
+            Ts::Garbage => fields.push(("ts".into(), "soon".into())),
+        }
+        (id, fields)
+    }
+
+    /// The entries a batch holds, chosen before either side runs.
+    fn resolve(&self, picks: &[Pick]) -> Vec<usize> {
+        let mut chosen = Vec::new();
+        let mut handled = self.handled.clone();
+        for pick in picks {
+            let pending: Vec<usize> = (0..self.entries.len())
+                .filter(|i| !handled.contains(i))
+                .collect();
+            let index = match *pick {
+                Pick::Pending(_) if pending.is_empty() => continue,
+                Pick::Any(_) if self.entries.is_empty() => continue,
+                Pick::Pending(n) => pending[n % pending.len()],
+                Pick::Any(n) => n % self.entries.len(),
+            };
+            handled.insert(index);
+            chosen.push(index);
+        }
+        chosen
+    }
+
+    /// What applying the batch does, entry by entry, as the model says.
+    fn apply(&mut self, batch: &[usize]) -> Vec<ApplyResult> {
+        let mut written = BTreeSet::new();
+        let results = batch
+            .iter()
+            .map(|&index| {
+                if !self.handled.insert(index) {
+                    return ApplyResult::Duplicate;
+                }
+                let entry = &self.entries[index];
+                let fields = entry.fields.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+                let event = match Event::from_fields(&entry.id, fields) {
+                    Ok(event) => event,
+                    Err(err) => {
+                        self.dead_letters += 1;
+                        return ApplyResult::DeadLettered(format!("{}: {err}", err.code()));
+                    }
+                };
+                let Target::Game(g) = entry.target else {
+                    self.dead_letters += 1;
+                    return ApplyResult::DeadLettered("unknown_game".into());
+                };
+                let game = &mut self.games[g];
+                match game.apply(&event, self.now) {
+                    Err(refusal) => {
+                        self.dead_letters += 1;
+                        ApplyResult::DeadLettered(refusal.to_string())
+                    }
+                    Ok(outcome) => {
+                        written.insert(g);
+                        match outcome {
+                            ApplyOutcome::Applied => ApplyResult::Applied(game.state()),
+                            ApplyOutcome::Stale => ApplyResult::Stale(game.state()),
+                        }
+                    }
+                }
+            })
+            .collect();
+        for g in written {
+            self.written(g);
+        }
+        results
+    }
+
+    /// A script wrote game `g` at the current time.
+    fn written(&mut self, g: usize) {
+        self.open_indexed[g] = self.games[g].is_open(self.now);
+    }
+
+    fn reserve(&mut self, g: usize, player: &PlayerId, ttl_ms: u64) -> ReserveOutcome {
+        let outcome = match self.games[g].reserve(player, self.now, ttl_ms) {
+            Ok(Reservation::Reserved { expires_at_ms }) => {
+                ReserveOutcome::Reserved { expires_at_ms }
+            }
+            Ok(Reservation::AlreadyHeld) => ReserveOutcome::AlreadyHeld,
+            Err(refusal) => ReserveOutcome::Refused(refusal),
+        };
+        if outcome != ReserveOutcome::Refused(JoinRefusal::GameNotOpen) {
+            self.written(g);
+        }
+        outcome
+    }
+
+    fn release(&mut self, g: usize, player: &PlayerId, force: bool) -> bool {
+        let released = self.games[g].release(player, self.now, force);
+        if released {
+            self.written(g);
+        }
+        released
+    }
+
+    fn sweep(&mut self) -> usize {
+        let mut freed = 0;
+        for g in 0..self.games.len() {
+            let expired: Vec<PlayerId> = self.games[g]
+                .reservations
+                .iter()
+                .filter(|(_, expiry)| **expiry <= self.now)
+                .map(|(player, _)| player.clone())
+                .collect();
+            for player in expired {
+                freed += usize::from(self.release(g, &player, false));
+            }
+        }
+        freed
+    }
+
+    fn remove(&mut self, g: usize, reason: &str, guard: RemoveGuard) -> RemoveOutcome {
+        let outcome = self.games[g].remove(reason, guard, self.now);
+        if matches!(outcome, RemoveOutcome::Removed { .. }) {
+            self.written(g);
+        }
+        outcome
+    }
+}
+
+fn store_guard(guard: Guard, now: u64) -> (RemoveGuard, String) {
+    match guard {
+        Guard::Any => (RemoveGuard::Any, "deleted".into()),
+        Guard::Cancellable => (RemoveGuard::Cancellable, "cancelled".into()),
+        Guard::StaleIn {
+            set,
+            cutoff_before_now,
+        } => (
+            RemoveGuard::StaleIn {
+                set,
+                cutoff_ms: now - cutoff_before_now,
+            },
+            format!("curated_{set}"),
+        ),
+    }
+}
+
+/// Runs one operation against the store and the model; returns both answers.
+async fn step(
+    fx: &Fixture,
+    conn: &mut MultiplexedConnection,
+    oracle: &mut Oracle,
+    op: &Op,
+) -> anyhow::Result<(Answer, Answer)> {
+    let now = oracle.now;
+    let player = |p: usize| PlayerId::new(PLAYERS[p]).unwrap();
+    Ok(match op {
+        Op::Emit(event) => {
+            let (id, fields) = oracle.write(event);
+            let written: String = conn.xadd(fx.stream(), &id, &fields).await?;
+            anyhow::ensure!(written == id, "XADD wrote {written}, expected {id}");
+            let read: redis::streams::StreamReadReply = conn
+                .xread_options(
+                    &[fx.stream()],
+                    &[">"],
+                    &redis::streams::StreamReadOptions::default()
+                        .group(CONSUMER_GROUP, "oracle")
+                        .count(1),
+                )
+                .await?;
+            let delivered = read.keys.first().and_then(|key| key.ids.first());
+            anyhow::ensure!(
+                delivered.map(|entry| entry.id.as_str()) == Some(id.as_str()),
+                "the group delivered {delivered:?}, expected {id}"
+            );
+            oracle.entries.push(Entry {
+                id,
+                fields,
+                target: event.target,
+            });
+            (Answer::Delivered, Answer::Delivered)
+        }
+        Op::Apply(picks) => {
+            let batch = oracle.resolve(picks);
+            if batch.is_empty() {
+                return Ok((Answer::NothingToApply, Answer::NothingToApply));
+            }
+            let entries: Vec<(&str, &[(String, String)])> = batch
+                .iter()
+                .map(|&i| {
+                    let entry = &oracle.entries[i];
+                    (entry.id.as_str(), entry.fields.as_slice())
+                })
+                .collect();
+            let actual = fx.store.apply_entries(&fx.product, &entries, now).await?;
+            (
+                Answer::Applied(actual),
+                Answer::Applied(oracle.apply(&batch)),
+            )
+        }
+        Op::Reserve {
+            game,
+            player: p,
+            ttl_ms,
+        } => {
+            let id = oracle.games[*game].id.clone();
+            let ttl = Duration::from_millis(*ttl_ms);
+            let actual = fx.store.reserve_seat(&id, &player(*p), now, ttl).await?;
+            let expected = oracle.reserve(*game, &player(*p), *ttl_ms);
+            (Answer::Reserve(actual), Answer::Reserve(expected))
+        }
+        Op::Release {
+            game,
+            holder,
+            force,
+        } => {
+            let model = &oracle.games[*game];
+            let id = model.id.clone();
+            let holder = match model
+                .reservations
+                .keys()
+                .nth(holder % model.reservations.len().max(1))
+            {
+                Some(holder) => holder.clone(),
+                None => player(holder % PLAYERS.len()),
+            };
+            let actual = fx.store.release_seat(&id, &holder, now, *force).await?;
+            let expected = oracle.release(*game, &holder, *force);
+            (Answer::Release(actual), Answer::Release(expected))
+        }
+        Op::ReleaseExpired => {
+            let actual = fx
+                .store
+                .release_expired_reservations(&fx.product, now, SWEEP_LIMIT)
+                .await?;
+            (Answer::Swept(actual), Answer::Swept(oracle.sweep()))
+        }
+        Op::Remove { game, guard } => {
+            let id = oracle.games[*game].id.clone();
+            let (guard, reason) = store_guard(*guard, now);
+            let actual = fx.store.remove_game(&id, &reason, guard, now).await?;
+            let expected = oracle.remove(*game, &reason, guard);
+            (Answer::Remove(actual), Answer::Remove(expected))
+        }
+    })
+}
+
+/// Compares everything Redis holds about the case with the model; returns the differences.
+async fn compare_record(
+    fx: &Fixture,
+    conn: &mut MultiplexedConnection,
+    oracle: &Oracle,
+) -> anyhow::Result<Vec<String>> {
+    let keys = fx.keys.product(&fx.product);
+    let mut differences = Vec::new();
+    let reservation_index: Vec<(String, f64)> = redis::cmd("ZRANGE")
+        .arg(keys.reservations())
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(conn)
+        .await?;
+    for (g, model) in oracle.games.iter().enumerate() {
+        let stored = fx.store.game(&model.id).await?;
+        if stored.as_ref() != Some(model) {
+            differences.push(format!(
+                "g{g}: the stored game is\n{stored:#?}\nthe model's is\n{model:#?}"
+            ));
+        }
+        let id = model.id.as_str();
+        let mut pipe = redis::pipe();
+        for set in GameSet::ALL {
+            pipe.zscore(keys.set(set), id);
+        }
+        pipe.zscore(keys.open(), id).ttl(keys.game(&model.id));
+        let (pending, lobby, active, open, ttl): (
+            Option<f64>,
+            Option<f64>,
+            Option<f64>,
+            Option<f64>,
+            i64,
+        ) = pipe.query_async(conn).await?;
+        let sets: Vec<(GameSet, u64)> = GameSet::ALL
+            .into_iter()
+            .zip([pending, lobby, active])
+            .filter_map(|(set, score)| Some((set, score? as u64)))
+            .collect();
+        let expected_sets: Vec<(GameSet, u64)> = model.set_and_score().into_iter().collect();
+        if sets != expected_sets {
+            differences.push(format!(
+                "g{g}: in sets {sets:?}, the model says {expected_sets:?}"
+            ));
+        }
+        let expected_open = oracle.open_indexed[g].then_some(model.created_at_ms);
+        let open = open.map(|score| score as u64);
+        if open != expected_open {
+            differences.push(format!(
+                "g{g}: open index score {open:?}, the model says {expected_open:?}"
+            ));
+        }
+        let prefix = format!("{id}{RESERVATION_SEPARATOR}");
+        let indexed: BTreeMap<String, u64> = reservation_index
+            .iter()
+            .filter_map(|(member, score)| {
+                let player = member.strip_prefix(&prefix)?;
+                Some((player.to_string(), *score as u64))
+            })
+            .collect();
+        let expected_reservations: BTreeMap<String, u64> = model
+            .reservations
+            .iter()
+            .map(|(player, expiry)| (player.to_string(), *expiry))
+            .collect();
+        if indexed != expected_reservations {
+            differences.push(format!(
+                "g{g}: reservation index {indexed:?}, the model holds {expected_reservations:?}"
+            ));
+        }
+        let ended = model.set_and_score().is_none();
+        if ended != (ttl > 0) {
+            differences.push(format!(
+                "g{g}: TTL {ttl}, but the model's game {} ended",
+                if ended { "has" } else { "has not" }
+            ));
+        }
+    }
+    let dead_letters: usize = conn.xlen(keys.dead_letters()).await?;
+    if dead_letters != oracle.dead_letters {
+        differences.push(format!(
+            "{dead_letters} dead letters, the model counts {}",
+            oracle.dead_letters
+        ));
+    }
+    let pending: redis::streams::StreamPendingReply =
+        conn.xpending(fx.stream(), CONSUMER_GROUP).await?;
+    let expected_pending = oracle.entries.len() - oracle.handled.len();
+    if pending.count() != expected_pending {
+        differences.push(format!(
+            "{} entries pending for the group, the model expects {expected_pending}",
+            pending.count()
+        ));
+    }
+    if let Err(err) =
+        invariants::check(conn, PREFIX, std::slice::from_ref(&fx.product), oracle.now).await
+    {
+        differences.push(format!("{err:#}"));
+    }
+    Ok(differences)
+}
+
+/// Runs one case from an empty Redis; the error names the first step where store and model
+/// part.
+async fn run_case(fx: &Fixture, case: &Case) -> anyhow::Result<()> {
+    let mut conn = fx.redis.connection().await;
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await?;
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(fx.stream())
+        .arg(CONSUMER_GROUP)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut conn)
+        .await?;
+    let mut oracle = Oracle::new(case.capacities);
+    for game in &oracle.games {
+        anyhow::ensure!(fx.store.create_game(game).await?, "{} exists", game.id);
+    }
+    for (n, Step { advance_ms, op }) in case.steps.iter().enumerate() {
+        oracle.now += advance_ms;
+        let (actual, expected) = step(fx, &mut conn, &mut oracle, op).await?;
+        anyhow::ensure!(
+            actual == expected,
+            "step #{n} {op:?} at now={}: the store answered\n{actual:?}\nthe model predicts\n{expected:?}",
+            oracle.now
+        );
+        let differences = compare_record(fx, &mut conn, &oracle).await?;
+        anyhow::ensure!(
+            differences.is_empty(),
+            "after step #{n} {op:?} at now={}, the record differs from the model:\n{}",
+            oracle.now,
+            differences.join("\n")
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn the_scripts_answer_and_record_what_the_model_says_after_every_operation() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let fx = runtime.block_on(Fixture::new());
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|cases| cases.parse().ok())
+        .unwrap_or(256);
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        max_shrink_iters: 4_096,
+        ..Config::default()
+    });
+    let result = runner.run(&arb_case(), |case| {
+        runtime
+            .block_on(run_case(&fx, &case))
+            .map_err(|err| TestCaseError::fail(format!("{err:#}")))
+    });
+    match result {
+        Ok(()) => {}
+        Err(TestError::Fail(reason, case)) => panic!(
+            "the store and the model disagree: {reason}\n\nminimal failing case ({} operations):\n{case:?}",
+            case.steps.len()
+        ),
+        Err(TestError::Abort(reason)) => panic!("property test aborted: {reason}"),
+    }
+}
