@@ -23,7 +23,7 @@ if ! command -v wrk >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends wrk >/dev/null
 fi
 
-# matchmakerd, mm-console, and the testkit's mm-gameserver, mm-loadgen and mm-bench.
-cargo build --release -p matchmakerd -p mm-console -p mm-testkit --bins
+# matchmakerd, mm-console, the reference game server mm-gameserver, and mm-bench itself.
+cargo build --release -p matchmakerd -p mm-console -p mm-gameserver -p mm-bench
 
 exec target/release/mm-bench "$@"

@@ -27,7 +27,7 @@ until_ok() {
   fail "$what within ${secs}s"
 }
 
-cargo build --quiet -p matchmakerd -p mm-console -p mm-testkit --bins
+cargo build --quiet -p matchmakerd -p mm-console -p mm-gameserver -p mm-loadgen
 tmux new-session -d -s "$session" -x 160 -y 45 "cd '$root' && scripts/demo.sh; echo DEMO-EXITED-\$?; sleep 600"
 until_ok "the lobby API to answer" 120 curl -fsS http://127.0.0.1:8080/readyz
 until_ok "the console to draw" 60 bash -c "tmux capture-pane -p -t '$session' | grep -qi 'lobby'"

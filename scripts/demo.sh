@@ -62,7 +62,7 @@ wait_for() {
 
 scripts/ensure-deps.sh
 echo "demo: building (first time takes a few minutes)" >&2
-cargo build --quiet -p matchmakerd -p mm-console -p mm-testkit --bins
+cargo build --quiet -p matchmakerd -p mm-console -p mm-gameserver -p mm-loadgen
 bin="$root/target/debug"
 
 if redis-cli -p 6390 ping >/dev/null 2>&1; then

@@ -22,6 +22,7 @@ use mm_common::gameserver::{ClientOptions, GameServerClient};
 use mm_common::store::{Store, StoreOptions};
 use mm_common::{ProductId, ServerId};
 use mm_config::{AuthMode, GameServerSettings, SecretString, Settings};
+use mm_gameserver::{GameServerConfig, RunningGameServer};
 use redis::AsyncCommands;
 use reqwest::Method;
 use serde_json::Value;
@@ -29,7 +30,6 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use crate::gameserver::{self, GameServerConfig, RunningGameServer};
 use crate::invariants::{self, Census};
 use crate::redis_server::RedisServer;
 
@@ -198,7 +198,7 @@ impl TestApp {
             // would still be refused by the server.
             config.token_ttl = Duration::from_secs(options.reservation_ttl_secs);
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            let server = gameserver::spawn(config, listener)
+            let server = mm_gameserver::spawn(config, listener)
                 .await
                 .with_context(|| format!("starting game server {id}"))?;
             registered.push(GameServerSettings {

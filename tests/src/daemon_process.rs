@@ -9,7 +9,8 @@
 //! stale) into the *same* target directory and profile as the running test executable
 //! (`target/<profile>/deps/it-…` → `target/<profile>/matchmakerd`), using the `CARGO` that
 //! runs the tests. `MM_TEST_MATCHMAKERD` overrides this with a prebuilt binary (for CI that
-//! builds everything first).
+//! builds everything first). The reference game server's binary (package `mm-gameserver`) is
+//! found the same way by [`gameserver_binary`] (`MM_TEST_GAMESERVER` overrides it).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -23,13 +24,29 @@ use anyhow::{Context, bail};
 pub fn matchmakerd_binary() -> anyhow::Result<PathBuf> {
     static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BINARY
-        .get_or_init(|| locate_or_build().map_err(|err| format!("{err:#}")))
+        .get_or_init(|| {
+            locate_or_build("matchmakerd", "MM_TEST_MATCHMAKERD").map_err(|err| format!("{err:#}"))
+        })
         .clone()
         .map_err(anyhow::Error::msg)
 }
 
-fn locate_or_build() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("MM_TEST_MATCHMAKERD") {
+/// The reference game server's `mm-gameserver` binary, built on first use like `matchmakerd`
+/// (see the module docs).
+pub fn gameserver_binary() -> anyhow::Result<PathBuf> {
+    static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            locate_or_build("mm-gameserver", "MM_TEST_GAMESERVER").map_err(|err| format!("{err:#}"))
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+/// The binary `name` of the workspace package of the same name: `override_var` when set, else
+/// built into the running test's target directory and profile.
+fn locate_or_build(name: &str, override_var: &str) -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os(override_var) {
         return Ok(PathBuf::from(path));
     }
     let exe = std::env::current_exe().context("locating the test executable")?;
@@ -56,9 +73,9 @@ fn locate_or_build() -> anyhow::Result<PathBuf> {
         .arg("--manifest-path")
         .arg(workspace.join("Cargo.toml"))
         .arg("-p")
-        .arg("matchmakerd")
+        .arg(name)
         .arg("--bin")
-        .arg("matchmakerd")
+        .arg(name)
         .arg("--target-dir")
         .arg(target_dir);
     match profile {
@@ -72,13 +89,13 @@ fn locate_or_build() -> anyhow::Result<PathBuf> {
     }
     let status = command
         .status()
-        .context("running `cargo build -p matchmakerd`")?;
+        .with_context(|| format!("running `cargo build -p {name}`"))?;
     if !status.success() {
-        bail!("`cargo build -p matchmakerd` failed ({status})");
+        bail!("`cargo build -p {name}` failed ({status})");
     }
-    let binary = profile_dir.join(format!("matchmakerd{}", std::env::consts::EXE_SUFFIX));
+    let binary = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     if !binary.is_file() {
-        bail!("built matchmakerd, but {binary:?} does not exist");
+        bail!("built {name}, but {binary:?} does not exist");
     }
     Ok(binary)
 }

@@ -18,7 +18,7 @@ use mm_common::gameserver::{
 };
 use mm_common::store::{Store, StoreOptions};
 use mm_common::{Game, GameId, GameState, PlayerId, ProductId, ServerId};
-use mm_testkit::gameserver::{GameServerConfig, RunningGameServer, spawn};
+use mm_gameserver::{GameServerConfig, RunningGameServer, spawn};
 use mm_testkit::{RedisServer, invariants};
 
 pub const SERVER_ID: &str = "gs-chess-1";

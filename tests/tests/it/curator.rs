@@ -20,8 +20,8 @@ use mm_common::keys::CONSUMER_GROUP;
 use mm_common::store::{ReserveOutcome, Store, StoreOptions};
 use mm_common::time::now_ms;
 use mm_common::{Game, GameId, GameSet, GameState, PlayerId, ProductId, ServerId};
+use mm_gameserver::{GameServerConfig, RunningGameServer};
 use mm_testkit::fake_gameserver::{Behaviour, FakeGameServer, Route};
-use mm_testkit::gameserver::{self, GameServerConfig, RunningGameServer};
 use mm_testkit::{RedisServer, invariants};
 use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;
@@ -121,7 +121,7 @@ impl Fixture {
         // The reference server's own events go elsewhere: these tests write events by hand.
         config.key_prefix = "elsewhere".into();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let server = gameserver::spawn(config, listener).await.unwrap();
+        let server = mm_gameserver::spawn(config, listener).await.unwrap();
         store.ensure_group(&product).await.unwrap();
         Fixture {
             redis,

@@ -12,9 +12,9 @@ use mm_common::gameserver::{
     GameServerEndpoint, JoinTicket, Operation, SecretString, ServerHealth,
 };
 use mm_common::{GameId, Keys, PlayerId, ProductId, ServerId};
+use mm_gameserver::{GameServerConfig, RunningGameServer};
 use mm_testkit::RedisServer;
 use mm_testkit::fake_gameserver::{Behaviour, FakeGameServer, Route};
-use mm_testkit::gameserver::{self, GameServerConfig, RunningGameServer};
 use mm_testkit::poll;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -45,7 +45,7 @@ async fn setup(tweak: impl FnOnce(&mut GameServerConfig)) -> Setup {
     config.heartbeat_interval = Duration::ZERO;
     tweak(&mut config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = gameserver::spawn(config, listener).await.expect("spawn");
+    let server = mm_gameserver::spawn(config, listener).await.expect("spawn");
     let client = GameServerClient::new(ClientOptions::default()).unwrap();
     Setup {
         redis,
@@ -758,9 +758,9 @@ async fn an_unreachable_server_is_a_connect_error() {
 async fn the_binary_prints_its_address_serves_and_stops_on_sigterm() {
     use tokio::io::AsyncBufReadExt;
     let redis = RedisServer::start().unwrap();
-    let bin = env!("CARGO_BIN_EXE_mm-gameserver");
+    let bin = mm_testkit::daemon_process::gameserver_binary().unwrap();
 
-    let help = std::process::Command::new(bin)
+    let help = std::process::Command::new(&bin)
         .arg("--help")
         .output()
         .unwrap();
@@ -782,7 +782,7 @@ async fn the_binary_prints_its_address_serves_and_stops_on_sigterm() {
         assert!(help.contains(flag), "--help describes {flag}:\n{help}");
     }
 
-    let mut child = tokio::process::Command::new(bin)
+    let mut child = tokio::process::Command::new(&bin)
         .args(["--id", "gs-bin", "--product", "chess", "--max-games", "7"])
         .args(["--redis-url", &redis.url()])
         .env("MM_GS_API_KEY", API_KEY)

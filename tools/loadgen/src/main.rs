@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use mm_testkit::loadgen::{LoadConfig, Mix, run};
+use mm_loadgen::{LoadConfig, Mix, run};
 
 /// Drives simulated players through the lobby API and the game servers' WebSockets, then
 /// prints a summary: requests and errors by operation and code, latency percentiles.

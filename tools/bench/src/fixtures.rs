@@ -18,7 +18,7 @@ const PIPELINE: usize = 2_000;
 /// and the keys of the scenario's product.
 pub struct ScenarioRedis {
     /// The server (stopped when dropped).
-    pub redis: crate::RedisServer,
+    pub redis: mm_testkit::RedisServer,
     /// A connection to it.
     pub conn: MultiplexedConnection,
     /// Its process id.
@@ -34,7 +34,7 @@ pub struct ScenarioRedis {
 impl ScenarioRedis {
     /// Starts a private redis-server for `product` under `key_prefix`.
     pub async fn start(key_prefix: &str, product: &str) -> anyhow::Result<ScenarioRedis> {
-        let redis = crate::RedisServer::start()?;
+        let redis = mm_testkit::RedisServer::start()?;
         let mut conn = redis.connection().await;
         let pid = redis_pid(&mut conn).await?;
         let keys = Keys::new(key_prefix);

@@ -1,5 +1,7 @@
-//! The traffic generator: simulated players driving the lobby API and the game servers'
-//! WebSockets, exactly as real clients would (nothing here knows the matchmaker's internals).
+//! `mm-loadgen`, the traffic generator: simulated players driving the lobby API and the game
+//! servers' WebSockets, exactly as real clients would (nothing here knows the matchmaker's
+//! internals). The demo (`scripts/demo.sh`) runs it as a program; the benchmark driver
+//! (`mm-bench`) reuses its players.
 //!
 //! A *session* is one game's story, chosen from a behaviour mix:
 //!

@@ -16,7 +16,7 @@ use super::Bench;
 use super::driver::{self, Latency};
 use super::fixtures;
 use super::report::{Row, Scenario};
-use crate::RedisServer;
+use mm_testkit::RedisServer;
 
 const PRODUCT: &str = "bench";
 

@@ -1,4 +1,4 @@
-//! The benchmark driver behind `mm-bench` (run it with `scripts/bench.sh`): every hot path
+//! `mm-bench`, the benchmark driver (run it with `scripts/bench.sh`): every hot path
 //! measured side by side with a ceiling measured in the same run, on the same machine.
 //!
 //! Each scenario starts its own private `redis-server`, its own reference game servers
@@ -18,6 +18,10 @@
 //!
 //! A scenario that cannot run (a binary missing from the build) is reported as skipped or
 //! failed with the reason; the others still run.
+//!
+//! Each scenario's private `redis-server` is the test kit's [`mm_testkit::RedisServer`] (the
+//! one thing this tool takes from the test harness), and the create and flow scenarios drive
+//! `mm-loadgen`'s players.
 
 pub mod console;
 pub mod create;

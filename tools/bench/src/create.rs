@@ -11,9 +11,9 @@ use super::procs::{
 };
 use super::report::{Row, Scenario};
 use super::{Bench, fixtures};
-use crate::RedisServer;
-use crate::loadgen::Recorder;
-use crate::loadgen::player::{LobbyClient, Player};
+use mm_loadgen::Recorder;
+use mm_loadgen::player::{LobbyClient, Player};
+use mm_testkit::RedisServer;
 
 const PRODUCT: &str = "bench";
 /// Game servers behind the daemon (the daemon spreads creates over them).

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use mm_testkit::bench::{BenchOptions, Binaries, Outcome, run};
+use mm_bench::{BenchOptions, Binaries, Outcome, run};
 
 /// Runs the benchmark scenarios (each with its own Redis, game servers and daemon) and
 /// writes the figures.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use mm_common::{ProductId, ServerId};
-use mm_testkit::gameserver::{self, GameServerConfig};
+use mm_gameserver::GameServerConfig;
 
 /// The matchmaker's reference game server: implements the game-server HTTP API, accepts
 /// players on WebSockets and writes game events to the product's Redis stream.
@@ -97,7 +97,7 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("binding {bind}"))?;
-    let server = gameserver::spawn(args.config(), listener).await?;
+    let server = mm_gameserver::spawn(args.config(), listener).await?;
 
     let mut stdout = std::io::stdout().lock();
     writeln!(
