@@ -19,7 +19,7 @@ use mm_common::flows::{self, CancelError, CreateError, JoinError, NewGame, Serve
 use mm_common::model::JoinRefusal;
 use mm_common::store::OpenCursor;
 use mm_common::time::now_ms;
-use mm_common::{GameId, ProductId};
+use mm_common::{GameId, ProductId, ServerId};
 
 use super::ApiContext;
 use super::auth::Player;
@@ -316,24 +316,31 @@ fn refusal(refusal: JoinRefusal) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, refusal.code(), detail)
 }
 
+/// `503 game_server_unavailable`.
+fn server_unavailable(detail: String) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "game_server_unavailable",
+        detail,
+    )
+}
+
+/// `503 game_server_unavailable`: the game's server is not in the registry.
+fn unregistered_server(server: &ServerId) -> ApiError {
+    server_unavailable(format!(
+        "the game's server {server} is not registered with this matchmaker"
+    ))
+}
+
 /// The answer to a failed join.
 fn join_error(id: &GameId, err: JoinError) -> ApiError {
-    let unavailable = |detail: String| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "game_server_unavailable",
-            detail,
-        )
-    };
     match err {
         JoinError::Reserve(err) => ApiError::store("reserving a seat", &err),
         JoinError::NotFound | JoinError::Vanished => ApiError::game_not_found(id.as_str()),
         JoinError::Refused(why) => refusal(why),
         JoinError::Read(err) => ApiError::store("reading the game", &err),
-        JoinError::UnknownServer(server) => unavailable(format!(
-            "the game's server {server} is not registered with this matchmaker"
-        )),
-        JoinError::ServerUnavailable(err) => unavailable(format!(
+        JoinError::UnknownServer(server) => unregistered_server(&server),
+        JoinError::ServerUnavailable(err) => server_unavailable(format!(
             "the game's server could not be reached: {}",
             err.kind()
         )),
@@ -382,13 +389,6 @@ pub async fn cancel_game(
 
 /// The answer to a failed cancel.
 fn cancel_error(id: &GameId, err: CancelError) -> ApiError {
-    let unavailable = |detail: String| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "game_server_unavailable",
-            detail,
-        )
-    };
     match err {
         CancelError::Read(err) => ApiError::store("reading the game", &err),
         CancelError::NotFound | CancelError::VanishedMeanwhile => {
@@ -404,10 +404,8 @@ fn cancel_error(id: &GameId, err: CancelError) -> ApiError {
             "game_not_open",
             "the game has started or ended; it can no longer be cancelled",
         ),
-        CancelError::UnknownServer(server) => unavailable(format!(
-            "the game's server {server} is not registered with this matchmaker"
-        )),
-        CancelError::ServerFailed(err) => unavailable(format!(
+        CancelError::UnknownServer(server) => unregistered_server(&server),
+        CancelError::ServerFailed(err) => server_unavailable(format!(
             "the game's server did not delete the game ({}); nothing was changed",
             err.kind()
         )),
