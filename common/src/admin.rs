@@ -1,10 +1,11 @@
 //! Operator actions shared by the console's TUI and its scripted mode: the force-delete flow.
 //!
-//! A force-delete (design section 8) is, in order:
+//! A force-delete (design section 8) is, in order (steps 2 and 3 are the shared end step of
+//! [`crate::flows`] with [`RemoveGuard::Any`], removing unconfirmed games when forced):
 //!
 //! 1. read the game record (no live game: [`ForceDeleteOutcome::NotFound`], nothing changes,
 //!    nothing is audited);
-//! 2. `DELETE /games/{id}` on the game's server through [`GameServerClient`] (404 counts as
+//! 2. `DELETE /games/{id}` on the game's server through [`GameServers`] (404 counts as
 //!    success);
 //! 3. if the server deleted it, or if it refused or could not be reached and the operator
 //!    forced it: remove the record with [`RemoveGuard::Any`] and reason `force_deleted`;
@@ -12,12 +13,11 @@
 //! 4. append an [`AuditEntry`] to `P:audit` saying who, why, what came of it and whether the
 //!    server was reached.
 
-use std::collections::HashMap;
-
 use serde::Serialize;
 
 use crate::audit::{self, ACTION_FORCE_DELETE, AuditEntry};
-use crate::gameserver::{CallError, DeleteOutcome, GameServerClient, GameServerEndpoint};
+use crate::flows::{self, DeleteAttempt, EndGame, Ended, GameServers, Unconfirmed};
+use crate::gameserver::CallError;
 use crate::ids::{GameId, ServerId};
 use crate::model::GameState;
 use crate::store::{RemoveGuard, RemoveOutcome, Store, StoreError};
@@ -92,6 +92,21 @@ pub struct ForceDeleteReport {
     pub audit_id: Option<String>,
 }
 
+impl ForceDeleteReport {
+    /// Notes that the game-server step failed; returns what happened there, for errors.
+    fn server_failed(&mut self, failure: ServerCallFailure) -> String {
+        self.server_reached = failure.server_answered();
+        self.outcome = if failure.server_answered() {
+            ForceDeleteOutcome::ServerRefused
+        } else {
+            ForceDeleteOutcome::ServerUnreachable
+        };
+        let step = failure.to_string();
+        self.error = Some(step.clone());
+        step
+    }
+}
+
 /// A force-delete that could not be carried out because Redis failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -127,12 +142,11 @@ impl AdminError {
     }
 }
 
-/// Runs the force-delete flow (see the module docs). `endpoints` maps each configured server
-/// id to its API endpoint; a game on a server missing from it counts as unreachable.
+/// Runs the force-delete flow (see the module docs) through the shared end step
+/// ([`flows::end_game`]). A game whose server `servers` does not know counts as unreachable.
 pub async fn force_delete(
     store: &Store,
-    client: &GameServerClient,
-    endpoints: &HashMap<ServerId, GameServerEndpoint>,
+    servers: &impl GameServers,
     request: &ForceDeleteRequest,
     now_ms: u64,
 ) -> Result<ForceDeleteReport, AdminError> {
@@ -168,36 +182,42 @@ pub async fn force_delete(
         return Ok(report);
     }
 
-    let server_result: Result<DeleteOutcome, ServerCallFailure> =
-        match endpoints.get(&game.server_id) {
-            Some(endpoint) => client
-                .delete_game(endpoint, game_id)
-                .await
-                .map_err(ServerCallFailure::Call),
-            None => Err(ServerCallFailure::NotConfigured(game.server_id.clone())),
-        };
-    let server_step = match &server_result {
-        Ok(DeleteOutcome::Deleted) => {
+    let ended = flows::end_game(
+        store,
+        servers,
+        EndGame {
+            game: game_id,
+            server: &game.server_id,
+            reason: FORCE_DELETED_REASON,
+            guard: RemoveGuard::Any,
+            remove_unconfirmed: request.force,
+            now_ms,
+        },
+    )
+    .await;
+    let (attempt, removed) = match ended {
+        Ok(Ended::Removal { server, record }) => (Ok(server), Ok(Some(record))),
+        Ok(Ended::Kept(unconfirmed)) => (Err(unconfirmed), Ok(None)),
+        Err(err) => (Ok(err.server), Err(err.source)),
+    };
+    let server_step = match attempt {
+        Ok(DeleteAttempt::Deleted) => {
             report.outcome = ForceDeleteOutcome::Deleted;
             report.server_reached = true;
             report.server_had_game = Some(true);
             format!("deleted on game server {}", game.server_id)
         }
-        Ok(DeleteOutcome::AlreadyGone) => {
+        Ok(DeleteAttempt::AlreadyGone) => {
             report.outcome = ForceDeleteOutcome::Deleted;
             report.server_reached = true;
             report.server_had_game = Some(false);
             format!("already gone on game server {}", game.server_id)
         }
-        Err(failure) => {
-            report.server_reached = failure.server_answered();
-            report.outcome = if failure.server_answered() {
-                ForceDeleteOutcome::ServerRefused
-            } else {
-                ForceDeleteOutcome::ServerUnreachable
-            };
-            report.error = Some(failure.to_string());
-            failure.to_string()
+        Ok(DeleteAttempt::UnknownServer) | Err(Unconfirmed::UnknownServer) => {
+            report.server_failed(ServerCallFailure::NotConfigured(game.server_id.clone()))
+        }
+        Ok(DeleteAttempt::Failed(err)) | Err(Unconfirmed::Failed(err)) => {
+            report.server_failed(ServerCallFailure::Call(err))
         }
     };
     let after_server = |source| AdminError::AfterServer {
@@ -206,13 +226,8 @@ pub async fn force_delete(
         source,
     };
 
-    if server_result.is_ok() || request.force {
-        let removed = store
-            .remove_game(game_id, FORCE_DELETED_REASON, RemoveGuard::Any, now_ms)
-            .await
-            .map_err(after_server)?;
-        report.record_removed = matches!(removed, RemoveOutcome::Removed { .. });
-    }
+    let removed = removed.map_err(after_server)?;
+    report.record_removed = matches!(removed, Some(RemoveOutcome::Removed { .. }));
 
     let audit_outcome = match (report.outcome, report.record_removed) {
         (ForceDeleteOutcome::Deleted, _) => "deleted".to_string(),

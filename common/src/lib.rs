@@ -8,6 +8,8 @@
 //! - [`model`]: game states, events and the transition rules, as pure code.
 //! - [`keys`]: the Redis key schema.
 //! - [`store`]: every read and atomic write of game state in Redis.
+//! - [`flows`]: the game lifecycle flows (create, join, cancel, and the end step shared by
+//!   cancel, the curator and force-delete), each with its undo.
 //! - [`admin`]: operator actions (the force-delete flow).
 //! - [`audit`]: the operator audit trail (`P:audit`).
 //! - [`time`]: Unix-millisecond clock helpers.
@@ -15,6 +17,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod flows;
 pub mod gameserver;
 pub mod ids;
 pub mod keys;

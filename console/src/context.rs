@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use mm_common::admin::{self, AdminError, ForceDeleteReport, ForceDeleteRequest};
+use mm_common::flows::ServerCalls;
 use mm_common::gameserver::{ClientOptions, GameServerClient, GameServerEndpoint};
 use mm_common::store::{Store, StoreOptions};
 use mm_common::time::now_ms;
@@ -38,10 +39,8 @@ pub enum ContextError {
 pub struct Console {
     /// The store (lazy: connects on first use and reconnects by itself).
     pub store: Store,
-    /// The game-server API client.
-    pub client: GameServerClient,
-    /// Configured servers by id.
-    pub endpoints: HashMap<ServerId, GameServerEndpoint>,
+    /// The configured game servers by id, called through the game-server API client.
+    pub servers: ServerCalls<HashMap<ServerId, GameServerEndpoint>>,
     /// Products named in the configuration.
     pub configured_products: Vec<ProductId>,
     /// Curation thresholds (for colouring).
@@ -55,14 +54,7 @@ impl Console {
         &self,
         request: &ForceDeleteRequest,
     ) -> Result<ForceDeleteReport, AdminError> {
-        admin::force_delete(
-            &self.store,
-            &self.client,
-            &self.endpoints,
-            request,
-            now_ms(),
-        )
-        .await
+        admin::force_delete(&self.store, &self.servers, request, now_ms()).await
     }
 
     /// Builds the handles; nothing connects yet.
@@ -109,8 +101,7 @@ impl Console {
         let curation = &settings.curation;
         Ok(Console {
             store,
-            client,
-            endpoints,
+            servers: ServerCalls::new(client, endpoints),
             configured_products,
             thresholds: Thresholds {
                 pending_ms: curation.pending_timeout_secs * 1000,

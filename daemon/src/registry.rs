@@ -21,6 +21,8 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use mm_common::flows::{Placement, ServerDirectory, ServerPlacement};
+use mm_common::gameserver::Operation;
 use mm_common::store::{Store, StoreError};
 use mm_common::{ProductId, ServerId};
 use mm_config::GameServerSettings;
@@ -28,6 +30,8 @@ use reqwest::Url;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use crate::telemetry;
 
 pub use mm_common::gameserver::{GameServerClient, GameServerEndpoint, ServerHealth};
 
@@ -483,6 +487,43 @@ impl Registry {
     /// The ids of the registered servers of `product`, as a set (for tests and diagnostics).
     pub fn server_set(&self, product: &ProductId) -> BTreeSet<ServerId> {
         self.servers_of(product).into_iter().collect()
+    }
+}
+
+/// The lifecycle flows find servers, and count their calls, through the registry.
+impl ServerDirectory for Registry {
+    fn endpoint(&self, server: &ServerId) -> Option<GameServerEndpoint> {
+        Registry::endpoint(self, server)
+    }
+
+    fn record_call(&self, server: &ServerId, op: Operation, outcome: &'static str) {
+        telemetry::game_server_call(server.as_str(), op.as_str(), outcome);
+    }
+}
+
+/// The create flow places new games through the registry.
+impl ServerPlacement for Registry {
+    fn place(
+        &self,
+        product: &ProductId,
+        region: Option<&str>,
+        exclude: &[ServerId],
+    ) -> Option<Placement> {
+        self.pick_excluding(product, region, exclude)
+            .map(|pick| Placement {
+                endpoint: pick.endpoint,
+                region: pick.region,
+                load: pick.load,
+                capacity: pick.capacity,
+            })
+    }
+
+    fn unplace(&self, server: &ServerId) {
+        Registry::unplace(self, server);
+    }
+
+    fn mark_unhealthy(&self, server: &ServerId, reason: String) {
+        Registry::mark_unhealthy(self, server, reason);
     }
 }
 

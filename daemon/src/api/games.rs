@@ -1,5 +1,8 @@
 //! `/v1/games`: create, list, read, join and cancel games.
 //!
+//! The handlers parse, authorize, call a lifecycle flow of [`mm_common::flows`] and turn its
+//! outcome into a response; the JSON types are in [`super::views`].
+//!
 //! The flows that change something on a game server and in Redis (create, join, cancel) run
 //! in a spawned task that the handler awaits: if the client goes away or the request times
 //! out, the flow still finishes, so the two sides never disagree because a request was cut
@@ -12,20 +15,21 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use mm_common::gameserver::{CallError, CreateGameRequest as ServerCreateRequest, JoinTicket};
+use mm_common::flows::{self, CancelError, CreateError, JoinError, NewGame, ServerCalls};
 use mm_common::model::JoinRefusal;
-use mm_common::store::{OpenCursor, RemoveGuard, RemoveOutcome, ReserveOutcome};
-use mm_common::time::{now_ms, rfc3339};
-use mm_common::{Game, GameId, GameState, PlayerId, ProductId, ServerId};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use mm_common::store::OpenCursor;
+use mm_common::time::now_ms;
+use mm_common::{GameId, ProductId, ServerId};
 
 use super::ApiContext;
 use super::auth::Player;
 use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::listing::PageKey;
-use crate::registry::GameServerEndpoint;
+pub use super::views::{
+    CreateGameRequest, GamePage, GameStateView, GameView, GameWithJoin, JoinInfo, ListQuery,
+};
+use crate::registry::Registry;
 use crate::telemetry;
 
 /// Default page size of `GET /v1/games`.
@@ -34,184 +38,6 @@ pub const DEFAULT_LIST_LIMIT: u32 = 20;
 pub const MAX_LIST_LIMIT: u32 = 100;
 /// Longest accepted region name, in characters.
 pub const MAX_REGION_LEN: usize = 64;
-
-/// `POST /v1/games` body.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateGameRequest {
-    /// The product (game) to play; a product some registered game server hosts.
-    #[schema(value_type = String, pattern = "^[a-z0-9_-]{1,64}$", example = "chess")]
-    pub product: ProductId,
-    /// Seats, creator included (1..=`lobby.max_capacity`; `/openapi.json` states this
-    /// deployment's maximum).
-    #[schema(minimum = 1, example = 2)]
-    #[serde(deserialize_with = "integral_u32")]
-    pub capacity: u32,
-    /// Only place the game on a server of this region.
-    #[schema(min_length = 1, max_length = 64, example = "eu")]
-    #[serde(default)]
-    pub region: Option<String>,
-    /// Game settings passed to the game server unchanged (a JSON object).
-    #[schema(value_type = Option<Object>)]
-    #[serde(default)]
-    pub settings: Option<serde_json::Map<String, serde_json::Value>>,
-}
-
-/// A JSON integer for a `u32`, also written as a float with no fraction (`16.0`), which JSON
-/// Schema counts as an integer too.
-fn integral_u32<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
-    use serde::de::Error;
-    let number = serde_json::Number::deserialize(deserializer)?;
-    let value = match (number.as_u64(), number.as_f64()) {
-        (Some(n), _) => Some(n),
-        (None, Some(f)) if f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&f) => {
-            Some(f as u64)
-        }
-        _ => None,
-    };
-    value.and_then(|n| u32::try_from(n).ok()).ok_or_else(|| {
-        D::Error::custom(format!(
-            "invalid value {number}, expected a whole number from 0 to {}",
-            u32::MAX
-        ))
-    })
-}
-
-/// A game's state.
-#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum GameStateView {
-    /// Created; the creator has not connected yet.
-    Created,
-    /// The creator is in; others may join while a seat is free.
-    CreatorJoined,
-    /// Every seat is taken.
-    AllPlayersJoined,
-    /// Being played.
-    InProgress,
-    /// Over.
-    Ended,
-}
-
-impl From<GameState> for GameStateView {
-    fn from(state: GameState) -> Self {
-        match state {
-            GameState::Created => GameStateView::Created,
-            GameState::CreatorJoined => GameStateView::CreatorJoined,
-            GameState::AllPlayersJoined => GameStateView::AllPlayersJoined,
-            GameState::InProgress => GameStateView::InProgress,
-            GameState::Ended => GameStateView::Ended,
-        }
-    }
-}
-
-/// A game, as the API shows it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct GameView {
-    /// The game's id (`<product>.<uuid>`).
-    pub id: String,
-    /// Its product.
-    pub product: String,
-    /// Its state.
-    pub state: GameStateView,
-    /// Seats, creator included.
-    pub capacity: u32,
-    /// Players connected to the game, in the order they joined.
-    pub players: Vec<String>,
-    /// Seats neither taken by a connected player nor reserved by a join.
-    pub seats_free: u32,
-    /// Who created it.
-    pub creator_id: String,
-    /// The game server hosting it.
-    pub server_id: String,
-    /// The game server's region, if it has one.
-    pub region: Option<String>,
-    /// When it was created (RFC 3339).
-    #[schema(format = DateTime)]
-    pub created_at: String,
-    /// Its last activity (RFC 3339).
-    #[schema(format = DateTime)]
-    pub updated_at: String,
-}
-
-impl GameView {
-    /// The view of `game` at `now_ms`.
-    pub fn of(game: &Game, now_ms: u64) -> GameView {
-        let taken = game.seats_taken(now_ms) as u32;
-        GameView {
-            id: game.id.to_string(),
-            product: game.product.to_string(),
-            state: game.state().into(),
-            capacity: game.capacity,
-            players: game.players().iter().map(ToString::to_string).collect(),
-            seats_free: game.capacity.saturating_sub(taken),
-            creator_id: game.creator_id.to_string(),
-            server_id: game.server_id.to_string(),
-            region: game.region.clone(),
-            created_at: rfc3339(game.created_at_ms),
-            updated_at: rfc3339(game.updated_at_ms),
-        }
-    }
-}
-
-/// Where and with what a player connects to the game.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct JoinInfo {
-    /// The game's WebSocket URL.
-    pub socket_url: String,
-    /// The player's token for it.
-    pub token: String,
-}
-
-impl From<JoinTicket> for JoinInfo {
-    fn from(ticket: JoinTicket) -> Self {
-        JoinInfo {
-            socket_url: ticket.socket_url,
-            token: ticket.token,
-        }
-    }
-}
-
-/// A game plus the caller's connection details.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct GameWithJoin {
-    /// The game.
-    #[serde(flatten)]
-    pub game: GameView,
-    /// How the caller connects.
-    pub join: JoinInfo,
-}
-
-/// A page of open games.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct GamePage {
-    /// Open games, oldest first.
-    pub games: Vec<GameView>,
-    /// Pass as `cursor` to get the next page; absent on the last page.
-    pub next_cursor: Option<String>,
-}
-
-/// `GET /v1/games` query.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListQuery {
-    /// The product whose open games to list.
-    #[param(value_type = String, pattern = "^[a-z0-9_-]{1,64}$", example = "chess")]
-    pub product: ProductId,
-    /// Only games on servers of this region.
-    #[param(min_length = 1, max_length = 64)]
-    #[serde(default)]
-    pub region: Option<String>,
-    /// Page size (1..=100, default 20).
-    #[param(minimum = 1, maximum = 100)]
-    #[serde(default)]
-    pub limit: Option<u32>,
-    /// The `next_cursor` of the previous page (absent or empty: the first page).
-    #[param(pattern = "^([0-9]{1,19}:[A-Za-z0-9._-]{1,64})?$")]
-    #[serde(default)]
-    pub cursor: Option<String>,
-}
 
 /// The `{id}` path parameter, validated.
 fn game_id(raw: &str) -> Result<GameId, ApiError> {
@@ -235,20 +61,33 @@ fn check_region(region: Option<&str>, where_: &str) -> Result<(), ApiError> {
 /// Runs a flow to completion even if the request is dropped (see the module docs).
 async fn run_detached<T: Send + 'static>(
     what: &'static str,
-    flow: impl Future<Output = Result<T, ApiError>> + Send + 'static,
+    flow: impl Future<Output = T> + Send + 'static,
 ) -> Result<T, ApiError> {
     let request_id = super::error::current_request_id().unwrap_or_default();
     let task = tokio::spawn(super::error::REQUEST_ID.scope(request_id, flow));
     match task.await {
-        Ok(result) => result,
+        Ok(result) => Ok(result),
         Err(err) => Err(ApiError::internal(what, &err)),
     }
 }
 
-fn call_outcome<T>(result: &Result<T, CallError>) -> &'static str {
-    match result {
-        Ok(_) => "ok",
-        Err(err) => err.kind(),
+/// The game servers as the flows call them: the shared client, found and counted through the
+/// registry.
+fn server_calls(ctx: &ApiContext) -> ServerCalls<Registry> {
+    ServerCalls::new(ctx.game_servers().clone(), ctx.registry().clone())
+}
+
+/// The answer to a failed create.
+fn create_error(err: CreateError) -> ApiError {
+    let no_server =
+        |detail: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_game_server", detail);
+    match err {
+        CreateError::NoServer { .. }
+        | CreateError::OutOfServers { .. }
+        | CreateError::ServersFailed { .. }
+        | CreateError::Refused { .. } => no_server(err.to_string()),
+        CreateError::IdTaken(_) => ApiError::internal("recording the new game", &err),
+        CreateError::Record(err) => ApiError::store("recording the new game", &err),
     }
 }
 
@@ -287,131 +126,30 @@ pub async fn create_game(
             ),
         ));
     }
-    let created = run_detached("creating a game", create_flow(ctx, player, request)).await?;
-    Ok((StatusCode::CREATED, Json(created)))
-}
-
-async fn create_flow(
-    ctx: ApiContext,
-    player: PlayerId,
-    request: CreateGameRequest,
-) -> Result<GameWithJoin, ApiError> {
-    let product = request.product;
-    let region = request.region;
-    let settings = serde_json::Value::Object(request.settings.unwrap_or_default());
-    let game_id = GameId::generate(&product);
-    let no_server =
-        |detail: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_game_server", detail);
-    let server_request = ServerCreateRequest {
-        game_id: game_id.clone(),
-        product: product.clone(),
+    let new_game = NewGame {
+        product: request.product,
+        region: request.region,
         capacity: request.capacity,
-        creator_id: player.clone(),
-        settings: settings.clone(),
+        creator: player,
+        settings: request.settings.unwrap_or_default(),
     };
-    let mut tried: Vec<ServerId> = Vec::new();
-    let (pick, ticket) = loop {
-        let Some(pick) = ctx
-            .registry()
-            .pick_excluding(&product, region.as_deref(), &tried)
-        else {
-            let scope = region
-                .as_deref()
-                .map(|r| format!(" in region {r:?}"))
-                .unwrap_or_default();
-            return Err(no_server(if tried.is_empty() {
-                format!("no healthy game server of product \"{product}\"{scope} has room")
-            } else {
-                format!(
-                    "the game servers of product \"{product}\"{scope} failed to create the game"
-                )
-            }));
-        };
-        let result = ctx
-            .game_servers()
-            .create_game(&pick.endpoint, &server_request)
-            .await;
-        telemetry::game_server_call(
-            pick.server_id.as_str(),
-            "create_game",
-            call_outcome(&result),
-        );
-        match result {
-            Ok(ticket) => break (pick, ticket),
-            Err(err) => {
-                ctx.registry().unplace(&pick.server_id);
-                if err.is_server_fault() {
-                    ctx.registry()
-                        .mark_unhealthy(&pick.server_id, err.to_string());
-                    // The game may exist there even though the answer was lost: delete it.
-                    discard_on_server(&ctx, pick.endpoint.clone(), game_id.clone());
-                    tried.push(pick.server_id.clone());
-                    if tried.len() >= 2 {
-                        return Err(no_server(format!(
-                            "the game servers of product \"{product}\" failed to create the game"
-                        )));
-                    }
-                    continue;
-                }
-                tracing::warn!(server = %pick.server_id, error = %err, "game server refused to create a game");
-                return Err(no_server(format!(
-                    "game server {} refused to create the game",
-                    pick.server_id
-                )));
-            }
-        }
-    };
-    let now = now_ms();
-    let game = Game::new(
-        game_id.clone(),
-        product.clone(),
-        pick.server_id.clone(),
-        pick.region.clone(),
-        request.capacity,
-        player,
-        ticket.socket_url.clone(),
-        settings.to_string(),
-        now,
-    );
-    let recorded = ctx.store().create_game(&game).await;
-    let failure = match recorded {
-        Ok(true) => None,
-        Ok(false) => Some(ApiError::internal(
-            "recording the new game",
-            &format!("game id {game_id} is already taken"),
-        )),
-        Err(err) => Some(ApiError::store("recording the new game", &err)),
-    };
-    if let Some(failure) = failure {
-        ctx.registry().unplace(&pick.server_id);
-        // No orphans: the game must not outlive its missing record on the server.
-        delete_on_server(&ctx, &pick.endpoint, &game_id).await;
-        return Err(failure);
-    }
-    metrics::counter!(telemetry::GAMES_CREATED_TOTAL, "product" => product.to_string())
-        .increment(1);
-    tracing::info!(game = %game_id, server = %pick.server_id, load = pick.load,
-        capacity = pick.capacity, "game created");
-    Ok(GameWithJoin {
-        game: GameView::of(&game, now),
-        join: ticket.into(),
+    let created = run_detached("creating a game", async move {
+        let created = flows::create_game(ctx.store(), &server_calls(&ctx), new_game)
+            .await
+            .map_err(create_error)?;
+        metrics::counter!(telemetry::GAMES_CREATED_TOTAL, "product" => created.game.product.to_string())
+            .increment(1);
+        Ok::<_, ApiError>(created)
     })
-}
-
-/// Deletes `game` on a server, logging (not returning) a failure.
-async fn delete_on_server(ctx: &ApiContext, endpoint: &GameServerEndpoint, game: &GameId) {
-    let result = ctx.game_servers().delete_game(endpoint, game).await;
-    telemetry::game_server_call(endpoint.id.as_str(), "delete_game", call_outcome(&result));
-    if let Err(err) = result {
-        tracing::error!(game = %game, server = %endpoint.id, error = %err,
-            "could not delete an unrecorded game on its game server; it is orphaned there");
-    }
-}
-
-/// [`delete_on_server`] in the background.
-fn discard_on_server(ctx: &ApiContext, endpoint: GameServerEndpoint, game: GameId) {
-    let ctx = ctx.clone();
-    tokio::spawn(async move { delete_on_server(&ctx, &endpoint, &game).await });
+    .await??;
+    let view = GameView::of(&created.game, created.game.created_at_ms);
+    Ok((
+        StatusCode::CREATED,
+        Json(GameWithJoin {
+            game: view,
+            join: created.ticket.into(),
+        }),
+    ))
 }
 
 /// List open games of a product: the creator has joined and a seat is free.
@@ -550,8 +288,23 @@ pub async fn join_game(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<GameWithJoin>, ApiError> {
     let id = game_id(&id)?;
-    let joined = run_detached("joining a game", join_flow(ctx, player, id)).await?;
-    Ok(Json(joined))
+    let joined = run_detached("joining a game", async move {
+        let ttl = ctx.lobby().reservation_ttl();
+        let joined = flows::join_game(ctx.store(), &server_calls(&ctx), &id, &player, ttl).await;
+        let seats_changed = match &joined {
+            Ok(joined) => joined.new_seat,
+            Err(err) => err.released_seat(),
+        };
+        if seats_changed {
+            invalidate_listings(&ctx, &id);
+        }
+        joined.map_err(|err| join_error(&id, err))
+    })
+    .await??;
+    Ok(Json(GameWithJoin {
+        game: GameView::of(&joined.game, now_ms()),
+        join: joined.ticket.into(),
+    }))
 }
 
 fn refusal(refusal: JoinRefusal) -> ApiError {
@@ -563,86 +316,42 @@ fn refusal(refusal: JoinRefusal) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, refusal.code(), detail)
 }
 
-async fn join_flow(
-    ctx: ApiContext,
-    player: PlayerId,
-    id: GameId,
-) -> Result<GameWithJoin, ApiError> {
-    let ttl = ctx.lobby().reservation_ttl();
-    let outcome = ctx
-        .store()
-        .reserve_seat(&id, &player, now_ms(), ttl)
-        .await
-        .map_err(|err| ApiError::store("reserving a seat", &err))?;
-    if matches!(outcome, ReserveOutcome::Reserved { .. }) {
-        invalidate_listings(&ctx, &id);
-    }
-    let new_seat = match outcome {
-        ReserveOutcome::NotFound => return Err(ApiError::game_not_found(id.as_str())),
-        ReserveOutcome::Refused(why) => return Err(refusal(why)),
-        ReserveOutcome::Reserved { .. } => true,
-        ReserveOutcome::AlreadyHeld => false,
-    };
-    let release = |ctx: &ApiContext, id: &GameId, player: &PlayerId| {
-        let (ctx, id, player) = (ctx.clone(), id.clone(), player.clone());
-        async move {
-            if new_seat
-                && let Err(err) = ctx.store().release_seat(&id, &player, now_ms(), true).await
-            {
-                // The reservation expires by itself; only the seat is held a little longer.
-                tracing::warn!(game = %id, error = %err, "could not release a reserved seat");
-            }
-            invalidate_listings(&ctx, &id);
-        }
-    };
-    let game = match ctx.store().game(&id).await {
-        Ok(Some(game)) => game,
-        Ok(None) => {
-            release(&ctx, &id, &player).await;
-            return Err(ApiError::game_not_found(id.as_str()));
-        }
-        Err(err) => {
-            release(&ctx, &id, &player).await;
-            return Err(ApiError::store("reading the game", &err));
-        }
-    };
-    let Some(endpoint) = ctx.registry().endpoint(&game.server_id) else {
-        release(&ctx, &id, &player).await;
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "game_server_unavailable",
+/// `503 game_server_unavailable`.
+fn server_unavailable(detail: String) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "game_server_unavailable",
+        detail,
+    )
+}
+
+/// `503 game_server_unavailable`: the game's server is not in the registry.
+fn unregistered_server(server: &ServerId) -> ApiError {
+    server_unavailable(format!(
+        "the game's server {server} is not registered with this matchmaker"
+    ))
+}
+
+/// The answer to a failed join.
+fn join_error(id: &GameId, err: JoinError) -> ApiError {
+    match err {
+        JoinError::Reserve(err) => ApiError::store("reserving a seat", &err),
+        JoinError::NotFound | JoinError::Vanished => ApiError::game_not_found(id.as_str()),
+        JoinError::Refused(why) => refusal(why),
+        JoinError::Read(err) => ApiError::store("reading the game", &err),
+        JoinError::UnknownServer(server) => unregistered_server(&server),
+        JoinError::ServerUnavailable(err) => server_unavailable(format!(
+            "the game's server could not be reached: {}",
+            err.kind()
+        )),
+        JoinError::ServerRefused(err) => ApiError::new(
+            StatusCode::CONFLICT,
+            "join_refused",
             format!(
-                "the game's server {} is not registered with this matchmaker",
-                game.server_id
+                "the game's server refused the join (HTTP {})",
+                err.status().unwrap_or(0)
             ),
-        ));
-    };
-    let result = ctx.game_servers().add_player(&endpoint, &id, &player).await;
-    telemetry::game_server_call(endpoint.id.as_str(), "add_player", call_outcome(&result));
-    match result {
-        Ok(ticket) => Ok(GameWithJoin {
-            game: GameView::of(&game, now_ms()),
-            join: ticket.into(),
-        }),
-        Err(err) => {
-            release(&ctx, &id, &player).await;
-            if err.is_server_fault() {
-                Err(ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "game_server_unavailable",
-                    format!("the game's server could not be reached: {}", err.kind()),
-                ))
-            } else {
-                Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "join_refused",
-                    format!(
-                        "the game's server refused the join (HTTP {})",
-                        err.status().unwrap_or(0)
-                    ),
-                ))
-            }
-        }
+        ),
     }
 }
 
@@ -664,79 +373,42 @@ pub async fn cancel_game(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = game_id(&id)?;
-    run_detached("cancelling a game", cancel_flow(ctx, player, id)).await?;
+    run_detached("cancelling a game", async move {
+        let cancelled = flows::cancel_game(ctx.store(), &server_calls(&ctx), &id, &player).await;
+        if cancelled
+            .as_ref()
+            .map_or_else(CancelError::reached_removal, |()| true)
+        {
+            invalidate_listings(&ctx, &id);
+        }
+        cancelled.map_err(|err| cancel_error(&id, err))
+    })
+    .await??;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn cancel_flow(ctx: ApiContext, player: PlayerId, id: GameId) -> Result<(), ApiError> {
-    let game = ctx
-        .store()
-        .game(&id)
-        .await
-        .map_err(|err| ApiError::store("reading the game", &err))?
-        .ok_or_else(|| ApiError::game_not_found(id.as_str()))?;
-    if game.creator_id != player {
-        return Err(ApiError::new(
+/// The answer to a failed cancel.
+fn cancel_error(id: &GameId, err: CancelError) -> ApiError {
+    match err {
+        CancelError::Read(err) => ApiError::store("reading the game", &err),
+        CancelError::NotFound | CancelError::VanishedMeanwhile => {
+            ApiError::game_not_found(id.as_str())
+        }
+        CancelError::NotCreator => ApiError::new(
             StatusCode::FORBIDDEN,
             "not_creator",
             "only the game's creator may cancel it",
-        ));
-    }
-    let not_open = || {
-        ApiError::new(
+        ),
+        CancelError::NotOpen | CancelError::EndedMeanwhile => ApiError::new(
             StatusCode::CONFLICT,
             "game_not_open",
             "the game has started or ended; it can no longer be cancelled",
-        )
-    };
-    if !game.state().cancellable() {
-        return Err(not_open());
-    }
-    let Some(endpoint) = ctx.registry().endpoint(&game.server_id) else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "game_server_unavailable",
-            format!(
-                "the game's server {} is not registered with this matchmaker",
-                game.server_id
-            ),
-        ));
-    };
-    let result = ctx.game_servers().delete_game(&endpoint, &id).await;
-    telemetry::game_server_call(endpoint.id.as_str(), "delete_game", call_outcome(&result));
-    if let Err(err) = result {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "game_server_unavailable",
-            format!(
-                "the game's server did not delete the game ({}); nothing was changed",
-                err.kind()
-            ),
-        ));
-    }
-    let removed = ctx
-        .store()
-        .remove_game(&id, "cancelled", RemoveGuard::Cancellable, now_ms())
-        .await
-        .map_err(|err| ApiError::store("removing the cancelled game", &err))?;
-    invalidate_listings(&ctx, &id);
-    match removed {
-        RemoveOutcome::Removed { .. } => {
-            tracing::info!(game = %id, "game cancelled by its creator");
-            Ok(())
-        }
-        RemoveOutcome::Refused { state } => {
-            // It started between our check and the delete; the server no longer has it, so
-            // the record must go too.
-            tracing::warn!(game = %id, %state, "game started while being cancelled; removing it");
-            ctx.store()
-                .remove_game(&id, "cancelled", RemoveGuard::Any, now_ms())
-                .await
-                .map_err(|err| ApiError::store("removing the cancelled game", &err))?;
-            invalidate_listings(&ctx, &id);
-            Ok(())
-        }
-        RemoveOutcome::AlreadyEnded => Err(not_open()),
-        RemoveOutcome::NotFound => Err(ApiError::game_not_found(id.as_str())),
+        ),
+        CancelError::UnknownServer(server) => unregistered_server(&server),
+        CancelError::ServerFailed(err) => server_unavailable(format!(
+            "the game's server did not delete the game ({}); nothing was changed",
+            err.kind()
+        )),
+        CancelError::Remove(err) => ApiError::store("removing the cancelled game", &err),
     }
 }

@@ -4,7 +4,9 @@
 //! until a shutdown future completes, then lets in-flight requests finish.
 //!
 //! Module map:
-//! - [`games`]: the `/v1/games` handlers and their JSON types.
+//! - [`games`]: the `/v1/games` handlers (they call the lifecycle flows of
+//!   `mm_common::flows`).
+//! - [`views`]: the JSON types of those routes.
 //! - [`listing`]: the bounded-staleness cache of open-games first pages.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
 //! - [`auth`]: the [`auth::Player`] extractor (X-Player-Id or JWT).
@@ -19,6 +21,7 @@ pub mod games;
 pub mod listing;
 pub mod middleware;
 pub mod ops;
+pub mod views;
 
 use std::future::Future;
 use std::sync::Arc;

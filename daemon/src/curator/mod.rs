@@ -13,7 +13,8 @@
 //!
 //! # Server first, record second
 //!
-//! A stale game is deleted on its game server first (`DELETE /games/{id}`, at most
+//! Each stale game goes through the end step shared with cancel and force-delete
+//! ([`mm_common::flows::end_game`]): it is deleted on its game server first (`DELETE /games/{id}`, at most
 //! `concurrency` calls at a time). Only when the server confirms — 2xx, or 404 for a game it
 //! no longer has — is the game removed from the record, with
 //! [`RemoveGuard::StaleIn`]: a game that came alive since it was picked (an event moved or
@@ -36,46 +37,23 @@
 mod servers;
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use mm_common::flows::{self, EndGame, Ended, Unconfirmed};
 use mm_common::model::GameSet;
 use mm_common::store::{RemoveGuard, RemoveOutcome, Store, StoreError};
 use mm_common::time::now_ms;
-use mm_common::{GameId, ProductId, ServerId};
+use mm_common::{GameId, ProductId};
 use mm_config::CurationSettings;
 use tokio_util::sync::CancellationToken;
 
+pub use mm_common::flows::{DeleteAttempt, GameServers};
 pub use servers::{EndpointLookup, RegisteredServers, client_options};
 
 /// Name of the curation lease (`P:lease:curator`).
 pub const LEASE_NAME: &str = "curator";
-
-/// What a game server said to `DELETE /games/{id}`, as the curator needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeleteAttempt {
-    /// 2xx, or 404 (already gone): the game no longer runs on the server.
-    Deleted,
-    /// The server id is not registered (config changed, or a foreign record).
-    UnknownServer,
-    /// The server answered with a refusal (4xx other than 404).
-    Refused(String),
-    /// The server could not be reached, timed out, answered 5xx, or its breaker is open.
-    Unreachable(String),
-}
-
-/// The game servers, as the curator calls them: implemented by [`RegisteredServers`] (the
-/// registry's endpoints and the game-server client); tests may provide another.
-pub trait GameServers: Send + Sync + 'static {
-    /// Deletes `game` on `server`.
-    fn delete_game(
-        &self,
-        server: &ServerId,
-        game: &GameId,
-    ) -> impl Future<Output = DeleteAttempt> + Send;
-}
 
 /// How the curator works.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -435,12 +413,31 @@ impl<S: GameServers> Curator<S> {
         {
             return Ok(Outcome::Deferred);
         }
-        let attempt = self.servers.delete_game(&game.server_id, &id).await;
-        let outcome = match attempt {
-            DeleteAttempt::Deleted => {
+        let ended = flows::end_game(
+            &self.store,
+            &*self.servers,
+            EndGame {
+                game: &id,
+                server: &game.server_id,
+                reason,
+                guard: RemoveGuard::StaleIn { set, cutoff_ms },
+                remove_unconfirmed: false,
+                now_ms,
+            },
+        )
+        .await;
+        let ended = match ended {
+            Ok(ended) => ended,
+            Err(err) => {
+                // Deleted on the server: no retry is due, whatever became of the record.
                 self.retries.lock().expect("not poisoned").remove(&id);
-                let guard = RemoveGuard::StaleIn { set, cutoff_ms };
-                match self.store.remove_game(&id, reason, guard, now_ms).await? {
+                return Err(err.source);
+            }
+        };
+        let outcome = match ended {
+            Ended::Removal { record, .. } => {
+                self.retries.lock().expect("not poisoned").remove(&id);
+                match record {
                     RemoveOutcome::Removed { previous } => {
                         tracing::info!(game = %id, %previous, %reason, "game curated");
                         Outcome::Removed
@@ -451,22 +448,22 @@ impl<S: GameServers> Curator<S> {
                     }
                 }
             }
-            DeleteAttempt::UnknownServer => {
+            Ended::Kept(Unconfirmed::UnknownServer) => {
                 tracing::warn!(
                     game = %id, server = %game.server_id,
                     "stale game on an unregistered server; not removed"
                 );
                 Outcome::UnknownServer
             }
-            DeleteAttempt::Refused(detail) => {
+            Ended::Kept(Unconfirmed::Failed(err)) if err.is_server_fault() => {
                 let delay = self.schedule_retry(&id, now_ms);
-                tracing::warn!(game = %id, server = %game.server_id, %detail, retry_in = ?delay, "game server refused to delete a stale game; kept");
-                Outcome::ServerRefused
-            }
-            DeleteAttempt::Unreachable(detail) => {
-                let delay = self.schedule_retry(&id, now_ms);
-                tracing::warn!(game = %id, server = %game.server_id, %detail, retry_in = ?delay, "game server unreachable; stale game kept");
+                tracing::warn!(game = %id, server = %game.server_id, detail = %err, retry_in = ?delay, "game server unreachable; stale game kept");
                 Outcome::ServerUnreachable
+            }
+            Ended::Kept(Unconfirmed::Failed(err)) => {
+                let delay = self.schedule_retry(&id, now_ms);
+                tracing::warn!(game = %id, server = %game.server_id, detail = %err, retry_in = ?delay, "game server refused to delete a stale game; kept");
+                Outcome::ServerRefused
             }
         };
         Ok(outcome)

@@ -1,24 +1,32 @@
 //! The curator's view of the game servers: endpoint lookup plus the shared game-server client
-//! (with its per-server circuit breaker).
+//! (with its per-server circuit breaker), deleting through the flows' [`ServerCalls`].
 
 use std::sync::Arc;
 
-use mm_common::gameserver::{
-    CallError, ClientOptions, DeleteOutcome, GameServerClient, GameServerEndpoint,
-};
-use mm_common::{GameId, ServerId};
+use mm_common::GameId;
+use mm_common::ServerId;
+use mm_common::flows::{DeleteAttempt, GameServers, ServerCalls, ServerDirectory};
+use mm_common::gameserver::{ClientOptions, GameServerClient, GameServerEndpoint};
 use mm_config::GameServerClientSettings;
-
-use super::{DeleteAttempt, GameServers};
 
 /// Finds a registered server's endpoint (the daemon passes the registry's lookup).
 pub type EndpointLookup = Arc<dyn Fn(&ServerId) -> Option<GameServerEndpoint> + Send + Sync>;
 
+/// The directory an [`EndpointLookup`] makes. Calls are not counted (the curator has its own
+/// `mm_curated_games_total`).
+#[derive(Clone)]
+struct LookupDirectory(EndpointLookup);
+
+impl ServerDirectory for LookupDirectory {
+    fn endpoint(&self, server: &ServerId) -> Option<GameServerEndpoint> {
+        (self.0)(server)
+    }
+}
+
 /// Registered game servers, called through a [`GameServerClient`].
 #[derive(Clone)]
 pub struct RegisteredServers {
-    client: GameServerClient,
-    lookup: EndpointLookup,
+    calls: ServerCalls<LookupDirectory>,
 }
 
 impl std::fmt::Debug for RegisteredServers {
@@ -30,7 +38,9 @@ impl std::fmt::Debug for RegisteredServers {
 impl RegisteredServers {
     /// Servers found with `lookup`, called with `client`.
     pub fn new(client: GameServerClient, lookup: EndpointLookup) -> Self {
-        Self { client, lookup }
+        Self {
+            calls: ServerCalls::new(client, LookupDirectory(lookup)),
+        }
     }
 }
 
@@ -48,20 +58,6 @@ pub fn client_options(settings: &GameServerClientSettings) -> ClientOptions {
 
 impl GameServers for RegisteredServers {
     async fn delete_game(&self, server: &ServerId, game: &GameId) -> DeleteAttempt {
-        let Some(endpoint) = (self.lookup)(server) else {
-            return DeleteAttempt::UnknownServer;
-        };
-        match self.client.delete_game(&endpoint, game).await {
-            Ok(DeleteOutcome::Deleted | DeleteOutcome::AlreadyGone) => DeleteAttempt::Deleted,
-            Err(err) => classify(err),
-        }
-    }
-}
-
-fn classify(err: CallError) -> DeleteAttempt {
-    if err.is_server_fault() {
-        DeleteAttempt::Unreachable(err.to_string())
-    } else {
-        DeleteAttempt::Refused(err.to_string())
+        self.calls.delete_game(server, game).await
     }
 }

@@ -1,0 +1,119 @@
+//! Join: reserve a seat, then have the game's server add the player; release the seat if
+//! that fails (see the module docs of [`crate::flows`]).
+
+use std::time::Duration;
+
+use super::{ServerCalls, ServerDirectory};
+use crate::gameserver::{CallError, JoinTicket};
+use crate::ids::{GameId, PlayerId, ServerId};
+use crate::model::{Game, JoinRefusal};
+use crate::store::{ReserveOutcome, Store, StoreError};
+use crate::time::now_ms;
+
+/// A successful join.
+#[derive(Debug, Clone)]
+pub struct JoinedGame {
+    /// The game as read after the seat was reserved.
+    pub game: Game,
+    /// How the player connects.
+    pub ticket: JoinTicket,
+    /// Whether this join reserved a new seat (`false`: the player already held one).
+    pub new_seat: bool,
+}
+
+/// Why a join failed. Every failure after the reservation released the seat it reserved.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    /// Reserving the seat failed: nothing changed.
+    #[error("reserving a seat: {0}")]
+    Reserve(#[source] StoreError),
+    /// No live game with that id: nothing changed.
+    #[error("no such game")]
+    NotFound,
+    /// The join rules refuse the player: nothing changed.
+    #[error("join refused: {0:?}")]
+    Refused(JoinRefusal),
+    /// The game vanished after the seat was reserved.
+    #[error("the game vanished while joining")]
+    Vanished,
+    /// Reading the game after reserving failed.
+    #[error("reading the game: {0}")]
+    Read(#[source] StoreError),
+    /// The game's server is not in the directory.
+    #[error("the game's server {0} is not registered")]
+    UnknownServer(ServerId),
+    /// The game's server could not be reached (or failed: a server fault).
+    #[error("the game's server could not be reached: {0}")]
+    ServerUnavailable(#[source] CallError),
+    /// The game's server refused to add the player (4xx).
+    #[error("the game's server refused the join: {0}")]
+    ServerRefused(#[source] CallError),
+}
+
+impl JoinError {
+    /// Whether the flow had reserved (or renewed) a seat before failing, and released it: the
+    /// game's seats may have changed.
+    pub fn released_seat(&self) -> bool {
+        !matches!(
+            self,
+            JoinError::Reserve(_) | JoinError::NotFound | JoinError::Refused(_)
+        )
+    }
+}
+
+/// Joins `player` to `game`: the seat is held for `reservation_ttl` unless the player's
+/// `player_joined` event arrives first.
+pub async fn join_game<D: ServerDirectory>(
+    store: &Store,
+    servers: &ServerCalls<D>,
+    game: &GameId,
+    player: &PlayerId,
+    reservation_ttl: Duration,
+) -> Result<JoinedGame, JoinError> {
+    let outcome = store
+        .reserve_seat(game, player, now_ms(), reservation_ttl)
+        .await
+        .map_err(JoinError::Reserve)?;
+    let new_seat = match outcome {
+        ReserveOutcome::NotFound => return Err(JoinError::NotFound),
+        ReserveOutcome::Refused(why) => return Err(JoinError::Refused(why)),
+        ReserveOutcome::Reserved { .. } => true,
+        ReserveOutcome::AlreadyHeld => false,
+    };
+    let result = add_player(store, servers, game, player).await;
+    if result.is_err()
+        && new_seat
+        && let Err(err) = store.release_seat(game, player, now_ms(), true).await
+    {
+        // The reservation expires by itself; only the seat is held a little longer.
+        tracing::warn!(game = %game, error = %err, "could not release a reserved seat");
+    }
+    let (record, ticket) = result?;
+    Ok(JoinedGame {
+        game: record,
+        ticket,
+        new_seat,
+    })
+}
+
+/// Steps 2 and 3: read the game, and have its server add the player.
+async fn add_player<D: ServerDirectory>(
+    store: &Store,
+    servers: &ServerCalls<D>,
+    game: &GameId,
+    player: &PlayerId,
+) -> Result<(Game, JoinTicket), JoinError> {
+    let record = store
+        .game(game)
+        .await
+        .map_err(JoinError::Read)?
+        .ok_or(JoinError::Vanished)?;
+    let Some(endpoint) = servers.directory().endpoint(&record.server_id) else {
+        return Err(JoinError::UnknownServer(record.server_id));
+    };
+    match servers.add_player(&endpoint, game, player).await {
+        Ok(ticket) => Ok((record, ticket)),
+        Err(err) if err.is_server_fault() => Err(JoinError::ServerUnavailable(err)),
+        Err(err) => Err(JoinError::ServerRefused(err)),
+    }
+}
