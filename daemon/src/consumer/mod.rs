@@ -72,7 +72,7 @@ use redis::aio::MultiplexedConnection;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use backoff::Backoff;
+use backoff::REDIS_RETRY;
 use reply::{DeliveredEntry, ReplyError};
 
 /// Reason recorded for entries dead-lettered after too many deliveries.
@@ -268,7 +268,7 @@ impl ProductWorker {
     }
 
     async fn run(mut self, shutdown: CancellationToken) {
-        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+        let mut backoff = REDIS_RETRY.delays();
         while !shutdown.is_cancelled() {
             let Err(err) = self.step(&shutdown).await else {
                 backoff.reset();

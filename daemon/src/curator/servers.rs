@@ -3,11 +3,8 @@
 
 use std::sync::Arc;
 
-use mm_common::gameserver::{
-    CallError, ClientOptions, DeleteOutcome, GameServerClient, GameServerEndpoint,
-};
+use mm_common::gameserver::{CallError, DeleteOutcome, GameServerClient, GameServerEndpoint};
 use mm_common::{GameId, ServerId};
-use mm_config::GameServerClientSettings;
 
 use super::{DeleteAttempt, GameServers};
 
@@ -31,18 +28,6 @@ impl RegisteredServers {
     /// Servers found with `lookup`, called with `client`.
     pub fn new(client: GameServerClient, lookup: EndpointLookup) -> Self {
         Self { client, lookup }
-    }
-}
-
-/// Client options from the `[game_server_client]` settings.
-pub fn client_options(settings: &GameServerClientSettings) -> ClientOptions {
-    ClientOptions {
-        connect_timeout: settings.connect_timeout(),
-        request_timeout: settings.request_timeout(),
-        retries: settings.retries,
-        breaker_failures: settings.breaker_failures,
-        breaker_cooldown: settings.breaker_cooldown(),
-        ..ClientOptions::default()
     }
 }
 
