@@ -23,7 +23,9 @@ if ! command -v wrk >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends wrk >/dev/null
 fi
 
-# matchmakerd, mm-console, and the testkit's mm-gameserver, mm-loadgen and mm-bench.
-cargo build --release -p matchmakerd -p mm-console -p mm-testkit --bins
+# matchmakerd (with its benchmark-only static route, feature `bench-routes`), mm-console, and
+# the testkit's mm-gameserver, mm-loadgen and mm-bench.
+cargo build --release -p matchmakerd -p mm-console -p mm-testkit --bins \
+  --features matchmakerd/bench-routes
 
 exec target/release/mm-bench "$@"

@@ -22,7 +22,11 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::ApiContext;
 use super::auth::Player;
-use super::error::{ApiError, Problem};
+use super::error::responses::{
+    BadRequest, Conflict, GameNotFound, NotCreator, PayloadTooLarge, Unauthenticated, Unavailable,
+    UnknownProduct, UnsupportedMediaType,
+};
+use super::error::{ApiError, ProblemCode};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::listing::PageKey;
 use crate::registry::GameServerEndpoint;
@@ -257,12 +261,12 @@ fn call_outcome<T>(result: &Result<T, CallError>) -> &'static str {
     request_body = CreateGameRequest,
     responses(
         (status = 201, description = "Created; the creator connects with `join`", body = GameWithJoin),
-        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad identity", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown product", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not sent as application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "No healthy game server", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        UnknownProduct,
+        PayloadTooLarge,
+        UnsupportedMediaType,
+        Unavailable,
     ))]
 pub async fn create_game(
     State(ctx): State<ApiContext>,
@@ -280,7 +284,7 @@ pub async fn create_game(
     if !ctx.registry().knows_product(&request.product) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "unknown_product",
+            ProblemCode::UnknownProduct,
             format!(
                 "no game server hosts product {:?}",
                 request.product.as_str()
@@ -300,8 +304,13 @@ async fn create_flow(
     let region = request.region;
     let settings = serde_json::Value::Object(request.settings.unwrap_or_default());
     let game_id = GameId::generate(&product);
-    let no_server =
-        |detail: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_game_server", detail);
+    let no_server = |detail: String| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ProblemCode::NoGameServer,
+            detail,
+        )
+    };
     let server_request = ServerCreateRequest {
         game_id: game_id.clone(),
         product: product.clone(),
@@ -419,8 +428,8 @@ fn discard_on_server(ctx: &ApiContext, endpoint: GameServerEndpoint, game: GameI
     params(ListQuery),
     responses(
         (status = 200, description = "A page of open games, oldest first", body = GamePage),
-        (status = 400, description = "Malformed query", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad identity", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
     ))]
 pub async fn list_games(
     State(ctx): State<ApiContext>,
@@ -514,9 +523,9 @@ async fn render_page(
     params(("id" = String, Path, description = "The game's id", pattern = "^[A-Za-z0-9._-]{1,64}$")),
     responses(
         (status = 200, description = "The game", body = GameView),
-        (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad identity", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such game", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        GameNotFound,
     ))]
 pub async fn get_game(
     State(ctx): State<ApiContext>,
@@ -538,11 +547,11 @@ pub async fn get_game(
     params(("id" = String, Path, description = "The game's id", pattern = "^[A-Za-z0-9._-]{1,64}$")),
     responses(
         (status = 200, description = "Seat reserved; connect with `join`", body = GameWithJoin),
-        (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad identity", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such game", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "creator_not_joined, game_full, game_not_open or join_refused", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The game server cannot be reached", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        GameNotFound,
+        Conflict,
+        Unavailable,
     ))]
 pub async fn join_game(
     State(ctx): State<ApiContext>,
@@ -560,7 +569,7 @@ fn refusal(refusal: JoinRefusal) -> ApiError {
         JoinRefusal::GameFull => "every seat of the game is taken",
         JoinRefusal::GameNotOpen => "the game has started or ended",
     };
-    ApiError::new(StatusCode::CONFLICT, refusal.code(), detail)
+    ApiError::new(StatusCode::CONFLICT, ProblemCode::from(refusal), detail)
 }
 
 async fn join_flow(
@@ -610,7 +619,7 @@ async fn join_flow(
         release(&ctx, &id, &player).await;
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "game_server_unavailable",
+            ProblemCode::GameServerUnavailable,
             format!(
                 "the game's server {} is not registered with this matchmaker",
                 game.server_id
@@ -629,13 +638,13 @@ async fn join_flow(
             if err.is_server_fault() {
                 Err(ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "game_server_unavailable",
+                    ProblemCode::GameServerUnavailable,
                     format!("the game's server could not be reached: {}", err.kind()),
                 ))
             } else {
                 Err(ApiError::new(
                     StatusCode::CONFLICT,
-                    "join_refused",
+                    ProblemCode::JoinRefused,
                     format!(
                         "the game's server refused the join (HTTP {})",
                         err.status().unwrap_or(0)
@@ -651,12 +660,12 @@ async fn join_flow(
     params(("id" = String, Path, description = "The game's id", pattern = "^[A-Za-z0-9._-]{1,64}$")),
     responses(
         (status = 204, description = "Cancelled: deleted on the game server and removed"),
-        (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad identity", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not the creator", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such game", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The game has started or ended", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The game server cannot be reached; nothing changed", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        NotCreator,
+        GameNotFound,
+        Conflict,
+        Unavailable,
     ))]
 pub async fn cancel_game(
     State(ctx): State<ApiContext>,
@@ -678,14 +687,14 @@ async fn cancel_flow(ctx: ApiContext, player: PlayerId, id: GameId) -> Result<()
     if game.creator_id != player {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "not_creator",
+            ProblemCode::NotCreator,
             "only the game's creator may cancel it",
         ));
     }
     let not_open = || {
         ApiError::new(
             StatusCode::CONFLICT,
-            "game_not_open",
+            ProblemCode::GameNotOpen,
             "the game has started or ended; it can no longer be cancelled",
         )
     };
@@ -695,7 +704,7 @@ async fn cancel_flow(ctx: ApiContext, player: PlayerId, id: GameId) -> Result<()
     let Some(endpoint) = ctx.registry().endpoint(&game.server_id) else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "game_server_unavailable",
+            ProblemCode::GameServerUnavailable,
             format!(
                 "the game's server {} is not registered with this matchmaker",
                 game.server_id
@@ -707,7 +716,7 @@ async fn cancel_flow(ctx: ApiContext, player: PlayerId, id: GameId) -> Result<()
     if let Err(err) = result {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "game_server_unavailable",
+            ProblemCode::GameServerUnavailable,
             format!(
                 "the game's server did not delete the game ({}); nothing was changed",
                 err.kind()

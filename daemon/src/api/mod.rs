@@ -10,7 +10,8 @@
 //! - [`auth`]: the [`auth::Player`] extractor (X-Player-Id or JWT).
 //! - [`extract`]: JSON/path/query extractors whose rejections are problem documents.
 //! - [`error`]: RFC 9457 problems.
-//! - [`middleware`]: request id, tracing span, metrics, timeout, panic and error shaping.
+//! - [`middleware`]: request id, tracing span, timeout and panic (tower-http), metrics and
+//!   error shaping.
 
 pub mod auth;
 pub mod error;
@@ -172,6 +173,7 @@ impl ApiContext {
         games::GamePage,
         games::GameStateView,
         error::Problem,
+        error::ProblemCode,
     )),
     modifiers(&PlayerAuth),
     security(("player_id" = []), ("bearer" = [])),
@@ -212,13 +214,7 @@ mod auth_docs {
 pub fn router(ctx: ApiContext) -> Router {
     let body_limit = ctx.http().body_limit_bytes;
     let timeout = ctx.http().request_timeout();
-    let mut routes = Router::new();
-    // The benchmark's HTTP ceiling: same build, same middleware, a static body of the size the
-    // benchmark asks for. Off unless the process starts with MM_BENCH_ROUTES=1.
-    if std::env::var("MM_BENCH_ROUTES").is_ok_and(|v| v == "1") {
-        routes = routes.route("/bench/static/{bytes}", get(ops::bench_static));
-    }
-    routes
+    let routes = Router::new()
         .route("/v1/games", post(games::create_game).get(games::list_games))
         .route(
             "/v1/games/{id}",
@@ -228,15 +224,16 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .route("/openapi.json", get(ops::openapi))
+        .route("/openapi.json", get(ops::openapi));
+    // The benchmark's HTTP ceiling: same build, same middleware, a static body of the size the
+    // benchmark asks for. Only in a build with the `bench-routes` feature.
+    #[cfg(feature = "bench-routes")]
+    let routes = routes.route("/bench/static/{bytes}", get(ops::bench_static));
+    let routes = routes
         .route_layer(axum::middleware::from_fn(middleware::record_route))
         .fallback(ops::not_found)
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn_with_state(
-            middleware::Limits { timeout },
-            middleware::observe,
-        ))
-        .with_state(ctx)
+        .layer(DefaultBodyLimit::max(body_limit));
+    middleware::around(routes, middleware::Limits { timeout }).with_state(ctx)
 }
 
 /// Serves `router` on `listener` until `shutdown` completes; then stops accepting and waits
