@@ -23,7 +23,9 @@ if ! command -v wrk >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends wrk >/dev/null
 fi
 
-# matchmakerd, mm-console, the reference game server mm-gameserver, and mm-bench itself.
-cargo build --release -p matchmakerd -p mm-console -p mm-gameserver -p mm-bench
+# matchmakerd (with its benchmark-only static route, feature `bench-routes`), mm-console, the
+# reference game server mm-gameserver, and mm-bench itself.
+cargo build --release -p matchmakerd -p mm-console -p mm-gameserver -p mm-bench \
+  --features matchmakerd/bench-routes
 
 exec target/release/mm-bench "$@"

@@ -44,7 +44,7 @@ status=0
 # is skipped because in `header` auth mode (test/development) any well-formed X-Player-Id IS
 # a valid identity; invalid identities (malformed ids, missing header) are covered by the
 # Rust end-to-end tests, and JWT refusals too. `use_after_free` is skipped because an ended
-# game - cancelled ones included - stays readable as `state: ended` (the design keeps its
+# game - cancelled ones included - stays readable as `state: ended` (the contract keeps its
 # hash as a tombstone with a TTL), which that check reads as "deleted resource still there".
 # The `coverage` phase is left out: on this Python (3.11) Hypothesis crashes inside it with
 # "AST constructor recursion depth mismatch" (a tool-internal runtime error, not a finding

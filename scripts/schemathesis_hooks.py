@@ -1,6 +1,6 @@
 """Schemathesis hooks for the lobby API (loaded by scripts/schemathesis.sh).
 
-The contract (design section 5) answers some conditions with a documented 503 problem:
+The contract (contract section 5) answers some conditions with a documented 503 problem:
 `no_game_server` when no healthy server of the product (or of the requested region) has room
 - Schemathesis generates arbitrary region names, so this is a correct answer it will meet.
 The built-in `not_a_server_error` check flags every 5xx, so the script replaces it with this

@@ -1,6 +1,6 @@
 //! Operator actions shared by the console's TUI and its scripted mode: the force-delete flow.
 //!
-//! A force-delete (design section 8) is, in order (steps 2 and 3 are the shared end step of
+//! A force-delete (contract section 8) is, in order (steps 2 and 3 are the shared end step of
 //! [`crate::flows`] with [`RemoveGuard::Any`], removing unconfirmed games when forced):
 //!
 //! 1. read the game record (no live game: [`ForceDeleteOutcome::NotFound`], nothing changes,

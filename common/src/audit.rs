@@ -1,5 +1,5 @@
 //! The operator audit trail: one entry per operator action, appended to `P:audit`
-//! (design section 3) through the store.
+//! (contract section 3) through the store.
 //!
 //! An entry says who acted (the OS user, or `--operator`), what they did, to which game of
 //! which product on which server, why, what came of it, whether the game server was reached,

@@ -1,4 +1,4 @@
-//! The Redis key schema (design section 3), in one place.
+//! The Redis key schema (contract section 3), in one place.
 //!
 //! Every per-product key carries the product as a hash tag (`P:{product}:…`), so all keys of
 //! one product live in one Redis Cluster slot and the store's multi-key scripts are legal on a
@@ -10,7 +10,7 @@ use crate::model::GameSet;
 /// Name of the consumer group every `matchmakerd` reads product streams through.
 pub const CONSUMER_GROUP: &str = "matchmakerd";
 
-/// Key names under one configured prefix (`P` of the design, default `mm`).
+/// Key names under one configured prefix (`P` of the contract, default `mm`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keys {
     prefix: String,

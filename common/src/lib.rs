@@ -14,9 +14,11 @@
 //! - [`audit`]: the operator audit trail (`P:audit`).
 //! - [`time`]: Unix-millisecond clock helpers.
 //! - [`gameserver`]: the client of the game servers' API (timeouts, retries, breakers).
+//! - [`backoff`]: the capped exponential retry schedule every retry loop waits by.
 
 pub mod admin;
 pub mod audit;
+pub mod backoff;
 pub mod flows;
 pub mod gameserver;
 pub mod ids;

@@ -1,4 +1,4 @@
-//! The game model: states, events and transition rules (design sections 2 and 4), as pure code.
+//! The game model: states, events and transition rules (contract sections 2 and 4), as pure code.
 //!
 //! **This module is the specification and the test oracle; production runs the store's Lua
 //! scripts** (`store/lua/`), which implement the same rules atomically inside Redis. Nothing
@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{GameId, IdError, PlayerId, ProductId, ServerId};
 use crate::store::{RemoveGuard, RemoveOutcome};
 
-/// A game's state (design section 2).
+/// A game's state (contract section 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GameState {
@@ -200,7 +200,7 @@ impl FromStr for EntryId {
     }
 }
 
-/// The event types game servers write (design section 4).
+/// The event types game servers write (contract section 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
@@ -323,7 +323,7 @@ pub struct Event {
 }
 
 impl Event {
-    /// Parses a stream entry's fields (design section 4). Unknown extra fields are ignored.
+    /// Parses a stream entry's fields (contract section 4). Unknown extra fields are ignored.
     pub fn from_fields<'a>(
         entry_id: &str,
         fields: impl IntoIterator<Item = (&'a str, &'a str)>,
@@ -610,7 +610,7 @@ impl Game {
             && self.seats_taken(now_ms) < self.capacity as usize
     }
 
-    /// Applies one event (design section 4) with the order-independent rules of this module.
+    /// Applies one event (contract section 4) with the order-independent rules of this module.
     /// `now_ms` bounds the event time, so a server with a fast clock cannot keep games alive.
     pub fn apply(&mut self, event: &Event, now_ms: u64) -> Result<ApplyOutcome, RejectReason> {
         if event.server_id != self.server_id {

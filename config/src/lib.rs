@@ -1,12 +1,14 @@
 //! `mm-config`: the typed settings of `matchmakerd` and `mm-console`, their layered loading,
 //! and logging setup.
 //!
-//! - [`Settings`] is the whole configuration, one struct per `[section]`, with the design's
+//! - [`Settings`] is the whole configuration, one struct per `[section]`, with the contract's
 //!   defaults in code; unknown keys are errors.
 //! - [`Settings::load`] layers, lowest first: defaults, the mode file `config/<mode>.toml`
 //!   (or its built-in copy), the `-c` file, and `MM_<SECTION>__<KEY>` environment variables;
 //!   then it checks every rule. A failure is a [`ConfigError`] naming the key
 //!   (`lobby.max_capacity`, `game_servers[1].api_url`) and the file or variable it came from.
+//! - [`Settings::store_options`] and [`GameServerClientSettings::client_options`] build the
+//!   options of `mm-common`'s store and game-server client.
 //! - [`logging::init`] installs the `tracing` subscriber described by `[log]`.
 //!
 //! The shipped mode files are this crate's `development.toml`, `test.toml` and
@@ -28,6 +30,7 @@ mod error;
 mod load;
 pub mod logging;
 mod mode;
+mod options;
 mod settings;
 mod validate;
 

@@ -1,6 +1,6 @@
 //! The typed settings tree and its built-in defaults.
 //!
-//! Every section has a `Default` that matches the design's defaults; serde fills any key a
+//! Every section has a `Default` that matches the contract's defaults (contract section 7); serde fills any key a
 //! layer leaves out from it, so the mode files only set what differs. Every struct refuses
 //! unknown keys, so a typo in a file or in an `MM_` variable is an error, not a silent no-op.
 //!

@@ -80,7 +80,7 @@ api_key = "key-a"
 // ---------------------------------------------------------------- defaults and modes
 
 #[test]
-fn defaults_are_the_designs() {
+fn defaults_are_the_contracts() {
     let dir = config_dir("");
     let s = Settings::load_with_env(&opts(Mode::Test, dir.path()), no_env()).unwrap();
     assert_eq!(s.redis.url, "redis://127.0.0.1:6379/0");

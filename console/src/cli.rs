@@ -1,4 +1,4 @@
-//! The command line (design sections 7 and 8) and the exit codes.
+//! The command line (contract sections 7 and 8) and the exit codes.
 
 use std::path::PathBuf;
 
@@ -7,7 +7,7 @@ use mm_common::ProductId;
 use mm_common::model::GameSet;
 use mm_config::Mode;
 
-/// Exit codes of `mm-console` (design section 8, plus 1 for failures the contract does not
+/// Exit codes of `mm-console` (contract section 8, plus 1 for failures the contract does not
 /// name).
 pub mod exit {
     /// Done: the game was deleted; the listing or tail ended normally.

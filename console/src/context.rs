@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use mm_common::admin::{self, AdminError, ForceDeleteReport, ForceDeleteRequest};
 use mm_common::flows::ServerCalls;
-use mm_common::gameserver::{ClientOptions, GameServerClient, GameServerEndpoint};
-use mm_common::store::{Store, StoreOptions};
+use mm_common::gameserver::{GameServerClient, GameServerEndpoint};
+use mm_common::store::Store;
 use mm_common::time::now_ms;
 use mm_common::{ProductId, ServerId};
 use mm_config::Settings;
@@ -59,23 +59,10 @@ impl Console {
 
     /// Builds the handles; nothing connects yet.
     pub fn from_settings(settings: &Settings) -> Result<Console, ContextError> {
-        let mut options = StoreOptions::new(settings.redis.url.clone());
-        options.key_prefix = settings.redis.key_prefix.clone();
-        options.connect_timeout = settings.redis.connect_timeout();
-        options.command_timeout = settings.redis.command_timeout();
-        options.tombstone_ttl = settings.lobby.tombstone_ttl();
-        let store =
-            Store::connect_lazy(options).map_err(|e| ContextError::RedisUrl(e.to_string()))?;
-        let gsc = &settings.game_server_client;
-        let client = GameServerClient::new(ClientOptions {
-            connect_timeout: gsc.connect_timeout(),
-            request_timeout: gsc.request_timeout(),
-            retries: gsc.retries,
-            breaker_failures: gsc.breaker_failures,
-            breaker_cooldown: gsc.breaker_cooldown(),
-            ..ClientOptions::default()
-        })
-        .map_err(|e| ContextError::Client(e.to_string()))?;
+        let store = Store::connect_lazy(settings.store_options())
+            .map_err(|e| ContextError::RedisUrl(e.to_string()))?;
+        let client = GameServerClient::new(settings.game_server_client.client_options())
+            .map_err(|e| ContextError::Client(e.to_string()))?;
         let mut endpoints = HashMap::new();
         let mut configured_products = Vec::new();
         for (index, server) in settings.game_servers.iter().enumerate() {

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mm_common::gameserver::GameServerClient;
-use mm_common::store::{Store, StoreError, StoreOptions};
+use mm_common::store::{Store, StoreError};
 use mm_common::time::now_ms;
 use mm_common::{ProductId, ServerId};
 use mm_config::Settings;
@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, ApiContext};
 use crate::cli::{Role, Roles};
 use crate::consumer::{Consumer, ConsumerOptions};
-use crate::curator::{Curator, CuratorOptions, EndpointLookup, RegisteredServers, client_options};
+use crate::curator::{Curator, CuratorOptions, EndpointLookup, RegisteredServers};
 use crate::instance::{InstanceIdentity, InstanceInfo, run_heartbeat};
 use crate::registry::Registry;
 use crate::telemetry;
@@ -105,17 +105,6 @@ impl std::fmt::Debug for Daemon {
     }
 }
 
-/// The store options the settings describe.
-pub fn store_options(settings: &Settings) -> StoreOptions {
-    StoreOptions {
-        url: settings.redis.url.clone(),
-        key_prefix: settings.redis.key_prefix.clone(),
-        connect_timeout: settings.redis.connect_timeout(),
-        command_timeout: settings.redis.command_timeout(),
-        tombstone_ttl: settings.lobby.tombstone_ttl(),
-    }
-}
-
 impl Daemon {
     /// Prepares the daemon: Redis client, API listener, role state. Fails on unusable
     /// settings or an address that cannot be bound; Redis being down is not an error.
@@ -127,10 +116,10 @@ impl Daemon {
             InstanceIdentity::resolve(settings.consumer.name.as_deref(), &options.instance);
         // Every metric recorded from here on goes to the Prometheus recorder.
         let _ = telemetry::prometheus();
-        let store = Store::connect_lazy(store_options(&settings))?;
+        let store = Store::connect_lazy(settings.store_options())?;
         let registry = Registry::from_settings(&settings.game_servers)
             .map_err(|err| StartupError::Setup(err.to_string()))?;
-        let client = GameServerClient::new(client_options(&settings.game_server_client))
+        let client = GameServerClient::new(settings.game_server_client.client_options())
             .map_err(|err| StartupError::Setup(format!("game-server client: {err}")))?;
         let shared = Shared {
             store,

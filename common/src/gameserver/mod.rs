@@ -1,4 +1,4 @@
-//! The game-server API client (design section 6), used by `matchmakerd` and `mm-console`.
+//! The game-server API client (contract section 6), used by `matchmakerd` and `mm-console`.
 //!
 //! One [`GameServerClient`] (cheap to clone) holds one pooled HTTP client for every registered
 //! server and a [circuit breaker](breaker) per server. Each call sends the server's
@@ -25,6 +25,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
+use crate::backoff::Backoff;
 use crate::ids::{GameId, PlayerId, ProductId, ServerId};
 pub use breaker::BreakerState;
 use breaker::{Breakers, Verdict};
@@ -286,6 +287,7 @@ impl GameServerClient {
                 1
             };
             let mut attempt = 0;
+            let mut delays = retry_schedule(self.options.retry_backoff).delays();
             let result = loop {
                 attempt += 1;
                 let result = self
@@ -300,7 +302,7 @@ impl GameServerClient {
                     .await;
                 match result {
                     Err(err) if err.is_transient() && attempt < attempts => {
-                        let delay = backoff(self.options.retry_backoff, attempt);
+                        let delay = delays.next_delay();
                         tracing::debug!(
                             error = %err,
                             attempt,
@@ -429,15 +431,10 @@ fn decode<T: DeserializeOwned>(
     })
 }
 
-/// Delay before retry number `attempt` (1-based): `base · 2^(attempt-1)`, capped at 2 s,
-/// scaled by a random factor in [0.5, 1.5).
-fn backoff(base: Duration, attempt: u32) -> Duration {
-    use std::hash::{BuildHasher, RandomState};
-    let exp = base.saturating_mul(1 << (attempt - 1).min(10));
-    let capped = exp.min(Duration::from_secs(2));
-    // RandomState is randomly keyed per instance: a cheap source of jitter without a RNG crate.
-    let random = RandomState::new().hash_one(attempt) % 1000;
-    capped.mul_f64(0.5 + random as f64 / 1000.0)
+/// Delays between the attempts of an idempotent call: `first`, doubling per attempt, capped
+/// at 2 s, each scaled by a random factor in [0.5, 1.5).
+fn retry_schedule(first: Duration) -> Backoff {
+    Backoff::new(first, Duration::from_secs(2)).with_jitter(0.5, 1.5)
 }
 
 #[cfg(test)]
@@ -519,13 +516,15 @@ mod tests {
 
     #[test]
     fn backoff_grows_with_jitter_and_is_capped() {
-        let base = Duration::from_millis(100);
+        let schedule = retry_schedule(Duration::from_millis(100));
         for _ in 0..50 {
-            let first = backoff(base, 1);
+            let mut delays = schedule.delays();
+            let first = delays.next_delay();
             assert!(first >= Duration::from_millis(50) && first < Duration::from_millis(150));
-            let third = backoff(base, 3);
+            let _second = delays.next_delay();
+            let third = delays.next_delay();
             assert!(third >= Duration::from_millis(200) && third < Duration::from_millis(600));
-            assert!(backoff(base, 30) < Duration::from_secs(3));
+            assert!(schedule.delays().nth(29).unwrap() < Duration::from_secs(3));
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The game hash's field layout: [`Game`] to and from `P:{product}:game:<id>`.
 //!
-//! Contract fields (design section 3): `id`, `product`, `server_id`, `state`, `capacity`,
+//! Contract fields (contract section 3): `id`, `product`, `server_id`, `state`, `capacity`,
 //! `creator_id`, `players` (JSON array), `socket_url`, `created_at`, `updated_at` (Unix ms).
 //! The store adds `region`, `settings`, `roster`, `full_mark`, `last_leave`, `reservations`
 //! and `end_reason`, which the scripts need to apply events order-independently.

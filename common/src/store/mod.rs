@@ -59,7 +59,7 @@ use crate::model::Game;
 pub struct StoreOptions {
     /// `redis://host:port/db` or `redis+unix:///path`.
     pub url: String,
-    /// Key prefix (`P` of the design).
+    /// Key prefix (`P` of the contract).
     pub key_prefix: String,
     /// Time allowed to establish a connection.
     pub connect_timeout: Duration,
@@ -70,7 +70,7 @@ pub struct StoreOptions {
 }
 
 impl StoreOptions {
-    /// Options with the design's defaults for everything but the URL.
+    /// Options with the contract's defaults for everything but the URL.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),

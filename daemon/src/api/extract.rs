@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use super::error::ApiError;
+use super::error::{ApiError, ProblemCode};
 
 /// A JSON request body (`application/json`).
 #[derive(Debug)]
@@ -40,12 +40,12 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         )),
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ProblemCode::UnsupportedMediaType,
             "request body must be JSON, sent with `Content-Type: application/json`",
         ),
         _ if status == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ProblemCode::PayloadTooLarge,
             "request body is larger than this server accepts",
         ),
         other => ApiError::invalid(format!(

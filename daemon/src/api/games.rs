@@ -23,7 +23,11 @@ use mm_common::{GameId, ProductId, ServerId};
 
 use super::ApiContext;
 use super::auth::Player;
-use super::error::{ApiError, Problem};
+use super::error::responses::{
+    BadRequest, Conflict, GameNotFound, NotCreator, PayloadTooLarge, Unauthenticated, Unavailable,
+    UnknownProduct, UnsupportedMediaType,
+};
+use super::error::{ApiError, ProblemCode};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::listing::PageKey;
 pub use super::views::{
@@ -79,8 +83,13 @@ fn server_calls(ctx: &ApiContext) -> ServerCalls<Registry> {
 
 /// The answer to a failed create.
 fn create_error(err: CreateError) -> ApiError {
-    let no_server =
-        |detail: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_game_server", detail);
+    let no_server = |detail: String| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ProblemCode::NoGameServer,
+            detail,
+        )
+    };
     match err {
         CreateError::NoServer { .. }
         | CreateError::OutOfServers { .. }
@@ -96,12 +105,12 @@ fn create_error(err: CreateError) -> ApiError {
     request_body = CreateGameRequest,
     responses(
         (status = 201, description = "Created; the creator connects with `join`", body = GameWithJoin),
-        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad identity", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown product", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not sent as application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "No healthy game server", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        UnknownProduct,
+        PayloadTooLarge,
+        UnsupportedMediaType,
+        Unavailable,
     ))]
 pub async fn create_game(
     State(ctx): State<ApiContext>,
@@ -119,7 +128,7 @@ pub async fn create_game(
     if !ctx.registry().knows_product(&request.product) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "unknown_product",
+            ProblemCode::UnknownProduct,
             format!(
                 "no game server hosts product {:?}",
                 request.product.as_str()
@@ -157,8 +166,8 @@ pub async fn create_game(
     params(ListQuery),
     responses(
         (status = 200, description = "A page of open games, oldest first", body = GamePage),
-        (status = 400, description = "Malformed query", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad identity", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
     ))]
 pub async fn list_games(
     State(ctx): State<ApiContext>,
@@ -252,9 +261,9 @@ async fn render_page(
     params(("id" = String, Path, description = "The game's id", pattern = "^[A-Za-z0-9._-]{1,64}$")),
     responses(
         (status = 200, description = "The game", body = GameView),
-        (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad identity", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such game", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        GameNotFound,
     ))]
 pub async fn get_game(
     State(ctx): State<ApiContext>,
@@ -276,11 +285,11 @@ pub async fn get_game(
     params(("id" = String, Path, description = "The game's id", pattern = "^[A-Za-z0-9._-]{1,64}$")),
     responses(
         (status = 200, description = "Seat reserved; connect with `join`", body = GameWithJoin),
-        (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad identity", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such game", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "creator_not_joined, game_full, game_not_open or join_refused", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The game server cannot be reached", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        GameNotFound,
+        Conflict,
+        Unavailable,
     ))]
 pub async fn join_game(
     State(ctx): State<ApiContext>,
@@ -313,14 +322,14 @@ fn refusal(refusal: JoinRefusal) -> ApiError {
         JoinRefusal::GameFull => "every seat of the game is taken",
         JoinRefusal::GameNotOpen => "the game has started or ended",
     };
-    ApiError::new(StatusCode::CONFLICT, refusal.code(), detail)
+    ApiError::new(StatusCode::CONFLICT, ProblemCode::from(refusal), detail)
 }
 
 /// `503 game_server_unavailable`.
 fn server_unavailable(detail: String) -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        "game_server_unavailable",
+        ProblemCode::GameServerUnavailable,
         detail,
     )
 }
@@ -346,7 +355,7 @@ fn join_error(id: &GameId, err: JoinError) -> ApiError {
         )),
         JoinError::ServerRefused(err) => ApiError::new(
             StatusCode::CONFLICT,
-            "join_refused",
+            ProblemCode::JoinRefused,
             format!(
                 "the game's server refused the join (HTTP {})",
                 err.status().unwrap_or(0)
@@ -360,12 +369,12 @@ fn join_error(id: &GameId, err: JoinError) -> ApiError {
     params(("id" = String, Path, description = "The game's id", pattern = "^[A-Za-z0-9._-]{1,64}$")),
     responses(
         (status = 204, description = "Cancelled: deleted on the game server and removed"),
-        (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad identity", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not the creator", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such game", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The game has started or ended", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The game server cannot be reached; nothing changed", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        NotCreator,
+        GameNotFound,
+        Conflict,
+        Unavailable,
     ))]
 pub async fn cancel_game(
     State(ctx): State<ApiContext>,
@@ -396,12 +405,12 @@ fn cancel_error(id: &GameId, err: CancelError) -> ApiError {
         }
         CancelError::NotCreator => ApiError::new(
             StatusCode::FORBIDDEN,
-            "not_creator",
+            ProblemCode::NotCreator,
             "only the game's creator may cancel it",
         ),
         CancelError::NotOpen | CancelError::EndedMeanwhile => ApiError::new(
             StatusCode::CONFLICT,
-            "game_not_open",
+            ProblemCode::GameNotOpen,
             "the game has started or ended; it can no longer be cancelled",
         ),
         CancelError::UnknownServer(server) => unregistered_server(&server),

@@ -1,33 +1,75 @@
 //! The request middleware every API request passes through.
 //!
-//! [`observe`] (outermost) gives each request an id (the client's `x-request-id` if it is
-//! sane, else a fresh UUID), runs the request in a tracing span and under the request
-//! timeout, catches panics, shapes every error answer as a problem document carrying the
-//! request id, echoes `x-request-id`, and records the HTTP metrics by route template.
-//! [`record_route`] (inside the router) tells it which route template matched.
+//! [`around`] wraps the router in, outermost first:
+//!
+//! 1. [`drop_insane_request_id`]: a client's `x-request-id` is kept only if it is 1..=128
+//!    visible ASCII characters;
+//! 2. tower-http's `SetRequestIdLayer` (a fresh UUID when the request has no id) and
+//!    `PropagateRequestIdLayer` (the id echoed on the answer);
+//! 3. tower-http's `TraceLayer`: the `http_request` span (request id, method, path, and once
+//!    answered route, status and latency), which every log line of the request carries;
+//! 4. [`observe`]: makes the request id visible to handlers
+//!    ([`super::error::current_request_id`]), shapes every error answer that is not yet a
+//!    problem document into one (axum's own 404/405/413 answers, the timeout's 503), and
+//!    records the HTTP metrics by route template;
+//! 5. tower-http's `TimeoutLayer`: a request still running after `http.request_timeout_ms` is
+//!    answered 503, which [`observe`] turns into a `timeout` problem;
+//! 6. tower-http's `CatchPanicLayer` with [`panic_problem`]: a panicking handler is answered
+//!    with a `500 internal_error` problem.
+//!
+//! [`record_route`] (inside the router) tells [`observe`] which route template matched.
 
-use std::panic::AssertUnwindSafe;
+use std::any::Any;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
-use futures::FutureExt;
-use tracing::Instrument;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 
-use super::error::{PROBLEM_JSON, Problem, REQUEST_ID};
+use super::error::{PROBLEM_JSON, Problem, ProblemCode, REQUEST_ID};
 use crate::telemetry;
 
 /// The request id header (read and echoed).
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// Limits applied by [`observe`].
+/// Limits applied by [`around`].
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// A request still running after this is answered `503 timeout`.
     pub timeout: Duration,
+}
+
+/// `router` behind the whole request middleware; see the module docs.
+pub fn around<S>(router: Router<S>, limits: Limits) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    router
+        .layer(CatchPanicLayer::custom(panic_problem))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            limits.timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(limits, observe))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(())
+                .on_response(())
+                .on_failure(()),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(axum::middleware::map_request(drop_insane_request_id))
 }
 
 /// Where [`record_route`] leaves the matched route template for [`observe`].
@@ -45,80 +87,76 @@ pub async fn record_route(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-/// A client-supplied request id is kept if it is 1..=128 visible ASCII characters.
-fn sane_request_id(value: &HeaderValue) -> Option<String> {
-    let text = value.to_str().ok()?;
-    let ok = !text.is_empty() && text.len() <= 128 && text.bytes().all(|b| b.is_ascii_graphic());
-    ok.then(|| text.to_string())
+/// Whether a client-supplied request id is kept: 1..=128 visible ASCII characters.
+fn is_sane_request_id(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(u8::is_ascii_graphic)
 }
 
-/// The outermost middleware; see the module docs.
-pub async fn observe(State(limits): State<Limits>, mut request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let request_id = request
+/// Removes a client's `x-request-id` that is not sane, so a fresh one is made instead.
+async fn drop_insane_request_id(mut request: Request) -> Request {
+    if request
         .headers()
         .get(REQUEST_ID_HEADER)
-        .and_then(sane_request_id)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let slot = RouteSlot::default();
-    request.extensions_mut().insert(slot.clone());
-    let method = request.method().clone();
-    let span = tracing::info_span!(
+        .is_some_and(|value| !is_sane_request_id(value))
+    {
+        request.headers_mut().remove(REQUEST_ID_HEADER);
+    }
+    request
+}
+
+/// The request's id as set by `SetRequestIdLayer` (empty outside the middleware).
+fn request_id_of(request: &Request) -> String {
+    request
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The `http_request` span of one request.
+fn request_span(request: &Request) -> tracing::Span {
+    tracing::info_span!(
         "http_request",
-        request_id = %request_id,
-        method = %method,
+        request_id = %request_id_of(request),
+        method = %request.method(),
         path = %request.uri().path(),
         route = tracing::field::Empty,
         status = tracing::field::Empty,
         latency_ms = tracing::field::Empty,
-    );
-    let work = AssertUnwindSafe(next.run(request)).catch_unwind();
-    let outcome = REQUEST_ID
-        .scope(
-            request_id.clone(),
-            tokio::time::timeout(limits.timeout, work),
-        )
-        .instrument(span.clone())
+    )
+}
+
+/// The answer to a panicking handler: logged (in the request's span), then a `500
+/// internal_error` problem carrying the request id.
+fn panic_problem(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-text panic payload".into());
+    tracing::error!(panic = %message, "request handler panicked");
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        ProblemCode::InternalError,
+        "the server failed while handling the request; it logged the cause under this request id",
+    )
+    .into_response_with_id(None)
+}
+
+/// Request id for handlers, problem shaping and metrics; see the module docs.
+pub async fn observe(State(limits): State<Limits>, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = request_id_of(&request);
+    let slot = RouteSlot::default();
+    request.extensions_mut().insert(slot.clone());
+    let method = request.method().clone();
+    let mut response = REQUEST_ID
+        .scope(request_id.clone(), next.run(request))
         .await;
-    let mut response = match outcome {
-        Ok(Ok(response)) => response,
-        Ok(Err(panic)) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-text panic payload".into());
-            span.in_scope(|| tracing::error!(panic = %message, "request handler panicked"));
-            Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                "the server failed while handling the request; it logged the cause under this request id",
-            )
-            .into_response_with_id(Some(request_id.clone()))
-        }
-        Err(_) => {
-            span.in_scope(|| {
-                tracing::warn!(
-                    timeout_ms = limits.timeout.as_millis() as u64,
-                    "request timed out"
-                )
-            });
-            Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "timeout",
-                format!(
-                    "the request did not finish within {} s; try again later",
-                    limits.timeout.as_secs_f64()
-                ),
-            )
-            .into_response_with_id(Some(request_id.clone()))
-        }
-    };
     if response.status().is_client_error() || response.status().is_server_error() {
-        response = ensure_problem(response, &request_id);
-    }
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        response = ensure_problem(response, &request_id, limits);
     }
     let route = slot
         .0
@@ -127,16 +165,15 @@ pub async fn observe(State(limits): State<Limits>, mut request: Request, next: N
         .unwrap_or_else(|| "unmatched".to_string());
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
+    let span = tracing::Span::current();
     span.record("route", route.as_str());
     span.record("status", status);
     span.record("latency_ms", elapsed.as_millis() as u64);
-    span.in_scope(|| {
-        if status >= 500 {
-            tracing::warn!("request answered");
-        } else {
-            tracing::debug!("request answered");
-        }
-    });
+    if status >= 500 {
+        tracing::warn!("request answered");
+    } else {
+        tracing::debug!("request answered");
+    }
     metrics::counter!(
         telemetry::HTTP_REQUESTS_TOTAL,
         "route" => route.clone(),
@@ -153,9 +190,9 @@ pub async fn observe(State(limits): State<Limits>, mut request: Request, next: N
     response
 }
 
-/// Replaces an error answer that is not a problem document (axum's own 404/405/413 answers)
-/// with one.
-fn ensure_problem(response: Response, request_id: &str) -> Response {
+/// Replaces an error answer that is not a problem document (axum's own 404/405/413 answers,
+/// the timeout layer's 503) with one.
+fn ensure_problem(response: Response, request_id: &str, limits: Limits) -> Response {
     let is_problem = response
         .headers()
         .get(header::CONTENT_TYPE)
@@ -165,29 +202,182 @@ fn ensure_problem(response: Response, request_id: &str) -> Response {
     }
     let status = response.status();
     let (code, detail) = match status {
-        StatusCode::NOT_FOUND => ("not_found", "no such resource".to_string()),
+        StatusCode::NOT_FOUND => (ProblemCode::NotFound, "no such resource".to_string()),
         StatusCode::METHOD_NOT_ALLOWED => (
-            "method_not_allowed",
+            ProblemCode::MethodNotAllowed,
             "this resource does not support the request's method".to_string(),
         ),
         StatusCode::PAYLOAD_TOO_LARGE => (
-            "payload_too_large",
+            ProblemCode::PayloadTooLarge,
             "request body is larger than this server accepts".to_string(),
         ),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => (
-            "unsupported_media_type",
+            ProblemCode::UnsupportedMediaType,
             "request body must be JSON, sent with `Content-Type: application/json`".to_string(),
         ),
-        s if s.is_client_error() => ("invalid_request", format!("the request was refused ({s})")),
-        s => ("internal_error", format!("the server failed ({s})")),
+        // Every handler answers its errors as problems: a bare 503 is the timeout layer's.
+        StatusCode::SERVICE_UNAVAILABLE => {
+            tracing::warn!(
+                timeout_ms = limits.timeout.as_millis() as u64,
+                "request timed out"
+            );
+            (
+                ProblemCode::Timeout,
+                format!(
+                    "the request did not finish within {} s; try again later",
+                    limits.timeout.as_secs_f64()
+                ),
+            )
+        }
+        s if s.is_client_error() => (
+            ProblemCode::InvalidRequest,
+            format!("the request was refused ({s})"),
+        ),
+        s => (
+            ProblemCode::InternalError,
+            format!("the server failed ({s})"),
+        ),
     };
     let mut shaped =
         Problem::new(status, code, detail).into_response_with_id(Some(request_id.to_string()));
-    // Keep headers such as `Allow` on 405.
+    // Keep headers such as `Allow` on 405 (and the echoed request id).
     for (name, value) in response.headers() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             shaped.headers_mut().insert(name.clone(), value.clone());
         }
     }
     shaped
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::api::error::current_request_id;
+
+    async fn panics() -> &'static str {
+        panic!("boom")
+    }
+
+    async fn slow() -> &'static str {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        "too late"
+    }
+
+    async fn request_id() -> String {
+        current_request_id().unwrap_or_default()
+    }
+
+    fn app() -> Router {
+        let routes = Router::new()
+            .route("/panics", get(panics))
+            .route("/slow", get(slow))
+            .route("/id", get(request_id))
+            .route_layer(axum::middleware::from_fn(record_route));
+        around(
+            routes,
+            Limits {
+                timeout: Duration::from_secs(5),
+            },
+        )
+    }
+
+    struct Answer {
+        status: StatusCode,
+        header_id: String,
+        content_type: String,
+        body: Vec<u8>,
+    }
+
+    impl Answer {
+        fn problem(&self) -> serde_json::Value {
+            assert_eq!(self.content_type, PROBLEM_JSON);
+            serde_json::from_slice(&self.body).unwrap()
+        }
+    }
+
+    async fn get_path(path: &str, request_id: Option<&str>) -> Answer {
+        let mut request = Request::get(path);
+        if let Some(id) = request_id {
+            request = request.header(REQUEST_ID_HEADER, id);
+        }
+        let response = app()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .map(|v: &HeaderValue| v.to_str().unwrap().to_string())
+                .unwrap_or_default()
+        };
+        Answer {
+            status: response.status(),
+            header_id: header(REQUEST_ID_HEADER),
+            content_type: header(header::CONTENT_TYPE.as_str()),
+            body: axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap()
+                .to_vec(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sane_client_request_id_reaches_the_handler_and_is_echoed() {
+        let answer = get_path("/id", Some("trace-42")).await;
+        assert_eq!(answer.status, StatusCode::OK);
+        assert_eq!(answer.header_id, "trace-42");
+        assert_eq!(answer.body, b"trace-42");
+    }
+
+    #[tokio::test]
+    async fn a_missing_or_insane_request_id_is_replaced_by_a_fresh_one() {
+        for sent in [None, Some("has space"), Some(&*"x".repeat(129))] {
+            let answer = get_path("/id", sent).await;
+            assert_eq!(answer.status, StatusCode::OK);
+            let seen = String::from_utf8(answer.body).unwrap();
+            assert_eq!(seen.len(), 36, "{sent:?} gave {seen:?}");
+            assert_eq!(answer.header_id, seen);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_a_500_problem_with_the_request_id() {
+        let answer = get_path("/panics", Some("panic-1")).await;
+        assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+        let problem = answer.problem();
+        assert_eq!(problem["code"], "internal_error");
+        assert_eq!(problem["request_id"], "panic-1");
+        assert_eq!(answer.header_id, "panic-1");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_past_the_timeout_is_a_503_timeout_problem() {
+        let answer = get_path("/slow", Some("slow-1")).await;
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+        let problem = answer.problem();
+        assert_eq!(problem["code"], "timeout");
+        assert_eq!(problem["request_id"], "slow-1");
+        assert!(
+            problem["detail"].as_str().unwrap().contains("5 s"),
+            "{problem}"
+        );
+        assert_eq!(answer.header_id, "slow-1");
+    }
+
+    #[tokio::test]
+    async fn axums_own_error_answers_become_problems() {
+        let answer = get_path("/nowhere", None).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND);
+        let problem = answer.problem();
+        assert_eq!(problem["code"], "not_found");
+        assert_eq!(
+            problem["request_id"].as_str(),
+            Some(answer.header_id.as_str())
+        );
+    }
 }

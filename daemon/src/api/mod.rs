@@ -1,4 +1,4 @@
-//! The lobby HTTP API (design section 5): players create, list, join and cancel games.
+//! The lobby HTTP API (contract section 5): players create, list, join and cancel games.
 //!
 //! [`router`] builds the axum router over an [`ApiContext`]; [`serve`] runs it on a listener
 //! until a shutdown future completes, then lets in-flight requests finish.
@@ -12,7 +12,8 @@
 //! - [`auth`]: the [`auth::Player`] extractor (X-Player-Id or JWT).
 //! - [`extract`]: JSON/path/query extractors whose rejections are problem documents.
 //! - [`error`]: RFC 9457 problems.
-//! - [`middleware`]: request id, tracing span, metrics, timeout, panic and error shaping.
+//! - [`middleware`]: request id, tracing span, timeout and panic (tower-http), metrics and
+//!   error shaping.
 
 pub mod auth;
 pub mod error;
@@ -175,6 +176,7 @@ impl ApiContext {
         games::GamePage,
         games::GameStateView,
         error::Problem,
+        error::ProblemCode,
     )),
     modifiers(&PlayerAuth),
     security(("player_id" = []), ("bearer" = [])),
@@ -210,18 +212,12 @@ mod auth_docs {
     }
 }
 
-/// The API's router: the routes of design section 5 behind the request middleware (request
+/// The API's router: the routes of contract section 5 behind the request middleware (request
 /// id, tracing span, metrics, timeout, body limit, panic → 500 problem).
 pub fn router(ctx: ApiContext) -> Router {
     let body_limit = ctx.http().body_limit_bytes;
     let timeout = ctx.http().request_timeout();
-    let mut routes = Router::new();
-    // The benchmark's HTTP ceiling: same build, same middleware, a static body of the size the
-    // benchmark asks for. Off unless the process starts with MM_BENCH_ROUTES=1.
-    if std::env::var("MM_BENCH_ROUTES").is_ok_and(|v| v == "1") {
-        routes = routes.route("/bench/static/{bytes}", get(ops::bench_static));
-    }
-    routes
+    let routes = Router::new()
         .route("/v1/games", post(games::create_game).get(games::list_games))
         .route(
             "/v1/games/{id}",
@@ -231,15 +227,16 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .route("/openapi.json", get(ops::openapi))
+        .route("/openapi.json", get(ops::openapi));
+    // The benchmark's HTTP ceiling: same build, same middleware, a static body of the size the
+    // benchmark asks for. Only in a build with the `bench-routes` feature.
+    #[cfg(feature = "bench-routes")]
+    let routes = routes.route("/bench/static/{bytes}", get(ops::bench_static));
+    let routes = routes
         .route_layer(axum::middleware::from_fn(middleware::record_route))
         .fallback(ops::not_found)
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn_with_state(
-            middleware::Limits { timeout },
-            middleware::observe,
-        ))
-        .with_state(ctx)
+        .layer(DefaultBodyLimit::max(body_limit));
+    middleware::around(routes, middleware::Limits { timeout }).with_state(ctx)
 }
 
 /// Serves `router` on `listener` until `shutdown` completes; then stops accepting and waits

@@ -9,7 +9,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
-use super::error::{ApiError, Problem};
+use super::error::responses::NotReady;
+use super::error::{ApiError, ProblemCode};
 use super::{ApiContext, ApiDoc};
 use crate::telemetry;
 
@@ -31,8 +32,7 @@ pub async fn healthz() -> Json<Status> {
 #[utoipa::path(get, path = "/readyz", tag = "ops", security(()),
     responses(
         (status = 200, description = "Redis is reachable", body = Status),
-        (status = 503, description = "Redis is not reachable", body = Problem,
-            content_type = "application/problem+json"),
+        NotReady,
     ))]
 pub async fn readyz(State(ctx): State<ApiContext>) -> Result<Json<Status>, ApiError> {
     let limit = ctx.store().options().command_timeout + Duration::from_millis(500);
@@ -40,12 +40,12 @@ pub async fn readyz(State(ctx): State<ApiContext>) -> Result<Json<Status>, ApiEr
         Ok(Ok(())) => Ok(Json(Status { status: "ok" })),
         Ok(Err(err)) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
+            ProblemCode::NotReady,
             format!("redis is not reachable: {err}"),
         )),
         Err(_) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
+            ProblemCode::NotReady,
             "redis did not answer PING in time",
         )),
     }
@@ -93,14 +93,21 @@ pub fn document(max_capacity: u32) -> Result<serde_json::Value, serde_json::Erro
 
 /// Any path that is not a route.
 pub async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        ProblemCode::NotFound,
+        "no such resource",
+    )
 }
 
 /// Largest body the benchmark's static route serves.
+#[cfg(feature = "bench-routes")]
 const BENCH_STATIC_MAX_BYTES: usize = 1 << 20;
 
-/// `GET /bench/static/{bytes}` (only with `MM_BENCH_ROUTES=1`): a JSON body of exactly
-/// `bytes` bytes (at least 11, at most 1 MiB), the HTTP ceiling the listing is measured against.
+/// `GET /bench/static/{bytes}` (only in a build with the `bench-routes` feature): a JSON body
+/// of exactly `bytes` bytes (at least 11, at most 1 MiB), the HTTP ceiling the listing is
+/// measured against.
+#[cfg(feature = "bench-routes")]
 pub(crate) async fn bench_static(
     axum::extract::Path(bytes): axum::extract::Path<usize>,
 ) -> axum::response::Response {

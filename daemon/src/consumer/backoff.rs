@@ -1,48 +1,13 @@
-//! Capped exponential backoff with jitter, for retrying after Redis or a game server failed.
+//! How long a product task waits after Redis (or a step) failed.
 
 use std::time::Duration;
 
-/// Delays that double from `min` up to `max`, each shortened by up to a quarter at random so
-/// that many daemons restarted together do not retry in lockstep.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    min: Duration,
-    max: Duration,
-    next: Duration,
-}
+use mm_common::backoff::Backoff;
 
-impl Backoff {
-    /// A backoff starting at `min`, never longer than `max`.
-    pub fn new(min: Duration, max: Duration) -> Self {
-        Self {
-            min,
-            max: max.max(min),
-            next: min,
-        }
-    }
-
-    /// The delay to wait now; the following one is twice as long (capped).
-    pub fn next_delay(&mut self) -> Duration {
-        let base = self.next;
-        self.next = (self.next * 2).min(self.max);
-        let jitter = base.mul_f64(rand_fraction() * 0.25);
-        base.saturating_sub(jitter)
-    }
-
-    /// Back to the shortest delay (after a success).
-    pub fn reset(&mut self) {
-        self.next = self.min;
-    }
-}
-
-/// A cheap pseudo-random fraction in `[0, 1)` from the clock; good enough for jitter.
-fn rand_fraction() -> f64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    f64::from(nanos % 1000) / 1000.0
-}
+/// 50 ms, doubling up to 5 s, each delay shortened by up to a quarter at random so that many
+/// daemons restarted together do not retry in lockstep. Reset after every successful step.
+pub const REDIS_RETRY: Backoff =
+    Backoff::new(Duration::from_millis(50), Duration::from_secs(5)).with_jitter(0.75, 1.0);
 
 #[cfg(test)]
 mod tests {
@@ -50,16 +15,16 @@ mod tests {
 
     #[test]
     fn doubles_up_to_the_cap_and_resets() {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
-        let delays: Vec<Duration> = (0..5).map(|_| backoff.next_delay()).collect();
-        assert!(delays[0] <= Duration::from_millis(100));
-        assert!(delays[0] >= Duration::from_millis(75));
-        assert!(delays[1] >= Duration::from_millis(150));
-        for delay in &delays[2..] {
-            assert!(*delay <= Duration::from_millis(350));
-            assert!(*delay >= Duration::from_millis(262));
+        let ms = Duration::from_millis(1);
+        let mut delays = REDIS_RETRY.delays();
+        let first: Vec<Duration> = (0..9).map(|_| delays.next_delay()).collect();
+        assert!(first[0] <= ms * 50 && first[0] >= ms * 37, "{first:?}");
+        assert!(first[1] <= ms * 100 && first[1] >= ms * 75, "{first:?}");
+        assert!(first[6] <= ms * 3200 && first[6] >= ms * 2400, "{first:?}");
+        for delay in &first[7..] {
+            assert!(*delay <= ms * 5000 && *delay >= ms * 3750, "{first:?}");
         }
-        backoff.reset();
-        assert!(backoff.next_delay() <= Duration::from_millis(100));
+        delays.reset();
+        assert!(delays.next_delay() <= ms * 50);
     }
 }

@@ -69,7 +69,7 @@ use mm_config::ConsumerSettings;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use backoff::Backoff;
+use backoff::REDIS_RETRY;
 
 /// Reason recorded for entries dead-lettered after too many deliveries.
 pub const MAX_DELIVERIES_REASON: &str = "max_deliveries_exceeded";
@@ -232,7 +232,7 @@ impl ProductWorker {
     }
 
     async fn run(mut self, shutdown: CancellationToken) {
-        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+        let mut backoff = REDIS_RETRY.delays();
         while !shutdown.is_cancelled() {
             let Err(err) = self.step(&shutdown).await else {
                 backoff.reset();

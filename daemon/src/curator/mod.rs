@@ -41,6 +41,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use mm_common::backoff::{Backoff, Delays};
 use mm_common::flows::{self, EndGame, Ended, Unconfirmed};
 use mm_common::model::GameSet;
 use mm_common::store::{RemoveGuard, RemoveOutcome, Store, StoreError};
@@ -50,7 +51,7 @@ use mm_config::CurationSettings;
 use tokio_util::sync::CancellationToken;
 
 pub use mm_common::flows::{DeleteAttempt, GameServers};
-pub use servers::{EndpointLookup, RegisteredServers, client_options};
+pub use servers::{EndpointLookup, RegisteredServers};
 
 /// Name of the curation lease (`P:lease:curator`).
 pub const LEASE_NAME: &str = "curator";
@@ -195,10 +196,10 @@ impl Outcome {
     }
 }
 
-/// A game whose server failed: when to try again.
-#[derive(Debug, Clone, Copy)]
+/// A game whose server failed: when to try again, and the delays after further failures.
+#[derive(Debug)]
 struct Retry {
-    failures: u32,
+    delays: Delays,
     not_before_ms: u64,
 }
 
@@ -470,19 +471,14 @@ impl<S: GameServers> Curator<S> {
     }
 
     /// Records a failure; returns the delay before the game is tried again (the interval,
-    /// doubling per failure, capped).
+    /// doubling per failure, capped at `max_retry_delay`, no jitter).
     fn schedule_retry(&self, id: &GameId, now_ms: u64) -> Duration {
         let mut retries = self.retries.lock().expect("not poisoned");
-        let entry = retries.entry(id.clone()).or_insert(Retry {
-            failures: 0,
+        let entry = retries.entry(id.clone()).or_insert_with(|| Retry {
+            delays: Backoff::new(self.options.interval, self.options.max_retry_delay).delays(),
             not_before_ms: 0,
         });
-        entry.failures = entry.failures.saturating_add(1);
-        let delay = self
-            .options
-            .interval
-            .saturating_mul(1u32 << (entry.failures - 1).min(16))
-            .min(self.options.max_retry_delay);
+        let delay = entry.delays.next_delay();
         entry.not_before_ms = now_ms + delay.as_millis() as u64;
         delay
     }

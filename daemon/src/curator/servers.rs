@@ -3,11 +3,9 @@
 
 use std::sync::Arc;
 
-use mm_common::GameId;
-use mm_common::ServerId;
 use mm_common::flows::{DeleteAttempt, GameServers, ServerCalls, ServerDirectory};
-use mm_common::gameserver::{ClientOptions, GameServerClient, GameServerEndpoint};
-use mm_config::GameServerClientSettings;
+use mm_common::gameserver::{GameServerClient, GameServerEndpoint};
+use mm_common::{GameId, ServerId};
 
 /// Finds a registered server's endpoint (the daemon passes the registry's lookup).
 pub type EndpointLookup = Arc<dyn Fn(&ServerId) -> Option<GameServerEndpoint> + Send + Sync>;
@@ -41,18 +39,6 @@ impl RegisteredServers {
         Self {
             calls: ServerCalls::new(client, LookupDirectory(lookup)),
         }
-    }
-}
-
-/// Client options from the `[game_server_client]` settings.
-pub fn client_options(settings: &GameServerClientSettings) -> ClientOptions {
-    ClientOptions {
-        connect_timeout: settings.connect_timeout(),
-        request_timeout: settings.request_timeout(),
-        retries: settings.retries,
-        breaker_failures: settings.breaker_failures,
-        breaker_cooldown: settings.breaker_cooldown(),
-        ..ClientOptions::default()
     }
 }
 

@@ -14,8 +14,8 @@ use super::report::{Row, Scenario};
 use super::wrk::{self, WrkLoad, WrkResult};
 use super::{Bench, static_server};
 
-/// The ceiling: the daemon's static bench route (enabled by `MM_BENCH_ROUTES=1`) answering
-/// `bytes` bytes. The one place that knows the route.
+/// The ceiling: the daemon's static bench route (in a build with the `bench-routes` feature)
+/// answering `bytes` bytes. The one place that knows the route.
 pub fn static_ceiling_url(base_url: &str, bytes: usize) -> String {
     format!("{base_url}/bench/static/{bytes}")
 }
@@ -169,7 +169,7 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
         (row, "the daemon's static route")
     } else {
         scenario.note(
-            "the daemon has no `GET /bench/static/{bytes}` route (MM_BENCH_ROUTES=1) in this \
+            "the daemon has no `GET /bench/static/{bytes}` route (feature `bench-routes`) in this \
              build: the ceiling is an axum server inside mm-bench answering the same bytes",
         );
         let server = static_server::StaticServer::start(bytes).await?;

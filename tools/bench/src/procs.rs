@@ -407,8 +407,9 @@ pub struct DaemonProcess {
 }
 
 impl DaemonProcess {
-    /// Writes the spec's config file and starts `matchmakerd -m test -c FILE --roles …` with
-    /// `MM_BENCH_ROUTES=1`. With the `api` role, waits until `/readyz` answers 200.
+    /// Writes the spec's config file and starts `matchmakerd -m test -c FILE --roles …` (built
+    /// with the `bench-routes` feature by `scripts/bench.sh`). With the `api` role, waits until
+    /// `/readyz` answers 200.
     pub async fn start(
         binaries: &Binaries,
         work_dir: &Path,
@@ -432,7 +433,6 @@ impl DaemonProcess {
             .arg(&spec.roles)
             .arg("--instance")
             .arg(name)
-            .env("MM_BENCH_ROUTES", "1")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log_file.try_clone()?))

@@ -1,4 +1,4 @@
-//! The HTTP API of design section 6, plus the players' WebSocket route.
+//! The HTTP API of contract section 6, plus the players' WebSocket route.
 //!
 //! Every route but `/ws/{game_id}` requires `Authorization: Bearer <api_key>`. Errors are
 //! JSON `{"error": "..."}` with the status the contract names.

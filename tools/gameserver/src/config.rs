@@ -16,7 +16,7 @@ pub struct GameServerConfig {
     pub api_key: String,
     /// Redis the events go to (`redis://…` or `redis+unix://…`).
     pub redis_url: String,
-    /// Key prefix (`P` of the design): events go to `P:{product}:events`.
+    /// Key prefix (`P` of the contract): events go to `P:{product}:events`.
     pub key_prefix: String,
     /// Base of the socket URLs handed out (`wss://play.example.com`); default
     /// `ws://<bound address>`.

@@ -1,9 +1,9 @@
-//! `mm-gameserver`: the reference game server (design section 6).
+//! `mm-gameserver`: the reference game server (contract section 6).
 //!
 //! A game server as a studio would write one, configured like any other (the matchmaker
 //! treats it like any registered server). It implements the game-server HTTP API, accepts
 //! players on a WebSocket at the `socket_url` it hands out (checking single-use tokens), and
-//! writes the events of design section 4 to `P:{product}:events` as players connect, fill the
+//! writes the events of contract section 4 to `P:{product}:events` as players connect, fill the
 //! game, play and leave. Timers start a full game after `start_delay` and end it after
 //! `play_time`, which makes it usable for demos, end-to-end tests and load.
 //!
