@@ -385,6 +385,9 @@ async fn tokens_are_single_use_bound_to_their_game_and_expire() {
     // The refusals consumed nothing: zoe's own token still works.
     let mut zoe = connect(&other_ticket).await;
     next_json(&mut zoe).await;
+    // Events are written asynchronously: wait for alice's own join, then check that it is
+    // the game's only event.
+    s.wait_events(&game, &["creator_joined"]).await;
     assert_eq!(s.events(&game).await.len(), 1, "refusals write no events");
 
     let expiring = setup(|c| c.token_ttl = Duration::ZERO).await;
