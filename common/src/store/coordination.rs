@@ -191,15 +191,8 @@ impl Store {
 
     /// The newest `count` audit entries, newest first, with their stream ids.
     pub async fn recent_audit(&self, count: usize) -> StoreResult<Vec<(String, AuditEntry)>> {
-        let mut conn = self.conn.clone();
-        let raw: Vec<(String, HashMap<String, String>)> = redis::cmd("XREVRANGE")
-            .arg(self.keys.audit())
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(count)
-            .query_async(&mut conn)
-            .await?;
+        let raw: Vec<(String, HashMap<String, String>)> =
+            self.newest_entries(self.keys.audit(), count).await?;
         Ok(raw
             .into_iter()
             .map(|(id, fields)| (id, AuditEntry::from_fields(&fields)))

@@ -93,16 +93,29 @@ impl Store {
         product: &ProductId,
         count: usize,
     ) -> StoreResult<Vec<StreamEntry>> {
+        let recent: Vec<RawEntry> = self
+            .newest_entries(self.product_keys(product).events(), count)
+            .await?;
+        Ok(recent.into_iter().map(stream_entry).collect())
+    }
+
+    /// The newest `count` entries of the stream at `key`, newest first (`XREVRANGE`), in
+    /// whatever shape the caller decodes them to: the one newest-first read of the event
+    /// tail and the audit stream.
+    pub(super) async fn newest_entries<T: redis::FromRedisValue>(
+        &self,
+        key: String,
+        count: usize,
+    ) -> StoreResult<Vec<T>> {
         let mut conn = self.conn.clone();
-        let recent: Vec<RawEntry> = redis::cmd("XREVRANGE")
-            .arg(self.product_keys(product).events())
+        Ok(redis::cmd("XREVRANGE")
+            .arg(key)
             .arg("+")
             .arg("-")
             .arg("COUNT")
             .arg(count)
             .query_async(&mut conn)
-            .await?;
-        Ok(recent.into_iter().map(stream_entry).collect())
+            .await?)
     }
 
     /// A follower of product streams blocking up to `block` per read (connects on first read).
