@@ -68,6 +68,10 @@ struct Fixture {
 
 impl Fixture {
     async fn new(orphan_grace: Duration, lost_grace: Duration) -> Fixture {
+        Self::with_dry_run(orphan_grace, lost_grace, false).await
+    }
+
+    async fn with_dry_run(orphan_grace: Duration, lost_grace: Duration, dry_run: bool) -> Fixture {
         let redis = RedisServer::start().expect("redis-server");
         let store = Store::connect(StoreOptions::new(redis.url()))
             .await
@@ -98,7 +102,7 @@ impl Fixture {
                 lost_grace,
                 // Small, so the scan and the lookups take several batches.
                 batch_size: 2,
-                dry_run: false,
+                dry_run,
             },
         );
         Fixture {
@@ -347,6 +351,29 @@ async fn a_game_listed_again_restarts_its_grace_and_a_changed_record_is_left_alo
         fx.record("chess.flaky").await.end_reason.as_deref(),
         Some("cancelled")
     );
+}
+
+/// `curation.dry_run`: past every grace, the pass only reports what it would do.
+#[tokio::test]
+async fn a_dry_run_changes_nothing() {
+    let fx = Fixture::with_dry_run(Duration::from_secs(1), Duration::from_secs(1), true).await;
+    let none = CancellationToken::new();
+    fx.on_server("chess.orphan").await;
+    let lost = fx.recorded("chess.lost").await;
+    fx.client
+        .delete_game(&fx.server.endpoint(), &lost.id)
+        .await
+        .unwrap();
+    let t0 = now_ms();
+    fx.reconciler.pass(t0, &none).await.unwrap();
+    let due = fx.reconciler.pass(t0 + 60 * SECOND, &none).await.unwrap();
+    assert_eq!(
+        (due.dry_run, due.orphans_deleted, due.lost_ended),
+        (2, 0, 0),
+        "{due:?}"
+    );
+    assert_eq!(fx.server_ids().await, ids(&["chess.orphan"]));
+    assert_eq!(fx.record("chess.lost").await.state(), GameState::Created);
 }
 
 // ---------------------------------------------------------------- fault tests
