@@ -30,6 +30,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use mm_common::gameserver::{DeleteOutcome, GameServerClient, ListOutcome, Operation};
 use mm_common::model::GameSet;
 use mm_common::store::{RecordPresence, RemoveGuard, RemoveOutcome, Store, StoreError};
@@ -101,6 +102,16 @@ pub struct ReconcileReport {
     pub dry_run: u64,
     /// Whether `P:servers`/`P:products` were republished.
     pub published: bool,
+}
+
+/// `GET /games` calls in flight at once.
+const LISTINGS_IN_FLIGHT: usize = 8;
+
+/// What one server's `GET /games` gave.
+enum Listing {
+    Listed(HashSet<String>),
+    Unsupported,
+    Failed,
 }
 
 /// The lease holder's observations, kept between passes.
@@ -224,10 +235,26 @@ impl Reconciler {
         report: &mut ReconcileReport,
     ) -> Result<(), StoreError> {
         // Listings first, records second: see the module docs.
+        // Concurrently, so a few slow or unreachable servers do not hold the pass (and the
+        // lease renewal behind it) for their timeouts one after another.
+        let listings: Vec<(ServerId, Listing)> =
+            futures::stream::iter(self.registry.servers_of(product))
+                .map(|server| async move {
+                    let listing = self.list(&server).await;
+                    (server, listing)
+                })
+                .buffer_unordered(LISTINGS_IN_FLIGHT)
+                .collect()
+                .await;
         let mut listed: HashMap<ServerId, HashSet<String>> = HashMap::new();
-        for server in self.registry.servers_of(product) {
-            if let Some(ids) = self.list(&server, report).await {
-                listed.insert(server, ids);
+        for (server, listing) in listings {
+            match listing {
+                Listing::Listed(ids) => {
+                    report.servers_listed += 1;
+                    listed.insert(server, ids);
+                }
+                Listing::Unsupported => report.servers_unsupported += 1,
+                Listing::Failed => report.servers_failed += 1,
             }
         }
         if listed.is_empty() {
@@ -244,14 +271,11 @@ impl Reconciler {
             .await
     }
 
-    /// `GET /games` of `server`: its ids, or `None` when it does not implement the call or
-    /// failed.
-    async fn list(
-        &self,
-        server: &ServerId,
-        report: &mut ReconcileReport,
-    ) -> Option<HashSet<String>> {
-        let endpoint = self.registry.endpoint(server)?;
+    /// `GET /games` of `server`.
+    async fn list(&self, server: &ServerId) -> Listing {
+        let Some(endpoint) = self.registry.endpoint(server) else {
+            return Listing::Failed;
+        };
         let result = self.client.list_games(&endpoint).await;
         let outcome = match &result {
             Ok(_) => "ok",
@@ -260,15 +284,13 @@ impl Reconciler {
         telemetry::game_server_call(server.as_str(), Operation::ListGames.as_str(), outcome);
         match result {
             Ok(ListOutcome::Listed(ids)) => {
-                report.servers_listed += 1;
                 let mut observations = self.observations.lock().expect("not poisoned");
                 if observations.unsupported.remove(server) {
                     tracing::info!(%server, "game server now answers GET /games; reconciling it");
                 }
-                Some(ids.into_iter().collect())
+                Listing::Listed(ids.into_iter().collect())
             }
             Ok(ListOutcome::Unsupported) => {
-                report.servers_unsupported += 1;
                 let mut observations = self.observations.lock().expect("not poisoned");
                 if observations.unsupported.insert(server.clone()) {
                     tracing::info!(
@@ -276,12 +298,11 @@ impl Reconciler {
                         "game server does not implement GET /games (404/405); not reconciled"
                     );
                 }
-                None
+                Listing::Unsupported
             }
             Err(err) => {
-                report.servers_failed += 1;
                 tracing::warn!(%server, %err, "GET /games failed; server not reconciled this pass");
-                None
+                Listing::Failed
             }
         }
     }
