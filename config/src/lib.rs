@@ -47,7 +47,7 @@ pub use settings::{
 };
 pub use validate::{
     MAX_APPLY_BATCH, MAX_CONSUMER_BATCH, MAX_LOBBY_CAPACITY, MIN_CONSOLE_REFRESH_MS,
-    MIN_JWT_SECRET_BYTES,
+    MIN_JWT_SECRET_BYTES, longest_create_ms,
 };
 
 /// Re-exported so callers can read secrets (`ExposeSecret::expose_secret`) without

@@ -200,6 +200,12 @@ pub struct CurationSettings {
     pub batch_size: usize,
     /// How long one instance holds the curation lease.
     pub lease_secs: u64,
+    /// How often the lease holder reconciles the record with the game servers' `GET /games`.
+    pub reconcile_interval_secs: u64,
+    /// A game a server holds with no live record for this long is deleted on the server.
+    pub orphan_grace_secs: u64,
+    /// A live record whose server has not listed the game for this long ends `lost_on_server`.
+    pub lost_grace_secs: u64,
 }
 
 impl Default for CurationSettings {
@@ -213,6 +219,9 @@ impl Default for CurationSettings {
             concurrency: 16,
             batch_size: 500,
             lease_secs: 30,
+            reconcile_interval_secs: 60,
+            orphan_grace_secs: 120,
+            lost_grace_secs: 120,
         }
     }
 }
@@ -237,6 +246,18 @@ impl CurationSettings {
     /// `lease_secs` as a [`Duration`].
     pub fn lease(&self) -> Duration {
         Duration::from_secs(self.lease_secs)
+    }
+    /// `reconcile_interval_secs` as a [`Duration`].
+    pub fn reconcile_interval(&self) -> Duration {
+        Duration::from_secs(self.reconcile_interval_secs)
+    }
+    /// `orphan_grace_secs` as a [`Duration`].
+    pub fn orphan_grace(&self) -> Duration {
+        Duration::from_secs(self.orphan_grace_secs)
+    }
+    /// `lost_grace_secs` as a [`Duration`].
+    pub fn lost_grace(&self) -> Duration {
+        Duration::from_secs(self.lost_grace_secs)
     }
 }
 

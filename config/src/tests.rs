@@ -110,6 +110,14 @@ fn defaults_are_the_contracts() {
     assert_eq!(c.active_idle_timeout_secs, 14400);
     assert!(!c.dry_run);
     assert_eq!((c.concurrency, c.batch_size, c.lease_secs), (16, 500, 30));
+    assert_eq!(
+        (
+            c.reconcile_interval_secs,
+            c.orphan_grace_secs,
+            c.lost_grace_secs
+        ),
+        (60, 120, 120)
+    );
     let k = &s.consumer;
     assert_eq!(k.name, None);
     assert_eq!(
@@ -844,4 +852,41 @@ fn deploy_example_is_valid_and_every_key_is_commented() {
         previous = trimmed;
     }
     assert!(keys >= 40, "the example should set every key, found {keys}");
+}
+
+#[test]
+fn reconciliation_rules_name_key_and_source() {
+    let f = |file: &Path| format!("file {}", file.display());
+    let cases: [(&str, &str, &str); 4] = [
+        (
+            "[curation]\nreconcile_interval_secs = 0",
+            "curation.reconcile_interval_secs",
+            "greater than 0",
+        ),
+        (
+            "[curation]\nlost_grace_secs = 0",
+            "curation.lost_grace_secs",
+            "greater than 0",
+        ),
+        (
+            "[curation]\norphan_grace_secs = 0",
+            "curation.orphan_grace_secs",
+            "longest create",
+        ),
+        // 3000 ms × (1 + 2 retries) + 2000 ms = 11 s with the defaults.
+        (
+            "[curation]\norphan_grace_secs = 11",
+            "curation.orphan_grace_secs",
+            "11000 ms",
+        ),
+    ];
+    for (toml, key, words) in cases {
+        let (err, file) = load_err(toml, &[]);
+        assert_problem(&err, key, &f(&file), words);
+    }
+    let dir = config_dir("[curation]\norphan_grace_secs = 12\n");
+    let settings = Settings::load_with_env(&opts(Mode::Test, dir.path()), no_env())
+        .expect("12 s outlasts the longest create");
+    assert_eq!(settings.curation.orphan_grace_secs, 12);
+    assert_eq!(crate::longest_create_ms(&settings), 11_000);
 }

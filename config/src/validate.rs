@@ -54,6 +54,17 @@ impl Checker<'_> {
     }
 }
 
+/// The longest a game can exist on its server before its record does: every attempt of a
+/// game-server call (`request_timeout_ms × (1 + retries)`, generous for a create, which is sent
+/// once) plus the Redis write of the record (`redis.command_timeout_ms`).
+pub fn longest_create_ms(settings: &Settings) -> u64 {
+    let client = &settings.game_server_client;
+    client
+        .request_timeout_ms
+        .saturating_mul(1 + u64::from(client.retries))
+        .saturating_add(settings.redis.command_timeout_ms)
+}
+
 /// Checks every rule; `origin` names the layer a dotted key's value came from.
 pub(crate) fn validate(settings: &Settings, origin: &dyn Fn(&str) -> String) -> Vec<Problem> {
     let mut c = Checker {
@@ -146,6 +157,25 @@ pub(crate) fn validate(settings: &Settings, origin: &dyn Fn(&str) -> String) -> 
     c.positive("curation.concurrency", cur.concurrency as u64);
     c.positive("curation.batch_size", cur.batch_size as u64);
     c.positive("curation.lease_secs", cur.lease_secs);
+    c.positive(
+        "curation.reconcile_interval_secs",
+        cur.reconcile_interval_secs,
+    );
+    c.positive("curation.lost_grace_secs", cur.lost_grace_secs);
+    // An orphan is a game a server holds without a live record. A create in flight looks
+    // like one until its record is written, so the grace must outlast the longest create.
+    let longest_create_ms = longest_create_ms(settings);
+    if cur.orphan_grace_secs.saturating_mul(1000) <= longest_create_ms {
+        c.fail(
+            "curation.orphan_grace_secs",
+            format!(
+                "must be longer than the longest create ({longest_create_ms} ms: \
+                 game_server_client.request_timeout_ms × (1 + game_server_client.retries) + \
+                 redis.command_timeout_ms), got {} s",
+                cur.orphan_grace_secs
+            ),
+        );
+    }
 
     // [consumer]
     let consumer = &settings.consumer;

@@ -31,7 +31,9 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, ApiContext};
 use crate::cli::{Role, Roles};
 use crate::consumer::{Consumer, ConsumerOptions};
-use crate::curator::{Curator, CuratorOptions, EndpointLookup, RegisteredServers};
+use crate::curator::{
+    Curator, CuratorOptions, EndpointLookup, ReconcileOptions, Reconciler, RegisteredServers,
+};
 use crate::instance::{InstanceIdentity, InstanceInfo, run_heartbeat};
 use crate::registry::Registry;
 use crate::telemetry;
@@ -234,7 +236,13 @@ impl Daemon {
                 servers,
                 CuratorOptions::from_settings(&settings.curation, identity.name.clone()),
                 products.clone(),
-            );
+            )
+            .with_reconciler(Reconciler::new(
+                store.clone(),
+                shared.registry.clone(),
+                shared.client.clone(),
+                ReconcileOptions::from_settings(&settings.curation),
+            ));
             let token = stop_workers.clone();
             workers.spawn(async move {
                 curator.run(token).await;

@@ -110,6 +110,21 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
         MetricKind::Histogram,
         "Time of one curation pass.",
     ),
+    (
+        "mm_reconcile_orphans_deleted_total",
+        MetricKind::Counter,
+        "Games deleted on their game server by reconciliation because no live record had them, by server.",
+    ),
+    (
+        "mm_reconcile_lost_total",
+        MetricKind::Counter,
+        "Live games ended lost_on_server by reconciliation because their server no longer held them, by server.",
+    ),
+    (
+        "mm_reconcile_pass_duration_seconds",
+        MetricKind::Histogram,
+        "Time of one reconciliation pass.",
+    ),
 ];
 
 /// Histogram buckets of every duration (seconds): 100 µs to 10 s.

@@ -49,6 +49,9 @@ pub struct ServerSpec {
     pub region: Option<String>,
     /// Games it accepts (registry and server).
     pub max_games: u32,
+    /// How long its `POST /games` takes before the game exists (default zero; see
+    /// `mm_gameserver::GameServerConfig::create_delay`).
+    pub create_delay: Duration,
 }
 
 impl ServerSpec {
@@ -59,6 +62,7 @@ impl ServerSpec {
             product: product.to_string(),
             region: None,
             max_games: 100,
+            create_delay: Duration::ZERO,
         }
     }
 }
@@ -90,6 +94,8 @@ pub struct TestAppOptions {
     pub roles: Roles,
     /// Port of the API on 127.0.0.1 (default 0: any free port).
     pub api_port: u16,
+    /// Changes the daemon's settings last, after the kit's own (default: none).
+    pub adjust_settings: Option<fn(&mut Settings)>,
 }
 
 impl Default for TestAppOptions {
@@ -110,6 +116,7 @@ impl Default for TestAppOptions {
             health_interval: Duration::from_secs(1),
             roles: Roles::all(),
             api_port: 0,
+            adjust_settings: None,
         }
     }
 }
@@ -197,6 +204,7 @@ impl TestApp {
             // no longer than the matchmaker's reservation, or a seat the matchmaker released
             // would still be refused by the server.
             config.token_ttl = Duration::from_secs(options.reservation_ttl_secs);
+            config.create_delay = spec.create_delay;
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let server = mm_gameserver::spawn(config, listener)
                 .await
@@ -231,6 +239,9 @@ impl TestApp {
         settings.game_server_client.retries = 0;
         settings.game_server_client.breaker_failures = 0;
         settings.game_server_client.health_interval_secs = options.health_interval.as_secs().max(1);
+        if let Some(adjust) = options.adjust_settings {
+            adjust(&mut settings);
+        }
 
         let mut store_options = StoreOptions::new(redis.url());
         store_options.key_prefix = TEST_PREFIX.to_string();

@@ -15,22 +15,29 @@ pub enum Operation {
     DeleteGame,
     /// `GET /health`.
     Health,
+    /// `GET /games` (optional for a server; contract section 6.1).
+    ListGames,
 }
 
 impl Operation {
-    /// A short, stable name (`create_game`, `add_player`, `delete_game`, `health`).
+    /// A short, stable name (`create_game`, `add_player`, `delete_game`, `health`,
+    /// `list_games`).
     pub fn as_str(self) -> &'static str {
         match self {
             Operation::CreateGame => "create_game",
             Operation::AddPlayer => "add_player",
             Operation::DeleteGame => "delete_game",
             Operation::Health => "health",
+            Operation::ListGames => "list_games",
         }
     }
 
     /// Whether repeating the call cannot do harm, so it may be retried.
     pub fn is_idempotent(self) -> bool {
-        matches!(self, Operation::DeleteGame | Operation::Health)
+        matches!(
+            self,
+            Operation::DeleteGame | Operation::Health | Operation::ListGames
+        )
     }
 }
 

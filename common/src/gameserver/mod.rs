@@ -9,7 +9,7 @@
 //! [`CallError::is_server_fault`] tells a broken server (unreachable, timeout, 5xx, breaker
 //! open) from a refusal (4xx).
 //!
-//! Retries: only the idempotent calls (`delete_game`, `health`) are retried, with a short
+//! Retries: only the idempotent calls (`delete_game`, `health`, `list_games`) are retried, with a short
 //! jittered exponential backoff, and only after connect errors, timeouts and 5xx answers.
 //! `create_game` and `add_player` are sent exactly once: a retry after a lost answer could
 //! create a second game or hand out a second seat.
@@ -80,6 +80,23 @@ pub struct ServerHealth {
     pub games: u32,
     /// Games it accepts at most.
     pub max_games: u32,
+}
+
+/// `GET /games` answer: the ids of the games the server holds (contract section 6.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GameList {
+    /// Ids of every game the server holds now, in any order. Kept as strings: a server may
+    /// hold games whose ids the matchmaker did not issue.
+    pub games: Vec<String>,
+}
+
+/// What `GET /games` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListOutcome {
+    /// 2xx: the ids of the games the server holds.
+    Listed(Vec<String>),
+    /// 404 or 405: the server does not implement the optional call.
+    Unsupported,
 }
 
 /// What `DELETE /games/{id}` found. Both are success.
@@ -256,6 +273,31 @@ impl GameServerClient {
             .call(endpoint, op, Method::GET, &["health"], None, &[])
             .await?;
         decode(endpoint, op, &answer)
+    }
+
+    /// `GET /games`: the ids of the games the server holds, or
+    /// [`ListOutcome::Unsupported`] when it answers 404 or 405 (the call is optional).
+    /// Retried after transient failures.
+    pub async fn list_games(
+        &self,
+        endpoint: &GameServerEndpoint,
+    ) -> Result<ListOutcome, CallError> {
+        let op = Operation::ListGames;
+        let answer = self
+            .call(
+                endpoint,
+                op,
+                Method::GET,
+                &["games"],
+                None,
+                &[StatusCode::NOT_FOUND, StatusCode::METHOD_NOT_ALLOWED],
+            )
+            .await?;
+        if !answer.status.is_success() {
+            return Ok(ListOutcome::Unsupported);
+        }
+        let list: GameList = decode(endpoint, op, &answer)?;
+        Ok(ListOutcome::Listed(list.games))
     }
 
     /// One call, with breaker, retries (idempotent operations only) and a tracing span.

@@ -18,6 +18,8 @@
 //! - `streams`: the consumer group (reads, claims, pending entries, group figures).
 //! - `tail`: the console's group-free stream reads.
 //! - `coordination`: products, game servers, leases, instance heartbeats, the audit trail.
+//! - `reconcile`: the reconciliation reads (each set's members with their servers; whether
+//!   the games a server lists have a live record).
 //! - `outcomes`: the typed results; `error`: [`StoreError`]; `scripts`: the Lua registry;
 //!   `codec`: the game hash's layout; `reply`: decoding stream replies.
 
@@ -28,6 +30,7 @@ mod events;
 mod games;
 mod listing;
 mod outcomes;
+mod reconcile;
 mod reply;
 mod scripts;
 mod streams;
@@ -46,6 +49,7 @@ pub use outcomes::{
     ApplyResult, OpenCursor, OpenPage, RemoveGuard, RemoveOutcome, ReserveOutcome, Window,
     WindowRow,
 };
+pub use reconcile::{LiveGame, LiveGamesPage, RecordPresence};
 pub use reply::{AutoClaim, DeliveredEntry, GroupInfo, PendingRow, ReplyError};
 pub use streams::GroupReader;
 pub use tail::{GameHistory, StreamEntry, TailReader};

@@ -30,10 +30,14 @@
 //! renewed by its holder with a compare-and-set script) curates. The lease is an efficiency
 //! measure: the per-game guard already makes two curators racing on one game harmless.
 //!
+//! The lease holder also reconciles the record with the game servers' `GET /games` every
+//! `curation.reconcile_interval_secs` (see [`reconcile`]).
+//!
 //! `curation.dry_run` logs what would be curated and changes nothing. On shutdown the curator
 //! stops between games: a game whose server call has started is finished (record updated),
 //! the rest of the pass is skipped.
 
+pub mod reconcile;
 mod servers;
 
 use std::collections::HashMap;
@@ -51,6 +55,7 @@ use mm_config::CurationSettings;
 use tokio_util::sync::CancellationToken;
 
 pub use mm_common::flows::{DeleteAttempt, GameServers};
+pub use reconcile::{ReconcileOptions, ReconcileReport, Reconciler};
 pub use servers::{EndpointLookup, RegisteredServers};
 
 /// Name of the curation lease (`P:lease:curator`).
@@ -210,6 +215,7 @@ pub struct Curator<S> {
     options: CuratorOptions,
     configured_products: Vec<ProductId>,
     retries: Mutex<HashMap<GameId, Retry>>,
+    reconciler: Option<Reconciler>,
 }
 
 impl<S> std::fmt::Debug for Curator<S> {
@@ -235,7 +241,14 @@ impl<S: GameServers> Curator<S> {
             options,
             configured_products,
             retries: Mutex::new(HashMap::new()),
+            reconciler: None,
         }
+    }
+
+    /// Also reconciles the record with the game servers while holding the lease.
+    pub fn with_reconciler(mut self, reconciler: Reconciler) -> Self {
+        self.reconciler = Some(reconciler);
+        self
     }
 
     /// The options in use.
@@ -268,6 +281,9 @@ impl<S: GameServers> Curator<S> {
                 Ok(false) => {
                     if holding {
                         tracing::info!("curation lease lost to another instance");
+                        if let Some(reconciler) = &self.reconciler {
+                            reconciler.forget();
+                        }
                     }
                     holding = false;
                     continue;
@@ -285,6 +301,11 @@ impl<S: GameServers> Curator<S> {
             }
             metrics::histogram!("mm_curation_pass_duration_seconds")
                 .record(started.elapsed().as_secs_f64());
+            if let Some(reconciler) = &self.reconciler
+                && !shutdown.is_cancelled()
+            {
+                reconciler.tick(&shutdown).await;
+            }
         }
         if holding && let Err(err) = self.release_lease().await {
             tracing::warn!(%err, "could not release the curation lease");

@@ -11,4 +11,5 @@ mod deploy;
 mod faults;
 mod gameserver;
 mod oracle;
+mod reconcile;
 mod store;

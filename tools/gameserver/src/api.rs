@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use mm_common::GameId;
-use mm_common::gameserver::{AddPlayerRequest, CreateGameRequest, ServerHealth};
+use mm_common::gameserver::{AddPlayerRequest, CreateGameRequest, GameList, ServerHealth};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -35,7 +35,7 @@ impl IntoResponse for Refusal {
 /// The router of one server.
 pub(crate) fn router(server: Arc<Server>) -> Router {
     let api = Router::new()
-        .route("/games", post(create_game))
+        .route("/games", post(create_game).get(list_games))
         .route("/games/{game_id}", delete(delete_game))
         .route("/games/{game_id}/players", post(add_player))
         .route("/health", get(health))
@@ -93,8 +93,27 @@ async fn create_game(
     body: Result<Json<CreateGameRequest>, JsonRejection>,
 ) -> Result<Response, Refusal> {
     let Json(request) = body.map_err(bad_body)?;
-    let ticket = server.create(request)?;
+    let delay = server.config.create_delay;
+    let ticket = if delay.is_zero() {
+        server.create(request)?
+    } else {
+        // In a task of its own, so the game is created even if the caller hangs up first.
+        let server = Arc::clone(&server);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            server.create(request)
+        })
+        .await
+        .map_err(|err| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()))??
+    };
     Ok((StatusCode::CREATED, Json(ticket)).into_response())
+}
+
+/// `GET /games`: the ids of every game held (contract section 6.1).
+async fn list_games(State(server): State<Arc<Server>>) -> Json<GameList> {
+    Json(GameList {
+        games: server.game_ids(),
+    })
 }
 
 async fn add_player(

@@ -31,6 +31,10 @@ pub struct GameServerConfig {
     pub heartbeat_interval: Duration,
     /// How long a join token stays valid.
     pub token_ttl: Duration,
+    /// How long `POST /games` takes before the game exists (zero by default). A test knob: the
+    /// game is created after this delay even if the caller gave up waiting, as a real server
+    /// still busy creating would.
+    pub create_delay: Duration,
 }
 
 impl GameServerConfig {
@@ -54,6 +58,7 @@ impl GameServerConfig {
             play_time: Duration::from_secs(60),
             heartbeat_interval: Duration::from_secs(10),
             token_ttl: Duration::from_secs(30),
+            create_delay: Duration::ZERO,
         }
     }
 }
@@ -72,6 +77,7 @@ impl fmt::Debug for GameServerConfig {
             .field("play_time", &self.play_time)
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("token_ttl", &self.token_ttl)
+            .field("create_delay", &self.create_delay)
             .finish()
     }
 }

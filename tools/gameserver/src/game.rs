@@ -91,6 +91,13 @@ impl Server {
         self.games().get(id).cloned()
     }
 
+    /// The ids of every game held, sorted.
+    pub(crate) fn game_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.games().keys().map(|id| id.to_string()).collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// Every game held.
     pub(crate) fn all_games(&self) -> Vec<Arc<Game>> {
         self.games().values().cloned().collect()

@@ -66,6 +66,11 @@ struct Args {
     /// Seconds a join token stays valid.
     #[arg(long, default_value_t = 30)]
     token_ttl_secs: u64,
+
+    /// Milliseconds `POST /games` takes before the game exists (a test knob: a server that
+    /// is slow to create, so the matchmaker times out and the game is created afterwards).
+    #[arg(long, default_value_t = 0)]
+    create_delay_ms: u64,
 }
 
 impl Args {
@@ -78,6 +83,7 @@ impl Args {
         config.play_time = Duration::from_millis(self.play_time_ms);
         config.heartbeat_interval = Duration::from_millis(self.heartbeat_ms);
         config.token_ttl = Duration::from_secs(self.token_ttl_secs);
+        config.create_delay = Duration::from_millis(self.create_delay_ms);
         config
     }
 }
