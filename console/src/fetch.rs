@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use mm_common::model::GameSet;
-use mm_common::store::{Store, StoreError, StreamEntry, TailReader, record_fields};
+use mm_common::store::{Store, StoreError, StreamEntry, TailReader, Watermark, record_fields};
 use mm_common::{GameId, ProductId};
 
 use crate::data::{
@@ -44,10 +44,11 @@ pub async fn products(
 }
 
 async fn product_stats(store: &Store, product: &ProductId) -> Result<ProductStats, StoreError> {
-    let (counts, group, dead) = tokio::join!(
+    let (counts, group, dead, watermark) = tokio::join!(
         store.set_counts(product),
         store.group_info(product),
         store.dead_letter_count(product),
+        store.watermark(product),
     );
     Ok(ProductStats {
         product: product.to_string(),
@@ -58,10 +59,15 @@ async fn product_stats(store: &Store, product: &ProductId) -> Result<ProductStat
             consumers: info.consumers,
         }),
         dead_letters: dead?,
+        watermark_ms: match watermark? {
+            Watermark::CaughtUp => None,
+            Watermark::Behind { oldest_ms, .. } => Some(oldest_ms),
+        },
     })
 }
 
-/// The header data: every product's counts, group state and dead letters, and live daemons.
+/// The header data: every product's counts, group state, applied watermark and dead letters,
+/// and live daemons.
 pub async fn overview(
     store: &Store,
     products: &[ProductId],
