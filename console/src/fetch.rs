@@ -43,7 +43,11 @@ pub async fn products(
     Ok(products)
 }
 
-async fn product_stats(store: &Store, product: &ProductId) -> Result<ProductStats, StoreError> {
+async fn product_stats(
+    store: &Store,
+    product: &ProductId,
+    now_ms: u64,
+) -> Result<ProductStats, StoreError> {
     let (counts, group, dead, watermark) = tokio::join!(
         store.set_counts(product),
         store.group_info(product),
@@ -59,9 +63,10 @@ async fn product_stats(store: &Store, product: &ProductId) -> Result<ProductStat
             consumers: info.consumers,
         }),
         dead_letters: dead?,
+        // On this machine's clock: the age is measured on Redis's.
         watermark_ms: match watermark? {
             Watermark::CaughtUp => None,
-            Watermark::Behind { oldest_ms, .. } => Some(oldest_ms),
+            behind => Some(behind.applied_until(now_ms)),
         },
     })
 }
@@ -73,7 +78,8 @@ pub async fn overview(
     products: &[ProductId],
     now_ms: u64,
 ) -> Result<Overview, StoreError> {
-    let stats = futures::future::join_all(products.iter().map(|p| product_stats(store, p))).await;
+    let stats =
+        futures::future::join_all(products.iter().map(|p| product_stats(store, p, now_ms))).await;
     let instances = store
         .live_instances(now_ms.saturating_sub(INSTANCE_ALIVE_MS))
         .await?;

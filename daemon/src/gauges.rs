@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use mm_common::ProductId;
 use mm_common::model::GameSet;
-use mm_common::store::{Store, StoreError};
-use mm_common::time::now_ms;
+use mm_common::store::{GroupInfo, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
 /// How often the gauges are refreshed.
@@ -68,14 +67,20 @@ async fn refresh_product(store: &Store, product: &ProductId) -> Result<(), Store
         metrics::gauge!("mm_games", "product" => label.clone(), "set" => set.as_str())
             .set(count as f64);
     }
-    // A stream (or group) that does not exist yet has neither lag nor pending entries.
-    let info = store.group_info(product).await?.unwrap_or_default();
+    // Without the group (no worker ever ran), every entry of the stream is undelivered.
+    let info = match store.group_info(product).await? {
+        Some(info) => info,
+        None => GroupInfo {
+            lag: Some(store.stream_length(product).await?),
+            ..GroupInfo::default()
+        },
+    };
     metrics::gauge!("mm_consumer_pending", "product" => label.clone()).set(info.pending as f64);
     if let Some(lag) = info.lag {
         metrics::gauge!("mm_consumer_lag", "product" => label.clone()).set(lag as f64);
     }
     let watermark = store.watermark(product).await?;
     metrics::gauge!("mm_event_watermark_age_seconds", "product" => label)
-        .set(watermark.age(now_ms()).as_secs_f64());
+        .set(watermark.age().as_secs_f64());
     Ok(())
 }

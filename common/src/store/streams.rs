@@ -30,32 +30,49 @@ use crate::keys::CONSUMER_GROUP;
 /// group yet, the stream's first entry). Every entry older than it has been applied (or
 /// dead-lettered), so a game's record is complete for everything written before
 /// [`Watermark::applied_until`].
+///
+/// The age is measured on Redis's clock (the entry id's time against Redis's `TIME`, in the
+/// same script) and applied to the caller's: the result holds even if the two clocks differ.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Watermark {
     /// Every entry of the stream is acknowledged (or there is no stream).
     CaughtUp,
-    /// `oldest_id` is the oldest entry not yet acknowledged, written at `oldest_ms`.
+    /// `oldest_id` is the oldest entry not yet acknowledged.
     Behind {
         /// Its stream entry id.
         oldest_id: String,
-        /// The milliseconds part of the id: when Redis appended it.
+        /// The milliseconds part of the id: when Redis appended it, on Redis's clock.
         oldest_ms: u64,
+        /// How long ago that was when the watermark was read, on Redis's clock.
+        age: Duration,
     },
 }
 
 impl Watermark {
-    /// The time up to which every event has been applied: `now_ms` when caught up, else the
-    /// oldest unacknowledged entry's time (never later than `now_ms`).
+    /// The time (on the caller's clock, `now_ms` being when the watermark was read) up to
+    /// which every event has been applied: `now_ms` when caught up, else `now_ms` minus the
+    /// age of the oldest unacknowledged entry.
     pub fn applied_until(&self, now_ms: u64) -> u64 {
         match self {
             Watermark::CaughtUp => now_ms,
-            Watermark::Behind { oldest_ms, .. } => (*oldest_ms).min(now_ms),
+            Watermark::Behind { age, .. } => now_ms.saturating_sub(age.as_millis() as u64),
         }
     }
 
-    /// How far the record is behind at `now_ms` (zero when caught up).
-    pub fn age(&self, now_ms: u64) -> Duration {
-        Duration::from_millis(now_ms - self.applied_until(now_ms))
+    /// How far the record is behind (zero when caught up).
+    pub fn age(&self) -> Duration {
+        match self {
+            Watermark::CaughtUp => Duration::ZERO,
+            Watermark::Behind { age, .. } => *age,
+        }
+    }
+
+    /// The oldest unacknowledged entry's id; `None` when caught up.
+    pub fn oldest_id(&self) -> Option<&str> {
+        match self {
+            Watermark::CaughtUp => None,
+            Watermark::Behind { oldest_id, .. } => Some(oldest_id),
+        }
     }
 }
 
@@ -262,14 +279,18 @@ impl Store {
             .await?;
         match reply.as_slice() {
             [] => Ok(Watermark::CaughtUp),
-            [id] => {
-                let oldest_ms = id
+            [id, redis_now_ms] => {
+                let oldest_ms: u64 = id
                     .split_once('-')
                     .and_then(|(ms, _)| ms.parse().ok())
                     .ok_or_else(|| unexpected("watermark", &reply))?;
+                let redis_now_ms: u64 = redis_now_ms
+                    .parse()
+                    .map_err(|_| unexpected("watermark", &reply))?;
                 Ok(Watermark::Behind {
                     oldest_id: id.clone(),
                     oldest_ms,
+                    age: Duration::from_millis(redis_now_ms.saturating_sub(oldest_ms)),
                 })
             }
             _ => Err(unexpected("watermark", &reply)),
@@ -289,6 +310,15 @@ impl Store {
             .arg(CONSUMER_GROUP)
             .arg(retain_from_ms)
             .invoke_async(&mut conn)
+            .await?)
+    }
+
+    /// Entries in `product`'s event stream (0 when it does not exist).
+    pub async fn stream_length(&self, product: &ProductId) -> StoreResult<u64> {
+        let mut conn = self.conn.clone();
+        Ok(redis::cmd("XLEN")
+            .arg(self.product_keys(product).events())
+            .query_async(&mut conn)
             .await?)
     }
 
