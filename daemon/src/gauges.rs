@@ -44,7 +44,11 @@ pub async fn run(
                 products.push(product.clone());
             }
         }
-        refresh(&store, &products).await;
+        // Read-only: a refresh slowed by an unreachable Redis is simply abandoned on shutdown.
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = refresh(&store, &products) => {}
+        }
     }
 }
 
