@@ -42,12 +42,12 @@ pub use load::{DEFAULT_CONFIG_DIR, ENV_PREFIX, ENV_SEPARATOR, LoadOptions, ModeF
 pub use mode::{Mode, UnknownMode};
 pub use settings::{
     AuthMode, AuthSettings, ConsoleSettings, ConsumerSettings, CurationSettings,
-    DEFAULT_LOG_FILE_PREFIX, GameServerClientSettings, GameServerSettings, HttpSettings,
-    LobbySettings, LogFormat, LogSettings, RedisSettings, Settings,
+    DEFAULT_LOG_FILE_PREFIX, EventsSettings, GameServerClientSettings, GameServerSettings,
+    HttpSettings, LobbySettings, LogFormat, LogSettings, RedisSettings, Settings,
 };
 pub use validate::{
-    MAX_APPLY_BATCH, MAX_CONSUMER_BATCH, MAX_LOBBY_CAPACITY, MIN_CONSOLE_REFRESH_MS,
-    MIN_JWT_SECRET_BYTES, longest_create_ms,
+    MAX_APPLY_BATCH, MAX_CONSUMER_BATCH, MAX_EVENTS_RETAIN_SECS, MAX_LOBBY_CAPACITY,
+    MIN_CONSOLE_REFRESH_MS, MIN_JWT_SECRET_BYTES, longest_create_ms,
 };
 
 /// Re-exported so callers can read secrets (`ExposeSecret::expose_secret`) without

@@ -33,6 +33,8 @@ pub struct Settings {
     pub curation: CurationSettings,
     /// The event-stream consumer.
     pub consumer: ConsumerSettings,
+    /// The product event streams: how much history is kept.
+    pub events: EventsSettings,
     /// Calls to game servers' management APIs.
     pub game_server_client: GameServerClientSettings,
     /// Logging output.
@@ -301,6 +303,29 @@ impl ConsumerSettings {
     /// `claim_idle_secs` as a [`Duration`].
     pub fn claim_idle(&self) -> Duration {
         Duration::from_secs(self.claim_idle_secs)
+    }
+}
+
+/// `[events]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsSettings {
+    /// Acknowledged entries of a product stream younger than this are kept (for the console's
+    /// tail and a game's history); older ones are trimmed. Unacknowledged entries are never
+    /// trimmed.
+    pub retain_secs: u64,
+}
+
+impl Default for EventsSettings {
+    fn default() -> Self {
+        Self { retain_secs: 3600 }
+    }
+}
+
+impl EventsSettings {
+    /// `retain_secs` as a [`Duration`].
+    pub fn retain(&self) -> Duration {
+        Duration::from_secs(self.retain_secs)
     }
 }
 

@@ -129,6 +129,7 @@ fn defaults_are_the_contracts() {
         ),
         (256, 2000, 60, 5)
     );
+    assert_eq!(s.events.retain_secs, 3600);
     let g = &s.game_server_client;
     assert_eq!(
         (g.connect_timeout_ms, g.request_timeout_ms, g.retries),
@@ -676,7 +677,7 @@ fn secret_type_errors_do_not_echo_the_value() {
 #[test]
 fn section_rules_name_key_and_source() {
     let f = |file: &Path| format!("file {}", file.display());
-    let file_cases: [(&str, &str, &str); 11] = [
+    let file_cases: [(&str, &str, &str); 12] = [
         (
             "[lobby]\nmax_capacity = 0",
             "lobby.max_capacity",
@@ -726,6 +727,11 @@ fn section_rules_name_key_and_source() {
             "[consumer]\nmax_deliveries = 0",
             "consumer.max_deliveries",
             "greater than 0",
+        ),
+        (
+            "[events]\nretain_secs = 0",
+            "events.retain_secs",
+            "between 1 and 2592000",
         ),
         (
             "[console]\nrefresh_ms = 99",

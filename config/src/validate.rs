@@ -20,6 +20,8 @@ pub const MAX_LOBBY_CAPACITY: u32 = 1024;
 pub const MAX_APPLY_BATCH: usize = 256;
 /// Largest accepted `consumer.batch_size`.
 pub const MAX_CONSUMER_BATCH: usize = 10_000;
+/// Largest accepted `events.retain_secs` (30 days).
+pub const MAX_EVENTS_RETAIN_SECS: u64 = 30 * 24 * 3600;
 /// Smallest accepted `console.refresh_ms`.
 pub const MIN_CONSOLE_REFRESH_MS: u64 = 100;
 
@@ -201,6 +203,14 @@ pub(crate) fn validate(settings: &Settings, origin: &dyn Fn(&str) -> String) -> 
         consumer.apply_batch_size as u64,
         1,
         MAX_APPLY_BATCH as u64,
+    );
+
+    // [events]
+    c.range(
+        "events.retain_secs",
+        settings.events.retain_secs,
+        1,
+        MAX_EVENTS_RETAIN_SECS,
     );
 
     // [game_server_client]

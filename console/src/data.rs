@@ -90,6 +90,10 @@ pub struct ProductStats {
     pub group: Option<GroupStats>,
     /// Entries in the dead-letter stream.
     pub dead_letters: u64,
+    /// The applied watermark: the time (Unix ms, on the console's clock) of the oldest stream
+    /// entry the daemon's group has not acknowledged; `None` when every entry is applied. The
+    /// curator judges this product's games at this time, not now.
+    pub watermark_ms: Option<u64>,
 }
 
 /// The header's data: every product, and the live daemon instances.

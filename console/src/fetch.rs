@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use mm_common::model::GameSet;
-use mm_common::store::{Store, StoreError, StreamEntry, TailReader, record_fields};
+use mm_common::store::{Store, StoreError, StreamEntry, TailReader, Watermark, record_fields};
 use mm_common::{GameId, ProductId};
 
 use crate::data::{
@@ -43,11 +43,16 @@ pub async fn products(
     Ok(products)
 }
 
-async fn product_stats(store: &Store, product: &ProductId) -> Result<ProductStats, StoreError> {
-    let (counts, group, dead) = tokio::join!(
+async fn product_stats(
+    store: &Store,
+    product: &ProductId,
+    now_ms: u64,
+) -> Result<ProductStats, StoreError> {
+    let (counts, group, dead, watermark) = tokio::join!(
         store.set_counts(product),
         store.group_info(product),
         store.dead_letter_count(product),
+        store.watermark(product),
     );
     Ok(ProductStats {
         product: product.to_string(),
@@ -58,16 +63,23 @@ async fn product_stats(store: &Store, product: &ProductId) -> Result<ProductStat
             consumers: info.consumers,
         }),
         dead_letters: dead?,
+        // On this machine's clock: the age is measured on Redis's.
+        watermark_ms: match watermark? {
+            Watermark::CaughtUp => None,
+            behind => Some(behind.applied_until(now_ms)),
+        },
     })
 }
 
-/// The header data: every product's counts, group state and dead letters, and live daemons.
+/// The header data: every product's counts, group state, applied watermark and dead letters,
+/// and live daemons.
 pub async fn overview(
     store: &Store,
     products: &[ProductId],
     now_ms: u64,
 ) -> Result<Overview, StoreError> {
-    let stats = futures::future::join_all(products.iter().map(|p| product_stats(store, p))).await;
+    let stats =
+        futures::future::join_all(products.iter().map(|p| product_stats(store, p, now_ms))).await;
     let instances = store
         .live_instances(now_ms.saturating_sub(INSTANCE_ALIVE_MS))
         .await?;

@@ -79,12 +79,15 @@ fn loaded(rows: Vec<GameRow>, total: u64) -> App {
                         consumers: 2,
                     }),
                     dead_letters: 4,
+                    // Three minutes behind: past half the pending timeout (yellow).
+                    watermark_ms: Some(NOW - 180 * SEC),
                 },
                 ProductStats {
                     product: "poker".into(),
                     counts: [0, 1, 0],
                     group: None,
                     dead_letters: 0,
+                    watermark_ms: None,
                 },
             ],
             instances: vec!["mmd-a".into(), "mmd-b".into()],
@@ -185,6 +188,33 @@ fn stale_rows_carry_warning_and_overdue_styles_and_symbols() {
     let near_idle_x = find(&buffer, "25m00s").unwrap().0;
     assert_eq!(buffer[(near_idle_x, near_y)].fg, Color::Yellow);
     assert_eq!(buffer[(near_idle_x, fresh_y)].fg, Color::Reset);
+}
+
+/// The header's `behind` column (the watermark age) is green when caught up, yellow past half
+/// the pending timeout, red once it exceeds it.
+#[test]
+fn the_watermark_age_is_coloured_by_the_pending_timeout() {
+    let mut app = loaded(three_rows(), 3);
+    let buffer = render(&app);
+    let (x, chess_y) = find(&buffer, "3m00s").unwrap();
+    assert_eq!(buffer[(x, chess_y)].fg, Color::Yellow, "3 of 5 minutes");
+    let (_, poker_y) = find(&buffer, "poker").unwrap();
+    // `0s` is right-aligned in the same column: its last cell is under `3m00s`'s last.
+    assert_eq!(buffer[(x + 4, poker_y)].symbol(), "s");
+    assert_eq!(buffer[(x + 4, poker_y)].fg, Color::Green, "caught up");
+    update(
+        &mut app,
+        Msg::Tick {
+            now_ms: NOW + 150 * SEC,
+        },
+    );
+    let buffer = render(&app);
+    let (x, y) = find(&buffer, "5m30s").unwrap();
+    assert_eq!(buffer[(x, y)].fg, Color::Red, "past the pending timeout");
+    use crate::view::watermark_style;
+    assert_eq!(watermark_style(149_999, 300_000).fg, Some(Color::Green));
+    assert_eq!(watermark_style(150_000, 300_000).fg, Some(Color::Yellow));
+    assert_eq!(watermark_style(300_000, 300_000).fg, Some(Color::Red));
 }
 
 #[test]

@@ -19,6 +19,8 @@ use crate::screens::help;
 pub const NEAR_STYLE: Style = Style::new().fg(Color::Yellow);
 /// Style of rows past their curation threshold.
 pub const OVERDUE_STYLE: Style = Style::new().fg(Color::Red).add_modifier(Modifier::BOLD);
+/// Style of a product whose record has caught up with its event stream.
+pub const CAUGHT_UP_STYLE: Style = Style::new().fg(Color::Green);
 /// Style of the selected row or focused button.
 pub const SELECTED: Style = Style::new().add_modifier(Modifier::REVERSED);
 /// Style of secondary text.
@@ -67,6 +69,21 @@ pub fn human_duration(ms: u64) -> String {
     }
 }
 
+/// The colour of a product's watermark age (how far its record is behind its event stream),
+/// measured against the pending timeout `pending_ms`, the shortest curation timeout: green
+/// below half of it, yellow from half (curation of new games is about to wait), red bold from
+/// the whole timeout (games whose creators joined are waiting for their events; pending
+/// curation is held back).
+pub fn watermark_style(age_ms: u64, pending_ms: u64) -> Style {
+    if age_ms >= pending_ms {
+        OVERDUE_STYLE
+    } else if age_ms.saturating_mul(2) >= pending_ms {
+        NEAR_STYLE
+    } else {
+        CAUGHT_UP_STYLE
+    }
+}
+
 /// `15:04:05` (UTC) of a Unix-millisecond time.
 pub fn clock(ms: u64) -> String {
     // RFC 3339 `2026-11-21T15:04:05.123Z` → `15:04:05`
@@ -104,8 +121,8 @@ fn draw_title(app: &App, frame: &mut Frame, area: Rect) {
 fn draw_header(app: &App, frame: &mut Frame, area: Rect) {
     let mut lines = vec![Line::styled(
         format!(
-            "{:<16} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6}",
-            "product", "pending", "lobby", "active", "lag", "unacked", "dead"
+            "{:<16} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6}",
+            "product", "pending", "lobby", "active", "lag", "unacked", "behind", "dead"
         ),
         DIM,
     )];
@@ -131,6 +148,11 @@ fn draw_header(app: &App, frame: &mut Frame, area: Rect) {
         } else {
             Style::new()
         };
+        // How far the record is behind the stream: what the curator waits for.
+        let behind_ms = stats
+            .watermark_ms
+            .map_or(0, |oldest| app.shared.now_ms.saturating_sub(oldest));
+        let behind_style = watermark_style(behind_ms, app.shared.thresholds.pending_ms);
         lines.push(Line::from(vec![
             Span::raw(format!(
                 "{:<16} {:>8} {:>8} {:>8} {:>8} {:>8} ",
@@ -141,6 +163,8 @@ fn draw_header(app: &App, frame: &mut Frame, area: Rect) {
                 lag,
                 unacked
             )),
+            Span::styled(format!("{:>8}", human_duration(behind_ms)), behind_style),
+            Span::raw(" "),
             Span::styled(format!("{:>6}", stats.dead_letters), dead_style),
         ]));
     }

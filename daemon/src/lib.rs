@@ -10,11 +10,14 @@
 //! - [`consumer`]: the event-stream consumer (applies game servers' events).
 //! - [`curator`]: deletes stale games on their game servers and removes them from the record.
 //! - [`instance`]: this instance's identity (consumer name) and its heartbeat in Redis.
+//! - [`gauges`]: the gauges of the shared state (lag, pending, watermark age, games), kept by
+//!   every process whatever its roles.
 
 pub mod api;
 pub mod cli;
 pub mod consumer;
 pub mod curator;
+pub mod gauges;
 pub mod instance;
 pub mod registry;
 pub mod startup;

@@ -9,7 +9,10 @@
 //! 2. the curator stops between games and releases its lease;
 //! 3. the HTTP server stops accepting and drains in-flight requests (and the registry's
 //!    health checks stop);
-//! 4. the instance heartbeat is removed.
+//! 4. the instance heartbeat is removed and the gauge refresher stops.
+//!
+//! Whatever the roles, every process also refreshes the gauges of the shared state
+//! ([`crate::gauges`]: consumer lag, pending entries, watermark age, games per set).
 //!
 //! All of this must finish within `http.shutdown_grace_secs`; otherwise the remaining tasks
 //! are abandoned and [`StartupError::ShutdownTimedOut`] is returned.
@@ -34,6 +37,7 @@ use crate::consumer::{Consumer, ConsumerOptions};
 use crate::curator::{
     Curator, CuratorOptions, EndpointLookup, ReconcileOptions, Reconciler, RegisteredServers,
 };
+use crate::gauges;
 use crate::instance::{InstanceIdentity, InstanceInfo, run_heartbeat};
 use crate::registry::Registry;
 use crate::telemetry;
@@ -216,11 +220,10 @@ impl Daemon {
         let mut workers: JoinSet<&'static str> = JoinSet::new();
 
         if roles.has(Role::Worker) {
-            let consumer = Consumer::new(
-                store.clone(),
-                ConsumerOptions::from_settings(&settings.consumer, identity.name.clone()),
-                products.clone(),
-            );
+            let mut options =
+                ConsumerOptions::from_settings(&settings.consumer, identity.name.clone());
+            options.retain = settings.events.retain();
+            let consumer = Consumer::new(store.clone(), options, products.clone());
             let token = stop_workers.clone();
             workers.spawn(async move {
                 consumer.run(token).await;
@@ -257,6 +260,13 @@ impl Daemon {
                 "api"
             });
         }
+        // The shared state's gauges (lag, pending, watermark age, games), whatever the roles.
+        let gauges = tokio::spawn(gauges::run(
+            store.clone(),
+            products.clone(),
+            gauges::REFRESH_INTERVAL,
+            stop_heartbeat.clone(),
+        ));
         let heartbeat = tokio::spawn(run_heartbeat(
             store.clone(),
             InstanceInfo {
@@ -292,6 +302,7 @@ impl Daemon {
             while http.join_next().await.is_some() {}
             stop_heartbeat.cancel();
             let _ = heartbeat.await;
+            let _ = gauges.await;
             publisher.abort();
         };
         if tokio::time::timeout(grace, orderly).await.is_err() {

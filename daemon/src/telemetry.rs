@@ -96,6 +96,21 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
         "Entries delivered to the consumer group but not yet acknowledged.",
     ),
     (
+        "mm_event_watermark_age_seconds",
+        MetricKind::Gauge,
+        "Age of a product's applied watermark: now minus the time of the oldest stream entry not yet acknowledged by the consumer group (0 when caught up).",
+    ),
+    (
+        "mm_events_trimmed_total",
+        MetricKind::Counter,
+        "Acknowledged entries trimmed from a product stream behind the consumer group, by product.",
+    ),
+    (
+        "mm_curation_skipped_total",
+        MetricKind::Counter,
+        "Curation passes that skipped a product because its applied watermark could not be read.",
+    ),
+    (
         "mm_games",
         MetricKind::Gauge,
         "Live games, by product and set (pending, lobby, active).",

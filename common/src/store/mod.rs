@@ -15,7 +15,8 @@
 //! - `games`: one game's record (create, read, reserve and release seats, remove).
 //! - `events`: applying stream entries to games (the consumer's hot path), dead letters.
 //! - `listing`: the open-games listing, set sizes and windows, the curator's stale scan.
-//! - `streams`: the consumer group (reads, claims, pending entries, group figures).
+//! - `streams`: the consumer group (reads, claims, pending entries, group figures), the
+//!   applied watermark and trimming behind the group.
 //! - `tail`: the console's group-free stream reads.
 //! - `coordination`: products, game servers, leases, instance heartbeats, the audit trail.
 //! - `reconcile`: the reconciliation reads (each set's members with their servers; whether
@@ -51,7 +52,7 @@ pub use outcomes::{
 };
 pub use reconcile::{LiveGame, LiveGamesPage, RecordPresence};
 pub use reply::{AutoClaim, DeliveredEntry, GroupInfo, PendingRow, ReplyError};
-pub use streams::GroupReader;
+pub use streams::{GroupReader, Watermark};
 pub use tail::{GameHistory, StreamEntry, TailReader};
 
 use crate::ids::ProductId;

@@ -2,8 +2,10 @@
 //!
 //! A game script is the shared `lua/prelude.lua` (load a game, derive its state, save what
 //! changed and keep it in exactly one set) followed by its own body; the lease scripts stand
-//! alone. `redis::Script` runs a script with `EVALSHA` and reloads it when Redis answers
-//! `NOSCRIPT` (after a restart or `SCRIPT FLUSH`).
+//! alone; the stream scripts (`watermark`, `trim_events`) share `lua/stream_prelude.lua`,
+//! which finds the consumer group's oldest unacknowledged entry. `redis::Script` runs a script
+//! with `EVALSHA` and reloads it when Redis answers `NOSCRIPT` (after a restart or
+//! `SCRIPT FLUSH`).
 
 use std::sync::LazyLock;
 
@@ -19,6 +21,8 @@ pub(crate) struct Scripts {
     pub remove_game: Script,
     pub lease_acquire: Script,
     pub lease_release: Script,
+    pub watermark: Script,
+    pub trim_events: Script,
 }
 
 /// A game script: the prelude plus the body in `lua/<file>`.
@@ -26,6 +30,20 @@ macro_rules! game_script {
     ($file:literal) => {
         Script::new(concat!(
             include_str!("lua/prelude.lua"),
+            "\n",
+            include_str!(concat!("lua/", $file))
+        ))
+    };
+}
+
+/// A stream script: the prelude (for its entry-id helpers), the stream prelude (where the
+/// consumer group stands) and the body in `lua/<file>`.
+macro_rules! stream_script {
+    ($file:literal) => {
+        Script::new(concat!(
+            include_str!("lua/prelude.lua"),
+            "\n",
+            include_str!("lua/stream_prelude.lua"),
             "\n",
             include_str!(concat!("lua/", $file))
         ))
@@ -42,4 +60,6 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     remove_game: game_script!("remove_game.lua"),
     lease_acquire: Script::new(include_str!("lua/lease_acquire.lua")),
     lease_release: Script::new(include_str!("lua/lease_release.lua")),
+    watermark: stream_script!("watermark.lua"),
+    trim_events: stream_script!("trim_events.lua"),
 });

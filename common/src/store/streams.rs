@@ -1,6 +1,13 @@
 //! The consumer group on a product's event stream: creating it, reading it, claiming and
-//! inspecting pending entries, acknowledging entries whose bodies are gone, and the group's
-//! figures (`XINFO GROUPS`, parsed here once for the daemon's gauges and the console).
+//! inspecting pending entries, acknowledging entries whose bodies are gone, the group's
+//! figures (`XINFO GROUPS`, parsed here once for the daemon's gauges and the console), the
+//! applied [`Watermark`] and trimming the stream behind the group.
+//!
+//! The watermark and the trim are scripts (`lua/watermark.lua`, `lua/trim_events.lua`) so that
+//! the group's pending summary, its last-delivered id and the stream's entries are read as one
+//! snapshot (a product's keys share a slot, so this is legal on a cluster too): a consumer
+//! acknowledging or a game server appending between two separate reads could otherwise make
+//! the watermark jump past an entry never applied, or the trim cut one.
 //!
 //! Blocking reads go through a [`GroupReader`], which owns a dedicated connection whose reply
 //! timeout exceeds its `BLOCK` time, so a read that waits its full time never trips it (the
@@ -12,10 +19,62 @@ use redis::Value;
 use redis::aio::MultiplexedConnection;
 
 use super::Store;
-use super::error::StoreResult;
+use super::error::{StoreResult, unexpected};
 use super::reply::{self, AutoClaim, DeliveredEntry, GroupInfo, PendingRow};
+use super::scripts::SCRIPTS;
 use crate::ids::ProductId;
 use crate::keys::CONSUMER_GROUP;
+
+/// How far the record has caught up with a product's event stream: the oldest entry the
+/// consumer group `matchmakerd` has not acknowledged (pending, or not yet delivered; with no
+/// group yet, the stream's first entry). Every entry older than it has been applied (or
+/// dead-lettered), so a game's record is complete for everything written before
+/// [`Watermark::applied_until`].
+///
+/// The age is measured on Redis's clock (the entry id's time against Redis's `TIME`, in the
+/// same script) and applied to the caller's: the result holds even if the two clocks differ.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Watermark {
+    /// Every entry of the stream is acknowledged (or there is no stream).
+    CaughtUp,
+    /// `oldest_id` is the oldest entry not yet acknowledged.
+    Behind {
+        /// Its stream entry id.
+        oldest_id: String,
+        /// The milliseconds part of the id: when Redis appended it, on Redis's clock.
+        oldest_ms: u64,
+        /// How long ago that was when the watermark was read, on Redis's clock.
+        age: Duration,
+    },
+}
+
+impl Watermark {
+    /// The time (on the caller's clock, `now_ms` being when the watermark was read) up to
+    /// which every event has been applied: `now_ms` when caught up, else `now_ms` minus the
+    /// age of the oldest unacknowledged entry.
+    pub fn applied_until(&self, now_ms: u64) -> u64 {
+        match self {
+            Watermark::CaughtUp => now_ms,
+            Watermark::Behind { age, .. } => now_ms.saturating_sub(age.as_millis() as u64),
+        }
+    }
+
+    /// How far the record is behind (zero when caught up).
+    pub fn age(&self) -> Duration {
+        match self {
+            Watermark::CaughtUp => Duration::ZERO,
+            Watermark::Behind { age, .. } => *age,
+        }
+    }
+
+    /// The oldest unacknowledged entry's id; `None` when caught up.
+    pub fn oldest_id(&self) -> Option<&str> {
+        match self {
+            Watermark::CaughtUp => None,
+            Watermark::Behind { oldest_id, .. } => Some(oldest_id),
+        }
+    }
+}
 
 /// Reads one product stream through the consumer group as one named consumer, on its own
 /// connection (see the module doc). Made by [`Store::group_reader`].
@@ -207,6 +266,60 @@ impl Store {
             Err(err) if err.code() == Some("ERR") => Ok(None),
             Err(err) => Err(err.into()),
         }
+    }
+
+    /// The applied watermark of `product`'s stream (one read-only script: one snapshot).
+    pub async fn watermark(&self, product: &ProductId) -> StoreResult<Watermark> {
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> = SCRIPTS
+            .watermark
+            .key(self.product_keys(product).events())
+            .arg(CONSUMER_GROUP)
+            .invoke_async(&mut conn)
+            .await?;
+        match reply.as_slice() {
+            [] => Ok(Watermark::CaughtUp),
+            [id, redis_now_ms] => {
+                let oldest_ms: u64 = id
+                    .split_once('-')
+                    .and_then(|(ms, _)| ms.parse().ok())
+                    .ok_or_else(|| unexpected("watermark", &reply))?;
+                let redis_now_ms: u64 = redis_now_ms
+                    .parse()
+                    .map_err(|_| unexpected("watermark", &reply))?;
+                Ok(Watermark::Behind {
+                    oldest_id: id.clone(),
+                    oldest_ms,
+                    age: Duration::from_millis(redis_now_ms.saturating_sub(oldest_ms)),
+                })
+            }
+            _ => Err(unexpected("watermark", &reply)),
+        }
+    }
+
+    /// Trims `product`'s stream behind the consumer group (`XTRIM MINID ~`): removes entries
+    /// older than both `retain_from_ms` and the group's oldest unacknowledged entry, so an
+    /// entry the group has not acknowledged is never removed; without a group nothing is.
+    /// One script: the floor and the trim are one snapshot. Returns how many entries were
+    /// removed (`~` removes whole radix-tree nodes only, so possibly fewer than allowed).
+    pub async fn trim_events(&self, product: &ProductId, retain_from_ms: u64) -> StoreResult<u64> {
+        let mut conn = self.conn.clone();
+        Ok(SCRIPTS
+            .trim_events
+            .key(self.product_keys(product).events())
+            .arg(CONSUMER_GROUP)
+            .arg(retain_from_ms)
+            .invoke_async(&mut conn)
+            .await?)
+    }
+
+    /// Entries in `product`'s event stream (0 when it does not exist).
+    pub async fn stream_length(&self, product: &ProductId) -> StoreResult<u64> {
+        let mut conn = self.conn.clone();
+        Ok(redis::cmd("XLEN")
+            .arg(self.product_keys(product).events())
+            .query_async(&mut conn)
+            .await?)
     }
 
     /// Entries in `product`'s dead-letter stream.

@@ -31,6 +31,15 @@
 //! model's rules make the final record independent of the order in which one game's events
 //! are applied.
 //!
+//! # Trimming
+//!
+//! Every `trim_interval` (a few seconds, not per batch) the consumer trims each product
+//! stream behind the group ([`Store::trim_events`], one script: `XTRIM MINID ~` to the older
+//! of the group's oldest unacknowledged entry and `now − events.retain_secs`). An entry the
+//! group has not acknowledged, or not yet received, is never trimmed; acknowledged entries
+//! are kept for `retain` for the console's tail and a game's history. The stream's memory is
+//! thus bounded by the event rate × `retain` (about 93 bytes an entry) plus the backlog.
+//!
 //! Entries that were trimmed from the stream while still pending (delivered with a nil body,
 //! or reported deleted by `XAUTOCLAIM`) are acknowledged, logged as errors and counted in
 //! `mm_events_lost_total`.
@@ -54,7 +63,6 @@
 //! at its next start (or claimed by another instance after `claim_idle`).
 
 mod backoff;
-mod gauges;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -65,7 +73,7 @@ use mm_common::ProductId;
 use mm_common::model::EventKind;
 use mm_common::store::{ApplyResult, DeliveredEntry, GroupReader, Store, StoreError};
 use mm_common::time::now_ms;
-use mm_config::ConsumerSettings;
+use mm_config::{ConsumerSettings, EventsSettings};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -92,8 +100,12 @@ pub struct ConsumerOptions {
     pub apply_concurrency: usize,
     /// Entries applied by one script call.
     pub apply_batch_size: usize,
-    /// How often the product list and the gauges are refreshed.
+    /// How often the product list is refreshed.
     pub refresh_interval: Duration,
+    /// Acknowledged entries younger than this are kept in the stream (`events.retain_secs`).
+    pub retain: Duration,
+    /// How often each product stream is trimmed behind the group.
+    pub trim_interval: Duration,
 }
 
 impl ConsumerOptions {
@@ -110,6 +122,8 @@ impl ConsumerOptions {
             apply_concurrency: 128,
             apply_batch_size: settings.apply_batch_size.max(1),
             refresh_interval: Duration::from_secs(5),
+            retain: EventsSettings::default().retain(),
+            trim_interval: Duration::from_secs(5),
         }
     }
 
@@ -150,6 +164,7 @@ impl Consumer {
         let mut tasks = JoinSet::new();
         let mut started: HashSet<ProductId> = HashSet::new();
         let mut task_products: HashMap<tokio::task::Id, ProductId> = HashMap::new();
+        let mut next_trim = Instant::now();
         loop {
             let products = self.products().await;
             for product in &products {
@@ -163,7 +178,10 @@ impl Consumer {
                     task_products.insert(handle.id(), product.clone());
                 }
             }
-            gauges::refresh(&self.store, &products).await;
+            if Instant::now() >= next_trim {
+                self.trim(&products).await;
+                next_trim = Instant::now() + self.options.trim_interval;
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(self.options.refresh_interval) => {}
@@ -181,6 +199,24 @@ impl Consumer {
         }
         while tasks.join_next().await.is_some() {}
         tracing::info!(consumer = %self.options.name, "event consumer stopped");
+    }
+
+    /// Trims every product stream behind the group, keeping acknowledged entries younger than
+    /// `retain` ([`Store::trim_events`]: never an unacknowledged or undelivered entry).
+    /// Failures are logged; the next trim tries again.
+    async fn trim(&self, products: &[ProductId]) {
+        let retain_from_ms = now_ms().saturating_sub(self.options.retain.as_millis() as u64);
+        for product in products {
+            match self.store.trim_events(product, retain_from_ms).await {
+                Ok(0) => {}
+                Ok(trimmed) => {
+                    tracing::debug!(%product, trimmed, "event stream trimmed behind the group");
+                    metrics::counter!("mm_events_trimmed_total", "product" => product.to_string())
+                        .increment(trimmed);
+                }
+                Err(err) => tracing::warn!(%product, %err, "could not trim the event stream"),
+            }
+        }
     }
 
     /// `P:products` ∪ the configured products; on a Redis error, the configured ones (the

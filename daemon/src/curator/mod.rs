@@ -11,6 +11,18 @@
 //! creation time for pending, last activity otherwise), and releases expired seat
 //! reservations.
 //!
+//! # Never ahead of the record
+//!
+//! A record is only as fresh as the events applied to it: with the worker stopped or behind,
+//! a game whose creator has joined still looks pending, and a lobby full of players looks
+//! idle. So every cutoff is `min(now, watermark) − timeout`, where the product's applied
+//! watermark ([`Store::watermark`]) is the time of the oldest stream entry the consumer group
+//! has not acknowledged (now when there is none): every event written before the cutoff has
+//! then been applied, and a game is curated only if the complete record says it is stale.
+//! While the worker lags, curation of that product waits; once it catches up, stale games are
+//! curated as before. If the watermark cannot be read, the product is not curated in this
+//! pass (logged, counted in `mm_curation_skipped_total`) rather than curated blind.
+//!
 //! # Server first, record second
 //!
 //! Each stale game goes through the end step shared with cancel and force-delete
@@ -144,6 +156,8 @@ pub struct PassReport {
     pub invalid: u64,
     /// Games not looked at because shutdown began.
     pub interrupted: u64,
+    /// Products not curated because their applied watermark could not be read.
+    pub watermark_unknown: u64,
 }
 
 impl PassReport {
@@ -336,8 +350,19 @@ impl<S: GameServers> Curator<S> {
     ) -> Result<PassReport, StoreError> {
         let mut report = PassReport::default();
         for product in self.products().await? {
+            // Never curate blind: without the watermark a record may be missing events.
+            let applied_until = match self.store.watermark(&product).await {
+                Ok(watermark) => watermark.applied_until(now_ms),
+                Err(err) => {
+                    tracing::warn!(%product, %err, "could not read the applied watermark; product not curated this pass");
+                    metrics::counter!("mm_curation_skipped_total", "product" => product.to_string())
+                        .increment(1);
+                    report.watermark_unknown += 1;
+                    continue;
+                }
+            };
             for set in GameSet::ALL {
-                self.curate_set(&product, set, now_ms, shutdown, &mut report)
+                self.curate_set(&product, set, applied_until, now_ms, shutdown, &mut report)
                     .await?;
             }
             if !self.options.dry_run && !shutdown.is_cancelled() {
@@ -366,11 +391,14 @@ impl<S: GameServers> Curator<S> {
         &self,
         product: &ProductId,
         set: GameSet,
+        applied_until_ms: u64,
         now_ms: u64,
         shutdown: &CancellationToken,
         report: &mut PassReport,
     ) -> Result<(), StoreError> {
-        let cutoff_ms = now_ms.saturating_sub(self.options.timeout_of(set).as_millis() as u64);
+        // Judged at the watermark, not now: every event before the cutoff has been applied.
+        let cutoff_ms =
+            applied_until_ms.saturating_sub(self.options.timeout_of(set).as_millis() as u64);
         let mut offset = 0usize;
         // Bounded, so one pass over a huge backlog still ends; the next pass continues.
         for _ in 0..64 {

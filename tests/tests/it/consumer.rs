@@ -1,14 +1,16 @@
 //! The event consumer (`matchmakerd::consumer`) in-process against a real redis-server:
 //! applying, draining its own pending entries after a crash, claiming a dead consumer's,
 //! dead-lettering, data-loss accounting, recovering a deleted group, and the order proof —
-//! three consumers over interleaved events end exactly where the sequential model does.
+//! three consumers over interleaved events end exactly where the sequential model does. Also
+//! the store's stream figures the consumer and curator rely on: the applied watermark, and
+//! trimming behind the group.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use matchmakerd::consumer::{Consumer, ConsumerOptions, MAX_DELIVERIES_REASON};
 use mm_common::keys::CONSUMER_GROUP;
-use mm_common::store::{GroupInfo, Store, StoreOptions};
+use mm_common::store::{GroupInfo, Store, StoreOptions, Watermark};
 use mm_common::time::now_ms;
 use mm_common::{Event, EventKind, Game, GameId, GameState, PlayerId, ProductId, ServerId};
 use mm_testkit::{RedisServer, invariants, poll};
@@ -286,6 +288,8 @@ fn options(name: &str) -> ConsumerOptions {
         apply_concurrency: 16,
         apply_batch_size: 4,
         refresh_interval: Duration::from_millis(100),
+        retain: Duration::from_secs(3600),
+        trim_interval: Duration::from_millis(100),
     }
 }
 
@@ -758,6 +762,238 @@ async fn a_destroyed_group_is_recreated_without_skipping_entries() {
     fx.wait_consumed("the second half after recreating the group")
         .await;
     running.stop().await;
+    workload.assert_matches(&fx.store, &ids).await;
+    fx.check_invariants().await;
+}
+
+/// Appends an entry with the explicit id `<ms>-0` to `stream`.
+async fn append_at(conn: &mut redis::aio::MultiplexedConnection, stream: &str, ms: u64) -> String {
+    redis::cmd("XADD")
+        .arg(stream)
+        .arg(format!("{ms}-0"))
+        .arg("type")
+        .arg("heartbeat")
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
+/// Acknowledges `ids` for the group.
+async fn ack(conn: &mut redis::aio::MultiplexedConnection, stream: &str, ids: &[&str]) {
+    let _: u64 = conn.xack(stream, CONSUMER_GROUP, ids).await.unwrap();
+}
+
+/// The oldest unacknowledged entry's id the watermark names (`None`: caught up).
+async fn oldest(fx: &Fixture) -> Option<String> {
+    let watermark = fx.store.watermark(&fx.product).await.unwrap();
+    if let Watermark::Behind {
+        oldest_id,
+        oldest_ms,
+        ..
+    } = &watermark
+    {
+        assert!(
+            oldest_id.starts_with(&format!("{oldest_ms}-")),
+            "{watermark:?}"
+        );
+    }
+    watermark.oldest_id().map(str::to_string)
+}
+
+fn behind(ms: u64) -> Option<String> {
+    Some(format!("{ms}-0"))
+}
+
+/// The applied watermark is the oldest entry the group has not acknowledged, whether it is
+/// pending (delivered) or undelivered, and the stream's first entry while there is no group.
+#[tokio::test]
+async fn the_watermark_is_the_oldest_unacknowledged_entry() {
+    let fx = Fixture::new().await;
+    let mut conn = fx.redis.connection().await;
+    let watermark = || oldest(&fx);
+    assert_eq!(watermark().await, None, "no stream");
+    // An empty stream with its group.
+    fx.create_group().await;
+    assert_eq!(watermark().await, None, "empty stream");
+    for ms in [1000, 2000, 3000] {
+        append_at(&mut conn, &fx.stream, ms).await;
+    }
+    assert_eq!(watermark().await, behind(1000), "all undelivered");
+    // Two delivered, none acknowledged: the oldest pending one.
+    let delivered: Option<redis::streams::StreamReadReply> = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(CONSUMER_GROUP)
+        .arg("c1")
+        .arg("COUNT")
+        .arg(2)
+        .arg("STREAMS")
+        .arg(&fx.stream)
+        .arg(">")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(delivered.unwrap().keys[0].ids.len(), 2);
+    assert_eq!(watermark().await, behind(1000), "pending 1000 and 2000");
+    ack(&mut conn, &fx.stream, &["1000-0"]).await;
+    assert_eq!(watermark().await, behind(2000), "pending 2000");
+    ack(&mut conn, &fx.stream, &["2000-0"]).await;
+    assert_eq!(watermark().await, behind(3000), "undelivered 3000");
+    // Delivered out of order of acknowledgement: 3000 acknowledged, 4000 pending, 5000 new.
+    fx.deliver_to("c1").await;
+    ack(&mut conn, &fx.stream, &["3000-0"]).await;
+    assert_eq!(watermark().await, None, "all acknowledged");
+    append_at(&mut conn, &fx.stream, 4000).await;
+    fx.deliver_to("c2").await;
+    append_at(&mut conn, &fx.stream, 5000).await;
+    assert_eq!(
+        watermark().await,
+        behind(4000),
+        "pending older than undelivered"
+    );
+    ack(&mut conn, &fx.stream, &["4000-0"]).await;
+    assert_eq!(watermark().await, behind(5000));
+    // A pending entry whose body was trimmed is still unacknowledged.
+    fx.deliver_to("c1").await;
+    let _: u64 = conn.xdel(&fx.stream, &["5000-0"]).await.unwrap();
+    assert_eq!(watermark().await, behind(5000), "pending, body gone");
+    ack(&mut conn, &fx.stream, &["5000-0"]).await;
+    assert_eq!(watermark().await, None);
+    // No group: every entry counts as unacknowledged.
+    let _: u64 = redis::cmd("XGROUP")
+        .arg("DESTROY")
+        .arg(&fx.stream)
+        .arg(CONSUMER_GROUP)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(watermark().await, behind(1000), "no group");
+    // The age is measured on Redis's clock: the entry at 1000 ms is decades old.
+    let watermark = fx.store.watermark(&fx.product).await.unwrap();
+    let age = watermark.age();
+    assert!(
+        age.as_millis() as u64 >= now_ms() - 60_000 - 1000,
+        "{watermark:?}"
+    );
+    assert_eq!(
+        watermark.applied_until(1_000_000_000),
+        1_000_000_000u64.saturating_sub(age.as_millis() as u64)
+    );
+    assert_eq!(Watermark::CaughtUp.age(), Duration::ZERO);
+    assert_eq!(Watermark::CaughtUp.applied_until(4000), 4000);
+}
+
+/// The ids of every entry of `stream`.
+async fn entry_ids(conn: &mut redis::aio::MultiplexedConnection, stream: &str) -> Vec<String> {
+    let reply: redis::streams::StreamRangeReply = conn.xrange_all(stream).await.unwrap();
+    reply.ids.into_iter().map(|entry| entry.id).collect()
+}
+
+/// Trimming never removes an entry the group has not acknowledged (pending or undelivered) or
+/// one younger than the retention floor, removes nothing without a group, and does shorten
+/// the stream once entries are acknowledged and older than the floor.
+#[tokio::test]
+async fn trimming_keeps_every_unacknowledged_entry_and_the_retained_tail() {
+    let fx = Fixture::new().await;
+    let mut conn = fx.redis.connection().await;
+    // 1000 entries at 1..=1000 ms: ten radix-tree nodes of 100 (Redis's default), so `~`
+    // has whole nodes to drop.
+    for ms in 1..=1000 {
+        append_at(&mut conn, &fx.stream, ms).await;
+    }
+    assert_eq!(
+        fx.store
+            .trim_events(&fx.product, u64::MAX / 2)
+            .await
+            .unwrap(),
+        0,
+        "no group"
+    );
+    fx.create_group().await;
+    assert_eq!(
+        fx.store
+            .trim_events(&fx.product, u64::MAX / 2)
+            .await
+            .unwrap(),
+        0,
+        "nothing delivered"
+    );
+    // Everything delivered; the first 600 acknowledged, 601..=1000 pending.
+    assert_eq!(fx.deliver_to("c1").await, 1000);
+    let acked: Vec<String> = (1..=600).map(|ms| format!("{ms}-0")).collect();
+    let _: u64 = conn.xack(&fx.stream, CONSUMER_GROUP, &acked).await.unwrap();
+    // The retention floor (350 ms) is below the oldest pending entry: it decides.
+    let trimmed = fx.store.trim_events(&fx.product, 350).await.unwrap();
+    let ids = entry_ids(&mut conn, &fx.stream).await;
+    assert!(
+        trimmed > 0,
+        "acknowledged entries older than the floor are trimmed"
+    );
+    assert_eq!(ids.len() as u64, 1000 - trimmed);
+    assert!(
+        ids.contains(&"350-0".to_string()),
+        "the retained tail is kept"
+    );
+    // A floor far in the future: the oldest pending entry (601) decides.
+    let trimmed = fx
+        .store
+        .trim_events(&fx.product, u64::MAX / 2)
+        .await
+        .unwrap();
+    assert!(trimmed > 0);
+    let ids = entry_ids(&mut conn, &fx.stream).await;
+    let first: u64 = ids[0].split('-').next().unwrap().parse().unwrap();
+    assert!(first <= 601, "first entry left: {first}");
+    for ms in 601..=1000 {
+        assert!(
+            ids.contains(&format!("{ms}-0")),
+            "pending entry {ms} was trimmed"
+        );
+    }
+    // Acknowledge the rest but write an undelivered one: it bounds the trim too.
+    let rest: Vec<String> = (601..=1000).map(|ms| format!("{ms}-0")).collect();
+    let _: u64 = conn.xack(&fx.stream, CONSUMER_GROUP, &rest).await.unwrap();
+    append_at(&mut conn, &fx.stream, 1001).await;
+    fx.store
+        .trim_events(&fx.product, u64::MAX / 2)
+        .await
+        .unwrap();
+    let ids = entry_ids(&mut conn, &fx.stream).await;
+    assert!(
+        ids.contains(&"1001-0".to_string()),
+        "an undelivered entry was trimmed"
+    );
+    assert!(
+        ids.len() < 500,
+        "acknowledged entries were kept: {}",
+        ids.len()
+    );
+    assert_eq!(oldest(&fx).await, behind(1001));
+}
+
+/// The running consumer trims its stream behind the group: with a short retention, a stream
+/// of applied events shrinks, and every event is still applied.
+#[tokio::test]
+async fn the_consumer_trims_applied_events_older_than_the_retention() {
+    let fx = Fixture::new().await;
+    fx.create_group().await;
+    let (workload, ids) = fx.write_workload(20, 600, 23).await;
+    let mut options = options("c1");
+    options.retain = Duration::from_millis(1);
+    let running = spawn(&fx.store, options, vec![fx.product.clone()]);
+    fx.wait_consumed("every event applied").await;
+    let written = ids.len() as u64;
+    let conn = fx.redis.connection().await;
+    let len = poll::until("the stream to be trimmed", Duration::from_secs(20), || {
+        let mut conn = conn.clone();
+        let stream = fx.stream.clone();
+        async move {
+            let len: u64 = conn.xlen(&stream).await.ok()?;
+            (len < written).then_some(len)
+        }
+    })
+    .await;
+    running.stop().await;
+    assert!(len < written);
     workload.assert_matches(&fx.store, &ids).await;
     fx.check_invariants().await;
 }

@@ -2,9 +2,14 @@
 //! reference game server (the misbehaving fake where a failing server is needed): stale
 //! games are deleted on their server before leaving the record, a failing server keeps its
 //! games until it recovers, a game that came alive is left alone, dry runs change nothing,
-//! unregistered servers are skipped, one instance holds the lease, reservations expire.
+//! unregistered servers are skipped, one instance holds the lease, reservations expire, and
+//! nothing is curated on the strength of events not yet applied (cutoffs stop at the applied
+//! watermark).
 //!
-//! Passes are run with an explicit `now`, so no test waits for timeouts to elapse.
+//! Passes are run with an explicit `now`, so no test waits for timeouts to elapse — except
+//! the fault test of issue 12 at the end, which runs real `matchmakerd` processes
+//! (`--roles api,curator`, later `--roles worker`) and the reference game server, scaled down
+//! to a 3 s pending timeout, and prints its figures (`--nocapture`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -461,4 +466,370 @@ async fn expired_reservations_are_released() {
     let record = fx.store.game(&game.id).await.unwrap().unwrap();
     assert!(record.reservations.is_empty());
     fx.check_invariants().await;
+}
+
+/// Appends `fields` to the product stream with the explicit entry id `<ms>-0`, as a game
+/// server would have at time `ms`, without applying it (the worker is behind).
+async fn append_unapplied(fx: &Fixture, ms: u64, fields: &[(&str, &str)]) -> String {
+    let mut conn = fx.redis.connection().await;
+    let stream = fx.store.keys().product(&fx.product).events();
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(&stream).arg(format!("{ms}-0"));
+    for (name, value) in fields {
+        cmd.arg(name).arg(value);
+    }
+    cmd.query_async(&mut conn).await.unwrap()
+}
+
+/// While the stream holds an entry the group has not applied, every cutoff stops at that
+/// entry's time: a pending game whose `creator_joined` waits in the stream is not curated
+/// however late `now` is, nor a lobby that was idle long enough at `now` but not at the
+/// watermark; a game already stale at the watermark still is. Once the entry is applied,
+/// curation judges at `now` again.
+#[tokio::test]
+async fn nothing_is_curated_on_the_strength_of_unapplied_events() {
+    let mut fx = Fixture::new().await;
+    // Stale at now (pending 300 s), not at the watermark (1 s after its creation).
+    let joined = fx.game(20 * MINUTE, GameSet::Pending).await;
+    // Stale even at the watermark: created 20 min before it, never joined.
+    let abandoned = fx.game(40 * MINUTE, GameSet::Pending).await;
+    let watermark_ms = joined.created_at_ms + 1000;
+    let creator = joined.creator_id.to_string();
+    append_unapplied(
+        &fx,
+        watermark_ms,
+        &[
+            ("type", "creator_joined"),
+            ("game_id", joined.id.as_str()),
+            ("server_id", "gs-1"),
+            ("player_id", &creator),
+        ],
+    )
+    .await;
+    // Idle 25 min at now (lobby timeout 600 s), only 6 min at the watermark. Making it
+    // delivers the entry above to the consumer `tester` too, unacknowledged.
+    let lobby = fx.game(25 * MINUTE, GameSet::Lobby).await;
+    let watermark = fx.store.watermark(&fx.product).await.unwrap();
+    let expected = format!("{watermark_ms}-0");
+    assert_eq!(watermark.oldest_id(), Some(expected.as_str()));
+    let curator = fx.curator(options("a"));
+    let report = curator
+        .pass(now_ms(), &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(report.removed, 1, "{report:?}");
+    assert_eq!(fx.state(&abandoned).await, GameState::Ended);
+    assert_eq!(
+        fx.state(&joined).await,
+        GameState::Created,
+        "judged at the watermark"
+    );
+    assert_eq!(
+        fx.state(&lobby).await,
+        GameState::CreatorJoined,
+        "judged at the watermark"
+    );
+    // The worker catches up: `tester` drains its own pending entry, the creator's join.
+    let consumer = matchmakerd::consumer::Consumer::new(
+        fx.store.clone(),
+        matchmakerd::consumer::ConsumerOptions::from_settings(&Default::default(), "tester"),
+        vec![fx.product.clone()],
+    );
+    let stop = CancellationToken::new();
+    let worker = tokio::spawn(consumer.run(stop.clone()));
+    let store = fx.store.clone();
+    let product = fx.product.clone();
+    mm_testkit::poll::until("the worker to catch up", Duration::from_secs(20), || {
+        let (store, product) = (store.clone(), product.clone());
+        async move {
+            let caught_up = store.watermark(&product).await.ok()?;
+            (caught_up == mm_common::store::Watermark::CaughtUp).then_some(())
+        }
+    })
+    .await;
+    stop.cancel();
+    worker.await.unwrap();
+    assert_eq!(fx.state(&joined).await, GameState::CreatorJoined);
+    // Dated by its entry id (19 min ago), the join leaves that lobby idle for longer than
+    // 600 s at `now`, like the other one: both are curated as before.
+    let report = curator
+        .pass(now_ms(), &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(report.removed, 2, "{report:?}");
+    assert_eq!(fx.state(&joined).await, GameState::Ended);
+    fx.check_invariants().await;
+}
+
+/// The sum of the samples of metric `name` whose labels contain every one of `labels` in a
+/// Prometheus text exposition (0 when there is none).
+fn metric_sum(exposition: &str, name: &str, labels: &[&str]) -> f64 {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let rest = series.strip_prefix(name)?;
+            let matches = (rest.is_empty() || rest.starts_with('{'))
+                && labels.iter().all(|label| rest.contains(label));
+            matches.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
+
+/// `GET /metrics` of the daemon listening on `port`.
+async fn scrape(http: &reqwest::Client, port: u16) -> Option<String> {
+    let answer = http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .ok()?;
+    answer.text().await.ok()
+}
+
+/// The states of `ids` in the record.
+async fn states(store: &Store, ids: &[GameId]) -> Vec<GameState> {
+    let mut states = Vec::with_capacity(ids.len());
+    for id in ids {
+        states.push(store.game(id).await.unwrap().unwrap().state());
+    }
+    states
+}
+
+/// The fault test of issue 12, against real processes: `matchmakerd --roles api,curator` with
+/// no worker anywhere, a short pending timeout, 200 games whose creators connect to the real
+/// reference game server (which writes their `creator_joined` and heartbeats to the stream)
+/// and 20 whose creators never come. The worker stays away until the watermark is three
+/// timeouts old and two more curation passes have run: no game is curated, none is deleted on
+/// its server. Then a worker starts (a second process, `--roles worker`): every joined game
+/// becomes a lobby, every never-joined one is curated. Times are scaled down from the issue's
+/// (pending timeout 300 s → 3 s, worker stopped 60 s → at least 9 s of watermark age).
+#[tokio::test]
+async fn with_the_worker_stopped_no_joined_game_is_curated_and_stale_ones_are_after() {
+    use mm_testkit::app::WsPlayer;
+    use mm_testkit::daemon_process::{DaemonProcess, DaemonSpec};
+    use mm_testkit::poll;
+
+    const JOINED: usize = 200;
+    const NEVER_JOINED: usize = 20;
+    const PENDING_TIMEOUT_SECS: u64 = 3;
+
+    let redis = RedisServer::start().expect("redis-server");
+    let store = Store::connect(StoreOptions::new(redis.url()))
+        .await
+        .unwrap();
+    let product = ProductId::new("chess").unwrap();
+    let mut config = GameServerConfig::new(
+        ServerId::new("gs-1").unwrap(),
+        product.clone(),
+        "key-1",
+        redis.url(),
+    );
+    config.max_games = 1000;
+    config.heartbeat_interval = Duration::from_millis(500);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = mm_gameserver::spawn(config, listener).await.unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let servers_toml = format!(
+        "[[game_servers]]\nid = \"gs-1\"\nproduct = \"chess\"\napi_url = \"{}\"\n\
+         max_games = 1000\napi_key = \"key-1\"\n",
+        server.api_url()
+    );
+    let mut spec = DaemonSpec::worker("front", &redis.url());
+    spec.roles = "api,curator".into();
+    spec.extra_toml = format!(
+        "[http]\nbind = \"127.0.0.1:{port}\"\n\n[curation]\ninterval_secs = 1\n\
+         pending_timeout_secs = {PENDING_TIMEOUT_SECS}\n\n{servers_toml}"
+    );
+    let mut front = DaemonProcess::start(spec).unwrap();
+    let http = reqwest::Client::new();
+    let create = |player: String| {
+        let http = http.clone();
+        async move {
+            let answer = http
+                .post(format!("http://127.0.0.1:{port}/v1/games"))
+                .header("X-Player-Id", player)
+                .json(&serde_json::json!({"product": "chess", "capacity": 2}))
+                .send()
+                .await
+                .ok()?;
+            if answer.status() != 201 {
+                return None;
+            }
+            answer.json::<serde_json::Value>().await.ok()
+        }
+    };
+    // The first create succeeds once the daemon listens and has found its server healthy.
+    let first = poll::until("the daemon to take games", Duration::from_secs(30), || {
+        create("c0".into())
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let mut joined_ids = Vec::new();
+    let mut creators = Vec::new();
+    for n in 0..JOINED {
+        let game = match n {
+            0 => first.clone(),
+            _ => create(format!("c{n}")).await.expect("create"),
+        };
+        joined_ids.push(GameId::new(game["id"].as_str().unwrap()).unwrap());
+        let join = &game["join"];
+        let player = WsPlayer::connect(
+            join["socket_url"].as_str().unwrap(),
+            join["token"].as_str().unwrap(),
+        )
+        .await
+        .unwrap();
+        creators.push(player);
+    }
+    let mut never_ids = Vec::new();
+    for n in 0..NEVER_JOINED {
+        let game = create(format!("n{n}")).await.expect("create");
+        never_ids.push(GameId::new(game["id"].as_str().unwrap()).unwrap());
+    }
+    let created_in = started.elapsed();
+    // Every creator's `creator_joined` is in the stream, unapplied.
+    let stream = store.keys().product(&product).events();
+    let conn = redis.connection().await;
+    poll::until(
+        "every creator_joined written",
+        Duration::from_secs(30),
+        || {
+            let (mut conn, stream) = (conn.clone(), stream.clone());
+            async move {
+                let entries: redis::streams::StreamRangeReply =
+                    conn.xrange_all(&stream).await.ok()?;
+                let joins = entries
+                    .ids
+                    .iter()
+                    .filter(|entry| {
+                        entry.get::<String>("type").as_deref() == Some("creator_joined")
+                    })
+                    .count();
+                (joins == JOINED).then_some(())
+            }
+        },
+    )
+    .await;
+    // The worker stays away until the watermark is three timeouts old, as the api,curator
+    // process itself reports it, and then for two more curation passes.
+    let outage = std::time::Instant::now();
+    let passes = poll::until("the watermark to age", Duration::from_secs(60), || async {
+        let metrics = scrape(&http, port).await?;
+        let age = metric_sum(
+            &metrics,
+            "mm_event_watermark_age_seconds",
+            &["product=\"chess\""],
+        );
+        (age >= (3 * PENDING_TIMEOUT_SECS) as f64)
+            .then(|| metric_sum(&metrics, "mm_curation_pass_duration_seconds_count", &[]))
+    })
+    .await;
+    let metrics = poll::until(
+        "two more curation passes",
+        Duration::from_secs(30),
+        || async {
+            let metrics = scrape(&http, port).await?;
+            (metric_sum(&metrics, "mm_curation_pass_duration_seconds_count", &[]) >= passes + 2.0)
+                .then_some(metrics)
+        },
+    )
+    .await;
+    let worker_stopped_for = outage.elapsed() + created_in;
+    let passes_while_stopped =
+        metric_sum(&metrics, "mm_curation_pass_duration_seconds_count", &[]) as u64;
+    // The api,curator process exports the stream gauges although no worker runs anywhere.
+    let chess = ["product=\"chess\""];
+    let lag = metric_sum(&metrics, "mm_consumer_lag", &chess);
+    assert!(
+        lag >= JOINED as f64,
+        "every creator_joined undelivered: lag {lag}"
+    );
+    assert!(metrics.contains("mm_consumer_pending{product=\"chess\"}"));
+    let watermark_age = metric_sum(&metrics, "mm_event_watermark_age_seconds", &chess);
+    let curated_during_outage = metric_sum(&metrics, "mm_curated_games_total", &[]);
+    assert_eq!(curated_during_outage, 0.0, "nothing curated while behind");
+    let all: Vec<GameId> = joined_ids.iter().chain(&never_ids).cloned().collect();
+    assert!(
+        states(&store, &all)
+            .await
+            .iter()
+            .all(|s| *s == GameState::Created),
+        "every game still pending in the record"
+    );
+    assert_eq!(
+        server.game_count(),
+        JOINED + NEVER_JOINED,
+        "none deleted on its server"
+    );
+
+    // The worker comes back.
+    let caught_up = std::time::Instant::now();
+    let mut spec = DaemonSpec::worker("back", &redis.url());
+    spec.extra_toml = servers_toml.clone();
+    let mut worker = DaemonProcess::start(spec).unwrap();
+    poll::until(
+        "every joined game in the lobby",
+        Duration::from_secs(60),
+        || async {
+            let states = states(&store, &joined_ids).await;
+            states
+                .iter()
+                .all(|s| *s == GameState::CreatorJoined)
+                .then_some(())
+        },
+    )
+    .await;
+    let to_lobby = caught_up.elapsed();
+    poll::until(
+        "every never-joined game curated",
+        Duration::from_secs(60),
+        || async {
+            let states = states(&store, &never_ids).await;
+            states.iter().all(|s| *s == GameState::Ended).then_some(())
+        },
+    )
+    .await;
+    let to_curated = caught_up.elapsed();
+    for id in &never_ids {
+        let record = store.game(id).await.unwrap().unwrap();
+        assert_eq!(record.end_reason.as_deref(), Some("curated_pending"));
+    }
+    let joined_states = states(&store, &joined_ids).await;
+    let live = joined_states
+        .iter()
+        .filter(|s| **s == GameState::CreatorJoined)
+        .count();
+    assert_eq!(
+        live, JOINED,
+        "no joined game curated after the catch-up either"
+    );
+    assert_eq!(
+        server.game_count(),
+        JOINED,
+        "only the never-joined games deleted"
+    );
+    let metrics = scrape(&http, port).await.unwrap();
+    let curated = metric_sum(&metrics, "mm_curated_games_total", &["outcome=\"removed\""]);
+    assert_eq!(curated, NEVER_JOINED as f64);
+    let mut conn = redis.connection().await;
+    invariants::check_all(&mut conn, "mm", std::slice::from_ref(&product), now_ms())
+        .await
+        .unwrap();
+    println!(
+        "FIGURES worker-stopped: games_joined={JOINED} games_never_joined={NEVER_JOINED} \
+         pending_timeout={PENDING_TIMEOUT_SECS}s created_and_joined_in={created_in:?} \
+         worker_stopped_for={worker_stopped_for:?} watermark_age_at_end={watermark_age}s \
+         lag_at_end={lag} \
+         curation_passes_while_stopped={passes_while_stopped} live_games_curated=0 \
+         worker_start_to_all_lobbies={to_lobby:?} worker_start_to_stale_curated={to_curated:?}"
+    );
+    drop(creators);
+    assert!(worker.terminate(Duration::from_secs(10)).unwrap().success());
+    assert!(front.terminate(Duration::from_secs(10)).unwrap().success());
+    server.shutdown().await.unwrap();
 }
