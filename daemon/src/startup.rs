@@ -31,7 +31,9 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, ApiContext};
 use crate::cli::{Role, Roles};
 use crate::consumer::{Consumer, ConsumerOptions};
-use crate::curator::{Curator, CuratorOptions, EndpointLookup, RegisteredServers};
+use crate::curator::{
+    Curator, CuratorOptions, EndpointLookup, RegisteredServers, stuck_ending_bound,
+};
 use crate::instance::{InstanceIdentity, InstanceInfo, run_heartbeat};
 use crate::registry::Registry;
 use crate::telemetry;
@@ -232,7 +234,10 @@ impl Daemon {
             let curator = Curator::new(
                 store.clone(),
                 servers,
-                CuratorOptions::from_settings(&settings.curation, identity.name.clone()),
+                CuratorOptions {
+                    stuck_ending_after: stuck_ending_bound(&settings.game_server_client),
+                    ..CuratorOptions::from_settings(&settings.curation, identity.name.clone())
+                },
                 products.clone(),
             );
             let token = stop_workers.clone();

@@ -70,6 +70,28 @@ pub enum RemoveOutcome {
     AlreadyEnded,
 }
 
+/// What [`Store::mark_ending`] did: the first step of ending a game, taken before its game
+/// server is called (see `flows::end`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkOutcome {
+    /// The game is now marked as ending (out of the open index, joins refused); the mark's
+    /// time is the `now_ms` the caller gave, its token for [`Store::unmark_ending`]. The state
+    /// it has.
+    Marked {
+        /// Its state (unchanged by the mark).
+        state: GameState,
+    },
+    /// The guard did not hold; nothing changed. The game's current state.
+    Refused {
+        /// Current state.
+        state: GameState,
+    },
+    /// No such game.
+    NotFound,
+    /// It had already ended.
+    AlreadyEnded,
+}
+
 /// A position in the open-games listing: the `created_at` and id of the last game returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenCursor {

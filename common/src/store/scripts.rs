@@ -17,6 +17,8 @@ pub(crate) struct Scripts {
     pub reserve_seat: Script,
     pub release_seat: Script,
     pub remove_game: Script,
+    pub mark_ending: Script,
+    pub unmark_ending: Script,
     pub lease_acquire: Script,
     pub lease_release: Script,
 }
@@ -40,6 +42,8 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     reserve_seat: game_script!("reserve_seat.lua"),
     release_seat: game_script!("release_seat.lua"),
     remove_game: game_script!("remove_game.lua"),
+    mark_ending: game_script!("mark_ending.lua"),
+    unmark_ending: game_script!("unmark_ending.lua"),
     lease_acquire: Script::new(include_str!("lua/lease_acquire.lua")),
     lease_release: Script::new(include_str!("lua/lease_release.lua")),
 });
