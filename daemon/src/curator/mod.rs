@@ -464,8 +464,12 @@ impl<S: GameServers> Curator<S> {
         let ended = match ended {
             Ok(ended) => ended,
             Err(err) => {
-                // Deleted on the server: no retry is due, whatever became of the record.
-                self.retries.lock().expect("not poisoned").remove(&id);
+                // Deleted on the server: no retry is due, whatever became of the record (a
+                // mark left behind is finished by a later pass). Marking failed: nothing
+                // changed, the retry state stays as it was.
+                if err.server.as_ref().is_some_and(DeleteAttempt::confirmed) {
+                    self.retries.lock().expect("not poisoned").remove(&id);
+                }
                 return Err(err.source);
             }
         };

@@ -22,9 +22,13 @@ use crate::consumer::Fixture;
 const SLOW_DELETE: Duration = Duration::from_secs(8);
 
 /// A daemon with every role over `fx`'s Redis, the fake registered as `gs-1` of `chess`, its
-/// API on a free port (returned). Pending games are stale after 5 s; one curation pass deletes
-/// up to 100 games at once; a delete may take up to 20 s, no retry.
-fn start_daemon(fx: &Fixture, fake: &FakeGameServer) -> (DaemonProcess, u16) {
+/// API on a free port (returned). Pending games are stale after `pending_timeout_secs`; one
+/// curation pass deletes up to 100 games at once; a delete may take up to 20 s, no retry.
+fn start_daemon(
+    fx: &Fixture,
+    fake: &FakeGameServer,
+    pending_timeout_secs: u64,
+) -> (DaemonProcess, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -35,7 +39,7 @@ fn start_daemon(fx: &Fixture, fake: &FakeGameServer) -> (DaemonProcess, u16) {
     spec.extra_toml = format!(
         "[http]\nbind = \"127.0.0.1:{port}\"\n\n\
          [consumer]\nblock_ms = 100\n\n\
-         [curation]\ninterval_secs = 1\npending_timeout_secs = 5\nconcurrency = 100\n\
+         [curation]\ninterval_secs = 1\npending_timeout_secs = {pending_timeout_secs}\nconcurrency = 100\n\
          batch_size = 100\n\n\
          [game_server_client]\nrequest_timeout_ms = 20000\nretries = 0\n\n\
          [[game_servers]]\nid = \"gs-1\"\nproduct = \"chess\"\napi_url = \"{}\"\n\
@@ -145,7 +149,7 @@ async fn a_creator_joining_while_the_curator_deletes_never_leaves_a_listed_game(
     for n in 0..GAMES {
         games.push(recorded_game(&fx, &format!("race{n:02}"), 60_000).await);
     }
-    let (mut daemon, port) = start_daemon(&fx, &fake);
+    let (mut daemon, port) = start_daemon(&fx, &fake, 5);
     wait_ready(port).await;
     let http = reqwest::Client::new();
 
@@ -273,7 +277,8 @@ async fn a_lobby_without_its_creator_is_not_listed_and_an_interrupted_end_is_fin
     // Written before the daemon starts, so the game leaves pending long before its timeout.
     write_event(&fx, &creatorless, "all_players_joined", None).await;
     write_event(&fx, &creatorless, "player_left", Some("p1")).await;
-    let (mut daemon, port) = start_daemon(&fx, &fake);
+    // Nothing here is stale: only the interrupted end step is the curator's business.
+    let (mut daemon, port) = start_daemon(&fx, &fake, 600);
     wait_ready(port).await;
     let http = reqwest::Client::new();
     let store = fx.store.clone();
