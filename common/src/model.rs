@@ -42,7 +42,8 @@ use crate::store::{MarkOutcome, RemoveGuard, RemoveOutcome};
 pub enum GameState {
     /// Created on a game server, creator not yet connected (set: pending).
     Created,
-    /// The creator is in; open while a seat is free (set: lobby).
+    /// In the lobby with a free seat; open while the creator is present, no end step is under
+    /// way and a seat is free (set: lobby).
     CreatorJoined,
     /// Every seat is taken (set: lobby, not open).
     AllPlayersJoined,

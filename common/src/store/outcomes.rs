@@ -4,6 +4,9 @@
 use crate::ids::GameId;
 use crate::model::{Game, GameSet, GameState, JoinRefusal};
 
+#[cfg(doc)]
+use super::Store;
+
 /// What became of one stream entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApplyResult {
@@ -34,7 +37,8 @@ pub enum ReserveOutcome {
     NotFound,
 }
 
-/// When [`Store::remove_game`] may remove a game.
+/// When [`Store::mark_ending`] may mark a game as ending (the end step's guard) and
+/// [`Store::remove_game`] may remove one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RemoveGuard {
     /// Always (operator force-delete).
