@@ -1,15 +1,17 @@
 //! Operator actions shared by the console's TUI and its scripted mode: the force-delete flow.
 //!
-//! A force-delete (contract section 8) is, in order (steps 2 and 3 are the shared end step of
+//! A force-delete (contract section 8) is, in order (steps 2 to 4 are the shared end step of
 //! [`crate::flows`] with [`RemoveGuard::Any`], removing unconfirmed games when forced):
 //!
 //! 1. read the game record (no live game: [`ForceDeleteOutcome::NotFound`], nothing changes,
 //!    nothing is audited);
-//! 2. `DELETE /games/{id}` on the game's server through [`GameServers`] (404 counts as
+//! 2. mark it as ending (unlisted, joins refused) — a game that ended or vanished since step 1
+//!    is treated as in step 1;
+//! 3. `DELETE /games/{id}` on the game's server through [`GameServers`] (404 counts as
 //!    success);
-//! 3. if the server deleted it, or if it refused or could not be reached and the operator
-//!    forced it: remove the record with [`RemoveGuard::Any`] and reason `force_deleted`;
-//!    otherwise keep the record;
+//! 4. if the server deleted it, or if it refused or could not be reached and the operator
+//!    forced it: remove the record with reason `force_deleted`; otherwise clear the mark and
+//!    keep the record;
 //! 4. append an [`AuditEntry`] to `P:audit` saying who, why, what came of it and whether the
 //!    server was reached.
 
@@ -20,7 +22,7 @@ use crate::flows::{self, DeleteAttempt, EndGame, Ended, GameServers, Unconfirmed
 use crate::gameserver::CallError;
 use crate::ids::{GameId, ServerId};
 use crate::model::GameState;
-use crate::store::{RemoveGuard, RemoveOutcome, Store, StoreError};
+use crate::store::{MarkOutcome, RemoveGuard, RemoveOutcome, Store, StoreError};
 
 /// The `end_reason` a force-deleted game's tombstone carries.
 pub const FORCE_DELETED_REASON: &str = "force_deleted";
@@ -110,7 +112,7 @@ impl ForceDeleteReport {
 /// A force-delete that could not be carried out because Redis failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
-    /// Reading the record failed: nothing was done.
+    /// Reading the record, or marking it as ending, failed: nothing was done.
     #[error("could not read game {game}: {source}")]
     Read {
         /// The game.
@@ -196,9 +198,28 @@ pub async fn force_delete(
     )
     .await;
     let (attempt, removed) = match ended {
+        Ok(Ended::NotMarked(MarkOutcome::AlreadyEnded)) => {
+            report.state = Some(GameState::Ended);
+            return Ok(report);
+        }
+        Ok(Ended::NotMarked(_)) => {
+            report.product = None;
+            report.server_id = None;
+            report.state = None;
+            return Ok(report);
+        }
         Ok(Ended::Removal { server, record }) => (Ok(server), Ok(Some(record))),
         Ok(Ended::Kept(unconfirmed)) => (Err(unconfirmed), Ok(None)),
-        Err(err) => (Ok(err.server), Err(err.source)),
+        Err(err) => match err.server {
+            Some(server) => (Ok(server), Err(err.source)),
+            // Marking failed: nothing changed, the server was not called.
+            None => {
+                return Err(AdminError::Read {
+                    game: game_id.clone(),
+                    source: err.source,
+                });
+            }
+        },
     };
     let server_step = match attempt {
         Ok(DeleteAttempt::Deleted) => {

@@ -109,6 +109,13 @@ impl ProductKeys {
         format!("{}:reservations", self.base)
     }
 
+    /// `P:{product}:ending`: ZSET of live games whose end step has begun (marked `ending`),
+    /// scored by the mark's time (ms). The curator finishes marks older than a bound (an end
+    /// step interrupted by a crash between the mark and the removal).
+    pub fn ending(&self) -> String {
+        format!("{}:ending", self.base)
+    }
+
     /// `P:{product}:game:<id>`: HASH, the game record.
     pub fn game(&self, game: &GameId) -> String {
         format!("{}:game:{}", self.base, game.as_str())
@@ -153,6 +160,7 @@ mod tests {
         assert_eq!(pk.pending(), "mm:{chess}:pending");
         assert_eq!(pk.lobby(), "mm:{chess}:lobby");
         assert_eq!(pk.active(), "mm:{chess}:active");
+        assert_eq!(pk.ending(), "mm:{chess}:ending");
         assert_eq!(pk.game(&game), "mm:{chess}:game:g1");
         assert_eq!(pk.events(), "mm:{chess}:events");
         assert_eq!(pk.dead_letters(), "mm:{chess}:events:dead");

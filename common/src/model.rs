@@ -2,8 +2,8 @@
 //!
 //! **This module is the specification and the test oracle; production runs the store's Lua
 //! scripts** (`store/lua/`), which implement the same rules atomically inside Redis. Nothing
-//! in the daemon calls [`Game::apply`], [`Game::reserve`], [`Game::release`] or
-//! [`Game::remove`]: they exist so the rules can be read in one place and so the differential
+//! in the daemon calls [`Game::apply`], [`Game::reserve`], [`Game::release`],
+//! [`Game::mark_ending`], [`Game::unmark_ending`] or [`Game::remove`]: they exist so the rules can be read in one place and so the differential
 //! property test (`tests/tests/it/oracle.rs`) can run random mixes of every store operation
 //! through both and require the same outcome and the same record after each one. The read
 //! side ([`Game::state`], [`Game::set_and_score`], [`Game::is_open`], …) is used by
@@ -34,7 +34,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{GameId, IdError, PlayerId, ProductId, ServerId};
-use crate::store::{RemoveGuard, RemoveOutcome};
+use crate::store::{MarkOutcome, RemoveGuard, RemoveOutcome};
 
 /// A game's state (contract section 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -42,7 +42,8 @@ use crate::store::{RemoveGuard, RemoveOutcome};
 pub enum GameState {
     /// Created on a game server, creator not yet connected (set: pending).
     Created,
-    /// The creator is in; open while a seat is free (set: lobby).
+    /// In the lobby with a free seat; open while the creator is present, no end step is under
+    /// way and a seat is free (set: lobby).
     CreatorJoined,
     /// Every seat is taken (set: lobby, not open).
     AllPlayersJoined,
@@ -405,6 +406,18 @@ pub struct RosterEntry {
     pub present: bool,
 }
 
+/// The mark of a game whose end step has begun (contract section 3.4, `ending_since` and
+/// `ending_reason`): set before its game server is asked to delete it, so the game is no
+/// longer listed or joinable while the delete is in flight, whatever events arrive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ending {
+    /// When the end step marked the game (Unix ms); also the mark's token, so only the step
+    /// that set it clears it.
+    pub since_ms: u64,
+    /// The `end_reason` the game will get.
+    pub reason: String,
+}
+
 /// The game record: what the store keeps in `P:{product}:game:<id>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Game {
@@ -440,6 +453,8 @@ pub struct Game {
     pub reservations: BTreeMap<PlayerId, u64>,
     /// Why the game ended, once it has (`game_ended`, `curated_pending`, `cancelled`, …).
     pub end_reason: Option<String>,
+    /// Set while an end step is under way (live games only; cleared when the game ends).
+    pub ending: Option<Ending>,
 }
 
 /// What applying an event did.
@@ -540,6 +555,7 @@ impl Game {
             last_leave: None,
             reservations: BTreeMap::new(),
             end_reason: None,
+            ending: None,
         }
     }
 
@@ -604,9 +620,18 @@ impl Game {
         self.present_count() + reserved
     }
 
-    /// Whether the game is listed as open at `now_ms`: creator joined, a seat free.
+    /// Whether the creator is in the game now (in its roster, present).
+    pub fn creator_present(&self) -> bool {
+        self.is_present(&self.creator_id)
+    }
+
+    /// Whether the game is listed as open at `now_ms`: in `creator_joined`, its creator
+    /// present (a lobby whose creator left, or which reached the lobby without them, is not
+    /// listed), no end step under way, and a seat free.
     pub fn is_open(&self, now_ms: u64) -> bool {
         self.state() == GameState::CreatorJoined
+            && self.ending.is_none()
+            && self.creator_present()
             && self.seats_taken(now_ms) < self.capacity as usize
     }
 
@@ -705,9 +730,9 @@ impl Game {
         ttl_ms: u64,
     ) -> Result<Reservation, JoinRefusal> {
         let state = self.state();
-        // A game that is no longer open is left exactly as it was, expired reservations
-        // included (the release sweep takes those).
-        if matches!(state, GameState::InProgress | GameState::Ended) {
+        // A game that is no longer open, or is being ended, is left exactly as it was,
+        // expired reservations included (the release sweep takes those).
+        if matches!(state, GameState::InProgress | GameState::Ended) || self.ending.is_some() {
             return Err(JoinRefusal::GameNotOpen);
         }
         self.reservations.retain(|_, expiry| *expiry > now_ms);
@@ -717,6 +742,7 @@ impl Game {
         match state {
             GameState::Created => return Err(JoinRefusal::CreatorNotJoined),
             GameState::AllPlayersJoined => return Err(JoinRefusal::GameFull),
+            _ if !self.creator_present() => return Err(JoinRefusal::CreatorNotJoined),
             _ => {}
         }
         if let Some(expiry) = self.reservations.get_mut(player) {
@@ -743,6 +769,51 @@ impl Game {
         }
     }
 
+    /// Marks the game as ending (the end step's first step, `mark_ending.lua`) if `guard`
+    /// holds, with the same guards as [`Game::remove`]: the mark's time is `now_ms` and it
+    /// carries `reason`. A game already marked is marked again (the newer step owns the mark).
+    /// The model always has its game, so it never answers [`MarkOutcome::NotFound`].
+    pub fn mark_ending(&mut self, reason: &str, guard: RemoveGuard, now_ms: u64) -> MarkOutcome {
+        let state = self.state();
+        if state == GameState::Ended {
+            return MarkOutcome::AlreadyEnded;
+        }
+        if !self.guard_holds(guard) {
+            return MarkOutcome::Refused { state };
+        }
+        self.ending = Some(Ending {
+            since_ms: now_ms,
+            reason: reason.to_string(),
+        });
+        MarkOutcome::Marked { state }
+    }
+
+    /// Clears the ending mark set at `since_ms` (`unmark_ending.lua`): the end step could not
+    /// delete the game on its server. A mark set by another step (another time) stays.
+    /// Returns whether the mark was cleared.
+    pub fn unmark_ending(&mut self, since_ms: u64) -> bool {
+        if self
+            .ending
+            .as_ref()
+            .is_some_and(|ending| ending.since_ms == since_ms)
+        {
+            self.ending = None;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn guard_holds(&self, guard: RemoveGuard) -> bool {
+        match guard {
+            RemoveGuard::Any => true,
+            RemoveGuard::Cancellable => self.state().cancellable(),
+            RemoveGuard::StaleIn { set, cutoff_ms } => self
+                .set_and_score()
+                .is_some_and(|(now_in, score)| now_in == set && score <= cutoff_ms),
+        }
+    }
+
     /// Ends the game outside the event stream (curated, cancelled, force-deleted) if `guard`
     /// holds, as `remove_game.lua` does: an ended game stays [`RemoveOutcome::AlreadyEnded`];
     /// `Cancellable` refuses a game that has started; `StaleIn` refuses a game that is no
@@ -754,14 +825,7 @@ impl Game {
         if state == GameState::Ended {
             return RemoveOutcome::AlreadyEnded;
         }
-        let allowed = match guard {
-            RemoveGuard::Any => true,
-            RemoveGuard::Cancellable => state.cancellable(),
-            RemoveGuard::StaleIn { set, cutoff_ms } => self
-                .set_and_score()
-                .is_some_and(|(now_in, score)| now_in == set && score <= cutoff_ms),
-        };
-        if !allowed {
+        if !self.guard_holds(guard) {
             return RemoveOutcome::Refused { state };
         }
         self.phase = Phase::Ended;
@@ -770,10 +834,12 @@ impl Game {
         RemoveOutcome::Removed { previous: state }
     }
 
-    /// What every way of ending a game records: why, and no seat held any longer.
+    /// What every way of ending a game records: why, no seat held any longer, and no
+    /// ending mark (an ended game is in no index).
     fn finish(&mut self, reason: &str) {
         self.end_reason = Some(reason.to_string());
         self.reservations.clear();
+        self.ending = None;
     }
 }
 

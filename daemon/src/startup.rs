@@ -36,6 +36,7 @@ use crate::cli::{Role, Roles};
 use crate::consumer::{Consumer, ConsumerOptions};
 use crate::curator::{
     Curator, CuratorOptions, EndpointLookup, ReconcileOptions, Reconciler, RegisteredServers,
+    stuck_ending_bound,
 };
 use crate::gauges;
 use crate::instance::{InstanceIdentity, InstanceInfo, run_heartbeat};
@@ -237,7 +238,10 @@ impl Daemon {
             let curator = Curator::new(
                 store.clone(),
                 servers,
-                CuratorOptions::from_settings(&settings.curation, identity.name.clone()),
+                CuratorOptions {
+                    stuck_ending_after: stuck_ending_bound(&settings.game_server_client),
+                    ..CuratorOptions::from_settings(&settings.curation, identity.name.clone())
+                },
                 products.clone(),
             )
             .with_reconciler(Reconciler::new(

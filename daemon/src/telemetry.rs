@@ -140,6 +140,11 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
         MetricKind::Histogram,
         "Time of one reconciliation pass.",
     ),
+    (
+        "mm_endings_finished_total",
+        MetricKind::Counter,
+        "End steps interrupted between their mark and their end that the curator finished, by outcome.",
+    ),
 ];
 
 /// Histogram buckets of every duration (seconds): 100 µs to 10 s.

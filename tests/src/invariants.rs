@@ -3,8 +3,9 @@
 //! For every product: each game hash's `state` and `players` agree with its roster and marks;
 //! each live game hash is in exactly one of pending, lobby and active — the one its `state`
 //! names — with the right score; an ended game is in none; every member of
-//! a set has a hash; the open index holds exactly the lobby games with a free seat; and every
-//! reservation index entry matches a reservation in its game's hash.
+//! a set has a hash; the open index holds exactly the open games (creator present, not being
+//! ended, a free seat); the ending index holds exactly the live games marked as ending, scored
+//! by their mark; and every reservation index entry matches a reservation in its game's hash.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -60,6 +61,16 @@ pub async fn check(
             .query_async(conn)
             .await?;
         census.open += open.len();
+        let ending_index: HashMap<String, f64> = redis::cmd("ZRANGE")
+            .arg(pk.ending())
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async::<Vec<(String, f64)>>(conn)
+            .await?
+            .into_iter()
+            .collect();
+        let mut ending_expected: HashMap<String, f64> = HashMap::new();
         let mut live_ids = BTreeSet::new();
         let mut reservations_expected = BTreeSet::new();
         for key in &game_keys {
@@ -120,6 +131,9 @@ pub async fn check(
                     ));
                 }
             }
+            if let Some(ending) = &game.ending {
+                ending_expected.insert(id.clone(), ending.since_ms as f64);
+            }
             for player in game.reservations.keys() {
                 reservations_expected.insert(format!("{id}{RESERVATION_SEPARATOR}{player}"));
             }
@@ -139,6 +153,11 @@ pub async fn check(
                     "open index of {product} holds {id}, which has no live hash"
                 ));
             }
+        }
+        if ending_index != ending_expected {
+            violations.push(format!(
+                "ending index of {product} is {ending_index:?}, the hashes' marks say {ending_expected:?}"
+            ));
         }
         let reservations: BTreeSet<String> = conn_zrange_all(conn, &pk.reservations()).await?;
         if reservations != reservations_expected {

@@ -5,7 +5,7 @@ use super::end::{EndGame, Ended, Unconfirmed, end_game};
 use super::{ServerCalls, ServerDirectory};
 use crate::gameserver::CallError;
 use crate::ids::{GameId, PlayerId, ServerId};
-use crate::store::{RemoveGuard, RemoveOutcome, Store, StoreError};
+use crate::store::{MarkOutcome, RemoveGuard, RemoveOutcome, Store, StoreError};
 use crate::time::now_ms;
 
 /// The `end_reason` a cancelled game's tombstone carries.
@@ -32,8 +32,9 @@ pub enum CancelError {
     /// The game's server did not delete the game: nothing changed.
     #[error("the game's server did not delete the game: {0}")]
     ServerFailed(#[source] CallError),
-    /// The server deleted the game but removing the record failed.
-    #[error("removing the cancelled game: {0}")]
+    /// A store step of the end step failed: marking the game (nothing changed), or, after
+    /// the server was called, removing the record or clearing the mark.
+    #[error("cancelling the game: {0}")]
     Remove(#[source] StoreError),
     /// The server deleted the game, and the record had ended meanwhile.
     #[error("the game ended while being cancelled")]
@@ -54,8 +55,9 @@ impl CancelError {
     }
 }
 
-/// Cancels `game` for `player`, its creator: deleted on its server, then removed from the
-/// record with reason [`CANCELLED_REASON`].
+/// Cancels `game` for `player`, its creator: marked as ending (refused once it has started),
+/// deleted on its server, then removed from the record with reason [`CANCELLED_REASON`] (or
+/// the mark cleared if the server did not confirm).
 pub async fn cancel_game<D: ServerDirectory>(
     store: &Store,
     servers: &ServerCalls<D>,
@@ -89,24 +91,23 @@ pub async fn cancel_game<D: ServerDirectory>(
     .map_err(|err| CancelError::Remove(err.source))?;
     let removed = match ended {
         Ended::Removal { record, .. } => record,
+        // Nothing changed and the server was not called.
+        Ended::NotMarked(MarkOutcome::Refused { .. } | MarkOutcome::AlreadyEnded) => {
+            return Err(CancelError::NotOpen);
+        }
+        Ended::NotMarked(MarkOutcome::NotFound | MarkOutcome::Marked { .. }) => {
+            return Err(CancelError::NotFound);
+        }
         Ended::Kept(Unconfirmed::UnknownServer) => {
             return Err(CancelError::UnknownServer(record.server_id));
         }
         Ended::Kept(Unconfirmed::Failed(err)) => return Err(CancelError::ServerFailed(err)),
     };
     match removed {
-        RemoveOutcome::Removed { .. } => {
+        // `Refused` cannot happen (the removal after a mark is unguarded); had it, the
+        // server no longer has the game and the record's fate is the same as removed.
+        RemoveOutcome::Removed { .. } | RemoveOutcome::Refused { .. } => {
             tracing::info!(game = %game, "game cancelled by its creator");
-            Ok(())
-        }
-        RemoveOutcome::Refused { state } => {
-            // It started between our check and the delete; the server no longer has it, so
-            // the record must go too.
-            tracing::warn!(game = %game, %state, "game started while being cancelled; removing it");
-            store
-                .remove_game(game, CANCELLED_REASON, RemoveGuard::Any, now_ms())
-                .await
-                .map_err(CancelError::Remove)?;
             Ok(())
         }
         RemoveOutcome::AlreadyEnded => Err(CancelError::EndedMeanwhile),

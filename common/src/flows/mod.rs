@@ -1,10 +1,11 @@
 //! The game lifecycle flows: the multi-step operations that change a game both on its game
 //! server and in the record, each with the undo that keeps the two in step.
 //!
-//! The invariant every flow keeps: **no game on a server without a record, and no record of
-//! a game its server was told to delete.** A server is therefore always asked first when a
-//! game ends (the record goes only once the server confirmed), and a game the record could
-//! not take is deleted on its server again.
+//! The invariant every flow keeps: **no game on a server without a record, and no listed or
+//! joinable record of a game its server was told to delete.** A game that ends is therefore
+//! first marked as ending in the record (unlisted, joins refused), then deleted on its server,
+//! and its record goes once the server confirmed (or the mark is cleared if it did not); a
+//! game the record could not take is deleted on its server again.
 //!
 //! # Create ([`create::create_game`])
 //!
@@ -32,20 +33,23 @@
 //!
 //! 1. Read the game: it must exist, the caller must be its creator, and it must not have
 //!    started.
-//! 2. The end step with [`RemoveGuard::Cancellable`]. The server is asked first; if it
-//!    fails, nothing changes. If the game started between step 1 and the removal, the server
-//!    no longer has it, so the record goes anyway ([`RemoveGuard::Any`]).
+//! 2. The end step with [`RemoveGuard::Cancellable`], checked when the game is marked: a game
+//!    that started since step 1 is refused (nothing changes). Once marked, the server is
+//!    asked; if it fails, the mark is cleared and nothing else changes; if it confirms, the
+//!    record goes whatever happened meanwhile (the server no longer has the game).
 //!
-//! # End ([`end::end_game`]): end the game on its server, then remove the record
+//! # End ([`end::end_game`]): mark, end the game on its server, then remove the record
 //!
 //! The one step shared by cancel, the curator and the operator's force-delete
-//! (`crate::admin`):
+//! (`crate::admin`); its module docs say why the record is marked first:
 //!
-//! 1. `DELETE /games/{id}` on the game's server through [`GameServers`] (404 counts as done).
-//! 2. Only if the server confirmed — or the caller removes unconfirmed games (the operator's
-//!    `--force`) — remove the record with the caller's guard: [`RemoveGuard::Cancellable`]
-//!    for cancel, [`RemoveGuard::StaleIn`] for the curator (a game that came alive since it
-//!    was picked is left alone), [`RemoveGuard::Any`] for force-delete.
+//! 1. Mark the game as ending under the caller's guard ([`RemoveGuard::Cancellable`] for
+//!    cancel, [`RemoveGuard::StaleIn`] for the curator — a game that came alive since it was
+//!    picked is left alone —, [`RemoveGuard::Any`] for force-delete). Refused: stop.
+//! 2. `DELETE /games/{id}` on the game's server through [`GameServers`] (404 counts as done).
+//! 3. If the server confirmed — or the caller removes unconfirmed games (the operator's
+//!    `--force`) — remove the record unconditionally; otherwise clear the mark.
+//! 4. A step interrupted between 1 and 3 is finished by the curator ([`end::finish_ending`]).
 //!
 //! # What the flows are given
 //!
@@ -76,7 +80,7 @@ use crate::store::RemoveGuard;
 
 pub use cancel::{CancelError, cancel_game};
 pub use create::{CreateError, CreatedGame, NewGame, create_game};
-pub use end::{EndError, EndGame, Ended, Unconfirmed, end_game};
+pub use end::{EndError, EndGame, Ended, FinishEnding, Unconfirmed, end_game, finish_ending};
 pub use join::{JoinError, JoinedGame, join_game};
 
 /// Which game servers exist: how to call each by id.

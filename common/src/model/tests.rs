@@ -3,7 +3,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::store::{RemoveGuard, RemoveOutcome};
+use crate::store::{MarkOutcome, RemoveGuard, RemoveOutcome};
 
 const SERVER: &str = "gs-1";
 const CREATOR: &str = "creator";
@@ -565,4 +565,108 @@ proptest! {
         }
         prop_assert_eq!(interleaved, sequential);
     }
+}
+
+#[test]
+fn a_lobby_is_listed_open_only_while_its_creator_is_in_it() {
+    // Found-item 7: created → all_players_joined → player_left reaches the lobby without the
+    // creator ever joining; it must not be listed or let anyone in.
+    let mut out_of_order = new_game(2);
+    for e in [
+        event(EventKind::AllPlayersJoined, None, 10),
+        event(EventKind::PlayerLeft, Some("p1"), 11),
+    ] {
+        out_of_order.apply(&e, u64::MAX).unwrap();
+    }
+    assert_eq!(out_of_order.state(), GameState::CreatorJoined);
+    assert!(!out_of_order.is_open(0), "no creator, not open");
+    assert_eq!(
+        out_of_order.reserve(&player("p2"), 0, 30_000),
+        Err(JoinRefusal::CreatorNotJoined)
+    );
+    // The creator arriving opens it.
+    out_of_order
+        .apply(
+            &event(EventKind::CreatorJoined, Some(CREATOR), 12),
+            u64::MAX,
+        )
+        .unwrap();
+    assert!(out_of_order.is_open(0));
+
+    // A creator who leaves a lobby unlists it until they are back.
+    let mut lobby = game_in(GameState::CreatorJoined);
+    assert!(lobby.is_open(0));
+    lobby
+        .apply(&event(EventKind::PlayerLeft, Some(CREATOR), 20), u64::MAX)
+        .unwrap();
+    assert_eq!(lobby.state(), GameState::CreatorJoined);
+    assert!(!lobby.is_open(0));
+    assert_eq!(
+        lobby.reserve(&player("p1"), 0, 30_000),
+        Err(JoinRefusal::CreatorNotJoined)
+    );
+    assert_eq!(
+        lobby.reserve(&player(CREATOR), 0, 30_000),
+        Ok(Reservation::AlreadyHeld),
+        "the creator may always come back"
+    );
+    lobby
+        .apply(&event(EventKind::PlayerJoined, Some(CREATOR), 21), u64::MAX)
+        .unwrap();
+    assert!(lobby.is_open(0));
+}
+
+#[test]
+fn an_ending_mark_unlists_the_game_until_it_ends_or_is_cleared() {
+    let mut lobby = game_in(GameState::CreatorJoined);
+    assert_eq!(
+        lobby.mark_ending("curated_lobby_idle", RemoveGuard::Any, 5_000),
+        MarkOutcome::Marked {
+            state: GameState::CreatorJoined
+        }
+    );
+    assert!(!lobby.is_open(0), "marked: not listed");
+    assert_eq!(
+        lobby.reserve(&player("p1"), 0, 30_000),
+        Err(JoinRefusal::GameNotOpen)
+    );
+    // Events keep being applied but never list it again.
+    lobby
+        .apply(
+            &event(EventKind::CreatorJoined, Some(CREATOR), 20),
+            u64::MAX,
+        )
+        .unwrap();
+    assert!(!lobby.is_open(0));
+    // Only the mark's own step clears it.
+    assert!(!lobby.unmark_ending(4_999));
+    assert!(lobby.unmark_ending(5_000));
+    assert!(lobby.is_open(0), "cleared: listed again");
+
+    // A guard refuses exactly as removal does, and changes nothing.
+    let mut started = game_in(GameState::InProgress);
+    assert_eq!(
+        started.mark_ending("cancelled", RemoveGuard::Cancellable, 5_000),
+        MarkOutcome::Refused {
+            state: GameState::InProgress
+        }
+    );
+    assert_eq!(started, game_in(GameState::InProgress));
+    let mut over = game_in(GameState::Ended);
+    assert_eq!(
+        over.mark_ending("cancelled", RemoveGuard::Any, 5_000),
+        MarkOutcome::AlreadyEnded
+    );
+
+    // Ending, by removal or by event, drops the mark.
+    let mut marked = game_in(GameState::CreatorJoined);
+    marked.mark_ending("cancelled", RemoveGuard::Any, 5_000);
+    marked.remove("cancelled", RemoveGuard::Any, 6_000);
+    assert_eq!(marked.ending, None);
+    let mut marked = game_in(GameState::CreatorJoined);
+    marked.mark_ending("cancelled", RemoveGuard::Any, 5_000);
+    marked
+        .apply(&event(EventKind::GameEnded, None, 20), u64::MAX)
+        .unwrap();
+    assert_eq!(marked.ending, None);
 }

@@ -3,12 +3,12 @@
 //! Contract fields (contract section 3): `id`, `product`, `server_id`, `state`, `capacity`,
 //! `creator_id`, `players` (JSON array), `socket_url`, `created_at`, `updated_at` (Unix ms).
 //! The store adds `region`, `settings`, `roster`, `full_mark`, `last_leave`, `reservations`
-//! and `end_reason`, which the scripts need to apply events order-independently.
+//! `end_reason`, `ending_since` and `ending_reason`, which the scripts need to apply events order-independently.
 
 use std::collections::{BTreeMap, HashMap};
 
 use crate::ids::PlayerId;
-use crate::model::{EntryId, Game, GameState, Phase, RosterEntry};
+use crate::model::{Ending, EntryId, Game, GameState, Phase, RosterEntry};
 
 /// Why a game hash could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,6 +69,20 @@ pub fn game_to_fields(game: &Game) -> Vec<(&'static str, String)> {
         ),
         ("reservations", json(&reservations)),
         ("end_reason", game.end_reason.clone().unwrap_or_default()),
+        (
+            "ending_since",
+            game.ending
+                .as_ref()
+                .map(|ending| ending.since_ms.to_string())
+                .unwrap_or_default(),
+        ),
+        (
+            "ending_reason",
+            game.ending
+                .as_ref()
+                .map(|ending| ending.reason.clone())
+                .unwrap_or_default(),
+        ),
     ]
 }
 
@@ -137,6 +151,15 @@ pub fn game_from_hash(hash: &HashMap<String, String>) -> Result<Game, CodecError
         reservations.insert(player, expiry);
     }
     let capacity = number("capacity")?;
+    let ending = match optional("ending_since") {
+        "" => None,
+        raw => Some(Ending {
+            since_ms: raw
+                .parse()
+                .map_err(|err| bad("ending_since", format!("{err}")))?,
+            reason: optional("ending_reason").to_string(),
+        }),
+    };
     Ok(Game {
         id: field("id")?.parse().map_err(|err| bad("id", err))?,
         product: field("product")?
@@ -160,6 +183,7 @@ pub fn game_from_hash(hash: &HashMap<String, String>) -> Result<Game, CodecError
         last_leave: entry_id("last_leave")?,
         reservations,
         end_reason: Some(optional("end_reason").to_string()).filter(|r| !r.is_empty()),
+        ending,
     })
 }
 

@@ -50,10 +50,11 @@ impl Store {
             .key(keys.reservations())
             .key(keys.events())
             .key(keys.dead_letters())
+            .key(keys.ending())
             .arg(CONSUMER_GROUP)
             .arg(now_ms)
             .arg(self.options.tombstone_ttl.as_secs().max(1));
-        const FIXED_KEYS: usize = 7;
+        const FIXED_KEYS: usize = 8;
         let mut game_key_index: HashMap<GameId, usize> = HashMap::new();
         let mut in_script = Vec::with_capacity(entries.len());
         for (position, (entry_id, fields)) in entries.iter().enumerate() {

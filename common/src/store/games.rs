@@ -1,5 +1,5 @@
 //! One game's record: create it, read it, reserve and release seats, and end it outside the
-//! event stream. Each change is one atomic script (see `lua/`).
+//! event stream (mark it as ending, clear the mark, remove it). Each change is one atomic script (see `lua/`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -8,7 +8,7 @@ use redis::AsyncCommands;
 
 use super::codec::game_to_fields;
 use super::error::{StoreResult, unexpected};
-use super::outcomes::{RemoveGuard, RemoveOutcome, ReserveOutcome};
+use super::outcomes::{MarkOutcome, RemoveGuard, RemoveOutcome, ReserveOutcome};
 use super::scripts::SCRIPTS;
 use super::{Store, decode};
 use crate::ids::{GameId, PlayerId, ProductId};
@@ -61,7 +61,8 @@ impl Store {
             .key(keys.lobby())
             .key(keys.active())
             .key(keys.open())
-            .key(keys.reservations());
+            .key(keys.reservations())
+            .key(keys.ending());
     }
 
     /// Reserves a seat for `player` (the join API), held for `ttl`.
@@ -141,6 +142,7 @@ impl Store {
             .key(keys.active())
             .key(keys.open())
             .key(keys.reservations())
+            .key(keys.ending())
             .arg(game)
             .arg(player)
             .arg(now_ms)
@@ -195,11 +197,7 @@ impl Store {
             return Ok(RemoveOutcome::NotFound);
         };
         let keys = self.product_keys(&product);
-        let (guard_name, guard_set, cutoff) = match guard {
-            RemoveGuard::Any => ("any", "", 0),
-            RemoveGuard::Cancellable => ("cancellable", "", 0),
-            RemoveGuard::StaleIn { set, cutoff_ms } => ("stale", set.as_str(), cutoff_ms),
-        };
+        let (guard_name, guard_set, cutoff) = guard_args(guard);
         let mut invocation = SCRIPTS.remove_game.prepare_invoke();
         Self::game_script_keys(&mut invocation, &keys, game);
         invocation
@@ -208,7 +206,8 @@ impl Store {
             .arg(self.options.tombstone_ttl.as_secs().max(1))
             .arg(guard_name)
             .arg(guard_set)
-            .arg(cutoff);
+            .arg(cutoff)
+            .arg(game.as_str());
         let mut conn = self.conn.clone();
         let reply: Vec<String> = invocation.invoke_async(&mut conn).await?;
         let state = |reply: &[String]| -> StoreResult<GameState> {
@@ -227,5 +226,107 @@ impl Store {
             Some("ended") => Ok(RemoveOutcome::AlreadyEnded),
             _ => Err(unexpected("remove_game", &reply)),
         }
+    }
+
+    /// Marks `game` as ending if `guard` holds (the end step's first step, taken before its
+    /// game server is called): out of the open index, joins refused, in `P:{product}:ending`
+    /// scored by `now_ms`, the mark carrying `reason`. `now_ms` is the mark's token for
+    /// [`Store::unmark_ending`].
+    pub async fn mark_ending(
+        &self,
+        game: &GameId,
+        reason: &str,
+        guard: RemoveGuard,
+        now_ms: u64,
+    ) -> StoreResult<MarkOutcome> {
+        let Some(product) = game.product() else {
+            return Ok(MarkOutcome::NotFound);
+        };
+        let keys = self.product_keys(&product);
+        let (guard_name, guard_set, cutoff) = guard_args(guard);
+        let mut invocation = SCRIPTS.mark_ending.prepare_invoke();
+        Self::game_script_keys(&mut invocation, &keys, game);
+        invocation
+            .arg(reason)
+            .arg(now_ms)
+            .arg(guard_name)
+            .arg(guard_set)
+            .arg(cutoff);
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> = invocation.invoke_async(&mut conn).await?;
+        let state = |reply: &[String]| -> StoreResult<GameState> {
+            reply[1]
+                .parse()
+                .map_err(|_| unexpected("mark_ending", reply))
+        };
+        match reply.first().map(String::as_str) {
+            Some("marked") => Ok(MarkOutcome::Marked {
+                state: state(&reply)?,
+            }),
+            Some("refused") => Ok(MarkOutcome::Refused {
+                state: state(&reply)?,
+            }),
+            Some("not_found") => Ok(MarkOutcome::NotFound),
+            Some("ended") => Ok(MarkOutcome::AlreadyEnded),
+            _ => Err(unexpected("mark_ending", &reply)),
+        }
+    }
+
+    /// Clears the ending mark `game` got at `since_ms` (its game server did not confirm the
+    /// delete): it is listed again if it qualifies. A newer mark stays. Returns whether the
+    /// mark was cleared.
+    pub async fn unmark_ending(
+        &self,
+        game: &GameId,
+        since_ms: u64,
+        now_ms: u64,
+    ) -> StoreResult<bool> {
+        let Some(product) = game.product() else {
+            return Ok(false);
+        };
+        let keys = self.product_keys(&product);
+        let mut invocation = SCRIPTS.unmark_ending.prepare_invoke();
+        Self::game_script_keys(&mut invocation, &keys, game);
+        invocation.arg(since_ms).arg(now_ms);
+        let mut conn = self.conn.clone();
+        let cleared: i64 = invocation.invoke_async(&mut conn).await?;
+        Ok(cleared == 1)
+    }
+
+    /// Up to `limit` games of `product` marked as ending at or before `marked_before_ms`,
+    /// oldest mark first, with the mark's time: end steps that did not finish (the curator
+    /// finishes them).
+    pub async fn stuck_endings(
+        &self,
+        product: &ProductId,
+        marked_before_ms: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, u64)>> {
+        let keys = self.product_keys(product);
+        let mut conn = self.conn.clone();
+        let rows: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(keys.ending())
+            .arg("-inf")
+            .arg(marked_before_ms)
+            .arg("BYSCORE")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, score)| (id, score as u64))
+            .collect())
+    }
+}
+
+/// A guard as the scripts take it: name, set, cutoff.
+fn guard_args(guard: RemoveGuard) -> (&'static str, &'static str, u64) {
+    match guard {
+        RemoveGuard::Any => ("any", "", 0),
+        RemoveGuard::Cancellable => ("cancellable", "", 0),
+        RemoveGuard::StaleIn { set, cutoff_ms } => ("stale", set.as_str(), cutoff_ms),
     }
 }

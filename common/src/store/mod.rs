@@ -47,8 +47,8 @@ pub use codec::{CodecError, game_from_hash, game_to_fields, record_fields};
 pub use coordination::InstanceHeartbeat;
 pub use error::{StoreError, StoreResult};
 pub use outcomes::{
-    ApplyResult, OpenCursor, OpenPage, RemoveGuard, RemoveOutcome, ReserveOutcome, Window,
-    WindowRow,
+    ApplyResult, MarkOutcome, OpenCursor, OpenPage, RemoveGuard, RemoveOutcome, ReserveOutcome,
+    Window, WindowRow,
 };
 pub use reconcile::{LiveGame, LiveGamesPage, RecordPresence};
 pub use reply::{AutoClaim, DeliveredEntry, GroupInfo, PendingRow, ReplyError};

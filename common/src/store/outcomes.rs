@@ -4,6 +4,9 @@
 use crate::ids::GameId;
 use crate::model::{Game, GameSet, GameState, JoinRefusal};
 
+#[cfg(doc)]
+use super::Store;
+
 /// What became of one stream entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApplyResult {
@@ -34,7 +37,8 @@ pub enum ReserveOutcome {
     NotFound,
 }
 
-/// When [`Store::remove_game`] may remove a game.
+/// When [`Store::mark_ending`] may mark a game as ending (the end step's guard) and
+/// [`Store::remove_game`] may remove one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RemoveGuard {
     /// Always (operator force-delete).
@@ -60,6 +64,28 @@ pub enum RemoveOutcome {
         previous: GameState,
     },
     /// The guard did not hold; the game's current state.
+    Refused {
+        /// Current state.
+        state: GameState,
+    },
+    /// No such game.
+    NotFound,
+    /// It had already ended.
+    AlreadyEnded,
+}
+
+/// What [`Store::mark_ending`] did: the first step of ending a game, taken before its game
+/// server is called (see `flows::end`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkOutcome {
+    /// The game is now marked as ending (out of the open index, joins refused); the mark's
+    /// time is the `now_ms` the caller gave, its token for [`Store::unmark_ending`]. The state
+    /// it has.
+    Marked {
+        /// Its state (unchanged by the mark).
+        state: GameState,
+    },
+    /// The guard did not hold; nothing changed. The game's current state.
     Refused {
         /// Current state.
         state: GameState,

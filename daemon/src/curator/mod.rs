@@ -23,18 +23,30 @@
 //! curated as before. If the watermark cannot be read, the product is not curated in this
 //! pass (logged, counted in `mm_curation_skipped_total`) rather than curated blind.
 //!
-//! # Server first, record second
+//! # Mark first, server second, record last
 //!
 //! Each stale game goes through the end step shared with cancel and force-delete
-//! ([`mm_common::flows::end_game`]): it is deleted on its game server first (`DELETE /games/{id}`, at most
-//! `concurrency` calls at a time). Only when the server confirms — 2xx, or 404 for a game it
-//! no longer has — is the game removed from the record, with
-//! [`RemoveGuard::StaleIn`]: a game that came alive since it was picked (an event moved or
-//! refreshed it) is left alone. A server that refuses (4xx other than 404) or cannot be
-//! reached keeps its games in the record; they are retried on later passes with a per-game
-//! exponential delay, and the game-server client's per-server circuit breaker turns an outage
-//! into fast failures instead of a flood of calls. An outage never removes games. A game whose
-//! server id is not registered is logged and skipped, never removed blindly.
+//! ([`mm_common::flows::end_game`]): it is marked as ending under
+//! [`RemoveGuard::StaleIn`] — a game that came alive since it was picked (an event moved or
+//! refreshed it) is left alone and its server is not called — which unlists it at once; then
+//! it is deleted on its game server (`DELETE /games/{id}`, at most `concurrency` calls at a
+//! time). When the server confirms — 2xx, or 404 for a game it no longer has — the record is
+//! removed, whatever events arrived meanwhile (the server no longer has the game). A server
+//! that refuses (4xx other than 404) or cannot be reached has the mark cleared and keeps its
+//! games in the record; they are retried on later passes with a per-game exponential delay,
+//! and the game-server client's per-server circuit breaker turns an outage into fast failures
+//! instead of a flood of calls. An outage never removes games. A game whose server id is not
+//! registered is logged and skipped, never removed blindly.
+//!
+//! # Interrupted end steps
+//!
+//! An end step (the curator's, a cancel's, a force-delete's) interrupted between its mark and
+//! its removal — a crash, a lost connection — leaves the game marked in `P:{product}:ending`.
+//! Each pass finishes the marks older than `stuck_ending_after` (longer than any delete call
+//! can take with its retries, so an end step still in flight is not raced): the game is
+//! deleted on its server again and removed with the mark's reason, or, unconfirmed, the mark
+//! is cleared (a stale game is then picked again by its timeout). Counted in
+//! `mm_endings_finished_total`.
 //!
 //! # Several daemons
 //!
@@ -58,12 +70,12 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use mm_common::backoff::{Backoff, Delays};
-use mm_common::flows::{self, EndGame, Ended, Unconfirmed};
+use mm_common::flows::{self, EndGame, Ended, FinishEnding, Unconfirmed};
 use mm_common::model::GameSet;
 use mm_common::store::{RemoveGuard, RemoveOutcome, Store, StoreError};
 use mm_common::time::now_ms;
 use mm_common::{GameId, ProductId};
-use mm_config::CurationSettings;
+use mm_config::{CurationSettings, GameServerClientSettings};
 use tokio_util::sync::CancellationToken;
 
 pub use mm_common::flows::{DeleteAttempt, GameServers};
@@ -96,6 +108,17 @@ pub struct CuratorOptions {
     pub instance_name: String,
     /// Longest delay before retrying a game whose server failed.
     pub max_retry_delay: Duration,
+    /// Ending marks older than this are end steps that were interrupted; the curator finishes
+    /// them ([`stuck_ending_bound`]).
+    pub stuck_ending_after: Duration,
+}
+
+/// How old an ending mark must be before the curator treats its end step as interrupted: four
+/// times the longest a `DELETE` can take with its retries (`(retries + 1) ×
+/// request_timeout_ms`), at least 30 seconds.
+pub fn stuck_ending_bound(client: &GameServerClientSettings) -> Duration {
+    let longest_call = client.request_timeout() * (client.retries.saturating_add(1));
+    (longest_call * 4).max(Duration::from_secs(30))
 }
 
 impl CuratorOptions {
@@ -112,6 +135,7 @@ impl CuratorOptions {
             lease: settings.lease().max(Duration::from_secs(1)),
             instance_name: instance_name.into(),
             max_retry_delay: Duration::from_secs(300),
+            stuck_ending_after: stuck_ending_bound(&GameServerClientSettings::default()),
         }
     }
 
@@ -158,6 +182,12 @@ pub struct PassReport {
     pub interrupted: u64,
     /// Products not curated because their applied watermark could not be read.
     pub watermark_unknown: u64,
+    /// Interrupted end steps finished: deleted on the server and removed from the record.
+    pub endings_finished: u64,
+    /// Interrupted end steps whose server did not confirm: the mark was cleared.
+    pub endings_unmarked: u64,
+    /// Ending marks of games that had ended or vanished meanwhile: dropped.
+    pub endings_dropped: u64,
 }
 
 impl PassReport {
@@ -366,6 +396,10 @@ impl<S: GameServers> Curator<S> {
                     .await?;
             }
             if !self.options.dry_run && !shutdown.is_cancelled() {
+                self.finish_stuck_endings(&product, now_ms, shutdown, &mut report)
+                    .await?;
+            }
+            if !self.options.dry_run && !shutdown.is_cancelled() {
                 let released = self
                     .store
                     .release_expired_reservations(&product, now_ms, self.options.batch_size)
@@ -479,12 +513,22 @@ impl<S: GameServers> Curator<S> {
         let ended = match ended {
             Ok(ended) => ended,
             Err(err) => {
-                // Deleted on the server: no retry is due, whatever became of the record.
-                self.retries.lock().expect("not poisoned").remove(&id);
+                // Deleted on the server: no retry is due, whatever became of the record (a
+                // mark left behind is finished by a later pass). Marking failed: nothing
+                // changed, the retry state stays as it was.
+                if err.server.as_ref().is_some_and(DeleteAttempt::confirmed) {
+                    self.retries.lock().expect("not poisoned").remove(&id);
+                }
                 return Err(err.source);
             }
         };
         let outcome = match ended {
+            Ended::NotMarked(marked) => {
+                // The guard refused before the server was called: nothing changed.
+                self.retries.lock().expect("not poisoned").remove(&id);
+                tracing::info!(game = %id, ?marked, "game came alive or ended since it was picked; left alone");
+                Outcome::SkippedAlive
+            }
             Ended::Removal { record, .. } => {
                 self.retries.lock().expect("not poisoned").remove(&id);
                 match record {
@@ -517,6 +561,93 @@ impl<S: GameServers> Curator<S> {
             }
         };
         Ok(outcome)
+    }
+
+    /// Finishes `product`'s end steps whose mark is older than `stuck_ending_after` (see the
+    /// module docs), at most `batch_size` per pass.
+    async fn finish_stuck_endings(
+        &self,
+        product: &ProductId,
+        now_ms: u64,
+        shutdown: &CancellationToken,
+        report: &mut PassReport,
+    ) -> Result<(), StoreError> {
+        let marked_before_ms =
+            now_ms.saturating_sub(self.options.stuck_ending_after.as_millis() as u64);
+        let stuck = self
+            .store
+            .stuck_endings(product, marked_before_ms, self.options.batch_size)
+            .await?;
+        for (raw_id, since_ms) in stuck {
+            if shutdown.is_cancelled() {
+                return Ok(());
+            }
+            let Ok(id) = GameId::new(&raw_id) else {
+                tracing::warn!(%product, id = %raw_id, "malformed game id in the ending index; skipped");
+                continue;
+            };
+            let outcome = self.finish_ending(&id, since_ms, now_ms).await?;
+            metrics::counter!("mm_endings_finished_total", "outcome" => outcome).increment(1);
+            match outcome {
+                "removed" => report.endings_finished += 1,
+                "gone" => report.endings_dropped += 1,
+                "remarked" => {}
+                _ => report.endings_unmarked += 1,
+            }
+        }
+        Ok(())
+    }
+
+    /// Finishes one interrupted end step; returns its `mm_endings_finished_total` outcome.
+    async fn finish_ending(
+        &self,
+        id: &GameId,
+        since_ms: u64,
+        now_ms: u64,
+    ) -> Result<&'static str, StoreError> {
+        let game = self.store.game(id).await?;
+        let (Some(game), Some(ending)) = (
+            game.as_ref(),
+            game.as_ref().and_then(|game| game.ending.clone()),
+        ) else {
+            // Ended or vanished meanwhile (a removal drops the member too; this is a leftover).
+            self.store
+                .remove_game(id, "ending_dropped", RemoveGuard::Any, now_ms)
+                .await
+                .map(|outcome| {
+                    tracing::info!(game = %id, ?outcome, "ending mark of a game no longer live dropped");
+                })?;
+            return Ok("gone");
+        };
+        if ending.since_ms != since_ms {
+            // Marked again since it was listed: a newer end step owns it.
+            return Ok("remarked");
+        }
+        tracing::warn!(
+            game = %id, server = %game.server_id, reason = %ending.reason, since_ms,
+            "finishing an end step that was interrupted between its mark and its removal"
+        );
+        let ended = flows::finish_ending(
+            &self.store,
+            &*self.servers,
+            FinishEnding {
+                game: id,
+                server: &game.server_id,
+                reason: &ending.reason,
+                since_ms,
+                remove_unconfirmed: false,
+                now_ms,
+            },
+        )
+        .await
+        .map_err(|err| err.source)?;
+        Ok(match ended {
+            Ended::Removal { .. } => "removed",
+            Ended::NotMarked(_) => "gone",
+            Ended::Kept(Unconfirmed::UnknownServer) => "unknown_server",
+            Ended::Kept(Unconfirmed::Failed(err)) if err.is_server_fault() => "server_unreachable",
+            Ended::Kept(Unconfirmed::Failed(_)) => "server_refused",
+        })
     }
 
     /// Records a failure; returns the delay before the game is tried again (the interval,

@@ -22,7 +22,8 @@ use mm_common::gameserver::{
     ClientOptions, CreateGameRequest, GameServerClient, GameServerEndpoint,
 };
 use mm_common::keys::CONSUMER_GROUP;
-use mm_common::store::{ReserveOutcome, Store, StoreOptions};
+use mm_common::model::JoinRefusal;
+use mm_common::store::{MarkOutcome, RemoveGuard, ReserveOutcome, Store, StoreOptions};
 use mm_common::time::now_ms;
 use mm_common::{Game, GameId, GameSet, GameState, PlayerId, ProductId, ServerId};
 use mm_gameserver::{GameServerConfig, RunningGameServer};
@@ -97,6 +98,7 @@ fn options(instance: &str) -> CuratorOptions {
         lease: Duration::from_secs(5),
         instance_name: instance.into(),
         max_retry_delay: Duration::from_secs(60),
+        stuck_ending_after: Duration::from_secs(30),
     }
 }
 
@@ -369,9 +371,12 @@ impl GameServers for AliveDuringDelete {
     }
 }
 
-/// A game that received an event after the curator picked it is left in the record.
+/// A game that receives an event (its creator connecting) while its delete is in flight is
+/// still ended in the record: it was marked as ending before the server was called, and the
+/// server no longer has it. Before the end step marked first, the record stayed listed open
+/// for a game its server had deleted (issue 12, found-item 2).
 #[tokio::test]
-async fn a_game_that_came_alive_meanwhile_is_left_alone() {
+async fn a_game_that_comes_alive_while_its_delete_is_in_flight_is_still_ended() {
     let mut fx = Fixture::new().await;
     let game = fx.game(6 * MINUTE, GameSet::Pending).await;
     let servers = AliveDuringDelete {
@@ -385,9 +390,12 @@ async fn a_game_that_came_alive_meanwhile_is_left_alone() {
         .pass(now_ms(), &CancellationToken::new())
         .await
         .unwrap();
-    assert_eq!(report.skipped_alive, 1, "{report:?}");
-    assert_eq!(report.removed, 0);
-    assert_eq!(fx.state(&game).await, GameState::CreatorJoined);
+    assert_eq!(report.removed, 1, "{report:?}");
+    assert_eq!(report.skipped_alive, 0);
+    assert_eq!(fx.server.game_count(), 0, "deleted on the server");
+    let record = fx.store.game(&game.id).await.unwrap().unwrap();
+    assert_eq!(record.state(), GameState::Ended);
+    assert_eq!(record.end_reason.as_deref(), Some("curated_pending"));
     fx.check_invariants().await;
 }
 
@@ -832,4 +840,84 @@ async fn with_the_worker_stopped_no_joined_game_is_curated_and_stale_ones_are_af
     assert!(worker.terminate(Duration::from_secs(10)).unwrap().success());
     assert!(front.terminate(Duration::from_secs(10)).unwrap().success());
     server.shutdown().await.unwrap();
+}
+
+/// An end step interrupted between its mark and its server call (a crash: simulated by
+/// marking and not deleting) is finished by the curator once the mark is older than
+/// `stuck_ending_after`: deleted on its server, removed with the mark's reason. A younger mark
+/// (an end step perhaps still in flight) is left alone, and so is the game meanwhile: not
+/// listed, not joinable.
+#[tokio::test]
+async fn an_end_step_interrupted_after_its_mark_is_finished_by_the_curator() {
+    let mut fx = Fixture::new().await;
+    // Fresh lobbies: nothing the timeouts would curate.
+    let stuck = fx.game(0, GameSet::Lobby).await;
+    let young = fx.game(0, GameSet::Lobby).await;
+    let now = now_ms();
+    let bound = options("a").stuck_ending_after.as_millis() as u64;
+    for (game, marked_at) in [(&stuck, now - bound - 1_000), (&young, now - 1_000)] {
+        let marked = fx
+            .store
+            .mark_ending(&game.id, "cancelled", RemoveGuard::Any, marked_at)
+            .await
+            .unwrap();
+        assert!(matches!(marked, MarkOutcome::Marked { .. }), "{marked:?}");
+    }
+    let listed = fx
+        .store
+        .open_games(&fx.product, None, 10, None, now)
+        .await
+        .unwrap();
+    assert!(listed.games.is_empty(), "marked games are not listed");
+    let join = fx
+        .store
+        .reserve_seat(
+            &stuck.id,
+            &PlayerId::new("p1").unwrap(),
+            now,
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(join, ReserveOutcome::Refused(JoinRefusal::GameNotOpen));
+    fx.check_invariants().await;
+
+    let report = fx
+        .curator(options("a"))
+        .pass(now, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(report.endings_finished, 1, "{report:?}");
+    assert_eq!(report.removed, 0, "{report:?}");
+    let record = fx.store.game(&stuck.id).await.unwrap().unwrap();
+    assert_eq!(record.state(), GameState::Ended);
+    assert_eq!(record.end_reason.as_deref(), Some("cancelled"));
+    assert_eq!(record.ending, None);
+    let young_record = fx.store.game(&young.id).await.unwrap().unwrap();
+    assert_eq!(young_record.state(), GameState::CreatorJoined);
+    assert!(young_record.ending.is_some(), "a young mark is left alone");
+    assert_eq!(fx.server.game_count(), 1, "only the stuck game was deleted");
+    fx.check_invariants().await;
+}
+
+/// Finishing an interrupted end step whose server does not confirm clears the mark: the game
+/// is listed again (its server still has it).
+#[tokio::test]
+async fn an_interrupted_end_step_whose_server_fails_is_unmarked() {
+    let mut fx = Fixture::new().await;
+    let game = fx.game(0, GameSet::Lobby).await;
+    let now = now_ms();
+    let bound = options("a").stuck_ending_after.as_millis() as u64;
+    fx.store
+        .mark_ending(&game.id, "cancelled", RemoveGuard::Any, now - bound - 1_000)
+        .await
+        .unwrap();
+    let unregistered = RegisteredServers::new(fx.client.clone(), lookup(Vec::new()));
+    let curator = Curator::new(fx.store.clone(), unregistered, options("a"), Vec::new());
+    let report = curator.pass(now, &CancellationToken::new()).await.unwrap();
+    assert_eq!(report.endings_unmarked, 1, "{report:?}");
+    let record = fx.store.game(&game.id).await.unwrap().unwrap();
+    assert_eq!(record.ending, None);
+    assert!(record.is_open(now), "listed again");
+    fx.check_invariants().await;
 }

@@ -8,6 +8,7 @@ mod console_tmux;
 mod consumer;
 mod curator;
 mod deploy;
+mod ending;
 mod faults;
 mod gameserver;
 mod oracle;

@@ -5,10 +5,11 @@
 //! server, naming a false creator, lacking their player, malformed, for an unknown game, with
 //! times in the past and the future), consumers applying delivered entries in batches out of
 //! stream order and again, seat reservations, expired and forced releases, the expiry sweep,
-//! and removals under each guard — on a clock that moves forward irregularly. After **every**
+//! ending marks set and cleared (the end step's commitment) and removals under each guard — on
+//! a clock that moves forward irregularly. After **every**
 //! operation it requires the store's answer to be the one the model predicts, and the record
 //! in a real redis-server (the decoded game hash, its set and score, the open index, the
-//! reservation index, the tombstone TTL, the dead letters and the group's pending entries)
+//! reservation index, the ending index, the tombstone TTL, the dead letters and the group's pending entries)
 //! to be the model's. A failure shrinks to a short operation list and prints it.
 //!
 //! `PROPTEST_CASES` sets the number of cases (256 by default, a few seconds).
@@ -20,7 +21,7 @@ use std::time::Duration;
 use mm_common::keys::{CONSUMER_GROUP, RESERVATION_SEPARATOR};
 use mm_common::model::{ApplyOutcome, EventKind, GameSet, JoinRefusal, Reservation};
 use mm_common::store::{
-    ApplyResult, RemoveGuard, RemoveOutcome, ReserveOutcome, Store, StoreOptions,
+    ApplyResult, MarkOutcome, RemoveGuard, RemoveOutcome, ReserveOutcome, Store, StoreOptions,
 };
 use mm_common::{Event, Game, GameId, Keys, PlayerId, ProductId, ServerId};
 use mm_testkit::{RedisServer, invariants};
@@ -153,6 +154,17 @@ enum Op {
         game: usize,
         guard: Guard,
     },
+    /// The end step's first step: mark the game as ending under `guard`.
+    Mark {
+        game: usize,
+        guard: Guard,
+    },
+    /// Clear the game's ending mark: with its own token (the mark's time; now when it has
+    /// none), or with an older one (another end step's, which must not clear it).
+    Unmark {
+        game: usize,
+        stale_token: bool,
+    },
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -273,7 +285,10 @@ fn arb_op() -> impl Strategy<Value = Op> {
         2 => (game.clone(), player, any::<bool>())
             .prop_map(|(game, holder, force)| Op::Release { game, holder, force }),
         1 => Just(Op::ReleaseExpired),
-        1 => (game, guard).prop_map(|(game, guard)| Op::Remove { game, guard }),
+        1 => (game.clone(), guard.clone()).prop_map(|(game, guard)| Op::Remove { game, guard }),
+        2 => (game.clone(), guard).prop_map(|(game, guard)| Op::Mark { game, guard }),
+        1 => (game, prop::bool::weighted(0.2))
+            .prop_map(|(game, stale_token)| Op::Unmark { game, stale_token }),
     ]
 }
 
@@ -339,6 +354,8 @@ enum Answer {
     Release(bool),
     Swept(usize),
     Remove(RemoveOutcome),
+    Mark(MarkOutcome),
+    Unmark(bool),
 }
 
 /// The model's view of one case: the games, and what the scripts' bookkeeping must show.
@@ -536,6 +553,24 @@ impl Oracle {
     }
 }
 
+impl Oracle {
+    fn mark(&mut self, g: usize, reason: &str, guard: RemoveGuard) -> MarkOutcome {
+        let outcome = self.games[g].mark_ending(reason, guard, self.now);
+        if matches!(outcome, MarkOutcome::Marked { .. }) {
+            self.written(g);
+        }
+        outcome
+    }
+
+    fn unmark(&mut self, g: usize, since_ms: u64) -> bool {
+        let cleared = self.games[g].unmark_ending(since_ms);
+        if cleared {
+            self.written(g);
+        }
+        cleared
+    }
+}
+
 fn store_guard(guard: Guard, now: u64) -> (RemoveGuard, String) {
     match guard {
         Guard::Any => (RemoveGuard::Any, "deleted".into()),
@@ -650,8 +685,35 @@ async fn step(
             let expected = oracle.remove(*game, &reason, guard);
             (Answer::Remove(actual), Answer::Remove(expected))
         }
+        Op::Mark { game, guard } => {
+            let id = oracle.games[*game].id.clone();
+            let (guard, reason) = store_guard(*guard, now);
+            let actual = fx.store.mark_ending(&id, &reason, guard, now).await?;
+            let expected = oracle.mark(*game, &reason, guard);
+            (Answer::Mark(actual), Answer::Mark(expected))
+        }
+        Op::Unmark { game, stale_token } => {
+            let model = &oracle.games[*game];
+            let id = model.id.clone();
+            let own = model.ending.as_ref().map_or(now, |ending| ending.since_ms);
+            let since_ms = if *stale_token { own - 1 } else { own };
+            let actual = fx.store.unmark_ending(&id, since_ms, now).await?;
+            let expected = oracle.unmark(*game, since_ms);
+            (Answer::Unmark(actual), Answer::Unmark(expected))
+        }
     })
 }
+
+/// One game's scores in pending, lobby, active and the open index, its TTL, and its score in
+/// the ending index.
+type IndexScores = (
+    Option<f64>,
+    Option<f64>,
+    Option<f64>,
+    Option<f64>,
+    i64,
+    Option<f64>,
+);
 
 /// Compares everything Redis holds about the case with the model; returns the differences.
 async fn compare_record(
@@ -680,14 +742,18 @@ async fn compare_record(
         for set in GameSet::ALL {
             pipe.zscore(keys.set(set), id);
         }
-        pipe.zscore(keys.open(), id).ttl(keys.game(&model.id));
-        let (pending, lobby, active, open, ttl): (
-            Option<f64>,
-            Option<f64>,
-            Option<f64>,
-            Option<f64>,
-            i64,
-        ) = pipe.query_async(conn).await?;
+        pipe.zscore(keys.open(), id)
+            .ttl(keys.game(&model.id))
+            .zscore(keys.ending(), id);
+        let (pending, lobby, active, open, ttl, ending): IndexScores =
+            pipe.query_async(conn).await?;
+        let ending = ending.map(|score| score as u64);
+        let expected_ending = model.ending.as_ref().map(|ending| ending.since_ms);
+        if ending != expected_ending {
+            differences.push(format!(
+                "g{g}: ending index score {ending:?}, the model's mark {expected_ending:?}"
+            ));
+        }
         let sets: Vec<(GameSet, u64)> = GameSet::ALL
             .into_iter()
             .zip([pending, lobby, active])

@@ -1,6 +1,6 @@
 -- Applies a batch of stream entries to their games and acknowledges each one, atomically.
 -- KEYS: 1 pending, 2 lobby, 3 active, 4 open, 5 reservations, 6 stream, 7 dead letters,
---       8.. the hashes of the batch's games (each game once)
+--       8 ending, 9.. the hashes of the batch's games (each game once)
 -- ARGV: 1 group, 2 now (ms), 3 tombstone ttl (s), then 6 per entry: entry id, type,
 --       player ('' = none), server id, ts (ms), the index in KEYS of its game's hash
 -- Returns {outcome, detail} per entry, flattened: outcome is applied | stale | duplicate | dead;
@@ -14,7 +14,7 @@
 -- for the group, the games) and computes; the second acknowledges, dead-letters and saves.
 -- A failure in the first pass (a corrupt game hash, say) leaves the whole batch pending.
 local group, now, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local set_keys = {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]}
+local set_keys = {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[8]}
 local stream, dead_letters = KEYS[6], KEYS[7]
 
 local KNOWN = {creator_joined = true, player_joined = true, player_left = true,

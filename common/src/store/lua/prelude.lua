@@ -22,7 +22,8 @@ local PHASE = {created = 0, creator_joined = 1, all_players_joined = 1, in_progr
 -- The hash fields the scripts read, in `HMGET` order (the others are written at creation and
 -- never change: product, region, socket_url, settings; players is derived from roster).
 local GAME_FIELDS = {'id', 'server_id', 'creator_id', 'capacity', 'created_at', 'updated_at',
-                     'state', 'roster', 'reservations', 'full_mark', 'last_leave', 'end_reason'}
+                     'state', 'roster', 'reservations', 'full_mark', 'last_leave', 'end_reason',
+                     'ending_since', 'ending_reason'}
 
 -- Loads a game hash into a table (nil when absent), decoding its JSON fields. Nothing is
 -- written until `save_game`: `g.saved` keeps the scalar fields as stored, so it writes only
@@ -33,12 +34,14 @@ local function load_game(key)
   if not v[1] then return nil end
   local g = {id = v[1], server_id = v[2], creator_id = v[3], capacity = tonumber(v[4]),
              created_at = tonumber(v[5]), updated_at = tonumber(v[6]), state = v[7],
-             full_mark = v[10] or '', last_leave = v[11] or '', end_reason = v[12] or ''}
+             full_mark = v[10] or '', last_leave = v[11] or '', end_reason = v[12] or '',
+             ending_since = v[13] or '', ending_reason = v[14] or ''}
   g.phase = PHASE[g.state]
   g.roster = cjson.decode(v[8] or '{}')
   g.reservations = cjson.decode(v[9] or '{}')
   g.saved = {state = g.state, updated_at = g.updated_at, full_mark = g.full_mark,
-             last_leave = g.last_leave, end_reason = g.end_reason}
+             last_leave = g.last_leave, end_reason = g.end_reason,
+             ending_since = g.ending_since, ending_reason = g.ending_reason}
   g.reservation_writes = {}
   return g
 end
@@ -114,16 +117,26 @@ local function players_json(g)
   return cjson.encode(names)
 end
 
+-- Whether a game in `state` is listed open: creator_joined, its creator present, no end step
+-- under way (`ending_since`), a seat free.
+local function is_open(g, state, now)
+  return state == 'creator_joined' and g.ending_since == '' and is_present(g, g.creator_id)
+    and seats_taken(g, now) < g.capacity
+end
+
 -- Writes what changed of the game (its queued reservation index writes first) and its derived
--- fields, and keeps it in exactly the set its state names (and in the open index while a seat is free). keys = {pending, lobby, active,
--- open, reservations}. Set membership follows the stored state (every script keeps the two in
--- step). Ending a game also drops its reservations and gives the hash its tombstone TTL.
+-- fields, and keeps it in exactly the set its state names (and in the open index while it is
+-- open, in the ending index while it is marked). keys = {pending, lobby, active, open,
+-- reservations, ending}. Set membership follows the stored state (every script keeps the two
+-- in step). Ending a game also drops its reservations and its ending mark and gives the hash
+-- its tombstone TTL.
 local function save_game(key, g, keys, now, tombstone_ttl)
   local state = derive_state(g)
   local before = g.saved
   local ending = state == 'ended' and before.state ~= 'ended'
   if ending then
     for player, _ in pairs(g.reservations) do drop_reservation(g, player) end
+    g.ending_since, g.ending_reason = '', ''
   end
   for _, write in ipairs(g.reservation_writes) do
     local member = reservation_member(g.id, write[1])
@@ -146,6 +159,8 @@ local function save_game(key, g, keys, now, tombstone_ttl)
   put('full_mark', g.full_mark, before.full_mark)
   put('last_leave', g.last_leave, before.last_leave)
   put('end_reason', g.end_reason, before.end_reason)
+  put('ending_since', g.ending_since, before.ending_since)
+  put('ending_reason', g.ending_reason, before.ending_reason)
   if g.roster_dirty then
     put('players', players_json(g))
     put('roster', cjson.encode(g.roster))
@@ -166,16 +181,24 @@ local function save_game(key, g, keys, now, tombstone_ttl)
       redis.call('ZADD', new_set, g.updated_at, g.id)
     end
   end
-  if state == 'creator_joined' and seats_taken(g, now) < g.capacity then
+  if is_open(g, state, now) then
     redis.call('ZADD', keys[4], g.created_at, g.id)
   elseif state == 'creator_joined' or before.state == 'creator_joined' then
     redis.call('ZREM', keys[4], g.id)
+  end
+  if g.ending_since ~= before.ending_since then
+    if g.ending_since == '' then
+      redis.call('ZREM', keys[6], g.id)
+    else
+      redis.call('ZADD', keys[6], tonumber(g.ending_since), g.id)
+    end
   end
   if ending then redis.call('EXPIRE', key, tombstone_ttl) end
 
   g.state = state
   g.saved = {state = state, updated_at = g.updated_at, full_mark = g.full_mark,
-             last_leave = g.last_leave, end_reason = g.end_reason}
+             last_leave = g.last_leave, end_reason = g.end_reason,
+             ending_since = g.ending_since, ending_reason = g.ending_reason}
   g.roster_dirty, g.reservations_dirty = false, false
   return state
 end
