@@ -9,8 +9,10 @@
 //!   the Prometheus recorder.
 //! - [`consumer`]: the event-stream consumer (applies game servers' events).
 //! - [`curator`]: deletes stale games on their game servers and removes them from the record.
+//! - [`admin`]: the admin listener (`/metrics`, `/healthz`, `/readyz`) every process serves.
 //! - [`instance`]: this instance's identity (consumer name) and its heartbeat in Redis.
 
+pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod consumer;

@@ -10,6 +10,8 @@
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use mm_common::model::{EventKind, GameSet};
+use mm_common::{ProductId, ServerId};
 
 /// Counter `{route, method, status}`: HTTP requests answered by the lobby API.
 pub const HTTP_REQUESTS_TOTAL: &str = "mm_http_requests_total";
@@ -96,6 +98,11 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
         "Entries delivered to the consumer group but not yet acknowledged.",
     ),
     (
+        "mm_event_watermark_age_seconds",
+        MetricKind::Gauge,
+        "Age of the oldest event of a product stream not yet applied (0 when none waits).",
+    ),
+    (
         "mm_games",
         MetricKind::Gauge,
         "Live games, by product and set (pending, lobby, active).",
@@ -163,6 +170,121 @@ pub fn prometheus() -> PrometheusHandle {
 pub fn render(handle: &PrometheusHandle) -> String {
     handle.run_upkeep();
     handle.render()
+}
+
+/// The lobby routes with the status each answers on success: their request counters and
+/// duration histograms are exported from start (a process without the `api` role exports them
+/// at zero, so dashboards and alert rules find the series on every instance).
+pub const LOBBY_ROUTE_SERIES: &[(&str, &str, &str)] = &[
+    ("/v1/games", "POST", "201"),
+    ("/v1/games", "GET", "200"),
+    ("/v1/games/{id}", "GET", "200"),
+    ("/v1/games/{id}", "DELETE", "204"),
+    ("/v1/games/{id}/join", "POST", "200"),
+];
+
+/// `op` × `outcome` of `mm_game_server_calls_total` (contract section 11).
+pub const GAME_SERVER_CALL_SERIES: &[(&str, &[&str])] = &[
+    ("create_game", CALL_OUTCOMES),
+    ("add_player", CALL_OUTCOMES),
+    ("delete_game", CALL_OUTCOMES),
+    ("health", &["ok", "error"]),
+];
+const CALL_OUTCOMES: &[&str] = &[
+    "ok",
+    "circuit_open",
+    "timeout",
+    "connect",
+    "status",
+    "decode",
+];
+
+/// The `reason` codes of `mm_events_dead_lettered_total` (contract section 4.4).
+pub const DEAD_LETTER_REASONS: &[&str] = &[
+    "missing_field",
+    "unknown_type",
+    "bad_id",
+    "bad_timestamp",
+    "bad_entry_id",
+    "unknown_game",
+    "server_mismatch",
+    "creator_mismatch",
+    "max_deliveries_exceeded",
+];
+
+/// The `reason` labels of `mm_curated_games_total`.
+pub const CURATION_REASONS: &[&str] = &[
+    "curated_pending",
+    "curated_lobby_idle",
+    "curated_active_idle",
+];
+
+/// The `outcome` labels of `mm_curated_games_total`.
+pub const CURATION_OUTCOMES: &[&str] = &[
+    "removed",
+    "server_refused",
+    "server_unreachable",
+    "skipped_alive",
+    "dry_run",
+    "unknown_server",
+    "skipped_invalid",
+];
+
+/// Registers every series whose labels are known at start, so a fresh process exports them
+/// before anything happened (contract section 11): every counter at zero with its known label
+/// values (`products` and `servers` are the configured ones), the histograms empty, and the
+/// per-product gauges as `NaN` ("not measured yet") until the role that keeps them first
+/// refreshes them. Without this, `mm_events_lost_total` and its kind would only appear after
+/// their first increment, and an alert on them could never be checked on a healthy system.
+pub fn register_known_series(products: &[ProductId], servers: &[ServerId]) {
+    for (route, method, status) in LOBBY_ROUTE_SERIES {
+        metrics::counter!(HTTP_REQUESTS_TOTAL, "route" => *route, "method" => *method, "status" => *status)
+            .absolute(0);
+        let _ = metrics::histogram!(HTTP_REQUEST_DURATION_SECONDS, "route" => *route, "method" => *method);
+    }
+    for server in servers {
+        for (op, outcomes) in GAME_SERVER_CALL_SERIES {
+            for outcome in *outcomes {
+                metrics::counter!(GAME_SERVER_CALLS_TOTAL, "server" => server.to_string(), "op" => *op, "outcome" => *outcome)
+                    .absolute(0);
+            }
+        }
+    }
+    for product in products {
+        let product = product.to_string();
+        metrics::counter!(GAMES_CREATED_TOTAL, "product" => product.clone()).absolute(0);
+        for kind in EventKind::ALL {
+            for name in ["mm_events_applied_total", "mm_events_stale_total"] {
+                metrics::counter!(name, "product" => product.clone(), "type" => kind.as_str())
+                    .absolute(0);
+            }
+        }
+        metrics::counter!("mm_events_duplicate_total", "product" => product.clone()).absolute(0);
+        metrics::counter!("mm_events_lost_total", "product" => product.clone()).absolute(0);
+        for reason in DEAD_LETTER_REASONS {
+            metrics::counter!("mm_events_dead_lettered_total", "product" => product.clone(), "reason" => *reason)
+                .absolute(0);
+        }
+        for name in [
+            "mm_consumer_lag",
+            "mm_consumer_pending",
+            "mm_event_watermark_age_seconds",
+        ] {
+            metrics::gauge!(name, "product" => product.clone()).set(f64::NAN);
+        }
+        for set in GameSet::ALL {
+            metrics::gauge!("mm_games", "product" => product.clone(), "set" => set.as_str())
+                .set(f64::NAN);
+        }
+    }
+    for reason in CURATION_REASONS {
+        for outcome in CURATION_OUTCOMES {
+            metrics::counter!("mm_curated_games_total", "reason" => *reason, "outcome" => *outcome)
+                .absolute(0);
+        }
+    }
+    let _ = metrics::histogram!("mm_event_apply_duration_seconds");
+    let _ = metrics::histogram!("mm_curation_pass_duration_seconds");
 }
 
 /// Counts one game-server call.
