@@ -43,8 +43,8 @@
 //! game hash) fails only itself — a failed batch is retried one entry per call — and stays
 //! pending until claimed again and, after `max_deliveries`, dead-lettered. If the group
 //! disappears (`NOGROUP`), it is recreated at id `0` — never `$`, which would skip the entries
-//! written meanwhile; re-delivered old entries are harmless duplicates. The consumer never
-//! exits because of Redis.
+//! written meanwhile; re-delivered old entries change nothing and are counted as stale, never as
+//! applied (contract section 4.3). The consumer never exits because of Redis.
 //!
 //! # Shutdown
 //!
@@ -249,7 +249,7 @@ impl ProductWorker {
                 tracing::error!(
                     product = %self.product,
                     "the consumer group disappeared; recreating it at id 0 (old entries will be \
-                     re-delivered and ignored as duplicates)"
+                     re-delivered, change nothing and be counted as stale)"
                 );
             } else if err.is_unavailable() {
                 tracing::warn!(product = %self.product, %err, "redis unavailable; backing off");

@@ -555,3 +555,119 @@ async fn a_daemon_started_before_redis_waits_for_it() {
     println!("FIGURES redis-late: redis_up_to_all_applied={elapsed:?}");
     fx.check_invariants().await;
 }
+
+/// The event counters of one daemon, scraped from its admin listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct EventCounts {
+    applied: u64,
+    stale: u64,
+    duplicate: u64,
+    dead: u64,
+    lost: u64,
+}
+
+impl EventCounts {
+    async fn scrape(admin: std::net::SocketAddr) -> Option<EventCounts> {
+        let text = reqwest::get(format!("http://{admin}/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        Some(EventCounts {
+            applied: metric_sum(&text, "mm_events_applied_total"),
+            stale: metric_sum(&text, "mm_events_stale_total"),
+            duplicate: metric_sum(&text, "mm_events_duplicate_total"),
+            dead: metric_sum(&text, "mm_events_dead_lettered_total"),
+            lost: metric_sum(&text, "mm_events_lost_total"),
+        })
+    }
+
+    /// Entries handled in any way.
+    fn handled(&self) -> u64 {
+        self.applied + self.stale + self.duplicate + self.dead + self.lost
+    }
+
+    /// Waits until the daemon has handled `count` entries in all.
+    async fn wait_handled(admin: std::net::SocketAddr, count: u64, what: &str) -> EventCounts {
+        poll::until(what, Duration::from_secs(60), || async move {
+            EventCounts::scrape(admin)
+                .await
+                .filter(|counts| counts.handled() >= count)
+        })
+        .await
+    }
+}
+
+/// The consumer group is destroyed while a daemon runs (an operator's `XGROUP DESTROY`, a
+/// restore from an old backup): the daemon recreates it at id 0 and every old entry is
+/// delivered again. The replays change nothing and are counted as stale, never as applied
+/// (contract section 4.3); nothing is lost and the records equal the sequential model's.
+#[tokio::test]
+async fn replays_after_the_group_is_destroyed_mid_stream_are_not_counted_as_applied() {
+    let fx = Fixture::durable().await;
+    let workload = Workload::generate(&fx.product, 50, 2000, 707);
+    workload.create_games(&fx.store).await;
+    let total = workload.events.len();
+    let half = total / 2;
+    let mut conn = fx.conn().await;
+    let mut ids = workload.write(&mut conn, &fx.stream, 0..half).await;
+    let mut daemon = fx.worker("replay");
+    let admin = daemon.admin_addr().await;
+    let before = EventCounts::wait_handled(admin, half as u64, "the first half").await;
+    assert_eq!(before.handled(), half as u64, "{before:?}");
+    let heartbeats_replayed = workload.events[..half]
+        .iter()
+        .filter(|fields| fields.iter().any(|(k, v)| k == "type" && v == "heartbeat"))
+        .count();
+
+    let destroyed: u64 = redis::cmd("XGROUP")
+        .arg("DESTROY")
+        .arg(&fx.stream)
+        .arg(CONSUMER_GROUP)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(destroyed, 1);
+    let replayed = EventCounts::wait_handled(
+        admin,
+        2 * half as u64,
+        "the old entries to be delivered again after the group is recreated",
+    )
+    .await;
+    assert_eq!(
+        replayed.handled(),
+        2 * half as u64,
+        "each old entry handled once more: {replayed:?}"
+    );
+    assert_eq!(
+        replayed.applied, before.applied,
+        "replays counted as applied: before {before:?}, after {replayed:?}"
+    );
+    assert_eq!(replayed.dead, before.dead, "no replay is dead-lettered");
+    assert_eq!(replayed.lost, 0);
+
+    ids.extend(workload.write(&mut conn, &fx.stream, half..total).await);
+    let end = EventCounts::wait_handled(admin, (total + half) as u64, "the second half").await;
+    fx.wait_consumed_by("the second half to be acknowledged", &mut [&mut daemon])
+        .await;
+    workload.assert_matches(&fx.store, &ids).await;
+    assert_eq!(end.lost, 0);
+    assert!(
+        end.applied - replayed.applied <= (total - half) as u64,
+        "only new entries are applied: {end:?}"
+    );
+    println!(
+        "FIGURES group destroyed mid-stream: events={total} replayed={half} \
+         (heartbeats among them {heartbeats_replayed}) applied_by_replays={} \
+         stale_by_replays={} duplicates={} dead_lettered={} lost={} \
+         applied_total={} of {total} events",
+        replayed.applied - before.applied,
+        replayed.stale - before.stale,
+        end.duplicate,
+        end.dead,
+        end.lost,
+        end.applied,
+    );
+    fx.check_invariants().await;
+}

@@ -66,7 +66,8 @@ local function apply(entry, kind, player, server, ts, index)
   local id = eid(entry)
   local was_ended = g.phase == 3
   if ts > now then ts = now end
-  if ts > g.updated_at then g.updated_at = ts end
+  local newer_activity = ts > g.updated_at
+  if newer_activity then g.updated_at = ts end
 
   local function advance(to)
     if to > g.phase then g.phase = to; return true end
@@ -103,8 +104,9 @@ local function apply(entry, kind, player, server, ts, index)
   elseif kind == 'game_ended' then
     changed = advance(3)
     if changed then g.end_reason = 'game_ended' end
-  else -- heartbeat
-    changed = true
+  else -- heartbeat: news only if it is newer than the game's last activity (a replay after
+       -- the group was recreated, or an older heartbeat, changes nothing: stale)
+    changed = newer_activity
   end
 
   local state = derive_state(g)
