@@ -93,6 +93,11 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
         "Entries of a product stream not yet delivered to the consumer group.",
     ),
     (
+        "mm_consumers_removed_total",
+        MetricKind::Counter,
+        "Consumers of gone instances removed from the consumer group (idle, nothing pending), by product.",
+    ),
+    (
         "mm_consumer_pending",
         MetricKind::Gauge,
         "Entries delivered to the consumer group but not yet acknowledged.",
@@ -261,6 +266,7 @@ pub fn register_known_series(products: &[ProductId], servers: &[ServerId]) {
         }
         metrics::counter!("mm_events_duplicate_total", "product" => product.clone()).absolute(0);
         metrics::counter!("mm_events_lost_total", "product" => product.clone()).absolute(0);
+        metrics::counter!("mm_consumers_removed_total", "product" => product.clone()).absolute(0);
         for reason in DEAD_LETTER_REASONS {
             metrics::counter!("mm_events_dead_lettered_total", "product" => product.clone(), "reason" => *reason)
                 .absolute(0);

@@ -47,7 +47,7 @@ pub use outcomes::{
     WindowRow,
 };
 pub use reply::{AutoClaim, DeliveredEntry, GroupInfo, PendingRow, ReplyError};
-pub use streams::GroupReader;
+pub use streams::{DeadConsumerSweep, GroupReader};
 pub use tail::{GameHistory, StreamEntry, TailReader};
 
 use crate::ids::ProductId;

@@ -1,8 +1,8 @@
 //! The script registry: every Lua script the store runs, loaded once per process.
 //!
 //! A game script is the shared `lua/prelude.lua` (load a game, derive its state, save what
-//! changed and keep it in exactly one set) followed by its own body; the lease scripts stand
-//! alone. `redis::Script` runs a script with `EVALSHA` and reloads it when Redis answers
+//! changed and keep it in exactly one set) followed by its own body; the lease scripts and
+//! the dead-consumer sweep stand alone. `redis::Script` runs a script with `EVALSHA` and reloads it when Redis answers
 //! `NOSCRIPT` (after a restart or `SCRIPT FLUSH`).
 
 use std::sync::LazyLock;
@@ -19,6 +19,7 @@ pub(crate) struct Scripts {
     pub remove_game: Script,
     pub lease_acquire: Script,
     pub lease_release: Script,
+    pub remove_dead_consumers: Script,
 }
 
 /// A game script: the prelude plus the body in `lua/<file>`.
@@ -42,4 +43,5 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     remove_game: game_script!("remove_game.lua"),
     lease_acquire: Script::new(include_str!("lua/lease_acquire.lua")),
     lease_release: Script::new(include_str!("lua/lease_release.lua")),
+    remove_dead_consumers: Script::new(include_str!("lua/remove_dead_consumers.lua")),
 });

@@ -23,6 +23,12 @@
 //!    (`XPENDING` extended form, reason `max_deliveries_exceeded`) and claims entries idle
 //!    longer than `claim_idle` from any consumer (`XAUTOCLAIM`), e.g. a crashed instance's.
 //!
+//! 5. every [`ConsumerOptions::dead_consumer_sweep_interval`], removes from the group the
+//!    consumers crashed instances left behind ([`Store::remove_dead_consumers`]): not a live
+//!    instance (`P:instances`), no pending entries, idle at least `dead_consumer_idle`; one
+//!    atomic script, so a consumer that holds or receives entries is never removed (removing
+//!    it would drop them). Counted in `mm_consumers_removed_total`.
+//!
 //! Entries are applied with [`Store::apply_entries`], `apply_batch_size` per script call: the
 //! script applies each event and `XACK`s it atomically (and dead-letters unparseable or
 //! unknown-game entries), so an entry is applied exactly once however often it is delivered.
@@ -69,6 +75,7 @@ use mm_config::ConsumerSettings;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::instance::HEARTBEAT_INTERVAL;
 use backoff::REDIS_RETRY;
 
 /// Reason recorded for entries dead-lettered after too many deliveries.
@@ -94,6 +101,9 @@ pub struct ConsumerOptions {
     pub apply_batch_size: usize,
     /// How often the product list and the gauges are refreshed.
     pub refresh_interval: Duration,
+    /// A consumer of the group idle this long, with nothing pending and no live instance of
+    /// its name, is removed from the group.
+    pub dead_consumer_idle: Duration,
 }
 
 impl ConsumerOptions {
@@ -110,7 +120,14 @@ impl ConsumerOptions {
             apply_concurrency: 128,
             apply_batch_size: settings.apply_batch_size.max(1),
             refresh_interval: Duration::from_secs(5),
+            dead_consumer_idle: settings.dead_consumer_idle(),
         }
+    }
+
+    /// How often a product task sweeps the group for dead consumers: half the idle bound,
+    /// between 1 s and 60 s.
+    pub fn dead_consumer_sweep_interval(&self) -> Duration {
+        (self.dead_consumer_idle / 2).clamp(Duration::from_secs(1), Duration::from_secs(60))
     }
 
     /// How often a product task looks for idle entries to claim: half the idle time, between
@@ -215,6 +232,7 @@ struct ProductWorker {
     /// New entries read while the previous batch was being applied, applied next.
     prefetched: Option<Vec<DeliveredEntry>>,
     next_claim: Instant,
+    next_dead_consumer_sweep: Instant,
 }
 
 impl ProductWorker {
@@ -228,6 +246,7 @@ impl ProductWorker {
             own_cursor: Some("0".into()),
             prefetched: None,
             next_claim: Instant::now(),
+            next_dead_consumer_sweep: Instant::now(),
         }
     }
 
@@ -286,6 +305,11 @@ impl ProductWorker {
         if Instant::now() >= self.next_claim {
             self.claim_pass().await?;
             self.next_claim = Instant::now() + self.options.claim_interval();
+        }
+        if Instant::now() >= self.next_dead_consumer_sweep {
+            self.next_dead_consumer_sweep =
+                Instant::now() + self.options.dead_consumer_sweep_interval();
+            self.sweep_dead_consumers().await?;
         }
         if let Some(cursor) = self.own_cursor.clone() {
             let mut reader = self.reader().await?;
@@ -475,6 +499,37 @@ impl ProductWorker {
         self.store.acknowledge(&self.product, ids).await?;
         metrics::counter!("mm_events_lost_total", "product" => self.product.to_string())
             .increment(ids.len() as u64);
+        Ok(())
+    }
+
+    /// Removes the group's consumers that crashed instances left behind (see the module
+    /// docs): never this instance, never a live one, never one holding pending entries.
+    async fn sweep_dead_consumers(&self) -> Result<(), StoreError> {
+        let since = now_ms().saturating_sub(3 * HEARTBEAT_INTERVAL.as_millis() as u64);
+        let mut live = self.store.live_instances(since).await?;
+        live.push(self.options.name.clone());
+        let sweep = self
+            .store
+            .remove_dead_consumers(&self.product, &live, self.options.dead_consumer_idle)
+            .await?;
+        for name in &sweep.removed {
+            tracing::info!(
+                product = %self.product, consumer = %name,
+                idle_bound = ?self.options.dead_consumer_idle,
+                "removed the consumer of an instance that is gone (idle, nothing pending)"
+            );
+        }
+        if !sweep.removed.is_empty() {
+            metrics::counter!("mm_consumers_removed_total", "product" => self.product.to_string())
+                .increment(sweep.removed.len() as u64);
+        }
+        for name in &sweep.kept_with_pending {
+            tracing::debug!(
+                product = %self.product, consumer = %name,
+                "an idle consumer of a gone instance still holds pending entries; kept until \
+                 they are claimed"
+            );
+        }
         Ok(())
     }
 

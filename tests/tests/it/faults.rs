@@ -671,3 +671,101 @@ async fn replays_after_the_group_is_destroyed_mid_stream_are_not_counted_as_appl
     );
     fx.check_invariants().await;
 }
+
+/// A daemon is killed for good (SIGKILL): once its entries are claimed by the survivor, its
+/// heartbeat has expired and its consumer has been idle past `consumer.dead_consumer_idle_secs`
+/// (2 s here), the survivor removes it from the group. The survivor itself, live and busy, is
+/// never removed; nothing is lost.
+#[tokio::test]
+async fn the_consumer_of_a_killed_daemon_is_removed_from_the_group() {
+    let fx = Fixture::durable().await;
+    let workload = Workload::generate(&fx.product, 20, 1000, 808);
+    workload.create_games(&fx.store).await;
+    let total = workload.events.len();
+    let mut conn = fx.conn().await;
+    let mut ids = workload.write(&mut conn, &fx.stream, 0..total / 2).await;
+    let toml = format!("{CONSUMER_TOML}dead_consumer_idle_secs = 2\n");
+    let start = |instance: &str| {
+        let mut spec = DaemonSpec::worker(instance, &fx.redis.url());
+        spec.extra_toml = toml.clone();
+        DaemonProcess::start(spec).expect("starting matchmakerd")
+    };
+    let mut doomed = start("doomed");
+    let mut survivor = start("survivor");
+    let survivor_admin = survivor.admin_addr().await;
+    let doomed_name = consumer_name("doomed");
+    let survivor_name = consumer_name("survivor");
+    let reader = fx.conn().await;
+    let consumers = || {
+        let conn = reader.clone();
+        let stream = fx.stream.clone();
+        async move {
+            let mut conn = conn;
+            let reply: redis::streams::StreamInfoConsumersReply =
+                conn.xinfo_consumers(&stream, CONSUMER_GROUP).await.ok()?;
+            Some(
+                reply
+                    .consumers
+                    .into_iter()
+                    .map(|c| c.name)
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    poll::until(
+        "both daemons to join the group",
+        Duration::from_secs(30),
+        || async {
+            consumers()
+                .await
+                .filter(|names| names.contains(&doomed_name) && names.contains(&survivor_name))
+        },
+    )
+    .await;
+    doomed.kill();
+    let killed = Instant::now();
+    ids.extend(
+        workload
+            .write(&mut conn, &fx.stream, total / 2..total)
+            .await,
+    );
+    poll::until(
+        "the killed daemon's consumer to be removed from the group",
+        Duration::from_secs(90),
+        || async {
+            consumers()
+                .await
+                .filter(|names| !names.contains(&doomed_name))
+        },
+    )
+    .await;
+    let removed_after = killed.elapsed();
+    fx.wait_consumed_by("the survivor to finish", &mut [&mut survivor])
+        .await;
+    workload.assert_matches(&fx.store, &ids).await;
+    let names = consumers().await.unwrap();
+    assert_eq!(names, [survivor_name], "the live survivor stays");
+    let metrics = reqwest::get(format!("http://{survivor_admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        metric_sum(&metrics, "mm_consumers_removed_total"),
+        1,
+        "{metrics}"
+    );
+    assert_eq!(metric_sum(&metrics, "mm_events_lost_total"), 0);
+    assert!(
+        survivor
+            .log()
+            .contains("removed the consumer of an instance that is gone"),
+        "the removal is logged"
+    );
+    println!(
+        "FIGURES dead consumer: events={total} removed_after_kill={removed_after:?} \
+         (heartbeat expiry 15 s, idle bound 2 s) consumers_left={names:?} lost=0"
+    );
+    fx.check_invariants().await;
+}
