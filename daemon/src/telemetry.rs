@@ -7,7 +7,8 @@
 //! Names follow Prometheus conventions: `mm_` prefix, counters end in `_total`, durations are
 //! histograms in seconds.
 
-use std::sync::OnceLock;
+use std::collections::BTreeSet;
+use std::sync::{Mutex, OnceLock};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use mm_common::model::{EventKind, GameSet};
@@ -236,7 +237,8 @@ pub const CURATION_OUTCOMES: &[&str] = &[
 ];
 
 /// Registers every series whose labels are known at start, so a fresh process exports them
-/// before anything happened (contract section 11): every counter at zero with its known label
+/// before anything happened (contract section 11): every counter (at zero, or unchanged if it
+/// already counted) with its known label
 /// values (`products` and `servers` are the configured ones), the histograms empty, and the
 /// per-product gauges as `NaN` ("not measured yet") until the role that keeps them first
 /// refreshes them. Without this, `mm_events_lost_total` and its kind would only appear after
@@ -244,32 +246,42 @@ pub const CURATION_OUTCOMES: &[&str] = &[
 pub fn register_known_series(products: &[ProductId], servers: &[ServerId]) {
     for (route, method, status) in LOBBY_ROUTE_SERIES {
         metrics::counter!(HTTP_REQUESTS_TOTAL, "route" => *route, "method" => *method, "status" => *status)
-            .absolute(0);
+            .increment(0);
         let _ = metrics::histogram!(HTTP_REQUEST_DURATION_SECONDS, "route" => *route, "method" => *method);
     }
     for server in servers {
         for (op, outcomes) in GAME_SERVER_CALL_SERIES {
             for outcome in *outcomes {
                 metrics::counter!(GAME_SERVER_CALLS_TOTAL, "server" => server.to_string(), "op" => *op, "outcome" => *outcome)
-                    .absolute(0);
+                    .increment(0);
             }
         }
     }
+    // Gauges are set to NaN only the first time a product is seen in this process: tests run
+    // several daemons in one process, and a later one must not blank the gauges of another.
+    // (Counters are registered with `increment(0)`, which changes no value.)
+    static GAUGES_REGISTERED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    let mut gauges_registered = GAUGES_REGISTERED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     for product in products {
         let product = product.to_string();
-        metrics::counter!(GAMES_CREATED_TOTAL, "product" => product.clone()).absolute(0);
+        metrics::counter!(GAMES_CREATED_TOTAL, "product" => product.clone()).increment(0);
         for kind in EventKind::ALL {
             for name in ["mm_events_applied_total", "mm_events_stale_total"] {
                 metrics::counter!(name, "product" => product.clone(), "type" => kind.as_str())
-                    .absolute(0);
+                    .increment(0);
             }
         }
-        metrics::counter!("mm_events_duplicate_total", "product" => product.clone()).absolute(0);
-        metrics::counter!("mm_events_lost_total", "product" => product.clone()).absolute(0);
-        metrics::counter!("mm_consumers_removed_total", "product" => product.clone()).absolute(0);
+        metrics::counter!("mm_events_duplicate_total", "product" => product.clone()).increment(0);
+        metrics::counter!("mm_events_lost_total", "product" => product.clone()).increment(0);
+        metrics::counter!("mm_consumers_removed_total", "product" => product.clone()).increment(0);
         for reason in DEAD_LETTER_REASONS {
             metrics::counter!("mm_events_dead_lettered_total", "product" => product.clone(), "reason" => *reason)
-                .absolute(0);
+                .increment(0);
+        }
+        if !gauges_registered.insert(product.clone()) {
+            continue;
         }
         for name in [
             "mm_consumer_lag",
@@ -286,7 +298,7 @@ pub fn register_known_series(products: &[ProductId], servers: &[ServerId]) {
     for reason in CURATION_REASONS {
         for outcome in CURATION_OUTCOMES {
             metrics::counter!("mm_curated_games_total", "reason" => *reason, "outcome" => *outcome)
-                .absolute(0);
+                .increment(0);
         }
     }
     let _ = metrics::histogram!("mm_event_apply_duration_seconds");
@@ -302,4 +314,42 @@ pub fn game_server_call(server: &str, op: &'static str, outcome: &'static str) {
         "outcome" => outcome,
     )
     .increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registering_the_known_series_exports_zeros_and_changes_no_counted_value() {
+        let handle = prometheus();
+        let product = ProductId::new("regtest").unwrap();
+        metrics::counter!("mm_events_lost_total", "product" => "regtest").increment(3);
+        register_known_series(std::slice::from_ref(&product), &[]);
+        let first = render(&handle);
+        assert!(
+            first.contains("mm_consumer_lag{product=\"regtest\"} NaN"),
+            "not measured yet: {first}"
+        );
+        metrics::gauge!("mm_consumer_lag", "product" => "regtest").set(7.0);
+        // A second daemon in the same process registers again.
+        register_known_series(std::slice::from_ref(&product), &[]);
+        let text = render(&handle);
+        assert!(
+            text.contains("mm_events_lost_total{product=\"regtest\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mm_events_duplicate_total{product=\"regtest\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mm_games{product=\"regtest\",set=\"lobby\"} NaN"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mm_consumer_lag{product=\"regtest\"} 7"),
+            "a measured gauge is not blanked: {text}"
+        );
+    }
 }
