@@ -218,13 +218,6 @@ pub const DEAD_LETTER_REASONS: &[&str] = &[
     "max_deliveries_exceeded",
 ];
 
-/// The `reason` labels of `mm_curated_games_total`.
-pub const CURATION_REASONS: &[&str] = &[
-    "curated_pending",
-    "curated_lobby_idle",
-    "curated_active_idle",
-];
-
 /// The `outcome` labels of `mm_curated_games_total`.
 pub const CURATION_OUTCOMES: &[&str] = &[
     "removed",
@@ -295,9 +288,9 @@ pub fn register_known_series(products: &[ProductId], servers: &[ServerId]) {
                 .set(f64::NAN);
         }
     }
-    for reason in CURATION_REASONS {
+    for reason in GameSet::ALL.map(crate::curator::reason_for) {
         for outcome in CURATION_OUTCOMES {
-            metrics::counter!("mm_curated_games_total", "reason" => *reason, "outcome" => *outcome)
+            metrics::counter!("mm_curated_games_total", "reason" => reason, "outcome" => *outcome)
                 .increment(0);
         }
     }
