@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks the deployment files: the Prometheus alert rules with promtool (installed from the OS
-# packages when missing) and the Grafana dashboard's JSON syntax. That the rules and dashboard
-# name only metrics the daemon exports is checked by the test suite (deploy module).
+# packages when missing), their unit tests (promtool test rules) and the Grafana dashboard's
+# JSON syntax. That the rules and dashboard name only metrics the daemon exports is checked by
+# the test suite (deploy module).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v promtool >/dev/null 2>&1; then
@@ -14,5 +15,7 @@ if ! command -v promtool >/dev/null 2>&1; then
   fi
 fi
 promtool check rules deploy/prometheus/matchmaker-alerts.yml
+# The rules' unit tests: the lag alerts fire well before the default pending timeout.
+promtool test rules deploy/prometheus/matchmaker-alerts.test.yml
 python3 -m json.tool deploy/grafana/matchmaker-dashboard.json >/dev/null
 echo "deploy files: OK"

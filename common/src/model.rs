@@ -654,7 +654,9 @@ impl Game {
             });
         }
         let was_ended = self.phase == Phase::Ended;
-        self.updated_at_ms = self.updated_at_ms.max(event.ts_ms.min(now_ms));
+        let activity = event.ts_ms.min(now_ms);
+        let newer_activity = activity > self.updated_at_ms;
+        self.updated_at_ms = self.updated_at_ms.max(activity);
         let changed = match event.kind {
             EventKind::CreatorJoined => {
                 let creator = self.creator_id.clone();
@@ -685,7 +687,9 @@ impl Game {
                 }
                 ended
             }
-            EventKind::Heartbeat => true,
+            // Only news of activity: a heartbeat no newer than the last activity (an older
+            // one, or a replay after the consumer group was recreated) is stale.
+            EventKind::Heartbeat => newer_activity,
         };
         // A tombstone still records roster changes (so every order converges), but for the
         // game's life an event after the end is stale.

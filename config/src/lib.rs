@@ -41,7 +41,7 @@ pub use error::{ConfigError, Problem};
 pub use load::{DEFAULT_CONFIG_DIR, ENV_PREFIX, ENV_SEPARATOR, LoadOptions, ModeFile, Provenance};
 pub use mode::{Mode, UnknownMode};
 pub use settings::{
-    AuthMode, AuthSettings, ConsoleSettings, ConsumerSettings, CurationSettings,
+    AuditSettings, AuthMode, AuthSettings, ConsoleSettings, ConsumerSettings, CurationSettings,
     DEFAULT_LOG_FILE_PREFIX, EventsSettings, GameServerClientSettings, GameServerSettings,
     HttpSettings, LobbySettings, LogFormat, LogSettings, RedisSettings, Settings,
 };

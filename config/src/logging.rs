@@ -95,7 +95,7 @@ pub(crate) fn build(
     }
 
     if let Some(dir) = &file_dir {
-        let writer = file_writer(dir, &settings.file_prefix, &mut guards)?;
+        let writer = file_writer(dir, &settings.file_prefix, settings.max_files, &mut guards)?;
         layers.push(fmt_layer(settings.format, writer, false));
     }
 
@@ -123,6 +123,7 @@ fn filter(settings: &LogSettings, rust_log: Option<&str>) -> Result<EnvFilter, C
 fn file_writer(
     dir: &Path,
     prefix: &str,
+    max_files: usize,
     guards: &mut Vec<WorkerGuard>,
 ) -> Result<NonBlocking, ConfigError> {
     std::fs::create_dir_all(dir).map_err(|e| {
@@ -135,6 +136,9 @@ fn file_writer(
         .rotation(Rotation::DAILY)
         .filename_prefix(prefix)
         .filename_suffix("log")
+        // Retention (`log.max_files`): at start and at each daily rotation the oldest files of
+        // this prefix beyond the count are deleted.
+        .max_log_files(max_files.max(1))
         .build(dir)
         .map_err(|e| {
             ConfigError::Logging(format!("cannot open log files in {}: {e}", dir.display()))
@@ -172,6 +176,44 @@ mod tests {
             out.push_str(&std::fs::read_to_string(path).unwrap());
         }
         out
+    }
+
+    #[test]
+    fn old_log_files_beyond_max_files_are_deleted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let logs = tmp.path().join("logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        for day in 1..=20 {
+            std::fs::write(
+                logs.join(format!("matchmakerd.2020-01-{day:02}.log")),
+                "old\n",
+            )
+            .unwrap();
+        }
+        std::fs::write(logs.join("unrelated.txt"), "kept\n").unwrap();
+        let settings = LogSettings {
+            dir: Some(logs.clone()),
+            file_prefix: "matchmakerd".into(),
+            max_files: 3,
+            ..LogSettings::default()
+        };
+        let target = LogTarget::FileOnly {
+            fallback_dir: tmp.path().join("unused"),
+        };
+        let (_subscriber, guard) = build(&settings, &target, None).unwrap();
+        drop(guard);
+        let mut names: Vec<String> = std::fs::read_dir(&logs)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let log_files: Vec<&String> = names.iter().filter(|n| n.ends_with(".log")).collect();
+        assert_eq!(log_files.len(), 3, "{names:?}");
+        assert!(
+            !names.contains(&"matchmakerd.2020-01-01.log".to_string()),
+            "the oldest file is deleted: {names:?}"
+        );
+        assert!(names.contains(&"unrelated.txt".to_string()), "{names:?}");
     }
 
     #[test]

@@ -10,8 +10,9 @@ use mm_common::store::StoreOptions;
 use crate::settings::{GameServerClientSettings, Settings};
 
 impl Settings {
-    /// The store options: `[redis]` (URL, key prefix, timeouts) and the tombstone TTL of
-    /// `[lobby]` (which is why this is a method of the whole settings, not of `[redis]`).
+    /// The store options: `[redis]` (URL, key prefix, timeouts), the tombstone TTL of
+    /// `[lobby]` and the stream caps of `[consumer]` and `[audit]` (which is why this is a
+    /// method of the whole settings, not of `[redis]`).
     pub fn store_options(&self) -> StoreOptions {
         StoreOptions {
             url: self.redis.url.clone(),
@@ -19,6 +20,8 @@ impl Settings {
             connect_timeout: self.redis.connect_timeout(),
             command_timeout: self.redis.command_timeout(),
             tombstone_ttl: self.lobby.tombstone_ttl(),
+            dead_letter_max_len: self.consumer.dead_letter_max_len,
+            audit_max_len: self.audit.max_len,
         }
     }
 }
@@ -52,12 +55,16 @@ mod tests {
         settings.redis.connect_timeout_ms = 1234;
         settings.redis.command_timeout_ms = 567;
         settings.lobby.tombstone_ttl_secs = 89;
+        settings.consumer.dead_letter_max_len = 77;
+        settings.audit.max_len = 66;
         let store = settings.store_options();
         assert_eq!(store.url, "redis://example:7000/2");
         assert_eq!(store.key_prefix, "mmx");
         assert_eq!(store.connect_timeout, Duration::from_millis(1234));
         assert_eq!(store.command_timeout, Duration::from_millis(567));
         assert_eq!(store.tombstone_ttl, Duration::from_secs(89));
+        assert_eq!(store.dead_letter_max_len, 77);
+        assert_eq!(store.audit_max_len, 66);
 
         let client_settings = GameServerClientSettings {
             connect_timeout_ms: 111,

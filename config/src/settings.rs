@@ -41,6 +41,8 @@ pub struct Settings {
     pub log: LogSettings,
     /// The operator console.
     pub console: ConsoleSettings,
+    /// The operator audit stream `P:audit`.
+    pub audit: AuditSettings,
     /// Registered game servers (`[[game_servers]]` tables).
     pub game_servers: Vec<GameServerSettings>,
     /// Which layers these settings came from (not a configuration key).
@@ -96,6 +98,12 @@ pub struct HttpSettings {
     pub body_limit_bytes: usize,
     /// How long in-flight requests may finish after a shutdown signal.
     pub shutdown_grace_secs: u64,
+    /// Address of the admin listener (`/metrics`, `/healthz`, `/readyz`), served by every
+    /// process whatever its roles; port 0 picks a free port (tests).
+    pub admin_bind: SocketAddr,
+    /// Whether the lobby API's port (`bind`) also serves `/metrics` (development and test);
+    /// production keeps metrics off the public port.
+    pub public_metrics: bool,
 }
 
 impl Default for HttpSettings {
@@ -105,6 +113,8 @@ impl Default for HttpSettings {
             request_timeout_secs: 10,
             body_limit_bytes: 65536,
             shutdown_grace_secs: 10,
+            admin_bind: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9090)),
+            public_metrics: false,
         }
     }
 }
@@ -280,6 +290,11 @@ pub struct ConsumerSettings {
     /// Entries applied by one script call (1..=256): larger batches cost Redis less per
     /// event but hold it longer per call.
     pub apply_batch_size: usize,
+    /// Approximate cap of each product's dead-letter stream (`XADD … MAXLEN ~`).
+    pub dead_letter_max_len: u64,
+    /// A consumer of the group idle this long with no pending entries, whose instance is not
+    /// live, is removed from the group (`XGROUP DELCONSUMER`).
+    pub dead_consumer_idle_secs: u64,
 }
 
 impl Default for ConsumerSettings {
@@ -291,6 +306,8 @@ impl Default for ConsumerSettings {
             claim_idle_secs: 60,
             max_deliveries: 5,
             apply_batch_size: 16,
+            dead_letter_max_len: 100_000,
+            dead_consumer_idle_secs: 3600,
         }
     }
 }
@@ -303,6 +320,10 @@ impl ConsumerSettings {
     /// `claim_idle_secs` as a [`Duration`].
     pub fn claim_idle(&self) -> Duration {
         Duration::from_secs(self.claim_idle_secs)
+    }
+    /// `dead_consumer_idle_secs` as a [`Duration`].
+    pub fn dead_consumer_idle(&self) -> Duration {
+        Duration::from_secs(self.dead_consumer_idle_secs)
     }
 }
 
@@ -405,6 +426,8 @@ pub struct LogSettings {
     pub level: String,
     /// Log file names are `<file_prefix>.<date>.log`.
     pub file_prefix: String,
+    /// How many daily log files are kept in `dir`; older ones are deleted at rotation.
+    pub max_files: usize,
 }
 
 impl Default for LogSettings {
@@ -414,6 +437,7 @@ impl Default for LogSettings {
             format: LogFormat::Pretty,
             level: "info".into(),
             file_prefix: DEFAULT_LOG_FILE_PREFIX.into(),
+            max_files: 14,
         }
     }
 }
@@ -444,6 +468,20 @@ impl ConsoleSettings {
     /// `refresh_ms` as a [`Duration`].
     pub fn refresh(&self) -> Duration {
         Duration::from_millis(self.refresh_ms)
+    }
+}
+
+/// `[audit]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// Approximate cap of the audit stream `P:audit` (`XADD … MAXLEN ~`).
+    pub max_len: u64,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self { max_len: 100_000 }
     }
 }
 

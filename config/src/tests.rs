@@ -91,6 +91,20 @@ fn defaults_are_the_contracts() {
     assert_eq!(s.http.request_timeout_secs, 10);
     assert_eq!(s.http.body_limit_bytes, 65536);
     assert_eq!(s.http.shutdown_grace_secs, 10);
+    assert_eq!(
+        s.http.admin_bind,
+        "127.0.0.1:9090".parse::<SocketAddr>().unwrap()
+    );
+    assert!(!s.http.public_metrics);
+    assert_eq!(
+        (
+            s.consumer.dead_letter_max_len,
+            s.consumer.dead_consumer_idle_secs
+        ),
+        (100_000, 3600)
+    );
+    assert_eq!(s.audit.max_len, 100_000);
+    assert_eq!(s.log.max_files, 14);
     assert_eq!(s.auth.mode, AuthMode::Header);
     assert!(s.auth.jwt_secret.is_none());
     assert_eq!(s.lobby, LobbySettings::default());
@@ -231,6 +245,12 @@ fn shipped_test_file_is_valid_and_short() {
         (1, 5, 10, 20)
     );
     assert_eq!(s.lobby.reservation_ttl_secs, 2);
+    assert_eq!(
+        s.http.admin_bind.port(),
+        0,
+        "each test daemon takes a free admin port"
+    );
+    assert!(s.http.public_metrics);
 }
 
 #[test]
@@ -677,7 +697,24 @@ fn secret_type_errors_do_not_echo_the_value() {
 #[test]
 fn section_rules_name_key_and_source() {
     let f = |file: &Path| format!("file {}", file.display());
-    let file_cases: [(&str, &str, &str); 12] = [
+    let file_cases: [(&str, &str, &str); 17] = [
+        (
+            "[consumer]\ndead_letter_max_len = 0",
+            "consumer.dead_letter_max_len",
+            "greater than 0",
+        ),
+        (
+            "[consumer]\ndead_consumer_idle_secs = 0",
+            "consumer.dead_consumer_idle_secs",
+            "greater than 0",
+        ),
+        ("[audit]\nmax_len = 0", "audit.max_len", "greater than 0"),
+        ("[log]\nmax_files = 0", "log.max_files", "greater than 0"),
+        (
+            "[http]\nbind = \"127.0.0.1:7000\"\nadmin_bind = \"127.0.0.1:7000\"",
+            "http.admin_bind",
+            "must differ from http.bind",
+        ),
         (
             "[lobby]\nmax_capacity = 0",
             "lobby.max_capacity",

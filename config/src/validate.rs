@@ -103,6 +103,15 @@ pub(crate) fn validate(settings: &Settings, origin: &dyn Fn(&str) -> String) -> 
         "http.body_limit_bytes",
         settings.http.body_limit_bytes as u64,
     );
+    if settings.http.admin_bind.port() != 0 && settings.http.admin_bind == settings.http.bind {
+        c.fail(
+            "http.admin_bind",
+            format!(
+                "must differ from http.bind ({}): the admin listener is a port of its own",
+                settings.http.bind
+            ),
+        );
+    }
 
     // [auth]
     let auth = &settings.auth;
@@ -205,6 +214,15 @@ pub(crate) fn validate(settings: &Settings, origin: &dyn Fn(&str) -> String) -> 
         MAX_APPLY_BATCH as u64,
     );
 
+    c.positive("consumer.dead_letter_max_len", consumer.dead_letter_max_len);
+    c.positive(
+        "consumer.dead_consumer_idle_secs",
+        consumer.dead_consumer_idle_secs,
+    );
+
+    // [audit]
+    c.positive("audit.max_len", settings.audit.max_len);
+
     // [events]
     c.range(
         "events.retain_secs",
@@ -250,6 +268,8 @@ pub(crate) fn validate(settings: &Settings, origin: &dyn Fn(&str) -> String) -> 
             "must be a non-empty file name without path separators or whitespace",
         );
     }
+
+    c.positive("log.max_files", log.max_files as u64);
 
     // [console]
     if settings.console.refresh_ms < MIN_CONSOLE_REFRESH_MS {

@@ -9,10 +9,12 @@
 //!   the Prometheus recorder.
 //! - [`consumer`]: the event-stream consumer (applies game servers' events).
 //! - [`curator`]: deletes stale games on their game servers and removes them from the record.
+//! - [`admin`]: the admin listener (`/metrics`, `/healthz`, `/readyz`) every process serves.
 //! - [`instance`]: this instance's identity (consumer name) and its heartbeat in Redis.
 //! - [`gauges`]: the gauges of the shared state (lag, pending, watermark age, games), kept by
 //!   every process whatever its roles.
 
+pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod consumer;

@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         roles: cli.roles(),
         instance: cli.instance.clone(),
         api_listener: None,
+        admin_listener: None,
     };
     let result = runtime.block_on(async {
         let daemon = Daemon::build(settings, options).await?;

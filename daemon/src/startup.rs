@@ -1,14 +1,15 @@
 //! Building the daemon from its settings and running it until a shutdown signal.
 //!
 //! [`Daemon::build`] connects to Redis (lazily: the daemon starts, and keeps running, while
-//! Redis is down), publishes the registered game servers, binds the API listener and prepares
-//! the selected roles; [`Daemon::run_until`] runs them until the given future completes
+//! Redis is down), publishes the registered game servers, binds the admin listener (every
+//! process, whatever its roles) and the API listener, exports every counter at zero and
+//! prepares the selected roles; [`Daemon::run_until`] runs them until the given future completes
 //! (`main` passes SIGTERM/SIGINT, tests a channel), then shuts down in order:
 //!
 //! 1. the consumer stops reading, finishes and acknowledges the batch in flight;
 //! 2. the curator stops between games and releases its lease;
-//! 3. the HTTP server stops accepting and drains in-flight requests (and the registry's
-//!    health checks stop);
+//! 3. the HTTP servers (lobby API and admin listener) stop accepting and drain in-flight
+//!    requests (and the registry's health checks stop);
 //! 4. the instance heartbeat is removed and the gauge refresher stops.
 //!
 //! Whatever the roles, every process also refreshes the gauges of the shared state
@@ -31,6 +32,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::{self, AdminContext};
 use crate::api::{self, ApiContext};
 use crate::cli::{Role, Roles};
 use crate::consumer::{Consumer, ConsumerOptions};
@@ -60,6 +62,14 @@ pub enum StartupError {
         /// Why.
         source: std::io::Error,
     },
+    /// The admin address could not be bound.
+    #[error("http.admin_bind: cannot listen on {addr}: {source}")]
+    AdminBind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A part of the daemon could not be set up.
     #[error("{0}")]
     Setup(String),
@@ -80,6 +90,8 @@ pub struct DaemonOptions {
     pub instance: String,
     /// A listener for the API instead of binding `http.bind` (tests pass one on port 0).
     pub api_listener: Option<TcpListener>,
+    /// A listener for the admin routes instead of binding `http.admin_bind`.
+    pub admin_listener: Option<TcpListener>,
 }
 
 impl DaemonOptions {
@@ -89,6 +101,7 @@ impl DaemonOptions {
             roles,
             instance: "1".into(),
             api_listener: None,
+            admin_listener: None,
         }
     }
 }
@@ -101,6 +114,7 @@ pub struct Daemon {
     shared: Shared,
     products: Vec<ProductId>,
     api: Option<ApiRole>,
+    admin: AdminServer,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -122,7 +136,7 @@ impl Daemon {
         let identity =
             InstanceIdentity::resolve(settings.consumer.name.as_deref(), &options.instance);
         // Every metric recorded from here on goes to the Prometheus recorder.
-        let _ = telemetry::prometheus();
+        let metrics = telemetry::prometheus();
         let store = Store::connect_lazy(settings.store_options())?;
         let registry = Registry::from_settings(&settings.game_servers)
             .map_err(|err| StartupError::Setup(err.to_string()))?;
@@ -140,7 +154,26 @@ impl Daemon {
             .collect();
         products.sort();
         products.dedup();
+        let servers: Vec<ServerId> = settings.game_servers.iter().map(|s| s.id.clone()).collect();
+        telemetry::register_known_series(&products, &servers);
         let settings = Arc::new(settings);
+        let admin_listener = match options.admin_listener {
+            Some(listener) => listener,
+            None => TcpListener::bind(settings.http.admin_bind)
+                .await
+                .map_err(|source| StartupError::AdminBind {
+                    addr: settings.http.admin_bind,
+                    source,
+                })?,
+        };
+        let admin = AdminServer {
+            listener: admin_listener,
+            router: admin::router(AdminContext::new(
+                shared.store.clone(),
+                metrics,
+                options.roles.to_string(),
+            )),
+        };
         let api = if options.roles.has(Role::Api) {
             let listener = match options.api_listener {
                 Some(listener) => listener,
@@ -162,6 +195,7 @@ impl Daemon {
             shared,
             products,
             api,
+            admin,
         })
     }
 
@@ -173,6 +207,11 @@ impl Daemon {
     /// Where the API listens, when the api role runs.
     pub fn api_addr(&self) -> Option<SocketAddr> {
         self.api.as_ref().map(ApiRole::local_addr)
+    }
+
+    /// Where the admin listener (`/metrics`, `/healthz`, `/readyz`) listens.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr()
     }
 
     /// The game-server registry the daemon places games with (shared state: clones see the
@@ -196,6 +235,7 @@ impl Daemon {
             shared,
             products,
             api,
+            admin,
         } = self;
         let store = shared.store.clone();
         // The registry's servers and products, for the console and for consumers elsewhere;
@@ -257,6 +297,13 @@ impl Daemon {
             });
         }
         let mut http = JoinSet::new();
+        {
+            let token = stop_http.clone();
+            http.spawn(async move {
+                admin.serve(token).await;
+                "admin"
+            });
+        }
         if let Some(api) = api {
             let token = stop_http.clone();
             http.spawn(async move {
@@ -384,6 +431,30 @@ impl ApiRole {
             tracing::error!(%err, "the lobby API server failed");
         }
         let _ = health.await;
+    }
+}
+
+/// The admin listener and its router (`crate::admin`), run in every process.
+struct AdminServer {
+    listener: TcpListener,
+    router: axum::Router,
+}
+
+impl AdminServer {
+    fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown`, then drains in-flight requests.
+    async fn serve(self, shutdown: CancellationToken) {
+        let addr = self.local_addr();
+        // Tests read this line to find a daemon's admin port (`http.admin_bind` port 0).
+        tracing::info!(%addr, "admin listener listening");
+        if let Err(err) = api::serve(self.listener, self.router, shutdown.cancelled_owned()).await {
+            tracing::error!(%err, "the admin listener failed");
+        }
     }
 }
 

@@ -7,9 +7,12 @@
 //! Names follow Prometheus conventions: `mm_` prefix, counters end in `_total`, durations are
 //! histograms in seconds.
 
-use std::sync::OnceLock;
+use std::collections::BTreeSet;
+use std::sync::{Mutex, OnceLock};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use mm_common::model::{EventKind, GameSet};
+use mm_common::{ProductId, ServerId};
 
 /// Counter `{route, method, status}`: HTTP requests answered by the lobby API.
 pub const HTTP_REQUESTS_TOTAL: &str = "mm_http_requests_total";
@@ -89,6 +92,11 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
         "mm_consumer_lag",
         MetricKind::Gauge,
         "Entries of a product stream not yet delivered to the consumer group.",
+    ),
+    (
+        "mm_consumers_removed_total",
+        MetricKind::Counter,
+        "Consumers of gone instances removed from the consumer group (idle, nothing pending), by product.",
     ),
     (
         "mm_consumer_pending",
@@ -200,6 +208,149 @@ pub fn render(handle: &PrometheusHandle) -> String {
     handle.render()
 }
 
+/// The lobby routes with the status each answers on success: their request counters and
+/// duration histograms are exported from start (a process without the `api` role exports them
+/// at zero, so dashboards and alert rules find the series on every instance).
+pub const LOBBY_ROUTE_SERIES: &[(&str, &str, &str)] = &[
+    ("/v1/games", "POST", "201"),
+    ("/v1/games", "GET", "200"),
+    ("/v1/games/{id}", "GET", "200"),
+    ("/v1/games/{id}", "DELETE", "204"),
+    ("/v1/games/{id}/join", "POST", "200"),
+];
+
+/// `op` × `outcome` of `mm_game_server_calls_total` (contract section 11).
+pub const GAME_SERVER_CALL_SERIES: &[(&str, &[&str])] = &[
+    ("create_game", CALL_OUTCOMES),
+    ("add_player", CALL_OUTCOMES),
+    ("delete_game", CALL_OUTCOMES),
+    ("list_games", CALL_OUTCOMES),
+    ("health", &["ok", "error"]),
+];
+const CALL_OUTCOMES: &[&str] = &[
+    "ok",
+    "circuit_open",
+    "timeout",
+    "connect",
+    "status",
+    "decode",
+];
+
+/// The `reason` codes of `mm_events_dead_lettered_total` (contract section 4.4).
+pub const DEAD_LETTER_REASONS: &[&str] = &[
+    "missing_field",
+    "unknown_type",
+    "bad_id",
+    "bad_timestamp",
+    "bad_entry_id",
+    "unknown_game",
+    "server_mismatch",
+    "creator_mismatch",
+    "max_deliveries_exceeded",
+];
+
+/// The `outcome` labels of `mm_curated_games_total`.
+pub const CURATION_OUTCOMES: &[&str] = &[
+    "removed",
+    "server_refused",
+    "server_unreachable",
+    "skipped_alive",
+    "dry_run",
+    "unknown_server",
+    "skipped_invalid",
+];
+
+/// The `outcome` labels of `mm_endings_finished_total` (contract section 11).
+pub const ENDING_OUTCOMES: &[&str] = &[
+    "removed",
+    "server_refused",
+    "server_unreachable",
+    "unknown_server",
+    "gone",
+    "remarked",
+];
+
+/// Registers every series whose labels are known at start, so a fresh process exports them
+/// before anything happened (contract section 11): every counter (at zero, or unchanged if it
+/// already counted) with its known label
+/// values (`products` and `servers` are the configured ones), the histograms empty, and the
+/// per-product gauges as `NaN` ("not measured yet") until the role that keeps them first
+/// refreshes them. Without this, `mm_events_lost_total` and its kind would only appear after
+/// their first increment, and an alert on them could never be checked on a healthy system.
+pub fn register_known_series(products: &[ProductId], servers: &[ServerId]) {
+    for (route, method, status) in LOBBY_ROUTE_SERIES {
+        metrics::counter!(HTTP_REQUESTS_TOTAL, "route" => *route, "method" => *method, "status" => *status)
+            .increment(0);
+        let _ = metrics::histogram!(HTTP_REQUEST_DURATION_SECONDS, "route" => *route, "method" => *method);
+    }
+    for server in servers {
+        for (op, outcomes) in GAME_SERVER_CALL_SERIES {
+            for outcome in *outcomes {
+                metrics::counter!(GAME_SERVER_CALLS_TOTAL, "server" => server.to_string(), "op" => *op, "outcome" => *outcome)
+                    .increment(0);
+            }
+        }
+        for name in [
+            "mm_reconcile_orphans_deleted_total",
+            "mm_reconcile_lost_total",
+        ] {
+            metrics::counter!(name, "server" => server.to_string()).increment(0);
+        }
+    }
+    // Gauges are set to NaN only the first time a product is seen in this process: tests run
+    // several daemons in one process, and a later one must not blank the gauges of another.
+    // (Counters are registered with `increment(0)`, which changes no value.)
+    static GAUGES_REGISTERED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    let mut gauges_registered = GAUGES_REGISTERED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for product in products {
+        let product = product.to_string();
+        metrics::counter!(GAMES_CREATED_TOTAL, "product" => product.clone()).increment(0);
+        for kind in EventKind::ALL {
+            for name in ["mm_events_applied_total", "mm_events_stale_total"] {
+                metrics::counter!(name, "product" => product.clone(), "type" => kind.as_str())
+                    .increment(0);
+            }
+        }
+        metrics::counter!("mm_events_duplicate_total", "product" => product.clone()).increment(0);
+        metrics::counter!("mm_events_lost_total", "product" => product.clone()).increment(0);
+        metrics::counter!("mm_consumers_removed_total", "product" => product.clone()).increment(0);
+        metrics::counter!("mm_events_trimmed_total", "product" => product.clone()).increment(0);
+        metrics::counter!("mm_curation_skipped_total", "product" => product.clone()).increment(0);
+        for reason in DEAD_LETTER_REASONS {
+            metrics::counter!("mm_events_dead_lettered_total", "product" => product.clone(), "reason" => *reason)
+                .increment(0);
+        }
+        if !gauges_registered.insert(product.clone()) {
+            continue;
+        }
+        for name in [
+            "mm_consumer_lag",
+            "mm_consumer_pending",
+            "mm_event_watermark_age_seconds",
+        ] {
+            metrics::gauge!(name, "product" => product.clone()).set(f64::NAN);
+        }
+        for set in GameSet::ALL {
+            metrics::gauge!("mm_games", "product" => product.clone(), "set" => set.as_str())
+                .set(f64::NAN);
+        }
+    }
+    for reason in GameSet::ALL.map(crate::curator::reason_for) {
+        for outcome in CURATION_OUTCOMES {
+            metrics::counter!("mm_curated_games_total", "reason" => reason, "outcome" => *outcome)
+                .increment(0);
+        }
+    }
+    for outcome in ENDING_OUTCOMES {
+        metrics::counter!("mm_endings_finished_total", "outcome" => *outcome).increment(0);
+    }
+    let _ = metrics::histogram!("mm_event_apply_duration_seconds");
+    let _ = metrics::histogram!("mm_curation_pass_duration_seconds");
+    let _ = metrics::histogram!("mm_reconcile_pass_duration_seconds");
+}
+
 /// Counts one game-server call.
 pub fn game_server_call(server: &str, op: &'static str, outcome: &'static str) {
     metrics::counter!(
@@ -209,4 +360,70 @@ pub fn game_server_call(server: &str, op: &'static str, outcome: &'static str) {
         "outcome" => outcome,
     )
     .increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Contract section 11: every counter of the table is exported from start, so an alert or
+    /// a dashboard built on any of them finds the series on a healthy, idle system.
+    #[test]
+    fn every_counter_of_the_table_is_exported_from_start() {
+        let handle = prometheus();
+        let product = ProductId::new("everycounter").unwrap();
+        let server = ServerId::new("gs-everycounter").unwrap();
+        register_known_series(
+            std::slice::from_ref(&product),
+            std::slice::from_ref(&server),
+        );
+        let text = render(&handle);
+        let missing: Vec<&str> = METRICS
+            .iter()
+            .filter(|(_, kind, _)| *kind == MetricKind::Counter)
+            .map(|(name, _, _)| *name)
+            .filter(|name| {
+                !text.lines().any(|line| {
+                    line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
+                })
+            })
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "counters not exported at start: {missing:?}"
+        );
+    }
+
+    #[test]
+    fn registering_the_known_series_exports_zeros_and_changes_no_counted_value() {
+        let handle = prometheus();
+        let product = ProductId::new("regtest").unwrap();
+        metrics::counter!("mm_events_lost_total", "product" => "regtest").increment(3);
+        register_known_series(std::slice::from_ref(&product), &[]);
+        let first = render(&handle);
+        assert!(
+            first.contains("mm_consumer_lag{product=\"regtest\"} NaN"),
+            "not measured yet: {first}"
+        );
+        metrics::gauge!("mm_consumer_lag", "product" => "regtest").set(7.0);
+        // A second daemon in the same process registers again.
+        register_known_series(std::slice::from_ref(&product), &[]);
+        let text = render(&handle);
+        assert!(
+            text.contains("mm_events_lost_total{product=\"regtest\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mm_events_duplicate_total{product=\"regtest\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mm_games{product=\"regtest\",set=\"lobby\"} NaN"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mm_consumer_lag{product=\"regtest\"} 7"),
+            "a measured gauge is not blanked: {text}"
+        );
+    }
 }

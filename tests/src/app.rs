@@ -161,6 +161,8 @@ pub struct TestApp {
     pub base_url: String,
     /// The API's address.
     pub addr: SocketAddr,
+    /// The admin listener's address (`/metrics`, `/healthz`, `/readyz`).
+    pub admin_addr: SocketAddr,
     /// A store on the app's Redis.
     pub store: Store,
     /// The private Redis.
@@ -234,6 +236,10 @@ impl TestApp {
         settings.consumer.block_ms = 100;
         settings.curation.interval_secs = 1;
         settings.http.shutdown_grace_secs = 5;
+        // A free admin port per app (tests run many in parallel); the lobby port serves
+        // /metrics too, as in test mode.
+        settings.http.admin_bind = SocketAddr::from(([127, 0, 0, 1], 0));
+        settings.http.public_metrics = true;
         settings.game_server_client.connect_timeout_ms = 500;
         settings.game_server_client.request_timeout_ms = 2000;
         settings.game_server_client.retries = 0;
@@ -276,6 +282,7 @@ impl TestApp {
         let addr = daemon
             .api_addr()
             .context("the in-process matchmakerd runs no api role")?;
+        let admin_addr = daemon.admin_addr();
         // The daemon health-checks its servers at start; check once more here so that no
         // test races the first check (servers take games only once known healthy).
         let registry = daemon.registry().clone();
@@ -289,6 +296,7 @@ impl TestApp {
         Ok(TestApp {
             base_url: format!("http://{addr}"),
             addr,
+            admin_addr,
             store,
             redis,
             registry,

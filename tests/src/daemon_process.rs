@@ -1,5 +1,12 @@
 //! Real `matchmakerd` processes for fault tests: start with a config file in a temp dir, kill
-//! with SIGKILL, stop with SIGTERM, read their logs.
+//! with SIGKILL, stop with SIGTERM, read their logs, scrape their admin listener.
+//!
+//! # The admin listener
+//!
+//! Test mode sets `http.admin_bind = "127.0.0.1:0"`, so every daemon (many run in parallel)
+//! takes a free port for `/metrics`, `/healthz` and `/readyz` and logs it ("admin listener
+//! listening", field `addr`); [`DaemonProcess::admin_addr`] reads that line of the current run
+//! from the log, so there is no port to pick and no race for it.
 //!
 //! # Finding the binary
 //!
@@ -13,6 +20,7 @@
 //! found the same way by [`gameserver_binary`] (`MM_TEST_GAMESERVER` overrides it).
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -133,6 +141,8 @@ pub struct DaemonProcess {
     dir: tempfile::TempDir,
     spec: DaemonSpec,
     started: Instant,
+    /// Length of the log when the current run started: its lines come after.
+    run_log_offset: usize,
 }
 
 impl DaemonProcess {
@@ -157,12 +167,14 @@ impl DaemonProcess {
             dir,
             spec,
             started: Instant::now(),
+            run_log_offset: 0,
         };
         process.spawn(&binary)?;
         Ok(process)
     }
 
     fn spawn(&mut self, binary: &Path) -> anyhow::Result<()> {
+        self.run_log_offset = self.log().len();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -252,6 +264,65 @@ impl DaemonProcess {
     /// Everything the daemon logged so far (all runs).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The address of the current run's admin listener (`/metrics`, `/healthz`, `/readyz`),
+    /// once it has logged it; panics with the log if the daemon exits first or takes longer
+    /// than 30 s.
+    pub async fn admin_addr(&mut self) -> SocketAddr {
+        self.logged_addr("admin listener listening").await
+    }
+
+    /// The address of the current run's lobby API (the `api` role), once it has logged it
+    /// (`http.bind` may be port 0); panics like [`DaemonProcess::admin_addr`].
+    pub async fn api_addr(&mut self) -> SocketAddr {
+        self.logged_addr("lobby API listening").await
+    }
+
+    /// The `addr` field of the current run's log line `message`, waiting for it.
+    async fn logged_addr(&mut self, message: &str) -> SocketAddr {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut interval = Duration::from_millis(2);
+        loop {
+            if let Some(addr) = self.logged_field_addr(message) {
+                return addr;
+            }
+            assert!(
+                self.is_running(),
+                "matchmakerd exited before logging {message:?}; log:\n{}",
+                self.log()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "matchmakerd did not log {message:?} within 30 s; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(interval).await;
+            interval = (interval * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// The `addr` of the current run's log line `message`, if it was logged yet.
+    fn logged_field_addr(&self, message: &str) -> Option<SocketAddr> {
+        let log = self.log();
+        log.get(self.run_log_offset..)?.lines().find_map(|line| {
+            let line: serde_json::Value = serde_json::from_str(line).ok()?;
+            let fields = line.get("fields")?;
+            if fields.get("message")?.as_str()? != message {
+                return None;
+            }
+            fields.get("addr")?.as_str()?.parse().ok()
+        })
+    }
+
+    /// `GET <path>` on the admin listener: the status and the body.
+    pub async fn admin_get(&mut self, path: &str) -> anyhow::Result<(u16, String)> {
+        let addr = self.admin_addr().await;
+        let response = reqwest::get(format!("http://{addr}{path}"))
+            .await
+            .with_context(|| format!("GET {path} on the admin listener {addr}"))?;
+        let status = response.status().as_u16();
+        Ok((status, response.text().await?))
     }
 
     /// Time since the last (re)start.

@@ -69,7 +69,11 @@ fn probe(kind: EventKind) -> Event {
         EventKind::PlayerLeft => Some("p1"),
         _ => None,
     };
-    event(kind, who, 20)
+    // Entry id 20 follows the history's; its time is after the game's creation (1 000), so
+    // it is news of activity.
+    let mut probe = event(kind, who, 20);
+    probe.ts_ms = 2_000;
+    probe
 }
 
 #[test]
@@ -167,6 +171,24 @@ fn every_state_and_event_pair() {
             assert_eq!((game.state(), outcome), (row.2, row.3), "{state} + {kind}");
         }
     }
+}
+
+#[test]
+fn a_heartbeat_is_applied_only_when_it_is_news_of_activity() {
+    let mut game = game_in(GameState::CreatorJoined);
+    let beat = probe(EventKind::Heartbeat);
+    assert_eq!(game.apply(&beat, u64::MAX).unwrap(), ApplyOutcome::Applied);
+    assert_eq!(game.updated_at_ms, 2_000);
+    // The same entry again (a replay after the consumer group was recreated) and an older
+    // heartbeat change nothing: stale, never counted as applied.
+    assert_eq!(game.apply(&beat, u64::MAX).unwrap(), ApplyOutcome::Stale);
+    let mut older = event(EventKind::Heartbeat, None, 21);
+    older.ts_ms = 1_500;
+    assert_eq!(game.apply(&older, u64::MAX).unwrap(), ApplyOutcome::Stale);
+    assert_eq!(game.updated_at_ms, 2_000);
+    // A replayed creator_joined is stale as well.
+    let joined = event(EventKind::CreatorJoined, Some(CREATOR), 10);
+    assert_eq!(game.apply(&joined, u64::MAX).unwrap(), ApplyOutcome::Stale);
 }
 
 #[test]

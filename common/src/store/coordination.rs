@@ -178,11 +178,17 @@ impl Store {
             .await?)
     }
 
-    /// Appends an operator action to `P:audit`; returns its stream entry id.
+    /// Appends an operator action to `P:audit`, capped at about
+    /// [`StoreOptions::audit_max_len`](super::StoreOptions) entries (`MAXLEN ~`: Redis trims
+    /// whole macro nodes, so the stream may hold a little more); returns its stream entry id.
     pub async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<String> {
         let mut conn = self.conn.clone();
         let mut cmd = redis::cmd("XADD");
-        cmd.arg(self.keys.audit()).arg("*");
+        cmd.arg(self.keys.audit())
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(self.options.audit_max_len.max(1))
+            .arg("*");
         for (name, value) in entry.to_fields() {
             cmd.arg(name).arg(value);
         }

@@ -53,7 +53,8 @@ impl Store {
             .key(keys.ending())
             .arg(CONSUMER_GROUP)
             .arg(now_ms)
-            .arg(self.options.tombstone_ttl.as_secs().max(1));
+            .arg(self.options.tombstone_ttl.as_secs().max(1))
+            .arg(self.options.dead_letter_max_len.max(1));
         const FIXED_KEYS: usize = 8;
         let mut game_key_index: HashMap<GameId, usize> = HashMap::new();
         let mut in_script = Vec::with_capacity(entries.len());
@@ -127,7 +128,8 @@ impl Store {
             .arg(CONSUMER_GROUP)
             .arg(entry_id)
             .arg(reason)
-            .arg(now_ms);
+            .arg(now_ms)
+            .arg(self.options.dead_letter_max_len.max(1));
         for (name, value) in fields {
             invocation.arg(name).arg(value);
         }

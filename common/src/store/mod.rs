@@ -52,7 +52,7 @@ pub use outcomes::{
 };
 pub use reconcile::{LiveGame, LiveGamesPage, RecordPresence};
 pub use reply::{AutoClaim, DeliveredEntry, GroupInfo, PendingRow, ReplyError};
-pub use streams::{GroupReader, Watermark};
+pub use streams::{DeadConsumerSweep, GroupReader, Watermark};
 pub use tail::{GameHistory, StreamEntry, TailReader};
 
 use crate::ids::ProductId;
@@ -72,6 +72,10 @@ pub struct StoreOptions {
     pub command_timeout: Duration,
     /// How long an ended game's hash is kept.
     pub tombstone_ttl: Duration,
+    /// Approximate cap of each product's dead-letter stream (`XADD … MAXLEN ~`).
+    pub dead_letter_max_len: u64,
+    /// Approximate cap of the audit stream `P:audit` (`XADD … MAXLEN ~`).
+    pub audit_max_len: u64,
 }
 
 impl StoreOptions {
@@ -83,6 +87,8 @@ impl StoreOptions {
             connect_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_secs(2),
             tombstone_ttl: Duration::from_secs(3600),
+            dead_letter_max_len: 100_000,
+            audit_max_len: 100_000,
         }
     }
 }

@@ -1,11 +1,11 @@
 //! The script registry: every Lua script the store runs, loaded once per process.
 //!
 //! A game script is the shared `lua/prelude.lua` (load a game, derive its state, save what
-//! changed and keep it in exactly one set) followed by its own body; the lease scripts stand
-//! alone; the stream scripts (`watermark`, `trim_events`) share `lua/stream_prelude.lua`,
-//! which finds the consumer group's oldest unacknowledged entry. `redis::Script` runs a script
-//! with `EVALSHA` and reloads it when Redis answers `NOSCRIPT` (after a restart or
-//! `SCRIPT FLUSH`).
+//! changed and keep it in exactly one set) followed by its own body; the lease scripts and
+//! the dead-consumer sweep stand alone; the stream scripts (`watermark`, `trim_events`) share
+//! `lua/stream_prelude.lua`, which finds the consumer group's oldest unacknowledged entry.
+//! `redis::Script` runs a script with `EVALSHA` and reloads it when Redis answers `NOSCRIPT`
+//! (after a restart or `SCRIPT FLUSH`).
 
 use std::sync::LazyLock;
 
@@ -25,6 +25,7 @@ pub(crate) struct Scripts {
     pub lease_release: Script,
     pub watermark: Script,
     pub trim_events: Script,
+    pub remove_dead_consumers: Script,
 }
 
 /// A game script: the prelude plus the body in `lua/<file>`.
@@ -66,4 +67,5 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     lease_release: Script::new(include_str!("lua/lease_release.lua")),
     watermark: stream_script!("watermark.lua"),
     trim_events: stream_script!("trim_events.lua"),
+    remove_dead_consumers: Script::new(include_str!("lua/remove_dead_consumers.lua")),
 });

@@ -331,3 +331,55 @@ impl Store {
             .await?)
     }
 }
+
+// ---- Consumers of crashed instances (contract section 9) ----
+
+/// What [`Store::remove_dead_consumers`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeadConsumerSweep {
+    /// Consumers removed from the group (idle past the bound, nothing pending, not live).
+    pub removed: Vec<String>,
+    /// Consumers idle past the bound and not live, kept because they still hold pending
+    /// entries (another instance claims those after `consumer.claim_idle_secs`; the consumer
+    /// goes at a later sweep once they are gone).
+    pub kept_with_pending: Vec<String>,
+}
+
+impl Store {
+    /// Removes from `product`'s consumer group (`XGROUP DELCONSUMER`) every consumer that is
+    /// not in `live` (the names of live instances), holds no pending entries and has been
+    /// idle for at least `min_idle`, in one atomic script: removing a consumer drops its
+    /// pending entries, so one that received entries meanwhile is never removed. A missing
+    /// stream or group removes nothing.
+    pub async fn remove_dead_consumers(
+        &self,
+        product: &ProductId,
+        live: &[String],
+        min_idle: Duration,
+    ) -> StoreResult<DeadConsumerSweep> {
+        let mut invocation = SCRIPTS.remove_dead_consumers.prepare_invoke();
+        invocation
+            .key(self.product_keys(product).events())
+            .arg(CONSUMER_GROUP)
+            .arg(u64::try_from(min_idle.as_millis()).unwrap_or(u64::MAX));
+        for name in live {
+            invocation.arg(name);
+        }
+        let mut conn = self.conn.clone();
+        let reply: Vec<Value> = invocation.invoke_async(&mut conn).await?;
+        let removed_count = reply
+            .first()
+            .and_then(|v| redis::from_redis_value_ref::<usize>(v).ok())
+            .unwrap_or(0);
+        let names: Vec<String> = reply
+            .iter()
+            .skip(1)
+            .filter_map(|v| redis::from_redis_value_ref::<String>(v).ok())
+            .collect();
+        let split = removed_count.min(names.len());
+        Ok(DeadConsumerSweep {
+            removed: names[..split].to_vec(),
+            kept_with_pending: names[split..].to_vec(),
+        })
+    }
+}

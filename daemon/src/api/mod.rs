@@ -8,7 +8,7 @@
 //!   `mm_common::flows`).
 //! - [`views`]: the JSON types of those routes.
 //! - [`listing`]: the bounded-staleness cache of open-games first pages.
-//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
+//! - [`ops`]: `/healthz`, `/readyz`, `/metrics` (when `http.public_metrics`), `/openapi.json`.
 //! - [`auth`]: the [`auth::Player`] extractor (X-Player-Id or JWT).
 //! - [`extract`]: JSON/path/query extractors whose rejections are problem documents.
 //! - [`error`]: RFC 9457 problems.
@@ -226,8 +226,14 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/v1/games/{id}/join", post(games::join_game))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi));
+    // `/metrics` on the lobby port only where `http.public_metrics` allows it (development and
+    // test); every process serves it on the admin listener (`crate::admin`).
+    let routes = if ctx.http().public_metrics {
+        routes.route("/metrics", get(ops::metrics))
+    } else {
+        routes
+    };
     // The benchmark's HTTP ceiling: same build, same middleware, a static body of the size the
     // benchmark asks for. Only in a build with the `bench-routes` feature.
     #[cfg(feature = "bench-routes")]

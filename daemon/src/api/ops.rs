@@ -6,6 +6,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::PrometheusHandle;
+use mm_common::store::Store;
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
@@ -35,9 +37,16 @@ pub async fn healthz() -> Json<Status> {
         NotReady,
     ))]
 pub async fn readyz(State(ctx): State<ApiContext>) -> Result<Json<Status>, ApiError> {
-    let limit = ctx.store().options().command_timeout + Duration::from_millis(500);
-    match tokio::time::timeout(limit, ctx.store().ping()).await {
-        Ok(Ok(())) => Ok(Json(Status { status: "ok" })),
+    check_redis(ctx.store()).await?;
+    Ok(Json(Status { status: "ok" }))
+}
+
+/// The readiness check of every listener: Redis answers `PING` within the command timeout
+/// plus 0.5 s; otherwise `503 not_ready` saying why.
+pub async fn check_redis(store: &Store) -> Result<(), ApiError> {
+    let limit = store.options().command_timeout + Duration::from_millis(500);
+    match tokio::time::timeout(limit, store.ping()).await {
+        Ok(Ok(())) => Ok(()),
         Ok(Err(err)) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             ProblemCode::NotReady,
@@ -56,12 +65,18 @@ pub async fn readyz(State(ctx): State<ApiContext>) -> Result<Json<Status>, ApiEr
     responses((status = 200, description = "Prometheus text format", body = String,
         content_type = "text/plain")))]
 pub async fn metrics(State(ctx): State<ApiContext>) -> Response {
+    metrics_response(ctx.metrics())
+}
+
+/// The Prometheus text exposition of `handle` (the lobby port's and the admin listener's
+/// `/metrics`).
+pub fn metrics_response(handle: &PrometheusHandle) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        telemetry::render(ctx.metrics()),
+        telemetry::render(handle),
     )
         .into_response()
 }

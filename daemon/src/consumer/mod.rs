@@ -23,6 +23,12 @@
 //!    (`XPENDING` extended form, reason `max_deliveries_exceeded`) and claims entries idle
 //!    longer than `claim_idle` from any consumer (`XAUTOCLAIM`), e.g. a crashed instance's.
 //!
+//! 5. every [`ConsumerOptions::dead_consumer_sweep_interval`], removes from the group the
+//!    consumers crashed instances left behind ([`Store::remove_dead_consumers`]): not a live
+//!    instance (`P:instances`), no pending entries, idle at least `dead_consumer_idle`; one
+//!    atomic script, so a consumer that holds or receives entries is never removed (removing
+//!    it would drop them). Counted in `mm_consumers_removed_total`.
+//!
 //! Entries are applied with [`Store::apply_entries`], `apply_batch_size` per script call: the
 //! script applies each event and `XACK`s it atomically (and dead-letters unparseable or
 //! unknown-game entries), so an entry is applied exactly once however often it is delivered.
@@ -52,8 +58,8 @@
 //! game hash) fails only itself — a failed batch is retried one entry per call — and stays
 //! pending until claimed again and, after `max_deliveries`, dead-lettered. If the group
 //! disappears (`NOGROUP`), it is recreated at id `0` — never `$`, which would skip the entries
-//! written meanwhile; re-delivered old entries are harmless duplicates. The consumer never
-//! exits because of Redis.
+//! written meanwhile; re-delivered old entries change nothing and are counted as stale, never as
+//! applied (contract section 4.3). The consumer never exits because of Redis.
 //!
 //! # Shutdown
 //!
@@ -77,6 +83,7 @@ use mm_config::{ConsumerSettings, EventsSettings};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::instance::HEARTBEAT_INTERVAL;
 use backoff::REDIS_RETRY;
 
 /// Reason recorded for entries dead-lettered after too many deliveries.
@@ -106,6 +113,9 @@ pub struct ConsumerOptions {
     pub retain: Duration,
     /// How often each product stream is trimmed behind the group.
     pub trim_interval: Duration,
+    /// A consumer of the group idle this long, with nothing pending and no live instance of
+    /// its name, is removed from the group.
+    pub dead_consumer_idle: Duration,
 }
 
 impl ConsumerOptions {
@@ -124,7 +134,14 @@ impl ConsumerOptions {
             refresh_interval: Duration::from_secs(5),
             retain: EventsSettings::default().retain(),
             trim_interval: Duration::from_secs(5),
+            dead_consumer_idle: settings.dead_consumer_idle(),
         }
+    }
+
+    /// How often a product task sweeps the group for dead consumers: half the idle bound,
+    /// between 1 s and 60 s.
+    pub fn dead_consumer_sweep_interval(&self) -> Duration {
+        (self.dead_consumer_idle / 2).clamp(Duration::from_secs(1), Duration::from_secs(60))
     }
 
     /// How often a product task looks for idle entries to claim: half the idle time, between
@@ -251,6 +268,7 @@ struct ProductWorker {
     /// New entries read while the previous batch was being applied, applied next.
     prefetched: Option<Vec<DeliveredEntry>>,
     next_claim: Instant,
+    next_dead_consumer_sweep: Instant,
 }
 
 impl ProductWorker {
@@ -264,6 +282,7 @@ impl ProductWorker {
             own_cursor: Some("0".into()),
             prefetched: None,
             next_claim: Instant::now(),
+            next_dead_consumer_sweep: Instant::now(),
         }
     }
 
@@ -285,7 +304,7 @@ impl ProductWorker {
                 tracing::error!(
                     product = %self.product,
                     "the consumer group disappeared; recreating it at id 0 (old entries will be \
-                     re-delivered and ignored as duplicates)"
+                     re-delivered, change nothing and be counted as stale)"
                 );
             } else if err.is_unavailable() {
                 tracing::warn!(product = %self.product, %err, "redis unavailable; backing off");
@@ -322,6 +341,11 @@ impl ProductWorker {
         if Instant::now() >= self.next_claim {
             self.claim_pass().await?;
             self.next_claim = Instant::now() + self.options.claim_interval();
+        }
+        if Instant::now() >= self.next_dead_consumer_sweep {
+            self.next_dead_consumer_sweep =
+                Instant::now() + self.options.dead_consumer_sweep_interval();
+            self.sweep_dead_consumers().await?;
         }
         if let Some(cursor) = self.own_cursor.clone() {
             let mut reader = self.reader().await?;
@@ -511,6 +535,37 @@ impl ProductWorker {
         self.store.acknowledge(&self.product, ids).await?;
         metrics::counter!("mm_events_lost_total", "product" => self.product.to_string())
             .increment(ids.len() as u64);
+        Ok(())
+    }
+
+    /// Removes the group's consumers that crashed instances left behind (see the module
+    /// docs): never this instance, never a live one, never one holding pending entries.
+    async fn sweep_dead_consumers(&self) -> Result<(), StoreError> {
+        let since = now_ms().saturating_sub(3 * HEARTBEAT_INTERVAL.as_millis() as u64);
+        let mut live = self.store.live_instances(since).await?;
+        live.push(self.options.name.clone());
+        let sweep = self
+            .store
+            .remove_dead_consumers(&self.product, &live, self.options.dead_consumer_idle)
+            .await?;
+        for name in &sweep.removed {
+            tracing::info!(
+                product = %self.product, consumer = %name,
+                idle_bound = ?self.options.dead_consumer_idle,
+                "removed the consumer of an instance that is gone (idle, nothing pending)"
+            );
+        }
+        if !sweep.removed.is_empty() {
+            metrics::counter!("mm_consumers_removed_total", "product" => self.product.to_string())
+                .increment(sweep.removed.len() as u64);
+        }
+        for name in &sweep.kept_with_pending {
+            tracing::debug!(
+                product = %self.product, consumer = %name,
+                "an idle consumer of a gone instance still holds pending entries; kept until \
+                 they are claimed"
+            );
+        }
         Ok(())
     }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use matchmakerd::consumer::{Consumer, ConsumerOptions, MAX_DELIVERIES_REASON};
 use mm_common::keys::CONSUMER_GROUP;
-use mm_common::store::{GroupInfo, Store, StoreOptions, Watermark};
+use mm_common::store::{DeadConsumerSweep, GroupInfo, Store, StoreOptions, Watermark};
 use mm_common::time::now_ms;
 use mm_common::{Event, EventKind, Game, GameId, GameState, PlayerId, ProductId, ServerId};
 use mm_testkit::{RedisServer, invariants, poll};
@@ -290,6 +290,7 @@ fn options(name: &str) -> ConsumerOptions {
         refresh_interval: Duration::from_millis(100),
         retain: Duration::from_secs(3600),
         trim_interval: Duration::from_millis(100),
+        dead_consumer_idle: Duration::from_secs(3600),
     }
 }
 
@@ -996,4 +997,70 @@ async fn the_consumer_trims_applied_events_older_than_the_retention() {
     assert!(len < written);
     workload.assert_matches(&fx.store, &ids).await;
     fx.check_invariants().await;
+}
+
+/// The dead-consumer sweep (contract section 9) removes only a consumer that is not live,
+/// holds no pending entries and has been idle at least the bound; consumers created by hand.
+#[tokio::test]
+async fn only_idle_empty_consumers_of_gone_instances_are_removed_from_the_group() {
+    let fx = Fixture::new().await;
+    fx.create_group().await;
+    let (_workload, ids) = fx.write_workload(2, 10, 9).await;
+    // `holder` receives every entry (and never acknowledges); the others exist, empty.
+    assert_eq!(fx.deliver_to("holder").await, ids.len());
+    let mut conn = fx.redis.connection().await;
+    for name in ["gone", "live"] {
+        let created: u64 = redis::cmd("XGROUP")
+            .arg("CREATECONSUMER")
+            .arg(&fx.stream)
+            .arg(CONSUMER_GROUP)
+            .arg(name)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(created, 1);
+    }
+    let consumers = || async {
+        let mut conn = fx.redis.connection().await;
+        let reply: redis::streams::StreamInfoConsumersReply = conn
+            .xinfo_consumers(&fx.stream, CONSUMER_GROUP)
+            .await
+            .unwrap();
+        let mut names: Vec<String> = reply.consumers.into_iter().map(|c| c.name).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(consumers().await, ["gone", "holder", "live"]);
+    let live = vec!["live".to_string()];
+
+    // Not idle long enough: nothing goes.
+    let sweep = fx
+        .store
+        .remove_dead_consumers(&fx.product, &live, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(sweep, DeadConsumerSweep::default());
+    assert_eq!(consumers().await, ["gone", "holder", "live"]);
+
+    // Past the bound (0): the empty one of a gone instance goes; the live one and the one
+    // holding pending entries stay, and no pending entry is lost.
+    let sweep = fx
+        .store
+        .remove_dead_consumers(&fx.product, &live, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(sweep.removed, ["gone"]);
+    assert_eq!(sweep.kept_with_pending, ["holder"]);
+    assert_eq!(consumers().await, ["holder", "live"]);
+    let info = fx.store.group_info(&fx.product).await.unwrap().unwrap();
+    assert_eq!(info.pending, ids.len() as u64, "pending entries untouched");
+
+    // A missing stream removes nothing and is no error.
+    let other = ProductId::new("poker").unwrap();
+    let sweep = fx
+        .store
+        .remove_dead_consumers(&other, &live, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(sweep, DeadConsumerSweep::default());
 }

@@ -7,7 +7,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use matchmakerd::telemetry::{METRICS, MetricKind};
+use mm_testkit::RedisServer;
 use mm_testkit::app::{TestApp, TestAppOptions};
+use mm_testkit::daemon_process::{DaemonProcess, DaemonSpec};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -127,4 +129,138 @@ async fn a_live_daemon_exports_metrics_with_help_and_buckets() {
     assert!(metrics.contains("# TYPE mm_http_request_duration_seconds histogram"));
     assert!(metrics.contains("mm_http_request_duration_seconds_bucket{"));
     app.check_invariants().await.unwrap();
+}
+
+/// The metric names the shipped alert rules and dashboard use.
+fn deploy_metric_names() -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for dir in ["deploy/prometheus", "deploy/grafana"] {
+        for entry in std::fs::read_dir(repo().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path
+                .extension()
+                .is_some_and(|e| e == "yml" || e == "yaml" || e == "json")
+            {
+                names.extend(metric_names(&std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+    }
+    names
+}
+
+/// A daemon of one role with one registered (unreachable) game server, so its product and
+/// server label values are known, and the lobby port on a free port without public metrics
+/// (as in production).
+fn daemon_of_role(role: &str, redis_url: &str) -> DaemonProcess {
+    let mut spec = DaemonSpec::worker(&format!("fresh-{role}"), redis_url);
+    spec.roles = role.into();
+    spec.extra_toml = "[http]\nbind = \"127.0.0.1:0\"\npublic_metrics = false\n\n\
+        [[game_servers]]\nid = \"gs-1\"\nproduct = \"chess\"\napi_url = \"http://127.0.0.1:9\"\n\
+        max_games = 10\napi_key = \"k\"\n"
+        .into();
+    DaemonProcess::start(spec).expect("starting matchmakerd")
+}
+
+/// Contract section 11: every process, whatever its roles, serves `/metrics`, `/healthz` and
+/// `/readyz` on its admin listener, and from its first scrape exports every metric the alert
+/// rules and the dashboard name (counters at zero, histograms by their `_bucket` series).
+#[tokio::test]
+async fn a_fresh_daemon_of_each_role_exports_every_metric_the_deploy_files_name() {
+    let redis = RedisServer::start().unwrap();
+    let needed = deploy_metric_names();
+    assert!(needed.contains("mm_events_lost_total"), "{needed:?}");
+    let kinds: std::collections::HashMap<&str, MetricKind> = METRICS
+        .iter()
+        .map(|(name, kind, _)| (*name, *kind))
+        .collect();
+    let mut daemons: Vec<(&str, DaemonProcess)> = ["api", "worker", "curator"]
+        .into_iter()
+        .map(|role| (role, daemon_of_role(role, &redis.url())))
+        .collect();
+    for (role, daemon) in &mut daemons {
+        // The very first scrape: nothing has happened yet.
+        let (status, metrics) = daemon.admin_get("/metrics").await.unwrap();
+        assert_eq!(status, 200, "{role}: {metrics}");
+        let mut missing = Vec::new();
+        for name in &needed {
+            let series = match kinds.get(name.as_str()) {
+                Some(MetricKind::Histogram) => format!("{name}_bucket{{"),
+                _ => format!("{name}{{"),
+            };
+            if !metrics.contains(&series) {
+                missing.push(name.clone());
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "a fresh --roles {role} daemon does not export {missing:?}:\n{metrics}"
+        );
+        for line in metrics.lines().filter(|l| {
+            l.starts_with("mm_events_lost_total{") || l.starts_with("mm_events_duplicate_total{")
+        }) {
+            assert!(line.ends_with(" 0"), "{role}: {line}");
+        }
+        assert!(
+            metrics.contains(
+                "mm_events_dead_lettered_total{product=\"chess\",reason=\"unknown_game\"} 0"
+            ) || metrics.contains(
+                "mm_events_dead_lettered_total{reason=\"unknown_game\",product=\"chess\"} 0"
+            ),
+            "{role}: labelled counters at zero for their known labels:\n{metrics}"
+        );
+        let (status, health) = daemon.admin_get("/healthz").await.unwrap();
+        assert_eq!((status, health.as_str()), (200, "{\"status\":\"ok\"}"));
+        let (status, ready) = daemon.admin_get("/readyz").await.unwrap();
+        assert_eq!(status, 200, "{role}: {ready}");
+        let ready: serde_json::Value = serde_json::from_str(&ready).unwrap();
+        assert_eq!(ready["roles"], *role);
+        assert!(
+            ready["checked"].as_str().unwrap().contains("PING"),
+            "/readyz says what it checks: {ready}"
+        );
+        let (status, _) = daemon.admin_get("/v1/games?product=chess").await.unwrap();
+        assert_eq!(status, 404, "the admin listener serves no lobby route");
+    }
+    // The lobby port of the api role does not serve /metrics when public_metrics is off.
+    let api = &mut daemons[0].1;
+    let public = api.api_addr().await;
+    assert_ne!(public, api.admin_addr().await);
+    let on_public = reqwest::get(format!("http://{public}/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(on_public.status(), 404);
+    let ready = reqwest::get(format!("http://{public}/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200, "probes still reach the lobby port");
+}
+
+/// Redis down: the admin `/readyz` of a worker-only process answers 503 `not_ready` and says
+/// what it checked.
+#[tokio::test]
+async fn the_admin_readiness_of_a_worker_names_its_check_when_redis_is_down() {
+    let mut redis = RedisServer::start().unwrap();
+    let mut worker = daemon_of_role("worker", &redis.url());
+    let (status, _) = worker.admin_get("/readyz").await.unwrap();
+    assert_eq!(status, 200);
+    let addr = worker.admin_addr().await;
+    redis.kill();
+    let (status, body) = mm_testkit::poll::until(
+        "the admin /readyz to notice Redis is down",
+        std::time::Duration::from_secs(20),
+        || async move {
+            let response = reqwest::get(format!("http://{addr}/readyz")).await.ok()?;
+            let status = response.status().as_u16();
+            let body = response.text().await.ok()?;
+            (status == 503).then_some((status, body))
+        },
+    )
+    .await;
+    let problem: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((status, problem["code"].as_str()), (503, Some("not_ready")));
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("roles worker") && detail.contains("PING"),
+        "{detail}"
+    );
 }

@@ -555,3 +555,217 @@ async fn a_daemon_started_before_redis_waits_for_it() {
     println!("FIGURES redis-late: redis_up_to_all_applied={elapsed:?}");
     fx.check_invariants().await;
 }
+
+/// The event counters of one daemon, scraped from its admin listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct EventCounts {
+    applied: u64,
+    stale: u64,
+    duplicate: u64,
+    dead: u64,
+    lost: u64,
+}
+
+impl EventCounts {
+    async fn scrape(admin: std::net::SocketAddr) -> Option<EventCounts> {
+        let text = reqwest::get(format!("http://{admin}/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        Some(EventCounts {
+            applied: metric_sum(&text, "mm_events_applied_total"),
+            stale: metric_sum(&text, "mm_events_stale_total"),
+            duplicate: metric_sum(&text, "mm_events_duplicate_total"),
+            dead: metric_sum(&text, "mm_events_dead_lettered_total"),
+            lost: metric_sum(&text, "mm_events_lost_total"),
+        })
+    }
+
+    /// Entries handled in any way.
+    fn handled(&self) -> u64 {
+        self.applied + self.stale + self.duplicate + self.dead + self.lost
+    }
+
+    /// Waits until the daemon has handled `count` entries in all.
+    async fn wait_handled(admin: std::net::SocketAddr, count: u64, what: &str) -> EventCounts {
+        poll::until(what, Duration::from_secs(60), || async move {
+            EventCounts::scrape(admin)
+                .await
+                .filter(|counts| counts.handled() >= count)
+        })
+        .await
+    }
+}
+
+/// The consumer group is destroyed while a daemon runs (an operator's `XGROUP DESTROY`, a
+/// restore from an old backup): the daemon recreates it at id 0 and every old entry is
+/// delivered again. The replays change nothing and are counted as stale, never as applied
+/// (contract section 4.3); nothing is lost and the records equal the sequential model's.
+#[tokio::test]
+async fn replays_after_the_group_is_destroyed_mid_stream_are_not_counted_as_applied() {
+    let fx = Fixture::durable().await;
+    let workload = Workload::generate(&fx.product, 50, 2000, 707);
+    workload.create_games(&fx.store).await;
+    let total = workload.events.len();
+    let half = total / 2;
+    let mut conn = fx.conn().await;
+    let mut ids = workload.write(&mut conn, &fx.stream, 0..half).await;
+    let mut daemon = fx.worker("replay");
+    let admin = daemon.admin_addr().await;
+    let before = EventCounts::wait_handled(admin, half as u64, "the first half").await;
+    assert_eq!(before.handled(), half as u64, "{before:?}");
+    let heartbeats_replayed = workload.events[..half]
+        .iter()
+        .filter(|fields| fields.iter().any(|(k, v)| k == "type" && v == "heartbeat"))
+        .count();
+
+    let destroyed: u64 = redis::cmd("XGROUP")
+        .arg("DESTROY")
+        .arg(&fx.stream)
+        .arg(CONSUMER_GROUP)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(destroyed, 1);
+    let replayed = EventCounts::wait_handled(
+        admin,
+        2 * half as u64,
+        "the old entries to be delivered again after the group is recreated",
+    )
+    .await;
+    assert_eq!(
+        replayed.handled(),
+        2 * half as u64,
+        "each old entry handled once more: {replayed:?}"
+    );
+    assert_eq!(
+        replayed.applied, before.applied,
+        "replays counted as applied: before {before:?}, after {replayed:?}"
+    );
+    assert_eq!(replayed.dead, before.dead, "no replay is dead-lettered");
+    assert_eq!(replayed.lost, 0);
+
+    ids.extend(workload.write(&mut conn, &fx.stream, half..total).await);
+    let end = EventCounts::wait_handled(admin, (total + half) as u64, "the second half").await;
+    fx.wait_consumed_by("the second half to be acknowledged", &mut [&mut daemon])
+        .await;
+    workload.assert_matches(&fx.store, &ids).await;
+    assert_eq!(end.lost, 0);
+    assert!(
+        end.applied - replayed.applied <= (total - half) as u64,
+        "only new entries are applied: {end:?}"
+    );
+    println!(
+        "FIGURES group destroyed mid-stream: events={total} replayed={half} \
+         (heartbeats among them {heartbeats_replayed}) applied_by_replays={} \
+         stale_by_replays={} duplicates={} dead_lettered={} lost={} \
+         applied_total={} of {total} events",
+        replayed.applied - before.applied,
+        replayed.stale - before.stale,
+        end.duplicate,
+        end.dead,
+        end.lost,
+        end.applied,
+    );
+    fx.check_invariants().await;
+}
+
+/// A daemon is killed for good (SIGKILL): once its entries are claimed by the survivor, its
+/// heartbeat has expired and its consumer has been idle past `consumer.dead_consumer_idle_secs`
+/// (2 s here), the survivor removes it from the group. The survivor itself, live and busy, is
+/// never removed; nothing is lost.
+#[tokio::test]
+async fn the_consumer_of_a_killed_daemon_is_removed_from_the_group() {
+    let fx = Fixture::durable().await;
+    let workload = Workload::generate(&fx.product, 20, 1000, 808);
+    workload.create_games(&fx.store).await;
+    let total = workload.events.len();
+    let mut conn = fx.conn().await;
+    let mut ids = workload.write(&mut conn, &fx.stream, 0..total / 2).await;
+    let toml = format!("{CONSUMER_TOML}dead_consumer_idle_secs = 2\n");
+    let start = |instance: &str| {
+        let mut spec = DaemonSpec::worker(instance, &fx.redis.url());
+        spec.extra_toml = toml.clone();
+        DaemonProcess::start(spec).expect("starting matchmakerd")
+    };
+    let mut doomed = start("doomed");
+    let mut survivor = start("survivor");
+    let survivor_admin = survivor.admin_addr().await;
+    let doomed_name = consumer_name("doomed");
+    let survivor_name = consumer_name("survivor");
+    let reader = fx.conn().await;
+    let consumers = || {
+        let conn = reader.clone();
+        let stream = fx.stream.clone();
+        async move {
+            let mut conn = conn;
+            let reply: redis::streams::StreamInfoConsumersReply =
+                conn.xinfo_consumers(&stream, CONSUMER_GROUP).await.ok()?;
+            Some(
+                reply
+                    .consumers
+                    .into_iter()
+                    .map(|c| c.name)
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    poll::until(
+        "both daemons to join the group",
+        Duration::from_secs(30),
+        || async {
+            consumers()
+                .await
+                .filter(|names| names.contains(&doomed_name) && names.contains(&survivor_name))
+        },
+    )
+    .await;
+    doomed.kill();
+    let killed = Instant::now();
+    ids.extend(
+        workload
+            .write(&mut conn, &fx.stream, total / 2..total)
+            .await,
+    );
+    poll::until(
+        "the killed daemon's consumer to be removed from the group",
+        Duration::from_secs(90),
+        || async {
+            consumers()
+                .await
+                .filter(|names| !names.contains(&doomed_name))
+        },
+    )
+    .await;
+    let removed_after = killed.elapsed();
+    fx.wait_consumed_by("the survivor to finish", &mut [&mut survivor])
+        .await;
+    workload.assert_matches(&fx.store, &ids).await;
+    let names = consumers().await.unwrap();
+    assert_eq!(names, [survivor_name], "the live survivor stays");
+    let metrics = reqwest::get(format!("http://{survivor_admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        metric_sum(&metrics, "mm_consumers_removed_total"),
+        1,
+        "{metrics}"
+    );
+    assert_eq!(metric_sum(&metrics, "mm_events_lost_total"), 0);
+    assert!(
+        survivor
+            .log()
+            .contains("removed the consumer of an instance that is gone"),
+        "the removal is logged"
+    );
+    println!(
+        "FIGURES dead consumer: events={total} removed_after_kill={removed_after:?} \
+         (heartbeat expiry 15 s, idle bound 2 s) consumers_left={names:?} lost=0"
+    );
+    fx.check_invariants().await;
+}

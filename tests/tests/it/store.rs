@@ -725,3 +725,129 @@ async fn set_windows_fetch_only_the_rows_asked_for_with_the_total() {
     let census = fx.check_invariants(NOW).await;
     assert_eq!(census.per_set, [30, 0, 0]);
 }
+
+/// Contract section 3.7: the dead letters (written by both scripts that bury entries) and the
+/// audit stream are capped at about their configured length (`MAXLEN ~` trims whole stream
+/// nodes of up to 100 entries, so a capped stream holds between the cap and the cap plus one
+/// node), keeping the newest entries.
+#[tokio::test]
+async fn dead_letters_and_the_audit_stream_are_capped_keeping_the_newest() {
+    const CAP: u64 = 50;
+    const WRITTEN: usize = 600;
+    let fx = Fixture::new().await;
+    let mut options = StoreOptions::new(fx.redis.url());
+    options.dead_letter_max_len = CAP;
+    options.audit_max_len = CAP;
+    let store = Store::connect(options).await.unwrap();
+    let mut conn = fx.redis.connection().await;
+    let stream = store.keys().product(&fx.product).events();
+    let mut pipe = redis::pipe();
+    for n in 0..WRITTEN {
+        // Half for an unknown game (buried by apply_events.lua), half missing a field (buried
+        // by dead_letter.lua).
+        if n % 2 == 0 {
+            pipe.xadd(
+                &stream,
+                "*",
+                &[
+                    ("type", "heartbeat"),
+                    ("game_id", "chess.ghost"),
+                    ("server_id", "gs-1"),
+                ],
+            );
+        } else {
+            pipe.xadd(
+                &stream,
+                "*",
+                &[("type", "heartbeat"), ("server_id", "gs-1")],
+            );
+        }
+    }
+    let _: Vec<String> = pipe.query_async(&mut conn).await.unwrap();
+    let reply: redis::streams::StreamReadReply = conn
+        .xread_options(
+            &[&stream],
+            &[">"],
+            &redis::streams::StreamReadOptions::default()
+                .group(CONSUMER_GROUP, "test")
+                .count(WRITTEN),
+        )
+        .await
+        .unwrap();
+    let entries: Vec<(String, Vec<(String, String)>)> = reply.keys[0]
+        .ids
+        .iter()
+        .map(|entry| {
+            let fields = entry
+                .map
+                .iter()
+                .map(|(k, v)| (k.clone(), redis::from_redis_value_ref::<String>(v).unwrap()))
+                .collect();
+            (entry.id.clone(), fields)
+        })
+        .collect();
+    assert_eq!(entries.len(), WRITTEN);
+    for chunk in entries.chunks(16) {
+        let batch: Vec<(&str, &[(String, String)])> = chunk
+            .iter()
+            .map(|(id, fields)| (id.as_str(), fields.as_slice()))
+            .collect();
+        let results = store.apply_entries(&fx.product, &batch, NOW).await.unwrap();
+        assert!(
+            results
+                .iter()
+                .all(|r| matches!(r, ApplyResult::DeadLettered(_))),
+            "{results:?}"
+        );
+    }
+    let dead = store.dead_letter_count(&fx.product).await.unwrap();
+    assert!(
+        (CAP..=CAP + 100).contains(&dead),
+        "{WRITTEN} dead letters capped at ~{CAP}: {dead} kept"
+    );
+    let newest: redis::streams::StreamRangeReply = conn
+        .xrevrange_count(
+            store.keys().product(&fx.product).dead_letters(),
+            "+",
+            "-",
+            1,
+        )
+        .await
+        .unwrap();
+    let newest_source: String =
+        redis::from_redis_value_ref(&newest.ids[0].map["source_id"]).unwrap();
+    // The batch order decides which entry was buried last; it is one of the last batch's.
+    assert!(
+        entries[WRITTEN - 16..]
+            .iter()
+            .any(|(id, _)| *id == newest_source),
+        "the newest dead letter is kept (from {newest_source})"
+    );
+
+    for n in 0..WRITTEN as u64 {
+        let entry = mm_common::audit::AuditEntry {
+            operator: "ops".into(),
+            action: "force_delete".into(),
+            game_id: format!("chess.g{n}"),
+            product: "chess".into(),
+            server_id: "gs-1".into(),
+            reason: String::new(),
+            outcome: "deleted".into(),
+            server_reached: true,
+            forced: false,
+            detail: String::new(),
+            at_ms: NOW + n,
+        };
+        store.append_audit(&entry).await.unwrap();
+    }
+    let audit_len: u64 = conn.xlen(store.keys().audit()).await.unwrap();
+    assert!(
+        (CAP..=CAP + 100).contains(&audit_len),
+        "{WRITTEN} audit entries capped at ~{CAP}: {audit_len} kept"
+    );
+    let recent = store.recent_audit(1).await.unwrap();
+    assert_eq!(recent[0].1.game_id, format!("chess.g{}", WRITTEN - 1));
+    println!(
+        "FIGURES caps: written={WRITTEN} cap={CAP} dead_letters_kept={dead} audit_kept={audit_len}"
+    );
+}

@@ -1,8 +1,9 @@
 -- Applies a batch of stream entries to their games and acknowledges each one, atomically.
 -- KEYS: 1 pending, 2 lobby, 3 active, 4 open, 5 reservations, 6 stream, 7 dead letters,
 --       8 ending, 9.. the hashes of the batch's games (each game once)
--- ARGV: 1 group, 2 now (ms), 3 tombstone ttl (s), then 6 per entry: entry id, type,
---       player ('' = none), server id, ts (ms), the index in KEYS of its game's hash
+-- ARGV: 1 group, 2 now (ms), 3 tombstone ttl (s), 4 dead-letter cap (MAXLEN ~), then 6 per
+--       entry: entry id, type, player ('' = none), server id, ts (ms), the index in KEYS of
+--       its game's hash
 -- Returns {outcome, detail} per entry, flattened: outcome is applied | stale | duplicate | dead;
 -- detail is the game's state after the entry, or the dead-letter reason.
 --
@@ -14,6 +15,7 @@
 -- for the group, the games) and computes; the second acknowledges, dead-letters and saves.
 -- A failure in the first pass (a corrupt game hash, say) leaves the whole batch pending.
 local group, now, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local dead_letter_cap = ARGV[4]
 local set_keys = {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[8]}
 local stream, dead_letters = KEYS[6], KEYS[7]
 
@@ -64,7 +66,8 @@ local function apply(entry, kind, player, server, ts, index)
   local id = eid(entry)
   local was_ended = g.phase == 3
   if ts > now then ts = now end
-  if ts > g.updated_at then g.updated_at = ts end
+  local newer_activity = ts > g.updated_at
+  if newer_activity then g.updated_at = ts end
 
   local function advance(to)
     if to > g.phase then g.phase = to; return true end
@@ -101,8 +104,9 @@ local function apply(entry, kind, player, server, ts, index)
   elseif kind == 'game_ended' then
     changed = advance(3)
     if changed then g.end_reason = 'game_ended' end
-  else -- heartbeat
-    changed = true
+  else -- heartbeat: news only if it is newer than the game's last activity (a replay after
+       -- the group was recreated, or an older heartbeat, changes nothing: stale)
+    changed = newer_activity
   end
 
   local state = derive_state(g)
@@ -111,7 +115,7 @@ local function apply(entry, kind, player, server, ts, index)
 end
 
 local results = {}
-for i = 4, #ARGV, 6 do
+for i = 5, #ARGV, 6 do
   local outcome, detail = apply(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3],
     tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5]))
   results[#results + 1] = outcome
@@ -126,7 +130,7 @@ for _, burial in ipairs(to_bury) do
   local entry, fields = burial[1], {}
   local found = redis.call('XRANGE', stream, entry, entry)
   if found[1] ~= nil then fields = found[1][2] end
-  redis.call('XADD', dead_letters, '*', 'reason', burial[2], 'source_id', entry, 'dead_at', now,
+  redis.call('XADD', dead_letters, 'MAXLEN', '~', dead_letter_cap, '*', 'reason', burial[2], 'source_id', entry, 'dead_at', now,
     unpack(fields))
 end
 for _, index in ipairs(to_save) do

@@ -1,0 +1,91 @@
+//! The admin listener (`http.admin_bind`, contract section 11): `/metrics`, `/healthz` and
+//! `/readyz` for Prometheus and probes, served by every `matchmakerd` process whatever its
+//! roles, so a worker-only or curator-only instance is observable too.
+//!
+//! It is a router of its own, without the lobby API's middleware (no player identity, no
+//! request metrics: a scrape must not create series). In production it listens on loopback
+//! and the lobby port does not serve `/metrics`; in development and test the lobby port may
+//! serve it as well (`http.public_metrics`).
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use mm_common::store::Store;
+use serde::Serialize;
+
+use crate::api::error::ApiError;
+use crate::api::ops;
+
+/// What the admin routes need. Cheap to clone.
+#[derive(Clone)]
+pub struct AdminContext {
+    store: Store,
+    metrics: PrometheusHandle,
+    roles: String,
+}
+
+impl std::fmt::Debug for AdminContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminContext")
+            .field("roles", &self.roles)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AdminContext {
+    /// The admin routes of a process running `roles` (as `--roles` spells them).
+    pub fn new(store: Store, metrics: PrometheusHandle, roles: impl Into<String>) -> Self {
+        Self {
+            store,
+            metrics,
+            roles: roles.into(),
+        }
+    }
+}
+
+/// What the admin `/readyz` checked, so an operator probing a worker-only process knows what
+/// "ready" means there.
+#[derive(Debug, Serialize)]
+pub struct Readiness {
+    /// `ok`.
+    pub status: &'static str,
+    /// The roles this process runs (`api,worker,curator` or a subset).
+    pub roles: String,
+    /// What was checked: every role needs Redis, and nothing else is required to be up.
+    pub checked: &'static str,
+}
+
+/// The description of the readiness check, in the answer and in the refusal.
+pub const READINESS_CHECK: &str = "redis answers PING within redis.command_timeout_ms + 0.5 s";
+
+/// The admin router: `GET /metrics`, `/healthz`, `/readyz`; anything else is 404.
+pub fn router(ctx: AdminContext) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(readyz))
+        .fallback(ops::not_found)
+        .with_state(ctx)
+}
+
+async fn metrics(State(ctx): State<AdminContext>) -> Response {
+    ops::metrics_response(&ctx.metrics)
+}
+
+async fn readyz(State(ctx): State<AdminContext>) -> Result<Json<Readiness>, ApiError> {
+    ops::check_redis(&ctx.store).await.map_err(|mut err| {
+        err.0.detail = format!(
+            "{} (roles {}; checked: {READINESS_CHECK})",
+            err.0.detail, ctx.roles
+        );
+        err
+    })?;
+    Ok(Json(Readiness {
+        status: "ok",
+        roles: ctx.roles.clone(),
+        checked: READINESS_CHECK,
+    }))
+}
