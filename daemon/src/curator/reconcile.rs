@@ -17,7 +17,10 @@
 //!    remembered with the time it was first missing; once that is `curation.lost_grace_secs`
 //!    ago it ends with reason `lost_on_server`, through the store's remove script guarded with
 //!    [`RemoveGuard::StaleIn`] at the set and score the scan saw, so a record that moved or
-//!    was refreshed since is left alone (and its clock restarts). The servers are listed
+//!    was refreshed since is left alone (and its clock restarts). The grace is counted up to
+//!    the product's applied watermark, not now (as curation is, see the curator's docs): a
+//!    game whose own `game_ended` still waits in the stream ends by that event, not as lost,
+//!    and a lagging worker delays the judgment rather than mislabelling it. The servers are listed
 //!    before the records are read, so a game created in between is only "first missing" on
 //!    this pass, never ended on first sight.
 //!
@@ -429,6 +432,16 @@ impl Reconciler {
                 }
             }
         }
+        // Judged at the applied watermark, as curation is: a game that ended on its server by
+        // itself, with its `game_ended` still waiting in the stream, is ended by that event
+        // (reason `game_ended`), not taken for lost. While the worker lags, this waits.
+        let applied_until_ms = match self.store.watermark(product).await {
+            Ok(watermark) => watermark.applied_until(now_ms),
+            Err(err) => {
+                tracing::warn!(%product, %err, "could not read the applied watermark; lost games not judged this pass");
+                return Ok(());
+            }
+        };
         let due: Vec<(String, ServerId, GameSet, u64)> = {
             let mut observations = self.observations.lock().expect("not poisoned");
             observations.missing_since.retain(|id, (server, _)| {
@@ -442,7 +455,9 @@ impl Reconciler {
                         .entry(id.clone())
                         .or_insert((server.clone(), now_ms))
                         .1;
-                    if now_ms.saturating_sub(since) >= self.options.lost_grace.as_millis() as u64 {
+                    if applied_until_ms.saturating_sub(since)
+                        >= self.options.lost_grace.as_millis() as u64
+                    {
                         Some((id, server, set, score))
                     } else {
                         report.lost_waiting += 1;

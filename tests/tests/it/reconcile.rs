@@ -353,6 +353,56 @@ async fn a_game_listed_again_restarts_its_grace_and_a_changed_record_is_left_alo
     );
 }
 
+/// Lost games are judged at the applied watermark (contract section 6.5): while an event
+/// written before the game went missing waits in the stream unapplied (it could be the game's
+/// own `game_ended`), the grace does not run out; once the worker has caught up, it does.
+#[tokio::test]
+async fn a_lost_game_is_judged_only_once_the_events_before_it_are_applied() {
+    let lost_grace = 10 * SECOND;
+    let fx = Fixture::new(Duration::from_secs(60), Duration::from_millis(lost_grace)).await;
+    let none = CancellationToken::new();
+    let game = fx.recorded("chess.behind").await;
+    fx.client
+        .delete_game(&fx.server.endpoint(), &game.id)
+        .await
+        .unwrap();
+    // An entry written a second ago that no consumer group has applied.
+    let stream = fx.store.keys().product(&fx.product).events();
+    let mut conn = fx.redis.connection().await;
+    let _: String = redis::cmd("XADD")
+        .arg(&stream)
+        .arg(format!("{}-0", now_ms() - SECOND))
+        .arg("type")
+        .arg("heartbeat")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let t0 = now_ms();
+    fx.reconciler.pass(t0, &none).await.unwrap();
+    let behind = fx.reconciler.pass(t0 + lost_grace, &none).await.unwrap();
+    assert_eq!(
+        (behind.lost_ended, behind.lost_waiting),
+        (0, 1),
+        "{behind:?}"
+    );
+    assert_eq!(fx.record("chess.behind").await.state(), GameState::Created);
+    // Caught up: the group exists past the entry, nothing pending.
+    let () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&stream)
+        .arg(mm_common::keys::CONSUMER_GROUP)
+        .arg("$")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let caught_up = fx.reconciler.pass(t0 + lost_grace, &none).await.unwrap();
+    assert_eq!(caught_up.lost_ended, 1, "{caught_up:?}");
+    assert_eq!(
+        fx.record("chess.behind").await.end_reason.as_deref(),
+        Some(LOST_ON_SERVER)
+    );
+}
+
 /// `curation.dry_run`: past every grace, the pass only reports what it would do.
 #[tokio::test]
 async fn a_dry_run_changes_nothing() {
