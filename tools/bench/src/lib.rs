@@ -15,6 +15,9 @@
 //!   with the store's own script).
 //! - [`curation`]: curating stale pending games that exist on the game servers.
 //! - [`console`]: one console refresh and frame with 100,000 games per set.
+//! - [`soak`]: the whole daemon under steady mixed load for minutes (10 in the full run),
+//!   sampling Redis memory, stream lengths, keys and the daemon's RSS: after warm-up they
+//!   must stay flat.
 //!
 //! A scenario that cannot run (a binary missing from the build) is reported as skipped or
 //! failed with the reason; the others still run.
@@ -32,6 +35,7 @@ pub mod fixtures;
 pub mod list;
 pub mod procs;
 pub mod report;
+pub mod soak;
 pub mod static_server;
 pub mod wrk;
 
@@ -44,7 +48,9 @@ pub use procs::Binaries;
 pub use report::{Outcome, Report, Scenario};
 
 /// Every scenario, in run order.
-pub const SCENARIOS: [&str; 6] = ["list", "create", "flow", "events", "curation", "console"];
+pub const SCENARIOS: [&str; 7] = [
+    "list", "create", "flow", "events", "curation", "console", "soak",
+];
 
 /// What to run and where to write the results.
 #[derive(Debug, Clone)]
@@ -57,6 +63,8 @@ pub struct BenchOptions {
     pub only: Vec<String>,
     /// Override of the load phase length.
     pub load: Option<Duration>,
+    /// Override of the soak's length.
+    pub soak: Option<Duration>,
     /// `bench/results.json`.
     pub json_out: PathBuf,
     /// `BENCHMARKS.md`.
@@ -80,6 +88,8 @@ pub struct Sizes {
     pub curation_games: u64,
     /// Games per set for the console.
     pub console_games: u64,
+    /// Length of the soak.
+    pub soak: Duration,
 }
 
 impl Sizes {
@@ -93,6 +103,7 @@ impl Sizes {
             event_games: 100_000,
             curation_games: 100_000,
             console_games: 100_000,
+            soak: Duration::from_secs(600),
         }
     }
 
@@ -106,6 +117,7 @@ impl Sizes {
             event_games: 5_000,
             curation_games: 2_000,
             console_games: 10_000,
+            soak: Duration::from_secs(90),
         }
     }
 }
@@ -150,6 +162,9 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
     if let Some(load) = options.load {
         sizes.load = load;
     }
+    if let Some(soak) = options.soak {
+        sizes.soak = soak;
+    }
     let bench = Bench {
         binaries: options.binaries.clone(),
         sizes,
@@ -173,6 +188,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
             "events" => events::run(&bench).await,
             "curation" => curation::run(&bench).await,
             "console" => console::run(&bench).await,
+            "soak" => soak::run(&bench).await,
             _ => unreachable!("names come from SCENARIOS"),
         };
         let scenario = result.unwrap_or_else(|err| {

@@ -16,12 +16,16 @@ struct Cli {
     /// Short smoke run: small data, 3-second load phases.
     #[arg(long)]
     quick: bool,
-    /// Only these scenarios (comma-separated): list, create, flow, events, curation, console.
+    /// Only these scenarios (comma-separated): list, create, flow, events, curation, console,
+    /// soak.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Length of each load phase in seconds (default: 15, or 3 with --quick).
     #[arg(long)]
     load_secs: Option<u64>,
+    /// Length of the soak in seconds (default: 600, or 90 with --quick).
+    #[arg(long)]
+    soak_secs: Option<u64>,
     /// Directory holding matchmakerd and mm-gameserver (default: this program's directory).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -49,6 +53,7 @@ async fn main() -> anyhow::Result<()> {
         binaries: Binaries { dir: bin_dir },
         only: cli.only,
         load: cli.load_secs.map(Duration::from_secs),
+        soak: cli.soak_secs.map(Duration::from_secs),
         json_out: cli.json_out,
         markdown_out: cli.markdown_out,
     };

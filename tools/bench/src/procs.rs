@@ -76,19 +76,30 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
 
 /// Peak resident set size (`VmHWM`) of a process, in MiB.
 pub fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
+    status_kib(pid, "VmHWM").map(|kib| kib / 1024.0)
+}
+
+/// Current resident set size (`VmRSS`) of a process, in MiB.
+pub fn rss_mib(pid: u32) -> anyhow::Result<f64> {
+    status_kib(pid, "VmRSS").map(|kib| kib / 1024.0)
+}
+
+/// A `kB` field of `/proc/<pid>/status`.
+fn status_kib(pid: u32, field: &str) -> anyhow::Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status"))?;
     let line = status
         .lines()
-        .find(|line| line.starts_with("VmHWM:"))
-        .context("no VmHWM in /proc/<pid>/status")?;
-    let kib: f64 = line
-        .split_whitespace()
+        .find(|line| {
+            line.strip_prefix(field)
+                .is_some_and(|rest| rest.starts_with(':'))
+        })
+        .with_context(|| format!("no {field} in /proc/<pid>/status"))?;
+    line.split_whitespace()
         .nth(1)
-        .context("malformed VmHWM line")?
+        .with_context(|| format!("malformed {field} line"))?
         .parse()
-        .context("non-numeric VmHWM")?;
-    Ok(kib / 1024.0)
+        .with_context(|| format!("non-numeric {field}"))
 }
 
 /// CPU and memory a process used over a measured interval.

@@ -73,6 +73,19 @@ pub struct Scenario {
     pub targets: Vec<TargetCheck>,
     /// Setup, caveats and observations.
     pub notes: Vec<String>,
+    /// Sampled time series (the soak's), each printed as a table.
+    pub series: Vec<Series>,
+}
+
+/// A table of samples taken over a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Series {
+    /// What was sampled.
+    pub title: String,
+    /// Column headers.
+    pub columns: Vec<String>,
+    /// One row of cells per sample.
+    pub rows: Vec<Vec<String>>,
 }
 
 impl Scenario {
@@ -86,6 +99,7 @@ impl Scenario {
             rows: Vec::new(),
             targets: Vec::new(),
             notes: Vec::new(),
+            series: Vec::new(),
         }
     }
 
@@ -272,6 +286,17 @@ impl Report {
                 let _ = writeln!(out, "- {note}");
             }
             let _ = writeln!(out);
+        }
+        for scenario in &self.scenarios {
+            for series in &scenario.series {
+                let _ = writeln!(out, "### {}: {}\n", scenario.title, series.title);
+                let _ = writeln!(out, "| {} |", series.columns.join(" | "));
+                let _ = writeln!(out, "|{}", "---|".repeat(series.columns.len()));
+                for row in &series.rows {
+                    let _ = writeln!(out, "| {} |", row.join(" | "));
+                }
+                let _ = writeln!(out);
+            }
         }
         out
     }
