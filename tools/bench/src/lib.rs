@@ -214,12 +214,18 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
         );
         scenarios.push(scenario);
     }
-    let report = Report {
+    let mut report = Report {
         generated_at: mm_common::time::rfc3339(mm_common::time::now_ms()),
         mode: if options.quick { "quick" } else { "full" }.to_string(),
         machine,
         scenarios,
     };
+    // A run of a few scenarios updates those and keeps the others' figures, marked as such.
+    if !options.only.is_empty()
+        && let Some(earlier) = Report::read(&options.json_out)
+    {
+        report.carry_over(earlier, &SCENARIOS);
+    }
     report.write(&options.json_out, &options.markdown_out, DEFAULT_HEAD)?;
     Ok(report)
 }

@@ -103,7 +103,7 @@ fn status_kib(pid: u32, field: &str) -> anyhow::Result<f64> {
 }
 
 /// CPU and memory a process used over a measured interval.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize)]
 pub struct ResourceUse {
     /// CPU seconds used per wall-clock second (1.0 = one core busy all the time).
     pub cores: f64,
