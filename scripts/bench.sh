@@ -3,7 +3,8 @@
 #
 #   scripts/bench.sh                 full run (about 8 minutes)
 #   scripts/bench.sh --quick         smoke run (a few minutes; not part of CI)
-#   scripts/bench.sh --only list     a subset (list, create, flow, events, curation, console)
+#   scripts/bench.sh --only list     a subset (list, create, flow, events, curation, console,
+#                                    soak); the other scenarios keep their earlier figures
 #
 # Every argument goes to mm-bench (`target/release/mm-bench --help`). Each scenario starts its
 # own private redis-server, reference game servers and matchmakerd on 127.0.0.1, bounded in

@@ -130,6 +130,14 @@ impl GroupReader {
     }
 }
 
+/// Entries one trim call removes at most (`XTRIM … LIMIT`): a thousand radix-tree nodes of
+/// Redis's default 100 entries, freed in a few milliseconds.
+pub const TRIM_CALL_LIMIT: u64 = 100_000;
+
+/// Trim calls one [`Store::trim_events`] makes at most: with the worker's trim every few
+/// seconds, up to a few hundred thousand events a second are trimmed as fast as they come.
+pub const TRIM_CALLS: usize = 20;
+
 impl Store {
     /// A reader of `product`'s stream as group consumer `consumer`, `count` entries per read,
     /// blocking up to `block` in [`GroupReader::read_new`]. Connects now.
@@ -300,17 +308,40 @@ impl Store {
     /// Trims `product`'s stream behind the consumer group (`XTRIM MINID ~`): removes entries
     /// older than both `retain_from_ms` and the group's oldest unacknowledged entry, so an
     /// entry the group has not acknowledged is never removed; without a group nothing is.
-    /// One script: the floor and the trim are one snapshot. Returns how many entries were
-    /// removed (`~` removes whole radix-tree nodes only, so possibly fewer than allowed).
+    /// In calls of at most [`TRIM_CALL_LIMIT`] entries, repeated until nothing more can go (at
+    /// most [`TRIM_CALLS`] calls), so a large backlog is trimmed without one long call. Returns
+    /// how many entries were removed (`~` removes whole radix-tree nodes only, so possibly
+    /// fewer than allowed).
     pub async fn trim_events(&self, product: &ProductId, retain_from_ms: u64) -> StoreResult<u64> {
+        self.trim_events_in_calls(product, retain_from_ms, TRIM_CALL_LIMIT)
+            .await
+    }
+
+    /// [`Store::trim_events`] with at most `per_call` entries per call. Each call is one script:
+    /// its floor and its trim are one snapshot.
+    pub async fn trim_events_in_calls(
+        &self,
+        product: &ProductId,
+        retain_from_ms: u64,
+        per_call: u64,
+    ) -> StoreResult<u64> {
         let mut conn = self.conn.clone();
-        Ok(SCRIPTS
-            .trim_events
-            .key(self.product_keys(product).events())
-            .arg(CONSUMER_GROUP)
-            .arg(retain_from_ms)
-            .invoke_async(&mut conn)
-            .await?)
+        let mut total = 0;
+        for _ in 0..TRIM_CALLS {
+            let trimmed: u64 = SCRIPTS
+                .trim_events
+                .key(self.product_keys(product).events())
+                .arg(CONSUMER_GROUP)
+                .arg(retain_from_ms)
+                .arg(per_call.max(1))
+                .invoke_async(&mut conn)
+                .await?;
+            total += trimmed;
+            if trimmed < per_call.max(1) {
+                break;
+            }
+        }
+        Ok(total)
     }
 
     /// Entries in `product`'s event stream (0 when it does not exist).

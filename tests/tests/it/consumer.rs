@@ -971,6 +971,33 @@ async fn trimming_keeps_every_unacknowledged_entry_and_the_retained_tail() {
     assert_eq!(oldest(&fx).await, behind(1001));
 }
 
+/// A backlog larger than one trim call's limit is trimmed in several calls by one
+/// `trim_events`: a busy stream gains more between two trims than Redis's default `XTRIM`
+/// limit (100 nodes' worth) removes, so a single call would fall behind for ever.
+#[tokio::test]
+async fn a_backlog_larger_than_one_trim_call_is_trimmed_in_one_go() {
+    let fx = Fixture::new().await;
+    let mut conn = fx.redis.connection().await;
+    for ms in 1..=1000 {
+        append_at(&mut conn, &fx.stream, ms).await;
+    }
+    fx.create_group().await;
+    assert_eq!(fx.deliver_to("c1").await, 1000);
+    let all: Vec<String> = (1..=1000).map(|ms| format!("{ms}-0")).collect();
+    let _: u64 = conn.xack(&fx.stream, CONSUMER_GROUP, &all).await.unwrap();
+    let trimmed = fx
+        .store
+        .trim_events_in_calls(&fx.product, u64::MAX / 2, 200)
+        .await
+        .unwrap();
+    let left = entry_ids(&mut conn, &fx.stream).await.len() as u64;
+    assert_eq!(trimmed + left, 1000);
+    assert!(
+        trimmed >= 900,
+        "only {trimmed} of 1000 acknowledged entries trimmed in calls of 200"
+    );
+}
+
 /// The running consumer trims its stream behind the group: with a short retention, a stream
 /// of applied events shrinks, and every event is still applied.
 #[tokio::test]
