@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Measures every hot path beside its ceiling and rewrites BENCHMARKS.md and bench/results.json.
 #
-#   scripts/bench.sh                 full run (about 8 minutes)
+#   scripts/bench.sh                 full run (about 20 minutes, the soak 10 of them)
 #   scripts/bench.sh --quick         smoke run (a few minutes; not part of CI)
 #   scripts/bench.sh --only list     a subset (list, create, flow, events, curation, console,
 #                                    soak); the other scenarios keep their earlier figures
