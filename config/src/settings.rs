@@ -485,8 +485,9 @@ impl Default for AuditSettings {
     }
 }
 
-/// One `[[game_servers]]` table: a registered game server.
-#[derive(Debug, Clone, Deserialize)]
+/// One `[[game_servers]]` table: a registered game server. `Debug` shows neither the API key
+/// nor credentials inside `api_url` (user name, password, query).
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GameServerSettings {
     /// Unique id of the server (what its events carry as `server_id`).
@@ -506,6 +507,30 @@ pub struct GameServerSettings {
     /// Bearer token for its management API.
     #[serde(deserialize_with = "de_secret")]
     pub api_key: SecretString,
+}
+
+impl std::fmt::Debug for GameServerSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let api_url = match url::Url::parse(&self.api_url) {
+            Ok(mut url) => {
+                let _ = url.set_username("");
+                let _ = url.set_password(None);
+                url.set_query(None);
+                url.set_fragment(None);
+                url.to_string()
+            }
+            Err(_) => "[not a URL]".to_owned(),
+        };
+        f.debug_struct("GameServerSettings")
+            .field("id", &self.id)
+            .field("product", &self.product)
+            .field("api_url", &api_url)
+            .field("socket_url", &self.socket_url)
+            .field("region", &self.region)
+            .field("max_games", &self.max_games)
+            .field("api_key", &self.api_key)
+            .finish()
+    }
 }
 
 fn de_secret<'de, D: Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
