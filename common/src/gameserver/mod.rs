@@ -544,6 +544,31 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn transport_errors_do_not_repeat_credentials() {
+        // Nothing listens on a just-freed port: the call fails with a transport error.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let secret = endpoint(&format!(
+            "http://gs-user:gs-pass@127.0.0.1:{port}/api/?token=tok-123"
+        ));
+        let client = GameServerClient::new(ClientOptions {
+            retries: 0,
+            breaker_failures: 0,
+            ..ClientOptions::default()
+        })
+        .unwrap();
+        let err = client.health(&secret).await.unwrap_err();
+        let text = format!("{err} {err:?} {:?}", std::error::Error::source(&err));
+        assert!(matches!(err, CallError::Connect { .. }), "{text}");
+        for hidden in ["gs-user", "gs-pass", "tok-123"] {
+            assert!(!text.contains(hidden), "{hidden} in {text}");
+        }
+    }
+
     #[test]
     fn urls_keep_the_base_path_prefix() {
         let game = "chess.0197";
