@@ -40,6 +40,7 @@ mod tests;
 pub use error::{ConfigError, Problem};
 pub use load::{DEFAULT_CONFIG_DIR, ENV_PREFIX, ENV_SEPARATOR, LoadOptions, ModeFile, Provenance};
 pub use mode::{Mode, UnknownMode};
+pub use settings::DEFAULT_MAX_TOKEN_BYTES;
 pub use settings::{
     AuditSettings, AuthMode, AuthSettings, ConsoleSettings, ConsumerSettings, CurationSettings,
     DEFAULT_LOG_FILE_PREFIX, EventsSettings, GameServerClientSettings, GameServerSettings,
@@ -49,6 +50,7 @@ pub use validate::{
     MAX_APPLY_BATCH, MAX_CONSUMER_BATCH, MAX_EVENTS_RETAIN_SECS, MAX_LOBBY_CAPACITY,
     MIN_CONSOLE_REFRESH_MS, MIN_JWT_SECRET_BYTES, longest_create_ms,
 };
+pub use validate::{MAX_TOKEN_BYTES, MIN_TOKEN_BYTES};
 
 /// Re-exported so callers can read secrets (`ExposeSecret::expose_secret`) without
 /// depending on `secrecy` themselves.

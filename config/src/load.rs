@@ -165,7 +165,8 @@ impl Settings {
             .extract_lossy()
             .map_err(|e| ConfigError::Invalid(figment_problems(&figment, e)))?;
 
-        let problems = crate::validate::validate(&settings, &|key| origin_of(&figment, key));
+        let problems =
+            crate::validate::validate(&settings, options.mode, &|key| origin_of(&figment, key));
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
         }

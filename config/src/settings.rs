@@ -104,6 +104,9 @@ pub struct HttpSettings {
     /// Whether the lobby API's port (`bind`) also serves `/metrics` (development and test);
     /// production keeps metrics off the public port.
     pub public_metrics: bool,
+    /// Whether the lobby API's port (`bind`) also serves `/openapi.json` (development and
+    /// test); the admin listener always serves it, and production keeps it off the public port.
+    pub public_openapi: bool,
 }
 
 impl Default for HttpSettings {
@@ -115,6 +118,7 @@ impl Default for HttpSettings {
             shutdown_grace_secs: 10,
             admin_bind: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9090)),
             public_metrics: false,
+            public_openapi: false,
         }
     }
 }
@@ -141,8 +145,11 @@ pub enum AuthMode {
     Jwt,
 }
 
+/// Default of `auth.max_token_bytes`.
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 4096;
+
 /// `[auth]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSettings {
     /// `header` or `jwt`.
@@ -150,6 +157,30 @@ pub struct AuthSettings {
     /// HS256 secret for `jwt` mode; at least 32 bytes.
     #[serde(deserialize_with = "de_opt_secret")]
     pub jwt_secret: Option<SecretString>,
+    /// Lets production run with `mode = "header"` (anyone can name any player); the daemon
+    /// then warns at every start. Without it, header auth in production is refused.
+    pub allow_header_auth_in_production: bool,
+    /// When set, a token's `iss` must be this value (a token without `iss` is refused).
+    pub jwt_issuer: Option<String>,
+    /// When set, a token's `aud` must be (or contain) this value (a token without `aud` is
+    /// refused).
+    pub jwt_audience: Option<String>,
+    /// Longest accepted `Authorization` header value in `jwt` mode, in bytes; a longer one is
+    /// refused before any decoding.
+    pub max_token_bytes: usize,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::default(),
+            jwt_secret: None,
+            allow_header_auth_in_production: false,
+            jwt_issuer: None,
+            jwt_audience: None,
+            max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+        }
+    }
 }
 
 /// `[lobby]`
@@ -485,8 +516,9 @@ impl Default for AuditSettings {
     }
 }
 
-/// One `[[game_servers]]` table: a registered game server.
-#[derive(Debug, Clone, Deserialize)]
+/// One `[[game_servers]]` table: a registered game server. `Debug` shows neither the API key
+/// nor credentials inside `api_url` (user name, password, query).
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GameServerSettings {
     /// Unique id of the server (what its events carry as `server_id`).
@@ -508,6 +540,30 @@ pub struct GameServerSettings {
     pub api_key: SecretString,
 }
 
+impl std::fmt::Debug for GameServerSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let api_url = match url::Url::parse(&self.api_url) {
+            Ok(mut url) => {
+                let _ = url.set_username("");
+                let _ = url.set_password(None);
+                url.set_query(None);
+                url.set_fragment(None);
+                url.to_string()
+            }
+            Err(_) => "[not a URL]".to_owned(),
+        };
+        f.debug_struct("GameServerSettings")
+            .field("id", &self.id)
+            .field("product", &self.product)
+            .field("api_url", &api_url)
+            .field("socket_url", &self.socket_url)
+            .field("region", &self.region)
+            .field("max_games", &self.max_games)
+            .field("api_key", &self.api_key)
+            .finish()
+    }
+}
+
 fn de_secret<'de, D: Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
     String::deserialize(d).map(SecretString::from)
 }
@@ -526,6 +582,12 @@ impl Settings {
     /// One line describing where these settings came from (see [`Provenance`]).
     pub fn source_description(&self) -> String {
         self.provenance.to_string()
+    }
+
+    /// Whether these settings run production with header auth (allowed only by
+    /// `auth.allow_header_auth_in_production`; the daemon warns at every start).
+    pub fn header_auth_in_production(&self) -> bool {
+        self.provenance.mode == crate::Mode::Production && self.auth.mode == AuthMode::Header
     }
 
     /// The game servers registered for `product`.

@@ -96,6 +96,11 @@ fn defaults_are_the_contracts() {
         "127.0.0.1:9090".parse::<SocketAddr>().unwrap()
     );
     assert!(!s.http.public_metrics);
+    assert!(!s.http.public_openapi);
+    assert!(!s.auth.allow_header_auth_in_production);
+    assert_eq!(s.auth.max_token_bytes, 4096);
+    assert_eq!(s.auth.jwt_issuer, None);
+    assert_eq!(s.auth.jwt_audience, None);
     assert_eq!(
         (
             s.consumer.dead_letter_max_len,
@@ -251,6 +256,11 @@ fn shipped_test_file_is_valid_and_short() {
         "each test daemon takes a free admin port"
     );
     assert!(s.http.public_metrics);
+    assert!(
+        s.http.public_openapi,
+        "Schemathesis reads /openapi.json on the lobby port"
+    );
+    assert!(!s.header_auth_in_production());
 }
 
 #[test]
@@ -270,6 +280,131 @@ fn shipped_production_file_is_valid_with_a_secret() {
     assert!(s.game_servers.is_empty());
     assert_eq!(s.curation, CurationSettings::default());
     assert_eq!(s.lobby, LobbySettings::default());
+    assert!(!s.http.public_metrics && !s.http.public_openapi);
+    assert!(!s.auth.allow_header_auth_in_production);
+    assert_eq!(s.auth.max_token_bytes, DEFAULT_MAX_TOKEN_BYTES);
+    assert_eq!(
+        (s.auth.jwt_issuer.as_deref(), s.auth.jwt_audience.as_deref()),
+        (None, None)
+    );
+}
+
+// ---------------------------------------------------------------- the stricter production mode
+
+#[test]
+fn production_refuses_header_auth_and_names_the_key_and_variable() {
+    let err = Settings::load_with_env(
+        &opts(Mode::Production, &shipped_dir()),
+        env(&[("MM_AUTH__MODE", "header")]),
+    )
+    .unwrap_err();
+    assert_problem(
+        &err,
+        "auth.mode",
+        "environment variable MM_AUTH__MODE",
+        "auth.allow_header_auth_in_production",
+    );
+    assert_eq!(err.problems().len(), 1, "{err}");
+    // The same in a -c file.
+    let dir = tempfile::tempdir().unwrap();
+    let extra = write(dir.path(), "extra.toml", "[auth]\nmode = \"header\"\n");
+    let options = LoadOptions {
+        extra_file: Some(extra.clone()),
+        ..opts(Mode::Production, &shipped_dir())
+    };
+    let err = Settings::load_with_env(&options, no_env()).unwrap_err();
+    assert_problem(
+        &err,
+        "auth.mode",
+        &format!("file {}", extra.display()),
+        "must be \"jwt\" in production",
+    );
+}
+
+#[test]
+fn production_runs_header_auth_only_when_explicitly_allowed() {
+    let s = Settings::load_with_env(
+        &opts(Mode::Production, &shipped_dir()),
+        env(&[
+            ("MM_AUTH__MODE", "header"),
+            ("MM_AUTH__ALLOW_HEADER_AUTH_IN_PRODUCTION", "true"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.auth.mode, AuthMode::Header);
+    assert!(s.header_auth_in_production(), "the daemon warns at start");
+    // Development and test never need the flag.
+    for mode in [Mode::Development, Mode::Test] {
+        let s = Settings::load_with_env(&opts(mode, &shipped_dir()), no_env()).unwrap();
+        assert_eq!(s.auth.mode, AuthMode::Header, "{mode}");
+        assert!(!s.header_auth_in_production(), "{mode}");
+    }
+    // With jwt, the flag changes nothing.
+    let s = Settings::load_with_env(
+        &opts(Mode::Production, &shipped_dir()),
+        env(&[
+            ("MM_AUTH__JWT_SECRET", JWT_SECRET),
+            ("MM_AUTH__ALLOW_HEADER_AUTH_IN_PRODUCTION", "true"),
+        ]),
+    )
+    .unwrap();
+    assert!(!s.header_auth_in_production());
+}
+
+#[test]
+fn token_rules_are_validated() {
+    let (err, file) = load_err(
+        "[auth]\nmax_token_bytes = 64\njwt_issuer = \" \"\n",
+        &[("MM_AUTH__JWT_AUDIENCE", "")],
+    );
+    let file = format!("file {}", file.display());
+    assert_problem(
+        &err,
+        "auth.max_token_bytes",
+        &file,
+        "between 128 and 65536, got 64",
+    );
+    assert_problem(&err, "auth.jwt_issuer", &file, "must not be empty");
+    assert_problem(
+        &err,
+        "auth.jwt_audience",
+        "environment variable MM_AUTH__JWT_AUDIENCE",
+        "must not be empty",
+    );
+    let (err, _) = load_err("", &[("MM_AUTH__MAX_TOKEN_BYTES", "70000")]);
+    assert_problem(
+        &err,
+        "auth.max_token_bytes",
+        "environment variable MM_AUTH__MAX_TOKEN_BYTES",
+        "got 70000",
+    );
+    let dir =
+        config_dir("[auth]\njwt_issuer = \"https://auth.example.com/\"\njwt_audience = \"mm\"\n");
+    let s = Settings::load_with_env(&opts(Mode::Test, dir.path()), no_env()).unwrap();
+    assert_eq!(
+        s.auth.jwt_issuer.as_deref(),
+        Some("https://auth.example.com/")
+    );
+    assert_eq!(s.auth.jwt_audience.as_deref(), Some("mm"));
+}
+
+#[test]
+fn debug_output_hides_credentials_inside_api_urls() {
+    let dir = config_dir(
+        "[[game_servers]]\nid = \"gs-a\"\nproduct = \"chess\"\n\
+         api_url = \"https://gs-user:gs-pass@gs1.internal/api/?token=tok-123\"\n\
+         max_games = 10\napi_key = \"key-a\"\n",
+    );
+    let s = Settings::load_with_env(&opts(Mode::Test, dir.path()), no_env()).unwrap();
+    assert!(
+        s.game_servers[0].api_url.contains("gs-pass"),
+        "calls keep it"
+    );
+    let debug = format!("{s:?}");
+    for secret in ["gs-user", "gs-pass", "tok-123", "key-a"] {
+        assert!(!debug.contains(secret), "{secret}: {debug}");
+    }
+    assert!(debug.contains("https://gs1.internal/api/"), "{debug}");
 }
 
 #[test]

@@ -10,6 +10,7 @@ use secrecy::ExposeSecret;
 use tracing_subscriber::EnvFilter;
 
 use crate::error::Problem;
+use crate::mode::Mode;
 use crate::settings::{AuthMode, Settings};
 
 /// Shortest accepted `auth.jwt_secret`, in bytes (HS256 wants at least the hash size).
@@ -22,6 +23,10 @@ pub const MAX_APPLY_BATCH: usize = 256;
 pub const MAX_CONSUMER_BATCH: usize = 10_000;
 /// Largest accepted `events.retain_secs` (30 days).
 pub const MAX_EVENTS_RETAIN_SECS: u64 = 30 * 24 * 3600;
+/// Smallest accepted `auth.max_token_bytes` (a minimal signed token with `sub` and `exp`).
+pub const MIN_TOKEN_BYTES: usize = 128;
+/// Largest accepted `auth.max_token_bytes`.
+pub const MAX_TOKEN_BYTES: usize = 65536;
 /// Smallest accepted `console.refresh_ms`.
 pub const MIN_CONSOLE_REFRESH_MS: u64 = 100;
 
@@ -67,8 +72,13 @@ pub fn longest_create_ms(settings: &Settings) -> u64 {
         .saturating_add(settings.redis.command_timeout_ms)
 }
 
-/// Checks every rule; `origin` names the layer a dotted key's value came from.
-pub(crate) fn validate(settings: &Settings, origin: &dyn Fn(&str) -> String) -> Vec<Problem> {
+/// Checks every rule for a process running in `mode`; `origin` names the layer a dotted key's
+/// value came from.
+pub(crate) fn validate(
+    settings: &Settings,
+    mode: Mode,
+    origin: &dyn Fn(&str) -> String,
+) -> Vec<Problem> {
     let mut c = Checker {
         origin,
         problems: Vec::new(),
@@ -139,6 +149,33 @@ pub(crate) fn validate(settings: &Settings, origin: &dyn Fn(&str) -> String) -> 
                 );
             }
             Some(_) => {}
+        }
+    }
+    if mode == Mode::Production
+        && auth.mode == AuthMode::Header
+        && !auth.allow_header_auth_in_production
+    {
+        c.fail(
+            "auth.mode",
+            "must be \"jwt\" in production: \"header\" lets any client act as any player \
+             (set auth.allow_header_auth_in_production = true to run it anyway)",
+        );
+    }
+    c.range(
+        "auth.max_token_bytes",
+        auth.max_token_bytes as u64,
+        MIN_TOKEN_BYTES as u64,
+        MAX_TOKEN_BYTES as u64,
+    );
+    for (key, value) in [
+        ("auth.jwt_issuer", &auth.jwt_issuer),
+        ("auth.jwt_audience", &auth.jwt_audience),
+    ] {
+        if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            c.fail(
+                key,
+                "must not be empty (leave it unset to accept any value)",
+            );
         }
     }
 

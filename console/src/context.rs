@@ -19,13 +19,12 @@ pub enum ContextError {
     /// `redis.url` does not parse as a Redis URL.
     #[error("redis.url: {0}")]
     RedisUrl(String),
-    /// A `game_servers[i].api_url` is not a URL.
-    #[error("game_servers[{index}].api_url ({url:?}): {error}")]
+    /// A `game_servers[i].api_url` is not a URL. The value is not repeated: it may hold
+    /// credentials.
+    #[error("game_servers[{index}].api_url: {error}")]
     ApiUrl {
         /// Position of the table.
         index: usize,
-        /// The text.
-        url: String,
         /// Why.
         error: String,
     },
@@ -69,7 +68,6 @@ impl Console {
             let api_url =
                 reqwest::Url::parse(&server.api_url).map_err(|e| ContextError::ApiUrl {
                     index,
-                    url: server.api_url.clone(),
                     error: e.to_string(),
                 })?;
             endpoints.insert(

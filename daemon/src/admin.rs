@@ -1,11 +1,12 @@
 //! The admin listener (`http.admin_bind`, contract section 11): `/metrics`, `/healthz` and
-//! `/readyz` for Prometheus and probes, served by every `matchmakerd` process whatever its
-//! roles, so a worker-only or curator-only instance is observable too.
+//! `/readyz` for Prometheus and probes, and `/openapi.json` for operators and tooling, served
+//! by every `matchmakerd` process whatever its roles, so a worker-only or curator-only
+//! instance is observable too.
 //!
 //! It is a router of its own, without the lobby API's middleware (no player identity, no
 //! request metrics: a scrape must not create series). In production it listens on loopback
-//! and the lobby port does not serve `/metrics`; in development and test the lobby port may
-//! serve it as well (`http.public_metrics`).
+//! and the lobby port serves neither `/metrics` nor `/openapi.json`; in development and test
+//! the lobby port may serve them as well (`http.public_metrics`, `http.public_openapi`).
 
 use axum::Json;
 use axum::Router;
@@ -25,6 +26,7 @@ pub struct AdminContext {
     store: Store,
     metrics: PrometheusHandle,
     roles: String,
+    max_capacity: u32,
 }
 
 impl std::fmt::Debug for AdminContext {
@@ -36,12 +38,19 @@ impl std::fmt::Debug for AdminContext {
 }
 
 impl AdminContext {
-    /// The admin routes of a process running `roles` (as `--roles` spells them).
-    pub fn new(store: Store, metrics: PrometheusHandle, roles: impl Into<String>) -> Self {
+    /// The admin routes of a process running `roles` (as `--roles` spells them), whose
+    /// OpenAPI document shows `max_capacity` (`lobby.max_capacity`).
+    pub fn new(
+        store: Store,
+        metrics: PrometheusHandle,
+        roles: impl Into<String>,
+        max_capacity: u32,
+    ) -> Self {
         Self {
             store,
             metrics,
             roles: roles.into(),
+            max_capacity,
         }
     }
 }
@@ -61,10 +70,12 @@ pub struct Readiness {
 /// The description of the readiness check, in the answer and in the refusal.
 pub const READINESS_CHECK: &str = "redis answers PING within redis.command_timeout_ms + 0.5 s";
 
-/// The admin router: `GET /metrics`, `/healthz`, `/readyz`; anything else is 404.
+/// The admin router: `GET /metrics`, `/healthz`, `/readyz`, `/openapi.json`; anything else is
+/// 404.
 pub fn router(ctx: AdminContext) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(readyz))
         .fallback(ops::not_found)
@@ -73,6 +84,10 @@ pub fn router(ctx: AdminContext) -> Router {
 
 async fn metrics(State(ctx): State<AdminContext>) -> Response {
     ops::metrics_response(&ctx.metrics)
+}
+
+async fn openapi(State(ctx): State<AdminContext>) -> Response {
+    ops::openapi_response(ctx.max_capacity)
 }
 
 async fn readyz(State(ctx): State<AdminContext>) -> Result<Json<Readiness>, ApiError> {

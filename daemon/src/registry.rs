@@ -13,8 +13,8 @@
 //! [`Registry::mark_unhealthy`]; the next successful health check brings it back.
 //!
 //! The registry also publishes what it knows to Redis for the operator console
-//! ([`Registry::publish`]): `P:servers` (server id → JSON description, never the API key) and
-//! `P:products`.
+//! ([`Registry::publish`]): `P:servers` (server id → JSON description, never the API key nor
+//! credentials inside `api_url`) and `P:products`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -46,13 +46,12 @@ pub enum RegistryError {
         /// The repeated id.
         id: String,
     },
-    /// An `api_url` does not parse as an http(s) URL.
-    #[error("game_servers[{index}].api_url: {url:?} is not an http(s) URL: {reason}")]
+    /// An `api_url` does not parse as an http(s) URL. The value is not repeated: it may hold
+    /// credentials.
+    #[error("game_servers[{index}].api_url: is not an http(s) URL: {reason}")]
     BadApiUrl {
         /// Index of the table.
         index: usize,
-        /// The value.
-        url: String,
         /// What is wrong.
         reason: String,
     },
@@ -139,14 +138,15 @@ pub struct ServerPick {
     pub capacity: u32,
 }
 
-/// A server's public description as published in `P:servers` (no API key).
+/// A server's public description as published in `P:servers`: no API key, and its URL without
+/// user name, password or query (`mm_common::gameserver::public_url`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ServerDescription {
     /// Server id.
     pub id: String,
     /// Product it hosts.
     pub product: String,
-    /// Its management API base URL.
+    /// Its management API base URL, without credentials.
     pub api_url: String,
     /// Where players connect (may be empty: answered per game).
     pub socket_url: String,
@@ -199,11 +199,7 @@ impl Registry {
                     id: settings.id.to_string(),
                 });
             }
-            let bad_url = |reason: String| RegistryError::BadApiUrl {
-                index,
-                url: settings.api_url.clone(),
-                reason,
-            };
+            let bad_url = |reason: String| RegistryError::BadApiUrl { index, reason };
             let api_url = Url::parse(&settings.api_url).map_err(|err| bad_url(err.to_string()))?;
             if !matches!(api_url.scheme(), "http" | "https") {
                 return Err(bad_url(format!(
@@ -287,7 +283,7 @@ impl Registry {
             .map(|(id, server)| ServerDescription {
                 id: id.to_string(),
                 product: server.product.to_string(),
-                api_url: server.endpoint.api_url.to_string(),
+                api_url: server.endpoint.public_api_url().to_string(),
                 socket_url: server.socket_url.clone(),
                 region: server.region.clone(),
                 max_games: server.max_games,
@@ -683,5 +679,27 @@ mod tests {
             !json.contains("key-a"),
             "the API key must never be published: {json}"
         );
+    }
+
+    #[test]
+    fn descriptions_strip_credentials_from_the_api_url_but_calls_keep_them() {
+        let mut settings = server("a", "chess", None, 10);
+        settings.api_url = "https://gs-user:gs-pass@gs1.internal:8443/api/?token=tok-123".into();
+        let registry = Registry::from_settings(&[settings]).unwrap();
+        let descriptions = registry.descriptions();
+        assert_eq!(descriptions[0].api_url, "https://gs1.internal:8443/api/");
+        let json = serde_json::to_string(&descriptions).unwrap();
+        for secret in ["gs-user", "gs-pass", "tok-123"] {
+            assert!(!json.contains(secret), "{secret} published: {json}");
+        }
+        let endpoint = registry.endpoint(&ServerId::new("a").unwrap()).unwrap();
+        assert_eq!(endpoint.api_url.password(), Some("gs-pass"));
+        assert_eq!(endpoint.api_url.query(), Some("token=tok-123"));
+        // A URL that does not parse is refused without repeating it.
+        let mut bad = server("b", "chess", None, 10);
+        bad.api_url = "http://gs-user:gs-pass@[bad".into();
+        let err = Registry::from_settings(&[bad]).unwrap_err().to_string();
+        assert!(err.starts_with("game_servers[0].api_url"), "{err}");
+        assert!(!err.contains("gs-pass"), "{err}");
     }
 }

@@ -172,6 +172,7 @@ impl Daemon {
                 shared.store.clone(),
                 metrics,
                 options.roles.to_string(),
+                settings.lobby.max_capacity,
             )),
         };
         let api = if options.roles.has(Role::Api) {
@@ -255,6 +256,12 @@ impl Daemon {
             instance = %identity.name, %roles, redis = %redact_url(&settings.redis.url),
             source = %settings.source_description(), "matchmakerd starting"
         );
+        if settings.header_auth_in_production() {
+            tracing::warn!(
+                "auth.mode = \"header\" in production (auth.allow_header_auth_in_production = \
+                 true): any client can act as any player by sending X-Player-Id"
+            );
+        }
         let stop_workers = CancellationToken::new();
         let stop_http = CancellationToken::new();
         let stop_heartbeat = CancellationToken::new();

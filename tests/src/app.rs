@@ -240,6 +240,8 @@ impl TestApp {
         // /metrics too, as in test mode.
         settings.http.admin_bind = SocketAddr::from(([127, 0, 0, 1], 0));
         settings.http.public_metrics = true;
+        // The lobby port serves /openapi.json too, as in test mode (Schemathesis reads it).
+        settings.http.public_openapi = true;
         settings.game_server_client.connect_timeout_ms = 500;
         settings.game_server_client.request_timeout_ms = 2000;
         settings.game_server_client.retries = 0;

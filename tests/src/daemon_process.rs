@@ -120,6 +120,8 @@ pub struct DaemonSpec {
     /// TOML appended to the generated config file (sections `[consumer]`, `[curation]`,
     /// `[[game_servers]]`, …). The generated part sets only `[redis] url` and `[log]`.
     pub extra_toml: String,
+    /// `-m`: the run mode (default `test`).
+    pub mode: String,
 }
 
 impl DaemonSpec {
@@ -130,6 +132,7 @@ impl DaemonSpec {
             roles: "worker".into(),
             redis_url: redis_url.into(),
             extra_toml: String::new(),
+            mode: "test".into(),
         }
     }
 }
@@ -146,8 +149,8 @@ pub struct DaemonProcess {
 }
 
 impl DaemonProcess {
-    /// Writes the config file and starts `matchmakerd -m test -c <file> --roles … --instance
-    /// …`, stdout and stderr going to `daemon.log` in a temp dir.
+    /// Writes the config file and starts `matchmakerd -m <mode> -c <file> --roles …
+    /// --instance …`, stdout and stderr going to `daemon.log` in a temp dir.
     pub fn start(spec: DaemonSpec) -> anyhow::Result<DaemonProcess> {
         let binary = matchmakerd_binary()?;
         let dir = tempfile::Builder::new()
@@ -182,7 +185,7 @@ impl DaemonProcess {
             .context("opening the daemon log")?;
         let child = Command::new(binary)
             .arg("-m")
-            .arg("test")
+            .arg(&self.spec.mode)
             .arg("-c")
             .arg(self.dir.path().join("daemon.toml"))
             .arg("--roles")

@@ -108,8 +108,9 @@ pub enum DeleteOutcome {
     AlreadyGone,
 }
 
-/// One registered game server, as the client needs it. `Debug` never shows the key.
-#[derive(Debug, Clone)]
+/// One registered game server, as the client needs it. `Debug` never shows the key, nor
+/// credentials inside the URL (it shows [`public_url`]).
+#[derive(Clone)]
 pub struct GameServerEndpoint {
     /// The server's id.
     pub id: ServerId,
@@ -119,7 +120,35 @@ pub struct GameServerEndpoint {
     pub api_key: SecretString,
 }
 
+impl std::fmt::Debug for GameServerEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GameServerEndpoint")
+            .field("id", &self.id)
+            .field("api_url", &public_url(&self.api_url).as_str())
+            .field("api_key", &"[REDACTED]")
+            .finish()
+    }
+}
+
+/// `url` as it may be shown: without user name, password, query or fragment, which may carry
+/// credentials (`https://user:pass@gs1/api/?token=…` → `https://gs1/api/`). Calls keep using
+/// the full URL; `P:servers`, logs and errors show this one.
+pub fn public_url(url: &Url) -> Url {
+    let mut shown = url.clone();
+    // Both fail only for URLs that cannot have credentials (`cannot-be-a-base`).
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.set_query(None);
+    shown.set_fragment(None);
+    shown
+}
+
 impl GameServerEndpoint {
+    /// [`public_url`] of `api_url`: the base URL without credentials, for publishing.
+    pub fn public_api_url(&self) -> Url {
+        public_url(&self.api_url)
+    }
+
     /// `api_url` with `segments` appended (each percent-encoded as one path segment).
     pub fn url(&self, segments: &[&str]) -> Url {
         let mut url = self.api_url.clone();
@@ -411,6 +440,11 @@ impl GameServerClient {
                 .body(body);
         }
         let transport = |source: reqwest::Error| {
+            // The transport error names the URL it failed on: never with its credentials.
+            let source = match source.url().map(public_url) {
+                Some(shown) => source.with_url(shown),
+                None => source,
+            };
             if source.is_timeout() {
                 CallError::Timeout {
                     server: server(),
@@ -488,6 +522,50 @@ mod tests {
             id: ServerId::new("gs-1").unwrap(),
             api_url: Url::parse(url).unwrap(),
             api_key: SecretString::from("hunter2-secret".to_string()),
+        }
+    }
+
+    #[test]
+    fn public_urls_carry_no_credentials_but_calls_keep_them() {
+        let secret = endpoint("https://gs-user:gs-pass@gs1:8443/api/?token=tok-123#frag");
+        assert_eq!(secret.public_api_url().as_str(), "https://gs1:8443/api/");
+        assert_eq!(
+            secret.url(&["health"]).as_str(),
+            "https://gs-user:gs-pass@gs1:8443/api/health?token=tok-123#frag",
+            "calls still use the credentials"
+        );
+        let debug = format!("{secret:?}");
+        for hidden in ["gs-user", "gs-pass", "tok-123"] {
+            assert!(!debug.contains(hidden), "{debug}");
+        }
+        assert_eq!(
+            endpoint("http://gs:1/").public_api_url().as_str(),
+            "http://gs:1/"
+        );
+    }
+
+    #[tokio::test]
+    async fn transport_errors_do_not_repeat_credentials() {
+        // Nothing listens on a just-freed port: the call fails with a transport error.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let secret = endpoint(&format!(
+            "http://gs-user:gs-pass@127.0.0.1:{port}/api/?token=tok-123"
+        ));
+        let client = GameServerClient::new(ClientOptions {
+            retries: 0,
+            breaker_failures: 0,
+            ..ClientOptions::default()
+        })
+        .unwrap();
+        let err = client.health(&secret).await.unwrap_err();
+        let text = format!("{err} {err:?} {:?}", std::error::Error::source(&err));
+        assert!(matches!(err, CallError::Connect { .. }), "{text}");
+        for hidden in ["gs-user", "gs-pass", "tok-123"] {
+            assert!(!text.contains(hidden), "{hidden} in {text}");
         }
     }
 

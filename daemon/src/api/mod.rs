@@ -8,7 +8,8 @@
 //!   `mm_common::flows`).
 //! - [`views`]: the JSON types of those routes.
 //! - [`listing`]: the bounded-staleness cache of open-games first pages.
-//! - [`ops`]: `/healthz`, `/readyz`, `/metrics` (when `http.public_metrics`), `/openapi.json`.
+//! - [`ops`]: `/healthz`, `/readyz`, `/metrics` (when `http.public_metrics`), `/openapi.json`
+//!   (when `http.public_openapi`).
 //! - [`auth`]: the [`auth::Player`] extractor (X-Player-Id or JWT).
 //! - [`extract`]: JSON/path/query extractors whose rejections are problem documents.
 //! - [`error`]: RFC 9457 problems.
@@ -92,7 +93,10 @@ impl ApiContext {
                     .jwt_secret
                     .as_ref()
                     .ok_or(ApiConfigError::MissingJwtSecret)?;
-                Authenticator::jwt(secret.expose_secret().as_bytes())
+                Authenticator::jwt(
+                    secret.expose_secret().as_bytes(),
+                    &auth::TokenRules::from_settings(&settings.auth),
+                )
             }
         };
         Ok(ApiContext {
@@ -225,8 +229,14 @@ pub fn router(ctx: ApiContext) -> Router {
         )
         .route("/v1/games/{id}/join", post(games::join_game))
         .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/openapi.json", get(ops::openapi));
+        .route("/readyz", get(ops::readyz));
+    // `/openapi.json` on the lobby port only where `http.public_openapi` allows it
+    // (development and test); every process serves it on the admin listener.
+    let routes = if ctx.http().public_openapi {
+        routes.route("/openapi.json", get(ops::openapi))
+    } else {
+        routes
+    };
     // `/metrics` on the lobby port only where `http.public_metrics` allows it (development and
     // test); every process serves it on the admin listener (`crate::admin`).
     let routes = if ctx.http().public_metrics {

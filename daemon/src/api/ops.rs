@@ -86,7 +86,13 @@ pub fn metrics_response(handle: &PrometheusHandle) -> Response {
 #[utoipa::path(get, path = "/openapi.json", tag = "ops", security(()),
     responses((status = 200, description = "OpenAPI 3 document", body = Object)))]
 pub async fn openapi(State(ctx): State<ApiContext>) -> Response {
-    match document(ctx.lobby().max_capacity) {
+    openapi_response(ctx.lobby().max_capacity)
+}
+
+/// The OpenAPI document with `max_capacity` filled in, as an answer (the lobby port's and the
+/// admin listener's `/openapi.json`).
+pub fn openapi_response(max_capacity: u32) -> Response {
+    match document(max_capacity) {
         Ok(doc) => Json(doc).into_response(),
         Err(err) => {
             ApiError::internal("could not render the OpenAPI document", &err).into_response()

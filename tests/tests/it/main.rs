@@ -14,3 +14,4 @@ mod gameserver;
 mod oracle;
 mod reconcile;
 mod store;
+mod strict_production;
