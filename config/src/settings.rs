@@ -11,6 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use mm_common::limits::PlayerLimits;
 use mm_common::{ProductId, ServerId};
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
@@ -43,6 +44,8 @@ pub struct Settings {
     pub console: ConsoleSettings,
     /// The operator audit stream `P:audit`.
     pub audit: AuditSettings,
+    /// Per-player quotas and rates (contract section 7, `[limits]`).
+    pub limits: LimitsSettings,
     /// Registered game servers (`[[game_servers]]` tables).
     pub game_servers: Vec<GameServerSettings>,
     /// Which layers these settings came from (not a configuration key).
@@ -189,6 +192,64 @@ impl LobbySettings {
     /// `list_max_staleness_ms` as a [`Duration`].
     pub fn list_max_staleness(&self) -> Duration {
         Duration::from_millis(self.list_max_staleness_ms)
+    }
+}
+
+/// `[limits]`: per-player quotas and rates, kept in Redis and shared by every daemon. A `0`
+/// disables that limit.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSettings {
+    /// Live (not ended) games one player may have created per product; 0 = no quota.
+    pub max_live_games_per_player: u32,
+    /// Open seat reservations one player may hold per product; 0 = no quota.
+    pub max_reservations_per_player: u32,
+    /// Creates per player per minute, sustained (token bucket rate); 0 = no rate limit.
+    pub creates_per_minute: u32,
+    /// Creates per player at once (token bucket size); at least 1 when the rate is on.
+    pub create_burst: u32,
+    /// Joins per player per minute, sustained; 0 = no rate limit.
+    pub joins_per_minute: u32,
+    /// Joins per player at once; at least 1 when the rate is on.
+    pub join_burst: u32,
+}
+
+impl Default for LimitsSettings {
+    fn default() -> Self {
+        Self {
+            max_live_games_per_player: 3,
+            max_reservations_per_player: 3,
+            creates_per_minute: 60,
+            create_burst: 3,
+            joins_per_minute: 120,
+            join_burst: 10,
+        }
+    }
+}
+
+impl LimitsSettings {
+    /// Every limit off.
+    pub fn disabled() -> Self {
+        Self {
+            max_live_games_per_player: 0,
+            max_reservations_per_player: 0,
+            creates_per_minute: 0,
+            create_burst: 0,
+            joins_per_minute: 0,
+            join_burst: 0,
+        }
+    }
+
+    /// The limits as the store enforces them.
+    pub fn player_limits(&self) -> PlayerLimits {
+        PlayerLimits {
+            max_live_games: self.max_live_games_per_player,
+            max_reservations: self.max_reservations_per_player,
+            creates_per_sec: f64::from(self.creates_per_minute) / 60.0,
+            create_burst: self.create_burst,
+            joins_per_sec: f64::from(self.joins_per_minute) / 60.0,
+            join_burst: self.join_burst,
+        }
     }
 }
 

@@ -153,6 +153,32 @@ pub(crate) fn validate(settings: &Settings, origin: &dyn Fn(&str) -> String) -> 
     c.positive("lobby.reservation_ttl_secs", lobby.reservation_ttl_secs);
     c.positive("lobby.tombstone_ttl_secs", lobby.tombstone_ttl_secs);
 
+    // [limits]
+    let limits = &settings.limits;
+    for (rate_key, rate, burst_key, burst) in [
+        (
+            "limits.creates_per_minute",
+            limits.creates_per_minute,
+            "limits.create_burst",
+            limits.create_burst,
+        ),
+        (
+            "limits.joins_per_minute",
+            limits.joins_per_minute,
+            "limits.join_burst",
+            limits.join_burst,
+        ),
+    ] {
+        if rate > 0 && burst == 0 {
+            c.fail(
+                burst_key,
+                format!(
+                    "must be at least 1 while {rate_key} = {rate} (0 turns the rate limit off)"
+                ),
+            );
+        }
+    }
+
     // [curation]
     let cur = &settings.curation;
     c.positive("curation.interval_secs", cur.interval_secs);

@@ -33,7 +33,7 @@ use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use mm_common::gameserver::GameServerClient;
 use mm_common::store::Store;
-use mm_config::{AuthMode, ExposeSecret, HttpSettings, LobbySettings, Settings};
+use mm_config::{AuthMode, ExposeSecret, HttpSettings, LimitsSettings, LobbySettings, Settings};
 use tokio::net::TcpListener;
 use utoipa::OpenApi;
 
@@ -61,6 +61,7 @@ struct ContextInner {
     game_servers: GameServerClient,
     authenticator: Authenticator,
     lobby: LobbySettings,
+    limits: LimitsSettings,
     http: HttpSettings,
     metrics: PrometheusHandle,
     listings: listing::ListingCache,
@@ -102,6 +103,7 @@ impl ApiContext {
                 game_servers,
                 authenticator,
                 lobby: settings.lobby.clone(),
+                limits: settings.limits.clone(),
                 http: settings.http.clone(),
                 metrics,
                 listings: listing::ListingCache::new(settings.lobby.list_max_staleness()),
@@ -137,6 +139,11 @@ impl ApiContext {
     /// Lobby rules.
     pub fn lobby(&self) -> &LobbySettings {
         &self.inner.lobby
+    }
+
+    /// The per-player limits (`[limits]`).
+    pub fn limits(&self) -> &LimitsSettings {
+        &self.inner.limits
     }
 
     /// HTTP limits.
