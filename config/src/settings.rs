@@ -107,6 +107,9 @@ pub struct HttpSettings {
     /// Whether the lobby API's port (`bind`) also serves `/metrics` (development and test);
     /// production keeps metrics off the public port.
     pub public_metrics: bool,
+    /// Networks (`10.0.0.0/8`) or addresses of reverse proxies: only when a request's peer is
+    /// one of them is its client address taken from `X-Forwarded-For` / `Forwarded`.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for HttpSettings {
@@ -118,6 +121,7 @@ impl Default for HttpSettings {
             shutdown_grace_secs: 10,
             admin_bind: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9090)),
             public_metrics: false,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -212,6 +216,13 @@ pub struct LimitsSettings {
     pub joins_per_minute: u32,
     /// Joins per player at once; at least 1 when the rate is on.
     pub join_burst: u32,
+    /// Failing requests (4xx but 409 and 429) per client address per minute, sustained; 0 =
+    /// no limit. Kept in each process's memory.
+    pub client_failures_per_minute: u32,
+    /// Failing requests per client address at once; at least 1 when the rate is on.
+    pub client_failure_burst: u32,
+    /// Client addresses whose failure buckets a process keeps (least recently seen dropped).
+    pub max_tracked_clients: usize,
 }
 
 impl Default for LimitsSettings {
@@ -223,6 +234,9 @@ impl Default for LimitsSettings {
             create_burst: 3,
             joins_per_minute: 120,
             join_burst: 10,
+            client_failures_per_minute: 60,
+            client_failure_burst: 20,
+            max_tracked_clients: 65536,
         }
     }
 }
@@ -237,6 +251,9 @@ impl LimitsSettings {
             create_burst: 0,
             joins_per_minute: 0,
             join_burst: 0,
+            client_failures_per_minute: 0,
+            client_failure_burst: 0,
+            max_tracked_clients: 65536,
         }
     }
 

@@ -963,3 +963,15 @@ fn limits_default_on_and_an_empty_bucket_is_refused() {
     let settings = Settings::load_with_env(&opts(Mode::Test, dir.path()), no_env()).unwrap();
     assert_eq!(settings.limits.player_limits().creates_per_sec, 0.0);
 }
+
+#[test]
+fn trusted_proxies_must_be_networks_or_addresses() {
+    let (err, _) = load_err(
+        "[http]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.1\", \"proxy.local\"]\n",
+        &[],
+    );
+    let problems = err.problems();
+    assert_eq!(problems.len(), 1, "{err}");
+    assert_eq!(problems[0].key, "http.trusted_proxies[2]");
+    assert!(problems[0].message.contains("\"proxy.local\""), "{err}");
+}

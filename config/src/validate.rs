@@ -168,6 +168,12 @@ pub(crate) fn validate(settings: &Settings, origin: &dyn Fn(&str) -> String) -> 
             "limits.join_burst",
             limits.join_burst,
         ),
+        (
+            "limits.client_failures_per_minute",
+            limits.client_failures_per_minute,
+            "limits.client_failure_burst",
+            limits.client_failure_burst,
+        ),
     ] {
         if rate > 0 && burst == 0 {
             c.fail(
@@ -175,6 +181,19 @@ pub(crate) fn validate(settings: &Settings, origin: &dyn Fn(&str) -> String) -> 
                 format!(
                     "must be at least 1 while {rate_key} = {rate} (0 turns the rate limit off)"
                 ),
+            );
+        }
+    }
+
+    c.positive(
+        "limits.max_tracked_clients",
+        limits.max_tracked_clients as u64,
+    );
+    for (index, proxy) in settings.http.trusted_proxies.iter().enumerate() {
+        if proxy.parse::<ipnet::IpNet>().is_err() && proxy.parse::<std::net::IpAddr>().is_err() {
+            c.fail(
+                format!("http.trusted_proxies[{index}]"),
+                format!("must be an IP network (10.0.0.0/8) or address, got {proxy:?}"),
             );
         }
     }

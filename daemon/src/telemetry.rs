@@ -27,6 +27,9 @@ pub const GAME_SERVER_CALLS_TOTAL: &str = "mm_game_server_calls_total";
 /// [`LIMIT_REFUSAL_KINDS`]).
 pub const LIMIT_REFUSALS_TOTAL: &str = "mm_limit_refusals_total";
 
+/// Counter: requests refused because their client address sent too many failing requests.
+pub const CLIENT_REFUSALS_TOTAL: &str = "mm_client_refusals_total";
+
 /// The `kind`s of `mm_limit_refusals_total` (contract section 11).
 pub const LIMIT_REFUSAL_KINDS: &[&str] = &[
     "create_rate_limited",
@@ -69,6 +72,11 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
         LIMIT_REFUSALS_TOTAL,
         MetricKind::Counter,
         "Creates and joins refused by a per-player limit, by product and kind.",
+    ),
+    (
+        CLIENT_REFUSALS_TOTAL,
+        MetricKind::Counter,
+        "Requests refused because their client address sent too many failing requests.",
     ),
     (
         GAME_SERVER_CALLS_TOTAL,
@@ -364,6 +372,7 @@ pub fn register_known_series(products: &[ProductId], servers: &[ServerId]) {
                 .increment(0);
         }
     }
+    metrics::counter!(CLIENT_REFUSALS_TOTAL).increment(0);
     for outcome in ENDING_OUTCOMES {
         metrics::counter!("mm_endings_finished_total", "outcome" => *outcome).increment(0);
     }

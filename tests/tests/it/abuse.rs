@@ -280,3 +280,85 @@ async fn a_join_storm_is_rate_limited_and_reservations_are_capped() {
     assert_eq!(other.status, 200, "{}", other.text);
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_401_storm_from_one_address_is_refused_while_others_are_served() {
+    // The test's proxy is 127.0.0.1: the client address comes from X-Forwarded-For.
+    let app = app_with("flood", |s| {
+        s.limits = LimitsSettings::default();
+        s.http.trusted_proxies = vec!["127.0.0.0/8".into()];
+    })
+    .await;
+    let attacker = "203.0.113.7";
+    let started = Instant::now();
+    let answers = storm(500, 50, |_| {
+        app.send(
+            app.request(Method::GET, "/v1/games?product=flood", None)
+                .header("x-forwarded-for", attacker),
+        )
+    })
+    .await;
+    let elapsed = started.elapsed();
+    let unauthenticated = count(&answers, 401, Some("unauthenticated"));
+    let limited = count(&answers, 429, Some("rate_limited"));
+    let burst = LimitsSettings::default().client_failure_burst as usize;
+    assert_eq!(unauthenticated + limited, 500);
+    // Requests in flight together are checked before any of them is charged: at most one
+    // wave beyond the burst gets through.
+    assert!(
+        unauthenticated >= burst && unauthenticated <= burst + 50,
+        "{unauthenticated} answered 401"
+    );
+    let refused = answers.iter().find(|a| a.status == 429).unwrap();
+    assert!(refused.headers.contains_key("retry-after"));
+
+    // Another address is served at once, a valid player's create and listing included.
+    let served = Instant::now();
+    let listing = app
+        .send(
+            app.request(Method::GET, "/v1/games?product=flood", Some("alice"))
+                .header("x-forwarded-for", "198.51.100.2"),
+        )
+        .await;
+    let listing_ms = served.elapsed().as_millis();
+    assert_eq!(listing.status, 200, "{}", listing.text);
+    let created = app
+        .send(
+            app.request(Method::POST, "/v1/games", Some("alice"))
+                .header("x-forwarded-for", "198.51.100.2")
+                .json(&json!({"product": "flood", "capacity": 2})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    // The attacker's address stays refused, whatever it sends.
+    let again = app
+        .send(
+            app.request(Method::GET, "/v1/games?product=flood", Some("mallory"))
+                .header("x-forwarded-for", attacker),
+        )
+        .await;
+    assert_eq!(again.status, 429, "{}", again.text);
+    println!(
+        "FIGURES 401 storm: 500 unauthenticated requests from one address in {:.2} s: \
+         {unauthenticated} answered 401, {limited} answered 429; another address's listing \
+         answered 200 in {listing_ms} ms and its create 201",
+        elapsed.as_secs_f64()
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn forwarded_addresses_from_an_untrusted_peer_are_ignored() {
+    // No trusted proxy: a storm cannot hide behind made-up X-Forwarded-For addresses.
+    let app = app_with("spoof", |s| s.limits = LimitsSettings::default()).await;
+    let answers = storm(100, 20, |n| {
+        app.send(
+            app.request(Method::GET, "/v1/games?product=spoof", None)
+                .header("x-forwarded-for", format!("192.0.2.{}", n % 250)),
+        )
+    })
+    .await;
+    let limited = count(&answers, 429, Some("rate_limited"));
+    assert!(limited >= 60, "{limited} of 100 refused");
+    app.shutdown().await;
+}
