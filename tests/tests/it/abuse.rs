@@ -362,3 +362,58 @@ async fn forwarded_addresses_from_an_untrusted_peer_are_ignored() {
     assert!(limited >= 60, "{limited} of 100 refused");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_player_who_left_gets_a_new_ticket_on_rejoin() {
+    let app = app_with("comeback", |s| s.limits = LimitsSettings::default()).await;
+    let created = app
+        .create_game("alice", json!({"product": "comeback", "capacity": 3}))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.str("id").to_string();
+    let alice = app.connect(&created).await.unwrap();
+    wait_state(&app, &id, "creator_joined").await;
+    let first = app.join("bob", &id).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    let bob = app.connect(&first).await.unwrap();
+    let players = |answer: &ApiResponse| answer.body["players"].clone();
+    poll::until("bob to be present", WAIT, || async {
+        (players(&app.get_game("alice", &id).await) == json!(["alice", "bob"])).then_some(())
+    })
+    .await;
+    // Present: a re-join is answered the kept ticket.
+    let again = app.join("bob", &id).await;
+    assert_eq!(again.body["join"]["token"], first.body["join"]["token"]);
+    bob.leave().await;
+    poll::until("bob to have left", WAIT, || async {
+        (players(&app.get_game("alice", &id).await) == json!(["alice"])).then_some(())
+    })
+    .await;
+    // Left: the used ticket is gone; the re-join gets a new one that connects.
+    let back = app.join("bob", &id).await;
+    assert_eq!(back.status, 200, "{}", back.text);
+    assert_ne!(back.body["join"]["token"], first.body["join"]["token"]);
+    let _bob = app.connect(&back).await.unwrap();
+    poll::until("bob to be back", WAIT, || async {
+        (players(&app.get_game("alice", &id).await) == json!(["alice", "bob"])).then_some(())
+    })
+    .await;
+    // The creator too: after leaving, the create's ticket is used up.
+    alice.leave().await;
+    poll::until("alice to have left", WAIT, || async {
+        (players(&app.get_game("bob", &id).await) == json!(["bob"])).then_some(())
+    })
+    .await;
+    let creator_back = app.join("alice", &id).await;
+    assert_eq!(creator_back.status, 200, "{}", creator_back.text);
+    assert_ne!(
+        creator_back.body["join"]["token"],
+        created.body["join"]["token"]
+    );
+    let _alice = app.connect(&creator_back).await.unwrap();
+    poll::until("alice to be back", WAIT, || async {
+        (players(&app.get_game("bob", &id).await) == json!(["bob", "alice"])).then_some(())
+    })
+    .await;
+    app.shutdown().await;
+}
