@@ -4,7 +4,7 @@
 //! one product live in one Redis Cluster slot and the store's multi-key scripts are legal on a
 //! cluster. Nothing outside this module formats a key name.
 
-use crate::ids::{GameId, ProductId};
+use crate::ids::{GameId, PlayerId, ProductId};
 use crate::model::GameSet;
 
 /// Name of the consumer group every `matchmakerd` reads product streams through.
@@ -141,6 +141,30 @@ impl ProductKeys {
     pub fn dead_letters(&self) -> String {
         format!("{}:events:dead", self.base)
     }
+
+    /// `P:{product}:game:`: the prefix of every game hash (the limit scripts read the games a
+    /// player's sets name).
+    pub fn game_prefix(&self) -> String {
+        format!("{}:game:", self.base)
+    }
+
+    /// `P:{product}:player:<player>:games`: ZSET of the player's live games of the product
+    /// (game id → admitted at, ms), the `limits.max_live_games_per_player` quota.
+    pub fn player_games(&self, player: &PlayerId) -> String {
+        format!("{}:player:{}:games", self.base, player.as_str())
+    }
+
+    /// `P:{product}:player:<player>:reservations`: ZSET of the player's open seat
+    /// reservations (game id → expiry, ms), the `limits.max_reservations_per_player` quota.
+    pub fn player_reservations(&self, player: &PlayerId) -> String {
+        format!("{}:player:{}:reservations", self.base, player.as_str())
+    }
+
+    /// `P:{product}:player:<player>:bucket:<kind>`: HASH `tokens`, `at`, the player's token
+    /// bucket of `kind` (`create` or `join`).
+    pub fn player_bucket(&self, player: &PlayerId, kind: &str) -> String {
+        format!("{}:player:{}:bucket:{kind}", self.base, player.as_str())
+    }
 }
 
 /// Separator between game id and player id in a reservation member (ASCII unit separator,
@@ -164,6 +188,16 @@ mod tests {
         assert_eq!(pk.game(&game), "mm:{chess}:game:g1");
         assert_eq!(pk.events(), "mm:{chess}:events");
         assert_eq!(pk.dead_letters(), "mm:{chess}:events:dead");
+        let alice = PlayerId::new("alice").unwrap();
+        assert_eq!(pk.player_games(&alice), "mm:{chess}:player:alice:games");
+        assert_eq!(
+            pk.player_reservations(&alice),
+            "mm:{chess}:player:alice:reservations"
+        );
+        assert_eq!(
+            pk.player_bucket(&alice, "join"),
+            "mm:{chess}:player:alice:bucket:join"
+        );
         assert_eq!(keys.products(), "mm:products");
         assert_eq!(keys.servers(), "mm:servers");
         assert_eq!(keys.audit(), "mm:audit");

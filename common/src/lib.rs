@@ -7,6 +7,7 @@
 //! - [`ids`]: validated identifiers.
 //! - [`model`]: game states, events and the transition rules, as pure code.
 //! - [`keys`]: the Redis key schema.
+//! - [`limits`]: the per-player limits (quotas and rates) the store enforces.
 //! - [`store`]: every read and atomic write of game state in Redis.
 //! - [`flows`]: the game lifecycle flows (create, join, cancel, and the end step shared by
 //!   cancel, the curator and force-delete), each with its undo.
@@ -23,6 +24,7 @@ pub mod flows;
 pub mod gameserver;
 pub mod ids;
 pub mod keys;
+pub mod limits;
 pub mod model;
 pub mod store;
 pub mod time;

@@ -749,8 +749,8 @@ impl Game {
             _ if !self.creator_present() => return Err(JoinRefusal::CreatorNotJoined),
             _ => {}
         }
-        if let Some(expiry) = self.reservations.get_mut(player) {
-            *expiry = now_ms + ttl_ms;
+        // A re-join is idempotent: the reservation is not renewed (`reserve_seat.lua`).
+        if self.reservations.contains_key(player) {
             return Ok(Reservation::AlreadyHeld);
         }
         if self.seats_taken(now_ms) >= self.capacity as usize {

@@ -44,7 +44,7 @@ pub use settings::DEFAULT_MAX_TOKEN_BYTES;
 pub use settings::{
     AuditSettings, AuthMode, AuthSettings, ConsoleSettings, ConsumerSettings, CurationSettings,
     DEFAULT_LOG_FILE_PREFIX, EventsSettings, GameServerClientSettings, GameServerSettings,
-    HttpSettings, LobbySettings, LogFormat, LogSettings, RedisSettings, Settings,
+    HttpSettings, LimitsSettings, LobbySettings, LogFormat, LogSettings, RedisSettings, Settings,
 };
 pub use validate::{
     MAX_APPLY_BATCH, MAX_CONSUMER_BATCH, MAX_EVENTS_RETAIN_SECS, MAX_LOBBY_CAPACITY,

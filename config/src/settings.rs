@@ -11,6 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use mm_common::limits::PlayerLimits;
 use mm_common::{ProductId, ServerId};
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
@@ -43,6 +44,8 @@ pub struct Settings {
     pub console: ConsoleSettings,
     /// The operator audit stream `P:audit`.
     pub audit: AuditSettings,
+    /// Per-player quotas and rates (contract section 7, `[limits]`).
+    pub limits: LimitsSettings,
     /// Registered game servers (`[[game_servers]]` tables).
     pub game_servers: Vec<GameServerSettings>,
     /// Which layers these settings came from (not a configuration key).
@@ -107,6 +110,9 @@ pub struct HttpSettings {
     /// Whether the lobby API's port (`bind`) also serves `/openapi.json` (development and
     /// test); the admin listener always serves it, and production keeps it off the public port.
     pub public_openapi: bool,
+    /// Networks (`10.0.0.0/8`) or addresses of reverse proxies: only when a request's peer is
+    /// one of them is its client address taken from `X-Forwarded-For` / `Forwarded`.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for HttpSettings {
@@ -119,6 +125,7 @@ impl Default for HttpSettings {
             admin_bind: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9090)),
             public_metrics: false,
             public_openapi: false,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -220,6 +227,77 @@ impl LobbySettings {
     /// `list_max_staleness_ms` as a [`Duration`].
     pub fn list_max_staleness(&self) -> Duration {
         Duration::from_millis(self.list_max_staleness_ms)
+    }
+}
+
+/// `[limits]`: per-player quotas and rates, kept in Redis and shared by every daemon. A `0`
+/// disables that limit.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSettings {
+    /// Live (not ended) games one player may have created per product; 0 = no quota.
+    pub max_live_games_per_player: u32,
+    /// Open seat reservations one player may hold per product; 0 = no quota.
+    pub max_reservations_per_player: u32,
+    /// Creates per player per minute, sustained (token bucket rate); 0 = no rate limit.
+    pub creates_per_minute: u32,
+    /// Creates per player at once (token bucket size); at least 1 when the rate is on.
+    pub create_burst: u32,
+    /// Joins per player per minute, sustained; 0 = no rate limit.
+    pub joins_per_minute: u32,
+    /// Joins per player at once; at least 1 when the rate is on.
+    pub join_burst: u32,
+    /// Failing requests (4xx but 409 and 429) per client address per minute, sustained; 0 =
+    /// no limit. Kept in each process's memory.
+    pub client_failures_per_minute: u32,
+    /// Failing requests per client address at once; at least 1 when the rate is on.
+    pub client_failure_burst: u32,
+    /// Client addresses whose failure buckets a process keeps (least recently seen dropped).
+    pub max_tracked_clients: usize,
+}
+
+impl Default for LimitsSettings {
+    fn default() -> Self {
+        Self {
+            max_live_games_per_player: 3,
+            max_reservations_per_player: 3,
+            creates_per_minute: 60,
+            create_burst: 3,
+            joins_per_minute: 120,
+            join_burst: 10,
+            client_failures_per_minute: 60,
+            client_failure_burst: 20,
+            max_tracked_clients: 65536,
+        }
+    }
+}
+
+impl LimitsSettings {
+    /// Every limit off.
+    pub fn disabled() -> Self {
+        Self {
+            max_live_games_per_player: 0,
+            max_reservations_per_player: 0,
+            creates_per_minute: 0,
+            create_burst: 0,
+            joins_per_minute: 0,
+            join_burst: 0,
+            client_failures_per_minute: 0,
+            client_failure_burst: 0,
+            max_tracked_clients: 65536,
+        }
+    }
+
+    /// The limits as the store enforces them.
+    pub fn player_limits(&self) -> PlayerLimits {
+        PlayerLimits {
+            max_live_games: self.max_live_games_per_player,
+            max_reservations: self.max_reservations_per_player,
+            creates_per_sec: f64::from(self.creates_per_minute) / 60.0,
+            create_burst: self.create_burst,
+            joins_per_sec: f64::from(self.joins_per_minute) / 60.0,
+            join_burst: self.join_burst,
+        }
     }
 }
 

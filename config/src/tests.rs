@@ -1068,3 +1068,45 @@ fn reconciliation_rules_name_key_and_source() {
     assert_eq!(settings.curation.orphan_grace_secs, 12);
     assert_eq!(crate::longest_create_ms(&settings), 11_000);
 }
+
+#[test]
+fn limits_default_on_and_an_empty_bucket_is_refused() {
+    let limits = LimitsSettings::default();
+    assert_eq!(limits.max_live_games_per_player, 3);
+    assert_eq!(limits.player_limits().creates_per_sec, 1.0);
+    let (err, file) = load_err(
+        "[limits]\ncreates_per_minute = 30\ncreate_burst = 0\n",
+        &[
+            ("MM_LIMITS__JOIN_BURST", "0"),
+            ("MM_LIMITS__JOINS_PER_MINUTE", "5"),
+        ],
+    );
+    assert_problem(
+        &err,
+        "limits.create_burst",
+        &format!("file {}", file.display()),
+        "at least 1 while limits.creates_per_minute = 30",
+    );
+    assert_problem(
+        &err,
+        "limits.join_burst",
+        "environment variable MM_LIMITS__JOIN_BURST",
+        "at least 1 while limits.joins_per_minute = 5",
+    );
+    // 0 turns a rate limit off, and then no burst is needed.
+    let dir = config_dir("[limits]\ncreates_per_minute = 0\ncreate_burst = 0\n");
+    let settings = Settings::load_with_env(&opts(Mode::Test, dir.path()), no_env()).unwrap();
+    assert_eq!(settings.limits.player_limits().creates_per_sec, 0.0);
+}
+
+#[test]
+fn trusted_proxies_must_be_networks_or_addresses() {
+    let (err, _) = load_err(
+        "[http]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.1\", \"proxy.local\"]\n",
+        &[],
+    );
+    let problems = err.problems();
+    assert_eq!(problems.len(), 1, "{err}");
+    assert_eq!(problems[0].key, "http.trusted_proxies[2]");
+    assert!(problems[0].message.contains("\"proxy.local\""), "{err}");
+}

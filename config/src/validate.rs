@@ -190,6 +190,51 @@ pub(crate) fn validate(
     c.positive("lobby.reservation_ttl_secs", lobby.reservation_ttl_secs);
     c.positive("lobby.tombstone_ttl_secs", lobby.tombstone_ttl_secs);
 
+    // [limits]
+    let limits = &settings.limits;
+    for (rate_key, rate, burst_key, burst) in [
+        (
+            "limits.creates_per_minute",
+            limits.creates_per_minute,
+            "limits.create_burst",
+            limits.create_burst,
+        ),
+        (
+            "limits.joins_per_minute",
+            limits.joins_per_minute,
+            "limits.join_burst",
+            limits.join_burst,
+        ),
+        (
+            "limits.client_failures_per_minute",
+            limits.client_failures_per_minute,
+            "limits.client_failure_burst",
+            limits.client_failure_burst,
+        ),
+    ] {
+        if rate > 0 && burst == 0 {
+            c.fail(
+                burst_key,
+                format!(
+                    "must be at least 1 while {rate_key} = {rate} (0 turns the rate limit off)"
+                ),
+            );
+        }
+    }
+
+    c.positive(
+        "limits.max_tracked_clients",
+        limits.max_tracked_clients as u64,
+    );
+    for (index, proxy) in settings.http.trusted_proxies.iter().enumerate() {
+        if proxy.parse::<ipnet::IpNet>().is_err() && proxy.parse::<std::net::IpAddr>().is_err() {
+            c.fail(
+                format!("http.trusted_proxies[{index}]"),
+                format!("must be an IP network (10.0.0.0/8) or address, got {proxy:?}"),
+            );
+        }
+    }
+
     // [curation]
     let cur = &settings.curation;
     c.positive("curation.interval_secs", cur.interval_secs);

@@ -23,6 +23,21 @@ pub const GAMES_CREATED_TOTAL: &str = "mm_games_created_total";
 /// Counter `{server, op, outcome}`: calls to game servers' management APIs.
 pub const GAME_SERVER_CALLS_TOTAL: &str = "mm_game_server_calls_total";
 
+/// Counter `{product, kind}`: creates and joins refused by a per-player limit (`kind`:
+/// [`LIMIT_REFUSAL_KINDS`]).
+pub const LIMIT_REFUSALS_TOTAL: &str = "mm_limit_refusals_total";
+
+/// Counter: requests refused because their client address sent too many failing requests.
+pub const CLIENT_REFUSALS_TOTAL: &str = "mm_client_refusals_total";
+
+/// The `kind`s of `mm_limit_refusals_total` (contract section 11).
+pub const LIMIT_REFUSAL_KINDS: &[&str] = &[
+    "create_rate_limited",
+    "create_quota_exceeded",
+    "join_rate_limited",
+    "join_quota_exceeded",
+];
+
 /// The kind of a metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricKind {
@@ -52,6 +67,16 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
         GAMES_CREATED_TOTAL,
         MetricKind::Counter,
         "Games created on a game server and recorded, by product.",
+    ),
+    (
+        LIMIT_REFUSALS_TOTAL,
+        MetricKind::Counter,
+        "Creates and joins refused by a per-player limit, by product and kind.",
+    ),
+    (
+        CLIENT_REFUSALS_TOTAL,
+        MetricKind::Counter,
+        "Requests refused because their client address sent too many failing requests.",
     ),
     (
         GAME_SERVER_CALLS_TOTAL,
@@ -318,6 +343,10 @@ pub fn register_known_series(products: &[ProductId], servers: &[ServerId]) {
         metrics::counter!("mm_consumers_removed_total", "product" => product.clone()).increment(0);
         metrics::counter!("mm_events_trimmed_total", "product" => product.clone()).increment(0);
         metrics::counter!("mm_curation_skipped_total", "product" => product.clone()).increment(0);
+        for kind in LIMIT_REFUSAL_KINDS {
+            metrics::counter!(LIMIT_REFUSALS_TOTAL, "product" => product.clone(), "kind" => *kind)
+                .increment(0);
+        }
         for reason in DEAD_LETTER_REASONS {
             metrics::counter!("mm_events_dead_lettered_total", "product" => product.clone(), "reason" => *reason)
                 .increment(0);
@@ -343,6 +372,7 @@ pub fn register_known_series(products: &[ProductId], servers: &[ServerId]) {
                 .increment(0);
         }
     }
+    metrics::counter!(CLIENT_REFUSALS_TOTAL).increment(0);
     for outcome in ENDING_OUTCOMES {
         metrics::counter!("mm_endings_finished_total", "outcome" => *outcome).increment(0);
     }

@@ -236,6 +236,8 @@ impl TestApp {
         settings.consumer.block_ms = 100;
         settings.curation.interval_secs = 1;
         settings.http.shutdown_grace_secs = 5;
+        // No per-player limits unless a test turns them on (`adjust_settings`).
+        settings.limits = mm_config::LimitsSettings::disabled();
         // A free admin port per app (tests run many in parallel); the lobby port serves
         // /metrics too, as in test mode.
         settings.http.admin_bind = SocketAddr::from(([127, 0, 0, 1], 0));

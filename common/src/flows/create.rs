@@ -2,15 +2,22 @@
 //! after a server fault), then record it — or delete it there again if the record fails (see
 //! the module docs of [`crate::flows`]).
 
+use std::time::Duration;
+
 use super::{DeleteAttempt, Placement, ServerCalls, ServerPlacement};
 use crate::gameserver::{CallError, CreateGameRequest, GameServerEndpoint, JoinTicket};
 use crate::ids::{GameId, PlayerId, ProductId, ServerId};
+use crate::limits::{LimitRefusal, PlayerLimits};
 use crate::model::Game;
 use crate::store::{Store, StoreError};
 use crate::time::now_ms;
 
 /// Servers a create tries at most.
 const MAX_SERVERS_TRIED: usize = 2;
+
+/// How long a create admitted under the live-games quota may take to record its game before
+/// its slot is pruned as abandoned (longer than any create flow with its server timeouts).
+pub const CREATE_ADMISSION_GRACE: Duration = Duration::from_secs(120);
 
 /// A game to create.
 #[derive(Debug, Clone)]
@@ -42,6 +49,12 @@ pub struct CreatedGame {
 /// game that may exist on a server is deleted there.
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
+    /// A per-player limit (create rate, live games) refused it: nothing was done.
+    #[error("a per-player limit refused the create: {0:?}")]
+    Limited(LimitRefusal),
+    /// Checking the per-player limits failed: nothing was done.
+    #[error("checking the per-player limits: {0}")]
+    Admit(#[source] StoreError),
     /// No healthy server of the product (and region) has room.
     #[error(
         "no healthy game server of product \"{product}\"{} has room",
@@ -94,11 +107,47 @@ fn in_region(region: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
-/// Creates `request` on a server of its product and records it (state `created`).
+/// Creates `request` on a server of its product and records it (state `created`), if the
+/// creator's per-player `limits` admit it (checked first: a refused create calls no server).
 pub async fn create_game<D: ServerPlacement + Clone + 'static>(
     store: &Store,
     servers: &ServerCalls<D>,
     request: NewGame,
+    limits: &PlayerLimits,
+) -> Result<CreatedGame, CreateError> {
+    let game_id = GameId::generate(&request.product);
+    let (product, creator) = (request.product.clone(), request.creator.clone());
+    if let Some(refusal) = store
+        .admit_create(
+            &product,
+            &creator,
+            &game_id,
+            now_ms(),
+            limits,
+            CREATE_ADMISSION_GRACE,
+        )
+        .await
+        .map_err(CreateError::Admit)?
+    {
+        return Err(CreateError::Limited(refusal));
+    }
+    let result = create_admitted(store, servers, request, game_id.clone()).await;
+    if result.is_err()
+        && limits.max_live_games > 0
+        && let Err(err) = store.forget_create(&product, &creator, &game_id).await
+    {
+        // The slot is pruned once the admission grace is over.
+        tracing::warn!(game = %game_id, error = %err, "could not give back a live-game slot");
+    }
+    result
+}
+
+/// The create once admitted: place, create on the server, record.
+async fn create_admitted<D: ServerPlacement + Clone + 'static>(
+    store: &Store,
+    servers: &ServerCalls<D>,
+    request: NewGame,
+    game_id: GameId,
 ) -> Result<CreatedGame, CreateError> {
     let NewGame {
         product,
@@ -108,7 +157,6 @@ pub async fn create_game<D: ServerPlacement + Clone + 'static>(
         settings,
     } = request;
     let settings = serde_json::Value::Object(settings);
-    let game_id = GameId::generate(&product);
     let server_request = CreateGameRequest {
         game_id: game_id.clone(),
         product: product.clone(),
@@ -164,7 +212,7 @@ pub async fn create_game<D: ServerPlacement + Clone + 'static>(
         settings.to_string(),
         now_ms(),
     );
-    let failure = match store.create_game(&game).await {
+    let failure = match store.create_game_with_ticket(&game, Some(&ticket)).await {
         Ok(true) => None,
         Ok(false) => Some(CreateError::IdTaken(game_id.clone())),
         Err(err) => Some(CreateError::Record(err)),

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::{ServerCalls, ServerDirectory};
 use crate::gameserver::{CallError, JoinTicket};
 use crate::ids::{GameId, PlayerId, ServerId};
+use crate::limits::{LimitRefusal, PlayerLimits};
 use crate::model::{Game, JoinRefusal};
 use crate::store::{ReserveOutcome, Store, StoreError};
 use crate::time::now_ms;
@@ -33,6 +34,9 @@ pub enum JoinError {
     /// The join rules refuse the player: nothing changed.
     #[error("join refused: {0:?}")]
     Refused(JoinRefusal),
+    /// A per-player limit (join rate, reservations) refused the player: nothing changed.
+    #[error("a per-player limit refused the join: {0:?}")]
+    Limited(LimitRefusal),
     /// The game vanished after the seat was reserved.
     #[error("the game vanished while joining")]
     Vanished,
@@ -56,31 +60,57 @@ impl JoinError {
     pub fn released_seat(&self) -> bool {
         !matches!(
             self,
-            JoinError::Reserve(_) | JoinError::NotFound | JoinError::Refused(_)
+            JoinError::Reserve(_)
+                | JoinError::NotFound
+                | JoinError::Refused(_)
+                | JoinError::Limited(_)
         )
     }
 }
 
-/// Joins `player` to `game`: the seat is held for `reservation_ttl` unless the player's
-/// `player_joined` event arrives first.
+/// Joins `player` to `game` under the player's `limits`: the seat is held for
+/// `reservation_ttl` unless the player's `player_joined` event arrives first. A player who
+/// already holds a seat gets the ticket kept for them back, with no game-server call and no
+/// renewal of the reservation; the game server is only asked again when no ticket was kept
+/// (a game recorded before tickets were kept, or a first join still under way).
 pub async fn join_game<D: ServerDirectory>(
     store: &Store,
     servers: &ServerCalls<D>,
     game: &GameId,
     player: &PlayerId,
     reservation_ttl: Duration,
+    limits: &PlayerLimits,
 ) -> Result<JoinedGame, JoinError> {
-    let outcome = store
-        .reserve_seat(game, player, now_ms(), reservation_ttl)
+    let grant = store
+        .reserve_seat_limited(game, player, now_ms(), reservation_ttl, limits)
         .await
         .map_err(JoinError::Reserve)?;
-    let new_seat = match outcome {
+    let new_seat = match grant.outcome {
         ReserveOutcome::NotFound => return Err(JoinError::NotFound),
         ReserveOutcome::Refused(why) => return Err(JoinError::Refused(why)),
+        ReserveOutcome::Limited(refusal) => return Err(JoinError::Limited(refusal)),
         ReserveOutcome::Reserved { .. } => true,
         ReserveOutcome::AlreadyHeld => false,
     };
+    if let Some(ticket) = grant.kept_ticket {
+        let record = store
+            .game(game)
+            .await
+            .map_err(JoinError::Read)?
+            .ok_or(JoinError::Vanished)?;
+        return Ok(JoinedGame {
+            game: record,
+            ticket,
+            new_seat,
+        });
+    }
     let result = add_player(store, servers, game, player).await;
+    if let Ok((_, ticket)) = &result
+        && let Err(err) = store.keep_ticket(game, player, ticket).await
+    {
+        // A re-join then asks the game server again.
+        tracing::warn!(game = %game, error = %err, "could not keep a join ticket");
+    }
     if result.is_err()
         && new_seat
         && let Err(err) = store.release_seat(game, player, now_ms(), true).await

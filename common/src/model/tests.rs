@@ -288,6 +288,11 @@ fn reservations_follow_the_join_rules() {
         game.reserve(&player("p1"), 200, ttl),
         Ok(Reservation::AlreadyHeld)
     );
+    assert_eq!(
+        game.reservations.get(&player("p1")),
+        Some(&30_100),
+        "a re-join does not renew the reservation"
+    );
     assert!(game.reserve(&player("p2"), 300, ttl).is_ok());
     assert!(
         !game.is_open(300),

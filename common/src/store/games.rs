@@ -8,16 +8,32 @@ use redis::AsyncCommands;
 
 use super::codec::game_to_fields;
 use super::error::{StoreResult, unexpected};
-use super::outcomes::{MarkOutcome, RemoveGuard, RemoveOutcome, ReserveOutcome};
+use super::outcomes::{MarkOutcome, RemoveGuard, RemoveOutcome, ReserveOutcome, SeatGrant};
 use super::scripts::SCRIPTS;
 use super::{Store, decode};
+use crate::gameserver::JoinTicket;
 use crate::ids::{GameId, PlayerId, ProductId};
 use crate::keys::{ProductKeys, RESERVATION_SEPARATOR};
+use crate::limits::{LimitRefusal, PlayerLimits};
 use crate::model::{Game, GameState, JoinRefusal};
+
+/// How long a player's set of live games outlives its last admission: a game live longer than
+/// this is no longer counted against its creator's quota (a lenient failure).
+const LIVE_GAMES_SET_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl Store {
     /// Records a new game in `created`/pending. Returns `false` if the id is already taken.
     pub async fn create_game(&self, game: &Game) -> StoreResult<bool> {
+        self.create_game_with_ticket(game, None).await
+    }
+
+    /// Records a new game in `created`/pending, keeping the creator's ticket (see
+    /// [`Store::keep_ticket`]). Returns `false` if the id is already taken.
+    pub async fn create_game_with_ticket(
+        &self,
+        game: &Game,
+        creator_ticket: Option<&JoinTicket>,
+    ) -> StoreResult<bool> {
         let keys = self.product_keys(&game.product);
         let mut invocation = SCRIPTS.create_game.prepare_invoke();
         invocation
@@ -27,6 +43,13 @@ impl Store {
             .arg(game.created_at_ms);
         for (field, value) in game_to_fields(game) {
             invocation.arg(field).arg(value);
+        }
+        if let Some(ticket) = creator_ticket {
+            let encoded =
+                serde_json::to_string(ticket).map_err(|_| unexpected("create_game", &[]))?;
+            invocation
+                .arg(format!("ticket:{}", game.creator_id.as_str()))
+                .arg(encoded);
         }
         let mut conn = self.conn.clone();
         let created: i64 = invocation.invoke_async(&mut conn).await?;
@@ -65,7 +88,7 @@ impl Store {
             .key(keys.ending());
     }
 
-    /// Reserves a seat for `player` (the join API), held for `ttl`.
+    /// Reserves a seat for `player` (the join API), held for `ttl`, with no per-player limit.
     pub async fn reserve_seat(
         &self,
         game: &GameId,
@@ -73,40 +96,158 @@ impl Store {
         now_ms: u64,
         ttl: Duration,
     ) -> StoreResult<ReserveOutcome> {
+        Ok(self
+            .reserve_seat_limited(game, player, now_ms, ttl, &PlayerLimits::NONE)
+            .await?
+            .outcome)
+    }
+
+    /// Reserves a seat for `player` (the join API), held for `ttl`, under the player's join
+    /// rate and reservation quota. A player who already holds a seat gets the ticket kept for
+    /// them (if any) and the reservation is not renewed.
+    pub async fn reserve_seat_limited(
+        &self,
+        game: &GameId,
+        player: &PlayerId,
+        now_ms: u64,
+        ttl: Duration,
+        limits: &PlayerLimits,
+    ) -> StoreResult<SeatGrant> {
+        let grant = |outcome| SeatGrant {
+            outcome,
+            kept_ticket: None,
+        };
         let Some(product) = game.product() else {
-            return Ok(ReserveOutcome::NotFound);
+            return Ok(grant(ReserveOutcome::NotFound));
         };
         let keys = self.product_keys(&product);
         let mut invocation = SCRIPTS.reserve_seat.prepare_invoke();
         Self::game_script_keys(&mut invocation, &keys, game);
         invocation
+            .key(keys.player_reservations(player))
+            .key(keys.player_bucket(player, "join"))
             .arg(player.as_str())
             .arg(now_ms)
-            .arg(ttl.as_millis() as u64);
+            .arg(ttl.as_millis() as u64)
+            .arg(limits.max_reservations)
+            .arg(limits.joins_per_sec)
+            .arg(limits.join_burst)
+            .arg(keys.game_prefix());
         let mut conn = self.conn.clone();
         let reply: Vec<String> = invocation.invoke_async(&mut conn).await?;
         match (
             reply.first().map(String::as_str),
             reply.get(1).map(String::as_str),
         ) {
-            (Some("reserved"), Some(expiry)) => Ok(ReserveOutcome::Reserved {
+            (Some("reserved"), Some(expiry)) => Ok(grant(ReserveOutcome::Reserved {
                 expires_at_ms: expiry
                     .parse()
                     .map_err(|_| unexpected("reserve_seat", &reply))?,
+            })),
+            (Some("held"), ticket) => Ok(SeatGrant {
+                outcome: ReserveOutcome::AlreadyHeld,
+                kept_ticket: ticket
+                    .filter(|raw| !raw.is_empty())
+                    .and_then(|raw| serde_json::from_str(raw).ok()),
             }),
-            (Some("held"), _) => Ok(ReserveOutcome::AlreadyHeld),
-            (Some("not_found"), _) => Ok(ReserveOutcome::NotFound),
-            (Some("refused"), Some("creator_not_joined")) => {
-                Ok(ReserveOutcome::Refused(JoinRefusal::CreatorNotJoined))
-            }
+            (Some("not_found"), _) => Ok(grant(ReserveOutcome::NotFound)),
+            (Some("refused"), Some("creator_not_joined")) => Ok(grant(ReserveOutcome::Refused(
+                JoinRefusal::CreatorNotJoined,
+            ))),
             (Some("refused"), Some("game_full")) => {
-                Ok(ReserveOutcome::Refused(JoinRefusal::GameFull))
+                Ok(grant(ReserveOutcome::Refused(JoinRefusal::GameFull)))
             }
             (Some("refused"), Some("game_not_open")) => {
-                Ok(ReserveOutcome::Refused(JoinRefusal::GameNotOpen))
+                Ok(grant(ReserveOutcome::Refused(JoinRefusal::GameNotOpen)))
             }
+            (Some(kind), Some(millis)) => LimitRefusal::from_reply(kind, millis)
+                .map(|refusal| grant(ReserveOutcome::Limited(refusal)))
+                .ok_or_else(|| unexpected("reserve_seat", &reply)),
             _ => Err(unexpected("reserve_seat", &reply)),
         }
+    }
+
+    /// Keeps the ticket a game server issued to `player` for `game` in the game hash
+    /// (`ticket:<player>`), so a re-join gets it back without another game-server call. Kept
+    /// only while the game is live and the player holds a seat in it. Returns whether it was.
+    pub async fn keep_ticket(
+        &self,
+        game: &GameId,
+        player: &PlayerId,
+        ticket: &JoinTicket,
+    ) -> StoreResult<bool> {
+        let Some(product) = game.product() else {
+            return Ok(false);
+        };
+        let keys = self.product_keys(&product);
+        let encoded = serde_json::to_string(ticket).map_err(|_| unexpected("keep_ticket", &[]))?;
+        let mut invocation = SCRIPTS.keep_ticket.prepare_invoke();
+        invocation
+            .key(keys.game(game))
+            .arg(player.as_str())
+            .arg(encoded);
+        let mut conn = self.conn.clone();
+        let kept: i64 = invocation.invoke_async(&mut conn).await?;
+        Ok(kept == 1)
+    }
+
+    /// Admits a create of `game` by `player` under the per-player limits, before any game
+    /// server is called: takes a token from the player's create bucket and a slot among the
+    /// player's live games of `product`, atomically. A slot whose game is never recorded is
+    /// given back with [`Store::forget_create`] (or pruned after `grace`).
+    pub async fn admit_create(
+        &self,
+        product: &ProductId,
+        player: &PlayerId,
+        game: &GameId,
+        now_ms: u64,
+        limits: &PlayerLimits,
+        grace: Duration,
+    ) -> StoreResult<Option<LimitRefusal>> {
+        if limits.max_live_games == 0 && limits.creates_per_sec <= 0.0 {
+            return Ok(None);
+        }
+        let keys = self.product_keys(product);
+        let mut invocation = SCRIPTS.admit_create.prepare_invoke();
+        invocation
+            .key(keys.player_games(player))
+            .key(keys.player_bucket(player, "create"))
+            .arg(game.as_str())
+            .arg(now_ms)
+            .arg(limits.max_live_games)
+            .arg(limits.creates_per_sec)
+            .arg(limits.create_burst)
+            .arg(keys.game_prefix())
+            .arg(grace.as_millis() as u64)
+            .arg(LIVE_GAMES_SET_TTL.as_millis() as u64);
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> = invocation.invoke_async(&mut conn).await?;
+        match (
+            reply.first().map(String::as_str),
+            reply.get(1).map(String::as_str),
+        ) {
+            (Some("admitted"), _) => Ok(None),
+            (Some(kind), Some(millis)) => LimitRefusal::from_reply(kind, millis)
+                .map(Some)
+                .ok_or_else(|| unexpected("admit_create", &reply)),
+            _ => Err(unexpected("admit_create", &reply)),
+        }
+    }
+
+    /// Gives back the live-game slot [`Store::admit_create`] took for `game`, whose create
+    /// did not record it.
+    pub async fn forget_create(
+        &self,
+        product: &ProductId,
+        player: &PlayerId,
+        game: &GameId,
+    ) -> StoreResult<()> {
+        let keys = self.product_keys(product);
+        let mut invocation = SCRIPTS.forget_create.prepare_invoke();
+        invocation.key(keys.player_games(player)).arg(game.as_str());
+        let mut conn = self.conn.clone();
+        let _: i64 = invocation.invoke_async(&mut conn).await?;
+        Ok(())
     }
 
     /// Releases `player`'s reservation on `game` if it expired by `now_ms`, or at once when

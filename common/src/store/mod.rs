@@ -48,7 +48,7 @@ pub use coordination::InstanceHeartbeat;
 pub use error::{StoreError, StoreResult};
 pub use outcomes::{
     ApplyResult, MarkOutcome, OpenCursor, OpenPage, RemoveGuard, RemoveOutcome, ReserveOutcome,
-    Window, WindowRow,
+    SeatGrant, Window, WindowRow,
 };
 pub use reconcile::{LiveGame, LiveGamesPage, RecordPresence};
 pub use reply::{AutoClaim, DeliveredEntry, GroupInfo, PendingRow, ReplyError};

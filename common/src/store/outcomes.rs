@@ -1,7 +1,9 @@
 //! The typed results of the store's operations: what a script did to a game, the guards a
 //! removal may carry, and the pages and windows the listings return.
 
+use crate::gameserver::JoinTicket;
 use crate::ids::GameId;
+use crate::limits::LimitRefusal;
 use crate::model::{Game, GameSet, GameState, JoinRefusal};
 
 #[cfg(doc)]
@@ -29,12 +31,25 @@ pub enum ReserveOutcome {
         /// Expiry of the reservation.
         expires_at_ms: u64,
     },
-    /// The player already holds a seat (creator, joined, or reserved: the expiry is renewed).
+    /// The player already holds a seat (creator, joined, or reserved): nothing changed, the
+    /// reservation is not renewed.
     AlreadyHeld,
+    /// A per-player limit refused the join (nothing changed but the join bucket).
+    Limited(LimitRefusal),
     /// The join rules refuse it.
     Refused(JoinRefusal),
     /// No such game.
     NotFound,
+}
+
+/// What [`Store::reserve_seat_limited`] answered: the outcome, and for a player who already
+/// holds a seat the ticket kept for them, if one was kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeatGrant {
+    /// What the join attempt got.
+    pub outcome: ReserveOutcome,
+    /// The ticket kept for a player who already holds a seat (see [`Store::keep_ticket`]).
+    pub kept_ticket: Option<JoinTicket>,
 }
 
 /// When [`Store::mark_ending`] may mark a game as ending (the end step's guard) and

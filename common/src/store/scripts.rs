@@ -2,7 +2,8 @@
 //!
 //! A game script is the shared `lua/prelude.lua` (load a game, derive its state, save what
 //! changed and keep it in exactly one set) followed by its own body; the lease scripts and
-//! the dead-consumer sweep stand alone; the stream scripts (`watermark`, `trim_events`) share
+//! the dead-consumer sweep stand alone; the scripts under the per-player limits
+//! (`reserve_seat`, `admit_create`) also share `lua/limits_prelude.lua` (token buckets); the stream scripts (`watermark`, `trim_events`) share
 //! `lua/stream_prelude.lua`, which finds the consumer group's oldest unacknowledged entry.
 //! `redis::Script` runs a script with `EVALSHA` and reloads it when Redis answers `NOSCRIPT`
 //! (after a restart or `SCRIPT FLUSH`).
@@ -17,6 +18,9 @@ pub(crate) struct Scripts {
     pub apply_events: Script,
     pub dead_letter: Script,
     pub reserve_seat: Script,
+    pub keep_ticket: Script,
+    pub admit_create: Script,
+    pub forget_create: Script,
     pub release_seat: Script,
     pub remove_game: Script,
     pub mark_ending: Script,
@@ -33,6 +37,20 @@ macro_rules! game_script {
     ($file:literal) => {
         Script::new(concat!(
             include_str!("lua/prelude.lua"),
+            "\n",
+            include_str!(concat!("lua/", $file))
+        ))
+    };
+}
+
+/// A game script under the per-player limits: the prelude, the limits prelude (token buckets)
+/// and the body in `lua/<file>`.
+macro_rules! limited_script {
+    ($file:literal) => {
+        Script::new(concat!(
+            include_str!("lua/prelude.lua"),
+            "\n",
+            include_str!("lua/limits_prelude.lua"),
             "\n",
             include_str!(concat!("lua/", $file))
         ))
@@ -58,7 +76,10 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     create_game: game_script!("create_game.lua"),
     apply_events: game_script!("apply_events.lua"),
     dead_letter: game_script!("dead_letter.lua"),
-    reserve_seat: game_script!("reserve_seat.lua"),
+    reserve_seat: limited_script!("reserve_seat.lua"),
+    keep_ticket: game_script!("keep_ticket.lua"),
+    admit_create: limited_script!("admit_create.lua"),
+    forget_create: Script::new(include_str!("lua/forget_create.lua")),
     release_seat: game_script!("release_seat.lua"),
     remove_game: game_script!("remove_game.lua"),
     mark_ending: game_script!("mark_ending.lua"),

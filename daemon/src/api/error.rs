@@ -9,6 +9,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use mm_common::limits::LimitRefusal;
 use mm_common::model::JoinRefusal;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -85,6 +86,10 @@ problem_codes! {
     GameNotOpen = "game_not_open", CONFLICT;
     /// The game server refused the player (the reserved seat is released).
     JoinRefused = "join_refused", CONFLICT;
+    /// The player holds as many live games (`limits.max_live_games_per_player`) or seat reservations (`limits.max_reservations_per_player`) of the product as allowed; `Retry-After` says when to try again.
+    QuotaExceeded = "quota_exceeded", TOO_MANY_REQUESTS;
+    /// Too many requests: the player's create or join rate (`[limits]`), or failing requests from this client address; `Retry-After` says when to try again.
+    RateLimited = "rate_limited", TOO_MANY_REQUESTS;
     /// The request body is larger than `http.body_limit_bytes`.
     PayloadTooLarge = "payload_too_large", PAYLOAD_TOO_LARGE;
     /// The request body was not sent with `Content-Type: application/json`.
@@ -152,6 +157,10 @@ pub struct Problem {
     /// The request's id (also in the `x-request-id` header and the server's logs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// Seconds for the `Retry-After` header (429s), not part of the body.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub retry_after_secs: Option<u64>,
 }
 
 impl Problem {
@@ -164,6 +173,7 @@ impl Problem {
             detail: detail.into(),
             code,
             request_id: None,
+            retry_after_secs: None,
         }
     }
 
@@ -178,6 +188,11 @@ impl Problem {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         response
     }
 }
@@ -256,6 +271,37 @@ impl ApiError {
         }
     }
 
+    /// `429 rate_limited` / `quota_exceeded` for a refusal of a per-player limit, with
+    /// `Retry-After` (whole seconds, at least 1; `unknown_wait_secs` when the wait cannot be
+    /// known: a game must end first).
+    pub fn limited(what: &str, refusal: LimitRefusal, unknown_wait_secs: u64) -> ApiError {
+        let (code, millis, detail) = match refusal {
+            LimitRefusal::RateLimited { retry_after_ms } => (
+                ProblemCode::RateLimited,
+                retry_after_ms,
+                format!("{what}: too many requests from this player, slow down"),
+            ),
+            LimitRefusal::QuotaExceeded { retry_after_ms } => (
+                ProblemCode::QuotaExceeded,
+                retry_after_ms,
+                format!("{what}: the player holds as many as allowed of this product"),
+            ),
+        };
+        let secs = if millis == 0 {
+            unknown_wait_secs
+        } else {
+            millis.div_ceil(1000)
+        };
+        ApiError::rate_limited_for(code, detail, secs)
+    }
+
+    /// A `429` with `code`, `detail` and `Retry-After: secs` (at least 1).
+    pub fn rate_limited_for(code: ProblemCode, detail: String, secs: u64) -> ApiError {
+        let mut problem = Problem::new(StatusCode::TOO_MANY_REQUESTS, code, detail);
+        problem.retry_after_secs = Some(secs.max(1));
+        ApiError::wrap(problem)
+    }
+
     /// The problem's status.
     pub fn status(&self) -> u16 {
         self.0.status
@@ -290,6 +336,15 @@ pub mod responses {
         content_type = "application/problem+json"
     )]
     pub struct BadRequest(pub Problem);
+
+    /// `429 quota_exceeded` / `rate_limited`.
+    #[derive(Debug, IntoResponses)]
+    #[response(
+        status = 429,
+        description = "`quota_exceeded` or `rate_limited`: a per-player limit (`[limits]`) or the client address's failure limit refused the request; the `Retry-After` header says in how many seconds to try again",
+        content_type = "application/problem+json"
+    )]
+    pub struct TooManyRequests(pub Problem);
 
     /// `401 unauthenticated`.
     #[derive(Debug, IntoResponses)]

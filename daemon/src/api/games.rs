@@ -16,6 +16,7 @@ use axum::http::StatusCode;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use mm_common::flows::{self, CancelError, CreateError, JoinError, NewGame, ServerCalls};
+use mm_common::limits::LimitRefusal;
 use mm_common::model::JoinRefusal;
 use mm_common::store::OpenCursor;
 use mm_common::time::now_ms;
@@ -24,8 +25,8 @@ use mm_common::{GameId, ProductId, ServerId};
 use super::ApiContext;
 use super::auth::Player;
 use super::error::responses::{
-    BadRequest, Conflict, GameNotFound, NotCreator, PayloadTooLarge, Unauthenticated, Unavailable,
-    UnknownProduct, UnsupportedMediaType,
+    BadRequest, Conflict, GameNotFound, NotCreator, PayloadTooLarge, TooManyRequests,
+    Unauthenticated, Unavailable, UnknownProduct, UnsupportedMediaType,
 };
 use super::error::{ApiError, ProblemCode};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
@@ -81,6 +82,16 @@ fn server_calls(ctx: &ApiContext) -> ServerCalls<Registry> {
     ServerCalls::new(ctx.game_servers().clone(), ctx.registry().clone())
 }
 
+/// `Retry-After` of a `quota_exceeded` whose end cannot be known (a game must end first).
+const QUOTA_RETRY_AFTER_SECS: u64 = 30;
+
+/// Counts a refusal of a per-player limit (`mm_limit_refusals_total`).
+fn count_refusal(product: &str, op: &str, refusal: LimitRefusal) {
+    metrics::counter!(telemetry::LIMIT_REFUSALS_TOTAL,
+        "product" => product.to_string(), "kind" => format!("{op}_{}", refusal.kind()))
+    .increment(1);
+}
+
 /// The answer to a failed create.
 fn create_error(err: CreateError) -> ApiError {
     let no_server = |detail: String| {
@@ -97,6 +108,10 @@ fn create_error(err: CreateError) -> ApiError {
         | CreateError::Refused { .. } => no_server(err.to_string()),
         CreateError::IdTaken(_) => ApiError::internal("recording the new game", &err),
         CreateError::Record(err) => ApiError::store("recording the new game", &err),
+        CreateError::Admit(err) => ApiError::store("checking the player's limits", &err),
+        CreateError::Limited(refusal) => {
+            ApiError::limited("creating a game", refusal, QUOTA_RETRY_AFTER_SECS)
+        }
     }
 }
 
@@ -110,6 +125,7 @@ fn create_error(err: CreateError) -> ApiError {
         UnknownProduct,
         PayloadTooLarge,
         UnsupportedMediaType,
+        TooManyRequests,
         Unavailable,
     ))]
 pub async fn create_game(
@@ -143,8 +159,15 @@ pub async fn create_game(
         settings: request.settings.unwrap_or_default(),
     };
     let created = run_detached("creating a game", async move {
-        let created = flows::create_game(ctx.store(), &server_calls(&ctx), new_game)
+        let product = new_game.product.clone();
+        let limits = ctx.limits().player_limits();
+        let created = flows::create_game(ctx.store(), &server_calls(&ctx), new_game, &limits)
             .await
+            .inspect_err(|err| {
+                if let CreateError::Limited(refusal) = err {
+                    count_refusal(product.as_str(), "create", *refusal);
+                }
+            })
             .map_err(create_error)?;
         metrics::counter!(telemetry::GAMES_CREATED_TOTAL, "product" => created.game.product.to_string())
             .increment(1);
@@ -289,6 +312,7 @@ pub async fn get_game(
         Unauthenticated,
         GameNotFound,
         Conflict,
+        TooManyRequests,
         Unavailable,
     ))]
 pub async fn join_game(
@@ -299,7 +323,14 @@ pub async fn join_game(
     let id = game_id(&id)?;
     let joined = run_detached("joining a game", async move {
         let ttl = ctx.lobby().reservation_ttl();
-        let joined = flows::join_game(ctx.store(), &server_calls(&ctx), &id, &player, ttl).await;
+        let limits = ctx.limits().player_limits();
+        let joined =
+            flows::join_game(ctx.store(), &server_calls(&ctx), &id, &player, ttl, &limits).await;
+        if let Err(JoinError::Limited(refusal)) = &joined
+            && let Some(product) = id.product()
+        {
+            count_refusal(product.as_str(), "join", *refusal);
+        }
         let seats_changed = match &joined {
             Ok(joined) => joined.new_seat,
             Err(err) => err.released_seat(),
@@ -347,6 +378,9 @@ fn join_error(id: &GameId, err: JoinError) -> ApiError {
         JoinError::Reserve(err) => ApiError::store("reserving a seat", &err),
         JoinError::NotFound | JoinError::Vanished => ApiError::game_not_found(id.as_str()),
         JoinError::Refused(why) => refusal(why),
+        JoinError::Limited(refusal) => {
+            ApiError::limited("joining a game", refusal, QUOTA_RETRY_AFTER_SECS)
+        }
         JoinError::Read(err) => ApiError::store("reading the game", &err),
         JoinError::UnknownServer(server) => unregistered_server(&server),
         JoinError::ServerUnavailable(err) => server_unavailable(format!(

@@ -13,10 +13,12 @@
 //! - [`auth`]: the [`auth::Player`] extractor (X-Player-Id or JWT).
 //! - [`extract`]: JSON/path/query extractors whose rejections are problem documents.
 //! - [`error`]: RFC 9457 problems.
+//! - [`client_limits`]: the per-client-address limit of failing requests.
 //! - [`middleware`]: request id, tracing span, timeout and panic (tower-http), metrics and
 //!   error shaping.
 
 pub mod auth;
+pub mod client_limits;
 pub mod error;
 pub mod extract;
 pub mod games;
@@ -34,7 +36,7 @@ use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use mm_common::gameserver::GameServerClient;
 use mm_common::store::Store;
-use mm_config::{AuthMode, ExposeSecret, HttpSettings, LobbySettings, Settings};
+use mm_config::{AuthMode, ExposeSecret, HttpSettings, LimitsSettings, LobbySettings, Settings};
 use tokio::net::TcpListener;
 use utoipa::OpenApi;
 
@@ -62,6 +64,7 @@ struct ContextInner {
     game_servers: GameServerClient,
     authenticator: Authenticator,
     lobby: LobbySettings,
+    limits: LimitsSettings,
     http: HttpSettings,
     metrics: PrometheusHandle,
     listings: listing::ListingCache,
@@ -106,6 +109,7 @@ impl ApiContext {
                 game_servers,
                 authenticator,
                 lobby: settings.lobby.clone(),
+                limits: settings.limits.clone(),
                 http: settings.http.clone(),
                 metrics,
                 listings: listing::ListingCache::new(settings.lobby.list_max_staleness()),
@@ -141,6 +145,11 @@ impl ApiContext {
     /// Lobby rules.
     pub fn lobby(&self) -> &LobbySettings {
         &self.inner.lobby
+    }
+
+    /// The per-player limits (`[limits]`).
+    pub fn limits(&self) -> &LimitsSettings {
+        &self.inner.limits
     }
 
     /// HTTP limits.
@@ -252,6 +261,14 @@ pub fn router(ctx: ApiContext) -> Router {
         .route_layer(axum::middleware::from_fn(middleware::record_route))
         .fallback(ops::not_found)
         .layer(DefaultBodyLimit::max(body_limit));
+    // Failing requests per client address (contract section 5.7).
+    let routes = match client_limits::ClientLimiter::new(ctx.limits(), ctx.http()) {
+        Some(limiter) => routes.layer(axum::middleware::from_fn_with_state(
+            limiter,
+            client_limits::limit_failing_clients,
+        )),
+        None => routes,
+    };
     middleware::around(routes, middleware::Limits { timeout }).with_state(ctx)
 }
 
@@ -262,7 +279,11 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    // The peer address feeds the per-client-address limit (`client_limits`).
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -95,6 +95,8 @@ local function apply(entry, kind, player, server, ts, index)
   elseif kind == 'player_left' then
     if eid_lt(eid(g.last_leave), id) then g.last_leave = entry end
     changed = set_presence(player, false)
+    -- The player's kept ticket was used to connect: a re-join after leaving needs a new one.
+    if changed then redis.call('HDEL', KEYS[index], 'ticket:' .. player) end
   elseif kind == 'all_players_joined' then
     local newer = eid_lt(eid(g.full_mark), id)
     if newer then g.full_mark = entry end
