@@ -318,6 +318,11 @@ impl Daemon {
                 "api"
             });
         }
+        // Histogram samples are folded into buckets here, scraped or not.
+        let upkeep = tokio::spawn(telemetry::run_upkeep(
+            telemetry::prometheus(),
+            stop_heartbeat.clone(),
+        ));
         // The shared state's gauges (lag, pending, watermark age, games), whatever the roles.
         let gauges = tokio::spawn(gauges::run(
             store.clone(),
@@ -361,6 +366,7 @@ impl Daemon {
             stop_heartbeat.cancel();
             let _ = heartbeat.await;
             let _ = gauges.await;
+            let _ = upkeep.await;
             publisher.abort();
         };
         if tokio::time::timeout(grace, orderly).await.is_err() {

@@ -226,6 +226,24 @@ pub fn prometheus() -> PrometheusHandle {
         .clone()
 }
 
+/// How often [`run_upkeep`] drains the recorder.
+pub const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs the recorder's upkeep every [`UPKEEP_INTERVAL`] until `stop`. The recorder keeps every
+/// histogram sample until an upkeep folds it into the buckets; without this task that only
+/// happens when `/metrics` is scraped, so an unscraped daemon's memory grew with every
+/// request and event batch (about 1 MiB per 100 s in the soak benchmark).
+pub async fn run_upkeep(handle: PrometheusHandle, stop: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => handle.run_upkeep(),
+        }
+    }
+}
+
 /// Renders the Prometheus text exposition (running the recorder's upkeep first, so histogram
 /// samples are drained and idle metrics are handled).
 pub fn render(handle: &PrometheusHandle) -> String {
