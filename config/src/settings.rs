@@ -104,6 +104,17 @@ pub struct HttpSettings {
     /// Whether the lobby API's port (`bind`) also serves `/metrics` (development and test);
     /// production keeps metrics off the public port.
     pub public_metrics: bool,
+    /// A connection must deliver a complete request head within this long of being accepted
+    /// or of its previous answer, or it is closed (slowloris).
+    pub header_read_timeout_ms: u64,
+    /// A keep-alive connection with no request in flight for this long is closed.
+    pub keepalive_idle_timeout_ms: u64,
+    /// Most connections open at once on each listener; beyond it new connections wait in the
+    /// listen backlog until one closes.
+    pub max_connections: usize,
+    /// Largest request head (header names and values) accepted; a larger one is answered
+    /// `431 header_too_large`.
+    pub max_header_bytes: usize,
 }
 
 impl Default for HttpSettings {
@@ -115,6 +126,10 @@ impl Default for HttpSettings {
             shutdown_grace_secs: 10,
             admin_bind: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9090)),
             public_metrics: false,
+            header_read_timeout_ms: 10_000,
+            keepalive_idle_timeout_ms: 5_000,
+            max_connections: 4096,
+            max_header_bytes: 16_384,
         }
     }
 }
@@ -127,6 +142,14 @@ impl HttpSettings {
     /// `shutdown_grace_secs` as a [`Duration`].
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+    /// `header_read_timeout_ms` as a [`Duration`].
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+    /// `keepalive_idle_timeout_ms` as a [`Duration`].
+    pub fn keepalive_idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.keepalive_idle_timeout_ms)
     }
 }
 
