@@ -1,6 +1,7 @@
 //! The workspace's integration tests, in one binary: each module drives real processes or
 //! in-process servers against a private redis-server from the testkit.
 
+mod abuse_connections;
 mod api;
 mod boundaries;
 mod console;
