@@ -13,8 +13,13 @@
 //!   never read).
 //! - **Header size** (`http.max_header_bytes`): the request middleware answers a head larger
 //!   than the setting `431 header_too_large` (a problem document); hyper itself refuses heads
-//!   larger than twice the setting with its own bare `431` and closes (nothing of such a
-//!   request reaches the application).
+//!   larger than twice the setting and closes (nothing of such a request reaches the
+//!   application; its answer is made a problem as below).
+//!
+//! - **Problem documents from the HTTP stack**: hyper answers a request it cannot parse (a
+//!   malformed request line or header, a head over its ceiling, a target too long) itself,
+//!   with an empty body, before the application sees anything. [`ProblemIo`] recognises that
+//!   answer on its way to the socket and sends a problem document in its place.
 //!
 //! Each request carries axum's `ConnectInfo<SocketAddr>` (the peer address), as
 //! `into_make_service_with_connect_info` would provide.
@@ -33,6 +38,12 @@ use axum::Router;
 use axum::extract::{ConnectInfo, Request};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use mm_config::HttpSettings;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use axum::http::StatusCode;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -208,7 +219,7 @@ async fn serve_connection(
         .header_read_timeout(limits.header_read_timeout)
         .max_header_size(limits.hard_header_ceiling())
         .keep_alive(true);
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    let connection = builder.serve_connection(TokioIo::new(ProblemIo::new(stream)), service);
     tokio::pin!(connection);
     let mut closing_gracefully = false;
     loop {
@@ -232,6 +243,200 @@ async fn serve_connection(
                     closing_gracefully = true;
                 }
             }
+        }
+    }
+}
+
+/// A connection's socket that replaces hyper's automatic answer to an unparsable request (a
+/// bare `4xx` head with `content-length: 0`: the application never answers an error without
+/// a problem body, so only hyper writes one) with a problem document. Everything else passes
+/// through untouched.
+struct ProblemIo {
+    inner: TcpStream,
+    /// A replacement answer still to be written, and how much of it has been.
+    pending: Vec<u8>,
+    written: usize,
+}
+
+impl ProblemIo {
+    fn new(inner: TcpStream) -> ProblemIo {
+        ProblemIo {
+            inner,
+            pending: Vec::new(),
+            written: 0,
+        }
+    }
+
+    /// Writes what is left of a replacement answer.
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.written < self.pending.len() {
+            let n =
+                ready!(Pin::new(&mut self.inner).poll_write(cx, &self.pending[self.written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.written += n;
+        }
+        self.pending.clear();
+        self.written = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Takes `bytes` (all of them, as written) in place of a problem answer if they are
+    /// hyper's bare error answer.
+    fn replace(&mut self, cx: &mut Context<'_>, bytes: &[u8]) -> Option<Poll<io::Result<usize>>> {
+        let replacement = problem_for_bare_error(bytes)?;
+        self.pending = replacement;
+        self.written = 0;
+        // Start writing now; whatever is left goes out on the flush hyper makes next.
+        if let Poll::Ready(Err(err)) = self.poll_pending(cx) {
+            return Some(Poll::Ready(Err(err)));
+        }
+        Some(Poll::Ready(Ok(bytes.len())))
+    }
+}
+
+/// The bytes hyper writes before its automatic answers start with this.
+const BARE_ERROR_PREFIX: &[u8] = b"HTTP/1.1 4";
+
+/// The problem answer replacing `head` when it is hyper's automatic answer to an unparsable
+/// request: a `4xx` head alone, with `content-length: 0`.
+fn problem_for_bare_error(head: &[u8]) -> Option<Vec<u8>> {
+    if !head.starts_with(BARE_ERROR_PREFIX) || head.len() > 1024 {
+        return None;
+    }
+    let head = std::str::from_utf8(head).ok()?;
+    if !head.ends_with("\r\n\r\n")
+        || !head
+            .to_ascii_lowercase()
+            .contains("\r\ncontent-length: 0\r\n")
+    {
+        return None;
+    }
+    let status = StatusCode::from_u16(head.get(9..12)?.parse().ok()?).ok()?;
+    use crate::api::error::{PROBLEM_JSON, Problem, ProblemCode};
+    let (code, detail) = match status {
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => (
+            ProblemCode::HeaderTooLarge,
+            "the request's head is larger than this server reads",
+        ),
+        StatusCode::URI_TOO_LONG => (
+            ProblemCode::InvalidRequest,
+            "the request target is longer than this server reads",
+        ),
+        _ => (
+            ProblemCode::InvalidRequest,
+            "the request line or a header is not valid HTTP/1.1",
+        ),
+    };
+    let body = serde_json::to_vec(&Problem::new(status, code, detail)).ok()?;
+    let mut answer = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: {PROBLEM_JSON}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error"),
+        body.len()
+    )
+    .into_bytes();
+    answer.extend_from_slice(&body);
+    Some(answer)
+}
+
+impl AsyncRead for ProblemIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ProblemIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        ready!(this.poll_pending(cx))?;
+        if let Some(replaced) = this.replace(cx, buf) {
+            return replaced;
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        ready!(this.poll_pending(cx))?;
+        if bufs
+            .first()
+            .is_some_and(|b| b.starts_with(BARE_ERROR_PREFIX))
+        {
+            let joined: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            if let Some(replaced) = this.replace(cx, &joined) {
+                return replaced;
+            }
+        }
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_pending(cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_pending(cx))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hypers_bare_error_answers_become_problems() {
+        let bare = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\ndate: Fri, 27 Nov 2026 07:00:00 GMT\r\n\r\n";
+        let answer = String::from_utf8(problem_for_bare_error(bare).unwrap()).unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{head}");
+        assert!(
+            head.contains("content-type: application/problem+json"),
+            "{head}"
+        );
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
+        let problem: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(problem["code"], "invalid_request");
+        assert_eq!(problem["status"], 400);
+        let too_large =
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n\r\n";
+        let answer = String::from_utf8(problem_for_bare_error(too_large).unwrap()).unwrap();
+        assert!(answer.contains(r#""code":"header_too_large""#), "{answer}");
+    }
+
+    #[test]
+    fn other_answers_pass_through() {
+        for bytes in [
+            &b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"[..],
+            b"HTTP/1.1 404 Not Found\r\ncontent-length: 10\r\n\r\n",
+            b"HTTP/1.1 404 Not Found\r\ncontent-type: application/problem+json\r\ncontent-length: 0\r\n\r\n{}",
+            b"{\"games\":[]}",
+        ] {
+            assert!(problem_for_bare_error(bytes).is_none(), "{}", String::from_utf8_lossy(bytes));
         }
     }
 }

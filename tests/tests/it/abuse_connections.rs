@@ -340,15 +340,55 @@ async fn an_oversized_head_is_a_431_problem() {
     assert_eq!(answer.status, 431, "{}", answer.text);
     assert_eq!(answer.code(), Some("header_too_large"));
     assert_eq!(answer.content_type(), "application/problem+json");
-    // Beyond twice the limit hyper refuses the head itself and closes the connection.
-    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    // Beyond twice the limit hyper refuses the head itself and closes the connection; the
+    // answer is still a problem document.
     let head = format!(
         "GET /healthz HTTP/1.1\r\nHost: m\r\nX-Padding: {}\r\n\r\n",
-        "p".repeat(limit * 3)
+        "p".repeat(limit * 2 + 64)
     );
-    let _ = stream.write_all(head.as_bytes()).await;
-    let mut first = [0u8; 12];
-    stream.read_exact(&mut first).await.unwrap();
-    assert_eq!(&first, b"HTTP/1.1 431");
+    let (status, problem) = raw_exchange(app.addr, head.as_bytes()).await;
+    assert_eq!(status, "HTTP/1.1 431 Request Header Fields Too Large");
+    assert_eq!(problem["code"], "header_too_large");
+    app.shutdown().await;
+}
+
+/// Sends `request` on a fresh connection and reads the answer to the server's close: its
+/// status line and its body parsed as a problem document (checking its content type).
+async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> (String, serde_json::Value) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let _ = stream.write_all(request).await;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("the server answers and closes")
+        .unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a complete answer");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/problem+json"),
+        "{answer}"
+    );
+    let status = head.lines().next().unwrap_or_default().to_string();
+    (status, serde_json::from_str(body).expect("a JSON body"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_request_line_is_a_400_problem() {
+    let app = app_with(|_| {}, vec![]).await;
+    for request in [
+        &b"GARBAGE\r\n\r\n"[..],
+        b"GET /v1 games HTTP/1.1\r\nHost: m\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nBad Header\r\n\r\n",
+    ] {
+        let (status, problem) = raw_exchange(app.addr, request).await;
+        assert_eq!(
+            status,
+            "HTTP/1.1 400 Bad Request",
+            "{}",
+            String::from_utf8_lossy(request)
+        );
+        assert_eq!(problem["code"], "invalid_request");
+    }
     app.shutdown().await;
 }
