@@ -390,5 +390,25 @@ async fn a_malformed_request_line_is_a_400_problem() {
         );
         assert_eq!(problem["code"], "invalid_request");
     }
+    // The application's own error answers pass untouched, HEAD ones (no body) included: the
+    // same keep-alive connection goes on serving.
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    stream
+        .write_all(b"HEAD /nowhere HTTP/1.1\r\nHost: m\r\n\r\nGET /healthz HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answers = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answers))
+        .await
+        .expect("both requests are answered")
+        .unwrap();
+    let answers = String::from_utf8(answers).unwrap();
+    assert!(
+        answers.starts_with("HTTP/1.1 404 Not Found\r\n"),
+        "{answers}"
+    );
+    assert!(!answers.contains("content-length: 0\r\n"), "{answers}");
+    assert!(answers.contains("HTTP/1.1 200 OK\r\n"), "{answers}");
+    assert!(answers.ends_with(r#"{"status":"ok"}"#), "{answers}");
     app.shutdown().await;
 }
