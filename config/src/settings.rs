@@ -113,6 +113,17 @@ pub struct HttpSettings {
     /// Networks (`10.0.0.0/8`) or addresses of reverse proxies: only when a request's peer is
     /// one of them is its client address taken from `X-Forwarded-For` / `Forwarded`.
     pub trusted_proxies: Vec<String>,
+    /// A connection must deliver a complete request head within this long of being accepted
+    /// or of its previous answer, or it is closed (slowloris).
+    pub header_read_timeout_ms: u64,
+    /// A keep-alive connection with no request in flight for this long is closed.
+    pub keepalive_idle_timeout_ms: u64,
+    /// Most connections open at once on each listener; beyond it new connections wait in the
+    /// listen backlog until one closes.
+    pub max_connections: usize,
+    /// Largest request head (header names and values) accepted; a larger one is answered
+    /// `431 header_too_large`.
+    pub max_header_bytes: usize,
 }
 
 impl Default for HttpSettings {
@@ -126,6 +137,10 @@ impl Default for HttpSettings {
             public_metrics: false,
             public_openapi: false,
             trusted_proxies: Vec::new(),
+            header_read_timeout_ms: 10_000,
+            keepalive_idle_timeout_ms: 5_000,
+            max_connections: 4096,
+            max_header_bytes: 16_384,
         }
     }
 }
@@ -138,6 +153,14 @@ impl HttpSettings {
     /// `shutdown_grace_secs` as a [`Duration`].
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+    /// `header_read_timeout_ms` as a [`Duration`].
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+    /// `keepalive_idle_timeout_ms` as a [`Duration`].
+    pub fn keepalive_idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.keepalive_idle_timeout_ms)
     }
 }
 

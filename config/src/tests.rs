@@ -1110,3 +1110,51 @@ fn trusted_proxies_must_be_networks_or_addresses() {
     assert_eq!(problems[0].key, "http.trusted_proxies[2]");
     assert!(problems[0].message.contains("\"proxy.local\""), "{err}");
 }
+
+#[test]
+fn connection_hygiene_defaults_and_rules() {
+    let dir = config_dir("");
+    let s = Settings::load_with_env(&opts(Mode::Test, dir.path()), no_env()).unwrap();
+    assert_eq!(s.http.header_read_timeout_ms, 10_000);
+    assert_eq!(s.http.keepalive_idle_timeout_ms, 5_000);
+    assert_eq!(s.http.max_connections, 4096);
+    assert_eq!(s.http.max_header_bytes, 16_384);
+    let f = |file: &Path| format!("file {}", file.display());
+    for (toml, key, words) in [
+        (
+            "[http]\nheader_read_timeout_ms = 0\nkeepalive_idle_timeout_ms = 0",
+            "http.header_read_timeout_ms",
+            "greater than 0",
+        ),
+        (
+            "[http]\nkeepalive_idle_timeout_ms = 0",
+            "http.keepalive_idle_timeout_ms",
+            "greater than 0",
+        ),
+        (
+            "[http]\nheader_read_timeout_ms = 1000\nkeepalive_idle_timeout_ms = 2000",
+            "http.keepalive_idle_timeout_ms",
+            "must not exceed http.header_read_timeout_ms",
+        ),
+        (
+            "[http]\nmax_connections = 0",
+            "http.max_connections",
+            "greater than 0",
+        ),
+        (
+            "[http]\nmax_header_bytes = 100",
+            "http.max_header_bytes",
+            "between 1024 and 1048576",
+        ),
+    ] {
+        let (err, file) = load_err(toml, &[]);
+        assert_problem(&err, key, &f(&file), words);
+    }
+    let (err, _) = load_err("", &[("MM_HTTP__MAX_CONNECTIONS", "0")]);
+    assert_problem(
+        &err,
+        "http.max_connections",
+        "environment variable MM_HTTP__MAX_CONNECTIONS",
+        "greater than 0",
+    );
+}

@@ -72,6 +72,11 @@ pub fn longest_create_ms(settings: &Settings) -> u64 {
         .saturating_add(settings.redis.command_timeout_ms)
 }
 
+/// Smallest `http.max_header_bytes`: a browser's ordinary request head fits.
+pub const MIN_HEADER_BYTES: usize = 1024;
+/// Largest `http.max_header_bytes` (the HTTP stack's own ceiling is twice the setting).
+pub const MAX_HEADER_BYTES: usize = 1 << 20;
+
 /// Checks every rule for a process running in `mode`; `origin` names the layer a dotted key's
 /// value came from.
 pub(crate) fn validate(
@@ -112,6 +117,31 @@ pub(crate) fn validate(
     c.positive(
         "http.body_limit_bytes",
         settings.http.body_limit_bytes as u64,
+    );
+    c.positive(
+        "http.header_read_timeout_ms",
+        settings.http.header_read_timeout_ms,
+    );
+    c.positive(
+        "http.keepalive_idle_timeout_ms",
+        settings.http.keepalive_idle_timeout_ms,
+    );
+    if settings.http.keepalive_idle_timeout_ms > settings.http.header_read_timeout_ms {
+        c.fail(
+            "http.keepalive_idle_timeout_ms",
+            format!(
+                "must not exceed http.header_read_timeout_ms ({}): a connection waiting for its \
+                 next request is closed at the header-read timeout anyway",
+                settings.http.header_read_timeout_ms
+            ),
+        );
+    }
+    c.positive("http.max_connections", settings.http.max_connections as u64);
+    c.range(
+        "http.max_header_bytes",
+        settings.http.max_header_bytes as u64,
+        MIN_HEADER_BYTES as u64,
+        MAX_HEADER_BYTES as u64,
     );
     if settings.http.admin_bind.port() != 0 && settings.http.admin_bind == settings.http.bind {
         c.fail(

@@ -20,6 +20,7 @@ pub mod cli;
 pub mod consumer;
 pub mod curator;
 pub mod gauges;
+pub mod http_server;
 pub mod instance;
 pub mod registry;
 pub mod startup;

@@ -41,6 +41,7 @@ use crate::curator::{
     stuck_ending_bound,
 };
 use crate::gauges;
+use crate::http_server::ConnectionLimits;
 use crate::instance::{InstanceIdentity, InstanceInfo, run_heartbeat};
 use crate::registry::Registry;
 use crate::telemetry;
@@ -174,6 +175,7 @@ impl Daemon {
                 options.roles.to_string(),
                 settings.lobby.max_capacity,
             )),
+            limits: ConnectionLimits::from_settings(&settings.http),
         };
         let api = if options.roles.has(Role::Api) {
             let listener = match options.api_listener {
@@ -400,6 +402,7 @@ struct ApiRole {
     registry: Registry,
     client: GameServerClient,
     health_interval: Duration,
+    limits: ConnectionLimits,
 }
 
 impl ApiRole {
@@ -422,6 +425,7 @@ impl ApiRole {
             registry: shared.registry.clone(),
             client: shared.client.clone(),
             health_interval: settings.game_server_client.health_interval(),
+            limits: ConnectionLimits::from_settings(&settings.http),
         })
     }
 
@@ -440,7 +444,14 @@ impl ApiRole {
         );
         let addr = self.local_addr();
         tracing::info!(%addr, "lobby API listening");
-        if let Err(err) = api::serve(self.listener, self.router, shutdown.cancelled_owned()).await {
+        if let Err(err) = api::serve(
+            self.listener,
+            self.router,
+            self.limits,
+            shutdown.cancelled_owned(),
+        )
+        .await
+        {
             tracing::error!(%err, "the lobby API server failed");
         }
         let _ = health.await;
@@ -451,6 +462,7 @@ impl ApiRole {
 struct AdminServer {
     listener: TcpListener,
     router: axum::Router,
+    limits: ConnectionLimits,
 }
 
 impl AdminServer {
@@ -465,7 +477,14 @@ impl AdminServer {
         let addr = self.local_addr();
         // Tests read this line to find a daemon's admin port (`http.admin_bind` port 0).
         tracing::info!(%addr, "admin listener listening");
-        if let Err(err) = api::serve(self.listener, self.router, shutdown.cancelled_owned()).await {
+        if let Err(err) = api::serve(
+            self.listener,
+            self.router,
+            self.limits,
+            shutdown.cancelled_owned(),
+        )
+        .await
+        {
             tracing::error!(%err, "the admin listener failed");
         }
     }

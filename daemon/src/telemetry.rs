@@ -38,6 +38,12 @@ pub const LIMIT_REFUSAL_KINDS: &[&str] = &[
     "join_quota_exceeded",
 ];
 
+/// Counter `{product, outcome}`: first pages of `GET /v1/games` by how the listing cache
+/// answered them (`hit`, `read`, `uncached`).
+pub const LISTING_CACHE_TOTAL: &str = "mm_listing_cache_total";
+/// The `outcome` labels of [`LISTING_CACHE_TOTAL`].
+pub const LISTING_CACHE_OUTCOMES: &[&str] = &["hit", "read", "uncached"];
+
 /// The kind of a metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricKind {
@@ -82,6 +88,11 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
         GAME_SERVER_CALLS_TOTAL,
         MetricKind::Counter,
         "Calls to game servers' management APIs, by server, operation and outcome.",
+    ),
+    (
+        LISTING_CACHE_TOTAL,
+        MetricKind::Counter,
+        "First pages of open-games listings, by product and how the listing cache answered: hit, read (from Redis, then kept) or uncached (an unconfigured region: read and not kept).",
     ),
     (
         "mm_events_applied_total",
@@ -350,6 +361,10 @@ pub fn register_known_series(products: &[ProductId], servers: &[ServerId]) {
     for product in products {
         let product = product.to_string();
         metrics::counter!(GAMES_CREATED_TOTAL, "product" => product.clone()).increment(0);
+        for outcome in LISTING_CACHE_OUTCOMES {
+            metrics::counter!(LISTING_CACHE_TOTAL, "product" => product.clone(), "outcome" => *outcome)
+                .increment(0);
+        }
         for kind in EventKind::ALL {
             for name in ["mm_events_applied_total", "mm_events_stale_total"] {
                 metrics::counter!(name, "product" => product.clone(), "type" => kind.as_str())

@@ -94,6 +94,8 @@ problem_codes! {
     PayloadTooLarge = "payload_too_large", PAYLOAD_TOO_LARGE;
     /// The request body was not sent with `Content-Type: application/json`.
     UnsupportedMediaType = "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE;
+    /// The request's head (its header names and values) is larger than `http.max_header_bytes`.
+    HeaderTooLarge = "header_too_large", REQUEST_HEADER_FIELDS_TOO_LARGE;
     /// The server failed; it logged the cause under the problem's `request_id`.
     InternalError = "internal_error", INTERNAL_SERVER_ERROR;
     /// No healthy game server of the product (and region) can take a new game; nothing was recorded.

@@ -5,15 +5,17 @@
 //! where the status says so) with a detail that names the part of the request at fault:
 //! `request body: capacity: invalid type: string "x", expected u32 at line 1 column 14`.
 
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use super::error::{ApiError, ProblemCode};
 
-/// A JSON request body (`application/json`).
+/// A JSON request body (`application/json`) that is a JSON object: every body of the API is
+/// one, and serde would otherwise read a struct from an array of its fields in order.
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
@@ -21,10 +23,45 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
+        if !is_json_content_type(req.headers()) {
+            return Err(json_rejection(JsonRejection::MissingJsonContentType(
+                Default::default(),
+            )));
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| json_rejection(JsonRejection::from(rejection)))?;
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        if first.is_some_and(|b| *b != b'{') {
+            return Err(ApiError::invalid(
+                "request body must be a JSON object (`{...}`)",
+            ));
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(ApiJson(value)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
+    }
+}
+
+/// Whether the request says its body is JSON: `application/json` or `application/*+json`
+/// (what axum's own `Json` accepts), parameters such as `charset` ignored.
+fn is_json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match essence.split_once('/') {
+        Some(("application", subtype)) => subtype == "json" || subtype.ends_with("+json"),
+        _ => false,
     }
 }
 
@@ -121,6 +158,57 @@ fn inner_message(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_content_types() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, value.parse().unwrap());
+            is_json_content_type(&headers)
+        };
+        assert!(with("application/json"));
+        assert!(with("Application/JSON; charset=utf-8"));
+        assert!(with("application/problem+json"));
+        assert!(!with("text/json"));
+        assert!(!with("application/jsonx"));
+        assert!(!is_json_content_type(&HeaderMap::new()));
+    }
+
+    #[tokio::test]
+    async fn a_body_that_is_not_an_object_is_refused() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Body {
+            a: u32,
+        }
+        for body in ["[1]", " \n[1]", "1", "\"a\"", "null"] {
+            let request = Request::post("/")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::from(body))
+                .unwrap();
+            let err = ApiJson::<Body>::from_request(request, &())
+                .await
+                .unwrap_err();
+            assert_eq!(err.0.code, ProblemCode::InvalidRequest, "{body}");
+            assert!(
+                err.0.detail.contains("JSON object"),
+                "{body}: {}",
+                err.0.detail
+            );
+        }
+        let request = Request::post("/")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(axum::body::Body::from(r#" {"a": 1}"#))
+            .unwrap();
+        assert_eq!(
+            ApiJson::<Body>::from_request(request, &())
+                .await
+                .unwrap()
+                .0
+                .a,
+            1
+        );
+    }
 
     #[test]
     fn strips_axums_generic_sentence() {

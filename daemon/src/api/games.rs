@@ -63,6 +63,19 @@ fn check_region(region: Option<&str>, where_: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// `404 unknown_product` unless a configured game server hosts `product` (create and list
+/// answer alike).
+fn check_product(ctx: &ApiContext, product: &ProductId) -> Result<(), ApiError> {
+    if ctx.registry().knows_product(product) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        ProblemCode::UnknownProduct,
+        format!("no game server hosts product {:?}", product.as_str()),
+    ))
+}
+
 /// Runs a flow to completion even if the request is dropped (see the module docs).
 async fn run_detached<T: Send + 'static>(
     what: &'static str,
@@ -141,16 +154,7 @@ pub async fn create_game(
         )));
     }
     check_region(request.region.as_deref(), "request body")?;
-    if !ctx.registry().knows_product(&request.product) {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            ProblemCode::UnknownProduct,
-            format!(
-                "no game server hosts product {:?}",
-                request.product.as_str()
-            ),
-        ));
-    }
+    check_product(&ctx, &request.product)?;
     let new_game = NewGame {
         product: request.product,
         region: request.region,
@@ -191,6 +195,7 @@ pub async fn create_game(
         (status = 200, description = "A page of open games, oldest first", body = GamePage),
         BadRequest,
         Unauthenticated,
+        UnknownProduct,
     ))]
 pub async fn list_games(
     State(ctx): State<ApiContext>,
@@ -204,6 +209,7 @@ pub async fn list_games(
         )));
     }
     check_region(query.region.as_deref(), "query parameter")?;
+    check_product(&ctx, &query.product)?;
     // An empty cursor (`cursor=`) means the first page, like an absent one.
     let cursor = query
         .cursor
@@ -222,7 +228,8 @@ pub async fn list_games(
             };
             let fetch_ctx = ctx.clone();
             let fetch_key = key.clone();
-            ctx.listings()
+            let (body, outcome) = ctx
+                .listings()
                 .get(&key, move || async move {
                     render_page(
                         &fetch_ctx,
@@ -233,7 +240,14 @@ pub async fn list_games(
                     )
                     .await
                 })
-                .await?
+                .await?;
+            metrics::counter!(
+                telemetry::LISTING_CACHE_TOTAL,
+                "product" => key.product.to_string(),
+                "outcome" => outcome.as_str(),
+            )
+            .increment(1);
+            body
         }
         Some(cursor) => {
             render_page(

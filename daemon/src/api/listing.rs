@@ -15,20 +15,25 @@
 //! started), and under steady traffic requests never wait for Redis. Pages after a cursor are
 //! read from Redis every time (their cursors make them too many to cache). A bound of zero
 //! turns the cache off. Writes this process makes to a product's open games (a seat reserved
-//! or released, a game cancelled) drop that product's pages at once. At most [`MAX_PAGES`] distinct pages are kept; beyond that, requests
-//! for new ones go straight to Redis.
+//! or released, a game cancelled) drop that product's pages at once.
+//!
+//! No client can push real pages out (issue 13): only the configured products and regions
+//! have room in the cache (fixed at start from `[[game_servers]]`); a listing of any other
+//! region is read from Redis without being kept. Each product's pages live in a bounded
+//! `quick_cache` map of [`PAGES_PER_PRODUCT`] entries (CLOCK-Pro eviction: pages read once
+//! do not displace pages read often), so one product's clients cannot evict another's.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::body::Bytes;
 use mm_common::ProductId;
 use tokio::time::Instant;
 
-/// Most distinct first pages cached (products × regions × limits in use).
-pub const MAX_PAGES: usize = 4096;
+/// Most first pages cached per product (regions in use × page sizes in use).
+pub const PAGES_PER_PRODUCT: usize = 512;
 
 /// Which first page.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -41,6 +46,29 @@ pub struct PageKey {
     pub limit: u32,
 }
 
+/// Whether [`ListingCache::get`] answered from the cache, for `mm_listing_cache_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// A cached page was served.
+    Hit,
+    /// The page was read from Redis (absent or too old) and kept.
+    Read,
+    /// The page has no room in the cache (an unconfigured region, or caching off): read from
+    /// Redis and not kept.
+    Uncached,
+}
+
+impl CacheOutcome {
+    /// The `outcome` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheOutcome::Hit => "hit",
+            CacheOutcome::Read => "read",
+            CacheOutcome::Uncached => "uncached",
+        }
+    }
+}
+
 /// A page as sent, and when the Redis read that produced it started.
 #[derive(Debug)]
 struct Page {
@@ -49,119 +77,156 @@ struct Page {
 }
 
 #[derive(Debug, Default)]
-struct SlotState {
-    page: Option<Arc<Page>>,
-    /// Reads that started before this instant are older than a write this process made
-    /// (see [`ListingCache::invalidate`]) and are not kept.
-    floor: Option<Instant>,
-}
-
-#[derive(Debug, Default)]
 struct Slot {
-    state: RwLock<SlotState>,
+    page: RwLock<Option<Arc<Page>>>,
     /// Held by whoever is reading this page from Redis (single flight).
     refresh: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Slot {
-    fn page(&self) -> Option<Arc<Page>> {
-        self.state
-            .read()
-            .expect("listing cache slot lock")
-            .page
-            .clone()
+    /// The cached page, unless a write this process made came after its read.
+    fn page(&self, floor: Option<Instant>) -> Option<Arc<Page>> {
+        let page = self.page.read().expect("listing cache slot lock").clone()?;
+        if floor.is_some_and(|floor| page.read_at <= floor) {
+            return None;
+        }
+        Some(page)
     }
 
     /// Keeps `page` unless a newer read is already there or a write came after its read.
-    fn offer(&self, page: Page) {
-        let mut state = self.state.write().expect("listing cache slot lock");
-        if state.floor.is_some_and(|floor| page.read_at <= floor) {
+    fn offer(&self, page: Page, floor: Option<Instant>) {
+        if floor.is_some_and(|floor| page.read_at <= floor) {
             return;
         }
-        if state
-            .page
-            .as_ref()
-            .is_none_or(|c| c.read_at <= page.read_at)
-        {
-            state.page = Some(Arc::new(page));
+        let mut current = self.page.write().expect("listing cache slot lock");
+        if current.as_ref().is_none_or(|c| c.read_at <= page.read_at) {
+            *current = Some(Arc::new(page));
         }
     }
+}
 
-    fn invalidate(&self, now: Instant) {
-        let mut state = self.state.write().expect("listing cache slot lock");
-        state.page = None;
-        state.floor = Some(now);
+/// One product's pages.
+struct ProductPages {
+    /// The regions its servers are configured with; pages of other regions are not kept.
+    regions: BTreeSet<String>,
+    /// Reads that started at or before this instant are older than a write this process
+    /// made (see [`ListingCache::invalidate`]): never served, never kept.
+    floor: Arc<RwLock<Option<Instant>>>,
+    pages: quick_cache::sync::Cache<(Option<String>, u32), Arc<Slot>>,
+}
+
+impl std::fmt::Debug for ProductPages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProductPages")
+            .field("regions", &self.regions)
+            .field("pages", &self.pages.len())
+            .finish_non_exhaustive()
     }
+}
+
+impl ProductPages {
+    fn floor(&self) -> Option<Instant> {
+        read_floor(&self.floor)
+    }
+}
+
+fn read_floor(floor: &RwLock<Option<Instant>>) -> Option<Instant> {
+    *floor.read().expect("listing cache floor lock")
 }
 
 /// The cache; one per API process, shared by every request.
 #[derive(Debug)]
 pub struct ListingCache {
     max_staleness: Duration,
-    slots: Mutex<HashMap<PageKey, Arc<Slot>>>,
+    products: HashMap<ProductId, ProductPages>,
 }
 
 impl ListingCache {
-    /// A cache whose pages are never older than `max_staleness` (zero: no caching).
-    pub fn new(max_staleness: Duration) -> ListingCache {
+    /// A cache whose pages are never older than `max_staleness` (zero: no caching), with
+    /// room for the pages of `servers` (each configured game server's product and region).
+    pub fn new(
+        max_staleness: Duration,
+        servers: impl IntoIterator<Item = (ProductId, Option<String>)>,
+    ) -> ListingCache {
+        let mut products: HashMap<ProductId, ProductPages> = HashMap::new();
+        for (product, region) in servers {
+            let pages = products.entry(product).or_insert_with(|| ProductPages {
+                regions: BTreeSet::new(),
+                floor: Arc::new(RwLock::new(None)),
+                pages: quick_cache::sync::Cache::new(PAGES_PER_PRODUCT),
+            });
+            if let Some(region) = region.filter(|r| !r.is_empty()) {
+                pages.regions.insert(region);
+            }
+        }
         ListingCache {
             max_staleness,
-            slots: Mutex::new(HashMap::new()),
+            products,
         }
     }
 
-    fn slot(&self, key: &PageKey) -> Option<Arc<Slot>> {
-        let mut slots = self.slots.lock().expect("listing cache lock");
-        if let Some(slot) = slots.get(key) {
-            return Some(Arc::clone(slot));
-        }
-        if slots.len() >= MAX_PAGES {
+    /// The slot of `key` and its product, or `None` when the page has no room in the cache.
+    fn slot(&self, key: &PageKey) -> Option<(&ProductPages, Arc<Slot>)> {
+        let product = self.products.get(&key.product)?;
+        if let Some(region) = &key.region
+            && !product.regions.contains(region)
+        {
             return None;
         }
-        let slot = Arc::new(Slot::default());
-        slots.insert(key.clone(), Arc::clone(&slot));
-        Some(slot)
+        let slot_key = (key.region.clone(), key.limit);
+        let slot = product
+            .pages
+            .get_or_insert_with(&slot_key, || {
+                Ok::<_, std::convert::Infallible>(Arc::new(Slot::default()))
+            })
+            .unwrap_or_else(|never| match never {});
+        Some((product, slot))
     }
 
     /// The page for `key`: cached if fresh enough, otherwise produced by `fetch` (a Redis
-    /// read rendered to the response body). `fetch` may also run in the background to renew
-    /// a page that is getting old; its errors there are logged, and the next request past
-    /// the bound reads again and sees them.
-    pub async fn get<F, Fut, E>(&self, key: &PageKey, fetch: F) -> Result<Bytes, E>
+    /// read rendered to the response body), and how it was answered. `fetch` may also run in
+    /// the background to renew a page that is getting old; its errors there are logged, and
+    /// the next request past the bound reads again and sees them.
+    pub async fn get<F, Fut, E>(&self, key: &PageKey, fetch: F) -> Result<(Bytes, CacheOutcome), E>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Bytes, E>> + Send + 'static,
         E: std::fmt::Debug + Send + 'static,
     {
-        if self.max_staleness.is_zero() {
-            return fetch().await;
-        }
-        let Some(slot) = self.slot(key) else {
-            return fetch().await;
+        let cached = if self.max_staleness.is_zero() {
+            None
+        } else {
+            self.slot(key)
         };
-        if let Some(page) = slot.page() {
+        let Some((product, slot)) = cached else {
+            return Ok((fetch().await?, CacheOutcome::Uncached));
+        };
+        if let Some(page) = slot.page(product.floor()) {
             let age = page.read_at.elapsed();
             if age < self.max_staleness {
                 if age >= self.max_staleness / 2 {
-                    Self::renew_in_background(&slot, fetch);
+                    Self::renew_in_background(product, &slot, fetch);
                 }
-                return Ok(page.body.clone());
+                return Ok((page.body.clone(), CacheOutcome::Hit));
             }
         }
         // Too old or absent: wait for the read in flight, if any, rather than start another.
         let _flight = slot.refresh.lock().await;
-        if let Some(page) = slot.page()
+        if let Some(page) = slot.page(product.floor())
             && page.read_at.elapsed() < self.max_staleness
         {
-            return Ok(page.body.clone());
+            return Ok((page.body.clone(), CacheOutcome::Hit));
         }
         let read_at = Instant::now();
         let body = fetch().await?;
-        slot.offer(Page {
-            body: body.clone(),
-            read_at,
-        });
-        Ok(body)
+        slot.offer(
+            Page {
+                body: body.clone(),
+                read_at,
+            },
+            product.floor(),
+        );
+        Ok((body, CacheOutcome::Read))
     }
 
     /// Forgets every cached page of `product`, and any read of them already in flight: for
@@ -169,16 +234,17 @@ impl ListingCache {
     /// own clients read them back at once. Writes elsewhere (events, other instances) show
     /// within the staleness bound.
     pub fn invalidate(&self, product: &ProductId) {
-        let now = Instant::now();
-        let slots = self.slots.lock().expect("listing cache lock");
-        for (key, slot) in slots.iter() {
-            if &key.product == product {
-                slot.invalidate(now);
-            }
+        if let Some(pages) = self.products.get(product) {
+            *pages.floor.write().expect("listing cache floor lock") = Some(Instant::now());
         }
     }
 
-    fn renew_in_background<F, Fut, E>(slot: &Arc<Slot>, fetch: F)
+    /// How many pages are cached now (all products).
+    pub fn cached_pages(&self) -> usize {
+        self.products.values().map(|p| p.pages.len()).sum()
+    }
+
+    fn renew_in_background<F, Fut, E>(product: &ProductPages, slot: &Arc<Slot>, fetch: F)
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Bytes, E>> + Send + 'static,
@@ -188,10 +254,11 @@ impl ListingCache {
             return; // A read is already in flight.
         };
         let slot = Arc::clone(slot);
+        let floor = Arc::clone(&product.floor);
         tokio::spawn(async move {
             let read_at = Instant::now();
             match fetch().await {
-                Ok(body) => slot.offer(Page { body, read_at }),
+                Ok(body) => slot.offer(Page { body, read_at }, read_floor(&floor)),
                 Err(err) => tracing::warn!(error = ?err, "renewing a cached listing failed"),
             }
             drop(flight);
@@ -206,6 +273,38 @@ mod tests {
     use super::*;
 
     const BOUND: Duration = Duration::from_millis(250);
+
+    /// A cache for products `chess` (region `eu`) and `go`.
+    fn cache(bound: Duration) -> ListingCache {
+        ListingCache::new(
+            bound,
+            [
+                (ProductId::new("chess").unwrap(), Some("eu".to_string())),
+                (ProductId::new("chess").unwrap(), None),
+                (ProductId::new("go").unwrap(), None),
+            ],
+        )
+    }
+
+    /// [`ListingCache::get`] without the outcome.
+    trait BodyOnly {
+        async fn body<F, Fut, E>(&self, key: &PageKey, fetch: F) -> Result<Bytes, E>
+        where
+            F: FnOnce() -> Fut + Send + 'static,
+            Fut: Future<Output = Result<Bytes, E>> + Send + 'static,
+            E: std::fmt::Debug + Send + 'static;
+    }
+
+    impl BodyOnly for ListingCache {
+        async fn body<F, Fut, E>(&self, key: &PageKey, fetch: F) -> Result<Bytes, E>
+        where
+            F: FnOnce() -> Fut + Send + 'static,
+            Fut: Future<Output = Result<Bytes, E>> + Send + 'static,
+            E: std::fmt::Debug + Send + 'static,
+        {
+            self.get(key, fetch).await.map(|(body, _)| body)
+        }
+    }
 
     fn key() -> PageKey {
         PageKey {
@@ -234,11 +333,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_fresh_page_is_served_without_reading_again() {
-        let cache = ListingCache::new(BOUND);
+        let cache = cache(BOUND);
         let calls = Arc::new(AtomicU64::new(0));
         assert_eq!(
             cache
-                .get(&key(), counting(&calls, Duration::ZERO))
+                .body(&key(), counting(&calls, Duration::ZERO))
                 .await
                 .unwrap(),
             "1"
@@ -246,7 +345,7 @@ mod tests {
         tokio::time::advance(Duration::from_millis(100)).await;
         assert_eq!(
             cache
-                .get(&key(), counting(&calls, Duration::ZERO))
+                .body(&key(), counting(&calls, Duration::ZERO))
                 .await
                 .unwrap(),
             "1"
@@ -256,32 +355,32 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_page_at_the_bound_is_never_served() {
-        let cache = ListingCache::new(BOUND);
+        let cache = cache(BOUND);
         let calls = Arc::new(AtomicU64::new(0));
         cache
-            .get(&key(), counting(&calls, Duration::ZERO))
+            .body(&key(), counting(&calls, Duration::ZERO))
             .await
             .unwrap();
         tokio::time::advance(BOUND).await;
         // The read takes 50 ms: the caller waits for it instead of getting the old page.
         let page = cache
-            .get(&key(), counting(&calls, Duration::from_millis(50)))
+            .body(&key(), counting(&calls, Duration::from_millis(50)))
             .await;
         assert_eq!(page.unwrap(), "2");
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_ageing_page_is_renewed_once_in_the_background_while_served() {
-        let cache = ListingCache::new(BOUND);
+        let cache = cache(BOUND);
         let calls = Arc::new(AtomicU64::new(0));
         cache
-            .get(&key(), counting(&calls, Duration::ZERO))
+            .body(&key(), counting(&calls, Duration::ZERO))
             .await
             .unwrap();
         tokio::time::advance(Duration::from_millis(150)).await;
         for _ in 0..10 {
             let page = cache
-                .get(&key(), counting(&calls, Duration::from_millis(20)))
+                .body(&key(), counting(&calls, Duration::from_millis(20)))
                 .await;
             assert_eq!(page.unwrap(), "1", "the ageing page is still served");
         }
@@ -294,7 +393,7 @@ mod tests {
         );
         assert_eq!(
             cache
-                .get(&key(), counting(&calls, Duration::ZERO))
+                .body(&key(), counting(&calls, Duration::ZERO))
                 .await
                 .unwrap(),
             "2"
@@ -303,13 +402,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn concurrent_requests_for_a_missing_page_share_one_read() {
-        let cache = Arc::new(ListingCache::new(BOUND));
+        let cache = Arc::new(cache(BOUND));
         let calls = Arc::new(AtomicU64::new(0));
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..8 {
             let cache = Arc::clone(&cache);
             let fetch = counting(&calls, Duration::from_millis(10));
-            tasks.spawn(async move { cache.get(&key(), fetch).await.unwrap() });
+            tasks.spawn(async move { cache.body(&key(), fetch).await.unwrap() });
         }
         while let Some(page) = tasks.join_next().await {
             assert_eq!(page.unwrap(), "1");
@@ -319,9 +418,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn errors_are_returned_and_not_cached() {
-        let cache = ListingCache::new(BOUND);
+        let cache = cache(BOUND);
         let failed = cache
-            .get(&key(), || async {
+            .body(&key(), || async {
                 Err::<Bytes, _>("redis down".to_string())
             })
             .await;
@@ -329,7 +428,7 @@ mod tests {
         let calls = Arc::new(AtomicU64::new(0));
         assert_eq!(
             cache
-                .get(&key(), counting(&calls, Duration::ZERO))
+                .body(&key(), counting(&calls, Duration::ZERO))
                 .await
                 .unwrap(),
             "1"
@@ -338,16 +437,16 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn invalidation_drops_the_page_and_any_read_that_started_before_it() {
-        let cache = Arc::new(ListingCache::new(BOUND));
+        let cache = Arc::new(cache(BOUND));
         let calls = Arc::new(AtomicU64::new(0));
         cache
-            .get(&key(), counting(&calls, Duration::ZERO))
+            .body(&key(), counting(&calls, Duration::ZERO))
             .await
             .unwrap();
         tokio::time::advance(Duration::from_millis(150)).await;
         // An ageing page starts a 50 ms background renewal; a write lands during it.
         cache
-            .get(&key(), counting(&calls, Duration::from_millis(50)))
+            .body(&key(), counting(&calls, Duration::from_millis(50)))
             .await
             .unwrap();
         tokio::time::advance(Duration::from_millis(10)).await;
@@ -357,7 +456,7 @@ mod tests {
         // The renewal's result predates the write: the next request reads again.
         assert_eq!(
             cache
-                .get(&key(), counting(&calls, Duration::ZERO))
+                .body(&key(), counting(&calls, Duration::ZERO))
                 .await
                 .unwrap(),
             "3"
@@ -365,13 +464,13 @@ mod tests {
         let mut other = key();
         other.product = ProductId::new("go").unwrap();
         cache
-            .get(&other, counting(&calls, Duration::ZERO))
+            .body(&other, counting(&calls, Duration::ZERO))
             .await
             .unwrap();
         cache.invalidate(&key().product);
         assert_eq!(
             cache
-                .get(&other, counting(&calls, Duration::ZERO))
+                .body(&other, counting(&calls, Duration::ZERO))
                 .await
                 .unwrap(),
             "4",
@@ -381,14 +480,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_zero_bound_reads_every_time() {
-        let cache = ListingCache::new(Duration::ZERO);
+        let cache = cache(Duration::ZERO);
         let calls = Arc::new(AtomicU64::new(0));
         cache
-            .get(&key(), counting(&calls, Duration::ZERO))
+            .body(&key(), counting(&calls, Duration::ZERO))
             .await
             .unwrap();
         cache
-            .get(&key(), counting(&calls, Duration::ZERO))
+            .body(&key(), counting(&calls, Duration::ZERO))
             .await
             .unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 2);
@@ -396,20 +495,77 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn pages_differ_by_product_region_and_limit() {
-        let cache = ListingCache::new(BOUND);
+        let cache = cache(BOUND);
         let calls = Arc::new(AtomicU64::new(0));
         let mut other = key();
         other.limit = 20;
         cache
-            .get(&key(), counting(&calls, Duration::ZERO))
+            .body(&key(), counting(&calls, Duration::ZERO))
             .await
             .unwrap();
         assert_eq!(
             cache
-                .get(&other, counting(&calls, Duration::ZERO))
+                .body(&other, counting(&calls, Duration::ZERO))
                 .await
                 .unwrap(),
             "2"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_configured_products_and_regions_are_kept() {
+        let cache = cache(BOUND);
+        let calls = Arc::new(AtomicU64::new(0));
+        let mut eu = key();
+        eu.region = Some("eu".into());
+        for _ in 0..2 {
+            let (_, outcome) = cache
+                .get(&eu, counting(&calls, Duration::ZERO))
+                .await
+                .unwrap();
+            assert_ne!(outcome, CacheOutcome::Uncached);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "the eu page is cached");
+        for junk in 0..5000 {
+            let mut junk_key = key();
+            junk_key.region = Some(format!("junk-{junk}"));
+            let (_, outcome) = cache
+                .get(&junk_key, counting(&calls, Duration::ZERO))
+                .await
+                .unwrap();
+            assert_eq!(outcome, CacheOutcome::Uncached);
+        }
+        let mut unknown = key();
+        unknown.product = ProductId::new("checkers").unwrap();
+        let (_, outcome) = cache
+            .get(&unknown, counting(&calls, Duration::ZERO))
+            .await
+            .unwrap();
+        assert_eq!(outcome, CacheOutcome::Uncached);
+        assert_eq!(cache.cached_pages(), 1, "junk got no slot");
+        let (body, outcome) = cache
+            .get(&eu, counting(&calls, Duration::ZERO))
+            .await
+            .unwrap();
+        assert_eq!((body.as_ref(), outcome), (&b"1"[..], CacheOutcome::Hit));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_products_pages_are_bounded() {
+        let cache = cache(BOUND);
+        let calls = Arc::new(AtomicU64::new(0));
+        for limit in 0..(PAGES_PER_PRODUCT as u32 * 2) {
+            let mut sized = key();
+            sized.limit = limit;
+            cache
+                .get(&sized, counting(&calls, Duration::ZERO))
+                .await
+                .unwrap();
+        }
+        assert!(
+            cache.cached_pages() <= PAGES_PER_PRODUCT,
+            "{}",
+            cache.cached_pages()
         );
     }
 }

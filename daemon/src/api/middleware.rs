@@ -10,8 +10,9 @@
 //!    answered route, status and latency), which every log line of the request carries;
 //! 4. [`observe`]: makes the request id visible to handlers
 //!    ([`super::error::current_request_id`]), shapes every error answer that is not yet a
-//!    problem document into one (axum's own 404/405/413 answers, the timeout's 503), and
-//!    records the HTTP metrics by route template;
+//!    problem document into one (axum's own 404/405/413 answers, the timeout's 503), answers
+//!    a head larger than `http.max_header_bytes` `431 header_too_large`, and records the HTTP
+//!    metrics by route template and method (unknown methods as `other`: [`method_label`]);
 //! 5. tower-http's `TimeoutLayer`: a request still running after `http.request_timeout_ms` is
 //!    answered 503, which [`observe`] turns into a `timeout` problem;
 //! 6. tower-http's `CatchPanicLayer` with [`panic_problem`]: a panicking handler is answered
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -46,6 +47,9 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub struct Limits {
     /// A request still running after this is answered `503 timeout`.
     pub timeout: Duration,
+    /// A request whose header names and values add up to more is answered `431
+    /// header_too_large` (`http.max_header_bytes`).
+    pub max_header_bytes: usize,
 }
 
 /// `router` behind the whole request middleware; see the module docs.
@@ -151,10 +155,23 @@ pub async fn observe(State(limits): State<Limits>, mut request: Request, next: N
     let request_id = request_id_of(&request);
     let slot = RouteSlot::default();
     request.extensions_mut().insert(slot.clone());
-    let method = request.method().clone();
-    let mut response = REQUEST_ID
-        .scope(request_id.clone(), next.run(request))
-        .await;
+    let method = method_label(request.method());
+    let header_bytes = header_bytes(&request);
+    let mut response = if header_bytes > limits.max_header_bytes {
+        Problem::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ProblemCode::HeaderTooLarge,
+            format!(
+                "the request's headers take {header_bytes} bytes; this server accepts at most {}",
+                limits.max_header_bytes
+            ),
+        )
+        .into_response_with_id(Some(request_id.clone()))
+    } else {
+        REQUEST_ID
+            .scope(request_id.clone(), next.run(request))
+            .await
+    };
     if response.status().is_client_error() || response.status().is_server_error() {
         response = ensure_problem(response, &request_id, limits);
     }
@@ -177,17 +194,44 @@ pub async fn observe(State(limits): State<Limits>, mut request: Request, next: N
     metrics::counter!(
         telemetry::HTTP_REQUESTS_TOTAL,
         "route" => route.clone(),
-        "method" => method.to_string(),
+        "method" => method,
         "status" => status.to_string(),
     )
     .increment(1);
     metrics::histogram!(
         telemetry::HTTP_REQUEST_DURATION_SECONDS,
         "route" => route,
-        "method" => method.to_string(),
+        "method" => method,
     )
     .record(elapsed.as_secs_f64());
     response
+}
+
+/// The `method` label of the HTTP metrics: the methods of RFC 9110 and `PATCH` as they are,
+/// any other (a client may send any token) as `other`, so clients cannot grow the series.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
+/// The size of a request's header section as counted against `http.max_header_bytes`: every
+/// name and value plus the `": "` and CRLF around them.
+fn header_bytes(request: &Request) -> usize {
+    request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum()
 }
 
 /// Replaces an error answer that is not a problem document (axum's own 404/405/413 answers,
@@ -281,6 +325,7 @@ mod tests {
             routes,
             Limits {
                 timeout: Duration::from_secs(5),
+                max_header_bytes: 4096,
             },
         )
     }
@@ -367,6 +412,36 @@ mod tests {
             "{problem}"
         );
         assert_eq!(answer.header_id, "slow-1");
+    }
+
+    #[test]
+    fn unknown_methods_share_one_metric_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        for junk in ["FOO", "get", "XYZZY123"] {
+            assert_eq!(
+                method_label(&Method::from_bytes(junk.as_bytes()).unwrap()),
+                "other"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_head_over_the_limit_is_a_431_problem() {
+        let request = Request::get("/id")
+            .header("x-padding", "p".repeat(5000))
+            .body(Body::empty())
+            .unwrap();
+        let response = app().oneshot(request).await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem["code"], "header_too_large");
     }
 
     #[tokio::test]

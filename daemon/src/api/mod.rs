@@ -112,7 +112,13 @@ impl ApiContext {
                 limits: settings.limits.clone(),
                 http: settings.http.clone(),
                 metrics,
-                listings: listing::ListingCache::new(settings.lobby.list_max_staleness()),
+                listings: listing::ListingCache::new(
+                    settings.lobby.list_max_staleness(),
+                    settings
+                        .game_servers
+                        .iter()
+                        .map(|server| (server.product.clone(), server.region.clone())),
+                ),
             }),
         })
     }
@@ -269,21 +275,21 @@ pub fn router(ctx: ApiContext) -> Router {
         )),
         None => routes,
     };
-    middleware::around(routes, middleware::Limits { timeout }).with_state(ctx)
+    let limits = middleware::Limits {
+        timeout,
+        max_header_bytes: ctx.http().max_header_bytes,
+    };
+    middleware::around(routes, limits).with_state(ctx)
 }
 
-/// Serves `router` on `listener` until `shutdown` completes; then stops accepting and waits
-/// for in-flight requests to finish.
+/// Serves `router` on `listener` with the connection limits of `[http]` until `shutdown`
+/// completes; then stops accepting and waits for in-flight requests to finish (see
+/// [`crate::http_server`]).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    limits: crate::http_server::ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // The peer address feeds the per-client-address limit (`client_limits`).
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    crate::http_server::serve(listener, router, limits, shutdown).await
 }

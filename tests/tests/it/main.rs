@@ -2,6 +2,7 @@
 //! in-process servers against a private redis-server from the testkit.
 
 mod abuse;
+mod abuse_connections;
 mod api;
 mod boundaries;
 mod console;
