@@ -57,6 +57,15 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
         .set("curation", "pending_timeout_secs", 3600)
         .set("curation", "lobby_idle_timeout_secs", 3600);
     let daemon = DaemonProcess::start(&bench.binaries, bench.work_dir(), "list", &spec).await?;
+    // A second daemon on the same record with the `[limits]` on, for what they cost.
+    let limited_spec = spec.clone().set_roles("api").with_default_limits();
+    let limited = DaemonProcess::start(
+        &bench.binaries,
+        bench.work_dir(),
+        "list-limits-on",
+        &limited_spec,
+    )
+    .await?;
 
     // Games become open the way they do in production: created through the API, then the
     // game server reports the creator's arrival on the stream.
@@ -147,6 +156,29 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
     row.daemon = Some(daemon_use);
     row.redis_cores = Some(redis_use.cores);
     scenario.rows.push(row);
+
+    let limited_url = format!("{}/v1/games?product={PRODUCT}&limit=100", limited.base_url);
+    let limited_mark = CpuMark::start(limited.pid())?;
+    let listed_limited = wrk::run(bench.work_dir(), &limited_url, &load).await?;
+    let mut row = wrk_row(
+        "GET /v1/games limit=100 (wrk -t2 -c64), limits on (a second daemon, same record)",
+        &listed_limited,
+        "req/s",
+    );
+    row.daemon = Some(limited_mark.finish()?);
+    scenario.rows.push(row);
+    drop(limited);
+    let cost = 1.0 - listed_limited.per_second() / listed.per_second().max(1e-9);
+    scenario.target(
+        "limits cost < 10 % of throughput",
+        Some(cost < 0.10),
+        format!(
+            "{:.0} req/s with the limits on vs {:.0} off ({:+.1} %)",
+            listed_limited.per_second(),
+            listed.per_second(),
+            -cost * 100.0
+        ),
+    );
 
     // The ceiling: same daemon, same response size, no work behind it.
     let ceiling_url = static_ceiling_url(&daemon.base_url, bytes);

@@ -369,6 +369,43 @@ impl DaemonSpec {
         self
     }
 
+    /// The same daemon with other `--roles`.
+    pub fn set_roles(mut self, roles: &str) -> DaemonSpec {
+        self.roles = roles.to_string();
+        self
+    }
+
+    /// Turns on the per-player and per-address limits (`[limits]`) at their defaults, which
+    /// the `test` mode turns off: for the runs that measure what the limits cost.
+    pub fn with_default_limits(self) -> DaemonSpec {
+        let limits = mm_config::LimitsSettings::default();
+        self.set(
+            "limits",
+            "max_live_games_per_player",
+            limits.max_live_games_per_player,
+        )
+        .set(
+            "limits",
+            "max_reservations_per_player",
+            limits.max_reservations_per_player,
+        )
+        .set("limits", "creates_per_minute", limits.creates_per_minute)
+        .set("limits", "create_burst", limits.create_burst)
+        .set("limits", "joins_per_minute", limits.joins_per_minute)
+        .set("limits", "join_burst", limits.join_burst)
+        .set(
+            "limits",
+            "client_failures_per_minute",
+            limits.client_failures_per_minute,
+        )
+        .set(
+            "limits",
+            "client_failure_burst",
+            limits.client_failure_burst,
+        )
+        .set("limits", "max_tracked_clients", limits.max_tracked_clients)
+    }
+
     fn toml(&self, bind: &str) -> String {
         let mut sections = self.overrides.clone();
         let mut put = |section: &str, key: &str, value: String| {
