@@ -45,23 +45,6 @@ impl Limits {
     }
 }
 
-/// Adds the target "the limits cost < 10 % of throughput" from the two runs' rows.
-fn limits_cost_target(scenario: &mut Scenario, off: Option<f64>, on: Option<f64>) {
-    let (Some(off), Some(on)) = (off, on) else {
-        scenario.target("limits cost < 10 % of throughput", None, "not measured");
-        return;
-    };
-    let cost = 1.0 - on / off.max(1e-9);
-    scenario.target(
-        "limits cost < 10 % of throughput",
-        Some(cost < 0.10),
-        format!(
-            "{on:.0} with the limits on vs {off:.0} off ({:+.1} %)",
-            -cost * 100.0
-        ),
-    );
-}
-
 async fn setup(
     bench: &Bench,
     name: &str,
@@ -173,16 +156,16 @@ pub async fn run_create(bench: &Bench) -> anyhow::Result<Scenario> {
     let mut scenario = Scenario::new("create", "create game");
     let off = measure_create(bench, &mut scenario, Limits::Off).await?;
     let on = measure_create(bench, &mut scenario, Limits::On).await?;
-    limits_cost_target(&mut scenario, off, on);
+    scenario.limits_cost_target(off, on, "games/s");
     Ok(scenario)
 }
 
-/// One create run; returns its throughput.
+/// One create run; returns its throughput (games/s).
 async fn measure_create(
     bench: &Bench,
     scenario: &mut Scenario,
     limits: Limits,
-) -> anyhow::Result<Option<f64>> {
+) -> anyhow::Result<f64> {
     let total = bench.sizes.create_max;
     let name = format!("create-{}", limits.label().replace(' ', "-"));
     let setup = setup(bench, &name, "api", total as u32, limits).await?;
@@ -250,7 +233,7 @@ async fn measure_create(
         );
         scenario.rss_target(daemon);
     }
-    Ok(Some(driven.per_second()))
+    Ok(driven.per_second())
 }
 
 /// Scenario `flow` (create and join): with the limits off, then on.
@@ -258,16 +241,16 @@ pub async fn run_flow(bench: &Bench) -> anyhow::Result<Scenario> {
     let mut scenario = Scenario::new("flow", "full player flow");
     let off = measure_flow(bench, &mut scenario, Limits::Off).await?;
     let on = measure_flow(bench, &mut scenario, Limits::On).await?;
-    limits_cost_target(&mut scenario, off, on);
+    scenario.limits_cost_target(off, on, "games/s");
     Ok(scenario)
 }
 
-/// One flow run; returns its throughput.
+/// One flow run; returns its throughput (flows/s).
 async fn measure_flow(
     bench: &Bench,
     scenario: &mut Scenario,
     limits: Limits,
-) -> anyhow::Result<Option<f64>> {
+) -> anyhow::Result<f64> {
     let total = bench.sizes.create_max;
     let name = format!("flow-{}", limits.label().replace(' ', "-"));
     let setup = setup(bench, &name, "api,worker", total as u32, limits).await?;
@@ -351,5 +334,5 @@ async fn measure_flow(
         while leavers.join_next().await.is_some() {}
     })
     .await;
-    Ok(Some(driven.per_second()))
+    Ok(driven.per_second())
 }

@@ -168,17 +168,7 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
     row.daemon = Some(limited_mark.finish()?);
     scenario.rows.push(row);
     drop(limited);
-    let cost = 1.0 - listed_limited.per_second() / listed.per_second().max(1e-9);
-    scenario.target(
-        "limits cost < 10 % of throughput",
-        Some(cost < 0.10),
-        format!(
-            "{:.0} req/s with the limits on vs {:.0} off ({:+.1} %)",
-            listed_limited.per_second(),
-            listed.per_second(),
-            -cost * 100.0
-        ),
-    );
+    scenario.limits_cost_target(listed.per_second(), listed_limited.per_second(), "req/s");
 
     // The ceiling: same daemon, same response size, no work behind it.
     let ceiling_url = static_ceiling_url(&daemon.base_url, bytes);

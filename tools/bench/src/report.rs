@@ -118,6 +118,20 @@ impl Scenario {
         });
     }
 
+    /// The target "the `[limits]` cost < 10 % of throughput", from the throughput (in `unit`)
+    /// of the same run with the limits off and on.
+    pub fn limits_cost_target(&mut self, off: f64, on: f64, unit: &str) {
+        let cost = 1.0 - on / off.max(1e-9);
+        self.target(
+            "limits cost < 10 % of throughput",
+            Some(cost < 0.10),
+            format!(
+                "{on:.0} {unit} with the limits on vs {off:.0} off ({:+.1} %)",
+                -cost * 100.0
+            ),
+        );
+    }
+
     /// The standard memory target, checked on a daemon's peak RSS.
     pub fn rss_target(&mut self, daemon: Option<ResourceUse>) {
         match daemon {
@@ -439,6 +453,19 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/results.json");
         let report = Report::read(&path).expect("bench/results.json parses as a report");
         assert!(!report.scenarios.is_empty());
+    }
+
+    #[test]
+    fn the_limits_cost_is_judged_against_the_run_without_them() {
+        let mut scenario = Scenario::new("create", "create game");
+        scenario.limits_cost_target(1000.0, 950.0, "games/s");
+        scenario.limits_cost_target(1000.0, 800.0, "games/s");
+        assert_eq!(scenario.targets[0].met, Some(true));
+        assert_eq!(
+            scenario.targets[0].measured,
+            "950 games/s with the limits on vs 1000 off (-5.0 %)"
+        );
+        assert_eq!(scenario.targets[1].met, Some(false));
     }
 
     #[test]
