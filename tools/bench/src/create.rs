@@ -5,9 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::driver::{self, Latency};
+use super::driver::{self, Driven, Latency};
+use super::paired::{self, Limits};
 use super::procs::{
-    CpuMark, DaemonProcess, DaemonSpec, GameServerProcess, GameServerSpec, RegisteredServer,
+    CpuMark, CpuTally, DaemonProcess, DaemonSpec, GameServerProcess, GameServerSpec,
+    RegisteredServer,
 };
 use super::report::{Row, Scenario};
 use super::{Bench, fixtures};
@@ -25,24 +27,6 @@ struct Setup {
     redis_pid: u32,
     servers: Vec<GameServerProcess>,
     daemon: DaemonProcess,
-}
-
-/// Whether a run has the `[limits]` on (at their defaults) or off (the `test` mode's).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Limits {
-    /// Every limit off.
-    Off,
-    /// Every limit on, at its default.
-    On,
-}
-
-impl Limits {
-    fn label(self) -> &'static str {
-        match self {
-            Limits::Off => "limits off",
-            Limits::On => "limits on",
-        }
-    }
 }
 
 async fn setup(
@@ -102,6 +86,7 @@ async fn setup(
     })
 }
 
+/// The CPU marks of one round on one setup.
 struct Marks {
     daemon: CpuMark,
     redis: CpuMark,
@@ -122,24 +107,51 @@ impl Marks {
             driver: CpuMark::start(std::process::id())?,
         })
     }
+}
 
-    fn finish(&self, row: &mut Row, scenario: &mut Scenario) -> anyhow::Result<()> {
-        let daemon = self.daemon.finish()?;
-        row.daemon = Some(daemon);
-        row.redis_cores = Some(self.redis.finish()?.cores);
-        let mut servers = 0.0;
-        for mark in &self.servers {
-            servers += mark.finish()?.cores;
+/// One side's CPU over all its rounds.
+#[derive(Default)]
+struct Tallies {
+    daemon: CpuTally,
+    redis: CpuTally,
+    servers: CpuTally,
+    driver: CpuTally,
+}
+
+impl Tallies {
+    fn add(&mut self, marks: &Marks) -> anyhow::Result<()> {
+        self.daemon.add(&marks.daemon)?;
+        self.redis.add(&marks.redis)?;
+        for mark in &marks.servers {
+            self.servers.add(mark)?;
         }
-        scenario.note(format!(
-            "CPU on the same 2 cores during the run: daemon {:.2}, Redis {:.2}, game servers \
-             {servers:.2}, load driver (mm-bench) {:.2} cores",
-            daemon.cores,
-            row.redis_cores.unwrap_or(0.0),
-            self.driver.finish()?.cores
-        ));
-        Ok(())
+        self.driver.add(&marks.driver)
     }
+
+    /// Fills `row`'s resource columns and notes where the cores went.
+    fn finish(&self, row: &mut Row, scenario: &mut Scenario, limits: Limits) {
+        let daemon = self.daemon.usage();
+        row.daemon = Some(daemon);
+        row.redis_cores = Some(self.redis.usage().cores);
+        // The servers' tally adds their intervals side by side: their sum is what they used.
+        let servers = self.servers.usage().cores * SERVERS as f64;
+        scenario.note(format!(
+            "{}: CPU on the same 2 cores during its rounds: daemon {:.2}, Redis {:.2}, game \
+             servers {servers:.2}, load driver (mm-bench) {:.2} cores",
+            limits.label(),
+            daemon.cores,
+            self.redis.usage().cores,
+            self.driver.usage().cores
+        ));
+    }
+}
+
+/// Rounds share a side's budget: at most `total / ROUNDS` operations or a round's length.
+fn round_budget(bench: &Bench) -> (u64, Duration) {
+    (
+        (bench.sizes.create_max / paired::ROUNDS as u64).max(1),
+        paired::round_length(bench.sizes.load),
+    )
 }
 
 fn status_code(err: reqwest::Error) -> String {
@@ -150,189 +162,212 @@ fn status_code(err: reqwest::Error) -> String {
     }
 }
 
-/// Scenario `create`: with the limits off (the figure the throughput target is judged on),
-/// then the same with the limits on.
+/// Scenario `create`: with the limits off (the figure the throughput target is judged on)
+/// beside the same with the limits on, in alternating rounds (see [`paired`]).
 pub async fn run_create(bench: &Bench) -> anyhow::Result<Scenario> {
     let mut scenario = Scenario::new("create", "create game");
-    let off = measure_create(bench, &mut scenario, Limits::Off).await?;
-    let on = measure_create(bench, &mut scenario, Limits::On).await?;
-    scenario.limits_cost_target(off, on, "games/s");
-    Ok(scenario)
-}
-
-/// One create run; returns its throughput (games/s).
-async fn measure_create(
-    bench: &Bench,
-    scenario: &mut Scenario,
-    limits: Limits,
-) -> anyhow::Result<f64> {
-    let total = bench.sizes.create_max;
-    let name = format!("create-{}", limits.label().replace(' ', "-"));
-    let setup = setup(bench, &name, "api", total as u32, limits).await?;
+    let (round_total, round_load) = round_budget(bench);
+    let max_games = (round_total * paired::ROUNDS as u64) as u32;
+    let mut setups = Vec::new();
+    for limits in Limits::BOTH {
+        let name = format!("create-{}", limits.label().replace(' ', "-"));
+        setups.push(setup(bench, &name, "api", max_games, limits).await?);
+    }
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .pool_max_idle_per_host(256)
         .build()?;
-    let url = Arc::new(format!("{}/v1/games", setup.daemon.base_url));
     let concurrency = 64;
-    let marks = Marks::start(&setup)?;
-    let driven = driver::closed_loop(concurrency, total, bench.sizes.load, move |i| {
-        let http = http.clone();
-        let url = Arc::clone(&url);
-        async move {
-            let response = http
-                .post(url.as_str())
-                .header("x-player-id", format!("creator-{i}"))
-                .json(&serde_json::json!({ "product": PRODUCT, "capacity": 2 }))
-                .send()
-                .await
-                .map_err(status_code)?;
-            let status = response.status();
-            let _ = response.bytes().await.map_err(status_code)?;
-            if status.as_u16() == 201 {
-                Ok(())
-            } else {
-                Err(format!("http_{}", status.as_u16()))
-            }
+    let mut driven = [Driven::empty(), Driven::empty()];
+    let mut tallies = [Tallies::default(), Tallies::default()];
+    for round in 0..paired::ROUNDS {
+        for limits in paired::order(round) {
+            let setup = &setups[limits.index()];
+            let url = Arc::new(format!("{}/v1/games", setup.daemon.base_url));
+            let http = http.clone();
+            // Every create is by another player, in every round.
+            let first_player = round as u64 * round_total;
+            let marks = Marks::start(setup)?;
+            let run = driver::closed_loop(concurrency, round_total, round_load, move |i| {
+                let http = http.clone();
+                let url = Arc::clone(&url);
+                async move {
+                    let response = http
+                        .post(url.as_str())
+                        .header("x-player-id", format!("creator-{}", first_player + i))
+                        .json(&serde_json::json!({ "product": PRODUCT, "capacity": 2 }))
+                        .send()
+                        .await
+                        .map_err(status_code)?;
+                    let status = response.status();
+                    let _ = response.bytes().await.map_err(status_code)?;
+                    if status.as_u16() == 201 {
+                        Ok(())
+                    } else {
+                        Err(format!("http_{}", status.as_u16()))
+                    }
+                }
+            })
+            .await;
+            tallies[limits.index()].add(&marks)?;
+            driven[limits.index()].absorb(run);
         }
-    })
-    .await;
-    let mut row = Row::new(
-        format!(
-            "POST /v1/games → {SERVERS} reference game servers ({concurrency} in flight, {})",
-            limits.label()
-        ),
-        "games/s",
-    );
-    row.throughput = Some(driven.per_second());
-    row.latency = Some(Latency::of_micros(&driven.latency));
-    row.errors = driven.error_count();
-    marks.finish(&mut row, scenario)?;
-    let daemon = row.daemon;
-    scenario.rows.push(row);
-    scenario.note(format!(
-        "{}: {} games created in {:.1} s by a closed loop of {concurrency} HTTP/1.1 keep-alive \
-         connections (bounded at {total} games or {:?}), each by another player",
-        limits.label(),
-        driven.ok,
-        driven.elapsed.as_secs_f64(),
-        bench.sizes.load
-    ));
-    if driven.error_count() > 0 {
-        scenario.note(format!(
-            "create errors ({}): {}",
-            limits.label(),
-            driven.errors_text()
-        ));
     }
-    if limits == Limits::Off {
-        scenario.target(
-            "≥ 4,000 games/s",
-            Some(driven.per_second() >= 4000.0),
-            format!("{:.0} games/s", driven.per_second()),
+    for limits in Limits::BOTH {
+        let driven = &driven[limits.index()];
+        let mut row = Row::new(
+            format!(
+                "POST /v1/games → {SERVERS} reference game servers ({concurrency} in flight, {})",
+                limits.label()
+            ),
+            "games/s",
         );
-        scenario.rss_target(daemon);
+        row.throughput = Some(driven.per_second());
+        row.latency = Some(Latency::of_micros(&driven.latency));
+        row.errors = driven.error_count();
+        tallies[limits.index()].finish(&mut row, &mut scenario, limits);
+        let daemon = row.daemon;
+        scenario.rows.push(row);
+        scenario.note(format!(
+            "{}: {} games created in {:.1} s ({} rounds of at most {round_total} games or \
+             {round_load:?}, alternating with the other side) by a closed loop of {concurrency} \
+             HTTP/1.1 keep-alive connections, each by another player",
+            limits.label(),
+            driven.ok,
+            driven.elapsed.as_secs_f64(),
+            paired::ROUNDS,
+        ));
+        if driven.error_count() > 0 {
+            scenario.note(format!(
+                "create errors ({}): {}",
+                limits.label(),
+                driven.errors_text()
+            ));
+        }
+        if limits == Limits::Off {
+            scenario.target(
+                "≥ 4,000 games/s",
+                Some(driven.per_second() >= 4000.0),
+                format!("{:.0} games/s", driven.per_second()),
+            );
+            scenario.rss_target(daemon);
+        }
     }
-    Ok(driven.per_second())
-}
-
-/// Scenario `flow` (create and join): with the limits off, then on.
-pub async fn run_flow(bench: &Bench) -> anyhow::Result<Scenario> {
-    let mut scenario = Scenario::new("flow", "full player flow");
-    let off = measure_flow(bench, &mut scenario, Limits::Off).await?;
-    let on = measure_flow(bench, &mut scenario, Limits::On).await?;
+    let [off, on] = driven.map(|d| d.per_second());
     scenario.limits_cost_target(off, on, "games/s");
     Ok(scenario)
 }
 
-/// One flow run; returns its throughput (flows/s).
-async fn measure_flow(
-    bench: &Bench,
-    scenario: &mut Scenario,
-    limits: Limits,
-) -> anyhow::Result<f64> {
-    let total = bench.sizes.create_max;
-    let name = format!("flow-{}", limits.label().replace(' ', "-"));
-    let setup = setup(bench, &name, "api,worker", total as u32, limits).await?;
-    let recorder = Arc::new(Recorder::default());
-    let lobby = LobbyClient::new(&setup.daemon.base_url, Arc::clone(&recorder))?;
+/// Scenario `flow` (create and join): with the limits off beside on, in alternating rounds.
+pub async fn run_flow(bench: &Bench) -> anyhow::Result<Scenario> {
+    let mut scenario = Scenario::new("flow", "full player flow");
+    let (round_total, round_load) = round_budget(bench);
+    let max_games = (round_total * paired::ROUNDS as u64) as u32;
+    let mut setups = Vec::new();
+    for limits in Limits::BOTH {
+        let name = format!("flow-{}", limits.label().replace(' ', "-"));
+        setups.push(setup(bench, &name, "api,worker", max_games, limits).await?);
+    }
     let concurrency = 32;
+    let recorders = [Arc::new(Recorder::default()), Arc::new(Recorder::default())];
     let leavers = Arc::new(tokio::sync::Mutex::new(tokio::task::JoinSet::new()));
-    let marks = Marks::start(&setup)?;
-    let flow_leavers = Arc::clone(&leavers);
-    let driven = driver::closed_loop(concurrency, total, bench.sizes.load, move |i| {
-        let lobby = lobby.clone();
-        let leavers = Arc::clone(&flow_leavers);
-        async move {
-            let creator = format!("flow-c{i}");
-            let joiner = format!("flow-j{i}");
-            let created = lobby
-                .create(&creator, PRODUCT, 2)
-                .await
-                .map_err(|f| f.code)?;
-            let mut first = Player::connect(&lobby, &created.join)
-                .await
-                .map_err(|f| f.code)?;
-            let ticket = lobby
-                .join_when_open(&joiner, &created.id, Duration::from_secs(10))
-                .await
-                .map_err(|f| f.code)?;
-            let mut second = Player::connect(&lobby, &ticket).await.map_err(|f| f.code)?;
-            // Leaving is not part of the measured flow.
-            leavers.lock().await.spawn(async move {
-                second.leave().await;
-                first.leave().await;
-            });
-            Ok(())
+    let mut driven = [Driven::empty(), Driven::empty()];
+    let mut tallies = [Tallies::default(), Tallies::default()];
+    for round in 0..paired::ROUNDS {
+        for limits in paired::order(round) {
+            let setup = &setups[limits.index()];
+            let lobby = LobbyClient::new(
+                &setup.daemon.base_url,
+                Arc::clone(&recorders[limits.index()]),
+            )?;
+            let first_flow = round as u64 * round_total;
+            let flow_leavers = Arc::clone(&leavers);
+            let marks = Marks::start(setup)?;
+            let run = driver::closed_loop(concurrency, round_total, round_load, move |i| {
+                let lobby = lobby.clone();
+                let leavers = Arc::clone(&flow_leavers);
+                async move {
+                    let creator = format!("flow-c{}", first_flow + i);
+                    let joiner = format!("flow-j{}", first_flow + i);
+                    let created = lobby
+                        .create(&creator, PRODUCT, 2)
+                        .await
+                        .map_err(|f| f.code)?;
+                    let mut first = Player::connect(&lobby, &created.join)
+                        .await
+                        .map_err(|f| f.code)?;
+                    let ticket = lobby
+                        .join_when_open(&joiner, &created.id, Duration::from_secs(10))
+                        .await
+                        .map_err(|f| f.code)?;
+                    let mut second = Player::connect(&lobby, &ticket).await.map_err(|f| f.code)?;
+                    // Leaving is not part of the measured flow.
+                    leavers.lock().await.spawn(async move {
+                        second.leave().await;
+                        first.leave().await;
+                    });
+                    Ok(())
+                }
+            })
+            .await;
+            tallies[limits.index()].add(&marks)?;
+            driven[limits.index()].absorb(run);
         }
-    })
-    .await;
-    let mut row = Row::new(
-        format!(
-            "create → creator WebSocket → join → joiner WebSocket ({concurrency} flows in flight, {})",
-            limits.label()
-        ),
-        "games/s",
-    );
-    row.throughput = Some(driven.per_second());
-    row.latency = Some(Latency::of_micros(&driven.latency));
-    row.errors = driven.error_count();
-    marks.finish(&mut row, scenario)?;
-    let daemon = row.daemon;
-    scenario.rows.push(row);
-    let summary = recorder.summary(driven.elapsed);
-    for op in &summary.operations {
-        scenario.note(format!(
-            "{}: step `{}`: {} ok, {} errors, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
-            limits.label(),
-            op.operation,
-            op.ok,
-            op.errors,
-            op.p50_ms,
-            op.p99_ms,
-            op.p999_ms
-        ));
     }
-    if driven.error_count() > 0 {
-        scenario.note(format!(
-            "flow errors ({}): {}",
-            limits.label(),
-            driven.errors_text()
-        ));
-    }
-    if limits == Limits::Off {
-        scenario.note(
-            "a flow's join retries (20 ms backoff, doubling) while the creator's arrival is \
-             still on its way through the event stream; its latency includes that wait. Each \
-             flow has its own two players, so with the limits on every create and join passes \
-             its checks (what is measured is their cost, not refusals)",
+    for limits in Limits::BOTH {
+        let driven = &driven[limits.index()];
+        let mut row = Row::new(
+            format!(
+                "create → creator WebSocket → join → joiner WebSocket ({concurrency} flows in flight, {})",
+                limits.label()
+            ),
+            "games/s",
         );
-        scenario.rss_target(daemon);
+        row.throughput = Some(driven.per_second());
+        row.latency = Some(Latency::of_micros(&driven.latency));
+        row.errors = driven.error_count();
+        tallies[limits.index()].finish(&mut row, &mut scenario, limits);
+        let daemon = row.daemon;
+        scenario.rows.push(row);
+        let summary = recorders[limits.index()].summary(driven.elapsed);
+        for op in &summary.operations {
+            scenario.note(format!(
+                "{}: step `{}`: {} ok, {} errors, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
+                limits.label(),
+                op.operation,
+                op.ok,
+                op.errors,
+                op.p50_ms,
+                op.p99_ms,
+                op.p999_ms
+            ));
+        }
+        if driven.error_count() > 0 {
+            scenario.note(format!(
+                "flow errors ({}): {}",
+                limits.label(),
+                driven.errors_text()
+            ));
+        }
+        if limits == Limits::Off {
+            scenario.note(format!(
+                "{} rounds a side of at most {round_total} flows or {round_load:?}, alternating \
+                 with the other side. A flow's join retries (20 ms backoff, doubling) while the \
+                 creator's arrival is still on its way through the event stream; its latency \
+                 includes that wait. Each flow has its own two players, so with the limits on \
+                 every create and join passes its checks (what is measured is their cost, not \
+                 refusals)",
+                paired::ROUNDS
+            ));
+            scenario.rss_target(daemon);
+        }
     }
     let mut leavers = leavers.lock().await;
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
         while leavers.join_next().await.is_some() {}
     })
     .await;
-    Ok(driven.per_second())
+    let [off, on] = driven.map(|d| d.per_second());
+    scenario.limits_cost_target(off, on, "games/s");
+    Ok(scenario)
 }

@@ -58,6 +58,29 @@ pub struct Driven {
 }
 
 impl Driven {
+    /// No run yet: the start of a sum of rounds.
+    pub fn empty() -> Driven {
+        Driven {
+            ok: 0,
+            errors: BTreeMap::new(),
+            elapsed: Duration::ZERO,
+            latency: micros_histogram(),
+        }
+    }
+
+    /// Adds another run of the same operation (one round of a paired comparison): counts
+    /// and run times summed, latencies merged.
+    pub fn absorb(&mut self, other: Driven) {
+        self.ok += other.ok;
+        for (code, count) in other.errors {
+            *self.errors.entry(code).or_default() += count;
+        }
+        self.elapsed += other.elapsed;
+        self.latency
+            .add(&other.latency)
+            .expect("histograms of equal bounds add");
+    }
+
     /// Successes per second.
     pub fn per_second(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
@@ -119,12 +142,7 @@ where
             (ok, errors, latency)
         });
     }
-    let mut driven = Driven {
-        ok: 0,
-        errors: BTreeMap::new(),
-        elapsed: Duration::ZERO,
-        latency: micros_histogram(),
-    };
+    let mut driven = Driven::empty();
     while let Some(joined) = workers.join_next().await {
         let (ok, errors, latency) = match joined {
             Ok(result) => result,

@@ -33,6 +33,7 @@ pub mod driver;
 pub mod events;
 pub mod fixtures;
 pub mod list;
+pub mod paired;
 pub mod procs;
 pub mod report;
 pub mod soak;

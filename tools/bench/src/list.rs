@@ -7,8 +7,10 @@ use anyhow::{Context, bail};
 use futures::StreamExt;
 
 use super::fixtures::{self, EventFields};
+use super::paired::{self, Limits};
 use super::procs::{
-    CpuMark, DaemonProcess, DaemonSpec, GameServerProcess, GameServerSpec, RegisteredServer,
+    CpuMark, CpuTally, DaemonProcess, DaemonSpec, GameServerProcess, GameServerSpec,
+    RegisteredServer,
 };
 use super::report::{Row, Scenario};
 use super::wrk::{self, WrkLoad, WrkResult};
@@ -147,27 +149,50 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
         duration: bench.sizes.load,
         headers: vec!["X-Player-Id: bench-lister".into()],
     };
-    let daemon_mark = CpuMark::start(daemon.pid())?;
-    let redis_mark = CpuMark::start(redis_pid)?;
-    let listed = wrk::run(bench.work_dir(), &list_url, &load).await?;
-    let daemon_use = daemon_mark.finish()?;
-    let redis_use = redis_mark.finish()?;
-    let mut row = wrk_row("GET /v1/games limit=100 (wrk -t2 -c64)", &listed, "req/s");
-    row.daemon = Some(daemon_use);
-    row.redis_cores = Some(redis_use.cores);
-    scenario.rows.push(row);
-
+    // The two daemons (limits off, on) over the same record, in alternating rounds.
     let limited_url = format!("{}/v1/games?product={PRODUCT}&limit=100", limited.base_url);
-    let limited_mark = CpuMark::start(limited.pid())?;
-    let listed_limited = wrk::run(bench.work_dir(), &limited_url, &load).await?;
+    let round_load = WrkLoad {
+        duration: paired::round_length(bench.sizes.load),
+        ..load.clone()
+    };
+    let mut runs: [Vec<WrkResult>; 2] = [Vec::new(), Vec::new()];
+    let mut daemon_use = [CpuTally::default(), CpuTally::default()];
+    let mut redis_use = [CpuTally::default(), CpuTally::default()];
+    for round in 0..paired::ROUNDS {
+        for side in paired::order(round) {
+            let (url, pid) = match side {
+                Limits::Off => (&list_url, daemon.pid()),
+                Limits::On => (&limited_url, limited.pid()),
+            };
+            let daemon_mark = CpuMark::start(pid)?;
+            let redis_mark = CpuMark::start(redis_pid)?;
+            runs[side.index()].push(wrk::run(bench.work_dir(), url, &round_load).await?);
+            daemon_use[side.index()].add(&daemon_mark)?;
+            redis_use[side.index()].add(&redis_mark)?;
+        }
+    }
+    let [listed, listed_limited] =
+        runs.map(|rounds| WrkResult::combine(&rounds).expect("at least one round"));
+    let mut row = wrk_row("GET /v1/games limit=100 (wrk -t2 -c64)", &listed, "req/s");
+    row.daemon = Some(daemon_use[0].usage());
+    row.redis_cores = Some(redis_use[0].usage().cores);
+    scenario.rows.push(row);
     let mut row = wrk_row(
         "GET /v1/games limit=100 (wrk -t2 -c64), limits on (a second daemon, same record)",
         &listed_limited,
         "req/s",
     );
-    row.daemon = Some(limited_mark.finish()?);
+    row.daemon = Some(daemon_use[1].usage());
+    row.redis_cores = Some(redis_use[1].usage().cores);
     scenario.rows.push(row);
     drop(limited);
+    scenario.note(format!(
+        "limits off and on measured in {} alternating rounds each (off, on, on, off, …) of {:?}, \
+         so that noise from the shared machine falls on both alike; each figure sums its rounds, \
+         each latency percentile is the median round's",
+        paired::ROUNDS,
+        round_load.duration
+    ));
     scenario.limits_cost_target(listed.per_second(), listed_limited.per_second(), "req/s");
 
     // The ceiling: same daemon, same response size, no work behind it.
@@ -226,7 +251,7 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
         Some(listed.latency().p99_ms < 10.0),
         format!("p99 {:.2} ms", listed.latency().p99_ms),
     );
-    scenario.rss_target(Some(daemon_use));
+    scenario.rss_target(Some(daemon_use[0].usage()));
     if listed.errors() > 0 {
         scenario.note(format!(
             "listing errors: {} (status {}, timeouts {}, connect {}, read {}, write {})",

@@ -140,6 +140,33 @@ impl CpuMark {
     }
 }
 
+/// What one process used over several measured intervals (the rounds of a paired
+/// comparison), as if they were one.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CpuTally {
+    cpu: f64,
+    wall: f64,
+    peak_rss_mib: f64,
+}
+
+impl CpuTally {
+    /// Adds the interval from `mark` to now.
+    pub fn add(&mut self, mark: &CpuMark) -> anyhow::Result<()> {
+        self.cpu += cpu_seconds(mark.pid)? - mark.cpu;
+        self.wall += mark.at.elapsed().as_secs_f64();
+        self.peak_rss_mib = self.peak_rss_mib.max(peak_rss_mib(mark.pid)?);
+        Ok(())
+    }
+
+    /// The intervals' CPU per wall-clock second, and the peak RSS.
+    pub fn usage(&self) -> ResourceUse {
+        ResourceUse {
+            cores: self.cpu / self.wall.max(1e-9),
+            peak_rss_mib: self.peak_rss_mib,
+        }
+    }
+}
+
 /// A child process killed (SIGKILL) when dropped, with its output in a log file.
 #[derive(Debug)]
 pub struct Managed {

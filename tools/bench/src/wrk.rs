@@ -82,6 +82,33 @@ impl WrkResult {
         }
     }
 
+    /// Several runs against one URL (the rounds of a paired comparison) as one: counts and
+    /// run times summed; each latency percentile the median of the runs' (percentiles of
+    /// separate runs cannot be merged exactly; wrk gives no histogram), the slowest the
+    /// slowest.
+    pub fn combine(runs: &[WrkResult]) -> Option<WrkResult> {
+        let median = |pick: fn(&WrkResult) -> u64| {
+            let mut values: Vec<u64> = runs.iter().map(pick).collect();
+            values.sort_unstable();
+            values[values.len() / 2]
+        };
+        let sum = |pick: fn(&WrkResult) -> u64| runs.iter().map(pick).sum::<u64>();
+        (!runs.is_empty()).then(|| WrkResult {
+            requests: sum(|r| r.requests),
+            duration_us: sum(|r| r.duration_us),
+            bytes: sum(|r| r.bytes),
+            connect_errors: sum(|r| r.connect_errors),
+            read_errors: sum(|r| r.read_errors),
+            write_errors: sum(|r| r.write_errors),
+            status_errors: sum(|r| r.status_errors),
+            timeouts: sum(|r| r.timeouts),
+            p50_us: median(|r| r.p50_us),
+            p99_us: median(|r| r.p99_us),
+            p999_us: median(|r| r.p999_us),
+            max_us: runs.iter().map(|r| r.max_us).max().unwrap_or(0),
+        })
+    }
+
     /// Errors of any kind.
     pub fn errors(&self) -> u64 {
         self.connect_errors
@@ -149,6 +176,27 @@ mod tests {
         assert_eq!(result.per_second(), 2000.0);
         assert_eq!(result.errors(), 3);
         assert_eq!(result.latency().p99_ms, 9.0);
+    }
+
+    #[test]
+    fn rounds_combine_into_one_run() {
+        let line = |requests: u64, p99: u64| {
+            format!(
+                "MM_BENCH_WRK {{\"requests\":{requests},\"duration_us\":1000000,\"bytes\":10,\
+                 \"connect_errors\":0,\"read_errors\":0,\"write_errors\":0,\"status_errors\":1,\
+                 \"timeouts\":0,\"p50_us\":100,\"p99_us\":{p99},\"p999_us\":900,\"max_us\":{p99}}}"
+            )
+        };
+        let runs: Vec<WrkResult> = [(1000, 5), (3000, 9), (2000, 7)]
+            .iter()
+            .map(|(requests, p99)| parse(&line(*requests, *p99)).unwrap())
+            .collect();
+        let combined = WrkResult::combine(&runs).unwrap();
+        assert_eq!(combined.per_second(), 2000.0, "6,000 requests in 3 s");
+        assert_eq!(combined.errors(), 3);
+        assert_eq!(combined.p99_us, 7, "the median round's p99");
+        assert_eq!(combined.max_us, 9);
+        assert!(WrkResult::combine(&[]).is_none());
     }
 
     #[test]
