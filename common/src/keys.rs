@@ -148,10 +148,13 @@ impl ProductKeys {
         format!("{}:game:", self.base)
     }
 
-    /// `P:{product}:player:<player>:games`: ZSET of the player's live games of the product
-    /// (game id → admitted at, ms), the `limits.max_live_games_per_player` quota.
-    pub fn player_games(&self, player: &PlayerId) -> String {
-        format!("{}:player:{}:games", self.base, player.as_str())
+    /// `P:{product}:player:<player>:creates`: HASH of the player's creates of the product:
+    /// `tokens` and `at`, the `limits.creates_per_minute` token bucket, and one
+    /// `game:<id>` field per live game (→ admitted at, ms), the
+    /// `limits.max_live_games_per_player` quota. One key, so an admission is one read and
+    /// one write.
+    pub fn player_creates(&self, player: &PlayerId) -> String {
+        format!("{}:player:{}:creates", self.base, player.as_str())
     }
 
     /// `P:{product}:player:<player>:reservations`: ZSET of the player's open seat
@@ -160,10 +163,11 @@ impl ProductKeys {
         format!("{}:player:{}:reservations", self.base, player.as_str())
     }
 
-    /// `P:{product}:player:<player>:bucket:<kind>`: HASH `tokens`, `at`, the player's token
-    /// bucket of `kind` (`create` or `join`).
-    pub fn player_bucket(&self, player: &PlayerId, kind: &str) -> String {
-        format!("{}:player:{}:bucket:{kind}", self.base, player.as_str())
+    /// `P:{product}:player:<player>:bucket:join`: HASH `tokens`, `at`, the player's join
+    /// token bucket (`limits.joins_per_minute`; the create bucket lives in
+    /// [`ProductKeys::player_creates`]).
+    pub fn player_join_bucket(&self, player: &PlayerId) -> String {
+        format!("{}:player:{}:bucket:join", self.base, player.as_str())
     }
 }
 
@@ -189,13 +193,13 @@ mod tests {
         assert_eq!(pk.events(), "mm:{chess}:events");
         assert_eq!(pk.dead_letters(), "mm:{chess}:events:dead");
         let alice = PlayerId::new("alice").unwrap();
-        assert_eq!(pk.player_games(&alice), "mm:{chess}:player:alice:games");
+        assert_eq!(pk.player_creates(&alice), "mm:{chess}:player:alice:creates");
         assert_eq!(
             pk.player_reservations(&alice),
             "mm:{chess}:player:alice:reservations"
         );
         assert_eq!(
-            pk.player_bucket(&alice, "join"),
+            pk.player_join_bucket(&alice),
             "mm:{chess}:player:alice:bucket:join"
         );
         assert_eq!(keys.products(), "mm:products");

@@ -17,9 +17,9 @@ use crate::keys::{ProductKeys, RESERVATION_SEPARATOR};
 use crate::limits::{LimitRefusal, PlayerLimits};
 use crate::model::{Game, GameState, JoinRefusal};
 
-/// How long a player's set of live games outlives its last admission: a game live longer than
-/// this is no longer counted against its creator's quota (a lenient failure).
-const LIVE_GAMES_SET_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long a player's creates hash (with its live games) outlives its last admission: a game
+/// live longer than this is no longer counted against its creator's quota (a lenient failure).
+const PLAYER_CREATES_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl Store {
     /// Records a new game in `created`/pending. Returns `false` if the id is already taken.
@@ -125,7 +125,7 @@ impl Store {
         Self::game_script_keys(&mut invocation, &keys, game);
         invocation
             .key(keys.player_reservations(player))
-            .key(keys.player_bucket(player, "join"))
+            .key(keys.player_join_bucket(player))
             .arg(player.as_str())
             .arg(now_ms)
             .arg(ttl.as_millis() as u64)
@@ -210,8 +210,7 @@ impl Store {
         let keys = self.product_keys(product);
         let mut invocation = SCRIPTS.admit_create.prepare_invoke();
         invocation
-            .key(keys.player_games(player))
-            .key(keys.player_bucket(player, "create"))
+            .key(keys.player_creates(player))
             .arg(game.as_str())
             .arg(now_ms)
             .arg(limits.max_live_games)
@@ -219,7 +218,7 @@ impl Store {
             .arg(limits.create_burst)
             .arg(keys.game_prefix())
             .arg(grace.as_millis() as u64)
-            .arg(LIVE_GAMES_SET_TTL.as_millis() as u64);
+            .arg(PLAYER_CREATES_TTL.as_millis() as u64);
         let mut conn = self.conn.clone();
         let reply: Vec<String> = invocation.invoke_async(&mut conn).await?;
         match (
@@ -244,7 +243,9 @@ impl Store {
     ) -> StoreResult<()> {
         let keys = self.product_keys(product);
         let mut invocation = SCRIPTS.forget_create.prepare_invoke();
-        invocation.key(keys.player_games(player)).arg(game.as_str());
+        invocation
+            .key(keys.player_creates(player))
+            .arg(game.as_str());
         let mut conn = self.conn.clone();
         let _: i64 = invocation.invoke_async(&mut conn).await?;
         Ok(())

@@ -3,7 +3,8 @@
 //! A game script is the shared `lua/prelude.lua` (load a game, derive its state, save what
 //! changed and keep it in exactly one set) followed by its own body; the lease scripts and
 //! the dead-consumer sweep stand alone; the scripts under the per-player limits
-//! (`reserve_seat`, `admit_create`) also share `lua/limits_prelude.lua` (token buckets); the stream scripts (`watermark`, `trim_events`) share
+//! (`reserve_seat`, and `admit_create`, which needs no game and so no game prelude) share
+//! `lua/limits_prelude.lua` (token buckets); the stream scripts (`watermark`, `trim_events`) share
 //! `lua/stream_prelude.lua`, which finds the consumer group's oldest unacknowledged entry.
 //! `redis::Script` runs a script with `EVALSHA` and reloads it when Redis answers `NOSCRIPT`
 //! (after a restart or `SCRIPT FLUSH`).
@@ -78,7 +79,11 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     dead_letter: game_script!("dead_letter.lua"),
     reserve_seat: limited_script!("reserve_seat.lua"),
     keep_ticket: game_script!("keep_ticket.lua"),
-    admit_create: limited_script!("admit_create.lua"),
+    admit_create: Script::new(concat!(
+        include_str!("lua/limits_prelude.lua"),
+        "\n",
+        include_str!("lua/admit_create.lua")
+    )),
     forget_create: Script::new(include_str!("lua/forget_create.lua")),
     release_seat: game_script!("release_seat.lua"),
     remove_game: game_script!("remove_game.lua"),

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use mm_common::keys::CONSUMER_GROUP;
+use mm_common::limits::{LimitRefusal, PlayerLimits};
 use mm_common::model::{EventKind, GameSet, JoinRefusal};
 use mm_common::store::{
     ApplyResult, OpenCursor, RemoveGuard, RemoveOutcome, ReserveOutcome, Store, StoreOptions,
@@ -850,4 +851,92 @@ async fn dead_letters_and_the_audit_stream_are_capped_keeping_the_newest() {
     println!(
         "FIGURES caps: written={WRITTEN} cap={CAP} dead_letters_kept={dead} audit_kept={audit_len}"
     );
+}
+
+/// The per-player create admission keeps the create bucket and the live games in one hash per
+/// player and product: the bucket refuses past its burst, the live-games quota counts a game
+/// until it ends, a failed create gives its slot back, a slot never recorded is pruned after
+/// the grace, and the hash expires.
+#[tokio::test]
+async fn create_admission_keeps_bucket_and_live_games_in_one_expiring_hash() {
+    let f = Fixture::new().await;
+    let alice = PlayerId::new("alice").unwrap();
+    let limits = PlayerLimits {
+        max_live_games: 2,
+        creates_per_sec: 1.0,
+        create_burst: 3,
+        ..PlayerLimits::NONE
+    };
+    let grace = Duration::from_secs(120);
+    let admit = |game: GameId, at: u64| {
+        let (store, product, alice) = (f.store.clone(), f.product.clone(), alice.clone());
+        async move {
+            store
+                .admit_create(&product, &alice, &game, at, &limits, grace)
+                .await
+                .unwrap()
+        }
+    };
+    let recorded = f.game(1, 2);
+    assert!(f.store.create_game(&recorded).await.unwrap());
+    let unrecorded = GameId::new("chess.never-recorded").unwrap();
+    assert_eq!(admit(recorded.id.clone(), NOW).await, None);
+    assert_eq!(admit(unrecorded.clone(), NOW).await, None);
+    let third = GameId::new("chess.third").unwrap();
+    assert_eq!(
+        admit(third.clone(), NOW).await,
+        Some(LimitRefusal::QuotaExceeded { retry_after_ms: 0 }),
+        "two live games is the quota"
+    );
+    f.store
+        .forget_create(&f.product, &alice, &unrecorded)
+        .await
+        .unwrap();
+    assert_eq!(
+        admit(third.clone(), NOW).await,
+        None,
+        "a failed create gave its slot back"
+    );
+    assert_eq!(
+        admit(GameId::new("chess.fourth").unwrap(), NOW).await,
+        Some(LimitRefusal::RateLimited {
+            retry_after_ms: 1000
+        }),
+        "three creates emptied the bucket of three"
+    );
+    let later = NOW + grace.as_millis() as u64 + 1;
+    assert_eq!(
+        admit(GameId::new("chess.fifth").unwrap(), later).await,
+        None,
+        "`third` was never recorded: pruned after the grace; the recorded game still counts"
+    );
+    assert_eq!(
+        admit(GameId::new("chess.sixth").unwrap(), later + 1000).await,
+        Some(LimitRefusal::QuotaExceeded { retry_after_ms: 0 })
+    );
+    let mut conn = f.redis.connection().await;
+    let game_key = f.store.keys().product(&f.product).game(&recorded.id);
+    let _: () = conn.hset(&game_key, "state", "ended").await.unwrap();
+    assert_eq!(
+        admit(GameId::new("chess.seventh").unwrap(), later + 2000).await,
+        None,
+        "an ended game no longer counts"
+    );
+
+    let key = f.store.keys().product(&f.product).player_creates(&alice);
+    let fields: HashMap<String, String> = conn.hgetall(&key).await.unwrap();
+    let mut names: Vec<&str> = fields.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        vec!["at", "game:chess.fifth", "game:chess.seventh", "tokens"],
+        "one hash: the bucket and the live games, pruned"
+    );
+    let ttl: i64 = conn.pttl(&key).await.unwrap();
+    assert!(
+        ttl > 6 * 24 * 3_600_000 && ttl <= 7 * 24 * 3_600_000,
+        "the hash expires in 7 days while the quota is on: {ttl} ms"
+    );
+    let keys: Vec<String> = conn.keys("mm:{chess}:player:alice:*").await.unwrap();
+    assert_eq!(keys, vec![key], "no other per-player key for creates");
 }

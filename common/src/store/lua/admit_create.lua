@@ -1,36 +1,67 @@
--- Admits a create of `player` under the per-player limits, before any game server is called:
--- takes a token from the player's create bucket and a slot in the player's live games of the
--- product, atomically, so concurrent creates cannot exceed the quota.
--- KEYS: 1 the player's live games (ZSET game id -> admitted at, ms), 2 the player's create
---       bucket
+-- Admits a create of a player under the per-player limits, before any game server is called:
+-- takes a token from the player's create bucket and a slot among the player's live games of
+-- the product, atomically, so concurrent creates cannot exceed the quota. Both live in one
+-- hash (one read, one write: the admission is on every create's path).
+-- KEYS: 1 the player's creates (HASH: `tokens`, `at` = the create bucket; `game:<id>` = when
+--       that live game's create was admitted, ms)
 -- ARGV: 1 game id, 2 now (ms), 3 max live games (0 = no quota), 4 rate (creates/s, 0 = no
 --       rate limit), 5 burst, 6 game key prefix (`P:{product}:game:`), 7 grace (ms) an
---       admitted game may go unrecorded (its create still running), 8 the set's TTL (ms)
+--       admitted game may go unrecorded (its create still running), 8 the hash's TTL (ms)
+--       while the quota is on
 -- Returns {'admitted', ''} | {'rate_limited', retry ms} | {'quota_exceeded', retry ms}.
 -- The live games are pruned at check time: a game whose hash says `ended`, or that has no
 -- hash once the grace is over (never recorded, or its tombstone expired), no longer counts.
-local game_id, now = ARGV[1], tonumber(ARGV[2])
+local key, game_id, now = KEYS[1], ARGV[1], tonumber(ARGV[2])
 local max_live, rate, burst = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local prefix, grace, set_ttl = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
+local prefix, grace, live_ttl = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
 
-local wait, tokens = bucket_take(KEYS[2], rate, burst, now)
-if wait > 0 then return {'rate_limited', tostring(wait)} end
+local tokens, at, live = nil, nil, {}
+local fields = redis.call('HGETALL', key)
+for i = 1, #fields, 2 do
+  local field, value = fields[i], fields[i + 1]
+  if field == 'tokens' then
+    tokens = tonumber(value)
+  elseif field == 'at' then
+    at = tonumber(value)
+  elseif string.sub(field, 1, 5) == 'game:' then
+    live[#live + 1] = {string.sub(field, 6), tonumber(value)}
+  end
+end
 
+local level = nil
+if rate > 0 then
+  level = bucket_level(tokens, at, rate, burst, now)
+  local wait = bucket_wait(level, rate)
+  if wait > 0 then return {'rate_limited', tostring(wait)} end
+end
+
+local ttl = 0
+local write = {}
 if max_live > 0 then
-  local live = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
   local count = 0
-  for i = 1, #live, 2 do
-    local id, admitted = live[i], tonumber(live[i + 1])
+  for _, entry in ipairs(live) do
+    local id, admitted = entry[1], entry[2]
     local state = redis.call('HGET', prefix .. id, 'state')
     if state == 'ended' or (not state and admitted + grace <= now) then
-      redis.call('ZREM', KEYS[1], id)
+      redis.call('HDEL', key, 'game:' .. id)
     else
       count = count + 1
     end
   end
   if count >= max_live then return {'quota_exceeded', '0'} end
-  redis.call('ZADD', KEYS[1], now, game_id)
-  redis.call('PEXPIRE', KEYS[1], set_ttl)
+  write[#write + 1] = 'game:' .. game_id
+  write[#write + 1] = now
+  ttl = live_ttl
 end
-commit_bucket(KEYS[2], rate, burst, now, tokens)
+if level ~= nil then
+  write[#write + 1] = 'tokens'
+  write[#write + 1] = tostring(level - 1)
+  write[#write + 1] = 'at'
+  write[#write + 1] = now
+  ttl = math.max(ttl, bucket_ttl(rate, burst))
+end
+if #write > 0 then
+  redis.call('HSET', key, unpack(write))
+  redis.call('PEXPIRE', key, ttl)
+end
 return {'admitted', ''}
