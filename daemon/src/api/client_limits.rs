@@ -6,6 +6,10 @@
 //! arrives and charged when it is answered, so requests in flight together may overrun the
 //! burst by their number once.
 //!
+//! Checking costs a successful request one atomic load: the limiter keeps the time until
+//! which some bucket may still be empty, and only while that time lies ahead does a check
+//! look the client up (behind the LRU's mutex).
+//!
 //! The buckets live in this process's memory, not in Redis: they guard the process itself
 //! (a storm costs it nothing once refused here, without a Redis round trip per junk request),
 //! and a bounded LRU (`limits.max_tracked_clients`) keeps their memory fixed whatever the
@@ -17,6 +21,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -51,6 +56,12 @@ struct Inner {
     burst: f64,
     trusted: Vec<IpNet>,
     buckets: Mutex<LruCache<IpAddr, Bucket>>,
+    /// The limiter's clock origin.
+    epoch: Instant,
+    /// Nanoseconds after `epoch` until which some bucket may hold less than one token
+    /// (the latest refill deadline of a charge that left a bucket below one token); a
+    /// check before it looks the client up, a check after it knows no client is refused.
+    refusals_until_nanos: AtomicU64,
 }
 
 impl ClientLimiter {
@@ -75,6 +86,8 @@ impl ClientLimiter {
                 burst: f64::from(limits.client_failure_burst.max(1)),
                 trusted,
                 buckets: Mutex::new(LruCache::new(capacity)),
+                epoch: Instant::now(),
+                refusals_until_nanos: AtomicU64::new(0),
             }),
         })
     }
@@ -98,6 +111,9 @@ impl ClientLimiter {
 
     /// Seconds until `client` has a token again, if its bucket is empty now.
     fn refused_for(&self, client: IpAddr, now: Instant) -> Option<u64> {
+        if self.nanos_since_epoch(now) >= self.inner.refusals_until_nanos.load(Ordering::Relaxed) {
+            return None;
+        }
         let mut buckets = self.inner.buckets.lock().expect("client buckets lock");
         let bucket = buckets.get(&client)?;
         let tokens = self.refill(*bucket, now);
@@ -110,13 +126,25 @@ impl ClientLimiter {
         let tokens = buckets
             .get(&client)
             .map_or(self.inner.burst, |bucket| self.refill(*bucket, now));
+        let left = (tokens - 1.0).max(0.0);
         buckets.put(
             client,
             Bucket {
-                tokens: (tokens - 1.0).max(0.0),
+                tokens: left,
                 at: now,
             },
         );
+        if left < 1.0 {
+            // Under the lock, so deadlines of concurrent charges are not lost.
+            let refilled = now + std::time::Duration::from_secs_f64((1.0 - left) / self.inner.rate);
+            self.inner
+                .refusals_until_nanos
+                .fetch_max(self.nanos_since_epoch(refilled), Ordering::Relaxed);
+        }
+    }
+
+    fn nanos_since_epoch(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.inner.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
     fn refill(&self, bucket: Bucket, now: Instant) -> f64 {
@@ -274,6 +302,13 @@ mod tests {
             None,
             "one token a second"
         );
+        let later = start + Duration::from_secs(3);
+        assert!(
+            limiter.nanos_since_epoch(later)
+                >= limiter.inner.refusals_until_nanos.load(Ordering::Relaxed),
+            "once every bucket has a token again, a check needs no lookup"
+        );
+        assert_eq!(limiter.refused_for(bad, later), None);
         limiter.charge(ip("1.1.1.1"), start);
         limiter.charge(ip("2.2.2.2"), start);
         assert_eq!(
