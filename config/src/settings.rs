@@ -124,6 +124,12 @@ pub struct HttpSettings {
     /// Largest request head (header names and values) accepted; a larger one is answered
     /// `431 header_too_large`.
     pub max_header_bytes: usize,
+    /// Origins (`https://play.example.com`) whose browser pages may call the lobby API (CORS);
+    /// empty (the default) turns CORS off; `["*"]` allows any origin (refused in production
+    /// unless `cors_allow_any_origin_in_production`).
+    pub cors_origins: Vec<String>,
+    /// Lets production run with `cors_origins = ["*"]`.
+    pub cors_allow_any_origin_in_production: bool,
 }
 
 impl Default for HttpSettings {
@@ -141,6 +147,8 @@ impl Default for HttpSettings {
             keepalive_idle_timeout_ms: 5_000,
             max_connections: 4096,
             max_header_bytes: 16_384,
+            cors_origins: Vec::new(),
+            cors_allow_any_origin_in_production: false,
         }
     }
 }

@@ -1158,3 +1158,78 @@ fn connection_hygiene_defaults_and_rules() {
         "greater than 0",
     );
 }
+
+#[test]
+fn cors_origins_default_off_and_accept_origins() {
+    let dir = config_dir("");
+    let s = Settings::load_with_env(&opts(Mode::Test, dir.path()), no_env()).unwrap();
+    assert!(s.http.cors_origins.is_empty(), "CORS is off by default");
+    assert!(!s.http.cors_allow_any_origin_in_production);
+    let dir = config_dir(
+        "[http]\ncors_origins = [\"https://play.example.com\", \"http://localhost:5173\", \
+         \"http://[::1]:8000\", \"http://192.0.2.7\"]\n",
+    );
+    let s = Settings::load_with_env(&opts(Mode::Test, dir.path()), no_env()).unwrap();
+    assert_eq!(s.http.cors_origins.len(), 4);
+    let dir = config_dir("[http]\ncors_origins = [\"*\"]\n");
+    let s = Settings::load_with_env(&opts(Mode::Test, dir.path()), no_env()).unwrap();
+    assert_eq!(s.http.cors_origins, ["*"]);
+}
+
+#[test]
+fn cors_origins_must_be_origins_and_star_alone() {
+    for (bad, index) in [
+        ("https://play.example.com/", 0),
+        ("play.example.com", 0),
+        ("https://play.example.com/game", 0),
+        ("ftp://play.example.com", 0),
+        ("https://play.example.com:0", 0),
+        ("https://user@play.example.com", 0),
+        ("https://", 0),
+    ] {
+        let (err, _) = load_err(&format!("[http]\ncors_origins = [{bad:?}]\n"), &[]);
+        let problems = err.problems();
+        assert_eq!(problems.len(), 1, "{bad}: {err}");
+        assert_eq!(problems[0].key, format!("http.cors_origins[{index}]"));
+        assert!(problems[0].message.contains(&format!("{bad:?}")), "{err}");
+    }
+    let (err, _) = load_err(
+        "[http]\ncors_origins = [\"*\", \"https://play.example.com\"]\n",
+        &[],
+    );
+    assert_eq!(err.problems().len(), 1, "{err}");
+    assert_eq!(err.problems()[0].key, "http.cors_origins");
+    assert!(err.problems()[0].message.contains("only entry"), "{err}");
+}
+
+#[test]
+fn production_refuses_any_origin_unless_explicitly_allowed() {
+    let extra = tempfile::tempdir().unwrap();
+    let file = extra.path().join("cors.toml");
+    let load = |toml: &str| {
+        std::fs::write(&file, toml).unwrap();
+        let options = LoadOptions {
+            extra_file: Some(file.clone()),
+            ..opts(Mode::Production, &shipped_dir())
+        };
+        Settings::load_with_env(&options, env(&[("MM_AUTH__JWT_SECRET", JWT_SECRET)]))
+    };
+    let err = load("[http]\ncors_origins = [\"*\"]\n").unwrap_err();
+    let problem = err
+        .problems()
+        .iter()
+        .find(|p| p.key == "http.cors_origins")
+        .unwrap_or_else(|| panic!("no http.cors_origins problem: {err}"));
+    assert!(
+        problem
+            .message
+            .contains("http.cors_allow_any_origin_in_production"),
+        "{err}"
+    );
+    assert!(problem.origin.contains("cors.toml"), "{err}");
+    let s = load("[http]\ncors_origins = [\"*\"]\ncors_allow_any_origin_in_production = true\n")
+        .unwrap();
+    assert_eq!(s.http.cors_origins, ["*"]);
+    let s = load("[http]\ncors_origins = [\"https://play.example.com\"]\n").unwrap();
+    assert_eq!(s.http.cors_origins, ["https://play.example.com"]);
+}

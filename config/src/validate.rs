@@ -77,6 +77,78 @@ pub const MIN_HEADER_BYTES: usize = 1024;
 /// Largest `http.max_header_bytes` (the HTTP stack's own ceiling is twice the setting).
 pub const MAX_HEADER_BYTES: usize = 1 << 20;
 
+/// `http.cors_origins`: each entry an origin (`scheme://host[:port]`, no path), or `"*"` alone;
+/// `"*"` in production only with `http.cors_allow_any_origin_in_production`.
+fn check_cors(c: &mut Checker<'_>, http: &crate::settings::HttpSettings, mode: Mode) {
+    let origins = &http.cors_origins;
+    let any = origins.iter().any(|origin| origin == "*");
+    if any && origins.len() > 1 {
+        c.fail(
+            "http.cors_origins",
+            "\"*\" must be the only entry (it already allows every origin)",
+        );
+    }
+    if any
+        && origins.len() == 1
+        && mode == Mode::Production
+        && !http.cors_allow_any_origin_in_production
+    {
+        c.fail(
+            "http.cors_origins",
+            "must not be [\"*\"] in production: list the origins of your game's pages \
+             (set http.cors_allow_any_origin_in_production = true to allow any origin anyway)",
+        );
+    }
+    for (index, origin) in origins.iter().enumerate() {
+        if origin != "*" && !is_origin(origin) {
+            c.fail(
+                format!("http.cors_origins[{index}]"),
+                format!(
+                    "must be an origin like \"https://play.example.com\" or \
+                     \"http://localhost:5173\" (scheme http or https, a host, an optional port, \
+                     no path or trailing slash), or \"*\", got {origin:?}"
+                ),
+            );
+        }
+    }
+}
+
+/// Whether `text` is a serialised origin: `http(s)://host[:port]` with no path, query, user
+/// info or whitespace (the host a name, an IPv4 address or a bracketed IPv6 address).
+fn is_origin(text: &str) -> bool {
+    let Some(authority) = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let (host_ok, port) = match authority.strip_prefix('[') {
+        Some(bracketed) => match bracketed.split_once(']') {
+            Some((address, tail)) => (
+                address.parse::<std::net::Ipv6Addr>().is_ok(),
+                if tail.is_empty() {
+                    None
+                } else {
+                    Some(tail.strip_prefix(':').unwrap_or("not a port"))
+                },
+            ),
+            None => (false, None),
+        },
+        None => {
+            let (host, port) = match authority.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            };
+            let name_ok = !host.is_empty()
+                && host
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '-'));
+            (name_ok, port)
+        }
+    };
+    host_ok && port.is_none_or(|port| port.parse::<u16>().is_ok_and(|p| p > 0))
+}
+
 /// Checks every rule for a process running in `mode`; `origin` names the layer a dotted key's
 /// value came from.
 pub(crate) fn validate(
@@ -264,6 +336,8 @@ pub(crate) fn validate(
             );
         }
     }
+
+    check_cors(&mut c, &settings.http, mode);
 
     // [curation]
     let cur = &settings.curation;

@@ -31,10 +31,9 @@ pub(crate) fn current_request_id() -> Option<String> {
 /// README), its variant, its wire name and the HTTP status it is answered with.
 macro_rules! problem_codes {
     ($( #[doc = $meaning:literal] $variant:ident = $code:literal, $status:ident; )*) => {
-        /// The stable machine-readable `code` of a [`Problem`]: every code the API answers.
-        ///
-        /// README.md's table of codes is generated from this enum
-        /// ([`ProblemCode::markdown_table`]); a test fails when the two differ.
+        /// The stable machine-readable `code` of a problem document: every code the API answers.
+        // README.md's table of codes is generated from this enum
+        // ([`ProblemCode::markdown_table`]); a test fails when the two differ.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
         #[serde(rename_all = "snake_case")]
         pub enum ProblemCode {
@@ -480,5 +479,30 @@ mod tests {
             schemas["Problem"]["properties"]["code"]["$ref"],
             "#/components/schemas/ProblemCode"
         );
+    }
+
+    #[test]
+    fn every_operation_is_tagged_and_a_server_is_named() {
+        let doc = super::super::ops::document(16).unwrap();
+        let declared: Vec<&str> = doc["tags"]
+            .as_array()
+            .expect("tags are declared")
+            .iter()
+            .filter_map(|tag| tag["name"].as_str())
+            .collect();
+        let mut operations = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                operations += 1;
+                let tags = operation["tags"].as_array();
+                assert!(
+                    tags.is_some_and(|tags| !tags.is_empty()
+                        && tags.iter().all(|t| declared.contains(&t.as_str().unwrap()))),
+                    "{method} {path} has no declared tag"
+                );
+            }
+        }
+        assert!(operations >= 9, "found {operations} operations");
+        assert_eq!(doc["servers"][0]["url"], "/");
     }
 }

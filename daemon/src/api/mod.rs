@@ -14,11 +14,13 @@
 //! - [`extract`]: JSON/path/query extractors whose rejections are problem documents.
 //! - [`error`]: RFC 9457 problems.
 //! - [`client_limits`]: the per-client-address limit of failing requests.
+//! - [`cors`]: cross-origin requests from browser games (`http.cors_origins`).
 //! - [`middleware`]: request id, tracing span, timeout and panic (tower-http), metrics and
 //!   error shaping.
 
 pub mod auth;
 pub mod client_limits;
+pub mod cors;
 pub mod error;
 pub mod extract;
 pub mod games;
@@ -176,6 +178,11 @@ impl ApiContext {
         title = "matchmaker lobby API",
         description = "Create, list, join and cancel multiplayer game lobbies."
     ),
+    servers((url = "/", description = "This deployment's lobby API (`http.bind`); the document is served there and on the admin listener")),
+    tags(
+        (name = "games", description = "Game lobbies: create, list, get, join, cancel (a player is required)"),
+        (name = "ops", description = "Liveness, readiness, metrics and this document (no player required)"),
+    ),
     paths(
         games::create_game,
         games::list_games,
@@ -279,7 +286,14 @@ pub fn router(ctx: ApiContext) -> Router {
         timeout,
         max_header_bytes: ctx.http().max_header_bytes,
     };
-    middleware::around(routes, limits).with_state(ctx)
+    let routes = middleware::around(routes, limits);
+    // CORS outermost: preflights are answered before the middleware, and every answer to an
+    // allowed origin (problems included) carries its headers (contract section 5.8).
+    let routes = match cors::layer(&ctx.http().cors_origins) {
+        Some(cors) => routes.layer(cors),
+        None => routes,
+    };
+    routes.with_state(ctx)
 }
 
 /// Serves `router` on `listener` with the connection limits of `[http]` until `shutdown`

@@ -23,8 +23,8 @@ pub struct CreateGameRequest {
     #[schema(min_length = 1, max_length = 64, example = "eu")]
     #[serde(default)]
     pub region: Option<String>,
-    /// Game settings passed to the game server unchanged (a JSON object).
-    #[schema(value_type = Option<Object>)]
+    /// Game settings passed to the game server unchanged (a JSON object, any members).
+    #[schema(value_type = Option<std::collections::HashMap<String, serde_json::Value>>)]
     #[serde(default)]
     pub settings: Option<serde_json::Map<String, serde_json::Value>>,
 }

@@ -8,6 +8,7 @@ mod boundaries;
 mod console;
 mod console_tmux;
 mod consumer;
+mod cors;
 mod curator;
 mod deploy;
 mod ending;
