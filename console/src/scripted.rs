@@ -165,7 +165,7 @@ async fn products_to_read(
         Some(product) => {
             let names: Vec<&str> = known.iter().map(ProductId::as_str).collect();
             eprintln!(
-                "mm-console: warning: unknown product {product:?}: neither Redis (P:products) nor \
+                "mm-console: warning: unknown product \"{product}\": neither Redis (P:products) nor \
                  the configuration knows it (known: {})",
                 if names.is_empty() {
                     "none".to_string()

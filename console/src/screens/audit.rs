@@ -68,7 +68,7 @@ impl Screen for Audit {
         let visible = self.visible();
         let mut title = format!(
             " audit · {} · newest first ",
-            self.list.counts(visible.len(), "actions")
+            self.list.counts(visible.len(), ("action", "actions"))
         );
         if let (Some(error), Some(_)) = (&self.list.error, &self.list.items) {
             title.push_str(&format!("· read failed, showing the last read: {error} "));

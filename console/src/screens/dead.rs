@@ -73,7 +73,7 @@ impl Screen for DeadLetters {
         let visible = self.visible();
         let mut title = format!(
             " dead letters · {} · newest first ",
-            self.list.counts(visible.len(), "entries")
+            self.list.counts(visible.len(), ("entry", "entries"))
         );
         if let (Some(error), Some(_)) = (&self.list.error, &self.list.items) {
             title.push_str(&format!("· read failed, showing the last read: {error} "));

@@ -172,11 +172,12 @@ impl<T> StreamList<T> {
         self.selected = 0;
     }
 
-    /// The counts for the title: `40 entries` or `3 of 40 shown, 37 hidden by filter "x"`.
-    pub fn counts(&self, shown: usize, noun: &str) -> String {
+    /// The counts for the title: `40 entries` or `3 of 40 shown, 37 hidden by filter "x"`
+    /// (`noun`: singular and plural).
+    pub fn counts(&self, shown: usize, noun: (&str, &str)) -> String {
         let total = self.total();
         if self.filter.is_empty() {
-            format!("{total} {noun}")
+            format!("{total} {}", if total == 1 { noun.0 } else { noun.1 })
         } else {
             format!(
                 "{shown} of {total} shown, {} hidden by filter \"{}\"",
