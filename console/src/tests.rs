@@ -625,6 +625,11 @@ fn event_tail_follows_pauses_and_filters() {
     }
     update(&mut app, code(KeyCode::Enter));
     assert_eq!(app.screens.events.visible().len(), 1);
+    let screen = text(&render(&app));
+    assert!(
+        screen.contains("1 of 3 shown, 2 hidden by filter \"ended\""),
+        "{screen}"
+    );
 }
 
 #[test]
