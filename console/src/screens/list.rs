@@ -176,7 +176,10 @@ impl<T> StreamList<T> {
     /// (`noun`: singular and plural).
     pub fn counts(&self, shown: usize, noun: (&str, &str)) -> String {
         let total = self.total();
-        if self.filter.is_empty() {
+        if self.items.is_none() {
+            // Never "0 entries" for a list that was never read.
+            "not loaded yet".to_string()
+        } else if self.filter.is_empty() {
             format!("{total} {}", if total == 1 { noun.0 } else { noun.1 })
         } else {
             format!(
