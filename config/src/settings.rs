@@ -592,6 +592,9 @@ pub struct ConsoleSettings {
     pub read_only: bool,
     /// How many recent events the event tail keeps.
     pub tail_len: usize,
+    /// Who acts, for the audit entries of force-deletes (`--operator` wins); `None`: the login
+    /// (`USER`, `LOGNAME`, `USERNAME`, then the OS user database).
+    pub operator: Option<String>,
 }
 
 impl Default for ConsoleSettings {
@@ -600,6 +603,7 @@ impl Default for ConsoleSettings {
             refresh_ms: 1000,
             read_only: false,
             tail_len: 500,
+            operator: None,
         }
     }
 }

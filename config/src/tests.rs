@@ -169,6 +169,7 @@ fn defaults_are_the_contracts() {
     assert_eq!(s.console.refresh_ms, 1000);
     assert!(!s.console.read_only);
     assert_eq!(s.console.tail_len, 500);
+    assert_eq!(s.console.operator, None);
     assert!(s.game_servers.is_empty());
     assert_eq!(
         s.curation.pending_timeout(),
@@ -832,7 +833,7 @@ fn secret_type_errors_do_not_echo_the_value() {
 #[test]
 fn section_rules_name_key_and_source() {
     let f = |file: &Path| format!("file {}", file.display());
-    let file_cases: [(&str, &str, &str); 17] = [
+    let file_cases: [(&str, &str, &str); 18] = [
         (
             "[consumer]\ndead_letter_max_len = 0",
             "consumer.dead_letter_max_len",
@@ -909,6 +910,11 @@ fn section_rules_name_key_and_source() {
             "[console]\nrefresh_ms = 99",
             "console.refresh_ms",
             "at least 100",
+        ),
+        (
+            "[console]\noperator = \" \"",
+            "console.operator",
+            "non-empty name",
         ),
     ];
     for (toml, key, words) in file_cases {

@@ -468,6 +468,15 @@ pub(crate) fn validate(
         );
     }
 
+    if let Some(operator) = &settings.console.operator
+        && (operator.trim().is_empty() || operator.chars().any(char::is_control))
+    {
+        c.fail(
+            "console.operator",
+            "must be a non-empty name without control characters (or left unset: the login)",
+        );
+    }
+
     // [[game_servers]]
     let mut first_index: HashMap<&str, usize> = HashMap::new();
     for (i, server) in settings.game_servers.iter().enumerate() {

@@ -14,7 +14,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use mm_common::admin::{ForceDeleteOutcome, ForceDeleteReport};
 use mm_common::model::GameSet;
 
-use crate::data::{GameDetail, Overview, PageQuery, Snapshot, TailEvent};
+use crate::data::{AuditRow, DeadLetter, GameDetail, Overview, PageQuery, Snapshot, TailEvent};
 use crate::keymap::{self, GlobalAction, HelpSection, InputAction};
 use crate::screens::confirm::Confirm;
 use crate::screens::{Effect, OverlayReply, ScreenId, Screens, help};
@@ -78,13 +78,17 @@ pub struct Input {
     pub target: InputTarget,
     /// The text so far.
     pub text: String,
+    /// A filter's text before editing began (Esc restores it).
+    pub original: String,
+    /// Shown after the text: completion candidates.
+    pub hint: Option<String>,
 }
 
 /// An open overlay; it captures every key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Overlay {
-    /// The `?` help.
-    Help,
+    /// The `?` help, scrolled down this many lines.
+    Help(u16),
     /// The force-delete confirmation.
     Confirm(Confirm),
 }
@@ -116,6 +120,27 @@ pub struct Status {
     pub text: String,
     /// Its look.
     pub kind: StatusKind,
+    /// When it goes away (Unix ms); the key hints come back.
+    pub until_ms: u64,
+}
+
+/// How long a neutral or good status message stays.
+pub const STATUS_MS: u64 = 5_000;
+/// How long a failure stays (longer: it may need reading twice).
+pub const STATUS_BAD_MS: u64 = 10_000;
+
+/// The key hints of the status line for the screen shown.
+pub fn key_hints(screen: ScreenId) -> &'static str {
+    match screen {
+        ScreenId::Games => {
+            "1-6 views  / filter  Enter detail  ^D delete  : command  ? help  q quit"
+        }
+        ScreenId::Detail => "j/k scroll  ^D delete  Esc back  ? help  q quit",
+        ScreenId::Events => "/ filter  f follow/pause  j/k scroll  Esc back  ? help  q quit",
+        ScreenId::Dead | ScreenId::Audit => {
+            "/ filter  j/k select  Enter game  Esc back  ? help  q quit"
+        }
+    }
 }
 
 /// The global state screens may read (never write): clock, size, header data, connection.
@@ -138,6 +163,15 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Lines of the main area (what the shown screen draws into, borders included).
+    pub fn main_height(&self) -> u16 {
+        self.size
+            .1
+            .saturating_sub(chrome_height(self))
+            .saturating_add(3)
+            .max(3)
+    }
+
     /// Table rows that fit on screen.
     pub fn page_rows(&self) -> u64 {
         u64::from(self.size.1.saturating_sub(chrome_height(self)).max(1))
@@ -171,6 +205,8 @@ pub struct App {
     pub refresh_started_ms: u64,
     /// Set when the console should exit.
     pub quit: bool,
+    /// Who acts, for the audit entries (shown in the delete dialog).
+    pub operator: String,
 }
 
 /// What happened.
@@ -217,6 +253,20 @@ pub enum Msg {
         /// Why.
         error: String,
     },
+    /// The dead letters were read.
+    DeadLoaded(Vec<DeadLetter>),
+    /// Reading the dead letters failed.
+    DeadFailed {
+        /// Why.
+        error: String,
+    },
+    /// The audit stream was read.
+    AuditLoaded(Vec<AuditRow>),
+    /// Reading the audit stream failed.
+    AuditFailed {
+        /// Why.
+        error: String,
+    },
     /// New events from the tail task.
     TailEvents(Vec<TailEvent>),
     /// The tail task could not read.
@@ -248,10 +298,16 @@ pub enum Command {
         /// The game.
         id: String,
     },
+    /// Read the newest dead letters of every product.
+    LoadDead,
+    /// Read the newest audit entries.
+    LoadAudit,
     /// Run the force-delete flow on a game.
     ForceDelete {
         /// The game.
         id: String,
+        /// Why, for the audit entry.
+        reason: String,
     },
     /// Leave.
     Quit,
@@ -287,6 +343,7 @@ impl App {
             refresh_in_flight: false,
             refresh_started_ms: 0,
             quit: false,
+            operator: String::new(),
         }
     }
 
@@ -304,8 +361,8 @@ impl App {
     /// line's and the overlays'.
     pub fn help_sections(&self) -> Vec<HelpSection> {
         vec![
-            keymap::GLOBAL.help(),
             self.screens.get(self.active).help(),
+            keymap::GLOBAL.help(),
             crate::screens::confirm::KEYMAP.help(),
             keymap::COMMAND_LINE.help(),
             help::KEYMAP.help(),
@@ -313,9 +370,15 @@ impl App {
     }
 
     fn set_status(&mut self, kind: StatusKind, text: impl Into<String>) {
+        let lasts = if kind == StatusKind::Bad {
+            STATUS_BAD_MS
+        } else {
+            STATUS_MS
+        };
         self.status = Some(Status {
             text: text.into(),
             kind,
+            until_ms: self.shared.now_ms + lasts,
         });
     }
 
@@ -339,21 +402,24 @@ impl App {
                 Effect::Refresh => commands.push(self.refresh()),
                 Effect::Show(screen) => self.active = screen,
                 Effect::OpenDetail(id) => {
+                    let from = self.active;
                     self.active = ScreenId::Detail;
-                    let opened = self.screens.detail.open(id);
+                    let opened = self.screens.detail.open(id, from);
                     commands.extend(self.apply(opened));
                 }
                 Effect::EditFilter(text) => {
                     self.input = Some(Input {
                         target: InputTarget::Filter(self.active),
+                        original: text.clone(),
                         text,
+                        hint: None,
                     });
                 }
                 Effect::ConfirmDelete(id) => self.confirm_delete(id),
-                Effect::ForceDelete(id) => {
+                Effect::ForceDelete(id, reason) => {
                     self.shared.deletes_in_flight.push(id.clone());
                     self.set_status(StatusKind::Info, format!("deleting {id}…"));
-                    commands.push(Command::ForceDelete { id });
+                    commands.push(Command::ForceDelete { id, reason });
                 }
                 Effect::Status(kind, text) => self.set_status(kind, text),
             }
@@ -379,7 +445,9 @@ impl App {
                 .or_else(|| self.screens.detail.record_row(&id))
         });
         match game {
-            Some(game) => self.overlay = Some(Overlay::Confirm(Confirm::new(game))),
+            Some(game) => {
+                self.overlay = Some(Overlay::Confirm(Confirm::new(game, self.operator.clone())));
+            }
             None => self.set_status(StatusKind::Bad, "no game selected"),
         }
     }
@@ -406,6 +474,9 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Command> {
         }
         Msg::Tick { now_ms } => {
             app.shared.now_ms = now_ms;
+            if app.status.as_ref().is_some_and(|s| now_ms >= s.until_ms) {
+                app.status = None;
+            }
             let due = app
                 .shared
                 .updated_ms
@@ -459,6 +530,22 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Command> {
         Msg::DetailFailed { id, error } => {
             let effects = app.screens.detail.on_failed(&id, &error);
             app.apply(effects)
+        }
+        Msg::DeadLoaded(letters) => {
+            app.screens.dead.list.on_loaded(letters);
+            Vec::new()
+        }
+        Msg::DeadFailed { error } => {
+            app.screens.dead.list.on_failed(error);
+            Vec::new()
+        }
+        Msg::AuditLoaded(rows) => {
+            app.screens.audit.list.on_loaded(rows);
+            Vec::new()
+        }
+        Msg::AuditFailed { error } => {
+            app.screens.audit.list.on_failed(error);
+            Vec::new()
         }
         Msg::TailEvents(events) => {
             app.screens.events.on_events(events);
@@ -533,9 +620,11 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
         app.quit = true;
         return vec![Command::Quit];
     }
+    let help_lines = help::lines(&app.help_sections()).len();
+    let help_height = app.shared.size.1.saturating_sub(2);
     if let Some(overlay) = &mut app.overlay {
         let reply = match overlay {
-            Overlay::Help => help::on_key(&key),
+            Overlay::Help(scroll) => help::on_key(&key, scroll, help_lines, help_height),
             Overlay::Confirm(confirm) => confirm.on_key(&key),
         };
         return match reply {
@@ -565,10 +654,36 @@ fn on_input_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
     match keymap::COMMAND_LINE.lookup(&key) {
         Some(InputAction::Backspace) => {
             input.text.pop();
-            Vec::new()
+            input.hint = None;
+            live_filter(app)
         }
         Some(InputAction::Cancel) => {
-            app.input = None;
+            let input = app.input.take().expect("checked above");
+            match input.target {
+                // Esc while filtering restores the filter the screen had.
+                InputTarget::Filter(screen) if input.text != input.original => {
+                    let effects = app
+                        .screens
+                        .get_mut(screen)
+                        .apply_filter(input.original, &app.shared);
+                    app.apply(effects)
+                }
+                _ => Vec::new(),
+            }
+        }
+        Some(InputAction::Complete) => {
+            if input.target == InputTarget::Command {
+                let products: Vec<String> = app
+                    .screens
+                    .games
+                    .products
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect();
+                let (text, hint) = complete(&input.text, &products);
+                input.text = text;
+                input.hint = hint;
+            }
             Vec::new()
         }
         Some(InputAction::Submit) => {
@@ -590,8 +705,73 @@ fn on_input_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
                 && !key.modifiers.contains(KeyModifiers::CONTROL)
             {
                 input.text.push(c);
+                input.hint = None;
+                return live_filter(app);
             }
             Vec::new()
+        }
+    }
+}
+
+/// Filters as the operator types: the screen being filtered takes the text so far.
+fn live_filter(app: &mut App) -> Vec<Command> {
+    let Some(Input {
+        target: InputTarget::Filter(screen),
+        text,
+        ..
+    }) = &app.input
+    else {
+        return Vec::new();
+    };
+    let (screen, filter) = (*screen, text.trim().to_lowercase());
+    let effects = app
+        .screens
+        .get_mut(screen)
+        .apply_filter(filter, &app.shared);
+    app.apply(effects)
+}
+
+/// Tab on the command line: completes a command name, or a product after `product `.
+/// Returns the new text and, when several candidates remain, the hint listing them.
+pub fn complete(text: &str, products: &[String]) -> (String, Option<String>) {
+    let (prefix, word, candidates): (&str, &str, Vec<String>) = match text.strip_prefix("product ")
+    {
+        Some(partial) => ("product ", partial.trim_start(), products.to_vec()),
+        None => (
+            "",
+            text,
+            COMMANDS.iter().map(|(name, _)| name.to_string()).collect(),
+        ),
+    };
+    let matching: Vec<&String> = candidates.iter().filter(|c| c.starts_with(word)).collect();
+    match matching.as_slice() {
+        [] => (
+            text.to_string(),
+            Some(if prefix.is_empty() {
+                "no such command".to_string()
+            } else {
+                "no such product".to_string()
+            }),
+        ),
+        [only] => {
+            let space = if prefix.is_empty() && *only == "product" {
+                " "
+            } else {
+                ""
+            };
+            (format!("{prefix}{only}{space}"), None)
+        }
+        many => {
+            let common = many.iter().skip(1).fold(many[0].clone(), |common, c| {
+                common
+                    .chars()
+                    .zip(c.chars())
+                    .take_while(|(a, b)| a == b)
+                    .map(|(a, _)| a)
+                    .collect()
+            });
+            let list: Vec<&str> = many.iter().map(|c| c.as_str()).collect();
+            (format!("{prefix}{common}"), Some(list.join(" ")))
         }
     }
 }
@@ -602,6 +782,12 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("lobby", "lobby games"),
     ("active", "active games"),
     ("events", "event tail"),
+    ("dead", "dead letters of every product"),
+    ("audit", "operator actions (the audit stream)"),
+    (
+        "product",
+        "product <name>: show that product (Tab completes)",
+    ),
     ("help", "this help"),
     ("q", "quit (also :quit)"),
 ];
@@ -613,6 +799,36 @@ fn run_command_line(app: &mut App, text: &str) -> Vec<Command> {
         "lobby" => on_global(app, GlobalAction::ShowLobby),
         "active" => on_global(app, GlobalAction::ShowActive),
         "events" => on_global(app, GlobalAction::ShowEvents),
+        "dead" => on_global(app, GlobalAction::ShowDead),
+        "audit" => on_global(app, GlobalAction::ShowAudit),
+        "product" => {
+            let known: Vec<String> = app
+                .screens
+                .games
+                .products
+                .iter()
+                .map(|p| p.to_string())
+                .collect();
+            app.set_status(
+                StatusKind::Bad,
+                format!("usage: :product <name> (known: {})", known.join(" ")),
+            );
+            Vec::new()
+        }
+        other if other.starts_with("product ") => {
+            let name = other["product ".len()..].trim();
+            if app.screens.games.select_product(name) {
+                app.active = ScreenId::Games;
+                app.set_status(StatusKind::Info, format!("product {name}"));
+                vec![app.refresh()]
+            } else {
+                app.set_status(
+                    StatusKind::Bad,
+                    format!("unknown product {name:?} (Tab completes known products)"),
+                );
+                Vec::new()
+            }
+        }
         "help" => on_global(app, GlobalAction::Help),
         "q" | "quit" => on_global(app, GlobalAction::Quit),
         "" => Vec::new(),
@@ -634,13 +850,15 @@ fn on_global(app: &mut App, action: GlobalAction) -> Vec<Command> {
             vec![Command::Quit]
         }
         GlobalAction::Help => {
-            app.overlay = Some(Overlay::Help);
+            app.overlay = Some(Overlay::Help(0));
             Vec::new()
         }
         GlobalAction::CommandLine => {
             app.input = Some(Input {
                 target: InputTarget::Command,
                 text: String::new(),
+                original: String::new(),
+                hint: None,
             });
             Vec::new()
         }
@@ -651,7 +869,20 @@ fn on_global(app: &mut App, action: GlobalAction) -> Vec<Command> {
             app.active = ScreenId::Events;
             Vec::new()
         }
-        GlobalAction::RefreshNow => vec![app.refresh()],
+        GlobalAction::ShowDead => {
+            app.active = ScreenId::Dead;
+            vec![Command::LoadDead]
+        }
+        GlobalAction::ShowAudit => {
+            app.active = ScreenId::Audit;
+            vec![Command::LoadAudit]
+        }
+        GlobalAction::RefreshNow => {
+            let mut commands = vec![app.refresh()];
+            let effects = app.screens.get(app.active).on_refresh();
+            commands.extend(app.apply(effects));
+            commands
+        }
     }
 }
 

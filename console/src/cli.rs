@@ -16,7 +16,7 @@ pub mod exit {
     pub const FAILURE: u8 = 1;
     /// Usage or configuration error.
     pub const USAGE: u8 = 2;
-    /// No such game.
+    /// No such live game (`--delete`), or no such product (`--list`/`--tail --product`).
     pub const NOT_FOUND: u8 = 3;
     /// The game server refused the delete or could not be reached.
     pub const SERVER_FAILED: u8 = 4;
@@ -27,14 +27,20 @@ Without --delete, --list or --tail, mm-console opens the full-screen console (? 
 
 Exit codes of --delete:
   0  deleted on the game server (or the server no longer had it) and removed from the record
-  3  no such live game (never existed, or already ended)
+  3  no such live game: never existed, already ended, or a well-formed id without a product
+     prefix (`notanid`), which names no game
   4  the game server refused the delete or could not be reached; the record is kept.
      With --force the record is removed anyway and the audit entry says the server was not
      reached (or refused) - the exit code is still 4, because the game may still be running
      on its server.
-  2  usage or configuration error (bad flags, bad config file, malformed game id)
+  2  usage or configuration error (bad flags, bad config file, a malformed game id: empty,
+     longer than 64 bytes, or characters other than A-Z a-z 0-9 - _ .)
   1  Redis unreachable or another unexpected failure (nothing is known to have changed unless
-     the message says so)
+     the message says so); the message names the Redis URL (without credentials)
+
+Exit codes of --list and --tail: 0 done; 1 Redis unreachable; 2 usage or configuration error;
+3 --product names a product Redis and the configuration do not know (a warning on stderr,
+nothing on stdout).
 
 --json prints one JSON object for --delete and --list, and one JSON object per line for --tail.";
 
@@ -42,6 +48,7 @@ Exit codes of --delete:
 #[derive(Debug, Clone, Parser)]
 #[command(name = "mm-console", version, about, after_help = AFTER_HELP)]
 #[command(group(ArgGroup::new("action").args(["delete", "list", "tail"]).multiple(false)))]
+#[command(group(ArgGroup::new("streams").args(["list", "tail"]).multiple(false)))]
 pub struct Cli {
     /// Mode: selects config/<mode>.toml (development, test, production).
     #[arg(short = 'm', long, default_value = "development", value_parser = parse_mode)]
@@ -61,14 +68,14 @@ pub struct Cli {
     /// With --delete: why, for the audit entry.
     #[arg(long, value_name = "TEXT", requires = "delete")]
     pub reason: Option<String>,
-    /// Who is acting, for the audit entry (default: the OS user).
+    /// Who is acting, for the audit entry (default: `console.operator`, else the login).
     #[arg(long, value_name = "NAME")]
     pub operator: Option<String>,
     /// Print every game of a set (stalest first), then exit.
     #[arg(long, value_name = "SET", value_parser = parse_set)]
     pub list: Option<GameSet>,
-    /// With --list: only this product.
-    #[arg(long, value_name = "PRODUCT", requires = "list", value_parser = parse_product)]
+    /// With --list or --tail: only this product.
+    #[arg(long, value_name = "PRODUCT", requires = "streams", value_parser = parse_product)]
     pub product: Option<ProductId>,
     /// Follow every product's event stream (plain XREAD), one line per event.
     #[arg(long)]
@@ -113,6 +120,21 @@ mod tests {
     #[test]
     fn force_without_delete_is_a_usage_error() {
         let err = Cli::try_parse_from(["mm-console", "--force"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn product_goes_with_list_or_tail_only() {
+        for args in [
+            &["--tail", "--product", "chess"][..],
+            &["--list", "lobby", "--product", "chess"],
+        ] {
+            let cli =
+                Cli::try_parse_from(std::iter::once("mm-console").chain(args.iter().copied()))
+                    .unwrap();
+            assert_eq!(cli.product.unwrap().as_str(), "chess");
+        }
+        let err = Cli::try_parse_from(["mm-console", "--product", "chess"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
     }
 

@@ -13,6 +13,28 @@ use mm_config::Settings;
 
 use crate::app::Thresholds;
 
+#[cfg(test)]
+mod tests {
+    use super::url_without_credentials;
+
+    #[test]
+    fn credentials_never_show() {
+        assert_eq!(
+            url_without_credentials("redis://default:s3cret@10.0.0.5:6379/2"),
+            "redis://10.0.0.5:6379/2"
+        );
+        assert_eq!(
+            url_without_credentials("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        assert_eq!(
+            url_without_credentials("redis+unix:///run/redis.sock"),
+            "redis+unix:///run/redis.sock"
+        );
+        assert_eq!(url_without_credentials("::"), "the configured redis.url");
+    }
+}
+
 /// A configuration the console cannot work with.
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
@@ -44,6 +66,24 @@ pub struct Console {
     pub configured_products: Vec<ProductId>,
     /// Curation thresholds (for colouring).
     pub thresholds: Thresholds,
+    /// `redis.url` without credentials, for error messages.
+    pub redis_url: String,
+}
+
+/// `url` as error messages may show it: user name and password removed (an unparsable URL is
+/// not repeated at all: it may hold credentials).
+pub fn url_without_credentials(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            if !parsed.username().is_empty() || parsed.password().is_some() {
+                // Both only fail for URLs that cannot have credentials in the first place.
+                let _ = parsed.set_username("");
+                let _ = parsed.set_password(None);
+            }
+            parsed.to_string()
+        }
+        Err(_) => "the configured redis.url".to_string(),
+    }
 }
 
 impl Console {
@@ -54,6 +94,11 @@ impl Console {
         request: &ForceDeleteRequest,
     ) -> Result<ForceDeleteReport, AdminError> {
         admin::force_delete(&self.store, &self.servers, request, now_ms()).await
+    }
+
+    /// A Redis error as the operator should read it: naming the URL (without credentials).
+    pub fn redis_error(&self, error: impl std::fmt::Display) -> String {
+        format!("Redis at {}: {error}", self.redis_url)
     }
 
     /// Builds the handles; nothing connects yet.
@@ -85,6 +130,7 @@ impl Console {
         configured_products.sort();
         let curation = &settings.curation;
         Ok(Console {
+            redis_url: url_without_credentials(&settings.redis.url),
             store,
             servers: ServerCalls::new(client, endpoints),
             configured_products,

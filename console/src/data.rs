@@ -2,7 +2,8 @@
 //! game's detail. Built by [`crate::fetch`] from Redis, read by [`crate::app`] and
 //! [`crate::view`]; nothing here does I/O.
 
-use mm_common::model::GameSet;
+use mm_common::audit::AuditEntry;
+use mm_common::model::{Game, GameSet};
 use mm_common::store::WindowRow;
 use mm_common::{GameState, ProductId};
 use serde::Serialize;
@@ -128,6 +129,8 @@ pub struct PageQuery {
 pub struct FilterScan {
     /// Rows examined.
     pub scanned: u64,
+    /// Rows of the whole (unfiltered) set.
+    pub set_size: u64,
     /// Whether the set has more rows than were examined.
     pub truncated: bool,
 }
@@ -230,10 +233,86 @@ impl TailEvent {
 pub struct GameDetail {
     /// The game id.
     pub id: String,
-    /// Every field of its hash, sorted by name (empty: no such hash).
-    pub fields: Vec<(String, String)>,
+    /// Its record (`None`: no such hash, or it could not be decoded).
+    pub game: Option<Game>,
     /// Its most recent events from the product stream, newest first.
     pub events: Vec<TailEvent>,
     /// How many stream entries were searched for them.
     pub searched: usize,
+}
+
+/// One entry of a product's dead letters (contract section 3.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The product whose stream it came from.
+    pub product: String,
+    /// Its entry id in the dead-letter stream (its time is when it was dead-lettered).
+    pub entry_id: String,
+    /// Every field, in stream order (`reason`, `source_id`, `dead_at`, then the event's).
+    pub fields: Vec<(String, String)>,
+}
+
+impl DeadLetter {
+    /// A field's value, empty when absent.
+    pub fn field(&self, name: &str) -> &str {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    /// When it was dead-lettered (Unix ms): `dead_at`, else the entry id's time.
+    pub fn dead_at_ms(&self) -> u64 {
+        self.field("dead_at")
+            .parse()
+            .ok()
+            .unwrap_or_else(|| entry_time(&self.entry_id))
+    }
+
+    /// Whether `needle` (already lower-case) occurs in the product or any field.
+    pub fn matches(&self, needle: &str) -> bool {
+        needle.is_empty()
+            || self.product.to_lowercase().contains(needle)
+            || self.fields.iter().any(|(k, v)| {
+                k.to_lowercase().contains(needle) || v.to_lowercase().contains(needle)
+            })
+    }
+}
+
+/// One operator action of the audit stream (contract section 3.6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    /// Its entry id in `P:audit`.
+    pub entry_id: String,
+    /// The action.
+    pub entry: AuditEntry,
+}
+
+impl AuditRow {
+    /// Whether `needle` (already lower-case) occurs in a text field of the action.
+    pub fn matches(&self, needle: &str) -> bool {
+        let e = &self.entry;
+        needle.is_empty()
+            || [
+                &e.operator,
+                &e.action,
+                &e.game_id,
+                &e.product,
+                &e.server_id,
+                &e.reason,
+                &e.outcome,
+                &e.detail,
+            ]
+            .iter()
+            .any(|field| field.to_lowercase().contains(needle))
+    }
+}
+
+/// The time (Unix ms) of a stream entry id `<ms>-<seq>`; 0 if it is not one.
+pub fn entry_time(entry_id: &str) -> u64 {
+    entry_id
+        .split('-')
+        .next()
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or(0)
 }

@@ -9,12 +9,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use mm_common::model::GameSet;
-use mm_common::store::{Store, StoreError, StreamEntry, TailReader, Watermark, record_fields};
+use mm_common::store::{Store, StoreError, StreamEntry, TailReader, Watermark};
 use mm_common::{GameId, ProductId};
 
 use crate::data::{
-    FilterScan, GameDetail, GameRow, GamesPage, GroupStats, Overview, PageQuery, ProductStats,
-    Snapshot, TailEvent,
+    AuditRow, DeadLetter, FilterScan, GameDetail, GameRow, GamesPage, GroupStats, Overview,
+    PageQuery, ProductStats, Snapshot, TailEvent,
 };
 
 /// A daemon instance counts as alive if it wrote a heartbeat this recently.
@@ -153,6 +153,7 @@ pub async fn games_page(store: &Store, query: &PageQuery) -> Result<GamesPage, S
         total,
         scan: Some(FilterScan {
             scanned,
+            set_size,
             truncated: set_size > scanned,
         }),
     })
@@ -199,7 +200,7 @@ pub async fn detail(store: &Store, id: &str) -> Result<GameDetail, StoreError> {
     }) else {
         return Ok(GameDetail {
             id: id.to_string(),
-            fields: Vec::new(),
+            game: None,
             events: Vec::new(),
             searched: 0,
         });
@@ -209,7 +210,7 @@ pub async fn detail(store: &Store, id: &str) -> Result<GameDetail, StoreError> {
         .await?;
     Ok(GameDetail {
         id: id.to_string(),
-        fields: history.game.as_ref().map(record_fields).unwrap_or_default(),
+        game: history.game,
         events: history
             .events
             .into_iter()
@@ -219,10 +220,51 @@ pub async fn detail(store: &Store, id: &str) -> Result<GameDetail, StoreError> {
     })
 }
 
+/// Dead letters read per product for the `:dead` view.
+pub const DEAD_LETTERS_PER_PRODUCT: usize = 200;
+/// Audit entries read for the `:audit` view.
+pub const AUDIT_ENTRIES: usize = 500;
+
+/// The newest dead letters of every product (at most [`DEAD_LETTERS_PER_PRODUCT`] each),
+/// newest first.
+pub async fn dead_letters(
+    store: &Store,
+    configured: &[ProductId],
+) -> Result<Vec<DeadLetter>, StoreError> {
+    let products = products(store, configured).await?;
+    let reads = futures::future::join_all(
+        products
+            .iter()
+            .map(|p| store.recent_dead_letters(p, DEAD_LETTERS_PER_PRODUCT)),
+    )
+    .await;
+    let mut letters = Vec::new();
+    for (product, entries) in products.iter().zip(reads) {
+        letters.extend(entries?.into_iter().map(|entry| DeadLetter {
+            product: product.to_string(),
+            entry_id: entry.id,
+            fields: entry.fields,
+        }));
+    }
+    letters.sort_by_key(|letter| std::cmp::Reverse(entry_order(&letter.entry_id)));
+    Ok(letters)
+}
+
+/// The newest [`AUDIT_ENTRIES`] operator actions, newest first.
+pub async fn audit(store: &Store) -> Result<Vec<AuditRow>, StoreError> {
+    Ok(store
+        .recent_audit(AUDIT_ENTRIES)
+        .await?
+        .into_iter()
+        .map(|(entry_id, entry)| AuditRow { entry_id, entry })
+        .collect())
+}
+
 /// Follows every product stream with plain `XREAD` (never a consumer group).
 pub struct TailFollower {
     store: Store,
     configured: Vec<ProductId>,
+    only: Option<Vec<ProductId>>,
     reader: TailReader,
     last_ids: BTreeMap<ProductId, String>,
     backfill: usize,
@@ -237,16 +279,26 @@ impl TailFollower {
             reader: store.tail_reader(block),
             store,
             configured,
+            only: None,
             last_ids: BTreeMap::new(),
             backfill,
             block,
         }
     }
 
+    /// Follows only these products' streams.
+    pub fn only(mut self, products: Vec<ProductId>) -> Self {
+        self.only = Some(products);
+        self
+    }
+
     /// The next events (possibly none after `block`), in entry-id order per stream.
     pub async fn next_batch(&mut self) -> Result<Vec<TailEvent>, StoreError> {
         let mut events = Vec::new();
-        let products = products(&self.store, &self.configured).await?;
+        let products = match &self.only {
+            Some(only) => only.clone(),
+            None => products(&self.store, &self.configured).await?,
+        };
         for product in products {
             if self.last_ids.contains_key(&product) {
                 continue;

@@ -188,6 +188,10 @@ pub enum GlobalAction {
     ShowActive,
     /// Show the event tail.
     ShowEvents,
+    /// Show the dead letters.
+    ShowDead,
+    /// Show the audit stream.
+    ShowAudit,
     /// Re-read Redis now.
     RefreshNow,
 }
@@ -201,12 +205,14 @@ pub const GLOBAL: Keymap<GlobalAction> = Keymap {
         bind(
             &[ch(':')],
             GlobalAction::CommandLine,
-            "command line: :pending :lobby :active :events :q",
+            "command line: :pending :lobby :active :events :dead :audit :product <name> :q",
         ),
         bind(&[ch('1')], GlobalAction::ShowPending, "pending games"),
         bind(&[ch('2')], GlobalAction::ShowLobby, "lobby games"),
         bind(&[ch('3')], GlobalAction::ShowActive, "active games"),
         bind(&[ch('4'), ch('e')], GlobalAction::ShowEvents, "event tail"),
+        bind(&[ch('5')], GlobalAction::ShowDead, "dead letters (:dead)"),
+        bind(&[ch('6')], GlobalAction::ShowAudit, "audit stream (:audit)"),
         bind(&[ch('r')], GlobalAction::RefreshNow, "re-read Redis now"),
     ],
 };
@@ -220,6 +226,8 @@ pub enum InputAction {
     Cancel,
     /// Delete the last character.
     Backspace,
+    /// Complete a command or product name.
+    Complete,
 }
 
 /// The keys of the command line (other keys type).
@@ -227,11 +235,20 @@ pub const COMMAND_LINE: Keymap<InputAction> = Keymap {
     title: "Filter / command line",
     bindings: &[
         bind(&[plain(KeyCode::Enter)], InputAction::Submit, "apply"),
-        bind(&[plain(KeyCode::Esc)], InputAction::Cancel, "cancel"),
+        bind(
+            &[plain(KeyCode::Esc)],
+            InputAction::Cancel,
+            "cancel (a filter goes back to what it was)",
+        ),
         bind(
             &[plain(KeyCode::Backspace)],
             InputAction::Backspace,
-            "delete a character (other keys type)",
+            "delete a character (other keys type; filters apply as you type)",
+        ),
+        bind(
+            &[plain(KeyCode::Tab)],
+            InputAction::Complete,
+            "complete a command, or a product after :product",
         ),
     ],
 };
@@ -239,7 +256,7 @@ pub const COMMAND_LINE: Keymap<InputAction> = Keymap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::screens::{confirm, detail, events, games, help};
+    use crate::screens::{audit, confirm, dead, detail, events, games, help};
 
     fn press(code: KeyCode, modifiers: KeyModifiers) -> KeyEvent {
         KeyEvent::new(code, modifiers)
@@ -263,11 +280,11 @@ mod tests {
     }
 
     #[test]
-    fn q_closes_dialogs_but_types_in_a_text_field() {
+    fn q_closes_help_but_types_in_text_fields() {
         let q = press(KeyCode::Char('q'), KeyModifiers::NONE);
         assert_eq!(GLOBAL.lookup(&q), Some(GlobalAction::Quit));
         assert_eq!(games::KEYMAP.lookup(&q), None, "falls back to global");
-        assert_eq!(confirm::KEYMAP.lookup(&q), Some(confirm::Action::Cancel));
+        assert_eq!(confirm::KEYMAP.lookup(&q), None, "q types into the reason");
         assert_eq!(help::KEYMAP.lookup(&q), Some(help::Action::Close));
         assert_eq!(COMMAND_LINE.lookup(&q), None, "q types in a text field");
     }
@@ -295,5 +312,7 @@ mod tests {
         assert_no_key_bound_twice(&detail::KEYMAP);
         assert_no_key_bound_twice(&confirm::KEYMAP);
         assert_no_key_bound_twice(&help::KEYMAP);
+        assert_no_key_bound_twice(&dead::KEYMAP);
+        assert_no_key_bound_twice(&audit::KEYMAP);
     }
 }

@@ -9,7 +9,8 @@
 //! - [`fetch`]: read-only Redis queries (windows, header statistics, detail, `XREAD` tail);
 //!   [`data`]: the plain data they return.
 //! - [`scripted`]: `--delete`, `--list`, `--tail`.
-//! - [`context`]: store, game-server client and thresholds built from the settings.
+//! - [`context`]: store, game-server client and thresholds built from the settings;
+//!   [`operator`]: who acts, for the audit entries.
 //!
 //! Force-deletes go through [`mm_common::admin`], shared by the TUI and `--delete`.
 
@@ -19,6 +20,7 @@ pub mod context;
 pub mod data;
 pub mod fetch;
 pub mod keymap;
+pub mod operator;
 pub mod screens;
 pub mod scripted;
 pub mod tui;
@@ -107,10 +109,10 @@ pub fn run_cli(cli: Cli) -> u8 {
             return exit::FAILURE;
         }
     };
-    let operator = cli
-        .operator
-        .clone()
-        .unwrap_or_else(mm_common::audit::os_user);
+    let operator = operator::resolve(
+        cli.operator.as_deref(),
+        settings.console.operator.as_deref(),
+    );
     runtime.block_on(async move {
         // The lazy store spawns its reconnect task: it must be built inside the runtime.
         let console = match Console::from_settings(&settings) {
@@ -134,7 +136,7 @@ pub fn run_cli(cli: Cli) -> u8 {
             return scripted::list(&console, set, cli.product.as_ref(), cli.json).await;
         }
         if cli.tail {
-            return scripted::tail(&console, cli.json).await;
+            return scripted::tail(&console, cli.product.as_ref(), cli.json).await;
         }
         let options = tui::TuiOptions {
             refresh_ms: settings.console.refresh_ms,

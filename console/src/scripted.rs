@@ -92,10 +92,10 @@ pub async fn delete(console: &Console, args: &DeleteArgs) -> u8 {
                 print_json(&ErrorReport {
                     game_id: &args.game,
                     outcome: "redis_error",
-                    error: err.to_string(),
+                    error: console.redis_error(&err),
                 });
             }
-            eprintln!("mm-console: {err}");
+            eprintln!("mm-console: {}", console.redis_error(&err));
             exit::FAILURE
         }
     }
@@ -143,22 +143,54 @@ struct Listing<'a> {
     games: &'a [GameRow],
 }
 
+/// The products to read: every known one, or only `only` if it is known. Prints a warning
+/// or the error, and returns the exit code, when there is nothing to read.
+async fn products_to_read(
+    console: &Console,
+    only: Option<&ProductId>,
+) -> Result<Vec<ProductId>, u8> {
+    let known = match fetch::products(&console.store, &console.configured_products).await {
+        Ok(products) => products,
+        Err(err) => {
+            eprintln!(
+                "mm-console: reading products: {}",
+                console.redis_error(&err)
+            );
+            return Err(exit::FAILURE);
+        }
+    };
+    match only {
+        None => Ok(known),
+        Some(product) if known.contains(product) => Ok(vec![product.clone()]),
+        Some(product) => {
+            let names: Vec<&str> = known.iter().map(ProductId::as_str).collect();
+            eprintln!(
+                "mm-console: warning: unknown product \"{product}\": neither Redis (P:products) nor \
+                 the configuration knows it (known: {})",
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            );
+            Err(exit::NOT_FOUND)
+        }
+    }
+}
+
 /// `--list SET [--product P]`: every game of the set; returns the exit code.
 pub async fn list(console: &Console, set: GameSet, product: Option<&ProductId>, json: bool) -> u8 {
-    let products = match product {
-        Some(p) => vec![p.clone()],
-        None => match fetch::products(&console.store, &console.configured_products).await {
-            Ok(products) => products,
-            Err(err) => {
-                eprintln!("mm-console: reading products: {err}");
-                return exit::FAILURE;
-            }
-        },
+    let products = match products_to_read(console, product).await {
+        Ok(products) => products,
+        Err(code) => return code,
     };
     let rows = match fetch::list_games(&console.store, &products, set).await {
         Ok(rows) => rows,
         Err(err) => {
-            eprintln!("mm-console: reading {set} games: {err}");
+            eprintln!(
+                "mm-console: reading {set} games: {}",
+                console.redis_error(&err)
+            );
             return exit::FAILURE;
         }
     };
@@ -209,15 +241,26 @@ fn write_table(out: &mut impl Write, rows: &[GameRow]) -> io::Result<()> {
     out.flush()
 }
 
-/// `--tail`: prints each new event as one line (or one JSON object) until the reader goes
-/// away (broken pipe), or Ctrl-C. Returns the exit code.
-pub async fn tail(console: &Console, json: bool) -> u8 {
+/// `--tail [--product P]`: prints each new event (of every product, or only of `product`) as
+/// one line (or one JSON object) until the reader goes away (broken pipe), or Ctrl-C. Returns
+/// the exit code.
+pub async fn tail(console: &Console, product: Option<&ProductId>, json: bool) -> u8 {
+    let only = match product {
+        None => None,
+        Some(_) => match products_to_read(console, product).await {
+            Ok(products) => Some(products),
+            Err(code) => return code,
+        },
+    };
     let mut follower = fetch::TailFollower::new(
         console.store.clone(),
         console.configured_products.clone(),
         0,
         Duration::from_millis(1000),
     );
+    if let Some(only) = only {
+        follower = follower.only(only);
+    }
     let mut warned = false;
     loop {
         let batch = tokio::select! {
@@ -231,7 +274,10 @@ pub async fn tail(console: &Console, json: bool) -> u8 {
             }
             Err(err) => {
                 if !warned {
-                    eprintln!("mm-console: reading event streams: {err} (retrying)");
+                    eprintln!(
+                        "mm-console: reading event streams: {} (retrying)",
+                        console.redis_error(&err)
+                    );
                     warned = true;
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;

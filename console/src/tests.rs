@@ -4,7 +4,8 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use mm_common::admin::{ForceDeleteOutcome, ForceDeleteReport};
 use mm_common::model::GameSet;
-use mm_common::{GameState, ProductId};
+use mm_common::model::{EntryId, Game, Phase, RosterEntry};
+use mm_common::{GameId, GameState, PlayerId, ProductId, ServerId};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
@@ -61,6 +62,7 @@ fn ctrl(c: char) -> Msg {
 /// An app that has done one refresh of the lobby of `chess` with `rows` (of `total`).
 fn loaded(rows: Vec<GameRow>, total: u64) -> App {
     let mut app = App::new(NOW, thresholds(), 1000, 100, false);
+    app.operator = "alice".into();
     app.shared.size = (120, 30);
     let commands = update(&mut app, Msg::Tick { now_ms: NOW });
     let Some(Command::Refresh { generation, .. }) = commands.first().cloned() else {
@@ -251,17 +253,7 @@ fn detail_view_snapshot() {
         &mut app,
         Msg::DetailLoaded(Box::new(GameDetail {
             id: id.clone(),
-            fields: vec![
-                ("capacity".into(), "4".into()),
-                ("created_at".into(), (NOW - 1560 * SEC).to_string()),
-                ("creator_id".into(), "player-2".into()),
-                ("id".into(), id.clone()),
-                ("players".into(), "[\"player-2\"]".into()),
-                ("product".into(), "chess".into()),
-                ("server_id".into(), "gs-chess-1".into()),
-                ("state".into(), "all_players_joined".into()),
-                ("updated_at".into(), (NOW - 1500 * SEC).to_string()),
-            ],
+            game: Some(lobby_game(&id)),
             events: vec![
                 event(2, "player_joined", "player-9"),
                 event(1, "creator_joined", "player-2"),
@@ -270,6 +262,53 @@ fn detail_view_snapshot() {
         })),
     );
     insta::assert_snapshot!(text(&render(&app)));
+    for size in SIZES {
+        app.shared.size = size;
+        insta::assert_snapshot!(format!("detail_{}x{}", size.0, size.1), text(&render(&app)));
+    }
+    // It scrolls: at 80×24 the events are below the fold until j/G.
+    app.shared.size = (80, 24);
+    assert!(!text(&render(&app)).contains("player_joined"));
+    update(&mut app, key('G'));
+    let screen = text(&render(&app));
+    assert!(screen.contains("player_joined"), "{screen}");
+    assert!(
+        screen.contains("lines "),
+        "the title says where we are: {screen}"
+    );
+    update(&mut app, key('g'));
+    assert_eq!(app.screens.detail.scroll, 0);
+}
+
+/// The sizes every view is snapshotted at.
+const SIZES: [(u16, u16); 2] = [(80, 24), (160, 45)];
+
+/// A lobby game of `chess` with its creator and a second player present, one who left and
+/// one reservation running.
+fn lobby_game(id: &str) -> Game {
+    let player = |p: &str| PlayerId::new(p).unwrap();
+    let mut game = Game::new(
+        GameId::new(id).unwrap(),
+        ProductId::new("chess").unwrap(),
+        ServerId::new("gs-chess-1").unwrap(),
+        Some("eu".into()),
+        4,
+        player("player-2"),
+        "ws://gs-chess-1.example:7000/play".into(),
+        "{\"map\":\"classic\"}".into(),
+        NOW - 1560 * SEC,
+    );
+    game.phase = Phase::Lobby;
+    game.updated_at_ms = NOW - 1500 * SEC;
+    let joined = |secs: u64, present: bool| RosterEntry {
+        entry_id: EntryId::new(NOW - secs * SEC, 0),
+        present,
+    };
+    game.roster.insert(player("player-2"), joined(99, true));
+    game.roster.insert(player("player-9"), joined(98, true));
+    game.roster.insert(player("player-4"), joined(50, false));
+    game.reservations.insert(player("player-7"), NOW + 30 * SEC);
+    game
 }
 
 #[test]
@@ -291,7 +330,8 @@ fn confirm_dialog_defaults_to_cancel_and_enter_on_cancel_deletes_nothing() {
     assert_eq!(
         commands,
         vec![Command::ForceDelete {
-            id: three_rows()[0].id.clone()
+            id: three_rows()[0].id.clone(),
+            reason: crate::screens::confirm::DEFAULT_REASON.to_string(),
         }]
     );
     assert!(app.status.as_ref().unwrap().text.contains("deleting"));
@@ -338,31 +378,77 @@ fn read_only_refuses_delete_and_says_so() {
 }
 
 #[test]
-fn filter_is_typed_applied_lowercased_and_cleared() {
+fn filter_applies_as_typed_lowercased_and_esc_restores_it() {
     let mut app = loaded(three_rows(), 3);
     update(&mut app, key('/'));
+    let mut last = Vec::new();
     for c in "Player-2".chars() {
-        update(&mut app, key(c));
+        last = update(&mut app, key(c));
     }
-    update(&mut app, code(KeyCode::Backspace));
-    update(&mut app, key('2'));
-    let commands = update(&mut app, code(KeyCode::Enter));
-    assert_eq!(app.screens.games.filter, "player-2");
+    // Every keystroke filters: the table's refresh already carries the text so far.
     let [
         Command::Refresh {
             query: Some(query), ..
         },
-    ] = commands.as_slice()
+    ] = last.as_slice()
     else {
-        panic!("{commands:?}");
+        panic!("{last:?}");
     };
     assert_eq!(query.filter, "player-2");
     assert_eq!(query.offset, 0);
+    update(&mut app, code(KeyCode::Backspace));
+    assert_eq!(app.screens.games.filter, "player-");
+    update(&mut app, key('2'));
+    // Enter keeps it (nothing new to read).
+    assert!(update(&mut app, code(KeyCode::Enter)).is_empty());
+    assert_eq!(app.screens.games.filter, "player-2");
     assert!(three_rows()[1].matches("player-2"));
     assert!(!three_rows()[0].matches("player-2"));
+    // Editing again and pressing Esc puts the filter back as it was.
+    update(&mut app, key('/'));
+    update(&mut app, key('9'));
+    assert_eq!(app.screens.games.filter, "player-29");
+    update(&mut app, code(KeyCode::Esc));
+    assert!(app.input.is_none());
+    assert_eq!(app.screens.games.filter, "player-2");
+    // Esc on the table clears it.
     let commands = update(&mut app, code(KeyCode::Esc));
     assert!(app.screens.games.filter.is_empty());
     assert_eq!(commands.len(), 1);
+}
+
+/// A filtered window says how many rows the filter hides, and an empty match never looks
+/// like an empty set.
+#[test]
+fn filtered_table_counts_hidden_rows_at_both_sizes() {
+    let mut app = loaded(three_rows(), 3);
+    app.screens.games.filter = "player-2".into();
+    let page = app.screens.games.page.as_mut().unwrap();
+    page.rows.retain(|r| r.matches("player-2"));
+    page.total = 1;
+    page.scan = Some(crate::data::FilterScan {
+        scanned: 40,
+        set_size: 40,
+        truncated: false,
+    });
+    for size in SIZES {
+        app.shared.size = size;
+        let screen = text(&render(&app));
+        if size.0 >= 160 {
+            assert!(
+                screen.contains("1-1 of 1 shown, 39 hidden by filter \"player-2\""),
+                "{screen}"
+            );
+        }
+        insta::assert_snapshot!(format!("filtered_{}x{}", size.0, size.1), screen);
+    }
+    let page = app.screens.games.page.as_mut().unwrap();
+    page.rows.clear();
+    page.total = 0;
+    app.shared.size = (80, 24);
+    let screen = text(&render(&app));
+    assert!(screen.contains("0 of 0 shown, 40 hidden"), "{screen}");
+    assert!(screen.contains("no lobby game matches filter"), "{screen}");
 }
 
 #[test]
@@ -459,7 +545,7 @@ fn redis_down_keeps_data_under_a_banner_and_clears_on_recovery() {
     assert!(screen.contains("00000001"), "old rows still shown");
     // Still responsive: keys work while down.
     update(&mut app, key('?'));
-    assert_eq!(app.overlay, Some(Overlay::Help));
+    assert_eq!(app.overlay, Some(Overlay::Help(0)));
 }
 
 #[test]
@@ -539,6 +625,11 @@ fn event_tail_follows_pauses_and_filters() {
     }
     update(&mut app, code(KeyCode::Enter));
     assert_eq!(app.screens.events.visible().len(), 1);
+    let screen = text(&render(&app));
+    assert!(
+        screen.contains("1 of 3 shown, 2 hidden by filter \"ended\""),
+        "{screen}"
+    );
 }
 
 #[test]
@@ -614,11 +705,12 @@ fn delete_from_detail_uses_the_record_when_the_table_no_longer_shows_the_game() 
         &mut app,
         Msg::DetailLoaded(Box::new(GameDetail {
             id: id.clone(),
-            fields: vec![
-                ("product".into(), "chess".into()),
-                ("server_id".into(), "gs-chess-9".into()),
-                ("state".into(), "in_progress".into()),
-            ],
+            game: Some({
+                let mut game = lobby_game(&id);
+                game.server_id = ServerId::new("gs-chess-9").unwrap();
+                game.phase = Phase::InProgress;
+                game
+            }),
             events: Vec::new(),
             searched: 0,
         })),
@@ -636,4 +728,358 @@ fn delete_from_detail_uses_the_record_when_the_table_no_longer_shows_the_game() 
     update(&mut app, code(KeyCode::Esc));
     assert_eq!(app.active, ScreenId::Games);
     assert!(app.screens.detail.id.is_none());
+}
+
+fn type_text(app: &mut App, text: &str) -> Vec<Command> {
+    let mut last = Vec::new();
+    for c in text.chars() {
+        last = update(app, key(c));
+    }
+    last
+}
+
+#[test]
+fn main_view_at_80_and_160_columns_keeps_ids_readable() {
+    let mut app = loaded(three_rows(), 3);
+    for size in SIZES {
+        app.shared.size = size;
+        let screen = text(&render(&app));
+        // The distinguishing end of every id is on screen.
+        for n in 1..=3 {
+            assert!(screen.contains(&format!("00000000000{n}")), "{screen}");
+        }
+        insta::assert_snapshot!(format!("main_{}x{}", size.0, size.1), screen);
+    }
+    // At 50 columns the id still shows its distinguishing end, not one character.
+    app.shared.size = (50, 24);
+    let screen = text(&render(&app));
+    assert!(screen.contains("0193a1b2…00000000002"), "{screen}");
+}
+
+#[test]
+fn abbreviated_ids_keep_start_and_end() {
+    use crate::view::abbreviate_id;
+    let id = "chess.0193a1b2-0000-7000-8000-000000000001";
+    assert_eq!(abbreviate_id(id, "chess", 64), id);
+    assert_eq!(
+        abbreviate_id(id, "chess", 36),
+        "0193a1b2-0000-7000-8000-000000000001"
+    );
+    assert_eq!(abbreviate_id(id, "chess", 20), "0193a1b2…00000000001");
+    assert_eq!(abbreviate_id(id, "chess", 10), "…000000001");
+    assert_eq!(abbreviate_id("short", "chess", 10), "short");
+}
+
+#[test]
+fn help_scrolls_and_shows_every_section_at_both_sizes() {
+    let mut app = loaded(three_rows(), 3);
+    update(&mut app, key('?'));
+    for size in SIZES {
+        app.shared.size = size;
+        if let Some(Overlay::Help(scroll)) = &mut app.overlay {
+            *scroll = 0;
+        }
+        insta::assert_snapshot!(format!("help_{}x{}", size.0, size.1), text(&render(&app)));
+    }
+    app.shared.size = (80, 24);
+    let top = text(&render(&app));
+    assert!(top.contains("lines 1-"), "says it scrolls: {top}");
+    assert!(
+        !top.contains("close help"),
+        "the last section is below: {top}"
+    );
+    update(&mut app, key('G'));
+    let bottom = text(&render(&app));
+    assert!(bottom.contains("close help"), "{bottom}");
+    assert!(bottom.contains("overdue"), "{bottom}");
+    update(&mut app, key('k'));
+    update(&mut app, key('g'));
+    assert_eq!(app.overlay, Some(Overlay::Help(0)));
+    update(&mut app, key('q'));
+    assert!(app.overlay.is_none() && !app.quit);
+}
+
+fn dead_letter(n: u64, kind: &str, reason: &str) -> crate::data::DeadLetter {
+    crate::data::DeadLetter {
+        product: "chess".into(),
+        entry_id: format!("{}-0", NOW - n * 60 * SEC),
+        fields: vec![
+            ("reason".into(), reason.into()),
+            ("source_id".into(), format!("{}-3", NOW - n * 60 * SEC - 5)),
+            ("dead_at".into(), (NOW - n * 60 * SEC).to_string()),
+            ("type".into(), kind.into()),
+            ("game_id".into(), three_rows()[n as usize].id.clone()),
+            ("server_id".into(), "gs-chess-2".into()),
+        ],
+    }
+}
+
+#[test]
+fn dead_letters_view_lists_filters_and_opens_the_game() {
+    let mut app = loaded(three_rows(), 3);
+    let commands = update(&mut app, key('5'));
+    assert_eq!(commands, vec![Command::LoadDead]);
+    assert_eq!(app.active, ScreenId::Dead);
+    assert!(text(&render(&app)).contains("loading…"));
+    update(
+        &mut app,
+        Msg::DeadLoaded(vec![
+            dead_letter(
+                1,
+                "player_joined",
+                "server_mismatch: event from server gs-chess-2 for a game on server gs-chess-1",
+            ),
+            dead_letter(2, "game_started", "unknown_game"),
+        ]),
+    );
+    for size in SIZES {
+        app.shared.size = size;
+        insta::assert_snapshot!(format!("dead_{}x{}", size.0, size.1), text(&render(&app)));
+    }
+    update(&mut app, key('/'));
+    type_text(&mut app, "unknown");
+    let screen = text(&render(&app));
+    assert!(
+        screen.contains("1 of 2 shown, 1 hidden by filter"),
+        "{screen}"
+    );
+    update(&mut app, code(KeyCode::Enter));
+    let commands = update(&mut app, code(KeyCode::Enter));
+    let id = three_rows()[2].id.clone();
+    assert_eq!(commands, vec![Command::LoadDetail { id: id.clone() }]);
+    assert_eq!(app.active, ScreenId::Detail);
+    // Esc goes back where the detail was opened from.
+    update(&mut app, code(KeyCode::Esc));
+    assert_eq!(app.active, ScreenId::Dead);
+    // Esc clears the filter, then goes back to the games.
+    update(&mut app, code(KeyCode::Esc));
+    assert_eq!(app.screens.dead.visible().len(), 2);
+    update(&mut app, code(KeyCode::Esc));
+    assert_eq!(app.active, ScreenId::Games);
+}
+
+#[test]
+fn audit_view_lists_operator_actions() {
+    use mm_common::audit::AuditEntry;
+    let mut app = loaded(three_rows(), 3);
+    update(&mut app, key(':'));
+    type_text(&mut app, "audit");
+    assert_eq!(
+        update(&mut app, code(KeyCode::Enter)),
+        vec![Command::LoadAudit]
+    );
+    let action = |n: usize, operator: &str, outcome: &str, reason: &str| crate::data::AuditRow {
+        entry_id: format!("{}-0", NOW - n as u64 * 600 * SEC),
+        entry: AuditEntry {
+            operator: operator.into(),
+            action: "force_delete".into(),
+            game_id: three_rows()[n].id.clone(),
+            product: "chess".into(),
+            server_id: "gs-chess-1".into(),
+            reason: reason.into(),
+            outcome: outcome.into(),
+            server_reached: outcome == "deleted",
+            forced: false,
+            detail: if outcome == "deleted" {
+                String::new()
+            } else {
+                "game server gs-chess-1: connection refused".into()
+            },
+            at_ms: NOW - n as u64 * 600 * SEC,
+        },
+    };
+    update(
+        &mut app,
+        Msg::AuditLoaded(vec![
+            action(
+                0,
+                "alice",
+                "server_unreachable_record_kept",
+                "stuck in lobby",
+            ),
+            action(1, "bob", "deleted", "force-delete from the console"),
+        ]),
+    );
+    for size in SIZES {
+        app.shared.size = size;
+        insta::assert_snapshot!(format!("audit_{}x{}", size.0, size.1), text(&render(&app)));
+    }
+    let screen = text(&render(&app));
+    assert!(screen.contains("2 actions"), "{screen}");
+    assert!(
+        screen.contains("connection refused"),
+        "the selected entry's detail: {screen}"
+    );
+}
+
+#[test]
+fn views_not_loaded_during_an_outage_say_so_and_the_last_data_stays() {
+    let mut app = App::new(NOW, thresholds(), 1000, 100, false);
+    app.shared.size = (80, 24);
+    let commands = update(&mut app, Msg::Tick { now_ms: NOW });
+    let [Command::Refresh { generation, .. }] = commands.as_slice() else {
+        panic!("{commands:?}");
+    };
+    let error = "Redis at redis://127.0.0.1:6390/0: Connection refused (os error 111)";
+    update(
+        &mut app,
+        Msg::RefreshFailed {
+            generation: *generation,
+            error: error.into(),
+            at_ms: NOW,
+        },
+    );
+    let screen = text(&render(&app));
+    assert!(screen.contains("not loaded yet: Redis at"), "{screen}");
+    assert!(!screen.contains("no games"), "{screen}");
+    // A product known from before the outage, its window not read yet: the same.
+    let mut app = loaded(three_rows(), 3);
+    app.shared.size = (80, 24);
+    update(&mut app, key('p'));
+    let commands = update(
+        &mut app,
+        Msg::Tick {
+            now_ms: NOW + 2 * SEC,
+        },
+    );
+    let generation = app.generation;
+    assert!(!commands.is_empty() || generation > 0);
+    update(
+        &mut app,
+        Msg::RefreshFailed {
+            generation,
+            error: error.into(),
+            at_ms: NOW + 2 * SEC,
+        },
+    );
+    let screen = text(&render(&app));
+    assert!(screen.contains("not loaded yet: Redis at"), "{screen}");
+    assert!(
+        screen.contains("poker"),
+        "the header keeps its counts: {screen}"
+    );
+    // The dead letters, never read: not loaded yet; read once, then failing: kept.
+    update(&mut app, key('5'));
+    update(
+        &mut app,
+        Msg::DeadFailed {
+            error: error.into(),
+        },
+    );
+    insta::assert_snapshot!("dead_not_loaded_80x24", text(&render(&app)));
+    update(
+        &mut app,
+        Msg::DeadLoaded(vec![dead_letter(1, "player_joined", "unknown_game")]),
+    );
+    update(
+        &mut app,
+        Msg::DeadFailed {
+            error: error.into(),
+        },
+    );
+    let screen = text(&render(&app));
+    assert!(screen.contains("unknown_game"), "{screen}");
+    assert!(screen.contains("read failed"), "{screen}");
+}
+
+#[test]
+fn status_messages_expire_and_the_key_hints_come_back() {
+    let mut app = loaded(three_rows(), 3);
+    update(&mut app, ctrl('d'));
+    update(&mut app, code(KeyCode::Enter));
+    let screen = text(&render(&app));
+    assert!(screen.contains("cancelled"), "{screen}");
+    assert!(
+        screen.contains("? help"),
+        "hints beside the message: {screen}"
+    );
+    update(
+        &mut app,
+        Msg::Tick {
+            now_ms: NOW + 4 * SEC,
+        },
+    );
+    assert!(app.status.is_some());
+    update(
+        &mut app,
+        Msg::Tick {
+            now_ms: NOW + 6 * SEC,
+        },
+    );
+    assert!(app.status.is_none());
+    let screen = text(&render(&app));
+    assert!(!screen.contains("cancelled"), "{screen}");
+    assert!(screen.contains("Enter detail"), "{screen}");
+}
+
+#[test]
+fn product_command_completes_known_products() {
+    let mut app = loaded(three_rows(), 3);
+    update(&mut app, key(':'));
+    type_text(&mut app, "pro");
+    update(&mut app, code(KeyCode::Tab));
+    assert_eq!(app.input.as_ref().unwrap().text, "product ");
+    update(&mut app, code(KeyCode::Tab));
+    let input = app.input.as_ref().unwrap();
+    assert_eq!(input.hint.as_deref(), Some("chess poker"), "{input:?}");
+    assert!(text(&render(&app)).contains(":product    chess poker"));
+    type_text(&mut app, "po");
+    update(&mut app, code(KeyCode::Tab));
+    assert_eq!(app.input.as_ref().unwrap().text, "product poker");
+    let commands = update(&mut app, code(KeyCode::Enter));
+    assert!(matches!(
+        commands.as_slice(),
+        [Command::Refresh { query: Some(q), .. }] if q.product.as_str() == "poker"
+    ));
+    assert_eq!(app.screens.games.product().unwrap().as_str(), "poker");
+    update(&mut app, key(':'));
+    type_text(&mut app, "product golf");
+    assert!(update(&mut app, code(KeyCode::Enter)).is_empty());
+    assert!(
+        app.status
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("unknown product")
+    );
+    assert_eq!(app.screens.games.product().unwrap().as_str(), "poker");
+}
+
+#[test]
+fn delete_dialog_takes_an_edited_reason_at_both_sizes() {
+    let mut app = loaded(three_rows(), 3);
+    update(&mut app, ctrl('d'));
+    for size in SIZES {
+        app.shared.size = size;
+        insta::assert_snapshot!(
+            format!("confirm_{}x{}", size.0, size.1),
+            text(&render(&app))
+        );
+    }
+    assert!(text(&render(&app)).contains("done by alice"));
+    // Ctrl-U clears the prefilled reason; letters (q included) type into it.
+    update(&mut app, ctrl('u'));
+    type_text(&mut app, "stuck in queue");
+    assert!(app.overlay.is_some(), "q typed, did not close the dialog");
+    update(&mut app, code(KeyCode::Backspace));
+    type_text(&mut app, "e");
+    // Enter on the default button still cancels.
+    assert!(update(&mut app, code(KeyCode::Enter)).is_empty());
+    update(&mut app, ctrl('d'));
+    assert_eq!(
+        open_dialog(&app).unwrap().reason,
+        crate::screens::confirm::DEFAULT_REASON,
+        "a new dialog starts from the default"
+    );
+    update(&mut app, ctrl('u'));
+    type_text(&mut app, "stuck in queue");
+    update(&mut app, code(KeyCode::Tab));
+    let commands = update(&mut app, code(KeyCode::Enter));
+    assert_eq!(
+        commands,
+        vec![Command::ForceDelete {
+            id: three_rows()[0].id.clone(),
+            reason: "stuck in queue".into(),
+        }]
+    );
 }

@@ -55,6 +55,7 @@ pub async fn run(console: Console, options: TuiOptions) -> std::io::Result<()> {
         options.read_only,
     );
     app.shared.size = (size.width, size.height);
+    app.operator = options.operator.clone();
     let (tx, mut rx) = mpsc::channel::<Msg>(256);
     let tail_task = tokio::spawn(tail_loop(console.clone(), options.tail_len, tx.clone()));
     let mut events = EventStream::new();
@@ -111,7 +112,7 @@ fn execute(console: &Console, options: &TuiOptions, command: Command, tx: &mpsc:
                     },
                     Err(err) => Msg::RefreshFailed {
                         generation,
-                        error: err.to_string(),
+                        error: console.redis_error(&err),
                         at_ms,
                     },
                 };
@@ -124,13 +125,36 @@ fn execute(console: &Console, options: &TuiOptions, command: Command, tx: &mpsc:
                     Ok(detail) => Msg::DetailLoaded(Box::new(detail)),
                     Err(err) => Msg::DetailFailed {
                         id,
-                        error: err.to_string(),
+                        error: console.redis_error(&err),
                     },
                 };
                 let _ = tx.send(msg).await;
             });
         }
-        Command::ForceDelete { id } => {
+        Command::LoadDead => {
+            tokio::spawn(async move {
+                let msg =
+                    match fetch::dead_letters(&console.store, &console.configured_products).await {
+                        Ok(letters) => Msg::DeadLoaded(letters),
+                        Err(err) => Msg::DeadFailed {
+                            error: console.redis_error(&err),
+                        },
+                    };
+                let _ = tx.send(msg).await;
+            });
+        }
+        Command::LoadAudit => {
+            tokio::spawn(async move {
+                let msg = match fetch::audit(&console.store).await {
+                    Ok(rows) => Msg::AuditLoaded(rows),
+                    Err(err) => Msg::AuditFailed {
+                        error: console.redis_error(&err),
+                    },
+                };
+                let _ = tx.send(msg).await;
+            });
+        }
+        Command::ForceDelete { id, reason } => {
             let operator = options.operator.clone();
             tokio::spawn(async move {
                 let result = match GameId::new(&id) {
@@ -139,7 +163,7 @@ fn execute(console: &Console, options: &TuiOptions, command: Command, tx: &mpsc:
                         let request = ForceDeleteRequest {
                             game,
                             operator,
-                            reason: "force-delete from the console".to_string(),
+                            reason,
                             force: false,
                         };
                         console
@@ -173,7 +197,7 @@ async fn tail_loop(console: Console, tail_len: usize, tx: mpsc::Sender<Msg>) {
             Ok(events) => Msg::TailEvents(events),
             Err(err) => {
                 let msg = Msg::TailFailed {
-                    error: err.to_string(),
+                    error: console.redis_error(&err),
                 };
                 if tx.send(msg).await.is_err() {
                     return;

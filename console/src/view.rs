@@ -52,7 +52,7 @@ pub fn view(app: &App, frame: &mut Frame) {
     app.screens.get(app.active).draw(&app.shared, frame, main);
     draw_status(app, frame, status);
     match &app.overlay {
-        Some(Overlay::Help) => help::draw(&app.help_sections(), frame, area),
+        Some(Overlay::Help(scroll)) => help::draw(&app.help_sections(), *scroll, frame, area),
         Some(Overlay::Confirm(confirm)) => confirm.draw(frame, area),
         None => {}
     }
@@ -217,6 +217,45 @@ fn draw_banner(app: &App, frame: &mut Frame, area: Rect) {
     );
 }
 
+/// A game id in at most `width` characters, keeping what tells ids apart: the whole id if it
+/// fits; else without its `product.` prefix (the table says the product); else the start of
+/// the UUIDv7 (its creation time) and as much of its random end as fits, joined by `…`; at
+/// the narrowest, only the end. The detail view always shows the whole id.
+pub fn abbreviate_id(id: &str, product: &str, width: usize) -> String {
+    let length = id.chars().count();
+    if length <= width {
+        return id.to_string();
+    }
+    let rest = id
+        .strip_prefix(product)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .filter(|rest| !rest.is_empty())
+        .unwrap_or(id);
+    let chars: Vec<char> = rest.chars().collect();
+    if chars.len() <= width {
+        return rest.to_string();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let head = if width >= 16 { 8 } else { 0 };
+    let tail = width.saturating_sub(head + 1);
+    let mut out: String = chars[..head].iter().collect();
+    out.push('…');
+    out.extend(&chars[chars.len() - tail..]);
+    out
+}
+
+/// `11-21 15:04:05` (UTC) of a Unix-millisecond time: month, day and clock.
+pub fn rfc3339_short(ms: u64) -> String {
+    // RFC 3339 `2026-11-21T15:04:05.123Z` → `11-21 15:04:05`
+    let text = rfc3339(ms);
+    match (text.get(5..10), text.get(11..19)) {
+        (Some(day), Some(time)) => format!("{day} {time}"),
+        _ => text,
+    }
+}
+
 /// `text` cut to `width` characters, `…` marking the cut.
 pub fn truncate(text: &str, width: usize) -> String {
     if text.chars().count() <= width {
@@ -234,12 +273,16 @@ fn draw_status(app: &App, frame: &mut Frame, area: Rect) {
             InputTarget::Command => ":",
             InputTarget::Filter(_) => "/",
         };
-        let text = format!("{prompt}{}", input.text);
+        let mut text = format!("{prompt}{}", input.text);
         let width = text.chars().count() as u16;
+        if let Some(hint) = &input.hint {
+            text.push_str(&format!("   {hint}"));
+        }
         frame.render_widget(Paragraph::new(text), area);
         frame.set_cursor_position((area.x + width.min(area.width.saturating_sub(1)), area.y));
         return;
     }
+    let hints = crate::app::key_hints(app.active);
     let line = match &app.status {
         Some(status) => {
             let style = match status.kind {
@@ -247,12 +290,13 @@ fn draw_status(app: &App, frame: &mut Frame, area: Rect) {
                 StatusKind::Good => Style::new().fg(Color::Green),
                 StatusKind::Bad => Style::new().fg(Color::Red),
             };
-            Line::styled(status.text.clone(), style)
+            // The message first; the key hints after it, as far as they fit.
+            Line::from(vec![
+                Span::styled(status.text.clone(), style),
+                Span::styled(format!("   {hints}"), DIM),
+            ])
         }
-        None => Line::styled(
-            "1 pending  2 lobby  3 active  4 events  / filter  Enter detail  Ctrl-D delete  : command  ? help  q quit",
-            DIM,
-        ),
+        None => Line::styled(hints, DIM),
     };
     frame.render_widget(Paragraph::new(line), area);
 }

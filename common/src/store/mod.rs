@@ -17,7 +17,7 @@
 //! - `listing`: the open-games listing, set sizes and windows, the curator's stale scan.
 //! - `streams`: the consumer group (reads, claims, pending entries, group figures), the
 //!   applied watermark and trimming behind the group.
-//! - `tail`: the console's group-free stream reads.
+//! - `tail`: the console's group-free stream reads; `inspect`: its dead-letter reads.
 //! - `coordination`: products, game servers, leases, instance heartbeats, the audit trail.
 //! - `reconcile`: the reconciliation reads (each set's members with their servers; whether
 //!   the games a server lists have a live record).
@@ -29,6 +29,7 @@ mod coordination;
 mod error;
 mod events;
 mod games;
+mod inspect;
 mod listing;
 mod outcomes;
 mod reconcile;

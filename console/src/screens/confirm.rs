@@ -1,7 +1,8 @@
-//! The force-delete confirmation: an overlay over the screen it was opened from, Cancel
-//! focused first. It captures every key while open.
+//! The force-delete confirmation: an overlay over the screen it was opened from, with the
+//! reason for the audit entry (prefilled, editable: letters type into it) and Cancel focused
+//! first. It captures every key while open.
 
-use crossterm::event::{KeyCode, KeyEvent};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
@@ -11,8 +12,11 @@ use ratatui::widgets::{Block, Clear, Paragraph};
 use super::{Effect, OverlayReply};
 use crate::app::StatusKind;
 use crate::data::GameRow;
-use crate::keymap::{Keymap, bind, ch, plain};
+use crate::keymap::{Keymap, bind, ctrl, plain};
 use crate::view::{DIM, SELECTED, popup};
+
+/// The reason a force-delete from the console gets unless the operator edits it.
+pub const DEFAULT_REASON: &str = "force-delete from the console";
 
 /// What a key does in the dialog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,9 +27,13 @@ pub enum Action {
     Press,
     /// Cancel.
     Cancel,
+    /// Delete the reason's last character.
+    Backspace,
+    /// Clear the reason.
+    ClearReason,
 }
 
-/// The dialog's keys.
+/// The dialog's keys (other keys type into the reason).
 pub const KEYMAP: Keymap<Action> = Keymap {
     title: "Delete dialog",
     bindings: &[
@@ -35,8 +43,6 @@ pub const KEYMAP: Keymap<Action> = Keymap {
                 plain(KeyCode::BackTab),
                 plain(KeyCode::Left),
                 plain(KeyCode::Right),
-                ch('h'),
-                ch('l'),
             ],
             Action::SwitchButton,
             "move focus between Cancel and Delete",
@@ -46,13 +52,18 @@ pub const KEYMAP: Keymap<Action> = Keymap {
             Action::Press,
             "press the focused button (Cancel is focused first)",
         ),
+        bind(&[plain(KeyCode::Esc)], Action::Cancel, "cancel"),
         bind(
-            &[plain(KeyCode::Esc), ch('n'), ch('q')],
-            Action::Cancel,
-            "cancel",
+            &[plain(KeyCode::Backspace)],
+            Action::Backspace,
+            "edit the reason (other keys type into it)",
         ),
+        bind(&[ctrl('u')], Action::ClearReason, "clear the reason"),
     ],
 };
+
+/// The longest reason the dialog takes.
+pub const MAX_REASON_CHARS: usize = 200;
 
 /// Which dialog button has focus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,14 +81,20 @@ pub struct Confirm {
     pub game: GameRow,
     /// Focused button.
     pub focus: Button,
+    /// Why, for the audit entry (prefilled with [`DEFAULT_REASON`]).
+    pub reason: String,
+    /// Who acts, as the audit entry will say.
+    pub operator: String,
 }
 
 impl Confirm {
-    /// The dialog for `game`, Cancel focused.
-    pub fn new(game: GameRow) -> Confirm {
+    /// The dialog for `game`, Cancel focused, the reason prefilled.
+    pub fn new(game: GameRow, operator: String) -> Confirm {
         Confirm {
             game,
             focus: Button::Cancel,
+            reason: DEFAULT_REASON.to_string(),
+            operator,
         }
     }
 
@@ -97,11 +114,37 @@ impl Confirm {
                     Button::Cancel => {
                         Effect::Status(StatusKind::Info, format!("delete of {id} cancelled"))
                     }
-                    Button::Delete => Effect::ForceDelete(id),
+                    Button::Delete => {
+                        let reason = self.reason.trim();
+                        let reason = if reason.is_empty() {
+                            DEFAULT_REASON
+                        } else {
+                            reason
+                        };
+                        Effect::ForceDelete(id, reason.to_string())
+                    }
                 }])
             }
             Some(Action::Cancel) => OverlayReply::Closed(Vec::new()),
-            None => OverlayReply::Open,
+            Some(Action::Backspace) => {
+                self.reason.pop();
+                OverlayReply::Open
+            }
+            Some(Action::ClearReason) => {
+                self.reason.clear();
+                OverlayReply::Open
+            }
+            None => {
+                if let KeyCode::Char(c) = key.code
+                    && !key
+                        .modifiers
+                        .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT)
+                    && self.reason.chars().count() < MAX_REASON_CHARS
+                {
+                    self.reason.push(c);
+                }
+                OverlayReply::Open
+            }
         }
     }
 
@@ -132,7 +175,21 @@ impl Confirm {
             Line::raw(format!("  server   {}", game.server_id)),
             Line::raw(""),
             Line::raw("Deletes it on the game server, then removes the record."),
-            Line::raw("The action is written to the audit stream."),
+            Line::raw(format!(
+                "The audit stream records it as done by {}, for this reason:",
+                if self.operator.is_empty() {
+                    "?"
+                } else {
+                    &self.operator
+                }
+            )),
+            Line::from(vec![
+                Span::styled("  reason ", DIM),
+                Span::styled(
+                    format!("{}▏", self.reason),
+                    Style::new().add_modifier(Modifier::UNDERLINED),
+                ),
+            ]),
             Line::raw(""),
             Line::from(vec![
                 Span::raw("        "),
@@ -140,9 +197,12 @@ impl Confirm {
                 Span::raw("    "),
                 button("Delete", self.focus == Button::Delete),
             ]),
-            Line::styled("Tab switches · Enter presses · Esc cancels", DIM),
+            Line::styled(
+                "type to edit the reason · Tab switches · Enter presses · Esc cancels",
+                DIM,
+            ),
         ];
-        let rect = popup(area, 70, lines.len() as u16 + 2);
+        let rect = popup(area, 76, lines.len() as u16 + 2);
         frame.render_widget(Clear, rect);
         frame.render_widget(
             Paragraph::new(lines).block(

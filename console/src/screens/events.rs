@@ -38,7 +38,7 @@ pub const KEYMAP: Keymap<Action> = Keymap {
         bind(
             &[ch('/')],
             Action::Filter,
-            "filter events (substring of any field)",
+            "filter as you type (substring of any field)",
         ),
         bind(
             &[ch('f'), ch(' ')],
@@ -188,10 +188,18 @@ impl Screen for EventTail {
         } else {
             format!("PAUSED ({} new held, f to follow)", self.held.len())
         };
-        let mut title = format!(" events · {} shown · {mode} ", visible.len());
-        if !self.filter.is_empty() {
-            title.push_str(&format!("· filter \"{}\" ", self.filter));
-        }
+        let counts = if self.filter.is_empty() {
+            format!("{} shown", visible.len())
+        } else {
+            format!(
+                "{} of {} shown, {} hidden by filter \"{}\"",
+                visible.len(),
+                self.events.len(),
+                self.events.len() - visible.len(),
+                self.filter
+            )
+        };
+        let mut title = format!(" events · {counts} · {mode} ");
         if let Some(error) = &self.error {
             title.push_str(&format!("· read failed: {error} "));
         }

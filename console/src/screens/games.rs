@@ -15,7 +15,7 @@ use super::{Effect, Screen};
 use crate::app::Shared;
 use crate::data::{GameRow, GamesPage, PageQuery};
 use crate::keymap::{HelpSection, Keymap, bind, ch, ctrl, plain};
-use crate::view::{DIM, NEAR_STYLE, OVERDUE_STYLE, SELECTED, human_duration};
+use crate::view::{DIM, NEAR_STYLE, OVERDUE_STYLE, SELECTED, abbreviate_id, human_duration};
 
 /// What a key does on the games table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +57,7 @@ pub const KEYMAP: Keymap<Action> = Keymap {
         bind(
             &[ch('/')],
             Action::Filter,
-            "filter (substring of id, product, creator, server)",
+            "filter as you type (substring of id, product, creator, server)",
         ),
         bind(
             &[ch('p'), plain(KeyCode::Tab)],
@@ -254,6 +254,20 @@ impl Games {
         })
     }
 
+    /// Shows product `name` if it is known; returns whether it is.
+    pub fn select_product(&mut self, name: &str) -> bool {
+        match self.products.iter().position(|p| p.as_str() == name) {
+            Some(index) => {
+                if index != self.product_index {
+                    self.product_index = index;
+                    self.reset();
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Shows `set` (from its first row if it was not shown already).
     pub fn show_set(&mut self, set: GameSet) {
         if self.set != set {
@@ -392,16 +406,26 @@ impl Games {
             (SortKey::Age, true) => "youngest first (this page)",
         };
         let set = self.set;
-        let mut title = format!(" {set} · {product} · {range} of {total} · sort: {sort} ");
-        if !self.filter.is_empty() {
-            title.push_str(&format!("· filter \"{}\" ", self.filter));
-            if let Some(scan) = self.page.as_ref().and_then(|p| p.scan)
-                && scan.truncated
-            {
-                title.push_str(&format!("(first {} games searched) ", scan.scanned));
+        let scan = self.page.as_ref().and_then(|p| p.scan);
+        let counts = match scan {
+            Some(scan) if !self.filter.is_empty() => {
+                let hidden = scan.scanned.saturating_sub(total);
+                let mut counts = format!(
+                    "{range} of {total} shown, {hidden} hidden by filter \"{}\"",
+                    self.filter
+                );
+                if scan.truncated {
+                    counts.push_str(&format!(
+                        " (first {} of {} games searched)",
+                        scan.scanned, scan.set_size
+                    ));
+                }
+                counts
             }
-        }
-        title
+            _ if !self.filter.is_empty() => format!("filter \"{}\"…", self.filter),
+            _ => format!("{range} of {total}"),
+        };
+        format!(" {set} · {product} · {counts} · sort: {sort} ")
     }
 }
 
@@ -420,18 +444,30 @@ impl Screen for Games {
     }
 
     fn apply_filter(&mut self, filter: String, _shared: &Shared) -> Vec<Effect> {
+        if filter == self.filter {
+            return Vec::new();
+        }
+        // The old rows stay until the new window answers: no flicker while typing.
         self.filter = filter;
-        self.reset();
+        self.selected = 0;
+        self.offset = 0;
         vec![Effect::Refresh]
     }
 
     fn draw(&self, shared: &Shared, frame: &mut Frame, area: Rect) {
         let threshold = shared.thresholds.of(self.set);
+        let longest = self
+            .visible_rows()
+            .iter()
+            .map(|r| r.id.chars().count())
+            .max()
+            .unwrap_or(0);
+        let columns = Columns::fit(area.width.saturating_sub(2), longest as u16);
         let header = Row::new(
-            [
-                "", "id", "product", "state", "players", "server", "creator", "age", "idle",
-            ]
-            .map(|t| Cell::from(t).style(DIM)),
+            columns
+                .titles()
+                .into_iter()
+                .map(|t| Cell::from(t).style(DIM)),
         );
         let rows: Vec<Row> = self
             .visible_rows()
@@ -439,47 +475,188 @@ impl Screen for Games {
             .enumerate()
             .map(|(i, game)| {
                 let selected = self.offset + i as u64 == self.selected;
-                game_row(shared, game, threshold, selected)
+                game_row(shared, game, threshold, selected, &columns)
             })
             .collect();
         let empty = rows.is_empty();
-        let id_width = self
-            .visible_rows()
-            .iter()
-            .map(|r| r.id.chars().count())
-            .max()
-            .unwrap_or(10)
-            .clamp(10, 64) as u16;
-        let widths = [
-            Constraint::Length(1),
-            Constraint::Length(id_width),
-            Constraint::Max(10),
-            Constraint::Length(18),
-            Constraint::Length(7),
-            Constraint::Max(14),
-            Constraint::Min(8),
-            Constraint::Length(6),
-            Constraint::Length(6),
-        ];
         let block = Block::bordered().title(self.title_line());
         let inner = block.inner(area);
-        frame.render_widget(Table::new(rows, widths).header(header).block(block), area);
+        frame.render_widget(
+            Table::new(rows, columns.widths())
+                .header(header)
+                .block(block),
+            area,
+        );
         if empty {
-            let text = if self.page.is_none() && shared.updated_ms.is_none() {
-                "loading…"
-            } else if self.product().is_none() {
-                "no products yet: nothing to show"
-            } else {
-                "no games here"
+            let text = match (&self.page, &shared.redis_down) {
+                (None, Some(down)) => format!("not loaded yet: {}", down.error),
+                (None, None) if self.product().is_none() && shared.updated_ms.is_some() => {
+                    "no products yet: nothing to show".to_string()
+                }
+                (None, None) => "loading…".to_string(),
+                (Some(_), _) if !self.filter.is_empty() => {
+                    let hidden = self
+                        .page
+                        .as_ref()
+                        .and_then(|p| p.scan)
+                        .map_or(0, |scan| scan.scanned);
+                    format!(
+                        "no {} game matches filter \"{}\" ({hidden} hidden; Esc clears it)",
+                        self.set, self.filter
+                    )
+                }
+                (Some(_), _) => format!(
+                    "no {} games in {}",
+                    self.set,
+                    self.product().map_or("-".to_string(), |p| p.to_string())
+                ),
             };
             let [_, message] =
-                Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(inner);
-            frame.render_widget(Paragraph::new(text).style(DIM), message);
+                Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
+            frame.render_widget(
+                Paragraph::new(text)
+                    .style(DIM)
+                    .wrap(ratatui::widgets::Wrap { trim: true }),
+                message,
+            );
         }
     }
 }
 
-fn game_row<'a>(shared: &Shared, game: &'a GameRow, threshold_ms: u64, selected: bool) -> Row<'a> {
+/// The table's columns at one width: the id column takes what the others leave. The product
+/// column (the title names the product) goes first when the ids do not fit whole; then, when
+/// the id column would be narrower than [`MIN_ID_WIDTH`], creator, age, server and players, in
+/// that order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Columns {
+    /// Width of the id column.
+    pub id: u16,
+    /// Whether the product column is shown.
+    pub product: bool,
+    /// Whether the creator column is shown.
+    pub creator: bool,
+    /// Whether the server column is shown.
+    pub server: bool,
+    /// Whether the age column is shown.
+    pub age: bool,
+    /// Whether the players column is shown.
+    pub players: bool,
+}
+
+/// Widths of the fixed columns.
+const STATE_WIDTH: u16 = 18;
+const SERVER_WIDTH: u16 = 14;
+const CREATOR_WIDTH: u16 = 12;
+const PRODUCT_WIDTH: u16 = 10;
+const DURATION_WIDTH: u16 = 6;
+const PLAYERS_WIDTH: u16 = 7;
+/// The id column never gets narrower than this while another column can go instead.
+const MIN_ID_WIDTH: u16 = 22;
+/// Full game ids (`<product>.<UUIDv7>`) are at most this long in practice.
+const FULL_ID_WIDTH: u16 = 48;
+
+impl Columns {
+    /// The columns that fit in `width` cells, for ids up to `longest_id` characters.
+    pub fn fit(width: u16, longest_id: u16) -> Columns {
+        let mut columns = Columns {
+            id: 0,
+            product: true,
+            creator: true,
+            server: true,
+            age: true,
+            players: true,
+        };
+        if width.saturating_sub(columns.others_width()) < longest_id.min(FULL_ID_WIDTH) {
+            columns.product = false;
+        }
+        let drop_order: [fn(&mut Columns); 4] = [
+            |c| c.creator = false,
+            |c| c.age = false,
+            |c| c.server = false,
+            |c| c.players = false,
+        ];
+        let mut dropped = 0;
+        loop {
+            let others = columns.others_width();
+            let room = width.saturating_sub(others);
+            if room >= MIN_ID_WIDTH || dropped == drop_order.len() {
+                columns.id = room.clamp(8, FULL_ID_WIDTH);
+                return columns;
+            }
+            drop_order[dropped](&mut columns);
+            dropped += 1;
+        }
+    }
+
+    /// Cells taken by every column but the id, with the one-cell gaps.
+    fn others_width(&self) -> u16 {
+        let mut width = 1 + 1 + STATE_WIDTH + 1 + DURATION_WIDTH + 1; // symbol, state, idle
+        for (shown, w) in [
+            (self.product, PRODUCT_WIDTH),
+            (self.creator, CREATOR_WIDTH),
+            (self.server, SERVER_WIDTH),
+            (self.age, DURATION_WIDTH),
+            (self.players, PLAYERS_WIDTH),
+        ] {
+            if shown {
+                width += w + 1;
+            }
+        }
+        width
+    }
+
+    fn titles(&self) -> Vec<&'static str> {
+        let mut titles = vec!["", "id"];
+        if self.product {
+            titles.push("product");
+        }
+        titles.push("state");
+        if self.players {
+            titles.push("players");
+        }
+        if self.server {
+            titles.push("server");
+        }
+        if self.creator {
+            titles.push("creator");
+        }
+        if self.age {
+            titles.push("age");
+        }
+        titles.push("idle");
+        titles
+    }
+
+    fn widths(&self) -> Vec<Constraint> {
+        let mut widths = vec![Constraint::Length(1), Constraint::Length(self.id)];
+        if self.product {
+            widths.push(Constraint::Max(PRODUCT_WIDTH));
+        }
+        widths.push(Constraint::Length(STATE_WIDTH));
+        if self.players {
+            widths.push(Constraint::Length(PLAYERS_WIDTH));
+        }
+        if self.server {
+            widths.push(Constraint::Max(SERVER_WIDTH));
+        }
+        if self.creator {
+            widths.push(Constraint::Min(CREATOR_WIDTH));
+        }
+        if self.age {
+            widths.push(Constraint::Length(DURATION_WIDTH));
+        }
+        widths.push(Constraint::Length(DURATION_WIDTH));
+        widths
+    }
+}
+
+fn game_row<'a>(
+    shared: &Shared,
+    game: &'a GameRow,
+    threshold_ms: u64,
+    selected: bool,
+    columns: &Columns,
+) -> Row<'a> {
     let idle = shared.now_ms.saturating_sub(game.activity_ms);
     let staleness = Staleness::of(idle, threshold_ms);
     let stale_style = match staleness {
@@ -492,24 +669,38 @@ fn game_row<'a>(shared: &Shared, game: &'a GameRow, threshold_ms: u64, selected:
     } else {
         human_duration(shared.now_ms.saturating_sub(game.created_at_ms))
     };
-    let state = game
-        .state
-        .map_or("(no record)".to_string(), |s| s.to_string());
     let deleting = shared.deletes_in_flight.contains(&game.id);
-    let row = Row::new(vec![
+    let state = if deleting {
+        "deleting…".to_string()
+    } else {
+        game.state
+            .map_or("(no record)".to_string(), |s| s.to_string())
+    };
+    let mut cells = vec![
         Cell::from(staleness.symbol()).style(stale_style),
-        Cell::from(if deleting {
-            format!("{} (deleting…)", game.id)
-        } else {
-            game.id.clone()
-        }),
-        Cell::from(game.product.as_str()),
-        Cell::from(state),
-        Cell::from(format!("{}/{}", game.players, game.capacity)),
-        Cell::from(game.server_id.as_str()),
-        Cell::from(game.creator_id.as_str()),
-        Cell::from(age).style(stale_style),
-        Cell::from(human_duration(idle)).style(stale_style),
-    ]);
+        Cell::from(abbreviate_id(
+            &game.id,
+            &game.product,
+            usize::from(columns.id),
+        )),
+    ];
+    if columns.product {
+        cells.push(Cell::from(game.product.as_str()));
+    }
+    cells.push(Cell::from(state));
+    if columns.players {
+        cells.push(Cell::from(format!("{}/{}", game.players, game.capacity)));
+    }
+    if columns.server {
+        cells.push(Cell::from(game.server_id.as_str()));
+    }
+    if columns.creator {
+        cells.push(Cell::from(game.creator_id.as_str()));
+    }
+    if columns.age {
+        cells.push(Cell::from(age).style(stale_style));
+    }
+    cells.push(Cell::from(human_duration(idle)).style(stale_style));
+    let row = Row::new(cells);
     if selected { row.style(SELECTED) } else { row }
 }

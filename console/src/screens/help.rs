@@ -9,7 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph};
 
 use super::OverlayReply;
-use crate::keymap::{HelpSection, Keymap, bind, ch, plain};
+use crate::keymap::{HelpSection, Keymap, bind, ch, ctrl, plain};
 use crate::view::{DIM, TITLE, popup};
 
 /// What a key does in the help.
@@ -17,24 +17,72 @@ use crate::view::{DIM, TITLE, popup};
 pub enum Action {
     /// Close the help.
     Close,
+    /// Scroll up one line.
+    Up,
+    /// Scroll down one line.
+    Down,
+    /// Scroll up one page.
+    PageUp,
+    /// Scroll down one page.
+    PageDown,
+    /// To the top.
+    Top,
+    /// To the bottom.
+    Bottom,
 }
 
 /// The help's keys.
 pub const KEYMAP: Keymap<Action> = Keymap {
     title: "Help",
-    bindings: &[bind(
-        &[plain(KeyCode::Esc), ch('?'), ch('q')],
-        Action::Close,
-        "close help",
-    )],
+    bindings: &[
+        bind(
+            &[plain(KeyCode::Esc), ch('?'), ch('q')],
+            Action::Close,
+            "close help",
+        ),
+        bind(&[plain(KeyCode::Up), ch('k')], Action::Up, "scroll up"),
+        bind(
+            &[plain(KeyCode::Down), ch('j')],
+            Action::Down,
+            "scroll down",
+        ),
+        bind(
+            &[plain(KeyCode::PageUp), ctrl('u')],
+            Action::PageUp,
+            "page up",
+        ),
+        bind(
+            &[plain(KeyCode::PageDown), ctrl('f'), ch(' ')],
+            Action::PageDown,
+            "page down",
+        ),
+        bind(&[plain(KeyCode::Home), ch('g')], Action::Top, "top"),
+        bind(&[plain(KeyCode::End), ch('G')], Action::Bottom, "bottom"),
+    ],
 };
 
-/// A key press while the help is open: only its own keys do anything.
-pub fn on_key(key: &KeyEvent) -> OverlayReply {
+/// A key press while the help is open: only its own keys do anything. `scroll` is how far
+/// the help is scrolled, `lines` how long it is, `height` the rows of the help's frame.
+pub fn on_key(key: &KeyEvent, scroll: &mut u16, lines: usize, height: u16) -> OverlayReply {
+    let page = height.saturating_sub(2).max(1);
+    let max = max_scroll(lines, height);
     match KEYMAP.lookup(key) {
-        Some(Action::Close) => OverlayReply::Closed(Vec::new()),
-        None => OverlayReply::Open,
+        Some(Action::Close) => return OverlayReply::Closed(Vec::new()),
+        Some(Action::Up) => *scroll = scroll.saturating_sub(1),
+        Some(Action::Down) => *scroll = (*scroll + 1).min(max),
+        Some(Action::PageUp) => *scroll = scroll.saturating_sub(page),
+        Some(Action::PageDown) => *scroll = (*scroll + page).min(max),
+        Some(Action::Top) => *scroll = 0,
+        Some(Action::Bottom) => *scroll = max,
+        None => {}
     }
+    OverlayReply::Open
+}
+
+/// How far `lines` lines can scroll in a frame `height` rows high (borders included).
+pub fn max_scroll(lines: usize, height: u16) -> u16 {
+    let inner = usize::from(height.saturating_sub(2));
+    u16::try_from(lines.saturating_sub(inner)).unwrap_or(u16::MAX)
 }
 
 /// The help's lines for these tables.
@@ -74,15 +122,29 @@ pub fn lines(sections: &[HelpSection]) -> Vec<Line<'static>> {
     lines
 }
 
-/// Draws the help for these tables over `area`.
-pub fn draw(sections: &[HelpSection], frame: &mut Frame, area: Rect) {
+/// Draws the help for these tables over `area`, scrolled down `scroll` lines.
+pub fn draw(sections: &[HelpSection], scroll: u16, frame: &mut Frame, area: Rect) {
     let lines = lines(sections);
-    let height = lines.len() as u16 + 2;
+    let total = lines.len();
+    let height = (total as u16).saturating_add(2);
     let width = lines.iter().map(Line::width).max().unwrap_or(0) as u16 + 4;
     let rect = popup(area, width, height);
+    let scroll = scroll.min(max_scroll(total, rect.height));
+    let inner = usize::from(rect.height.saturating_sub(2));
+    let title = if total > inner {
+        format!(
+            " help · lines {}-{} of {total} · j/k PgUp/PgDn scroll · Esc closes ",
+            usize::from(scroll) + 1,
+            (usize::from(scroll) + inner).min(total)
+        )
+    } else {
+        " help · Esc/?/q to close ".to_string()
+    };
     frame.render_widget(Clear, rect);
     frame.render_widget(
-        Paragraph::new(lines).block(Block::bordered().title(" help · Esc/?/q to close ")),
+        Paragraph::new(lines)
+            .scroll((scroll, 0))
+            .block(Block::bordered().title(title)),
         rect,
     );
 }

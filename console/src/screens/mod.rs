@@ -10,6 +10,8 @@
 //! Every screen keeps its state while another is shown (the event tail keeps collecting, the
 //! table keeps its selection). [`Screens`] holds them all; [`ScreenId`] names the one shown.
 //!
+//! [`list`] is what the stream views ([`dead`], [`audit`]) share.
+//!
 //! Two components are overlays rather than screens: [`help`] (the `?` help, generated from
 //! the live key tables) and [`confirm`] (the force-delete dialog). They capture every key
 //! while open.
@@ -26,11 +28,14 @@ use ratatui::layout::Rect;
 use crate::app::{Command, Shared, StatusKind};
 use crate::keymap::HelpSection;
 
+pub mod audit;
 pub mod confirm;
+pub mod dead;
 pub mod detail;
 pub mod events;
 pub mod games;
 pub mod help;
+pub mod list;
 
 /// What a screen asks of the console beyond its own state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,8 +52,8 @@ pub enum Effect {
     EditFilter(String),
     /// Ask before force-deleting this game (`None`: no game selected).
     ConfirmDelete(Option<String>),
-    /// Run the force-delete flow on this game (the operator confirmed).
-    ForceDelete(String),
+    /// Run the force-delete flow on this game for this reason (the operator confirmed).
+    ForceDelete(String, String),
     /// Say something on the status line.
     Status(StatusKind, String),
 }
@@ -88,6 +93,10 @@ pub enum ScreenId {
     Events,
     /// One game.
     Detail,
+    /// The dead letters (`:dead`).
+    Dead,
+    /// The audit stream (`:audit`).
+    Audit,
 }
 
 /// Every screen's state.
@@ -99,6 +108,10 @@ pub struct Screens {
     pub events: events::EventTail,
     /// One game's detail.
     pub detail: detail::Detail,
+    /// The dead letters.
+    pub dead: dead::DeadLetters,
+    /// The audit stream.
+    pub audit: audit::Audit,
 }
 
 impl Screens {
@@ -108,6 +121,8 @@ impl Screens {
             games: games::Games::new(),
             events: events::EventTail::new(tail_len),
             detail: detail::Detail::default(),
+            dead: dead::DeadLetters::default(),
+            audit: audit::Audit::default(),
         }
     }
 
@@ -117,6 +132,8 @@ impl Screens {
             ScreenId::Games => &self.games,
             ScreenId::Events => &self.events,
             ScreenId::Detail => &self.detail,
+            ScreenId::Dead => &self.dead,
+            ScreenId::Audit => &self.audit,
         }
     }
 
@@ -126,6 +143,8 @@ impl Screens {
             ScreenId::Games => &mut self.games,
             ScreenId::Events => &mut self.events,
             ScreenId::Detail => &mut self.detail,
+            ScreenId::Dead => &mut self.dead,
+            ScreenId::Audit => &mut self.audit,
         }
     }
 }

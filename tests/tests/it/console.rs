@@ -456,7 +456,114 @@ async fn bad_usage_and_bad_configuration_exit_2() {
     );
     let help = fx.run(&["--help"]).await;
     assert_eq!(help.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&help.stdout).contains("Exit codes of --delete"));
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("Exit codes of --delete"));
+    // `--delete notanid` exits 3 (`unknown_game_exits_3_and_changes_nothing`), and the help
+    // says so: an id without a product prefix names no game; 2 is for malformed ids.
+    assert!(help.contains("without a product"), "{help}");
+    assert!(help.contains("(`notanid`)"), "{help}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_takes_the_operator_from_the_setting_then_the_os_user() {
+    let fx = ConsoleFixture::new().await;
+    let first = fx.game(1).await;
+    let second = fx.game(2).await;
+    let mut configured = fx.command();
+    configured
+        .env("MM_CONSOLE__OPERATOR", "ops-bot")
+        .args(["--delete", first.as_str()]);
+    let output = tokio::task::spawn_blocking(move || configured.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(fx.audit().await[0].operator, "ops-bot");
+    // No USER, LOGNAME or USERNAME: the OS user database still names the user.
+    let whoami = Command::new("id").arg("-un").output().unwrap();
+    let login = String::from_utf8_lossy(&whoami.stdout).trim().to_string();
+    assert!(!login.is_empty());
+    let mut bare = fx.command();
+    bare.env_remove("USER")
+        .env_remove("LOGNAME")
+        .env_remove("USERNAME")
+        .args(["--delete", second.as_str()]);
+    let output = tokio::task::spawn_blocking(move || bare.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let audit = fx.audit().await;
+    assert_eq!(audit[0].game_id, second.as_str());
+    assert_eq!(
+        audit[0].operator, login,
+        "never `unknown` when a name is findable"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_product_warns_and_exits_3() {
+    let fx = ConsoleFixture::new().await;
+    fx.game(1).await;
+    for args in [
+        &["--list", "lobby", "--product", "golf"][..],
+        &["--list", "pending", "--product", "golf", "--json"],
+        &["--tail", "--product", "golf"],
+    ] {
+        let output = fx.run(args).await;
+        assert_eq!(
+            output.status.code(),
+            Some(3),
+            "{args:?}: {}",
+            describe(&output)
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("unknown product \"golf\""), "{stderr}");
+        assert!(stderr.contains("known: chess"), "{stderr}");
+        assert!(output.stdout.is_empty(), "{}", describe(&output));
+    }
+    let known = fx
+        .run(&["--list", "pending", "--product", "chess", "--json"])
+        .await;
+    assert_eq!(known.status.code(), Some(0), "{}", describe(&known));
+    assert_eq!(json(&known)["count"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_errors_name_the_url_without_credentials() {
+    let fx = ConsoleFixture::new().await;
+    // Bind, note the port, close: nothing listens there.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    for args in [
+        &["--list", "lobby"][..],
+        &["--delete", "chess.0193a1b2-0000-7000-8000-000000000001"],
+    ] {
+        let mut command = fx.command();
+        command
+            .env(
+                "MM_REDIS__URL",
+                format!("redis://operator:s3cret@127.0.0.1:{port}/0"),
+            )
+            .args(args);
+        let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            describe(&output)
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!("Redis at redis://127.0.0.1:{port}/0")),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("s3cret") && !stderr.contains("operator:"),
+            "{stderr}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -535,6 +642,8 @@ async fn tail_follows_new_events_without_touching_the_consumer_group() {
     let event: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(event["product"], "chess");
     assert_eq!(event["fields"]["game_id"], "chess.tail-test");
+    // The test writes only to chess; `tail_with_a_product_prints_only_that_product` covers
+    // `--product` with two.
     // Closing our end of the pipe ends the tail cleanly (broken pipe → exit 0).
     drop(line_rx);
     let status = mm_testkit::poll::until(
@@ -598,6 +707,61 @@ async fn refusing_server_exits_4_and_keeps_the_record() {
     );
     assert_eq!(fx.audit().await[0].outcome, "server_refused_record_kept");
     fx.check_invariants().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_with_a_product_prints_only_that_product() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let fx = ConsoleFixture::new().await;
+    let poker = ProductId::new("poker").unwrap();
+    fx.store
+        .register_products(std::slice::from_ref(&poker))
+        .await
+        .unwrap();
+    let chess_key = fx.store.keys().product(&fx.product).events();
+    let poker_key = fx.store.keys().product(&poker).events();
+    let conn = fx.redis.connection().await;
+    let mut command = fx.command();
+    command
+        .args(["--tail", "--json", "--product", "chess"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (line_tx, line_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Each round writes to poker first, then chess: a tail that followed poker would print
+    // the poker event before (or with) the chess one.
+    let lines = std::sync::Mutex::new(Vec::new());
+    mm_testkit::poll::until("three tailed chess events", Duration::from_secs(20), || {
+        let mut conn = conn.clone();
+        let (chess_key, poker_key) = (chess_key.clone(), poker_key.clone());
+        let mut lines = lines.lock().unwrap();
+        lines.extend(line_rx.try_iter());
+        let enough = lines.len() >= 3;
+        async move {
+            if !enough {
+                write_tail_heartbeat(&mut conn, &poker_key).await;
+                write_tail_heartbeat(&mut conn, &chess_key).await;
+            }
+            enough.then_some(())
+        }
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    for line in lines.lock().unwrap().iter() {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(event["product"], "chess", "{line}");
+    }
 }
 
 /// Appends a heartbeat for `chess.tail-test` to `key`, for the tail tests to print.

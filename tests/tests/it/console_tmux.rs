@@ -1,6 +1,7 @@
 //! Smoke test of the real `mm-console` TUI inside tmux: a private Redis with a few games, the
 //! console started from a shell in a 120×40 pane, keys sent with `send-keys`, the screen read
-//! with `capture-pane -p`; Redis is killed and restarted under it.
+//! with `capture-pane -p`; Redis is killed and restarted under it. It walks the detail, the
+//! delete dialog with its reason prompt, the filter as you type, `:dead` and `:audit`.
 
 use std::process::Command;
 use std::time::Duration;
@@ -73,7 +74,26 @@ async fn tui_shows_games_help_events_and_quits_back_to_the_shell() {
     let mut fx = ConsoleFixture::new().await;
     let first = fx.game(1).await;
     let second = fx.game(2).await;
-    fx.game(3).await;
+    let third = fx.game(3).await;
+    // One dead letter, as the daemon's consumer would have written it.
+    let dead_key = fx.store.keys().product(&fx.product).dead_letters();
+    let mut conn = fx.redis.connection().await;
+    let _: String = redis::cmd("XADD")
+        .arg(&dead_key)
+        .arg("*")
+        .arg("reason")
+        .arg("unknown_game: no record of chess.ghost")
+        .arg("source_id")
+        .arg("1-1")
+        .arg("dead_at")
+        .arg(mm_common::time::now_ms())
+        .arg("type")
+        .arg("player_joined")
+        .arg("game_id")
+        .arg("chess.ghost")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     let binary = console_binary();
 
     let tmux = Tmux {
@@ -113,8 +133,9 @@ async fn tui_shows_games_help_events_and_quits_back_to_the_shell() {
     assert!(screen.contains("gs-chess-1"), "{screen}");
 
     tmux.keys(&["Enter"]);
-    tmux.wait_for("the detail view", "record (hash fields)")
-        .await;
+    let detail = tmux.wait_for("the detail view", "timings").await;
+    assert!(detail.contains("roster"), "{detail}");
+    assert!(detail.contains(first.as_str()), "the full id: {detail}");
     tmux.keys(&["C-d"]);
     let dialog = tmux
         .wait_for("the confirm dialog", "Force-delete this game?")
@@ -130,10 +151,17 @@ async fn tui_shows_games_help_events_and_quits_back_to_the_shell() {
     tmux.keys(&["Escape"]);
     tmux.wait_for("back on the table", "pending ·").await;
 
-    // Confirmed from the table: deleted on the server, and the status line says so.
+    // Confirmed from the table with a reason typed over the default: deleted on the server,
+    // and the status line says so.
     tmux.keys(&["C-d"]);
-    tmux.wait_for("the confirm dialog again", "Force-delete this game?")
+    let dialog = tmux
+        .wait_for("the confirm dialog again", "Force-delete this game?")
         .await;
+    assert!(dialog.contains("force-delete from the console"), "{dialog}");
+    assert!(dialog.contains("done by test-operator"), "{dialog}");
+    tmux.keys(&["C-u"]);
+    tmux.keys(&["-l", "stuck in tmux"]);
+    tmux.wait_for("the typed reason", "stuck in tmux").await;
     tmux.keys(&["Tab"]);
     tmux.keys(&["Enter"]);
     let screen = tmux.wait_for("the delete outcome", "record removed").await;
@@ -143,6 +171,31 @@ async fn tui_shows_games_help_events_and_quits_back_to_the_shell() {
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].game_id, first.as_str());
     assert_eq!(audit[0].operator, "test-operator");
+    assert_eq!(audit[0].reason, "stuck in tmux");
+
+    // The filter applies as it is typed and says how many rows it hides.
+    tmux.keys(&["/"]);
+    tmux.keys(&["-l", "player-3"]);
+    let screen = tmux
+        .wait_for("the filtered table", "1 hidden by filter")
+        .await;
+    assert!(screen.contains(third.as_str()), "{screen}");
+    assert!(!screen.contains(second.as_str()), "{screen}");
+    tmux.keys(&["Enter"]);
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the filter cleared", second.as_str()).await;
+
+    // The dead letters and the audit stream.
+    tmux.keys(&[":", "dead", "Enter"]);
+    let screen = tmux
+        .wait_for("the dead letters", "unknown_game: no record")
+        .await;
+    assert!(screen.contains("1 entry"), "{screen}");
+    tmux.keys(&[":", "audit", "Enter"]);
+    let screen = tmux.wait_for("the audit stream", "stuck in tmux").await;
+    assert!(screen.contains("test-operator"), "{screen}");
+    tmux.keys(&["1"]);
+    tmux.wait_for("back on the table", "pending ·").await;
 
     tmux.keys(&["?"]);
     let help = tmux.wait_for("the help screen", "Games table").await;

@@ -1,0 +1,212 @@
+//! What the stream views (`:dead`, `:audit`) share: a list read from Redis on every refresh
+//! while shown, newest first, with a selection, a filter as you type, and the same keys.
+//!
+//! Until the first read answers the list says "loading…", or "not loaded yet: <error>" while
+//! Redis cannot be read; once read, the last data stays on screen with the error beside it.
+
+use crossterm::event::KeyCode;
+
+use super::Effect;
+use crate::keymap::{Binding, bind, ch, ctrl, plain};
+
+/// What a key does on a stream view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Start typing a filter.
+    Filter,
+    /// Selection up one row.
+    Up,
+    /// Selection down one row.
+    Down,
+    /// One page up.
+    PageUp,
+    /// One page down.
+    PageDown,
+    /// First row.
+    Top,
+    /// Last row.
+    Bottom,
+    /// Open the selected entry's game.
+    OpenGame,
+    /// Clear the filter; without one, back to the games table.
+    Back,
+}
+
+/// The keys of every stream view (each view gives them its own help heading).
+pub const BINDINGS: &[Binding<Action>] = &[
+    bind(
+        &[ch('/')],
+        Action::Filter,
+        "filter as you type (substring of any field)",
+    ),
+    bind(
+        &[plain(KeyCode::Up), ch('k')],
+        Action::Up,
+        "select previous entry",
+    ),
+    bind(
+        &[plain(KeyCode::Down), ch('j')],
+        Action::Down,
+        "select next entry",
+    ),
+    bind(
+        &[plain(KeyCode::PageUp), ctrl('u')],
+        Action::PageUp,
+        "page up",
+    ),
+    bind(
+        &[plain(KeyCode::PageDown), ctrl('f')],
+        Action::PageDown,
+        "page down",
+    ),
+    bind(
+        &[plain(KeyCode::Home), ch('g')],
+        Action::Top,
+        "newest entry",
+    ),
+    bind(
+        &[plain(KeyCode::End), ch('G')],
+        Action::Bottom,
+        "oldest entry",
+    ),
+    bind(
+        &[plain(KeyCode::Enter), ch('d')],
+        Action::OpenGame,
+        "detail of the selected entry's game",
+    ),
+    bind(
+        &[plain(KeyCode::Esc)],
+        Action::Back,
+        "clear the filter, else back to games",
+    ),
+];
+
+/// A list read from a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamList<T> {
+    /// The entries, newest first; `None` until the first read answers.
+    pub items: Option<Vec<T>>,
+    /// The latest read's error, if it failed.
+    pub error: Option<String>,
+    /// Selected row among the filtered entries.
+    pub selected: usize,
+    /// Lower-case filter.
+    pub filter: String,
+}
+
+impl<T> Default for StreamList<T> {
+    fn default() -> Self {
+        StreamList {
+            items: None,
+            error: None,
+            selected: 0,
+            filter: String::new(),
+        }
+    }
+}
+
+impl<T> StreamList<T> {
+    /// A read answered.
+    pub fn on_loaded(&mut self, items: Vec<T>) {
+        self.items = Some(items);
+        self.error = None;
+    }
+
+    /// A read failed: the last data stays.
+    pub fn on_failed(&mut self, error: String) {
+        self.error = Some(error);
+    }
+
+    /// Entries read so far.
+    pub fn total(&self) -> usize {
+        self.items.as_ref().map_or(0, Vec::len)
+    }
+
+    /// The entries passing the filter, newest first.
+    pub fn visible(&self, matches: impl Fn(&T, &str) -> bool) -> Vec<&T> {
+        self.items
+            .iter()
+            .flatten()
+            .filter(|item| matches(item, &self.filter))
+            .collect()
+    }
+
+    /// Applies a key's action; `shown` is how many entries pass the filter, `page` the rows
+    /// on screen, `game` the selected entry's game id.
+    pub fn on_action(
+        &mut self,
+        action: Action,
+        shown: usize,
+        page: usize,
+        game: Option<String>,
+    ) -> Vec<Effect> {
+        let last = shown.saturating_sub(1);
+        match action {
+            Action::Filter => return vec![Effect::EditFilter(self.filter.clone())],
+            Action::Up => self.selected = self.selected.saturating_sub(1),
+            Action::Down => self.selected = (self.selected + 1).min(last),
+            Action::PageUp => self.selected = self.selected.saturating_sub(page.max(1)),
+            Action::PageDown => self.selected = (self.selected + page.max(1)).min(last),
+            Action::Top => self.selected = 0,
+            Action::Bottom => self.selected = last,
+            Action::OpenGame => {
+                return match game.filter(|id| !id.is_empty()) {
+                    Some(id) => vec![Effect::OpenDetail(id)],
+                    None => Vec::new(),
+                };
+            }
+            Action::Back => {
+                if self.filter.is_empty() {
+                    return vec![Effect::Show(super::ScreenId::Games)];
+                }
+                self.filter.clear();
+                self.selected = 0;
+            }
+        }
+        Vec::new()
+    }
+
+    /// Takes a new filter (as typed so far).
+    pub fn set_filter(&mut self, filter: String) {
+        self.filter = filter;
+        self.selected = 0;
+    }
+
+    /// The counts for the title: `40 entries` or `3 of 40 shown, 37 hidden by filter "x"`
+    /// (`noun`: singular and plural).
+    pub fn counts(&self, shown: usize, noun: (&str, &str)) -> String {
+        let total = self.total();
+        if self.items.is_none() {
+            // Never "0 entries" for a list that was never read.
+            "not loaded yet".to_string()
+        } else if self.filter.is_empty() {
+            format!("{total} {}", if total == 1 { noun.0 } else { noun.1 })
+        } else {
+            format!(
+                "{shown} of {total} shown, {} hidden by filter \"{}\"",
+                total - shown,
+                self.filter
+            )
+        }
+    }
+
+    /// What an empty list says: still loading, not loaded because of an error, filtered away,
+    /// or truly empty (`none`).
+    pub fn empty_text(&self, none: &str) -> String {
+        match (&self.items, &self.error) {
+            (None, Some(error)) => format!("not loaded yet: {error}"),
+            (None, None) => "loading…".to_string(),
+            (Some(items), _) if !items.is_empty() => format!(
+                "no entry matches filter \"{}\" ({} hidden; Esc clears it)",
+                self.filter,
+                items.len()
+            ),
+            (Some(_), _) => none.to_string(),
+        }
+    }
+
+    /// The first row drawn so that the selection is on screen (`height` rows).
+    pub fn first_row(&self, height: usize) -> usize {
+        self.selected.saturating_sub(height.saturating_sub(1))
+    }
+}
