@@ -85,8 +85,9 @@ pub struct Cli {
 /// `mm-console <COMMAND>`: tools that run instead of the console.
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
-    /// Print a completion script for SHELL to stdout, e.g.
-    /// `mm-console completions bash > /etc/bash_completion.d/mm-console`.
+    /// Print a shell completion script.
+    ///
+    /// For example `mm-console completions bash > /etc/bash_completion.d/mm-console`.
     Completions {
         /// The shell to complete in.
         #[arg(value_enum)]

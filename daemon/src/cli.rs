@@ -123,13 +123,15 @@ pub struct Cli {
 /// `matchmakerd <COMMAND>`: tools around the daemon. Without one, the daemon runs.
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
-    /// Print the effective configuration as TOML: every key with its value and, in a comment,
-    /// the layer it came from (built-in default, mode file, -c file, MM_ variable). Secrets
-    /// and credentials in URLs are redacted. Exits 2, naming each bad key, when the
-    /// configuration is invalid.
+    /// Print the effective configuration and the layer each value came from.
+    ///
+    /// The output is TOML: every key with its value and, in a comment, the layer it came from
+    /// (built-in default, mode file, -c file, MM_ variable). Secrets and credentials in URLs
+    /// are redacted. Exits 2, naming each bad key, when the configuration is invalid.
     Config,
-    /// Print a completion script for SHELL to stdout, e.g.
-    /// `matchmakerd completions bash > /etc/bash_completion.d/matchmakerd`.
+    /// Print a shell completion script.
+    ///
+    /// For example `matchmakerd completions bash > /etc/bash_completion.d/matchmakerd`.
     Completions {
         /// The shell to complete in.
         #[arg(value_enum)]
