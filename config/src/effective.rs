@@ -346,6 +346,11 @@ mod tests {
             "# Effective configuration: mode development from built-in development.toml."
         ));
         assert_eq!(text.matches("\n[redis]\n").count(), 1, "{text}");
+        // It reads back as TOML, with both game servers.
+        use figment::providers::{Format, Toml};
+        let parsed = Toml::from_str::<figment::value::Dict>(&text).unwrap();
+        let servers = parsed["game_servers"].as_array().unwrap();
+        assert_eq!(servers.len(), 2, "{text}");
         assert_eq!(text.matches("\n[[game_servers]]\n").count(), 2, "{text}");
         assert!(
             text.contains("\nconnect_timeout_ms = 2000  # built-in default\n"),
