@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Checks the README's Quick start as a person would use it: runs `scripts/demo.sh` in a tmux
 # pane, waits for the console, runs every command of README.md's ```sh blocks (but the Quick
-# start's own two) against the live system, checks the demo shows games moving, quits the
-# console with `q`, and fails if any process the demo started is still running.
+# start's own two; indented blocks too, so `matchmakerd config` and the completions) against
+# the live system, failing on an exit status other than 0 or an answer 401, checks the demo
+# shows games moving, quits the console with `q`, and fails if any process the demo started
+# is still running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -34,8 +36,14 @@ until_ok "the console to draw" 60 bash -c "tmux capture-pane -p -t '$session' | 
 
 # Every command the README shows in sh blocks, except the Quick start's scripts.
 export PATH="$root/target/debug:$PATH"
-commands=$(awk '/^```sh$/{inblock=1; next} /^```$/{inblock=0} inblock && $0 !~ /^#/ && $0 !~ /^scripts\// {print}' README.md)
+# Blocks may be indented (inside a list item); the indentation is not part of the command.
+commands=$(awk '/^[[:space:]]*```sh$/{inblock=1; next} /^[[:space:]]*```$/{inblock=0} inblock {sub(/^[[:space:]]+/, ""); if ($0 !~ /^#/ && $0 !~ /^scripts\//) print}' README.md)
 [ -n "$commands" ] || fail "found no commands in README.md"
+# The commands that must stay covered: the listing, the effective configuration, completions.
+for expected in "curl -s 'http://127.0.0.1:8080/v1/games?product=chess" "matchmakerd -m development config" \
+  "matchmakerd completions bash" "mm-console completions"; do
+  grep -qF -- "$expected" <<<"$commands" || fail "README.md no longer shows a command with: $expected"
+done
 while IFS= read -r command; do
   echo "check-demo: \$ $command" >&2
   output=$(bash -c "set -o pipefail; $command" 2>&1) || {
@@ -45,6 +53,12 @@ while IFS= read -r command; do
     echo "$output" >&2
     fail "README command exited $status: $command"
   }
+  # A call the README shows must not be refused for want of an identity (curl -s exits 0 on
+  # any answer): the demo runs header auth, so every route but the probes needs X-Player-Id.
+  if [[ "$command" == curl* ]] && grep -q '"unauthenticated"' <<<"$output"; then
+    echo "$output" >&2
+    fail "README command answered 401 unauthenticated: $command"
+  fi
 done <<< "$commands"
 
 # The simulated players make games move: something reaches the lobby or active sets.

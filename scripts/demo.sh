@@ -95,7 +95,7 @@ pids+=($!)
 
 cat >&2 <<EOF
 demo: running
-  lobby API   http://127.0.0.1:8080   (try: curl -s 'http://127.0.0.1:8080/v1/games?product=chess')
+  lobby API   http://127.0.0.1:8080   (try: curl -s 'http://127.0.0.1:8080/v1/games?product=chess' -H 'X-Player-Id: bob')
   metrics     http://127.0.0.1:8080/metrics
   OpenAPI     http://127.0.0.1:8080/openapi.json
   logs        $logs

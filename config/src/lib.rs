@@ -26,6 +26,7 @@
 //! # Ok::<(), mm_config::ConfigError>(())
 //! ```
 
+mod effective;
 mod error;
 mod load;
 pub mod logging;
@@ -37,15 +38,16 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
+pub use effective::{EffectiveConfig, EffectiveValue};
 pub use error::{ConfigError, Problem};
 pub use load::{DEFAULT_CONFIG_DIR, ENV_PREFIX, ENV_SEPARATOR, LoadOptions, ModeFile, Provenance};
 pub use mode::{Mode, UnknownMode};
-pub use settings::DEFAULT_MAX_TOKEN_BYTES;
 pub use settings::{
     AuditSettings, AuthMode, AuthSettings, ConsoleSettings, ConsumerSettings, CurationSettings,
     DEFAULT_LOG_FILE_PREFIX, EventsSettings, GameServerClientSettings, GameServerSettings,
     HttpSettings, LimitsSettings, LobbySettings, LogFormat, LogSettings, RedisSettings, Settings,
 };
+pub use settings::{DEFAULT_MAX_TOKEN_BYTES, REDACTED};
 pub use validate::{
     MAX_APPLY_BATCH, MAX_CONSUMER_BATCH, MAX_EVENTS_RETAIN_SECS, MAX_LOBBY_CAPACITY,
     MIN_CONSOLE_REFRESH_MS, MIN_JWT_SECRET_BYTES, longest_create_ms,

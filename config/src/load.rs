@@ -133,57 +133,71 @@ impl Settings {
         K: Into<String>,
         V: Into<String>,
     {
-        let env = EnvLayer::new(env.into_iter().map(|(k, v)| (k.into(), v.into())))?;
-        let mut figment = Figment::new();
-
-        if let Some(name) = &options.app_name {
-            let dict = figment::util::nest("log.file_prefix", Value::from(name.clone()))
-                .into_dict()
-                .unwrap_or_default();
-            figment = figment.merge(Layer::new(
-                Metadata::named(format!("{DEFAULT_ORIGIN} for {name}")),
-                dict,
-            ));
-        }
-
-        let (mode_layer, mode_file) = mode_layer(options)?;
-        figment = figment.merge(mode_layer);
-
-        if let Some(extra) = &options.extra_file {
-            if !extra.is_file() {
-                return Err(ConfigError::FileNotFound {
-                    path: extra.clone(),
-                });
-            }
-            figment = figment.merge(file_layer(extra)?);
-        }
-
-        let env_vars = env.var_names();
-        figment = figment.merge(env);
-
-        let mut settings: Settings = figment
-            .extract_lossy()
-            .map_err(|e| ConfigError::Invalid(figment_problems(&figment, e)))?;
-
-        let problems =
-            crate::validate::validate(&settings, options.mode, &|key| origin_of(&figment, key));
-        if !problems.is_empty() {
-            return Err(ConfigError::Invalid(problems));
-        }
-
-        settings.provenance = Provenance {
-            mode: options.mode,
-            mode_file,
-            extra_file: options.extra_file.clone(),
-            env_vars,
-        };
-        Ok(settings)
+        load_layers(options, env).map(|(settings, _)| settings)
     }
+}
+
+/// Loads and validates like [`Settings::load_with_env`], and also returns the merged layers,
+/// which know where each value came from (`matchmakerd config`).
+pub(crate) fn load_layers<I, K, V>(
+    options: &LoadOptions,
+    env: I,
+) -> Result<(Settings, Figment), ConfigError>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: Into<String>,
+    V: Into<String>,
+{
+    let env = EnvLayer::new(env.into_iter().map(|(k, v)| (k.into(), v.into())))?;
+    let mut figment = Figment::new();
+
+    if let Some(name) = &options.app_name {
+        let dict = figment::util::nest("log.file_prefix", Value::from(name.clone()))
+            .into_dict()
+            .unwrap_or_default();
+        figment = figment.merge(Layer::new(
+            Metadata::named(format!("{DEFAULT_ORIGIN} for {name}")),
+            dict,
+        ));
+    }
+
+    let (mode_layer, mode_file) = mode_layer(options)?;
+    figment = figment.merge(mode_layer);
+
+    if let Some(extra) = &options.extra_file {
+        if !extra.is_file() {
+            return Err(ConfigError::FileNotFound {
+                path: extra.clone(),
+            });
+        }
+        figment = figment.merge(file_layer(extra)?);
+    }
+
+    let env_vars = env.var_names();
+    figment = figment.merge(env);
+
+    let mut settings: Settings = figment
+        .extract_lossy()
+        .map_err(|e| ConfigError::Invalid(figment_problems(&figment, e)))?;
+
+    let problems =
+        crate::validate::validate(&settings, options.mode, &|key| origin_of(&figment, key));
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid(problems));
+    }
+
+    settings.provenance = Provenance {
+        mode: options.mode,
+        mode_file,
+        extra_file: options.extra_file.clone(),
+        env_vars,
+    };
+    Ok((settings, figment))
 }
 
 /// The `MM_*` variables of this process. A non-UTF-8 `MM_` variable is an error; others
 /// are none of our business.
-fn process_env_vars() -> Result<Vec<(String, String)>, ConfigError> {
+pub(crate) fn process_env_vars() -> Result<Vec<(String, String)>, ConfigError> {
     let mut vars = Vec::new();
     for (key, value) in std::env::vars_os() {
         if !key.as_encoded_bytes().starts_with(ENV_PREFIX.as_bytes()) {

@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 
 use tracing_appender::non_blocking::{NonBlocking, WorkerGuard};
 use tracing_appender::rolling::{self, Rotation};
-use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::{DefaultFields, Writer};
+use tracing_subscriber::fmt::{FormatFields, MakeWriter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
@@ -90,13 +92,23 @@ pub(crate) fn build(
     if *target == LogTarget::Stdout {
         let ansi = std::io::stdout().is_terminal();
         let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
-        layers.push(fmt_layer(settings.format, writer, ansi));
+        layers.push(fmt_layer(
+            settings.format,
+            writer,
+            ansi,
+            DefaultFields::new(),
+        ));
         guards.push(guard);
     }
 
     if let Some(dir) = &file_dir {
         let writer = file_writer(dir, &settings.file_prefix, settings.max_files, &mut guards)?;
-        layers.push(fmt_layer(settings.format, writer, false));
+        layers.push(fmt_layer(
+            settings.format,
+            writer,
+            false,
+            FileFields::default(),
+        ));
     }
 
     let subscriber = tracing_subscriber::registry().with(layers).with(filter);
@@ -148,15 +160,36 @@ fn file_writer(
     Ok(writer)
 }
 
-fn fmt_layer<W>(format: LogFormat, writer: W, ansi: bool) -> BoxedLayer
+/// The span-field formatter of the file layer: [`DefaultFields`] under a type of its own.
+///
+/// Each pretty layer keeps a span's formatted fields in the span's extensions, keyed by its
+/// formatter's type, and appends to them when the span records a field later
+/// (`span.record("status", 200)`). Two layers with the same type would share one entry and
+/// both append to it, so every recorded field was printed twice (and the terminal's ANSI
+/// colours leaked into the files); a distinct type gives the file layer its own entry.
+#[derive(Debug, Default)]
+struct FileFields(DefaultFields);
+
+impl<'writer> FormatFields<'writer> for FileFields {
+    fn format_fields<R: RecordFields>(
+        &self,
+        writer: Writer<'writer>,
+        fields: R,
+    ) -> std::fmt::Result {
+        self.0.format_fields(writer, fields)
+    }
+}
+
+fn fmt_layer<W, F>(format: LogFormat, writer: W, ansi: bool, fields: F) -> BoxedLayer
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+    F: for<'w> FormatFields<'w> + Send + Sync + 'static,
 {
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_ansi(ansi);
     match format {
-        LogFormat::Pretty => layer.boxed(),
+        LogFormat::Pretty => layer.fmt_fields(fields).boxed(),
         LogFormat::Json => layer
             .json()
             .with_current_span(true)
@@ -248,6 +281,60 @@ mod tests {
         let line: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
         assert_eq!(line["fields"]["message"], "hello from the test");
         assert_eq!(line["fields"]["answer"], 42);
+    }
+
+    /// A writer into a shared buffer, for reading what a layer wrote.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    #[test]
+    fn pretty_lines_show_each_recorded_span_field_once_on_stdout_and_in_files() {
+        // The daemon's layers: stdout (DefaultFields) and files (FileFields), both pretty.
+        let stdout = Captured::default();
+        let file = Captured::default();
+        let (to_stdout, to_file) = (stdout.clone(), file.clone());
+        let layers: Vec<BoxedLayer> = vec![
+            fmt_layer(
+                LogFormat::Pretty,
+                move || to_stdout.clone(),
+                false,
+                DefaultFields::new(),
+            ),
+            fmt_layer(
+                LogFormat::Pretty,
+                move || to_file.clone(),
+                false,
+                FileFields::default(),
+            ),
+        ];
+        let subscriber = tracing_subscriber::registry().with(layers);
+        tracing::subscriber::with_default(subscriber, || {
+            let span =
+                tracing::info_span!("request", method = "GET", status = tracing::field::Empty);
+            let _entered = span.enter();
+            span.record("status", 200);
+            tracing::info!("answered");
+        });
+        for (name, text) in [("stdout", stdout.text()), ("file", file.text())] {
+            assert_eq!(text.matches("method").count(), 1, "{name}: {text}");
+            assert_eq!(text.matches("status=200").count(), 1, "{name}: {text}");
+        }
     }
 
     #[test]

@@ -14,12 +14,12 @@ use std::time::Duration;
 use mm_common::limits::PlayerLimits;
 use mm_common::{ProductId, ServerId};
 use secrecy::SecretString;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::load::Provenance;
 
 /// The whole configuration of `matchmakerd` and `mm-console`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     /// Where the shared state lives.
@@ -54,7 +54,7 @@ pub struct Settings {
 }
 
 /// `[redis]`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisSettings {
     /// `redis://host:port/db`, `rediss://…`, `redis+unix:///path` or `unix:///path`.
@@ -90,7 +90,7 @@ impl RedisSettings {
 }
 
 /// `[http]`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSettings {
     /// Address the lobby API listens on.
@@ -173,7 +173,7 @@ impl HttpSettings {
 }
 
 /// How the lobby API identifies players.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthMode {
     /// Trust the `X-Player-Id` header (development and test only).
@@ -187,13 +187,16 @@ pub enum AuthMode {
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 4096;
 
 /// `[auth]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSettings {
     /// `header` or `jwt`.
     pub mode: AuthMode,
     /// HS256 secret for `jwt` mode; at least 32 bytes.
-    #[serde(deserialize_with = "de_opt_secret")]
+    #[serde(
+        deserialize_with = "de_opt_secret",
+        serialize_with = "ser_opt_redacted"
+    )]
     pub jwt_secret: Option<SecretString>,
     /// Lets production run with `mode = "header"` (anyone can name any player); the daemon
     /// then warns at every start. Without it, header auth in production is refused.
@@ -222,7 +225,7 @@ impl Default for AuthSettings {
 }
 
 /// `[lobby]`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LobbySettings {
     /// Largest capacity a player may ask for (1..=1024).
@@ -263,7 +266,7 @@ impl LobbySettings {
 
 /// `[limits]`: per-player quotas and rates, kept in Redis and shared by every daemon. A `0`
 /// disables that limit.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsSettings {
     /// Live (not ended) games one player may have created per product; 0 = no quota.
@@ -333,7 +336,7 @@ impl LimitsSettings {
 }
 
 /// `[curation]`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CurationSettings {
     /// How often the curator runs.
@@ -414,7 +417,7 @@ impl CurationSettings {
 }
 
 /// `[consumer]`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConsumerSettings {
     /// Consumer name in the group; none: the daemon derives one from the hostname.
@@ -468,7 +471,7 @@ impl ConsumerSettings {
 }
 
 /// `[events]`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EventsSettings {
     /// Acknowledged entries of a product stream younger than this are kept (for the console's
@@ -491,7 +494,7 @@ impl EventsSettings {
 }
 
 /// `[game_server_client]`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GameServerClientSettings {
     /// TCP/TLS connect timeout, in milliseconds.
@@ -541,7 +544,7 @@ impl GameServerClientSettings {
 }
 
 /// Log line format.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable single lines (colored on a terminal).
@@ -555,7 +558,7 @@ pub enum LogFormat {
 pub const DEFAULT_LOG_FILE_PREFIX: &str = "matchmaker";
 
 /// `[log]`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogSettings {
     /// Directory for daily rolling log files; none: no files.
@@ -583,7 +586,7 @@ impl Default for LogSettings {
 }
 
 /// `[console]`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConsoleSettings {
     /// How often the TUI re-reads Redis, in milliseconds (at least 100).
@@ -616,7 +619,7 @@ impl ConsoleSettings {
 }
 
 /// `[audit]`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditSettings {
     /// Approximate cap of the audit stream `P:audit` (`XADD … MAXLEN ~`).
@@ -631,7 +634,7 @@ impl Default for AuditSettings {
 
 /// One `[[game_servers]]` table: a registered game server. `Debug` shows neither the API key
 /// nor credentials inside `api_url` (user name, password, query).
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GameServerSettings {
     /// Unique id of the server (what its events carry as `server_id`).
@@ -649,7 +652,7 @@ pub struct GameServerSettings {
     /// Most games it may hold.
     pub max_games: u32,
     /// Bearer token for its management API.
-    #[serde(deserialize_with = "de_secret")]
+    #[serde(deserialize_with = "de_secret", serialize_with = "ser_redacted")]
     pub api_key: SecretString,
 }
 
@@ -683,6 +686,20 @@ fn de_secret<'de, D: Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> 
 
 fn de_opt_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
     Option::<String>::deserialize(d).map(|s| s.map(SecretString::from))
+}
+
+/// What a secret serializes as (`matchmakerd config`): never its value.
+pub const REDACTED: &str = "[redacted]";
+
+fn ser_redacted<S: Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(REDACTED)
+}
+
+fn ser_opt_redacted<S: Serializer>(secret: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(_) => s.serialize_some(REDACTED),
+        None => s.serialize_none(),
+    }
 }
 
 impl Settings {

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use clap::{ArgGroup, Parser};
+use clap::{ArgGroup, CommandFactory, Parser, Subcommand};
+use clap_complete::Shell;
 use mm_common::ProductId;
 use mm_common::model::GameSet;
 use mm_config::Mode;
@@ -83,6 +84,39 @@ pub struct Cli {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+    /// A tool instead of the console (`completions`).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// `mm-console <COMMAND>`: tools that run instead of the console.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Print a shell completion script.
+    ///
+    /// For example `mm-console completions bash > /etc/bash_completion.d/mm-console`.
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+}
+
+/// Prints the completion script of `mm-console` for `shell`; a reader that stops early
+/// (`| head`) is no failure.
+pub fn print_completions(shell: Shell) -> u8 {
+    use std::io::Write;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "mm-console", &mut script);
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(&script).and_then(|()| stdout.flush()) {
+        Ok(()) => exit::OK,
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
+        Err(err) => {
+            eprintln!("mm-console: cannot write to stdout: {err}");
+            exit::FAILURE
+        }
+    }
 }
 
 fn parse_mode(text: &str) -> Result<Mode, String> {
@@ -136,6 +170,16 @@ mod tests {
         }
         let err = Cli::try_parse_from(["mm-console", "--product", "chess"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn completions_is_a_subcommand() {
+        let cli = Cli::try_parse_from(["mm-console", "completions", "fish"]).unwrap();
+        assert_eq!(
+            cli.command,
+            Some(Command::Completions { shell: Shell::Fish })
+        );
+        Cli::command().debug_assert();
     }
 
     #[test]

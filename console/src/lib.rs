@@ -68,6 +68,9 @@ pub fn run() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if let Some(cli::Command::Completions { shell }) = cli.command {
+        return ExitCode::from(cli::print_completions(shell));
+    }
     ExitCode::from(run_cli(cli))
 }
 

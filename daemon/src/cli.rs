@@ -1,10 +1,13 @@
-//! The command line of `matchmakerd`.
+//! The command line of `matchmakerd` (contract section 10): the flags that run the daemon,
+//! and the subcommands `config` (print the effective configuration) and `completions`
+//! (print a shell completion script).
 
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use clap_complete::Shell;
 use mm_config::{LoadOptions, Mode};
 
 /// A part of the daemon that can run on its own (`--roles`).
@@ -75,17 +78,24 @@ impl fmt::Display for Roles {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "matchmakerd", version, about, long_about = None)]
 pub struct Cli {
-    /// Run mode: selects the settings file `config/<mode>.toml` (or its built-in copy).
-    #[arg(short = 'm', long, default_value = "development", value_parser = parse_mode)]
+    /// Run mode: selects the settings file `<config dir>/<mode>.toml` (or its built-in copy).
+    #[arg(
+        short = 'm',
+        long,
+        default_value = "development",
+        value_parser = parse_mode,
+        global = true
+    )]
     pub mode: Mode,
 
     /// A settings file layered over the mode file (environment variables
     /// `MM_<SECTION>__<KEY>` override both).
-    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    #[arg(short = 'c', long = "config", value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
 
-    /// Directory holding the mode files (default: ./config, else the built-in copies).
-    #[arg(long, value_name = "DIR")]
+    /// Directory holding the mode files, which must then exist there (default: ./config,
+    /// else the built-in copies). The Debian package's service passes /etc/matchmaker.
+    #[arg(long, env = "MM_CONFIG_DIR", value_name = "DIR", global = true)]
     pub config_dir: Option<PathBuf>,
 
     /// Roles to run, comma-separated: api (lobby HTTP API), worker (event consumer),
@@ -104,6 +114,34 @@ pub struct Cli {
     /// it across restarts, so a restarted daemon drains its own unacknowledged events.
     #[arg(long, env = "MM_INSTANCE", default_value = "1", value_name = "NAME")]
     pub instance: String,
+
+    /// What to do instead of running the daemon.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// `matchmakerd <COMMAND>`: tools around the daemon. Without one, the daemon runs.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Print the effective configuration and the layer each value came from.
+    ///
+    /// The output is TOML: every key with its value and, in a comment, the layer it came from
+    /// (built-in default, mode file, -c file, MM_ variable). Secrets and credentials in URLs
+    /// are redacted. Exits 2, naming each bad key, when the configuration is invalid.
+    Config,
+    /// Print a shell completion script.
+    ///
+    /// For example `matchmakerd completions bash > /etc/bash_completion.d/matchmakerd`.
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+}
+
+/// Writes the completion script of `matchmakerd` for `shell` to `out`.
+pub fn write_completions(shell: Shell, out: &mut dyn std::io::Write) {
+    clap_complete::generate(shell, &mut Cli::command(), "matchmakerd", out);
 }
 
 fn parse_mode(text: &str) -> Result<Mode, String> {
@@ -157,6 +195,55 @@ mod tests {
         assert!(cli.roles().has(Role::Worker) && cli.roles().has(Role::Curator));
         assert_eq!(cli.instance, "b");
         assert_eq!(cli.load_options().extra_file, Some(PathBuf::from("x.toml")));
+    }
+
+    #[test]
+    fn subcommands_take_the_settings_flags_before_or_after_them() {
+        let cli = Cli::try_parse_from([
+            "matchmakerd",
+            "config",
+            "-m",
+            "production",
+            "--config-dir",
+            "/etc/mm",
+        ])
+        .unwrap();
+        assert_eq!(cli.command, Some(Command::Config));
+        assert_eq!(cli.mode, Mode::Production);
+        assert_eq!(
+            cli.load_options().config_dir,
+            Some(PathBuf::from("/etc/mm"))
+        );
+        let cli = Cli::try_parse_from(["matchmakerd", "-m", "test", "completions", "zsh"]).unwrap();
+        assert_eq!(
+            cli.command,
+            Some(Command::Completions { shell: Shell::Zsh })
+        );
+        assert!(Cli::try_parse_from(["matchmakerd", "completions", "tcsh"]).is_err());
+    }
+
+    #[test]
+    fn completions_name_the_subcommands_and_flags() {
+        let mut out = Vec::new();
+        write_completions(Shell::Bash, &mut out);
+        let script = String::from_utf8(out).unwrap();
+        for word in [
+            "matchmakerd",
+            "completions",
+            "config",
+            "--config-dir",
+            "--roles",
+        ] {
+            assert!(
+                script.contains(word),
+                "{word} missing from the bash completions"
+            );
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
     }
 
     #[test]

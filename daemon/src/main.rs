@@ -1,16 +1,26 @@
 //! `matchmakerd`: parse the command line, load settings, start logging, run until SIGTERM or
 //! SIGINT. Exit codes: 0 clean shutdown, 1 runtime failure, 2 usage or configuration error.
+//! The subcommands `config` and `completions` print and exit instead.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use matchmakerd::cli::Cli;
+use matchmakerd::cli::{Cli, Command, write_completions};
 use matchmakerd::startup::{Daemon, DaemonOptions};
 use mm_config::Settings;
 use mm_config::logging::{self, LogTarget};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Completions { shell }) => {
+            let mut script = Vec::new();
+            write_completions(shell, &mut script);
+            return print_out(&script);
+        }
+        Some(Command::Config) => return print_config(&cli),
+        None => {}
+    }
     let settings = match Settings::load(&cli.load_options()) {
         Ok(settings) => settings,
         Err(err) => {
@@ -47,6 +57,32 @@ fn main() -> ExitCode {
         Err(err) => {
             tracing::error!(%err, "matchmakerd failed");
             eprintln!("matchmakerd: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `matchmakerd config`: the effective configuration on stdout; exit 2 when it is invalid.
+fn print_config(cli: &Cli) -> ExitCode {
+    match Settings::load_effective(&cli.load_options()) {
+        Ok(effective) => print_out(effective.to_string().as_bytes()),
+        Err(err) => {
+            eprintln!("matchmakerd: configuration error: {err}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Writes `bytes` to stdout. A reader that stops early (`| head`) is no failure; another
+/// write error is (exit 1).
+fn print_out(bytes: &[u8]) -> ExitCode {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("matchmakerd: cannot write to stdout: {err}");
             ExitCode::FAILURE
         }
     }

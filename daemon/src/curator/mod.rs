@@ -211,6 +211,52 @@ impl PassReport {
     }
 }
 
+impl std::fmt::Display for PassReport {
+    /// One line for the log: the non-zero counters as `name=count`, in the order of the
+    /// fields (`removed=3 server_unreachable=1`), or `nothing to do`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write_counters(
+            f,
+            &[
+                ("removed", self.removed),
+                ("server_refused", self.server_refused),
+                ("server_unreachable", self.server_unreachable),
+                ("skipped_alive", self.skipped_alive),
+                ("dry_run", self.dry_run),
+                ("unknown_server", self.unknown_server),
+                ("deferred", self.deferred),
+                ("reservations_released", self.reservations_released),
+                ("invalid", self.invalid),
+                ("interrupted", self.interrupted),
+                ("watermark_unknown", self.watermark_unknown),
+                ("endings_finished", self.endings_finished),
+                ("endings_unmarked", self.endings_unmarked),
+                ("endings_dropped", self.endings_dropped),
+            ],
+        )
+    }
+}
+
+/// Writes the non-zero `counters` as `name=count` separated by spaces, or `nothing to do`.
+pub(crate) fn write_counters(
+    f: &mut std::fmt::Formatter<'_>,
+    counters: &[(&str, u64)],
+) -> std::fmt::Result {
+    let mut shown = counters.iter().filter(|(_, count)| *count > 0).peekable();
+    if shown.peek().is_none() {
+        return f.write_str("nothing to do");
+    }
+    let mut first = true;
+    for (name, count) in shown {
+        if !first {
+            f.write_str(" ")?;
+        }
+        write!(f, "{name}={count}")?;
+        first = false;
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
     Removed,
@@ -340,7 +386,7 @@ impl<S: GameServers> Curator<S> {
             let started = Instant::now();
             match self.pass(now_ms(), &shutdown).await {
                 Ok(report) if report.is_empty() => {}
-                Ok(report) => tracing::info!(?report, "curation pass"),
+                Ok(report) => tracing::info!("curation pass: {report}"),
                 Err(err) => tracing::warn!(%err, "curation pass failed; retrying next interval"),
             }
             metrics::histogram!("mm_curation_pass_duration_seconds")
@@ -670,5 +716,38 @@ impl<S: GameServers> Curator<S> {
             .lock()
             .expect("not poisoned")
             .retain(|_, retry| retry.not_before_ms + horizon > now_ms);
+    }
+}
+
+#[cfg(test)]
+mod report_tests {
+    use super::*;
+
+    #[test]
+    fn a_pass_report_is_one_line_of_its_non_zero_counters() {
+        let report = PassReport {
+            removed: 3,
+            server_unreachable: 1,
+            endings_dropped: 2,
+            ..PassReport::default()
+        };
+        assert_eq!(
+            report.to_string(),
+            "removed=3 server_unreachable=1 endings_dropped=2"
+        );
+        assert_eq!(PassReport::default().to_string(), "nothing to do");
+    }
+
+    #[test]
+    fn a_reconcile_report_says_when_the_registry_was_not_republished() {
+        let report = ReconcileReport {
+            servers_listed: 2,
+            orphans_deleted: 1,
+            published: true,
+            ..ReconcileReport::default()
+        };
+        assert_eq!(report.to_string(), "servers_listed=2 orphans_deleted=1");
+        let report = ReconcileReport::default();
+        assert_eq!(report.to_string(), "nothing to do not_published");
     }
 }

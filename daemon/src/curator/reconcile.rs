@@ -107,6 +107,34 @@ pub struct ReconcileReport {
     pub published: bool,
 }
 
+impl std::fmt::Display for ReconcileReport {
+    /// One line for the log: the non-zero counters as `name=count`
+    /// (`servers_listed=2 orphans_deleted=1`), and `not_published` when the registry could not
+    /// be republished.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        super::write_counters(
+            f,
+            &[
+                ("servers_listed", self.servers_listed),
+                ("servers_unsupported", self.servers_unsupported),
+                ("servers_failed", self.servers_failed),
+                ("orphans_waiting", self.orphans_waiting),
+                ("orphans_deleted", self.orphans_deleted),
+                ("orphans_failed", self.orphans_failed),
+                ("foreign_ids", self.foreign_ids),
+                ("lost_waiting", self.lost_waiting),
+                ("lost_ended", self.lost_ended),
+                ("lost_changed", self.lost_changed),
+                ("dry_run", self.dry_run),
+            ],
+        )?;
+        if !self.published {
+            f.write_str(" not_published")?;
+        }
+        Ok(())
+    }
+}
+
 /// `GET /games` calls in flight at once.
 const LISTINGS_IN_FLIGHT: usize = 8;
 
@@ -191,9 +219,9 @@ impl Reconciler {
                     + report.lost_changed
                     + report.dry_run;
                 if acted > 0 || report.servers_failed > 0 {
-                    tracing::info!(?report, "reconciliation pass");
+                    tracing::info!("reconciliation pass: {report}");
                 } else {
-                    tracing::debug!(?report, "reconciliation pass");
+                    tracing::debug!("reconciliation pass: {report}");
                 }
             }
             Err(err) => tracing::warn!(%err, "reconciliation pass failed; retrying next interval"),
