@@ -57,11 +57,12 @@ async fn product_stats(
     product: &ProductId,
     now_ms: u64,
 ) -> Result<ProductStats, StoreError> {
-    let (counts, group, dead, watermark) = tokio::join!(
+    let (counts, group, dead, watermark, node) = tokio::join!(
         store.set_counts(product),
         store.group_info(product),
         store.dead_letter_count(product),
         store.watermark(product),
+        store.serving_node(product),
     );
     Ok(ProductStats {
         product: product.to_string(),
@@ -77,6 +78,8 @@ async fn product_stats(
             Watermark::CaughtUp => None,
             behind => Some(behind.applied_until(now_ms)),
         },
+        // Where the product lives is shown when known; not knowing it hides nothing else.
+        node: node.unwrap_or_default(),
     })
 }
 

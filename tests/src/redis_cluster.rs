@@ -208,6 +208,11 @@ impl RedisCluster {
     /// running node, by `CLUSTER NODES`).
     pub fn master_of(&mut self, key: &str) -> anyhow::Result<usize> {
         let slot = self.slot_of(key)?;
+        self.master_of_slot(slot)
+    }
+
+    /// The index of the node that is master of `slot` now.
+    pub fn master_of_slot(&mut self, slot: u16) -> anyhow::Result<usize> {
         let index = self.any_running()?;
         let value = self.nodes[index].query(redis::cmd("CLUSTER").arg("NODES"))?;
         let text: String = redis::from_redis_value(value)?;
@@ -270,6 +275,66 @@ impl RedisCluster {
                 bail!("node {replica} did not become master within 30 s");
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+        self.wait_until_healthy(Duration::from_secs(30))
+    }
+
+    /// Moves `slot` from its master to master `to` while clients keep using it: the target
+    /// imports, the source migrates, the keys move in batches (`MIGRATE`; meanwhile clients
+    /// are sent `ASK` or `TRYAGAIN`), then every master is told the slot's new owner.
+    pub fn migrate_slot(&mut self, slot: u16, to: usize) -> anyhow::Result<()> {
+        let from = self.master_of_slot(slot)?;
+        if from == to {
+            return Ok(());
+        }
+        let id = |node: &Node| -> anyhow::Result<String> {
+            Ok(redis::from_redis_value(
+                node.query(redis::cmd("CLUSTER").arg("MYID"))?,
+            )?)
+        };
+        let (from_id, to_id) = (id(&self.nodes[from])?, id(&self.nodes[to])?);
+        self.nodes[to].query(
+            redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg("IMPORTING")
+                .arg(&from_id),
+        )?;
+        self.nodes[from].query(
+            redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg("MIGRATING")
+                .arg(&to_id),
+        )?;
+        let to_port = self.nodes[to].port;
+        loop {
+            let keys: Vec<String> = redis::from_redis_value(
+                self.nodes[from]
+                    .query(redis::cmd("CLUSTER").arg("GETKEYSINSLOT").arg(slot).arg(50))?,
+            )?;
+            if keys.is_empty() {
+                break;
+            }
+            self.nodes[from].query(
+                redis::cmd("MIGRATE")
+                    .arg("127.0.0.1")
+                    .arg(to_port)
+                    .arg("")
+                    .arg(0)
+                    .arg(5000)
+                    .arg("KEYS")
+                    .arg(&keys),
+            )?;
+        }
+        for index in [to, from] {
+            self.nodes[index].query(
+                redis::cmd("CLUSTER")
+                    .arg("SETSLOT")
+                    .arg(slot)
+                    .arg("NODE")
+                    .arg(&to_id),
+            )?;
         }
         self.wait_until_healthy(Duration::from_secs(30))
     }

@@ -238,3 +238,34 @@ impl Store {
             .collect())
     }
 }
+
+impl Store {
+    /// On a Redis Cluster, the node serving `product`'s slot and its role as that node sees
+    /// itself (`127.0.0.1:7000 master`, from `CLUSTER NODES`' `myself` line, asked of the
+    /// node the product's keys are routed to); `None` on a single Redis.
+    pub async fn serving_node(&self, product: &ProductId) -> StoreResult<Option<String>> {
+        if !self.is_cluster() {
+            return Ok(None);
+        }
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg("NODES");
+        let nodes: String = conn
+            .query_at_key(&self.product_keys(product).events(), cmd)
+            .await?;
+        Ok(nodes.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let flags = *fields.get(2)?;
+            if !flags.split(',').any(|f| f == "myself") {
+                return None;
+            }
+            let address = fields.get(1)?.split('@').next()?;
+            let role = if flags.split(',').any(|f| f == "master") {
+                "master"
+            } else {
+                "replica"
+            };
+            Some(format!("{address} {role}"))
+        }))
+    }
+}
