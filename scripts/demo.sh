@@ -6,20 +6,24 @@
 #   mm-loadgen simulating players (some abandon their games, so the curator has work),
 #   and mm-console on top. Quitting the console stops everything this script started.
 #
-# Usage: scripts/demo.sh [--no-console] [--seconds N]
+# Usage: scripts/demo.sh [--no-console] [--seconds N] [--cluster]
 #   --no-console   run headless (for scripts and tests): wait N seconds, print a summary, stop
 #   --seconds N    with --no-console, how long to run (default 20)
+#   --cluster      run on a local Redis Cluster instead: 3 masters and 3 replicas on ports
+#                  7000-7005 (bus ports 17000-17005, data under .demo/cluster), no AOF
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
 console=1
 seconds=20
+cluster=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-console) console=0 ;;
     --seconds) seconds="$2"; shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    --cluster) cluster=1 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "demo: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -65,16 +69,44 @@ echo "demo: building (first time takes a few minutes)" >&2
 cargo build --quiet -p matchmakerd -p mm-console -p mm-gameserver -p mm-loadgen
 bin="$root/target/debug"
 
-if redis-cli -p 6390 ping >/dev/null 2>&1; then
-  echo "demo: something already listens on port 6390; stop it (or an earlier demo) first" >&2
-  exit 1
+if [ "$cluster" -eq 1 ]; then
+  ports=(7000 7001 7002 7003 7004 7005)
+  for port in "${ports[@]}"; do
+    if redis-cli -p "$port" ping >/dev/null 2>&1; then
+      echo "demo: something already listens on port $port; stop it (or an earlier demo) first" >&2
+      exit 1
+    fi
+  done
+  rm -rf "$demo_dir/cluster"
+  for port in "${ports[@]}"; do
+    mkdir -p "$demo_dir/cluster/$port"
+    redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
+      --cluster-config-file "$demo_dir/cluster/$port/nodes.conf" --cluster-node-timeout 2000 \
+      --dir "$demo_dir/cluster/$port" --appendonly no --save "" \
+      --logfile "$logs/redis-$port.log" --daemonize no &
+    pids+=($!)
+  done
+  for port in "${ports[@]}"; do wait_for "redis-server $port" 100 redis-cli -p "$port" ping; done
+  redis-cli --cluster create $(printf '127.0.0.1:%s ' "${ports[@]}") --cluster-replicas 1 \
+    --cluster-yes >"$logs/cluster-create.log" 2>&1
+  cluster_ok() { redis-cli -p 7000 cluster info | grep -q '^cluster_state:ok'; }
+  wait_for "the cluster" 300 cluster_ok
+  redis_url=$(printf 'redis://127.0.0.1:%s,' "${ports[@]}"); redis_url=${redis_url%,}
+  export MM_REDIS__CLUSTER_NODES="$redis_url"
+  redis_cli=(redis-cli -c -p 7000)
+else
+  if redis-cli -p 6390 ping >/dev/null 2>&1; then
+    echo "demo: something already listens on port 6390; stop it (or an earlier demo) first" >&2
+    exit 1
+  fi
+  redis-server --port 6390 --bind 127.0.0.1 --dir "$demo_dir/redis" --appendonly yes \
+    --save "" --logfile "$logs/redis.log" --daemonize no &
+  pids+=($!)
+  wait_for "redis-server" 100 redis-cli -p 6390 ping
+  redis_url="redis://127.0.0.1:6390/0"
+  redis_cli=(redis-cli -p 6390)
 fi
-redis-server --port 6390 --bind 127.0.0.1 --dir "$demo_dir/redis" --appendonly yes \
-  --save "" --logfile "$logs/redis.log" --daemonize no &
-pids+=($!)
-wait_for "redis-server" 100 redis-cli -p 6390 ping
 
-redis_url="redis://127.0.0.1:6390/0"
 "$bin/mm-gameserver" --id gs-chess-1 --product chess --bind 127.0.0.1:7101 \
   --api-key dev-chess-key-change-me --redis-url "$redis_url" \
   --start-delay-ms 1500 --play-time-ms 8000 --heartbeat-ms 2000 >"$logs/gs-chess.log" 2>&1 &
@@ -108,7 +140,7 @@ else
   echo "demo: games per set after ${seconds}s:" >&2
   for product in chess poker; do
     for set in pending lobby active; do
-      printf '  %-6s %-8s %s\n' "$product" "$set" "$(redis-cli -p 6390 zcard "mm:{$product}:$set")" >&2
+      printf '  %-6s %-8s %s\n' "$product" "$set" "$("${redis_cli[@]}" zcard "mm:{$product}:$set")" >&2
     done
   done
 fi

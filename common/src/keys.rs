@@ -51,14 +51,17 @@ impl Keys {
         format!("{}:audit", self.prefix)
     }
 
-    /// `P:instances`: ZSET of live daemon instances scored by their last heartbeat (ms).
+    /// `P:{instances}`: ZSET of live daemon instances scored by their last heartbeat (ms).
+    /// Hash-tagged with its instance hashes, because a heartbeat writes both in one
+    /// transaction (one slot on a cluster; it was `P:instances` before cluster mode).
     pub fn instances(&self) -> String {
-        format!("{}:instances", self.prefix)
+        format!("{}:{{instances}}", self.prefix)
     }
 
-    /// `P:instance:<name>`: HASH describing one daemon instance (roles, version, start time).
+    /// `P:{instances}:<name>`: HASH describing one daemon instance (roles, version, start
+    /// time), in the slot of [`Keys::instances`] (it was `P:instance:<name>`).
     pub fn instance(&self, name: &str) -> String {
-        format!("{}:instance:{name}", self.prefix)
+        format!("{}:{{instances}}:{name}", self.prefix)
     }
 
     /// `P:lease:<name>`: a lease (for example the curator's), holding its owner's name.

@@ -16,6 +16,9 @@ impl Settings {
     pub fn store_options(&self) -> StoreOptions {
         StoreOptions {
             url: self.redis.url.clone(),
+            cluster_nodes: self.redis.cluster_nodes.clone(),
+            wait_replicas: self.redis.wait_replicas,
+            wait_timeout: self.redis.wait_timeout(),
             key_prefix: self.redis.key_prefix.clone(),
             connect_timeout: self.redis.connect_timeout(),
             command_timeout: self.redis.command_timeout(),

@@ -65,6 +65,16 @@ pub struct RedisSettings {
     pub connect_timeout_ms: u64,
     /// Per-command response timeout, in milliseconds.
     pub command_timeout_ms: u64,
+    /// Seed nodes of a Redis Cluster (`redis://host:port`); empty (the default): the single
+    /// Redis at `url`. When set, `url` is not used. From the environment, a comma-separated
+    /// list (`MM_REDIS__CLUSTER_NODES=redis://a:7000,redis://b:7000`).
+    #[serde(deserialize_with = "de_string_list")]
+    pub cluster_nodes: Vec<String>,
+    /// Replicas a create or seat reservation waits for (`WAIT`) before it is answered; 0 (the
+    /// default): replication stays asynchronous.
+    pub wait_replicas: u32,
+    /// How long such a wait may take, in milliseconds.
+    pub wait_timeout_ms: u64,
 }
 
 impl Default for RedisSettings {
@@ -74,6 +84,9 @@ impl Default for RedisSettings {
             key_prefix: "mm".into(),
             connect_timeout_ms: 2000,
             command_timeout_ms: 2000,
+            cluster_nodes: Vec::new(),
+            wait_replicas: 0,
+            wait_timeout_ms: 100,
         }
     }
 }
@@ -86,6 +99,10 @@ impl RedisSettings {
     /// `command_timeout_ms` as a [`Duration`].
     pub fn command_timeout(&self) -> Duration {
         Duration::from_millis(self.command_timeout_ms)
+    }
+    /// `wait_timeout_ms` as a [`Duration`].
+    pub fn wait_timeout(&self) -> Duration {
+        Duration::from_millis(self.wait_timeout_ms)
     }
 }
 
@@ -682,6 +699,26 @@ impl std::fmt::Debug for GameServerSettings {
 
 fn de_secret<'de, D: Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
     String::deserialize(d).map(SecretString::from)
+}
+
+/// A list of strings: a sequence, or one comma-separated string (how an environment
+/// variable gives a list).
+fn de_string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrString {
+        List(Vec<String>),
+        Joined(String),
+    }
+    Ok(match ListOrString::deserialize(d)? {
+        ListOrString::List(list) => list,
+        ListOrString::Joined(joined) => joined
+            .split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
 }
 
 fn de_opt_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {

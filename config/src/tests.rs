@@ -1239,3 +1239,65 @@ fn production_refuses_any_origin_unless_explicitly_allowed() {
     let s = load("[http]\ncors_origins = [\"https://play.example.com\"]\n").unwrap();
     assert_eq!(s.http.cors_origins, ["https://play.example.com"]);
 }
+
+#[test]
+fn cluster_nodes_and_wait_replicas_are_validated() {
+    let dir = config_dir("");
+    let s = Settings::load_with_env(&opts(Mode::Test, dir.path()), no_env()).unwrap();
+    assert!(s.redis.cluster_nodes.is_empty(), "single Redis by default");
+    assert_eq!(s.redis.wait_replicas, 0);
+    assert_eq!(s.redis.wait_timeout_ms, 100);
+
+    let ok = Settings::load_with_env(
+        &opts(Mode::Test, config_dir("").path()),
+        env(&[(
+            "MM_REDIS__CLUSTER_NODES",
+            "redis://10.0.0.1:7000, redis://10.0.0.2:7000",
+        )]),
+    )
+    .unwrap();
+    assert_eq!(ok.redis.cluster_nodes.len(), 2);
+    assert_eq!(ok.store_options().cluster_nodes, ok.redis.cluster_nodes);
+
+    let cases: [(&str, &str, &str); 7] = [
+        (
+            "[redis]\ncluster_nodes = [\"redis+unix:///tmp/r.sock\"]",
+            "redis.cluster_nodes",
+            "over TCP",
+        ),
+        (
+            "[redis]\ncluster_nodes = [\"redis://10.0.0.1\"]",
+            "redis.cluster_nodes",
+            "host and a port",
+        ),
+        (
+            "[redis]\ncluster_nodes = [\"redis://10.0.0.1:7000/3\"]",
+            "redis.cluster_nodes",
+            "only database 0",
+        ),
+        (
+            "[redis]\ncluster_nodes = [\"redis://a:7000\", \"rediss://b:7000\"]",
+            "redis.cluster_nodes",
+            "mixes redis:// and rediss://",
+        ),
+        (
+            "[redis]\ncluster_nodes = [\"redis://a:7000\", \"redis://a:7000\"]",
+            "redis.cluster_nodes",
+            "listed twice",
+        ),
+        (
+            "[redis]\nwait_replicas = 17",
+            "redis.wait_replicas",
+            "at most 16",
+        ),
+        (
+            "[redis]\nwait_replicas = 1\nwait_timeout_ms = 2000",
+            "redis.wait_timeout_ms",
+            "shorter than redis.command_timeout_ms",
+        ),
+    ];
+    for (toml, key, words) in cases {
+        let (err, file) = load_err(toml, &[]);
+        assert_problem(&err, key, &format!("file {}", file.display()), words);
+    }
+}

@@ -180,6 +180,31 @@ pub(crate) fn validate(
     }
     c.positive("redis.connect_timeout_ms", redis.connect_timeout_ms);
     c.positive("redis.command_timeout_ms", redis.command_timeout_ms);
+    if let Err(message) = check_cluster_nodes(&redis.cluster_nodes) {
+        c.fail("redis.cluster_nodes", message);
+    }
+    if redis.wait_replicas > MAX_WAIT_REPLICAS {
+        c.fail(
+            "redis.wait_replicas",
+            format!(
+                "must be at most {MAX_WAIT_REPLICAS}, got {}",
+                redis.wait_replicas
+            ),
+        );
+    }
+    if redis.wait_replicas > 0 {
+        c.positive("redis.wait_timeout_ms", redis.wait_timeout_ms);
+        if redis.wait_timeout_ms >= redis.command_timeout_ms {
+            c.fail(
+                "redis.wait_timeout_ms",
+                format!(
+                    "must be shorter than redis.command_timeout_ms ({} ms), got {} ms: \
+                     a WAIT longer than the reply timeout would fail the write's answer",
+                    redis.command_timeout_ms, redis.wait_timeout_ms
+                ),
+            );
+        }
+    }
 
     // [http]
     c.positive(
@@ -519,6 +544,53 @@ pub(crate) fn validate(
     }
 
     c.problems
+}
+
+/// The most replicas `redis.wait_replicas` may ask for.
+const MAX_WAIT_REPLICAS: u32 = 16;
+
+/// `redis.cluster_nodes`: each a TCP `redis://` or `rediss://` URL with a host and a port,
+/// database 0 (a cluster has no other), all of one scheme, none twice.
+fn check_cluster_nodes(nodes: &[String]) -> Result<(), String> {
+    let mut schemes = std::collections::BTreeSet::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (index, raw) in nodes.iter().enumerate() {
+        let url = url::Url::parse(raw)
+            .map_err(|e| format!("entry {index} ({raw:?}) is not a valid URL: {e}"))?;
+        let scheme = url.scheme();
+        if !matches!(scheme, "redis" | "rediss") {
+            return Err(format!(
+                "entry {index} ({raw:?}): a cluster node is reached over TCP, \
+                 with redis:// or rediss://, not {scheme}://"
+            ));
+        }
+        if url.host_str().is_none_or(str::is_empty) || url.port().is_none() {
+            return Err(format!(
+                "entry {index} ({raw:?}) needs a host and a port (redis://host:port)"
+            ));
+        }
+        if !matches!(url.path(), "" | "/" | "/0") {
+            return Err(format!(
+                "entry {index} ({raw:?}): a Redis Cluster has only database 0"
+            ));
+        }
+        let address = format!(
+            "{}:{}",
+            url.host_str().unwrap_or(""),
+            url.port().unwrap_or(0)
+        );
+        if !seen.insert(address) {
+            return Err(format!("entry {index} ({raw:?}) is listed twice"));
+        }
+        schemes.insert(scheme.to_owned());
+    }
+    if schemes.len() > 1 {
+        return Err(
+            "mixes redis:// and rediss://: every node of one cluster is reached the same way"
+                .to_owned(),
+        );
+    }
+    Ok(())
 }
 
 fn check_redis_url(raw: &str) -> Result<(), String> {

@@ -95,6 +95,9 @@ pub struct ProductStats {
     /// entry the daemon's group has not acknowledged; `None` when every entry is applied. The
     /// curator judges this product's games at this time, not now.
     pub watermark_ms: Option<u64>,
+    /// On a Redis Cluster, the node serving the product's slot and its role
+    /// (`127.0.0.1:7000 master`); `None` on a single Redis.
+    pub node: Option<String>,
 }
 
 /// The header's data: every product, and the live daemon instances.

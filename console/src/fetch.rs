@@ -33,7 +33,16 @@ pub async fn products(
     store: &Store,
     configured: &[ProductId],
 ) -> Result<Vec<ProductId>, StoreError> {
-    let mut products = store.products().await?;
+    // The configured products alone when `P:products` cannot be read (its slot unreachable),
+    // unless there are none.
+    let mut products = match store.products().await {
+        Ok(products) => products,
+        Err(err) if !configured.is_empty() => {
+            tracing::warn!(%err, "could not read the product set; showing the configured products");
+            Vec::new()
+        }
+        Err(err) => return Err(err),
+    };
     for product in configured {
         if !products.contains(product) {
             products.push(product.clone());
@@ -48,11 +57,12 @@ async fn product_stats(
     product: &ProductId,
     now_ms: u64,
 ) -> Result<ProductStats, StoreError> {
-    let (counts, group, dead, watermark) = tokio::join!(
+    let (counts, group, dead, watermark, node) = tokio::join!(
         store.set_counts(product),
         store.group_info(product),
         store.dead_letter_count(product),
         store.watermark(product),
+        store.serving_node(product),
     );
     Ok(ProductStats {
         product: product.to_string(),
@@ -68,6 +78,8 @@ async fn product_stats(
             Watermark::CaughtUp => None,
             behind => Some(behind.applied_until(now_ms)),
         },
+        // Where the product lives is shown when known; not knowing it hides nothing else.
+        node: node.unwrap_or_default(),
     })
 }
 
@@ -80,13 +92,31 @@ pub async fn overview(
 ) -> Result<Overview, StoreError> {
     let stats =
         futures::future::join_all(products.iter().map(|p| product_stats(store, p, now_ms))).await;
+    // Per product: one product's keys unreachable (on a cluster, its slot failing over or
+    // migrating) leaves it out of this refresh but never blanks the others; the header fails
+    // only when nothing could be read.
+    let mut shown = Vec::new();
+    let mut first_error = None;
+    for (product, result) in products.iter().zip(stats) {
+        match result {
+            Ok(stats) => shown.push(stats),
+            Err(err) => {
+                tracing::warn!(%product, %err, "could not read this product's figures");
+                first_error.get_or_insert(err);
+            }
+        }
+    }
     let instances = store
         .live_instances(now_ms.saturating_sub(INSTANCE_ALIVE_MS))
-        .await?;
-    Ok(Overview {
-        products: stats.into_iter().collect::<Result<_, _>>()?,
-        instances,
-    })
+        .await;
+    match (first_error, instances) {
+        (Some(err), _) if shown.is_empty() => Err(err),
+        (_, Err(err)) if shown.is_empty() => Err(err),
+        (_, instances) => Ok(Overview {
+            products: shown,
+            instances: instances.unwrap_or_default(),
+        }),
+    }
 }
 
 /// The table's window. Unfiltered: one `set_window` of exactly the rows on screen, so its cost

@@ -83,6 +83,7 @@ fn loaded(rows: Vec<GameRow>, total: u64) -> App {
                     dead_letters: 4,
                     // Three minutes behind: past half the pending timeout (yellow).
                     watermark_ms: Some(NOW - 180 * SEC),
+                    node: None,
                 },
                 ProductStats {
                     product: "poker".into(),
@@ -90,6 +91,7 @@ fn loaded(rows: Vec<GameRow>, total: u64) -> App {
                     group: None,
                     dead_letters: 0,
                     watermark_ms: None,
+                    node: None,
                 },
             ],
             instances: vec!["mmd-a".into(), "mmd-b".into()],

@@ -166,6 +166,14 @@ fn draw_header(app: &App, frame: &mut Frame, area: Rect) {
             Span::styled(format!("{:>8}", human_duration(behind_ms)), behind_style),
             Span::raw(" "),
             Span::styled(format!("{:>6}", stats.dead_letters), dead_style),
+            // On a Redis Cluster: the node serving the product's slot, and its role.
+            Span::styled(
+                stats
+                    .node
+                    .as_ref()
+                    .map_or(String::new(), |node| format!("  {node}")),
+                DIM,
+            ),
         ]));
     }
     let more = app

@@ -68,7 +68,8 @@ pub struct Readiness {
 }
 
 /// The description of the readiness check, in the answer and in the refusal.
-pub const READINESS_CHECK: &str = "redis answers PING within redis.command_timeout_ms + 0.5 s";
+pub const READINESS_CHECK: &str = "redis answers PING within redis.command_timeout_ms + 0.5 s; \
+     on a cluster, every product's slot is served by a node whose cluster_state is ok";
 
 /// The admin router: `GET /metrics`, `/healthz`, `/readyz`, `/openapi.json`; anything else is
 /// 404.

@@ -12,8 +12,8 @@
 //!
 //! # Heartbeat
 //!
-//! Every [`HEARTBEAT_INTERVAL`], a running daemon writes `ZADD P:instances <now_ms> <name>` and
-//! `HSET P:instance:<name>` (roles, version, pid, started_at, host, last_seen) with a TTL of
+//! Every [`HEARTBEAT_INTERVAL`], a running daemon writes `ZADD P:{instances} <now_ms> <name>` and
+//! `HSET P:{instances}:<name>` (roles, version, pid, started_at, host, last_seen) with a TTL of
 //! three intervals; a clean shutdown removes both. The console lists live instances from
 //! them: an instance whose score is older than the TTL is gone (crashed), and heartbeats prune
 //! such entries.

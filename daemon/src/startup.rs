@@ -55,6 +55,10 @@ pub enum StartupError {
     /// The Redis URL or options are unusable.
     #[error("redis.url: {0}")]
     Redis(#[from] StoreError),
+    /// The Redis reached is a cluster node while `redis.url` is set, or a single Redis while
+    /// `redis.cluster_nodes` is (the message names the setting to change).
+    #[error("{0}")]
+    RedisMode(String),
     /// The API address could not be bound.
     #[error("http.bind: cannot listen on {addr}: {source}")]
     Bind {
@@ -127,6 +131,23 @@ impl std::fmt::Debug for Daemon {
     }
 }
 
+/// Stops start-up when the Redis reached is not in the mode the settings name (a cluster node
+/// behind `redis.url`, or a single Redis behind `redis.cluster_nodes`). Redis being down is
+/// not an error here (the daemon starts and waits for it); the check is then skipped.
+async fn check_redis_mode(store: &Store) -> Result<(), StartupError> {
+    match store.check_mode().await {
+        Ok(()) => Ok(()),
+        Err(StoreError::Misconfigured(message)) => Err(StartupError::RedisMode(message)),
+        Err(err) => {
+            tracing::warn!(
+                %err,
+                "could not check whether Redis is a cluster node (is it up?); starting anyway"
+            );
+            Ok(())
+        }
+    }
+}
+
 impl Daemon {
     /// Prepares the daemon: Redis client, API listener, role state. Fails on unusable
     /// settings or an address that cannot be bound; Redis being down is not an error.
@@ -139,6 +160,7 @@ impl Daemon {
         // Every metric recorded from here on goes to the Prometheus recorder.
         let metrics = telemetry::prometheus();
         let store = Store::connect_lazy(settings.store_options())?;
+        check_redis_mode(&store).await?;
         let registry = Registry::from_settings(&settings.game_servers)
             .map_err(|err| StartupError::Setup(err.to_string()))?;
         let client = GameServerClient::new(settings.game_server_client.client_options())

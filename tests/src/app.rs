@@ -19,7 +19,7 @@ use matchmakerd::cli::Roles;
 use matchmakerd::registry::Registry;
 use matchmakerd::startup::{Daemon, DaemonOptions};
 use mm_common::gameserver::{ClientOptions, GameServerClient};
-use mm_common::store::{Store, StoreOptions};
+use mm_common::store::Store;
 use mm_common::{ProductId, ServerId};
 use mm_config::{AuthMode, GameServerSettings, SecretString, Settings};
 use mm_gameserver::{GameServerConfig, RunningGameServer};
@@ -31,7 +31,121 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::invariants::{self, Census};
+use crate::redis_cluster::RedisCluster;
 use crate::redis_server::RedisServer;
+
+/// A test cluster shared by the tests of one binary (each test uses its own products).
+pub type SharedCluster = std::sync::Arc<std::sync::Mutex<RedisCluster>>;
+
+/// The Redis a [`TestApp`] runs on: its own private `redis-server`, or a shared cluster.
+#[derive(Debug)]
+pub enum TestRedis {
+    /// A private single Redis (the default).
+    Node(RedisServer),
+    /// A shared 3-master, 3-replica cluster.
+    Cluster(SharedCluster),
+}
+
+/// A connection to a [`TestRedis`]: commands on a cluster are routed by key.
+#[derive(Clone)]
+pub enum TestConnection {
+    /// To the single Redis.
+    Node(redis::aio::MultiplexedConnection),
+    /// To the cluster.
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for TestConnection {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            TestConnection::Node(conn) => conn.req_packed_command(cmd),
+            TestConnection::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            TestConnection::Node(conn) => conn.req_packed_commands(pipeline, offset, count),
+            TestConnection::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            TestConnection::Node(conn) => conn.get_db(),
+            TestConnection::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
+
+impl TestRedis {
+    /// A connection (panics if the Redis cannot be reached).
+    pub async fn connection(&self) -> TestConnection {
+        match self {
+            TestRedis::Node(server) => TestConnection::Node(server.connection().await),
+            TestRedis::Cluster(cluster) => {
+                let client = cluster.lock().expect("cluster lock").client();
+                TestConnection::Cluster(
+                    client
+                        .get_async_connection()
+                        .await
+                        .expect("connecting to the test cluster"),
+                )
+            }
+        }
+    }
+
+    /// The single Redis's URL, or the cluster's node URLs joined by commas (what the
+    /// reference game server takes).
+    pub fn url(&self) -> String {
+        match self {
+            TestRedis::Node(server) => server.url(),
+            TestRedis::Cluster(cluster) => cluster.lock().expect("cluster lock").joined_urls(),
+        }
+    }
+
+    /// The cluster's node URLs (`redis.cluster_nodes`); empty for a single Redis.
+    pub fn cluster_nodes(&self) -> Vec<String> {
+        match self {
+            TestRedis::Node(_) => Vec::new(),
+            TestRedis::Cluster(cluster) => cluster.lock().expect("cluster lock").urls(),
+        }
+    }
+
+    /// The private single Redis (panics on a cluster: for tests that kill or restart it).
+    pub fn server(&mut self) -> &mut RedisServer {
+        match self {
+            TestRedis::Node(server) => server,
+            TestRedis::Cluster(_) => panic!("this test needs a private single Redis"),
+        }
+    }
+
+    /// A client of the single Redis (panics on a cluster).
+    pub fn client(&self) -> redis::Client {
+        match self {
+            TestRedis::Node(server) => server.client(),
+            TestRedis::Cluster(_) => panic!("this test needs a private single Redis"),
+        }
+    }
+
+    /// Kills the single Redis (panics on a cluster).
+    pub fn kill(&mut self) {
+        self.server().kill();
+    }
+
+    /// Restarts the single Redis (panics on a cluster).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.server().restart()
+    }
+}
 
 /// The API key every test game server expects.
 pub const TEST_API_KEY: &str = "test-api-key-0123456789";
@@ -96,6 +210,9 @@ pub struct TestAppOptions {
     pub api_port: u16,
     /// Changes the daemon's settings last, after the kit's own (default: none).
     pub adjust_settings: Option<fn(&mut Settings)>,
+    /// Run on this shared cluster instead of a private single Redis (default: `None`). Tests
+    /// sharing a cluster must use products of their own.
+    pub cluster: Option<SharedCluster>,
 }
 
 impl Default for TestAppOptions {
@@ -117,6 +234,7 @@ impl Default for TestAppOptions {
             roles: Roles::all(),
             api_port: 0,
             adjust_settings: None,
+            cluster: None,
         }
     }
 }
@@ -165,8 +283,8 @@ pub struct TestApp {
     pub admin_addr: SocketAddr,
     /// A store on the app's Redis.
     pub store: Store,
-    /// The private Redis.
-    pub redis: RedisServer,
+    /// The Redis: a private single one, or the shared cluster of `TestAppOptions::cluster`.
+    pub redis: TestRedis,
     /// The registry the API uses.
     pub registry: Registry,
     /// Plain HTTP client for requests the helpers do not cover.
@@ -189,7 +307,10 @@ impl std::fmt::Debug for TestApp {
 impl TestApp {
     /// Starts everything; see the module docs.
     pub async fn spawn(options: TestAppOptions) -> anyhow::Result<TestApp> {
-        let redis = RedisServer::start()?;
+        let redis = match &options.cluster {
+            Some(cluster) => TestRedis::Cluster(cluster.clone()),
+            None => TestRedis::Node(RedisServer::start()?),
+        };
         let mut game_servers = Vec::new();
         let mut registered = Vec::new();
         for spec in &options.servers {
@@ -224,7 +345,11 @@ impl TestApp {
         }
 
         let mut settings = Settings::default();
-        settings.redis.url = redis.url();
+        settings.redis.url = match &redis {
+            TestRedis::Node(server) => server.url(),
+            TestRedis::Cluster(_) => Settings::default().redis.url,
+        };
+        settings.redis.cluster_nodes = redis.cluster_nodes();
         settings.redis.key_prefix = TEST_PREFIX.to_string();
         settings.auth.mode = options.auth_mode;
         settings.auth.jwt_secret = options.jwt_secret.clone().map(SecretString::from);
@@ -253,7 +378,7 @@ impl TestApp {
             adjust(&mut settings);
         }
 
-        let mut store_options = StoreOptions::new(redis.url());
+        let mut store_options = settings.store_options();
         store_options.key_prefix = TEST_PREFIX.to_string();
         store_options.command_timeout = Duration::from_millis(1000);
         store_options.connect_timeout = Duration::from_millis(1000);

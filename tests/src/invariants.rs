@@ -41,7 +41,7 @@ pub async fn check(
     let mut violations = Vec::new();
     for product in products {
         let pk = keys.product(product);
-        let game_keys: Vec<String> = scan(conn, &pk.game_pattern()).await?;
+        let game_keys: Vec<String> = scan(conn, &pk.pending(), &pk.game_pattern()).await?;
         let mut members: HashMap<GameSet, HashMap<String, f64>> = HashMap::new();
         for set in GameSet::ALL {
             let key = pk.set(set);
@@ -203,25 +203,26 @@ async fn conn_zrange_all(
         .await?)
 }
 
+/// Every key matching `pattern`, which must carry a hash tag (`P:{product}:game:*`): the
+/// scan runs inside a script declared on `slot_key` (a key of the same tag), so on a cluster it
+/// runs on the node serving that slot (a plain `SCAN` would go to any node).
 async fn scan(
     conn: &mut impl redis::aio::ConnectionLike,
+    slot_key: &str,
     pattern: &str,
 ) -> anyhow::Result<Vec<String>> {
-    let mut cursor: u64 = 0;
-    let mut keys = Vec::new();
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(conn)
-            .await?;
-        keys.extend(batch);
-        if next == 0 {
-            return Ok(keys);
-        }
-        cursor = next;
-    }
+    const SCAN_ALL: &str = r"
+local cursor, keys = '0', {}
+repeat
+  local reply = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000)
+  cursor = reply[1]
+  for _, key in ipairs(reply[2]) do keys[#keys + 1] = key end
+until cursor == '0'
+return keys
+";
+    Ok(redis::Script::new(SCAN_ALL)
+        .key(slot_key)
+        .arg(pattern)
+        .invoke_async(conn)
+        .await?)
 }

@@ -3,6 +3,8 @@
 //! Everything a test needs to run the real system on one machine:
 //!
 //! - [`redis_server`]: a private `redis-server` per test (unix socket, temp dir, killed on drop).
+//! - [`redis_cluster`]: a private 3-master, 3-replica Redis Cluster of real `redis-server`s on
+//!   free ports, with failover and kill for fault tests.
 //! - [`invariants`]: the checker every test calls at its end — each live game is in exactly
 //!   the one sorted set its hash's state names.
 //! - [`app`]: the lobby API in-process with its Redis and reference game servers (the
@@ -21,6 +23,8 @@ pub mod daemon_process;
 pub mod fake_gameserver;
 pub mod invariants;
 pub mod poll;
+pub mod redis_cluster;
 pub mod redis_server;
 
+pub use redis_cluster::RedisCluster;
 pub use redis_server::{RedisOptions, RedisServer};

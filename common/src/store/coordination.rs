@@ -1,6 +1,6 @@
 //! What daemons and operators share besides game state: the product list (`P:products`), the
 //! registered game servers (`P:servers`), leases (`P:lease:<name>`), the live-instance
-//! heartbeats (`P:instances`, `P:instance:<name>`) and the operator audit trail (`P:audit`).
+//! heartbeats (`P:{instances}`, `P:{instances}:<name>`) and the operator audit trail (`P:audit`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use super::scripts::SCRIPTS;
 use crate::audit::AuditEntry;
 use crate::ids::ProductId;
 
-/// What a daemon instance's heartbeat says about it (`P:instance:<name>`).
+/// What a daemon instance's heartbeat says about it (`P:{instances}:<name>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceHeartbeat<'a> {
     /// The instance (and consumer) name.
@@ -100,7 +100,7 @@ impl Store {
     }
 
     /// Writes one heartbeat of an instance at `now_ms`, atomically: its score in
-    /// `P:instances`, its description in `P:instance:<name>` (expiring after `ttl`), and the
+    /// `P:{instances}`, its description in `P:{instances}:<name>` (expiring after `ttl`), and the
     /// removal of instances whose last beat is older than `ttl`.
     pub async fn write_heartbeat(
         &self,
@@ -203,5 +203,69 @@ impl Store {
             .into_iter()
             .map(|(id, fields)| (id, AuditEntry::from_fields(&fields)))
             .collect())
+    }
+}
+
+impl Store {
+    /// On a Redis Cluster, the products whose slot's master does not say
+    /// `cluster_state:ok` (`CLUSTER INFO` asked of the node serving each product's slot), or
+    /// does not answer; on a single Redis, none. `P:products` plus `also` are checked.
+    pub async fn products_not_ok(&self, also: &[ProductId]) -> StoreResult<Vec<ProductId>> {
+        if !self.is_cluster() {
+            return Ok(Vec::new());
+        }
+        let mut products = self.products().await?;
+        for product in also {
+            if !products.contains(product) {
+                products.push(product.clone());
+            }
+        }
+        let states = futures::future::join_all(products.iter().map(|product| async move {
+            let mut conn = self.conn.clone();
+            let mut cmd = redis::cmd("CLUSTER");
+            cmd.arg("INFO");
+            let info: StoreResult<String> = conn
+                .query_at_key(&self.product_keys(product).events(), cmd)
+                .await;
+            info.is_ok_and(|info| info.lines().any(|l| l.trim() == "cluster_state:ok"))
+        }))
+        .await;
+        Ok(products
+            .into_iter()
+            .zip(states)
+            .filter(|(_, ok)| !ok)
+            .map(|(product, _)| product)
+            .collect())
+    }
+}
+
+impl Store {
+    /// On a Redis Cluster, the node serving `product`'s slot and its role as that node sees
+    /// itself (`127.0.0.1:7000 master`, from `CLUSTER NODES`' `myself` line, asked of the
+    /// node the product's keys are routed to); `None` on a single Redis.
+    pub async fn serving_node(&self, product: &ProductId) -> StoreResult<Option<String>> {
+        if !self.is_cluster() {
+            return Ok(None);
+        }
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg("NODES");
+        let nodes: String = conn
+            .query_at_key(&self.product_keys(product).events(), cmd)
+            .await?;
+        Ok(nodes.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let flags = *fields.get(2)?;
+            if !flags.split(',').any(|f| f == "myself") {
+                return None;
+            }
+            let address = fields.get(1)?.split('@').next()?;
+            let role = if flags.split(',').any(|f| f == "master") {
+                "master"
+            } else {
+                "replica"
+            };
+            Some(format!("{address} {role}"))
+        }))
     }
 }

@@ -29,6 +29,10 @@ pub enum StoreError {
     /// A stream command's reply does not have the shape Redis documents.
     #[error(transparent)]
     Reply(#[from] ReplyError),
+    /// The Redis reached is not what the configuration says (a cluster node named by
+    /// `redis.url`, or a single Redis named by `redis.cluster_nodes`).
+    #[error("{0}")]
+    Misconfigured(String),
 }
 
 impl StoreError {
@@ -41,6 +45,11 @@ impl StoreError {
                     || err.is_connection_dropped()
                     || err.is_connection_refusal()
                     || err.is_io_error()
+                    || err.is_cluster_error()
+                    || matches!(
+                        err.code(),
+                        Some("CLUSTERDOWN" | "TRYAGAIN" | "MASTERDOWN" | "LOADING" | "READONLY")
+                    )
             }
             _ => false,
         }

@@ -53,6 +53,9 @@ impl Store {
         }
         let mut conn = self.conn.clone();
         let created: i64 = invocation.invoke_async(&mut conn).await?;
+        if created == 1 {
+            self.wait_for_replicas(&keys.pending()).await?;
+        }
         Ok(created == 1)
     }
 
@@ -135,6 +138,9 @@ impl Store {
             .arg(keys.game_prefix());
         let mut conn = self.conn.clone();
         let reply: Vec<String> = invocation.invoke_async(&mut conn).await?;
+        if reply.first().map(String::as_str) == Some("reserved") {
+            self.wait_for_replicas(&keys.pending()).await?;
+        }
         match (
             reply.first().map(String::as_str),
             reply.get(1).map(String::as_str),
@@ -221,6 +227,9 @@ impl Store {
             .arg(PLAYER_CREATES_TTL.as_millis() as u64);
         let mut conn = self.conn.clone();
         let reply: Vec<String> = invocation.invoke_async(&mut conn).await?;
+        if reply.first().map(String::as_str) == Some("reserved") {
+            self.wait_for_replicas(&keys.pending()).await?;
+        }
         match (
             reply.first().map(String::as_str),
             reply.get(1).map(String::as_str),

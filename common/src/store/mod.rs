@@ -10,6 +10,9 @@
 //! `command_timeout`), and an explicit, longer one on the connections of [`GroupReader`] and
 //! [`TailReader`], made for blocking reads.
 //!
+//! The same store runs over one Redis or a Redis Cluster (`connection`: [`StoreOptions::
+//! cluster_nodes`]); every command and script touches one slot only.
+//!
 //! # Modules
 //!
 //! - `games`: one game's record (create, read, reserve and release seats, remove).
@@ -25,6 +28,7 @@
 //!   `codec`: the game hash's layout; `reply`: decoding stream replies.
 
 mod codec;
+mod connection;
 mod coordination;
 mod error;
 mod events;
@@ -41,8 +45,7 @@ mod tail;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use redis::AsyncConnectionConfig;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use connection::{Backend, RedisConn};
 
 pub use codec::{CodecError, game_from_hash, game_to_fields, record_fields};
 pub use coordination::InstanceHeartbeat;
@@ -65,6 +68,14 @@ use crate::model::Game;
 pub struct StoreOptions {
     /// `redis://host:port/db` or `redis+unix:///path`.
     pub url: String,
+    /// Seed nodes of a Redis Cluster (`redis://host:port`); empty: the single Redis at `url`.
+    pub cluster_nodes: Vec<String>,
+    /// Replicas a create or a seat reservation waits for (`WAIT`) before it is answered; 0:
+    /// none (replication stays asynchronous).
+    pub wait_replicas: u32,
+    /// How long such a `WAIT` may take; a write not replicated in time is still answered
+    /// (it is applied on the master) and counted as such.
+    pub wait_timeout: Duration,
     /// Key prefix (`P` of the contract).
     pub key_prefix: String,
     /// Time allowed to establish a connection.
@@ -80,10 +91,23 @@ pub struct StoreOptions {
 }
 
 impl StoreOptions {
+    /// Options for a Redis Cluster reached through `nodes`, defaults for everything else.
+    pub fn cluster(nodes: Vec<String>) -> Self {
+        Self {
+            cluster_nodes: nodes,
+            ..Self::new(String::new())
+        }
+    }
+}
+
+impl StoreOptions {
     /// Options with the contract's defaults for everything but the URL.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            cluster_nodes: Vec::new(),
+            wait_replicas: 0,
+            wait_timeout: Duration::from_millis(100),
             key_prefix: "mm".into(),
             connect_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_secs(2),
@@ -94,11 +118,12 @@ impl StoreOptions {
     }
 }
 
-/// The Redis store. Cheap to clone: clones share one multiplexed, self-reconnecting connection.
+/// The Redis store. Cheap to clone: clones share one multiplexed, self-reconnecting connection
+/// (on a cluster, one per node).
 #[derive(Clone)]
 pub struct Store {
-    client: redis::Client,
-    conn: ConnectionManager,
+    backend: Backend,
+    conn: RedisConn,
     keys: Keys,
     options: StoreOptions,
 }
@@ -107,46 +132,66 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
             .field("prefix", &self.keys.prefix())
+            .field("cluster", &self.backend.is_cluster())
             .finish_non_exhaustive()
     }
 }
 
 impl Store {
-    /// Connects now; fails if Redis cannot be reached within the connect timeout.
+    /// Connects now; fails if Redis cannot be reached within the connect timeout, or if it is
+    /// not what the options say (a cluster node named by `url`, or a single Redis named by
+    /// `cluster_nodes`: [`StoreError::Misconfigured`]).
     pub async fn connect(options: StoreOptions) -> StoreResult<Store> {
-        let client = redis::Client::open(options.url.as_str())?;
-        let conn = client
-            .get_connection_manager_with_config(Self::manager_config(&options))
-            .await?;
-        Ok(Self::with_parts(client, conn, options))
+        let backend = Backend::open(&options)?;
+        let conn = backend.connect(&options).await?;
+        let store = Self::with_parts(backend, conn, options);
+        store.check_mode().await?;
+        Ok(store)
     }
 
     /// Returns at once and connects on first use, reconnecting by itself whenever Redis comes
     /// back (for programs that must start and keep running while Redis is down).
     pub fn connect_lazy(options: StoreOptions) -> StoreResult<Store> {
-        let client = redis::Client::open(options.url.as_str())?;
-        let conn = ConnectionManager::new_lazy_with_config(
-            client.clone(),
-            Self::manager_config(&options),
-        )?;
-        Ok(Self::with_parts(client, conn, options))
+        let backend = Backend::open(&options)?;
+        let conn = backend.connect_lazy(&options)?;
+        Ok(Self::with_parts(backend, conn, options))
     }
 
-    fn manager_config(options: &StoreOptions) -> ConnectionManagerConfig {
-        ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.connect_timeout))
-            .set_response_timeout(Some(options.command_timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(1))
-    }
-
-    fn with_parts(client: redis::Client, conn: ConnectionManager, options: StoreOptions) -> Store {
+    fn with_parts(backend: Backend, conn: RedisConn, options: StoreOptions) -> Store {
         Store {
-            client,
+            backend,
             conn,
             keys: Keys::new(options.key_prefix.clone()),
             options,
         }
+    }
+
+    /// Whether the store runs over a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.backend.is_cluster()
+    }
+
+    /// Fails with [`StoreError::Misconfigured`] unless the Redis reached is in the mode the
+    /// options name (`INFO cluster`'s `cluster_enabled`).
+    pub async fn check_mode(&self) -> StoreResult<()> {
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("INFO");
+        cmd.arg("cluster");
+        let info: String = match conn.query_at_key(&self.keys.products(), cmd).await {
+            Ok(info) => info,
+            Err(StoreError::Redis(err)) if err.to_string().contains("cluster support disabled") => {
+                return Err(connection::mode_mismatch(true, false));
+            }
+            Err(err) => return Err(err),
+        };
+        let node_is_cluster = info.lines().any(|line| line.trim() == "cluster_enabled:1");
+        if node_is_cluster != self.conn.is_cluster() {
+            return Err(connection::mode_mismatch(
+                self.conn.is_cluster(),
+                node_is_cluster,
+            ));
+        }
+        Ok(())
     }
 
     /// The key schema in use. Only for tests and the test kit, which inspect and prepare Redis
@@ -162,14 +207,30 @@ impl Store {
 
     /// A dedicated connection for blocking commands (`XREAD … BLOCK`), whose reply timeout is
     /// `block` plus the command timeout, so a blocking read never trips it.
-    async fn blocking_connection(&self, block: Duration) -> StoreResult<MultiplexedConnection> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.options.connect_timeout))
-            .set_response_timeout(Some(block + self.options.command_timeout));
-        Ok(self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?)
+    async fn blocking_connection(&self, block: Duration) -> StoreResult<RedisConn> {
+        self.backend.blocking(&self.options, block).await
+    }
+
+    /// With `wait_replicas`, waits (`WAIT`, on the connection that made the write, at the
+    /// node serving `key`) until that many replicas have the writes made so far, or the wait
+    /// timeout passes. Returns how many replicas acknowledged (`None` when not configured).
+    async fn wait_for_replicas(&self, key: &str) -> StoreResult<Option<u32>> {
+        if self.options.wait_replicas == 0 {
+            return Ok(None);
+        }
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(self.options.wait_replicas)
+            .arg(self.options.wait_timeout.as_millis() as u64);
+        let acknowledged: u32 = conn.query_at_key(key, cmd).await?;
+        if acknowledged < self.options.wait_replicas {
+            tracing::warn!(
+                acknowledged,
+                wanted = self.options.wait_replicas,
+                "write not replicated within redis.wait_timeout_ms"
+            );
+        }
+        Ok(Some(acknowledged))
     }
 
     /// Checks that Redis answers.

@@ -15,8 +15,8 @@
 
 use std::time::Duration;
 
+use super::connection::RedisConn;
 use redis::Value;
-use redis::aio::MultiplexedConnection;
 
 use super::Store;
 use super::error::{StoreResult, unexpected};
@@ -79,7 +79,7 @@ impl Watermark {
 /// Reads one product stream through the consumer group as one named consumer, on its own
 /// connection (see the module doc). Made by [`Store::group_reader`].
 pub struct GroupReader {
-    conn: MultiplexedConnection,
+    conn: RedisConn,
     stream: String,
     consumer: String,
     count: usize,

@@ -6,7 +6,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
+use super::connection::RedisConn;
+
+use futures::FutureExt;
+use futures::stream::{FuturesUnordered, StreamExt};
 
 use super::error::StoreResult;
 use super::{Store, decode};
@@ -123,6 +126,7 @@ impl Store {
         TailReader {
             store: self.clone(),
             conn: None,
+            per_product: HashMap::new(),
             block,
         }
     }
@@ -131,9 +135,17 @@ impl Store {
 /// Follows product streams with plain `XREAD … BLOCK` on a dedicated connection whose reply
 /// timeout exceeds the block time. The connection is opened on first use and dropped after
 /// an error, to be opened again by the next read.
+///
+/// On a Redis Cluster the streams are in different slots, so one `XREAD` over all of them is
+/// refused (`CROSSSLOT`): each product is read with its own `XREAD … BLOCK` on its own
+/// connection, all at once, and a read returns as soon as one product has entries (with
+/// those of any other read already answered). A product whose read fails (its slot failing
+/// over, migrating or unreachable) is skipped and its connection reopened by the next read,
+/// so it never stops the tail of the others; the read fails only when every product's does.
 pub struct TailReader {
     store: Store,
-    conn: Option<MultiplexedConnection>,
+    conn: Option<RedisConn>,
+    per_product: HashMap<ProductId, RedisConn>,
     block: Duration,
 }
 
@@ -153,6 +165,9 @@ impl TailReader {
         positions: &BTreeMap<ProductId, String>,
         count: usize,
     ) -> StoreResult<Vec<(ProductId, Vec<StreamEntry>)>> {
+        if self.store.is_cluster() {
+            return self.read_each_after(positions, count).await;
+        }
         let conn = match &mut self.conn {
             Some(conn) => conn,
             None => {
@@ -198,5 +213,92 @@ impl TailReader {
                 ))
             })
             .collect())
+    }
+}
+
+impl TailReader {
+    /// The cluster's read: one blocking `XREAD` per product, each on its own connection (see
+    /// the type's doc).
+    async fn read_each_after(
+        &mut self,
+        positions: &BTreeMap<ProductId, String>,
+        count: usize,
+    ) -> StoreResult<Vec<(ProductId, Vec<StreamEntry>)>> {
+        let mut first_error = None;
+        for product in positions.keys() {
+            if !self.per_product.contains_key(product) {
+                match self.store.blocking_connection(self.block).await {
+                    Ok(conn) => {
+                        self.per_product.insert(product.clone(), conn);
+                    }
+                    Err(err) => {
+                        tracing::warn!(%product, %err, "tail: cannot connect for this product");
+                        first_error.get_or_insert(err);
+                    }
+                }
+            }
+        }
+        let block = self.block.as_millis() as u64;
+        let mut reads: FuturesUnordered<_> = positions
+            .iter()
+            .filter_map(|(product, id)| {
+                let mut conn = self.per_product.get(product)?.clone();
+                let stream = self.store.product_keys(product).events();
+                let product = product.clone();
+                let id = id.clone();
+                Some(async move {
+                    let mut cmd = redis::cmd("XREAD");
+                    cmd.arg("COUNT")
+                        .arg(count)
+                        .arg("BLOCK")
+                        .arg(block)
+                        .arg("STREAMS")
+                        .arg(&stream)
+                        .arg(&id);
+                    type Reply = Option<Vec<(String, Vec<RawEntry>)>>;
+                    let reply: Result<Reply, redis::RedisError> = cmd.query_async(&mut conn).await;
+                    (product, reply)
+                })
+            })
+            .collect();
+        let mut answered = 0;
+        let mut read = Vec::new();
+        let mut settle =
+            |(product, reply): (ProductId, Result<_, redis::RedisError>),
+             read: &mut Vec<(ProductId, Vec<StreamEntry>)>,
+             per_product: &mut HashMap<ProductId, RedisConn>| {
+                match reply {
+                    Ok(reply) => {
+                        answered += 1;
+                        let entries: Vec<StreamEntry> =
+                            Option::<Vec<(String, Vec<RawEntry>)>>::unwrap_or_default(reply)
+                                .into_iter()
+                                .flat_map(|(_, entries)| entries)
+                                .map(stream_entry)
+                                .collect();
+                        if !entries.is_empty() {
+                            read.push((product, entries));
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(%product, %err, "tail: read failed for this product");
+                        per_product.remove(&product);
+                        first_error.get_or_insert(err.into());
+                    }
+                }
+            };
+        while read.is_empty() {
+            let Some(done) = reads.next().await else {
+                break;
+            };
+            settle(done, &mut read, &mut self.per_product);
+        }
+        while let Some(Some(done)) = reads.next().now_or_never() {
+            settle(done, &mut read, &mut self.per_product);
+        }
+        match first_error {
+            Some(err) if read.is_empty() && answered == 0 => Err(err),
+            _ => Ok(read),
+        }
     }
 }

@@ -46,7 +46,7 @@ pub async fn readyz(State(ctx): State<ApiContext>) -> Result<Json<Status>, ApiEr
 pub async fn check_redis(store: &Store) -> Result<(), ApiError> {
     let limit = store.options().command_timeout + Duration::from_millis(500);
     match tokio::time::timeout(limit, store.ping()).await {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(())) => check_cluster(store, limit).await,
         Ok(Err(err)) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             ProblemCode::NotReady,
@@ -56,6 +56,35 @@ pub async fn check_redis(store: &Store) -> Result<(), ApiError> {
             StatusCode::SERVICE_UNAVAILABLE,
             ProblemCode::NotReady,
             "redis did not answer PING in time",
+        )),
+    }
+}
+
+/// On a Redis Cluster, not ready while the node serving any product's slot says its
+/// `cluster_state` is not ok (or does not answer), naming the products affected (contract
+/// section 9.1); on a single Redis nothing more to check.
+async fn check_cluster(store: &Store, limit: Duration) -> Result<(), ApiError> {
+    let not_ready = |detail: String| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ProblemCode::NotReady,
+            detail,
+        )
+    };
+    match tokio::time::timeout(limit, store.products_not_ok(&[])).await {
+        Ok(Ok(affected)) if affected.is_empty() => Ok(()),
+        Ok(Ok(affected)) => {
+            let names: Vec<&str> = affected.iter().map(|p| p.as_str()).collect();
+            Err(not_ready(format!(
+                "redis cluster_state is not ok for the slots of products {}",
+                names.join(", ")
+            )))
+        }
+        Ok(Err(err)) => Err(not_ready(format!(
+            "redis cluster: cannot read the product set: {err}"
+        ))),
+        Err(_) => Err(not_ready(
+            "redis cluster: CLUSTER INFO did not answer in time".to_string(),
         )),
     }
 }

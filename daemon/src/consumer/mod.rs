@@ -25,7 +25,7 @@
 //!
 //! 5. every [`ConsumerOptions::dead_consumer_sweep_interval`], removes from the group the
 //!    consumers crashed instances left behind ([`Store::remove_dead_consumers`]): not a live
-//!    instance (`P:instances`), no pending entries, idle at least `dead_consumer_idle`; one
+//!    instance (`P:{instances}`), no pending entries, idle at least `dead_consumer_idle`; one
 //!    atomic script, so a consumer that holds or receives entries is never removed (removing
 //!    it would drop them). Counted in `mm_consumers_removed_total`.
 //!

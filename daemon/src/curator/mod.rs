@@ -182,6 +182,9 @@ pub struct PassReport {
     pub interrupted: u64,
     /// Products not curated because their applied watermark could not be read.
     pub watermark_unknown: u64,
+    /// Products whose curation stopped part-way on a Redis error (their slot unreachable,
+    /// failing over or migrating); the other products were curated all the same.
+    pub products_failed: u64,
     /// Interrupted end steps finished: deleted on the server and removed from the record.
     pub endings_finished: u64,
     /// Interrupted end steps whose server did not confirm: the mark was cleared.
@@ -425,46 +428,81 @@ impl<S: GameServers> Curator<S> {
         shutdown: &CancellationToken,
     ) -> Result<PassReport, StoreError> {
         let mut report = PassReport::default();
-        for product in self.products().await? {
-            // Never curate blind: without the watermark a record may be missing events.
-            let applied_until = match self.store.watermark(&product).await {
-                Ok(watermark) => watermark.applied_until(now_ms),
-                Err(err) => {
-                    tracing::warn!(%product, %err, "could not read the applied watermark; product not curated this pass");
-                    metrics::counter!("mm_curation_skipped_total", "product" => product.to_string())
-                        .increment(1);
-                    report.watermark_unknown += 1;
-                    continue;
-                }
-            };
-            for set in GameSet::ALL {
-                self.curate_set(&product, set, applied_until, now_ms, shutdown, &mut report)
-                    .await?;
+        for product in self.products().await {
+            if shutdown.is_cancelled() {
+                break;
             }
-            if !self.options.dry_run && !shutdown.is_cancelled() {
-                self.finish_stuck_endings(&product, now_ms, shutdown, &mut report)
-                    .await?;
-            }
-            if !self.options.dry_run && !shutdown.is_cancelled() {
-                let released = self
-                    .store
-                    .release_expired_reservations(&product, now_ms, self.options.batch_size)
-                    .await?;
-                report.reservations_released += released as u64;
+            // One product's failure (its slot unreachable, failing over, migrating) never
+            // stops the others: logged, counted, and retried next pass.
+            if let Err(err) = self
+                .curate_product(&product, now_ms, shutdown, &mut report)
+                .await
+            {
+                tracing::warn!(%product, %err, "curation of this product failed; the others go on");
+                metrics::counter!("mm_curation_skipped_total", "product" => product.to_string())
+                    .increment(1);
+                report.products_failed += 1;
             }
         }
         self.forget_old_retries(now_ms);
         Ok(report)
     }
 
-    async fn products(&self) -> Result<Vec<ProductId>, StoreError> {
-        let mut products = self.store.products().await?;
+    /// One product's share of a pass: its sets at its watermark, its interrupted end steps,
+    /// its expired reservations.
+    async fn curate_product(
+        &self,
+        product: &ProductId,
+        now_ms: u64,
+        shutdown: &CancellationToken,
+        report: &mut PassReport,
+    ) -> Result<(), StoreError> {
+        // Never curate blind: without the watermark a record may be missing events.
+        let applied_until = match self.store.watermark(product).await {
+            Ok(watermark) => watermark.applied_until(now_ms),
+            Err(err) => {
+                tracing::warn!(%product, %err, "could not read the applied watermark; product not curated this pass");
+                metrics::counter!("mm_curation_skipped_total", "product" => product.to_string())
+                    .increment(1);
+                report.watermark_unknown += 1;
+                return Ok(());
+            }
+        };
+        for set in GameSet::ALL {
+            self.curate_set(product, set, applied_until, now_ms, shutdown, report)
+                .await?;
+        }
+        if !self.options.dry_run && !shutdown.is_cancelled() {
+            self.finish_stuck_endings(product, now_ms, shutdown, report)
+                .await?;
+        }
+        if !self.options.dry_run && !shutdown.is_cancelled() {
+            let released = self
+                .store
+                .release_expired_reservations(product, now_ms, self.options.batch_size)
+                .await?;
+            report.reservations_released += released as u64;
+        }
+        Ok(())
+    }
+
+    /// The products to curate: `P:products` and the configured ones; the configured ones
+    /// alone (logged) when `P:products` cannot be read, so its slot being unreachable never
+    /// stops the curation of the others.
+    async fn products(&self) -> Vec<ProductId> {
+        let mut products = match self.store.products().await {
+            Ok(products) => products,
+            Err(err) => {
+                tracing::warn!(%err, "could not read the product set; curating the configured products");
+                Vec::new()
+            }
+        };
         for product in &self.configured_products {
             if !products.contains(product) {
                 products.push(product.clone());
             }
         }
-        Ok(products)
+        products
     }
 
     async fn curate_set(

@@ -5,6 +5,7 @@ mod abuse;
 mod abuse_connections;
 mod api;
 mod boundaries;
+mod cluster;
 mod console;
 mod console_tmux;
 mod consumer;

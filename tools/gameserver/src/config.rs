@@ -14,7 +14,8 @@ pub struct GameServerConfig {
     pub product: ProductId,
     /// The key every API call must present as `Authorization: Bearer`.
     pub api_key: String,
-    /// Redis the events go to (`redis://…` or `redis+unix://…`).
+    /// Redis the events go to (`redis://…` or `redis+unix://…`), or the nodes of a Redis
+    /// Cluster as a comma-separated list of `redis://host:port`.
     pub redis_url: String,
     /// Key prefix (`P` of the contract): events go to `P:{product}:events`.
     pub key_prefix: String,

@@ -45,23 +45,50 @@ impl EventSink {
     }
 }
 
+/// Where events go: one Redis, or a Redis Cluster (a comma-separated list of node URLs), whose
+/// client routes the stream's `XADD` to the master of its slot and follows redirections.
+enum EventClient {
+    Node(redis::Client),
+    Cluster(Box<redis::cluster::ClusterClient>),
+}
+
+/// A connection of an [`EventClient`].
+enum EventConnection {
+    Node(MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
 /// The writing side, run as one task by [`EventWriter::run`].
 pub(crate) struct EventWriter {
-    client: redis::Client,
+    client: EventClient,
     stream: String,
     rx: mpsc::UnboundedReceiver<Event>,
-    connection: Option<MultiplexedConnection>,
+    connection: Option<EventConnection>,
 }
 
 impl EventWriter {
-    /// A writer to `stream` on the Redis at `redis_url` (connected lazily) and its sink.
+    /// A writer to `stream` on the Redis at `redis_url` (connected lazily) and its sink; a
+    /// comma-separated list of URLs names the nodes of a Redis Cluster.
     pub(crate) fn new(
         redis_url: &str,
         stream: String,
         server: ServerId,
     ) -> anyhow::Result<(EventWriter, EventSink)> {
-        let client = redis::Client::open(redis_url)
-            .map_err(|err| anyhow::anyhow!("invalid Redis URL {redis_url:?}: {err}"))?;
+        let client = if redis_url.contains(',') {
+            let nodes: Vec<&str> = redis_url.split(',').map(str::trim).collect();
+            EventClient::Cluster(Box::new(
+                redis::cluster::ClusterClientBuilder::new(nodes)
+                    .connection_timeout(Duration::from_secs(2))
+                    .response_timeout(Duration::from_secs(2))
+                    .build()
+                    .map_err(|err| anyhow::anyhow!("invalid cluster nodes {redis_url:?}: {err}"))?,
+            ))
+        } else {
+            EventClient::Node(
+                redis::Client::open(redis_url)
+                    .map_err(|err| anyhow::anyhow!("invalid Redis URL {redis_url:?}: {err}"))?,
+            )
+        };
         let (tx, rx) = mpsc::unbounded_channel();
         Ok((
             EventWriter {
@@ -129,13 +156,21 @@ impl EventWriter {
         let connection = match &mut self.connection {
             Some(connection) => connection,
             None => {
-                let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(2)))
-                    .set_response_timeout(Some(Duration::from_secs(2)));
-                let connection = self
-                    .client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await?;
+                let connection = match &self.client {
+                    EventClient::Node(client) => {
+                        let config = AsyncConnectionConfig::new()
+                            .set_connection_timeout(Some(Duration::from_secs(2)))
+                            .set_response_timeout(Some(Duration::from_secs(2)));
+                        EventConnection::Node(
+                            client
+                                .get_multiplexed_async_connection_with_config(&config)
+                                .await?,
+                        )
+                    }
+                    EventClient::Cluster(client) => {
+                        EventConnection::Cluster(client.get_async_connection().await?)
+                    }
+                };
                 self.connection.insert(connection)
             }
         };
@@ -144,7 +179,10 @@ impl EventWriter {
         for (field, value) in event.to_fields() {
             xadd.arg(field).arg(value);
         }
-        let _id: String = xadd.query_async(connection).await?;
+        let _id: String = match connection {
+            EventConnection::Node(conn) => xadd.query_async(conn).await?,
+            EventConnection::Cluster(conn) => xadd.query_async(conn).await?,
+        };
         Ok(())
     }
 }

@@ -34,7 +34,8 @@ struct Args {
     #[arg(long, env = "MM_GS_API_KEY", hide_env_values = true)]
     api_key: String,
 
-    /// Redis to write events to: `redis://host:port/db` or `redis+unix:///path/to.sock`.
+    /// Redis to write events to: `redis://host:port/db` or `redis+unix:///path/to.sock`; a
+    /// Redis Cluster as a comma-separated list of its nodes (`redis://h:7000,redis://h:7001`).
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
 
