@@ -57,6 +57,10 @@ pub struct Cli {
     /// A settings file layered over the mode file.
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Directory holding the mode files, which must then exist there (default: ./config,
+    /// else the built-in copies), as for matchmakerd: on a packaged host, /etc/matchmaker.
+    #[arg(long, env = "MM_CONFIG_DIR", value_name = "DIR")]
+    pub config_dir: Option<PathBuf>,
     /// Disable force-delete in the console (also `console.read_only`).
     #[arg(long)]
     pub read_only: bool,
@@ -170,6 +174,15 @@ mod tests {
         }
         let err = Cli::try_parse_from(["mm-console", "--product", "chess"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn config_dir_is_read_like_the_daemons() {
+        let cli = Cli::try_parse_from(["mm-console", "--config-dir", "/etc/matchmaker"]).unwrap();
+        assert_eq!(
+            cli.config_dir.as_deref(),
+            Some(std::path::Path::new("/etc/matchmaker"))
+        );
     }
 
     #[test]

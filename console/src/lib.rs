@@ -79,7 +79,7 @@ pub fn run_cli(cli: Cli) -> u8 {
     let settings = match Settings::load(&LoadOptions {
         mode: cli.mode,
         extra_file: cli.config.clone(),
-        config_dir: None,
+        config_dir: cli.config_dir.clone(),
         app_name: Some("mm-console".into()),
     }) {
         Ok(settings) => settings,
