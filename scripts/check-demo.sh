@@ -46,6 +46,15 @@ for expected in "curl -s 'http://127.0.0.1:8080/v1/games?product=chess" "matchma
 done
 while IFS= read -r command; do
   echo "check-demo: \$ $command" >&2
+  if [[ "$command" == *"--tail"* ]]; then
+    # `--tail` follows the streams until interrupted: run it for 3 s; it must print events
+    # of the demo's product and keep running (timeout's 124), not fail.
+    status=0
+    output=$(timeout --kill-after=2 3 bash -c "exec $command" 2>&1) || status=$?
+    [ "$status" -eq 124 ] || { echo "$output" >&2; fail "README command exited $status instead of following: $command"; }
+    [ -n "$output" ] || fail "README command printed nothing in 3 s: $command"
+    continue
+  fi
   output=$(bash -c "set -o pipefail; $command" 2>&1) || {
     status=$?
     # `mm-console --delete` of the README's made-up id must answer "no such game" (3).
