@@ -9,7 +9,7 @@ use super::driver::{self, Driven, Latency};
 use super::paired::{self, Limits};
 use super::procs::{
     CpuMark, CpuTally, DaemonProcess, DaemonSpec, GameServerProcess, GameServerSpec,
-    RegisteredServer,
+    RegisteredServer, ResourceUse,
 };
 use super::report::{Row, Scenario};
 use super::{Bench, fixtures};
@@ -146,6 +146,25 @@ impl Tallies {
     }
 }
 
+/// Adds one side's row (games/s, latency, errors, CPU) to `scenario`; returns the daemon's
+/// resource use, for the memory target.
+fn push_row(
+    scenario: &mut Scenario,
+    label: String,
+    driven: &Driven,
+    tallies: &Tallies,
+    limits: Limits,
+) -> Option<ResourceUse> {
+    let mut row = Row::new(label, "games/s");
+    row.throughput = Some(driven.per_second());
+    row.latency = Some(Latency::of_micros(&driven.latency));
+    row.errors = driven.error_count();
+    tallies.finish(&mut row, scenario, limits);
+    let daemon = row.daemon;
+    scenario.rows.push(row);
+    daemon
+}
+
 /// Rounds share a side's budget: at most `total / ROUNDS` operations or a round's length.
 fn round_budget(bench: &Bench) -> (u64, Duration) {
     (
@@ -215,19 +234,16 @@ pub async fn run_create(bench: &Bench) -> anyhow::Result<Scenario> {
     }
     for limits in Limits::BOTH {
         let driven = &driven[limits.index()];
-        let mut row = Row::new(
+        let daemon = push_row(
+            &mut scenario,
             format!(
                 "POST /v1/games → {SERVERS} reference game servers ({concurrency} in flight, {})",
                 limits.label()
             ),
-            "games/s",
+            driven,
+            &tallies[limits.index()],
+            limits,
         );
-        row.throughput = Some(driven.per_second());
-        row.latency = Some(Latency::of_micros(&driven.latency));
-        row.errors = driven.error_count();
-        tallies[limits.index()].finish(&mut row, &mut scenario, limits);
-        let daemon = row.daemon;
-        scenario.rows.push(row);
         scenario.note(format!(
             "{}: {} games created in {:.1} s ({} rounds of at most {round_total} games or \
              {round_load:?}, alternating with the other side) by a closed loop of {concurrency} \
@@ -316,19 +332,16 @@ pub async fn run_flow(bench: &Bench) -> anyhow::Result<Scenario> {
     }
     for limits in Limits::BOTH {
         let driven = &driven[limits.index()];
-        let mut row = Row::new(
+        let daemon = push_row(
+            &mut scenario,
             format!(
                 "create → creator WebSocket → join → joiner WebSocket ({concurrency} flows in flight, {})",
                 limits.label()
             ),
-            "games/s",
+            driven,
+            &tallies[limits.index()],
+            limits,
         );
-        row.throughput = Some(driven.per_second());
-        row.latency = Some(Latency::of_micros(&driven.latency));
-        row.errors = driven.error_count();
-        tallies[limits.index()].finish(&mut row, &mut scenario, limits);
-        let daemon = row.daemon;
-        scenario.rows.push(row);
         let summary = recorders[limits.index()].summary(driven.elapsed);
         for op in &summary.operations {
             scenario.note(format!(
