@@ -298,6 +298,7 @@ async fn create_loop(
     product: ProductId,
     stop: Arc<AtomicBool>,
     errors: Arc<AtomicU64>,
+    last_error: Arc<Mutex<String>>,
 ) -> (Vec<GameId>, Vec<u64>) {
     let mut acknowledged = Vec::new();
     let mut latencies = Vec::new();
@@ -322,8 +323,9 @@ async fn create_loop(
                 acknowledged.push(game.id.clone());
             }
             Ok(false) => unreachable!("fresh ids"),
-            Err(_) => {
+            Err(error) => {
                 errors.fetch_add(1, Ordering::Relaxed);
+                *last_error.lock().unwrap() = error.to_string();
             }
         }
     }
@@ -347,6 +349,7 @@ async fn kill_master_during_creates(wait_replicas: u32) -> (usize, usize, u64, u
     let store = Store::connect(options).await.unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
+    let last_error = Arc::new(Mutex::new(String::new()));
     let writers: Vec<_> = (0..4)
         .map(|_| {
             tokio::spawn(create_loop(
@@ -354,6 +357,7 @@ async fn kill_master_during_creates(wait_replicas: u32) -> (usize, usize, u64, u
                 product.clone(),
                 stop.clone(),
                 errors.clone(),
+                last_error.clone(),
             ))
         })
         .collect();
@@ -387,14 +391,29 @@ async fn kill_master_during_creates(wait_replicas: u32) -> (usize, usize, u64, u
         probe.set_counts(&product).await.ok().map(|_| ())
     })
     .await;
-    // Writers that failed during the takeover succeed again: no new error for a while.
-    let quiet_since = errors.load(Ordering::Relaxed);
-    poll::until("creates to succeed again", WAIT, || async {
-        let now = errors.load(Ordering::Relaxed);
-        let count = probe.set_counts(&product).await.ok()?[0];
-        (now == quiet_since && count > 0).then_some(())
-    })
-    .await;
+    // Writers that failed during the takeover succeed again: creates are acknowledged and no
+    // new error comes for a whole quiet window. (The window slides: the cluster client may
+    // fail a few more writes while it learns the new topology; a lasting failure still
+    // times out.)
+    let quiet = Duration::from_millis(500);
+    let deadline = Instant::now() + WAIT;
+    let mut window_errors = errors.load(Ordering::Relaxed);
+    let mut window_count = probe.set_counts(&product).await.map_or(0, |c| c[0]);
+    loop {
+        tokio::time::sleep(quiet).await;
+        let now_errors = errors.load(Ordering::Relaxed);
+        let now_count = probe.set_counts(&product).await.map_or(0, |c| c[0]);
+        if now_errors == window_errors && now_count > window_count {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "creates did not succeed for {quiet:?} on end within {WAIT:?} of the takeover: \
+             {now_errors} errors so far (last: {}), {now_count} games",
+            last_error.lock().unwrap()
+        );
+        (window_errors, window_count) = (now_errors, now_count);
+    }
     let unavailable_ms = killed_at.elapsed().as_millis();
     stop.store(true, Ordering::Relaxed);
     let mut acknowledged = Vec::new();
