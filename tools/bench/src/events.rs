@@ -19,7 +19,7 @@ use super::procs::{CpuMark, DaemonProcess, DaemonSpec};
 use super::report::{Row, Scenario};
 
 const PRODUCT: &str = "bench";
-const SERVER: &str = "gs-events";
+pub(crate) const SERVER: &str = "gs-events";
 const TOMBSTONE_TTL_SECS: u64 = 3600;
 /// Events per second written in the steady phase.
 const STEADY_RATE: u64 = 5_000;
@@ -38,7 +38,7 @@ const CEILING_SCRIPT: &str = concat!(
 
 /// The 10 events of one game's story, by round: joins, heartbeats, a leave, and for some
 /// games a start or an end.
-fn event_of(round: u64, game: &str, index: u64) -> EventFields {
+pub(crate) fn event_of(round: u64, game: &str, index: u64) -> EventFields {
     let player = |n: u64| format!("bench-p{index}-{n}");
     let (kind, who) = match round {
         0 => ("creator_joined", format!("bench-creator-{index}")),
@@ -442,7 +442,7 @@ fn wall_clock_ms() -> f64 {
 }
 
 /// `(last-delivered-id, pending)` of the consumer group.
-async fn group_progress(
+pub(crate) async fn group_progress(
     conn: &mut MultiplexedConnection,
     stream: &str,
 ) -> anyhow::Result<(String, u64)> {

@@ -13,6 +13,8 @@
 //! - [`events`]: draining a pre-filled stream of events, against Redis draining an identical
 //!   stream by itself (`redis-benchmark` running an `EVALSHA` that reads and applies entries
 //!   with the store's own script).
+//! - [`scale`]: the same event drain with four products on one Redis and spread over the
+//!   masters of a local Redis Cluster (the cluster's gain, and where the cores went).
 //! - [`curation`]: curating stale pending games that exist on the game servers.
 //! - [`console`]: one console refresh and frame with 100,000 games per set.
 //! - [`soak`]: the whole daemon under steady mixed load for minutes (10 in the full run),
@@ -36,6 +38,7 @@ pub mod list;
 pub mod paired;
 pub mod procs;
 pub mod report;
+pub mod scale;
 pub mod soak;
 pub mod static_server;
 pub mod wrk;
@@ -49,8 +52,8 @@ pub use procs::Binaries;
 pub use report::{Outcome, Report, Scenario};
 
 /// Every scenario, in run order.
-pub const SCENARIOS: [&str; 7] = [
-    "list", "create", "flow", "events", "curation", "console", "soak",
+pub const SCENARIOS: [&str; 8] = [
+    "list", "create", "flow", "events", "scale", "curation", "console", "soak",
 ];
 
 /// What to run and where to write the results.
@@ -187,6 +190,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
             "create" => create::run_create(&bench).await,
             "flow" => create::run_flow(&bench).await,
             "events" => events::run(&bench).await,
+            "scale" => scale::run(&bench).await,
             "curation" => curation::run(&bench).await,
             "console" => console::run(&bench).await,
             "soak" => soak::run(&bench).await,

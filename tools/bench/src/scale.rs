@@ -1,0 +1,295 @@
+//! Scenario `scale`: what spreading products over the masters of a Redis Cluster buys (issue
+//! 14). The same events — four products, each with its own pre-filled stream about its own
+//! games — are drained by one `--roles worker` daemon twice in the same run: once with the
+//! four products on one Redis, once on a local cluster of three masters (each with a replica,
+//! as a cluster runs in production) with the products placed on different masters. The ratio
+//! of the two aggregate rates is the finding; where the cores went (the daemon, each Redis)
+//! says why it is what it is on this machine.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use mm_common::keys::{CONSUMER_GROUP, Keys};
+use mm_common::model::Phase;
+use mm_common::{ProductId, ServerId};
+use mm_testkit::RedisServer;
+use mm_testkit::redis_cluster::{RedisCluster, products_on_distinct_masters};
+use redis::aio::MultiplexedConnection;
+
+use super::Bench;
+use super::events::{SERVER, event_of, group_progress};
+use super::fixtures::{self, redis_pid};
+use super::procs::{CpuMark, DaemonProcess, DaemonSpec, ResourceUse, toml_string};
+use super::report::{Row, Scenario};
+
+/// Products in the run.
+const PRODUCTS: usize = 4;
+/// Product names the run picks from (the cluster run takes ones that land on different
+/// masters, then as many more as it needs).
+const CANDIDATES: &[&str] = &[
+    "chess", "golf", "judo", "poker", "go", "bridge", "darts", "tennis", "rugby", "snooker",
+];
+
+/// Where a product's keys live: a connection to the one Redis (or cluster master) holding
+/// its slot.
+struct Placed {
+    product: ProductId,
+    conn: MultiplexedConnection,
+    last_id: String,
+}
+
+/// One side's outcome.
+struct Drained {
+    rate: f64,
+    seconds: f64,
+    daemon: ResourceUse,
+    redis_cores: Vec<f64>,
+}
+
+/// Writes `games` games of `product` and their `rounds` events each on `conn` (the node that
+/// holds the product's slot), creates the consumer group, and returns the last entry id.
+async fn fill(
+    conn: &mut MultiplexedConnection,
+    keys: &Keys,
+    product: &ProductId,
+    games: u64,
+    rounds: u64,
+) -> anyhow::Result<String> {
+    let product_keys = keys.product(product);
+    let server = ServerId::new(SERVER)?;
+    let now = mm_common::time::now_ms();
+    let records: Vec<_> = (0..games)
+        .map(|i| fixtures::game(product, &server, i, Phase::Created, 4, now))
+        .collect::<Result<_, _>>()?;
+    fixtures::write_games(conn, &product_keys, &records, now).await?;
+    let () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(product_keys.events())
+        .arg(CONSUMER_GROUP)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(conn)
+        .await
+        .context("creating the consumer group")?;
+    let ids: Vec<String> = records.iter().map(|g| g.id.to_string()).collect();
+    drop(records);
+    let events = (0..rounds).flat_map(|round| {
+        ids.iter()
+            .enumerate()
+            .map(move |(index, id)| event_of(round, id, index as u64))
+    });
+    fixtures::append_events(conn, &product_keys.events(), events)
+        .await?
+        .context("no event was written")
+}
+
+/// Starts the daemon `spec`, waits until every product's stream is drained, and measures.
+async fn drain(
+    bench: &Bench,
+    name: &str,
+    spec: &DaemonSpec,
+    placed: &mut [Placed],
+    keys: &Keys,
+    redis_pids: &[u32],
+) -> anyhow::Result<Drained> {
+    let total = bench.sizes.events;
+    let started = Instant::now();
+    let daemon = DaemonProcess::start(&bench.binaries, bench.work_dir(), name, spec).await?;
+    let daemon_mark = CpuMark::start(daemon.pid())?;
+    let redis_marks: Vec<CpuMark> = redis_pids
+        .iter()
+        .map(|pid| CpuMark::start(*pid))
+        .collect::<Result<_, _>>()?;
+    let limit = Duration::from_secs(900);
+    'wait: loop {
+        for place in placed.iter_mut() {
+            let stream = keys.product(&place.product).events();
+            let (delivered, pending) = group_progress(&mut place.conn, &stream).await?;
+            if delivered != place.last_id || pending != 0 {
+                if started.elapsed() > limit {
+                    bail!(
+                        "{name}: {} not drained after {limit:?} (delivered up to {delivered}, \
+                         {pending} pending, last entry {})",
+                        place.product,
+                        place.last_id
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue 'wait;
+            }
+        }
+        break;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let daemon_use = daemon_mark.finish()?;
+    let redis_cores = redis_marks
+        .iter()
+        .map(|mark| mark.finish().map(|usage| usage.cores))
+        .collect::<Result<_, _>>()?;
+    drop(daemon);
+    Ok(Drained {
+        rate: total as f64 / seconds,
+        seconds,
+        daemon: daemon_use,
+        redis_cores,
+    })
+}
+
+/// Runs the scenario.
+pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
+    let mut scenario = Scenario::new("scale", "products spread over a Redis Cluster");
+    let keys = Keys::new(bench.key_prefix);
+    let per_product = bench.sizes.events / PRODUCTS as u64;
+    let games = (bench.sizes.event_games / PRODUCTS as u64).max(1);
+    let rounds = (per_product / games).max(1);
+    let total = games * rounds * PRODUCTS as u64;
+
+    // The cluster first: it decides the products (one per master, then more).
+    let mut cluster = RedisCluster::start()?;
+    let mut names = products_on_distinct_masters(&mut cluster, bench.key_prefix, CANDIDATES, 3)?;
+    for candidate in CANDIDATES {
+        if names.len() == PRODUCTS {
+            break;
+        }
+        if !names.iter().any(|n| n == candidate) {
+            names.push(candidate.to_string());
+        }
+    }
+    let mut masters = Vec::new();
+    for name in &names {
+        masters.push(cluster.master_of(&format!("{}:{{{name}}}:events", bench.key_prefix))?);
+    }
+    let products: Vec<ProductId> = names
+        .iter()
+        .map(|n| ProductId::new(n.as_str()))
+        .collect::<Result<_, _>>()?;
+
+    // One Redis.
+    let single = RedisServer::start()?;
+    let mut conn = single.connection().await;
+    let single_pid = redis_pid(&mut conn).await?;
+    let fill_started = Instant::now();
+    let mut placed = Vec::new();
+    for product in &products {
+        let last_id = fill(&mut conn, &keys, product, games, rounds).await?;
+        let () = redis::cmd("SADD")
+            .arg(keys.products())
+            .arg(product.as_str())
+            .query_async(&mut conn)
+            .await?;
+        placed.push(Placed {
+            product: product.clone(),
+            conn: conn.clone(),
+            last_id,
+        });
+    }
+    scenario.note(format!(
+        "{total} events ({rounds} per game over {games} games of each of {PRODUCTS} products: \
+         {}; the stories of the `events` scenario) written before each daemon started, in \
+         {:.1} s on the single Redis",
+        names.join(", "),
+        fill_started.elapsed().as_secs_f64()
+    ));
+    let spec = DaemonSpec::new(&single.url(), bench.key_prefix, "worker");
+    let one = drain(
+        bench,
+        "scale-single",
+        &spec,
+        &mut placed,
+        &keys,
+        &[single_pid],
+    )
+    .await?;
+    drop(placed);
+    drop(conn);
+    drop(single);
+
+    // The cluster: each product filled on the master holding its slot.
+    let mut placed = Vec::new();
+    let mut pids = Vec::new();
+    for (product, master) in products.iter().zip(&masters) {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{}", cluster.port(*master)))?;
+        let mut node = client.get_multiplexed_async_connection().await?;
+        let last_id = fill(&mut node, &keys, product, games, rounds).await?;
+        placed.push(Placed {
+            product: product.clone(),
+            conn: node,
+            last_id,
+        });
+    }
+    let mut cluster_conn = cluster.connection().await;
+    for product in &products {
+        let () = redis::cmd("SADD")
+            .arg(keys.products())
+            .arg(product.as_str())
+            .query_async(&mut cluster_conn)
+            .await?;
+    }
+    for url in cluster.urls() {
+        let client = redis::Client::open(url)?;
+        let mut node = client.get_multiplexed_async_connection().await?;
+        pids.push(redis_pid(&mut node).await?);
+    }
+    let nodes: Vec<String> = cluster.urls().iter().map(|u| toml_string(u)).collect();
+    let spec = DaemonSpec::new(&cluster.urls()[0], bench.key_prefix, "worker").set(
+        "redis",
+        "cluster_nodes",
+        format!("[{}]", nodes.join(", ")),
+    );
+    let spread = drain(bench, "scale-cluster", &spec, &mut placed, &keys, &pids).await?;
+
+    let masters_used = {
+        let mut m = masters.clone();
+        m.sort_unstable();
+        m.dedup();
+        m.len()
+    };
+    for (label, side) in [
+        ("4 products on one Redis", &one),
+        (
+            &*format!("4 products over {masters_used} masters of a 3-master, 3-replica cluster"),
+            &spread,
+        ),
+    ] {
+        let mut row = Row::new(
+            format!("matchmakerd --roles worker draining {total} events, {label}"),
+            "events/s",
+        );
+        row.throughput = Some(side.rate);
+        row.daemon = Some(side.daemon);
+        row.redis_cores = Some(side.redis_cores.iter().sum());
+        scenario.rows.push(row);
+    }
+    let ratio = spread.rate / one.rate.max(1e-9);
+    scenario.target(
+        "aggregate events/s on the cluster ≥ 1.4× one Redis",
+        Some(ratio >= 1.4),
+        format!(
+            "{:.0} events/s over the cluster vs {:.0} on one Redis ({ratio:.2}×)",
+            spread.rate, one.rate
+        ),
+    );
+    scenario.note(format!(
+        "one Redis: drained in {:.1} s; CPU: daemon {:.2} cores, Redis {:.2}",
+        one.seconds, one.daemon.cores, one.redis_cores[0]
+    ));
+    let per_node: Vec<String> = spread
+        .redis_cores
+        .iter()
+        .enumerate()
+        .map(|(i, cores)| format!("node {i} {cores:.2}"))
+        .collect();
+    scenario.note(format!(
+        "cluster: drained in {:.1} s; CPU: daemon {:.2} cores, Redis nodes {} (masters of \
+         the products: {masters:?}; the others replicate)",
+        spread.seconds,
+        spread.daemon.cores,
+        per_node.join(", ")
+    ));
+    scenario.note(
+        "the machine has 2 cores shared by the daemon and every Redis process: one Redis \
+         applies events on one thread, so spreading products can at most add the second \
+         core, which the daemon (reading, parsing, sending batches) and the replicas also need",
+    );
+    Ok(scenario)
+}
