@@ -253,6 +253,8 @@ pub struct LobbySettings {
     pub tombstone_ttl_secs: u64,
     /// How stale a cached open-games listing may be, in milliseconds.
     pub list_max_staleness_ms: u64,
+    /// How many of a product's oldest open games one quick join considers (1..=1000).
+    pub quick_join_scan: u32,
 }
 
 impl Default for LobbySettings {
@@ -262,6 +264,7 @@ impl Default for LobbySettings {
             reservation_ttl_secs: 30,
             tombstone_ttl_secs: 3600,
             list_max_staleness_ms: 250,
+            quick_join_scan: 64,
         }
     }
 }
