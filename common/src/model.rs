@@ -34,6 +34,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{GameId, IdError, PlayerId, ProductId, ServerId};
+use crate::labels::Labels;
 use crate::store::{MarkOutcome, QuickJoinFilter, RemoveGuard, RemoveOutcome};
 
 /// A game's state (contract section 2).
@@ -437,6 +438,8 @@ pub struct Game {
     pub socket_url: String,
     /// Game settings passed to the game server (a JSON object, as text).
     pub settings: String,
+    /// Labels players filter by (`labels`, contract 3.4).
+    pub labels: Labels,
     /// Creation time (Unix ms).
     pub created_at_ms: u64,
     /// Last activity (Unix ms): the newest event time seen, or the creation time.
@@ -627,6 +630,7 @@ impl Game {
             creator_id,
             socket_url,
             settings,
+            labels: Labels::default(),
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
             phase: Phase::Created,
@@ -637,6 +641,12 @@ impl Game {
             end_reason: None,
             ending: None,
         }
+    }
+
+    /// The same game with `labels`.
+    pub fn with_labels(mut self, labels: Labels) -> Game {
+        self.labels = labels;
+        self
     }
 
     /// Players in the game now, in the order of the events that let them in.
@@ -874,7 +884,7 @@ impl Game {
             .region
             .as_deref()
             .is_none_or(|wanted| self.region.as_deref() == Some(wanted));
-        region_ok && filter.labels.is_empty()
+        region_ok && self.labels.matches(&filter.labels)
     }
 
     /// Releases `player`'s reservation if it has expired at `now_ms` (or unconditionally when

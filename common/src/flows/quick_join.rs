@@ -25,7 +25,7 @@ pub struct QuickJoin {
 }
 
 /// The game a quick join creates when no open game matches (on a server of the filter's
-/// region, with the filter's labels).
+/// region, carrying the filter's labels).
 #[derive(Debug, Clone)]
 pub struct QuickJoinCreate {
     /// Seats, creator included (validated by the caller).
@@ -104,6 +104,7 @@ pub async fn quick_join<D: ServerPlacement + Clone + 'static>(
             let new_game = NewGame {
                 product: request.product,
                 region: request.filter.region,
+                labels: request.filter.labels,
                 capacity: create.capacity,
                 creator: player.clone(),
                 settings: create.settings,

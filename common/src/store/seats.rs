@@ -2,7 +2,6 @@
 //! the best matching open game of a product). Each is one atomic script sharing the join's
 //! rules, reservation quota and join bucket (`lua/seat_prelude.lua`, contract section 5.4).
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::Store;
@@ -11,6 +10,7 @@ use super::outcomes::{ReserveOutcome, SeatGrant};
 use super::scripts::SCRIPTS;
 use crate::gameserver::JoinTicket;
 use crate::ids::{GameId, PlayerId, ProductId};
+use crate::labels::Labels;
 use crate::limits::{LimitRefusal, PlayerLimits};
 use crate::model::JoinRefusal;
 
@@ -33,7 +33,7 @@ pub struct QuickJoinFilter {
     /// Only games on servers of this region.
     pub region: Option<String>,
     /// Only games carrying every one of these labels (equal values).
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
 }
 
 /// What a quick join attempt got.
@@ -155,11 +155,7 @@ impl Store {
         limits: &PlayerLimits,
     ) -> StoreResult<QuickJoinOutcome> {
         let keys = self.product_keys(product);
-        let labels = if filter.labels.is_empty() {
-            String::new()
-        } else {
-            serde_json::to_string(&filter.labels).map_err(|_| unexpected("quick_join", &[]))?
-        };
+        let labels = filter.labels.to_field();
         let mut invocation = SCRIPTS.quick_join.prepare_invoke();
         invocation
             .key(keys.pending())

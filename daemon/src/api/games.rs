@@ -16,6 +16,7 @@ use axum::http::StatusCode;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use mm_common::flows::{self, CancelError, CreateError, JoinError, NewGame, ServerCalls};
+use mm_common::labels::Labels;
 use mm_common::limits::LimitRefusal;
 use mm_common::model::JoinRefusal;
 use mm_common::store::OpenCursor;
@@ -154,6 +155,8 @@ pub async fn create_game(
         )));
     }
     check_region(request.region.as_deref(), "request body")?;
+    let labels = Labels::new(request.labels.unwrap_or_default(), ctx.lobby().max_labels)
+        .map_err(|err| ApiError::invalid(format!("request body `labels`: {err}")))?;
     check_product(&ctx, &request.product)?;
     let new_game = NewGame {
         product: request.product,
@@ -161,6 +164,7 @@ pub async fn create_game(
         capacity: request.capacity,
         creator: player,
         settings: request.settings.unwrap_or_default(),
+        labels,
     };
     let created = run_detached("creating a game", async move {
         let product = new_game.product.clone();

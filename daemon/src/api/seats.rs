@@ -9,6 +9,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use mm_common::flows::{self, JoinError, QuickJoin, QuickJoinCreate, QuickJoinError};
+use mm_common::labels::Labels;
 use mm_common::store::QuickJoinFilter;
 use mm_common::time::now_ms;
 
@@ -25,9 +26,6 @@ use super::games::{
     invalidate_listings, join_error, run_detached, server_calls,
 };
 use super::views::{GameView, GameWithJoin, QuickJoinRequest};
-
-/// Most labels a quick join may ask for.
-pub const MAX_QUICK_JOIN_LABELS: usize = 32;
 
 /// Reserve a seat in the fullest matching open game of a product (or create one).
 #[utoipa::path(post, path = "/v1/games/quick-join", tag = "games",
@@ -50,8 +48,8 @@ pub async fn quick_join(
     ApiJson(request): ApiJson<QuickJoinRequest>,
 ) -> Result<(StatusCode, Json<GameWithJoin>), ApiError> {
     check_region(request.region.as_deref(), "request body")?;
-    let labels = request.labels.unwrap_or_default();
-    check_labels(&labels)?;
+    let labels = Labels::new(request.labels.unwrap_or_default(), ctx.lobby().max_labels)
+        .map_err(|err| ApiError::invalid(format!("request body `labels`: {err}")))?;
     let max = ctx.lobby().max_capacity;
     if let Some(create) = &request.create
         && (create.capacity == 0 || create.capacity > max)
@@ -119,34 +117,6 @@ pub async fn quick_join(
             join: joined.joined.ticket.into(),
         }),
     ))
-}
-
-/// Labels of a quick join: at most [`MAX_QUICK_JOIN_LABELS`], keys 1–32 bytes of
-/// `a-z 0-9 _ - .`, values 1–64 bytes without control characters.
-fn check_labels(labels: &std::collections::BTreeMap<String, String>) -> Result<(), ApiError> {
-    if labels.len() > MAX_QUICK_JOIN_LABELS {
-        return Err(ApiError::invalid(format!(
-            "request body `labels`: at most {MAX_QUICK_JOIN_LABELS} labels, got {}",
-            labels.len()
-        )));
-    }
-    for (key, value) in labels {
-        let key_ok = (1..=32).contains(&key.len())
-            && key
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-.".contains(&b));
-        if !key_ok {
-            return Err(ApiError::invalid(format!(
-                "request body `labels`: key {key:?} must be 1 to 32 bytes of a-z 0-9 _ - ."
-            )));
-        }
-        if !(1..=64).contains(&value.len()) || value.chars().any(char::is_control) {
-            return Err(ApiError::invalid(format!(
-                "request body `labels.{key}`: must be 1 to 64 bytes without control characters"
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// The answer to a failed quick join.

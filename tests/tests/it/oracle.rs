@@ -20,6 +20,7 @@ use std::fmt;
 use std::time::Duration;
 
 use mm_common::keys::{CONSUMER_GROUP, RESERVATION_SEPARATOR};
+use mm_common::labels::Labels;
 use mm_common::limits::PlayerLimits;
 use mm_common::model::{
     ApplyOutcome, EventKind, GameSet, JoinRefusal, QuickJoinPick, Rejoin, Reservation,
@@ -45,6 +46,15 @@ const OTHER_SERVER: &str = "gs-2";
 const PLAYERS: [&str; 5] = ["creator", "p1", "p2", "p3", "p4"];
 /// Someone who is not the creator, for `creator_joined` events that lie.
 const IMPOSTOR: &str = "mallory";
+/// The second game carries the label `map=dust2`, the first none.
+fn game_labels(n: usize) -> Labels {
+    let pairs = match n {
+        1 => [("map".to_string(), "dust2".to_string())].into(),
+        _ => BTreeMap::new(),
+    };
+    Labels::new(pairs, 8).unwrap()
+}
+
 /// Games per case: two, so batches and the expiry sweep span games.
 const GAMES: usize = 2;
 const GHOST_GAME: &str = "chess.ghost";
@@ -166,12 +176,14 @@ enum Op {
         player: usize,
         ttl_ms: u64,
     },
-    /// The quick-join script over the product, wanting `region` (every game is in `eu`),
-    /// scanning the `scan` oldest open games.
+    /// The quick-join script over the product, wanting `region` (every game is in `eu`) and
+    /// the label `map` (only the second game has one, `dust2`), scanning the `scan` oldest
+    /// open games.
     QuickJoin {
         player: usize,
         ttl_ms: u64,
         region: Option<&'static str>,
+        map: Option<&'static str>,
         scan: u32,
     },
     /// The end step's first step: mark the game as ending under `guard`.
@@ -317,9 +329,16 @@ fn arb_op() -> impl Strategy<Value = Op> {
             player,
             prop_oneof![Just(1_000u64), Just(30_000u64)],
             prop_oneof![Just(None), Just(Some("eu")), Just(Some("us"))],
+            prop_oneof![2 => Just(None), 1 => Just(Some("dust2")), 1 => Just(Some("inferno"))],
             prop_oneof![Just(64u32), Just(1u32)],
         )
-            .prop_map(|(player, ttl_ms, region, scan)| Op::QuickJoin { player, ttl_ms, region, scan }),
+            .prop_map(|(player, ttl_ms, region, map, scan)| Op::QuickJoin {
+                player,
+                ttl_ms,
+                region,
+                map,
+                scan,
+            }),
         1 => Just(Op::ReleaseExpired),
         1 => (game.clone(), guard.clone()).prop_map(|(game, guard)| Op::Remove { game, guard }),
         2 => (game.clone(), guard).prop_map(|(game, guard)| Op::Mark { game, guard }),
@@ -432,6 +451,7 @@ impl Oracle {
                     "{}".into(),
                     T0 + n as u64,
                 )
+                .with_labels(game_labels(n))
             })
             .collect();
         Oracle {
@@ -777,11 +797,15 @@ async fn step(
             player: p,
             ttl_ms,
             region,
+            map,
             scan,
         } => {
+            let labels = map.map_or_else(BTreeMap::new, |map| {
+                [("map".to_string(), map.to_string())].into()
+            });
             let filter = QuickJoinFilter {
                 region: region.map(str::to_string),
-                ..QuickJoinFilter::default()
+                labels: Labels::new(labels, 8).unwrap(),
             };
             let ttl = Duration::from_millis(*ttl_ms);
             let actual = fx

@@ -263,6 +263,40 @@ async fn quick_join_takes_the_fullest_matching_lobby_and_is_idempotent() {
     assert_eq!(created.str("region"), "ap");
     assert_eq!(created.body["capacity"], 3);
 
+    let (dusty, _d) = open_lobby(
+        &app,
+        "host-d",
+        4,
+        json!({"region": "eu", "labels": {"map": "dust2", "mode": "ranked"}}),
+    )
+    .await;
+    let ivan = app
+        .quick_join(
+            "ivan",
+            json!({"product": "chess", "labels": {"map": "dust2"}}),
+        )
+        .await;
+    assert_eq!(
+        id_of(&ivan),
+        dusty,
+        "the one lobby with that label: {}",
+        ivan.text
+    );
+    let judy = app
+        .quick_join(
+            "judy",
+            json!({"product": "chess", "region": "ap", "labels": {"map": "inferno"},
+                   "create": {"capacity": 2}}),
+        )
+        .await;
+    assert_eq!(judy.status, 201, "{}", judy.text);
+    assert_eq!(
+        judy.body["labels"],
+        json!({"map": "inferno"}),
+        "{}",
+        judy.text
+    );
+
     assert_problem(
         &app.quick_join("gina", json!({"product": "golf"})).await,
         404,

@@ -35,7 +35,7 @@ local function matches(key)
   local v = redis.call('HMGET', key, 'region', 'labels')
   if region ~= '' and (v[1] or '') ~= region then return false end
   if wanted ~= nil then
-    local labels = v[2] and cjson.decode(v[2]) or {}
+    local labels = (v[2] and v[2] ~= '') and cjson.decode(v[2]) or {}
     for k, value in pairs(wanted) do
       if labels[k] ~= value then return false end
     end
