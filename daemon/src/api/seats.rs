@@ -16,8 +16,8 @@ use mm_common::time::now_ms;
 use super::ApiContext;
 use super::auth::Player;
 use super::error::responses::{
-    BadRequest, GameNotFound, NoOpenGame, PayloadTooLarge, RejoinConflict, TooManyRequests,
-    Unauthenticated, Unavailable, UnsupportedMediaType,
+    BadRequest, Conflict, GameNotFound, NoOpenGame, PayloadTooLarge, RejoinConflict,
+    TooManyRequests, Unauthenticated, Unavailable, UnsupportedMediaType,
 };
 use super::error::{ApiError, ProblemCode};
 use super::extract::{ApiJson, ApiPath};
@@ -36,7 +36,7 @@ use super::views::{GameView, GameWithJoin, QuickJoinRequest};
         BadRequest,
         Unauthenticated,
         NoOpenGame,
-        RejoinConflict,
+        Conflict,
         PayloadTooLarge,
         UnsupportedMediaType,
         TooManyRequests,

@@ -632,7 +632,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `not_in_game`: the player is not in the game; `game_not_open`: it ended or is being ended; `creator_not_joined`, `game_full`: a player who left a lobby finds no seat; `join_refused`: the game server refused */
+            /** @description `creator_not_joined`, `game_full`, `game_not_open` or `join_refused`: the game's state (or its server) does not allow this */
             409: {
                 headers: {
                     [name: string]: unknown;
