@@ -29,18 +29,54 @@ local wait, tokens = bucket_take(KEYS[8], rate, burst, now)
 if wait > 0 then return {'rate_limited', tostring(wait)} end
 commit_bucket(KEYS[8], rate, burst, now, tokens)
 
--- Whether the game at `key` is of the wanted region and carries the wanted labels.
-local function matches(key)
-  if region == '' and wanted == nil then return true end
-  local v = redis.call('HMGET', key, 'region', 'labels')
-  if region ~= '' and (v[1] or '') ~= region then return false end
+-- Whether a game whose `region` and `labels` fields are these matches the wanted ones.
+local function matches_fields(game_region, game_labels)
+  if region ~= '' and (game_region or '') ~= region then return false end
   if wanted ~= nil then
-    local labels = (v[2] and v[2] ~= '') and cjson.decode(v[2]) or {}
+    local labels = (game_labels and game_labels ~= '') and cjson.decode(game_labels) or {}
     for k, value in pairs(wanted) do
       if labels[k] ~= value then return false end
     end
   end
   return true
+end
+
+-- Whether the game at `key` matches.
+local function matches(key)
+  if region == '' and wanted == nil then return true end
+  local v = redis.call('HMGET', key, 'region', 'labels')
+  return matches_fields(v[1], v[2])
+end
+
+-- A game of the open index, read lightly (one HMGET, no full load): the index holds only games
+-- that were open when last written (creator_joined, no end step, creator present, a seat
+-- free), and only time changes a game between writes (expiring reservations free seats), so
+-- it is still open and its seats taken are all a pick needs. Returns nil when it does not
+-- match, else seats taken, capacity and whether `player` already holds a seat there.
+local function candidate(key)
+  local v = redis.call('HMGET', key, 'capacity', 'creator_id', 'roster', 'reservations',
+                       'region', 'labels')
+  if not v[1] or not matches_fields(v[5], v[6]) then return nil end
+  local roster = cjson.decode(v[3] or '{}')
+  local taken = 0
+  for _, entry in pairs(roster) do
+    if entry[2] == 1 then taken = taken + 1 end
+  end
+  local function present(who)
+    local entry = roster[who]
+    return entry ~= nil and entry[2] == 1
+  end
+  local mine = false
+  if v[4] and v[4] ~= '{}' then
+    for who, expiry in pairs(cjson.decode(v[4])) do
+      if expiry > now then
+        if not present(who) then taken = taken + 1 end
+        if who == player then mine = true end
+      end
+    end
+  end
+  mine = mine or player == v[2] or present(player)
+  return taken, tonumber(v[1]), mine
 end
 
 local function held(key, id)
@@ -62,26 +98,22 @@ for i = 1, #mine, 2 do
 end
 
 -- The fullest matching open game among the oldest `scan`.
-local best, best_key, best_taken = nil, nil, 0
+local best_key, best_id, best_taken, best_capacity = nil, nil, 0, 1
 for _, id in ipairs(redis.call('ZRANGE', KEYS[4], 0, scan - 1)) do
   local key = prefix .. id
-  if matches(key) then
-    local g = load_game(key)
-    if g ~= nil and is_open(g, g.state, now) then
-      local reserved = g.reservations[player]
-      if player == g.creator_id or is_present(g, player) or (reserved ~= nil and reserved > now) then
-        return held(key, id)
-      end
-      local taken = seats_taken(g, now)
-      if best == nil or taken * best.capacity > best_taken * g.capacity then
-        best, best_key, best_taken = g, key, taken
-      end
+  local taken, capacity, mine = candidate(key)
+  if taken ~= nil then
+    if mine then return held(key, id) end
+    if taken < capacity
+        and (best_key == nil or taken * best_capacity > best_taken * capacity) then
+      best_key, best_id, best_taken, best_capacity = key, id, taken, capacity
     end
   end
 end
-if best == nil then return {'none'} end
+if best_key == nil then return {'none'} end
 
 local keys = {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]}
+local best = load_game(best_key)
 local reply = take_seat(best_key, best, keys, player, now, ttl, max_reserved, prefix, KEYS[7])
-if reply[1] == 'reserved' then return {'reserved', best.id, reply[2]} end
+if reply[1] == 'reserved' then return {'reserved', best_id, reply[2]} end
 return reply
