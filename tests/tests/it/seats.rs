@@ -433,3 +433,27 @@ async fn a_storm_of_quick_joins_fills_lobbies_and_never_sells_a_seat_twice() {
     app.check_invariants().await.unwrap();
     drop((sockets, hosts));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quick_join_whose_game_server_is_gone_releases_its_seat() {
+    let mut app = TestApp::spawn(TestAppOptions {
+        servers: vec![ServerSpec::new("gs-1", "chess")],
+        ..TestAppOptions::default()
+    })
+    .await
+    .unwrap();
+    let (id, host) = open_lobby(&app, "alice", 3, json!({})).await;
+    app.stop_game_server(0).await.unwrap();
+    drop(host);
+    let answer = app.quick_join("bob", json!({"product": "chess"})).await;
+    assert_problem(&answer, 503, "game_server_unavailable");
+    let game = app.get_game("observer", &id).await;
+    assert_eq!(
+        game.body["seats_free"], 2,
+        "bob's seat was released: {}",
+        game.text
+    );
+    let again = app.quick_join("bob", json!({"product": "chess"})).await;
+    assert_problem(&again, 503, "game_server_unavailable");
+    app.check_invariants().await.unwrap();
+}
