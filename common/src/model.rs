@@ -2,8 +2,8 @@
 //!
 //! **This module is the specification and the test oracle; production runs the store's Lua
 //! scripts** (`store/lua/`), which implement the same rules atomically inside Redis. Nothing
-//! in the daemon calls [`Game::apply`], [`Game::reserve`], [`Game::release`],
-//! [`Game::mark_ending`], [`Game::unmark_ending`] or [`Game::remove`]: they exist so the rules can be read in one place and so the differential
+//! in the daemon calls [`Game::apply`], [`Game::reserve`], [`Game::rejoin`], [`Game::release`],
+//! [`Game::mark_ending`], [`Game::unmark_ending`], [`Game::remove`] or [`quick_join_pick`]: they exist so the rules can be read in one place and so the differential
 //! property test (`tests/tests/it/oracle.rs`) can run random mixes of every store operation
 //! through both and require the same outcome and the same record after each one. The read
 //! side ([`Game::state`], [`Game::set_and_score`], [`Game::is_open`], …) is used by
@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{GameId, IdError, PlayerId, ProductId, ServerId};
 use crate::labels::Labels;
-use crate::store::{MarkOutcome, RemoveGuard, RemoveOutcome};
+use crate::store::{MarkOutcome, QuickJoinFilter, RemoveGuard, RemoveOutcome};
 
 /// A game's state (contract section 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -502,6 +502,10 @@ pub enum JoinRefusal {
     /// The game has started or ended.
     #[error("the game is no longer open")]
     GameNotOpen,
+    /// Rejoin: the player is not in the game (not its creator, not in its roster, no seat
+    /// reserved).
+    #[error("the player is not in the game")]
+    NotInGame,
 }
 
 impl JoinRefusal {
@@ -511,6 +515,7 @@ impl JoinRefusal {
             JoinRefusal::CreatorNotJoined => "creator_not_joined",
             JoinRefusal::GameFull => "game_full",
             JoinRefusal::GameNotOpen => "game_not_open",
+            JoinRefusal::NotInGame => "not_in_game",
         }
     }
 }
@@ -525,6 +530,81 @@ pub enum Reservation {
     },
     /// The player already holds a seat (joined, reserved, or is the creator): no new seat.
     AlreadyHeld,
+}
+
+/// What a rejoin got (`rejoin.lua`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejoin {
+    /// The game is in progress and the player is in it: they may have a fresh ticket; nothing
+    /// changed.
+    InProgress,
+    /// Before the start: the join rules' seat (held already, or reserved anew).
+    Seat(Reservation),
+}
+
+/// Which game a quick join takes a seat in (`quick_join.lua`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QuickJoinPick {
+    /// The player already holds a seat in this matching game: nothing changes.
+    Held(GameId),
+    /// The fullest matching open game: a seat is reserved there.
+    Reserve(GameId),
+    /// No game matches.
+    NoMatch,
+}
+
+/// The quick join's choice for `player` (contract 5.4): first a matching lobby in which the
+/// player holds a live reservation that a join would answer as held (of `games`, every live
+/// game of the product, by reservation expiry then id — the order of the player's
+/// reservations ZSET); then, among `window` (the oldest games of the open index, in its
+/// order), the first the player is already in (creator, present, reserved), else the fullest
+/// (seats taken / capacity; the first among equals).
+pub fn quick_join_pick(
+    games: &[&Game],
+    window: &[&Game],
+    player: &PlayerId,
+    filter: &QuickJoinFilter,
+    now_ms: u64,
+) -> QuickJoinPick {
+    let mut reserved: Vec<(u64, &GameId)> = games
+        .iter()
+        .filter_map(|game| {
+            let expiry = *game.reservations.get(player)?;
+            let takes_it = expiry > now_ms
+                && game.state() == GameState::CreatorJoined
+                && game.ending.is_none()
+                && game.creator_present()
+                && game.matches(filter);
+            takes_it.then_some((expiry, &game.id))
+        })
+        .collect();
+    reserved.sort();
+    if let Some((_, id)) = reserved.first() {
+        return QuickJoinPick::Held((*id).clone());
+    }
+    let mut best: Option<(&Game, usize)> = None;
+    for game in window {
+        if !game.matches(filter) || !game.is_open(now_ms) {
+            continue;
+        }
+        if *player == game.creator_id
+            || game.is_present(player)
+            || game.reservations.get(player).is_some_and(|e| *e > now_ms)
+        {
+            return QuickJoinPick::Held(game.id.clone());
+        }
+        let taken = game.seats_taken(now_ms);
+        let fuller = best.is_none_or(|(b, b_taken)| {
+            taken * b.capacity as usize > b_taken * game.capacity as usize
+        });
+        if fuller {
+            best = Some((game, taken));
+        }
+    }
+    match best {
+        Some((game, _)) => QuickJoinPick::Reserve(game.id.clone()),
+        None => QuickJoinPick::NoMatch,
+    }
 }
 
 impl Game {
@@ -769,6 +849,42 @@ impl Game {
         let expires_at_ms = now_ms + ttl_ms;
         self.reservations.insert(player.clone(), expires_at_ms);
         Ok(Reservation::Reserved { expires_at_ms })
+    }
+
+    /// Lets `player` back in (the rejoin API, `rejoin.lua`): refused once the game ended or is
+    /// being ended, and to anyone but its creator, a player of its roster (present or not) or
+    /// a holder of a live reservation; in progress, nothing changes; before the start, the
+    /// join rules of [`Game::reserve`] decide (a player who left a lobby needs a seat again).
+    pub fn rejoin(
+        &mut self,
+        player: &PlayerId,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<Rejoin, JoinRefusal> {
+        let state = self.state();
+        if state == GameState::Ended || self.ending.is_some() {
+            return Err(JoinRefusal::GameNotOpen);
+        }
+        let member = *player == self.creator_id
+            || self.roster.contains_key(player)
+            || self.reservations.get(player).is_some_and(|e| *e > now_ms);
+        if !member {
+            return Err(JoinRefusal::NotInGame);
+        }
+        if state == GameState::InProgress {
+            return Ok(Rejoin::InProgress);
+        }
+        self.reserve(player, now_ms, ttl_ms).map(Rejoin::Seat)
+    }
+
+    /// Whether the game matches a quick join's `filter`: its region (when one is wanted; a
+    /// game without one matches none) and every wanted label.
+    pub fn matches(&self, filter: &QuickJoinFilter) -> bool {
+        let region_ok = filter
+            .region
+            .as_deref()
+            .is_none_or(|wanted| self.region.as_deref() == Some(wanted));
+        region_ok && self.labels.matches(&filter.labels)
     }
 
     /// Releases `player`'s reservation if it has expired at `now_ms` (or unconditionally when

@@ -255,6 +255,8 @@ pub struct LobbySettings {
     pub list_max_staleness_ms: u64,
     /// Most labels a create may attach to a game (0..=32; 0 refuses any label).
     pub max_labels: u32,
+    /// How many of a product's oldest open games one quick join considers (1..=1000).
+    pub quick_join_scan: u32,
 }
 
 impl Default for LobbySettings {
@@ -265,6 +267,7 @@ impl Default for LobbySettings {
             tombstone_ttl_secs: 3600,
             list_max_staleness_ms: 250,
             max_labels: mm_common::labels::DEFAULT_MAX_LABELS,
+            quick_join_scan: 64,
         }
     }
 }

@@ -117,6 +117,7 @@ fn defaults_are_the_contracts() {
     assert_eq!(s.lobby.reservation_ttl_secs, 30);
     assert_eq!(s.lobby.tombstone_ttl_secs, 3600);
     assert_eq!(s.lobby.list_max_staleness_ms, 250);
+    assert_eq!(s.lobby.quick_join_scan, 64);
     let c = &s.curation;
     assert_eq!(
         (
@@ -833,7 +834,7 @@ fn secret_type_errors_do_not_echo_the_value() {
 #[test]
 fn section_rules_name_key_and_source() {
     let f = |file: &Path| format!("file {}", file.display());
-    let file_cases: [(&str, &str, &str); 19] = [
+    let file_cases: [(&str, &str, &str); 21] = [
         (
             "[consumer]\ndead_letter_max_len = 0",
             "consumer.dead_letter_max_len",
@@ -875,6 +876,16 @@ fn section_rules_name_key_and_source() {
             "[lobby]\ntombstone_ttl_secs = 0",
             "lobby.tombstone_ttl_secs",
             "greater than 0",
+        ),
+        (
+            "[lobby]\nquick_join_scan = 0",
+            "lobby.quick_join_scan",
+            "between 1 and 1000",
+        ),
+        (
+            "[lobby]\nquick_join_scan = 1001",
+            "lobby.quick_join_scan",
+            "got 1001",
         ),
         (
             "[curation]\ninterval_secs = 0",

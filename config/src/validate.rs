@@ -15,6 +15,9 @@ use crate::settings::{AuthMode, Settings};
 
 /// Shortest accepted `auth.jwt_secret`, in bytes (HS256 wants at least the hash size).
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
+/// Largest accepted `lobby.quick_join_scan`: one quick join reads at most this many game
+/// hashes inside one Redis script.
+pub const MAX_QUICK_JOIN_SCAN: u32 = 1000;
 /// Largest accepted `lobby.max_capacity`.
 pub const MAX_LOBBY_CAPACITY: u32 = 1024;
 /// Largest accepted `consumer.apply_batch_size`: one script call must not hold Redis long.
@@ -322,6 +325,12 @@ pub(crate) fn validate(
     );
     c.positive("lobby.reservation_ttl_secs", lobby.reservation_ttl_secs);
     c.positive("lobby.tombstone_ttl_secs", lobby.tombstone_ttl_secs);
+    c.range(
+        "lobby.quick_join_scan",
+        lobby.quick_join_scan.into(),
+        1,
+        MAX_QUICK_JOIN_SCAN.into(),
+    );
 
     // [limits]
     let limits = &settings.limits;

@@ -271,6 +271,8 @@ pub const LOBBY_ROUTE_SERIES: &[(&str, &str, &str)] = &[
     ("/v1/games/{id}", "GET", "200"),
     ("/v1/games/{id}", "DELETE", "204"),
     ("/v1/games/{id}/join", "POST", "200"),
+    ("/v1/games/quick-join", "POST", "200"),
+    ("/v1/games/{id}/rejoin", "POST", "200"),
 ];
 
 /// `op` × `outcome` of `mm_game_server_calls_total` (contract section 11).

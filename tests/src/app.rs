@@ -504,6 +504,25 @@ impl TestApp {
             .await
     }
 
+    /// `POST /v1/games/quick-join` as `player` with a JSON body.
+    pub async fn quick_join(&self, player: &str, body: Value) -> ApiResponse {
+        self.send(
+            self.request(Method::POST, "/v1/games/quick-join", Some(player))
+                .json(&body),
+        )
+        .await
+    }
+
+    /// `POST /v1/games/{id}/rejoin`.
+    pub async fn rejoin(&self, player: &str, id: &str) -> ApiResponse {
+        self.send(self.request(
+            Method::POST,
+            &format!("/v1/games/{id}/rejoin"),
+            Some(player),
+        ))
+        .await
+    }
+
     /// `DELETE /v1/games/{id}`.
     pub async fn cancel(&self, player: &str, id: &str) -> ApiResponse {
         self.send(self.request(Method::DELETE, &format!("/v1/games/{id}"), Some(player)))

@@ -173,6 +173,45 @@ pub async fn check(
     }
 }
 
+/// Checks that no seat is sold twice: in every live game of `products`, the seats taken at
+/// `now_ms` (present players plus live reservations of absent ones) are at most its capacity.
+/// Kept apart from [`check`] because tests that write events by hand may connect more players
+/// than a game has seats.
+pub async fn check_seats(
+    conn: &mut impl redis::aio::ConnectionLike,
+    prefix: &str,
+    products: &[ProductId],
+    now_ms: u64,
+) -> anyhow::Result<()> {
+    let keys = Keys::new(prefix);
+    let mut violations = Vec::new();
+    for product in products {
+        let pk = keys.product(product);
+        for key in scan(conn, &pk.pending(), &pk.game_pattern()).await? {
+            let hash: HashMap<String, String> =
+                redis::cmd("HGETALL").arg(&key).query_async(conn).await?;
+            let game = game_from_hash(&hash).with_context(|| format!("decoding {key}"))?;
+            if game.state() == mm_common::GameState::Ended {
+                continue;
+            }
+            let taken = game.seats_taken(now_ms);
+            if taken > game.capacity as usize {
+                violations.push(format!(
+                    "{key}: {taken} seats taken of {} (players {:?}, reservations {:?})",
+                    game.capacity,
+                    game.players(),
+                    game.reservations
+                ));
+            }
+        }
+    }
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        bail!("seats sold twice:\n  {}", violations.join("\n  "))
+    }
+}
+
 /// [`check`] for every product in `P:products` plus `extra` ones.
 pub async fn check_all(
     conn: &mut impl AsyncCommands,

@@ -23,6 +23,8 @@ export type GamePage = components["schemas"]["GamePage"];
 export type GameState = components["schemas"]["GameStateView"];
 /** The body of `create`. */
 export type CreateGameRequest = components["schemas"]["CreateGameRequest"];
+/** The body of `quickJoin`. */
+export type QuickJoinRequest = components["schemas"]["QuickJoinRequest"];
 /** An RFC 9457 problem document, as every error of the API is answered. */
 export type ProblemDocument = components["schemas"]["Problem"];
 /** Every `code` a problem document of the API can carry. */
@@ -163,6 +165,28 @@ export class MatchmakerClient {
     return this.call<GameWithJoin>("POST", `/v1/games/${encodeURIComponent(id)}/join`, options);
   }
 
+  /**
+   * `POST /v1/games/quick-join`: a seat in the fullest open game of a product matching
+   * `region` and `labels` (or the seat the player already holds in one). None matches: a new
+   * game when `create` is given (`created` is then true: the player is its creator and
+   * connects first), else a {@link ProblemError} `no_open_game`.
+   */
+  async quickJoin(
+    request: QuickJoinRequest,
+    options?: CallOptions,
+  ): Promise<GameWithJoin & { created: boolean }> {
+    const { status, body } = await this.callWithStatus<GameWithJoin>("POST", "/v1/games/quick-join", options, request);
+    return { ...body, created: status === 201 };
+  }
+
+  /**
+   * `POST /v1/games/{id}/rejoin`: a fresh ticket to get back into a game the player is in (it
+   * is in progress, or a lobby they were in); others get a {@link ProblemError} `not_in_game`.
+   */
+  rejoin(id: string, options?: CallOptions): Promise<GameWithJoin> {
+    return this.call<GameWithJoin>("POST", `/v1/games/${encodeURIComponent(id)}/rejoin`, options);
+  }
+
   /** `DELETE /v1/games/{id}`: the creator cancels a game that has not started. */
   async cancel(id: string, options?: CallOptions): Promise<void> {
     await this.call<undefined>("DELETE", `/v1/games/${encodeURIComponent(id)}`, options);
@@ -180,15 +204,24 @@ export class MatchmakerClient {
   }
 
   private async call<T>(method: string, path: string, options: CallOptions | undefined, body?: unknown): Promise<T> {
+    return (await this.callWithStatus<T>(method, path, options, body)).body;
+  }
+
+  private async callWithStatus<T>(
+    method: string,
+    path: string,
+    options: CallOptions | undefined,
+    body?: unknown,
+  ): Promise<{ status: number; body: T }> {
     const init: RequestInit = { method, headers: await this.headers(body !== undefined) };
     if (body !== undefined) init.body = JSON.stringify(body);
     if (options?.signal) init.signal = options.signal;
     const response = await this.fetchImpl(`${this.baseUrl}${path}`, init);
-    if (response.status === 204) return undefined as T;
+    if (response.status === 204) return { status: 204, body: undefined as T };
     const text = await response.text();
     if (response.ok) {
       try {
-        return JSON.parse(text) as T;
+        return { status: response.status, body: JSON.parse(text) as T };
       } catch {
         throw new UnexpectedResponseError(response.status, text);
       }

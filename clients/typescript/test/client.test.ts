@@ -1,8 +1,8 @@
 /**
  * The client against a live daemon (`scripts/check-client.sh` starts redis-server, the
  * reference game server and matchmakerd, and passes MM_API_URL and MM_CORS_ORIGIN): create →
- * connect with onTicket → list across cursor pages → join → connect → get → cancel, typed
- * problem errors, and a CORS preflight.
+ * connect with onTicket → list across cursor pages → join → connect → get → cancel, quick join
+ * and rejoin, typed problem errors, and a CORS preflight.
  */
 
 import assert from "node:assert/strict";
@@ -113,6 +113,54 @@ test("problems are ProblemErrors with a typed code", async () => {
   const eve = as("eve");
   await assert.rejects(eve.cancel(created.id), (error: unknown) => isProblem(error, "not_creator"));
   await dave.cancel(created.id);
+});
+
+test("quickJoin fills a matching lobby or creates one; rejoin lets a player back in", async () => {
+  // A label of this run only, so lobbies of other tests never match.
+  const labels = { run: `quick-${run}` };
+  const grace = as("grace");
+  const heidi = as("heidi");
+  const ivan = as("ivan");
+  await assert.rejects(grace.quickJoin({ product, labels }), (error: unknown) => isProblem(error, "no_open_game"));
+  const created = await grace.quickJoin({ product, labels, create: { capacity: 3 } });
+  assert.equal(created.created, true);
+  assert.equal(created.state, "created");
+  assert.equal(created.creator_id, `grace-${run}`);
+  assert.deepEqual(created.labels, labels);
+  const graceSocket = await onTicket(created, { WebSocket });
+  await until("the lobby open", 10_000, async () => {
+    const game = await grace.get(created.id);
+    return game.state === "creator_joined" && game.players.includes(`grace-${run}`) ? game : undefined;
+  });
+
+  const joined = await heidi.quickJoin({ product, labels });
+  assert.equal(joined.id, created.id);
+  assert.equal(joined.created, false);
+  const again = await heidi.quickJoin({ product, labels });
+  assert.equal(again.join.token, joined.join.token, "a quick join again keeps the seat and its ticket");
+  const heidiSocket = await onTicket(joined, { WebSocket });
+  await until("heidi present", 10_000, async () => {
+    const game = await heidi.get(created.id);
+    return game.players.includes(`heidi-${run}`) ? game : undefined;
+  });
+  heidiSocket.close();
+  await until("heidi gone", 10_000, async () => {
+    const game = await heidi.get(created.id);
+    return game.players.includes(`heidi-${run}`) ? undefined : game;
+  });
+
+  await assert.rejects(ivan.rejoin(created.id), (error: unknown) => isProblem(error, "not_in_game"));
+  const back = await heidi.rejoin(created.id);
+  assert.equal(back.id, created.id);
+  assert.notEqual(back.join.token, joined.join.token, "a fresh ticket");
+  const backSocket = await onTicket(back, { WebSocket });
+  await until("heidi back", 10_000, async () => {
+    const game = await heidi.get(created.id);
+    return game.players.includes(`heidi-${run}`) ? game : undefined;
+  });
+
+  for (const socket of [graceSocket, backSocket]) socket.close();
+  await grace.cancel(created.id);
 });
 
 test("a 429 carries retryAfter from Retry-After", async () => {

@@ -127,7 +127,7 @@ pub async fn join_game<D: ServerDirectory>(
 }
 
 /// Steps 2 and 3: read the game, and have its server add the player.
-async fn add_player<D: ServerDirectory>(
+pub(super) async fn add_player<D: ServerDirectory>(
     store: &Store,
     servers: &ServerCalls<D>,
     game: &GameId,

@@ -29,6 +29,22 @@
 //!    2 or 3 fails, a seat reserved by step 1 is released (forced), so a failed join holds no
 //!    seat; a seat the player already held is left as it was.
 //!
+//! # Rejoin ([`rejoin::rejoin_game`])
+//!
+//! 1. The rejoin script decides: the player must be in the game (its creator, in its roster —
+//!    present or left —, or holding a reservation); in progress nothing changes, before the
+//!    start the join rules apply (a player who left a lobby needs a free seat again).
+//! 2. and 3. as join, except that the game server is always asked for a fresh ticket (the
+//!    kept one may have been used). **Undo:** as join.
+//!
+//! # Quick join ([`quick_join::quick_join`])
+//!
+//! 1. The quick-join script picks the fullest matching open game among the oldest
+//!    `lobby.quick_join_scan` (or a seat the player already holds in a matching game) and
+//!    reserves a seat there, in one atomic step under the join's rules and limits.
+//! 2. and 3. as join. **Undo:** as join.
+//! 4. No match: the create flow with the player as creator, if the request asked for it.
+//!
 //! # Cancel ([`cancel::cancel_game`])
 //!
 //! 1. Read the game: it must exist, the caller must be its creator, and it must not have
@@ -66,6 +82,8 @@ pub mod cancel;
 pub mod create;
 pub mod end;
 pub mod join;
+pub mod quick_join;
+pub mod rejoin;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -82,6 +100,8 @@ pub use cancel::{CancelError, cancel_game};
 pub use create::{CreateError, CreatedGame, NewGame, create_game};
 pub use end::{EndError, EndGame, Ended, FinishEnding, Unconfirmed, end_game, finish_ending};
 pub use join::{JoinError, JoinedGame, join_game};
+pub use quick_join::{QuickJoin, QuickJoinCreate, QuickJoinError, QuickJoined, quick_join};
+pub use rejoin::rejoin_game;
 
 /// Which game servers exist: how to call each by id.
 pub trait ServerDirectory: Send + Sync {

@@ -10,12 +10,13 @@ use super::codec::game_to_fields;
 use super::error::{StoreResult, unexpected};
 use super::outcomes::{MarkOutcome, RemoveGuard, RemoveOutcome, ReserveOutcome, SeatGrant};
 use super::scripts::SCRIPTS;
+use super::seats::decode_seat_reply;
 use super::{Store, decode};
 use crate::gameserver::JoinTicket;
 use crate::ids::{GameId, PlayerId, ProductId};
 use crate::keys::{ProductKeys, RESERVATION_SEPARATOR};
 use crate::limits::{LimitRefusal, PlayerLimits};
-use crate::model::{Game, GameState, JoinRefusal};
+use crate::model::{Game, GameState};
 
 impl Store {
     /// Records a new game in `created`/pending. Returns `false` if the id is already taken.
@@ -72,7 +73,7 @@ impl Store {
     }
 
     /// The keys a game-changing script declares, in the order the scripts expect.
-    fn game_script_keys<'a>(
+    pub(super) fn game_script_keys<'a>(
         invocation: &mut redis::ScriptInvocation<'a>,
         keys: &ProductKeys,
         game: &GameId,
@@ -137,36 +138,7 @@ impl Store {
         if reply.first().map(String::as_str) == Some("reserved") {
             self.wait_for_replicas(&keys.pending()).await?;
         }
-        match (
-            reply.first().map(String::as_str),
-            reply.get(1).map(String::as_str),
-        ) {
-            (Some("reserved"), Some(expiry)) => Ok(grant(ReserveOutcome::Reserved {
-                expires_at_ms: expiry
-                    .parse()
-                    .map_err(|_| unexpected("reserve_seat", &reply))?,
-            })),
-            (Some("held"), ticket) => Ok(SeatGrant {
-                outcome: ReserveOutcome::AlreadyHeld,
-                kept_ticket: ticket
-                    .filter(|raw| !raw.is_empty())
-                    .and_then(|raw| serde_json::from_str(raw).ok()),
-            }),
-            (Some("not_found"), _) => Ok(grant(ReserveOutcome::NotFound)),
-            (Some("refused"), Some("creator_not_joined")) => Ok(grant(ReserveOutcome::Refused(
-                JoinRefusal::CreatorNotJoined,
-            ))),
-            (Some("refused"), Some("game_full")) => {
-                Ok(grant(ReserveOutcome::Refused(JoinRefusal::GameFull)))
-            }
-            (Some("refused"), Some("game_not_open")) => {
-                Ok(grant(ReserveOutcome::Refused(JoinRefusal::GameNotOpen)))
-            }
-            (Some(kind), Some(millis)) => LimitRefusal::from_reply(kind, millis)
-                .map(|refusal| grant(ReserveOutcome::Limited(refusal)))
-                .ok_or_else(|| unexpected("reserve_seat", &reply)),
-            _ => Err(unexpected("reserve_seat", &reply)),
-        }
+        decode_seat_reply("reserve_seat", &reply)
     }
 
     /// Keeps the ticket a game server issued to `player` for `game` in the game hash

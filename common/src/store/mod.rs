@@ -17,6 +17,8 @@
 //!
 //! - `games`: one game's record (create, read, reserve and release seats, remove);
 //!   `admission`: create admissions under the per-player limits, sent in groups.
+//! - `seats`: rejoining a game one is in, and quick join (a seat in the best matching open
+//!   game of a product).
 //! - `events`: applying stream entries to games (the consumer's hot path), dead letters.
 //! - `listing`: the open-games listing, set sizes and windows, the curator's stale scan.
 //! - `streams`: the consumer group (reads, claims, pending entries, group figures), the
@@ -41,6 +43,7 @@ mod outcomes;
 mod reconcile;
 mod reply;
 mod scripts;
+mod seats;
 mod streams;
 mod tail;
 
@@ -58,6 +61,7 @@ pub use outcomes::{
 };
 pub use reconcile::{LiveGame, LiveGamesPage, RecordPresence};
 pub use reply::{AutoClaim, DeliveredEntry, GroupInfo, PendingRow, ReplyError};
+pub use seats::{QuickJoinFilter, QuickJoinOutcome, RejoinOutcome};
 pub use streams::{DeadConsumerSweep, GroupReader, Watermark};
 pub use tail::{GameHistory, StreamEntry, TailReader};
 

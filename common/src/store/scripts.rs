@@ -3,8 +3,9 @@
 //! A game script is the shared `lua/prelude.lua` (load a game, derive its state, save what
 //! changed and keep it in exactly one set) followed by its own body; the lease scripts and
 //! the dead-consumer sweep stand alone; the scripts under the per-player limits
-//! (`reserve_seat`, and `admit_create`, which needs no game and so no game prelude) share
-//! `lua/limits_prelude.lua` (token buckets); the stream scripts (`watermark`, `trim_events`) share
+//! (`reserve_seat`, `rejoin`, `quick_join`, and `admit_create`, which needs no game and so no
+//! game prelude) share `lua/limits_prelude.lua` (token buckets), and the three that take
+//! seats share `lua/seat_prelude.lua` (the join rules and the reservation); the stream scripts (`watermark`, `trim_events`) share
 //! `lua/stream_prelude.lua`, which finds the consumer group's oldest unacknowledged entry.
 //! `redis::Script` runs a script with `EVALSHA` and reloads it when Redis answers `NOSCRIPT`
 //! (after a restart or `SCRIPT FLUSH`).
@@ -19,6 +20,8 @@ pub(crate) struct Scripts {
     pub apply_events: Script,
     pub dead_letter: Script,
     pub reserve_seat: Script,
+    pub rejoin: Script,
+    pub quick_join: Script,
     pub keep_ticket: Script,
     pub admit_create: Script,
     pub forget_create: Script,
@@ -44,14 +47,17 @@ macro_rules! game_script {
     };
 }
 
-/// A game script under the per-player limits: the prelude, the limits prelude (token buckets)
-/// and the body in `lua/<file>`.
+/// A game script that takes seats under the per-player limits: the prelude, the limits
+/// prelude (token buckets), the seat prelude (the join rules and the reservation, shared by
+/// join, rejoin and quick join) and the body in `lua/<file>`.
 macro_rules! limited_script {
     ($file:literal) => {
         Script::new(concat!(
             include_str!("lua/prelude.lua"),
             "\n",
             include_str!("lua/limits_prelude.lua"),
+            "\n",
+            include_str!("lua/seat_prelude.lua"),
             "\n",
             include_str!(concat!("lua/", $file))
         ))
@@ -78,6 +84,8 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     apply_events: game_script!("apply_events.lua"),
     dead_letter: game_script!("dead_letter.lua"),
     reserve_seat: limited_script!("reserve_seat.lua"),
+    rejoin: limited_script!("rejoin.lua"),
+    quick_join: limited_script!("quick_join.lua"),
     keep_ticket: game_script!("keep_ticket.lua"),
     admit_create: Script::new(concat!(
         include_str!("lua/limits_prelude.lua"),

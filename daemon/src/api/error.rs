@@ -75,6 +75,8 @@ problem_codes! {
     GameNotFound = "game_not_found", NOT_FOUND;
     /// No route has this path.
     NotFound = "not_found", NOT_FOUND;
+    /// Quick join: no open game of the product matches (region, labels) and the request did not ask to create one.
+    NoOpenGame = "no_open_game", NOT_FOUND;
     /// The route does not support the request's method (the `Allow` header lists those it does).
     MethodNotAllowed = "method_not_allowed", METHOD_NOT_ALLOWED;
     /// Only the creator may join a game before the creator has connected to its game server.
@@ -85,6 +87,8 @@ problem_codes! {
     GameNotOpen = "game_not_open", CONFLICT;
     /// The game server refused the player (the reserved seat is released).
     JoinRefused = "join_refused", CONFLICT;
+    /// Rejoin: the player is not in the game (not its creator, never in its roster, no seat reserved).
+    NotInGame = "not_in_game", CONFLICT;
     /// The player holds as many live games (`limits.max_live_games_per_player`) or seat reservations (`limits.max_reservations_per_player`) of the product as allowed; `Retry-After` says when to try again.
     QuotaExceeded = "quota_exceeded", TOO_MANY_REQUESTS;
     /// Too many requests: the player's create or join rate (`[limits]`), or failing requests from this client address; `Retry-After` says when to try again.
@@ -137,6 +141,7 @@ impl From<JoinRefusal> for ProblemCode {
             JoinRefusal::CreatorNotJoined => ProblemCode::CreatorNotJoined,
             JoinRefusal::GameFull => ProblemCode::GameFull,
             JoinRefusal::GameNotOpen => ProblemCode::GameNotOpen,
+            JoinRefusal::NotInGame => ProblemCode::NotInGame,
         }
     }
 }
@@ -391,6 +396,24 @@ pub mod responses {
         content_type = "application/problem+json"
     )]
     pub struct Conflict(pub Problem);
+
+    /// `404` of quick join: `unknown_product` or `no_open_game`.
+    #[derive(Debug, IntoResponses)]
+    #[response(
+        status = 404,
+        description = "`unknown_product`: no game server is registered for the product; `no_open_game`: no open game matches and the request did not ask to create one",
+        content_type = "application/problem+json"
+    )]
+    pub struct NoOpenGame(pub Problem);
+
+    /// `409` of rejoin: the player is not in the game, or its state does not let them back.
+    #[derive(Debug, IntoResponses)]
+    #[response(
+        status = 409,
+        description = "`not_in_game`: the player is not in the game; `game_not_open`: it ended or is being ended; `creator_not_joined`, `game_full`: a player who left a lobby finds no seat; `join_refused`: the game server refused",
+        content_type = "application/problem+json"
+    )]
+    pub struct RejoinConflict(pub Problem);
 
     /// `413 payload_too_large`.
     #[derive(Debug, IntoResponses)]

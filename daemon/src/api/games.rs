@@ -46,13 +46,13 @@ pub const MAX_LIST_LIMIT: u32 = 100;
 pub const MAX_REGION_LEN: usize = 64;
 
 /// The `{id}` path parameter, validated.
-fn game_id(raw: &str) -> Result<GameId, ApiError> {
+pub(super) fn game_id(raw: &str) -> Result<GameId, ApiError> {
     GameId::new(raw).map_err(|err| ApiError::invalid(format!("path parameter `id`: {err}")))
 }
 
 /// A region is matched only against the configured servers' regions (an unknown one simply
 /// matches no server), so only its length is checked, in characters as the schema states.
-fn check_region(region: Option<&str>, where_: &str) -> Result<(), ApiError> {
+pub(super) fn check_region(region: Option<&str>, where_: &str) -> Result<(), ApiError> {
     if let Some(region) = region {
         let len = region.chars().count();
         if len == 0 || len > MAX_REGION_LEN {
@@ -66,7 +66,7 @@ fn check_region(region: Option<&str>, where_: &str) -> Result<(), ApiError> {
 
 /// `404 unknown_product` unless a configured game server hosts `product` (create and list
 /// answer alike).
-fn check_product(ctx: &ApiContext, product: &ProductId) -> Result<(), ApiError> {
+pub(super) fn check_product(ctx: &ApiContext, product: &ProductId) -> Result<(), ApiError> {
     if ctx.registry().knows_product(product) {
         return Ok(());
     }
@@ -78,7 +78,7 @@ fn check_product(ctx: &ApiContext, product: &ProductId) -> Result<(), ApiError> 
 }
 
 /// Runs a flow to completion even if the request is dropped (see the module docs).
-async fn run_detached<T: Send + 'static>(
+pub(super) async fn run_detached<T: Send + 'static>(
     what: &'static str,
     flow: impl Future<Output = T> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -92,22 +92,22 @@ async fn run_detached<T: Send + 'static>(
 
 /// The game servers as the flows call them: the shared client, found and counted through the
 /// registry.
-fn server_calls(ctx: &ApiContext) -> ServerCalls<Registry> {
+pub(super) fn server_calls(ctx: &ApiContext) -> ServerCalls<Registry> {
     ServerCalls::new(ctx.game_servers().clone(), ctx.registry().clone())
 }
 
 /// `Retry-After` of a `quota_exceeded` whose end cannot be known (a game must end first).
-const QUOTA_RETRY_AFTER_SECS: u64 = 30;
+pub(super) const QUOTA_RETRY_AFTER_SECS: u64 = 30;
 
 /// Counts a refusal of a per-player limit (`mm_limit_refusals_total`).
-fn count_refusal(product: &str, op: &str, refusal: LimitRefusal) {
+pub(super) fn count_refusal(product: &str, op: &str, refusal: LimitRefusal) {
     metrics::counter!(telemetry::LIMIT_REFUSALS_TOTAL,
         "product" => product.to_string(), "kind" => format!("{op}_{}", refusal.kind()))
     .increment(1);
 }
 
 /// The answer to a failed create.
-fn create_error(err: CreateError) -> ApiError {
+pub(super) fn create_error(err: CreateError) -> ApiError {
     let no_server = |detail: String| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -269,7 +269,7 @@ pub async fn list_games(
 
 /// Drops the cached listings of `game`'s product after this process changed its seats or
 /// removed it, so this instance's clients see their own writes at once.
-fn invalidate_listings(ctx: &ApiContext, game: &GameId) {
+pub(super) fn invalidate_listings(ctx: &ApiContext, game: &GameId) {
     if let Some(product) = game.product() {
         ctx.listings().invalidate(&product);
     }
@@ -370,6 +370,9 @@ fn refusal(refusal: JoinRefusal) -> ApiError {
         JoinRefusal::CreatorNotJoined => "nobody but the creator may join before the creator has",
         JoinRefusal::GameFull => "every seat of the game is taken",
         JoinRefusal::GameNotOpen => "the game has started or ended",
+        JoinRefusal::NotInGame => {
+            "the player is not in the game: only its creator, a player who was in it or one holding a seat may rejoin"
+        }
     };
     ApiError::new(StatusCode::CONFLICT, ProblemCode::from(refusal), detail)
 }
@@ -391,7 +394,7 @@ fn unregistered_server(server: &ServerId) -> ApiError {
 }
 
 /// The answer to a failed join.
-fn join_error(id: &GameId, err: JoinError) -> ApiError {
+pub(super) fn join_error(id: &GameId, err: JoinError) -> ApiError {
     match err {
         JoinError::Reserve(err) => ApiError::store("reserving a seat", &err),
         JoinError::NotFound | JoinError::Vanished => ApiError::game_not_found(id.as_str()),

@@ -7,6 +7,7 @@
 //! - [`games`]: the `/v1/games` handlers (they call the lifecycle flows of
 //!   `mm_common::flows`).
 //! - [`views`]: the JSON types of those routes.
+//! - [`seats`]: quick join and rejoin (they call the flows too).
 //! - [`listing`]: the bounded-staleness cache of open-games first pages.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics` (when `http.public_metrics`), `/openapi.json`
 //!   (when `http.public_openapi`).
@@ -27,6 +28,7 @@ pub mod games;
 pub mod listing;
 pub mod middleware;
 pub mod ops;
+pub mod seats;
 pub mod views;
 
 use std::future::Future;
@@ -189,6 +191,8 @@ impl ApiContext {
         games::get_game,
         games::join_game,
         games::cancel_game,
+        seats::quick_join,
+        seats::rejoin_game,
         ops::healthz,
         ops::readyz,
         ops::metrics,
@@ -201,6 +205,8 @@ impl ApiContext {
         games::JoinInfo,
         games::GamePage,
         games::GameStateView,
+        views::QuickJoinRequest,
+        views::QuickJoinCreateRequest,
         error::Problem,
         error::ProblemCode,
     )),
@@ -250,6 +256,8 @@ pub fn router(ctx: ApiContext) -> Router {
             get(games::get_game).delete(games::cancel_game),
         )
         .route("/v1/games/{id}/join", post(games::join_game))
+        .route("/v1/games/quick-join", post(seats::quick_join))
+        .route("/v1/games/{id}/rejoin", post(seats::rejoin_game))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz));
     // `/openapi.json` on the lobby port only where `http.public_openapi` allows it

@@ -130,22 +130,35 @@ pub fn openapi_response(max_capacity: u32, max_labels: u32) -> Response {
 }
 
 /// [`ApiDoc`] as JSON with `max_capacity` as the create request's `capacity` maximum and
-/// the label rules (`mm_common::labels`) on its `labels`, `max_labels` pairs at most.
+/// the label rules (`mm_common::labels`) on its `labels`, `max_labels` pairs at most (and the
+/// same on quick join's `create.capacity` and `labels`).
 pub fn document(
     max_capacity: u32,
     max_labels: u32,
 ) -> Result<serde_json::Value, serde_json::Error> {
     let mut doc = serde_json::to_value(ApiDoc::openapi())?;
-    if let Some(capacity) = doc
-        .pointer_mut("/components/schemas/CreateGameRequest/properties/capacity")
-        .and_then(serde_json::Value::as_object_mut)
-    {
-        capacity.insert("maximum".into(), max_capacity.into());
+    // Quick join's `create.capacity` and `labels` follow the same rules as create's.
+    for pointer in [
+        "/components/schemas/CreateGameRequest/properties/capacity",
+        "/components/schemas/QuickJoinCreateRequest/properties/capacity",
+    ] {
+        if let Some(capacity) = doc
+            .pointer_mut(pointer)
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            capacity.insert("maximum".into(), max_capacity.into());
+        }
     }
-    if let Some(labels) = doc
-        .pointer_mut("/components/schemas/CreateGameRequest/properties/labels")
-        .and_then(serde_json::Value::as_object_mut)
-    {
+    for pointer in [
+        "/components/schemas/CreateGameRequest/properties/labels",
+        "/components/schemas/QuickJoinRequest/properties/labels",
+    ] {
+        let Some(labels) = doc
+            .pointer_mut(pointer)
+            .and_then(serde_json::Value::as_object_mut)
+        else {
+            continue;
+        };
         labels.insert("maxProperties".into(), max_labels.into());
         labels.insert(
             "propertyNames".into(),

@@ -195,3 +195,39 @@ pub struct ListQuery {
     #[serde(default)]
     pub cursor: Option<String>,
 }
+
+/// `POST /v1/games/quick-join` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuickJoinRequest {
+    /// The product (game) to play; a product some registered game server hosts.
+    #[schema(value_type = String, pattern = "^[a-z0-9_-]{1,64}$", example = "chess")]
+    pub product: ProductId,
+    /// Only games on servers of this region (and a created game is placed there).
+    #[schema(min_length = 1, max_length = 64, example = "eu")]
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Only games carrying every one of these labels, equal values (and a created game gets
+    /// them); the rules of create's `labels` (at most `lobby.max_labels` pairs).
+    #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
+    #[serde(default)]
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+    /// Create a game (the player its creator) when no open game matches; absent: answer 404
+    /// `no_open_game` then.
+    #[serde(default)]
+    pub create: Option<QuickJoinCreateRequest>,
+}
+
+/// The game a quick join creates when none matches.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuickJoinCreateRequest {
+    /// Seats, creator included (1..=`lobby.max_capacity`).
+    #[schema(minimum = 1, example = 4)]
+    #[serde(deserialize_with = "integral_u32")]
+    pub capacity: u32,
+    /// Game settings passed to the game server unchanged (a JSON object, any members).
+    #[schema(value_type = Option<std::collections::HashMap<String, serde_json::Value>>)]
+    #[serde(default)]
+    pub settings: Option<serde_json::Map<String, serde_json::Value>>,
+}

@@ -663,6 +663,8 @@ async fn openapi_document_lists_every_route() {
         ("/v1/games/{id}", "get"),
         ("/v1/games/{id}", "delete"),
         ("/v1/games/{id}/join", "post"),
+        ("/v1/games/quick-join", "post"),
+        ("/v1/games/{id}/rejoin", "post"),
         ("/healthz", "get"),
         ("/readyz", "get"),
         ("/metrics", "get"),

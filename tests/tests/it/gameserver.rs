@@ -233,6 +233,50 @@ async fn wrong_api_key_is_refused_and_the_error_names_server_and_operation() {
 }
 
 #[tokio::test]
+async fn a_player_who_was_in_a_started_game_gets_a_fresh_token_but_a_stranger_does_not() {
+    let s = setup(|c| {
+        c.start_delay = Duration::from_millis(20);
+        c.play_time = Duration::from_secs(120);
+    })
+    .await;
+    let (game, ticket) = s.create(2, "alice").await;
+    let _alice = connect(&ticket).await;
+    let bob_ticket = s.add(&game, "bob").await.expect("add_player");
+    let bob = connect(&bob_ticket).await;
+    let started = [
+        "creator_joined",
+        "player_joined",
+        "all_players_joined",
+        "game_started",
+    ];
+    s.wait_events(&game, &started).await;
+    let refused = |result: Result<JoinTicket, CallError>| match result {
+        Err(err) => err.status(),
+        Ok(ticket) => panic!("a ticket was issued: {ticket:?}"),
+    };
+    assert_eq!(
+        refused(s.add(&game, "bob").await),
+        Some(409),
+        "bob is still connected"
+    );
+
+    drop(bob);
+    let left = [&started[..], &["player_left"]].concat();
+    s.wait_events(&game, &left).await;
+    assert_eq!(
+        refused(s.add(&game, "carol").await),
+        Some(409),
+        "a stranger cannot enter a started game"
+    );
+    let fresh = s.add(&game, "bob").await.expect("a rejoin ticket");
+    assert_ne!(fresh.token, bob_ticket.token);
+    let mut bob = connect(&fresh).await;
+    assert_eq!(next_json(&mut bob).await["type"], "welcome");
+    let back = [&left[..], &["player_joined"]].concat();
+    s.wait_events(&game, &back).await;
+}
+
+#[tokio::test]
 async fn a_full_game_starts_and_ends_with_events_in_order_and_closes_sockets() {
     let s = setup(|c| {
         c.start_delay = Duration::from_millis(50);

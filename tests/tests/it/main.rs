@@ -17,5 +17,6 @@ mod faults;
 mod gameserver;
 mod oracle;
 mod reconcile;
+mod seats;
 mod store;
 mod strict_production;

@@ -6,7 +6,8 @@
 //! times in the past and the future), consumers applying delivered entries in batches out of
 //! stream order and again, seat reservations, expired and forced releases, the expiry sweep,
 //! ending marks set and cleared (the end step's commitment) and removals under each guard — on
-//! a clock that moves forward irregularly. After **every**
+//! a clock that moves forward irregularly, rejoins and quick joins (with and without a region,
+//! over a full or a one-game scan window). After **every**
 //! operation it requires the store's answer to be the one the model predicts, and the record
 //! in a real redis-server (the decoded game hash, its set and score, the open index, the
 //! reservation index, the ending index, the tombstone TTL, the dead letters and the group's pending entries)
@@ -19,9 +20,15 @@ use std::fmt;
 use std::time::Duration;
 
 use mm_common::keys::{CONSUMER_GROUP, RESERVATION_SEPARATOR};
-use mm_common::model::{ApplyOutcome, EventKind, GameSet, JoinRefusal, Reservation};
+use mm_common::labels::Labels;
+use mm_common::limits::PlayerLimits;
+use mm_common::model::{
+    ApplyOutcome, EventKind, GameSet, JoinRefusal, QuickJoinPick, Rejoin, Reservation,
+    quick_join_pick,
+};
 use mm_common::store::{
-    ApplyResult, MarkOutcome, RemoveGuard, RemoveOutcome, ReserveOutcome, Store, StoreOptions,
+    ApplyResult, MarkOutcome, QuickJoinFilter, QuickJoinOutcome, RejoinOutcome, RemoveGuard,
+    RemoveOutcome, ReserveOutcome, SeatGrant, Store, StoreOptions,
 };
 use mm_common::{Event, Game, GameId, Keys, PlayerId, ProductId, ServerId};
 use mm_testkit::{RedisServer, invariants};
@@ -39,6 +46,15 @@ const OTHER_SERVER: &str = "gs-2";
 const PLAYERS: [&str; 5] = ["creator", "p1", "p2", "p3", "p4"];
 /// Someone who is not the creator, for `creator_joined` events that lie.
 const IMPOSTOR: &str = "mallory";
+/// The second game carries the label `map=dust2`, the first none.
+fn game_labels(n: usize) -> Labels {
+    let pairs = match n {
+        1 => [("map".to_string(), "dust2".to_string())].into(),
+        _ => BTreeMap::new(),
+    };
+    Labels::new(pairs, 8).unwrap()
+}
+
 /// Games per case: two, so batches and the expiry sweep span games.
 const GAMES: usize = 2;
 const GHOST_GAME: &str = "chess.ghost";
@@ -154,6 +170,22 @@ enum Op {
         game: usize,
         guard: Guard,
     },
+    /// `POST /v1/games/{id}/rejoin`'s script.
+    Rejoin {
+        game: usize,
+        player: usize,
+        ttl_ms: u64,
+    },
+    /// The quick-join script over the product, wanting `region` (every game is in `eu`) and
+    /// the label `map` (only the second game has one, `dust2`), scanning the `scan` oldest
+    /// open games.
+    QuickJoin {
+        player: usize,
+        ttl_ms: u64,
+        region: Option<&'static str>,
+        map: Option<&'static str>,
+        scan: u32,
+    },
     /// The end step's first step: mark the game as ending under `guard`.
     Mark {
         game: usize,
@@ -177,12 +209,19 @@ struct Step {
 #[derive(Clone)]
 struct Case {
     capacities: [u32; GAMES],
+    /// Games whose creator joins (an applied `creator_joined`) before the steps, so that
+    /// joins, rejoins and quick joins often find open lobbies.
+    opened: [bool; GAMES],
     steps: Vec<Step>,
 }
 
 impl fmt::Debug for Case {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "capacities {:?}", self.capacities)?;
+        writeln!(
+            f,
+            "capacities {:?}, opened {:?}",
+            self.capacities, self.opened
+        )?;
         for (n, step) in self.steps.iter().enumerate() {
             writeln!(f, "  #{n:<2} {step:?}")?;
         }
@@ -282,8 +321,24 @@ fn arb_op() -> impl Strategy<Value = Op> {
         7 => prop::collection::vec(pick, 1..6).prop_map(Op::Apply),
         6 => (game.clone(), player.clone(), prop_oneof![Just(1_000u64), Just(30_000u64)])
             .prop_map(|(game, player, ttl_ms)| Op::Reserve { game, player, ttl_ms }),
-        2 => (game.clone(), player, any::<bool>())
+        2 => (game.clone(), player.clone(), any::<bool>())
             .prop_map(|(game, holder, force)| Op::Release { game, holder, force }),
+        3 => (game.clone(), player.clone(), prop_oneof![Just(1_000u64), Just(30_000u64)])
+            .prop_map(|(game, player, ttl_ms)| Op::Rejoin { game, player, ttl_ms }),
+        4 => (
+            player,
+            prop_oneof![Just(1_000u64), Just(30_000u64)],
+            prop_oneof![Just(None), Just(Some("eu")), Just(Some("us"))],
+            prop_oneof![2 => Just(None), 1 => Just(Some("dust2")), 1 => Just(Some("inferno"))],
+            prop_oneof![Just(64u32), Just(1u32)],
+        )
+            .prop_map(|(player, ttl_ms, region, map, scan)| Op::QuickJoin {
+                player,
+                ttl_ms,
+                region,
+                map,
+                scan,
+            }),
         1 => Just(Op::ReleaseExpired),
         1 => (game.clone(), guard.clone()).prop_map(|(game, guard)| Op::Remove { game, guard }),
         2 => (game.clone(), guard).prop_map(|(game, guard)| Op::Mark { game, guard }),
@@ -301,9 +356,14 @@ fn arb_case() -> impl Strategy<Value = Case> {
     let step = (advance, arb_op()).prop_map(|(advance_ms, op)| Step { advance_ms, op });
     (
         prop::array::uniform2(1..=4u32),
+        prop::array::uniform2(prop::bool::weighted(0.7)),
         prop::collection::vec(step, 1..40),
     )
-        .prop_map(|(capacities, steps)| Case { capacities, steps })
+        .prop_map(|(capacities, opened, steps)| Case {
+            capacities,
+            opened,
+            steps,
+        })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -351,6 +411,8 @@ enum Answer {
     NothingToApply,
     Applied(Vec<ApplyResult>),
     Reserve(ReserveOutcome),
+    Rejoin(RejoinOutcome),
+    QuickJoin(QuickJoinOutcome),
     Release(bool),
     Swept(usize),
     Remove(RemoveOutcome),
@@ -389,6 +451,7 @@ impl Oracle {
                     "{}".into(),
                     T0 + n as u64,
                 )
+                .with_labels(game_labels(n))
             })
             .collect();
         Oracle {
@@ -518,6 +581,70 @@ impl Oracle {
             self.written(g);
         }
         outcome
+    }
+
+    fn rejoin(&mut self, g: usize, player: &PlayerId, ttl_ms: u64) -> RejoinOutcome {
+        let seat = |outcome| {
+            RejoinOutcome::Seat(SeatGrant {
+                outcome,
+                kept_ticket: None,
+            })
+        };
+        match self.games[g].rejoin(player, self.now, ttl_ms) {
+            Ok(Rejoin::InProgress) => RejoinOutcome::InProgress,
+            Err(refusal @ (JoinRefusal::GameNotOpen | JoinRefusal::NotInGame)) => {
+                seat(ReserveOutcome::Refused(refusal))
+            }
+            Err(refusal) => {
+                self.written(g);
+                seat(ReserveOutcome::Refused(refusal))
+            }
+            Ok(Rejoin::Seat(reservation)) => {
+                self.written(g);
+                seat(match reservation {
+                    Reservation::Reserved { expires_at_ms } => {
+                        ReserveOutcome::Reserved { expires_at_ms }
+                    }
+                    Reservation::AlreadyHeld => ReserveOutcome::AlreadyHeld,
+                })
+            }
+        }
+    }
+
+    fn quick_join(
+        &mut self,
+        player: &PlayerId,
+        ttl_ms: u64,
+        filter: &QuickJoinFilter,
+        scan: u32,
+    ) -> QuickJoinOutcome {
+        // Games are created at T0 + n, so the open index's order is the games' order.
+        let window: Vec<&Game> = (0..self.games.len())
+            .filter(|g| self.open_indexed[*g])
+            .take(scan as usize)
+            .map(|g| &self.games[g])
+            .collect();
+        let all: Vec<&Game> = self.games.iter().collect();
+        let index_of = |id: &GameId| self.games.iter().position(|g| g.id == *id).unwrap();
+        match quick_join_pick(&all, &window, player, filter, self.now) {
+            QuickJoinPick::NoMatch => QuickJoinOutcome::NoMatch,
+            QuickJoinPick::Held(game) => QuickJoinOutcome::Held {
+                game,
+                kept_ticket: None,
+            },
+            QuickJoinPick::Reserve(game) => {
+                let g = index_of(&game);
+                let reserved = self.games[g].reserve(player, self.now, ttl_ms);
+                self.written(g);
+                match reserved {
+                    Ok(Reservation::Reserved { expires_at_ms }) => QuickJoinOutcome::Reserved {
+                        game,
+                        expires_at_ms,
+                    },
+                    other => panic!("the model picked {game} for a seat, then answered {other:?}"),
+                }
+            }
+        }
     }
 
     fn release(&mut self, g: usize, player: &PlayerId, force: bool) -> bool {
@@ -651,6 +778,50 @@ async fn step(
             let actual = fx.store.reserve_seat(&id, &player(*p), now, ttl).await?;
             let expected = oracle.reserve(*game, &player(*p), *ttl_ms);
             (Answer::Reserve(actual), Answer::Reserve(expected))
+        }
+        Op::Rejoin {
+            game,
+            player: p,
+            ttl_ms,
+        } => {
+            let id = oracle.games[*game].id.clone();
+            let ttl = Duration::from_millis(*ttl_ms);
+            let actual = fx
+                .store
+                .rejoin(&id, &player(*p), now, ttl, &PlayerLimits::NONE)
+                .await?;
+            let expected = oracle.rejoin(*game, &player(*p), *ttl_ms);
+            (Answer::Rejoin(actual), Answer::Rejoin(expected))
+        }
+        Op::QuickJoin {
+            player: p,
+            ttl_ms,
+            region,
+            map,
+            scan,
+        } => {
+            let labels = map.map_or_else(BTreeMap::new, |map| {
+                [("map".to_string(), map.to_string())].into()
+            });
+            let filter = QuickJoinFilter {
+                region: region.map(str::to_string),
+                labels: Labels::new(labels, 8).unwrap(),
+            };
+            let ttl = Duration::from_millis(*ttl_ms);
+            let actual = fx
+                .store
+                .quick_join(
+                    &fx.product,
+                    &player(*p),
+                    &filter,
+                    *scan,
+                    now,
+                    ttl,
+                    &PlayerLimits::NONE,
+                )
+                .await?;
+            let expected = oracle.quick_join(&player(*p), *ttl_ms, &filter, *scan);
+            (Answer::QuickJoin(actual), Answer::QuickJoin(expected))
         }
         Op::Release {
             game,
@@ -838,6 +1009,27 @@ async fn run_case(fx: &Fixture, case: &Case) -> anyhow::Result<()> {
     let mut oracle = Oracle::new(case.capacities);
     for game in &oracle.games {
         anyhow::ensure!(fx.store.create_game(game).await?, "{} exists", game.id);
+    }
+    for (g, _) in case
+        .opened
+        .iter()
+        .enumerate()
+        .filter(|(_, opened)| **opened)
+    {
+        let creator_joined = Emitted {
+            kind: Some(EventKind::CreatorJoined),
+            target: Target::Game(g),
+            who: Who::Absent,
+            foreign_server: false,
+            ts: Ts::Absent,
+        };
+        for op in [Op::Emit(creator_joined), Op::Apply(vec![Pick::Pending(0)])] {
+            let (actual, expected) = step(fx, &mut conn, &mut oracle, &op).await?;
+            anyhow::ensure!(
+                actual == expected,
+                "opening g{g} with {op:?}: the store answered\n{actual:?}\nthe model predicts\n{expected:?}"
+            );
+        }
     }
     for (n, Step { advance_ms, op }) in case.steps.iter().enumerate() {
         oracle.now += advance_ms;

@@ -10,6 +10,7 @@
 //!   response of the same size from the same daemon build.
 //! - [`create`]: game creation through the API on reference game servers, and the whole
 //!   player flow (create, connect, join, connect).
+//! - [`seats`]: quick join beside join, each by 64 connections over open lobbies.
 //! - [`events`]: draining a pre-filled stream of events, against Redis draining an identical
 //!   stream by itself (`redis-benchmark` running an `EVALSHA` that reads and applies entries
 //!   with the store's own script).
@@ -39,6 +40,7 @@ pub mod paired;
 pub mod procs;
 pub mod report;
 pub mod scale;
+pub mod seats;
 pub mod soak;
 pub mod static_server;
 pub mod wrk;
@@ -52,8 +54,8 @@ pub use procs::Binaries;
 pub use report::{Outcome, Report, Scenario};
 
 /// Every scenario, in run order.
-pub const SCENARIOS: [&str; 8] = [
-    "list", "create", "flow", "events", "scale", "curation", "console", "soak",
+pub const SCENARIOS: [&str; 9] = [
+    "list", "create", "flow", "seats", "events", "scale", "curation", "console", "soak",
 ];
 
 /// What to run and where to write the results.
@@ -189,6 +191,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
             "list" => list::run(&bench).await,
             "create" => create::run_create(&bench).await,
             "flow" => create::run_flow(&bench).await,
+            "seats" => seats::run(&bench).await,
             "events" => events::run(&bench).await,
             "scale" => scale::run(&bench).await,
             "curation" => curation::run(&bench).await,

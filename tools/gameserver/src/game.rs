@@ -8,7 +8,9 @@
 //! start or a deleted game never fires late.
 //!
 //! Seats: a player holds a seat while connected or while holding an unexpired, unused token.
-//! A player holds at most one token (asking again replaces it).
+//! A player holds at most one token (asking again replaces it). A player who was connected to
+//! a game that has started may come back while it is played (a rejoin): `add_player` issues
+//! them a fresh token whatever the seats, since their seat is theirs.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -245,6 +247,8 @@ struct Inner {
     sessions: HashMap<PlayerId, Session>,
     /// Live players in the order they connected.
     order: Vec<PlayerId>,
+    /// Every player who has been connected at some point: who may rejoin once it started.
+    members: std::collections::HashSet<PlayerId>,
 }
 
 impl Inner {
@@ -297,6 +301,7 @@ impl Game {
                 tokens: HashMap::new(),
                 sessions: HashMap::new(),
                 order: Vec::new(),
+                members: std::collections::HashSet::new(),
             }),
         }
     }
@@ -308,7 +313,8 @@ impl Game {
     /// Issues `player` a token for a seat (replacing any token they hold).
     fn issue_token(&self, server: &Server, player: &PlayerId) -> Result<String, Refusal> {
         let mut inner = self.lock();
-        if !matches!(inner.phase, Phase::Lobby | Phase::Starting) {
+        let rejoining = inner.phase == Phase::Playing && inner.members.contains(player);
+        if !matches!(inner.phase, Phase::Lobby | Phase::Starting) && !rejoining {
             return Err(Refusal::new(
                 StatusCode::CONFLICT,
                 format!("game {} has started or ended", self.id),
@@ -330,7 +336,7 @@ impl Game {
                 .map(|t| &t.player)
                 .collect::<std::collections::HashSet<_>>()
                 .len();
-        if !holds_token && seats_taken >= self.capacity as usize {
+        if !holds_token && !rejoining && seats_taken >= self.capacity as usize {
             return Err(Refusal::new(
                 StatusCode::CONFLICT,
                 format!(
@@ -403,6 +409,7 @@ impl Game {
         };
         session.live = true;
         inner.order.push(player.clone());
+        inner.members.insert(player.clone());
         if player == &self.creator && !inner.creator_joined {
             inner.creator_joined = true;
             server

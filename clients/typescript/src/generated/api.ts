@@ -93,6 +93,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/games/quick-join": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Reserve a seat in the fullest matching open game of a product (or create one). */
+        post: operations["quick_join"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/games/{id}": {
         parameters: {
             query?: never;
@@ -122,6 +139,23 @@ export interface paths {
         put?: never;
         /** Reserve a seat in a game through its game server's join API. */
         post: operations["join_game"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/games/{id}/rejoin": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Get back into a game the player is in (a fresh ticket from its game server). */
+        post: operations["rejoin_game"];
         delete?: never;
         options?: never;
         head?: never;
@@ -256,7 +290,41 @@ export interface components {
          * @description The stable machine-readable `code` of a problem document: every code the API answers.
          * @enum {string}
          */
-        ProblemCode: "invalid_request" | "unauthenticated" | "not_creator" | "unknown_product" | "game_not_found" | "not_found" | "method_not_allowed" | "creator_not_joined" | "game_full" | "game_not_open" | "join_refused" | "quota_exceeded" | "rate_limited" | "payload_too_large" | "unsupported_media_type" | "header_too_large" | "internal_error" | "no_game_server" | "game_server_unavailable" | "store_unavailable" | "not_ready" | "timeout";
+        ProblemCode: "invalid_request" | "unauthenticated" | "not_creator" | "unknown_product" | "game_not_found" | "not_found" | "no_open_game" | "method_not_allowed" | "creator_not_joined" | "game_full" | "game_not_open" | "join_refused" | "not_in_game" | "quota_exceeded" | "rate_limited" | "payload_too_large" | "unsupported_media_type" | "header_too_large" | "internal_error" | "no_game_server" | "game_server_unavailable" | "store_unavailable" | "not_ready" | "timeout";
+        /** @description The game a quick join creates when none matches. */
+        QuickJoinCreateRequest: {
+            /**
+             * Format: int32
+             * @description Seats, creator included (1..=`lobby.max_capacity`).
+             * @example 4
+             */
+            capacity: number;
+            /** @description Game settings passed to the game server unchanged (a JSON object, any members). */
+            settings?: {
+                [key: string]: unknown;
+            } | null;
+        };
+        /** @description `POST /v1/games/quick-join` body. */
+        QuickJoinRequest: {
+            create?: null | components["schemas"]["QuickJoinCreateRequest"];
+            /**
+             * @description Only games carrying every one of these labels, equal values (and a created game gets
+             *     them); the rules of create's `labels` (at most `lobby.max_labels` pairs).
+             */
+            labels?: {
+                [key: string]: string;
+            } | null;
+            /**
+             * @description The product (game) to play; a product some registered game server hosts.
+             * @example chess
+             */
+            product: string;
+            /**
+             * @description Only games on servers of this region (and a created game is placed there).
+             * @example eu
+             */
+            region?: string | null;
+        };
         /** @description `{"status": "ok"}`. */
         Status: {
             /** @description Always `ok`. */
@@ -506,6 +574,111 @@ export interface operations {
             };
         };
     };
+    quick_join: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["QuickJoinRequest"];
+            };
+        };
+        responses: {
+            /** @description A seat in an open game (or the one the player already holds); connect with `join` */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GameWithJoin"];
+                };
+            };
+            /** @description No open game matched: a game was created, the player is its creator; connect with `join` */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GameWithJoin"];
+                };
+            };
+            /** @description `invalid_request`: a malformed body, path, query or header; `detail` says what and where */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthenticated`: no or bad player identity */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unknown_product`: no game server is registered for the product; `no_open_game`: no open game matches and the request did not ask to create one */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `creator_not_joined`, `game_full`, `game_not_open` or `join_refused`: the game's state (or its server) does not allow this */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `payload_too_large`: the body is larger than this server accepts */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body was not sent as `application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `quota_exceeded` or `rate_limited`: a per-player limit (`[limits]`) or the client address's failure limit refused the request; the `Retry-After` header says in how many seconds to try again */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `no_game_server`, `game_server_unavailable`, `store_unavailable` or `timeout`: try again later */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     get_game: {
         parameters: {
             query?: never;
@@ -680,6 +853,83 @@ export interface operations {
                 };
             };
             /** @description `creator_not_joined`, `game_full`, `game_not_open` or `join_refused`: the game's state (or its server) does not allow this */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `quota_exceeded` or `rate_limited`: a per-player limit (`[limits]`) or the client address's failure limit refused the request; the `Retry-After` header says in how many seconds to try again */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `no_game_server`, `game_server_unavailable`, `store_unavailable` or `timeout`: try again later */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    rejoin_game: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The game's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The player is back in; connect with `join` (a fresh ticket) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GameWithJoin"];
+                };
+            };
+            /** @description `invalid_request`: a malformed body, path, query or header; `detail` says what and where */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthenticated`: no or bad player identity */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `game_not_found`: no such game */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_in_game`: the player is not in the game; `game_not_open`: it ended or is being ended; `creator_not_joined`, `game_full`: a player who left a lobby finds no seat; `join_refused`: the game server refused */
             409: {
                 headers: {
                     [name: string]: unknown;

@@ -1,0 +1,167 @@
+//! Quick join: a seat in the best matching open game of a product, or a new game when none
+//! matches and the player asked for one (see the module docs of [`crate::flows`]).
+
+use std::time::Duration;
+
+use super::create::{CreateError, NewGame, create_game};
+use super::join::{JoinError, JoinedGame, add_player};
+use super::{ServerCalls, ServerPlacement};
+use crate::ids::{GameId, PlayerId, ProductId};
+use crate::limits::{LimitRefusal, PlayerLimits};
+use crate::store::{QuickJoinFilter, QuickJoinOutcome, Store, StoreError};
+use crate::time::now_ms;
+
+/// A quick join request.
+#[derive(Debug, Clone)]
+pub struct QuickJoin {
+    /// The product to play.
+    pub product: ProductId,
+    /// Which games match (region, labels).
+    pub filter: QuickJoinFilter,
+    /// How many of the product's oldest open games are considered.
+    pub scan: u32,
+    /// The game to create when none matches; `None`: answer [`QuickJoinError::NoMatch`].
+    pub create: Option<QuickJoinCreate>,
+}
+
+/// The game a quick join creates when no open game matches (on a server of the filter's
+/// region, carrying the filter's labels).
+#[derive(Debug, Clone)]
+pub struct QuickJoinCreate {
+    /// Seats, creator included (validated by the caller).
+    pub capacity: u32,
+    /// Settings passed to the game server unchanged.
+    pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A successful quick join.
+#[derive(Debug, Clone)]
+pub struct QuickJoined {
+    /// The game, the player's ticket, and whether a new seat was taken.
+    pub joined: JoinedGame,
+    /// Whether the game was created for this request (the player is its creator).
+    pub created: bool,
+}
+
+/// Why a quick join failed. A seat it reserved is released before it answers.
+#[derive(Debug, thiserror::Error)]
+pub enum QuickJoinError {
+    /// The quick join script failed: nothing changed.
+    #[error("quick join: {0}")]
+    Store(#[source] StoreError),
+    /// A per-player limit (join rate, reservations) refused it: nothing changed.
+    #[error("a per-player limit refused the quick join: {0:?}")]
+    Limited(LimitRefusal),
+    /// No open game matches, and no create was asked for.
+    #[error("no open game matches")]
+    NoMatch,
+    /// A seat was found, but handing out its ticket failed (the seat was released).
+    #[error("joining {game}: {source}")]
+    Join {
+        /// The game the seat was in.
+        game: GameId,
+        /// What failed.
+        #[source]
+        source: JoinError,
+    },
+    /// No game matched and creating one failed.
+    #[error("creating a game: {0}")]
+    Create(#[source] CreateError),
+}
+
+/// Quick-joins `player` (see the module docs): one atomic attempt picks the fullest matching
+/// open game among the `scan` oldest (or a seat the player already holds in a matching game)
+/// and reserves a seat for `reservation_ttl` under the player's `limits`; then the game's
+/// server is asked for the ticket as a join asks it (the seat released on failure). When no
+/// game matches, the game of `create` is created through the create flow (its quota
+/// included), with the player as its creator.
+pub async fn quick_join<D: ServerPlacement + Clone + 'static>(
+    store: &Store,
+    servers: &ServerCalls<D>,
+    player: &PlayerId,
+    request: QuickJoin,
+    reservation_ttl: Duration,
+    limits: &PlayerLimits,
+) -> Result<QuickJoined, QuickJoinError> {
+    let outcome = store
+        .quick_join(
+            &request.product,
+            player,
+            &request.filter,
+            request.scan,
+            now_ms(),
+            reservation_ttl,
+            limits,
+        )
+        .await
+        .map_err(QuickJoinError::Store)?;
+    let (game, new_seat, kept_ticket) = match outcome {
+        QuickJoinOutcome::Limited(refusal) => return Err(QuickJoinError::Limited(refusal)),
+        QuickJoinOutcome::NoMatch => {
+            let Some(create) = request.create else {
+                return Err(QuickJoinError::NoMatch);
+            };
+            let new_game = NewGame {
+                product: request.product,
+                region: request.filter.region,
+                labels: request.filter.labels,
+                capacity: create.capacity,
+                creator: player.clone(),
+                settings: create.settings,
+            };
+            let created = create_game(store, servers, new_game, limits)
+                .await
+                .map_err(QuickJoinError::Create)?;
+            return Ok(QuickJoined {
+                joined: JoinedGame {
+                    game: created.game,
+                    ticket: created.ticket,
+                    new_seat: true,
+                },
+                created: true,
+            });
+        }
+        QuickJoinOutcome::Held { game, kept_ticket } => (game, false, kept_ticket),
+        QuickJoinOutcome::Reserved { game, .. } => (game, true, None),
+    };
+    let join_failed = |source| QuickJoinError::Join {
+        game: game.clone(),
+        source,
+    };
+    if let Some(ticket) = kept_ticket {
+        let record = store
+            .game(&game)
+            .await
+            .map_err(|err| join_failed(JoinError::Read(err)))?
+            .ok_or_else(|| join_failed(JoinError::Vanished))?;
+        return Ok(QuickJoined {
+            joined: JoinedGame {
+                game: record,
+                ticket,
+                new_seat,
+            },
+            created: false,
+        });
+    }
+    let result = add_player(store, servers, &game, player).await;
+    if let Ok((_, ticket)) = &result
+        && let Err(err) = store.keep_ticket(&game, player, ticket).await
+    {
+        tracing::warn!(game = %game, error = %err, "could not keep a join ticket");
+    }
+    if result.is_err()
+        && new_seat
+        && let Err(err) = store.release_seat(&game, player, now_ms(), true).await
+    {
+        tracing::warn!(game = %game, error = %err, "could not release a reserved seat");
+    }
+    let (record, ticket) = result.map_err(join_failed)?;
+    Ok(QuickJoined {
+        joined: JoinedGame {
+            game: record,
+            ticket,
+            new_seat,
+        },
+        created: false,
+    })
+}

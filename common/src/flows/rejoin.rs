@@ -1,0 +1,58 @@
+//! Rejoin: let a player back into a game they are in, with a fresh ticket from its game
+//! server (see the module docs of [`crate::flows`]).
+
+use std::time::Duration;
+
+use super::join::{JoinError, JoinedGame, add_player};
+use super::{ServerCalls, ServerDirectory};
+use crate::ids::{GameId, PlayerId};
+use crate::limits::PlayerLimits;
+use crate::store::{RejoinOutcome, ReserveOutcome, Store};
+use crate::time::now_ms;
+
+/// Lets `player` back into `game` under the player's `limits` (the join bucket and the
+/// reservation quota): the record decides whether they are in the game and, before the start,
+/// whether they need a seat again (reserved for `reservation_ttl`); then the game server is
+/// always asked for a fresh ticket (`add_player` for a player it already knows). A seat this
+/// rejoin reserved is released if the server refuses or fails, as a join's is.
+pub async fn rejoin_game<D: ServerDirectory>(
+    store: &Store,
+    servers: &ServerCalls<D>,
+    game: &GameId,
+    player: &PlayerId,
+    reservation_ttl: Duration,
+    limits: &PlayerLimits,
+) -> Result<JoinedGame, JoinError> {
+    let outcome = store
+        .rejoin(game, player, now_ms(), reservation_ttl, limits)
+        .await
+        .map_err(JoinError::Reserve)?;
+    let new_seat = match outcome {
+        RejoinOutcome::InProgress => false,
+        RejoinOutcome::Seat(grant) => match grant.outcome {
+            ReserveOutcome::NotFound => return Err(JoinError::NotFound),
+            ReserveOutcome::Refused(why) => return Err(JoinError::Refused(why)),
+            ReserveOutcome::Limited(refusal) => return Err(JoinError::Limited(refusal)),
+            ReserveOutcome::Reserved { .. } => true,
+            ReserveOutcome::AlreadyHeld => false,
+        },
+    };
+    let result = add_player(store, servers, game, player).await;
+    if let Ok((_, ticket)) = &result
+        && let Err(err) = store.keep_ticket(game, player, ticket).await
+    {
+        tracing::warn!(game = %game, error = %err, "could not keep a rejoin ticket");
+    }
+    if result.is_err()
+        && new_seat
+        && let Err(err) = store.release_seat(game, player, now_ms(), true).await
+    {
+        tracing::warn!(game = %game, error = %err, "could not release a reserved seat");
+    }
+    let (record, ticket) = result?;
+    Ok(JoinedGame {
+        game: record,
+        ticket,
+        new_seat,
+    })
+}

@@ -1,0 +1,76 @@
+-- Taking a seat, shared by the scripts that reserve one (`reserve_seat.lua`: join,
+-- `rejoin.lua`, `quick_join.lua`), so every way in follows the same rules (contract 5.4):
+-- the same refusals, the same per-player reservation quota and the same reservation.
+-- Needs `prelude.lua` (games) and `limits_prelude.lua` (token buckets) before it.
+
+-- The join rules for `player` on the loaded game `g` (its expired reservations are released
+-- first), under the reservation quota `max_reserved` (0: none) counted in the player's
+-- reservations ZSET `player_key` (game id -> expiry); `prefix` is the product's game key
+-- prefix, `keys` the game script keys (pending, lobby, active, open, reservations, ending).
+-- Returns {'reserved', expiry} | {'held', ticket JSON or ''} | {'refused', code} |
+-- {'quota_exceeded', retry ms}. The player's reservations ZSET gets every new reservation,
+-- quota or not (a quick join finds the seats a player already holds there).
+local function take_seat(game_key, g, keys, player, now, ttl, max_reserved, prefix, player_key)
+  local expired = {}
+  for who, expiry in pairs(g.reservations) do
+    if expiry <= now then expired[#expired + 1] = who end
+  end
+  for _, who in ipairs(expired) do drop_reservation(g, who) end
+
+  local function finish(outcome, detail)
+    save_game(game_key, g, keys, now, 0)
+    return {outcome, detail}
+  end
+  local function held()
+    return finish('held', redis.call('HGET', game_key, 'ticket:' .. player) or '')
+  end
+
+  -- A game being ended (its end step marked it) is refused like one that is over.
+  local state = g.state
+  if state == 'in_progress' or state == 'ended' or g.ending_since ~= '' then
+    return {'refused', 'game_not_open'}
+  end
+  if player == g.creator_id or is_present(g, player) then return held() end
+  if state == 'created' then return finish('refused', 'creator_not_joined') end
+  if state == 'all_players_joined' then return finish('refused', 'game_full') end
+  -- A lobby whose creator is not in it (left, or reached by events that never named them)
+  -- takes nobody until the creator is back.
+  if not is_present(g, g.creator_id) then return finish('refused', 'creator_not_joined') end
+  if g.reservations[player] ~= nil then return held() end
+  if seats_taken(g, now) >= g.capacity then return finish('refused', 'game_full') end
+
+  -- The player's other live reservations of the product, pruned of those that expired or that
+  -- their game no longer holds (the player connected, was released, or the game ended).
+  if max_reserved > 0 then
+    local mine = redis.call('ZRANGE', player_key, 0, -1, 'WITHSCORES')
+    local count, soonest = 0, nil
+    for i = 1, #mine, 2 do
+      local id, expiry = mine[i], tonumber(mine[i + 1])
+      local live = false
+      if expiry > now and id ~= g.id then
+        local raw = redis.call('HGET', prefix .. id, 'reservations')
+        if raw then live = cjson.decode(raw)[player] == expiry end
+      end
+      if live then
+        count = count + 1
+        if soonest == nil or expiry < soonest then soonest = expiry end
+      else
+        redis.call('ZREM', player_key, id)
+      end
+    end
+    if count >= max_reserved then
+      save_game(game_key, g, keys, now, 0)
+      return {'quota_exceeded', tostring(soonest - now)}
+    end
+  end
+
+  local expiry = now + ttl
+  hold_reservation(g, player, expiry)
+  redis.call('HDEL', game_key, 'ticket:' .. player)
+  redis.call('ZADD', player_key, expiry, g.id)
+  -- The key outlives its latest reservation; a shorter TTL never cuts an older, longer one.
+  if redis.call('PTTL', player_key) < ttl + 1000 then
+    redis.call('PEXPIRE', player_key, ttl + 1000)
+  end
+  return finish('reserved', tostring(expiry))
+end

@@ -1,0 +1,207 @@
+//! Taking seats beyond the plain join: rejoining a game one is in, and quick join (a seat in
+//! the best matching open game of a product). Each is one atomic script sharing the join's
+//! rules, reservation quota and join bucket (`lua/seat_prelude.lua`, contract section 5.4).
+
+use std::time::Duration;
+
+use super::Store;
+use super::error::{StoreResult, unexpected};
+use super::outcomes::{ReserveOutcome, SeatGrant};
+use super::scripts::SCRIPTS;
+use crate::gameserver::JoinTicket;
+use crate::ids::{GameId, PlayerId, ProductId};
+use crate::labels::Labels;
+use crate::limits::{LimitRefusal, PlayerLimits};
+use crate::model::JoinRefusal;
+
+/// What a rejoin attempt got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RejoinOutcome {
+    /// The game is in progress and the player is in its roster (or its creator, or holds a
+    /// reservation): they may have a fresh ticket; nothing changed.
+    InProgress,
+    /// Before the start, the join rules' answer: a seat the player holds (with the ticket kept
+    /// for them, if any), a new reservation (a player who left the lobby), a refusal
+    /// ([`JoinRefusal::NotInGame`] for a stranger, [`JoinRefusal::GameNotOpen`] for an ended
+    /// game), a per-player limit, or no such game.
+    Seat(SeatGrant),
+}
+
+/// What a quick join should match: the game's region (when given) and every label pair.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QuickJoinFilter {
+    /// Only games on servers of this region.
+    pub region: Option<String>,
+    /// Only games carrying every one of these labels (equal values).
+    pub labels: Labels,
+}
+
+/// What a quick join attempt got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QuickJoinOutcome {
+    /// A new seat in `game`, held until the given time (Unix ms).
+    Reserved {
+        /// The game the seat is in.
+        game: GameId,
+        /// Expiry of the reservation.
+        expires_at_ms: u64,
+    },
+    /// The player already holds a seat in the matching `game`: nothing changed.
+    Held {
+        /// The game.
+        game: GameId,
+        /// The ticket kept for the player there, if one was kept.
+        kept_ticket: Option<JoinTicket>,
+    },
+    /// No open game among those scanned matches.
+    NoMatch,
+    /// A per-player limit refused it (nothing changed but the join bucket).
+    Limited(LimitRefusal),
+}
+
+/// Decodes the reply of a script that takes a seat (`take_seat` in `lua/seat_prelude.lua`):
+/// `{reserved, expiry}`, `{held, ticket}`, `{refused, code}`, `{not_found}`, or a limit.
+pub(super) fn decode_seat_reply(op: &'static str, reply: &[String]) -> StoreResult<SeatGrant> {
+    let grant = |outcome| SeatGrant {
+        outcome,
+        kept_ticket: None,
+    };
+    let refused = |why| Ok(grant(ReserveOutcome::Refused(why)));
+    match (
+        reply.first().map(String::as_str),
+        reply.get(1).map(String::as_str),
+    ) {
+        (Some("reserved"), Some(expiry)) => Ok(grant(ReserveOutcome::Reserved {
+            expires_at_ms: expiry.parse().map_err(|_| unexpected(op, reply))?,
+        })),
+        (Some("held"), ticket) => Ok(SeatGrant {
+            outcome: ReserveOutcome::AlreadyHeld,
+            kept_ticket: decode_ticket(ticket),
+        }),
+        (Some("not_found"), _) => Ok(grant(ReserveOutcome::NotFound)),
+        (Some("refused"), Some("creator_not_joined")) => refused(JoinRefusal::CreatorNotJoined),
+        (Some("refused"), Some("game_full")) => refused(JoinRefusal::GameFull),
+        (Some("refused"), Some("game_not_open")) => refused(JoinRefusal::GameNotOpen),
+        (Some("refused"), Some("not_in_game")) => refused(JoinRefusal::NotInGame),
+        (Some(kind), Some(millis)) => LimitRefusal::from_reply(kind, millis)
+            .map(|refusal| grant(ReserveOutcome::Limited(refusal)))
+            .ok_or_else(|| unexpected(op, reply)),
+        _ => Err(unexpected(op, reply)),
+    }
+}
+
+/// A kept ticket as the scripts answer it: JSON, or empty when none was kept.
+fn decode_ticket(raw: Option<&str>) -> Option<JoinTicket> {
+    raw.filter(|raw| !raw.is_empty())
+        .and_then(|raw| serde_json::from_str(raw).ok())
+}
+
+impl Store {
+    /// Lets `player` back into `game` (the rejoin API), under the player's join rate and
+    /// reservation quota: in progress, a member of the game (creator, roster, reservation) is
+    /// let back as they are; before the start, the join rules decide (a player who left the
+    /// lobby needs a free seat again, reserved for `ttl`).
+    pub async fn rejoin(
+        &self,
+        game: &GameId,
+        player: &PlayerId,
+        now_ms: u64,
+        ttl: Duration,
+        limits: &PlayerLimits,
+    ) -> StoreResult<RejoinOutcome> {
+        let Some(product) = game.product() else {
+            return Ok(RejoinOutcome::Seat(SeatGrant {
+                outcome: ReserveOutcome::NotFound,
+                kept_ticket: None,
+            }));
+        };
+        let keys = self.product_keys(&product);
+        let mut invocation = SCRIPTS.rejoin.prepare_invoke();
+        Self::game_script_keys(&mut invocation, &keys, game);
+        invocation
+            .key(keys.player_reservations(player))
+            .key(keys.player_join_bucket(player))
+            .arg(player.as_str())
+            .arg(now_ms)
+            .arg(ttl.as_millis() as u64)
+            .arg(limits.max_reservations)
+            .arg(limits.joins_per_sec)
+            .arg(limits.join_burst)
+            .arg(keys.game_prefix());
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> = invocation.invoke_async(&mut conn).await?;
+        if reply.first().map(String::as_str) == Some("back") {
+            return Ok(RejoinOutcome::InProgress);
+        }
+        if reply.first().map(String::as_str) == Some("reserved") {
+            self.wait_for_replicas(&keys.pending()).await?;
+        }
+        decode_seat_reply("rejoin", &reply).map(RejoinOutcome::Seat)
+    }
+
+    /// Quick join: reserves a seat for `player`, held for `ttl`, in the fullest open game of
+    /// `product` matching `filter` among the `scan` oldest (the oldest among equally full
+    /// ones), under the player's join rate and reservation quota. A player who already holds
+    /// a seat in a matching game gets that game back, unchanged.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn quick_join(
+        &self,
+        product: &ProductId,
+        player: &PlayerId,
+        filter: &QuickJoinFilter,
+        scan: u32,
+        now_ms: u64,
+        ttl: Duration,
+        limits: &PlayerLimits,
+    ) -> StoreResult<QuickJoinOutcome> {
+        let keys = self.product_keys(product);
+        let labels = filter.labels.to_field();
+        let mut invocation = SCRIPTS.quick_join.prepare_invoke();
+        invocation
+            .key(keys.pending())
+            .key(keys.lobby())
+            .key(keys.active())
+            .key(keys.open())
+            .key(keys.reservations())
+            .key(keys.ending())
+            .key(keys.player_reservations(player))
+            .key(keys.player_join_bucket(player))
+            .arg(player.as_str())
+            .arg(now_ms)
+            .arg(ttl.as_millis() as u64)
+            .arg(limits.max_reservations)
+            .arg(limits.joins_per_sec)
+            .arg(limits.join_burst)
+            .arg(keys.game_prefix())
+            .arg(scan.max(1))
+            .arg(filter.region.as_deref().unwrap_or(""))
+            .arg(labels);
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> = invocation.invoke_async(&mut conn).await?;
+        let game = |raw: &str| GameId::new(raw).map_err(|_| unexpected("quick_join", &reply));
+        match (
+            reply.first().map(String::as_str),
+            reply.get(1).map(String::as_str),
+            reply.get(2).map(String::as_str),
+        ) {
+            (Some("reserved"), Some(id), Some(expiry)) => {
+                self.wait_for_replicas(&keys.pending()).await?;
+                Ok(QuickJoinOutcome::Reserved {
+                    game: game(id)?,
+                    expires_at_ms: expiry
+                        .parse()
+                        .map_err(|_| unexpected("quick_join", &reply))?,
+                })
+            }
+            (Some("held"), Some(id), ticket) => Ok(QuickJoinOutcome::Held {
+                game: game(id)?,
+                kept_ticket: decode_ticket(ticket),
+            }),
+            (Some("none"), _, _) => Ok(QuickJoinOutcome::NoMatch),
+            (Some(kind), Some(millis), None) => LimitRefusal::from_reply(kind, millis)
+                .map(QuickJoinOutcome::Limited)
+                .ok_or_else(|| unexpected("quick_join", &reply)),
+            _ => Err(unexpected("quick_join", &reply)),
+        }
+    }
+}

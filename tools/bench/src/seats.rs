@@ -1,0 +1,237 @@
+//! Scenario `seats`: `POST /v1/games/quick-join` beside `POST /v1/games/{id}/join`, each a
+//! closed loop of 64 keep-alive connections, every request by another player, against the same
+//! daemon and reference game servers. Each has a product of its own, with lobbies of 16 seats
+//! opened the production way (created through the API, the creator's `creator_joined` applied):
+//! a join names a lobby (15 joins each, one after another), a quick join lets the script pick
+//! the fullest of the oldest `lobby.quick_join_scan` open lobbies.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::StreamExt;
+
+use super::Bench;
+use super::driver::{self, Driven, Latency};
+use super::fixtures::{self, EventFields};
+use super::procs::{
+    CpuMark, DaemonProcess, DaemonSpec, GameServerProcess, GameServerSpec, RegisteredServer,
+};
+use super::report::{Row, Scenario};
+
+const JOIN_PRODUCT: &str = "benchjoin";
+const QUICK_PRODUCT: &str = "benchquick";
+const CAPACITY: u64 = 16;
+const CONCURRENCY: usize = 64;
+
+/// Creates `lobbies` lobbies of `product` through the API and opens them with the creators'
+/// `creator_joined`; returns their ids in creation order.
+async fn open_lobbies(
+    http: &reqwest::Client,
+    daemon: &DaemonProcess,
+    conn: &mut redis::aio::MultiplexedConnection,
+    bench: &Bench,
+    product: &str,
+    lobbies: usize,
+) -> anyhow::Result<Vec<String>> {
+    let base = daemon.base_url.clone();
+    let created: Vec<anyhow::Result<(String, String, String)>> = futures::stream::iter(0..lobbies)
+        .map(|i| {
+            let (http, base) = (http.clone(), base.clone());
+            async move {
+                let creator = format!("{product}-host-{i}");
+                let body =
+                    fixtures::create_via_api(&http, &base, &creator, product, CAPACITY as u32)
+                        .await?;
+                let field = |name: &str| {
+                    body[name]
+                        .as_str()
+                        .map(str::to_string)
+                        .with_context(|| format!("create answer lacks `{name}`: {body}"))
+                };
+                Ok((field("id")?, field("server_id")?, creator))
+            }
+        })
+        .buffered(32)
+        .collect()
+        .await;
+    let created: Vec<(String, String, String)> = created.into_iter().collect::<Result<_, _>>()?;
+    let keys = mm_common::Keys::new(bench.key_prefix)
+        .product(&mm_common::ProductId::new(product).context("product id")?);
+    let events = created
+        .iter()
+        .map(|(game, server, creator)| -> EventFields {
+            [
+                ("type", "creator_joined".to_string()),
+                ("game_id", game.clone()),
+                ("player_id", creator.clone()),
+                ("server_id", server.clone()),
+            ]
+        });
+    fixtures::append_events(conn, &keys.events(), events).await?;
+    let open_key = keys.open();
+    fixtures::wait_for(
+        "the daemon to open every lobby",
+        Duration::from_secs(120),
+        || {
+            let mut conn = conn.clone();
+            let key = open_key.clone();
+            async move {
+                let open = fixtures::zcard(&mut conn, &key).await?;
+                Ok((open == lobbies as u64).then_some(()))
+            }
+        },
+    )
+    .await?;
+    Ok(created.into_iter().map(|(id, _, _)| id).collect())
+}
+
+fn status_code(err: reqwest::Error) -> String {
+    if err.is_timeout() {
+        "timeout".into()
+    } else {
+        "connect".into()
+    }
+}
+
+/// `POST url` with an optional JSON body as `player`: `Ok` on 200.
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    player: String,
+    body: Option<&serde_json::Value>,
+) -> Result<(), String> {
+    let mut request = http.post(url).header("x-player-id", player);
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    let response = request.send().await.map_err(status_code)?;
+    let status = response.status().as_u16();
+    let _ = response.bytes().await.map_err(status_code)?;
+    if status == 200 {
+        Ok(())
+    } else {
+        Err(format!("http_{status}"))
+    }
+}
+
+/// Runs the scenario.
+pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
+    let mut scenario = Scenario::new("seats", "quick join beside join");
+    let load = bench.sizes.load;
+    // Enough seats for a few thousand requests a second over the load phase, per product.
+    let lobbies = (bench.sizes.create_max as usize / 10).clamp(500, 5_000);
+    let seats = lobbies as u64 * (CAPACITY - 1);
+    let fixtures::ScenarioRedis {
+        redis,
+        mut conn,
+        pid: redis_pid,
+        ..
+    } = fixtures::ScenarioRedis::start(bench.key_prefix, JOIN_PRODUCT).await?;
+    let mut servers = Vec::new();
+    for product in [JOIN_PRODUCT, QUICK_PRODUCT] {
+        servers.push(
+            GameServerProcess::start(
+                &bench.binaries,
+                bench.work_dir(),
+                &GameServerSpec {
+                    id: format!("gs-{product}"),
+                    product: product.into(),
+                    redis_url: redis.url(),
+                    key_prefix: bench.key_prefix.into(),
+                    max_games: (lobbies * 2) as u32,
+                    start_delay_ms: 3_600_000,
+                    play_time_ms: 3_600_000,
+                    heartbeat_ms: 0,
+                },
+            )
+            .await?,
+        );
+    }
+    let mut spec = DaemonSpec::new(&redis.url(), bench.key_prefix, "api,worker");
+    for (server, product) in servers.iter().zip([JOIN_PRODUCT, QUICK_PRODUCT]) {
+        spec.game_servers
+            .push(RegisteredServer::of(server, product, (lobbies * 2) as u32));
+    }
+    let spec = spec
+        .set("lobby", "max_capacity", CAPACITY)
+        .set("lobby", "reservation_ttl_secs", 3600)
+        .set("curation", "pending_timeout_secs", 3600)
+        .set("curation", "lobby_idle_timeout_secs", 3600);
+    let daemon = DaemonProcess::start(&bench.binaries, bench.work_dir(), "seats", &spec).await?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let join_lobbies =
+        open_lobbies(&http, &daemon, &mut conn, bench, JOIN_PRODUCT, lobbies).await?;
+    open_lobbies(&http, &daemon, &mut conn, bench, QUICK_PRODUCT, lobbies).await?;
+    scenario.note(format!(
+        "{lobbies} open lobbies of {CAPACITY} seats per product (created through the API, \
+         opened by `creator_joined` events the daemon applied); limits off; every request by \
+         another player; {CONCURRENCY} HTTP/1.1 keep-alive connections in a closed loop for \
+         {load:?} or {seats} requests, whichever first"
+    ));
+
+    let join_lobbies = Arc::new(join_lobbies);
+    let join_urls: Arc<Vec<String>> = Arc::new(
+        join_lobbies
+            .iter()
+            .map(|id| format!("{}/v1/games/{id}/join", daemon.base_url))
+            .collect(),
+    );
+    let mut rows = Vec::new();
+    for quick in [false, true] {
+        let http = http.clone();
+        let daemon_mark = CpuMark::start(daemon.pid())?;
+        let redis_mark = CpuMark::start(redis_pid)?;
+        let driven: Driven = if quick {
+            let url = Arc::new(format!("{}/v1/games/quick-join", daemon.base_url));
+            let body = Arc::new(serde_json::json!({ "product": QUICK_PRODUCT }));
+            driver::closed_loop(CONCURRENCY, seats, load, move |i| {
+                let (http, url, body) = (http.clone(), Arc::clone(&url), Arc::clone(&body));
+                async move { post(&http, &url, format!("quick-{i}"), Some(&body)).await }
+            })
+            .await
+        } else {
+            let urls = Arc::clone(&join_urls);
+            driver::closed_loop(CONCURRENCY, seats, load, move |i| {
+                let (http, urls) = (http.clone(), Arc::clone(&urls));
+                // Fifteen joins a lobby, one lobby after another: every join finds a seat.
+                let url = urls[(i / (CAPACITY - 1)) as usize % urls.len()].clone();
+                async move { post(&http, &url, format!("joiner-{i}"), None).await }
+            })
+            .await
+        };
+        let daemon_use = daemon_mark.finish()?;
+        let redis_use = redis_mark.finish()?;
+        let label = if quick {
+            format!("POST /v1/games/quick-join ({CONCURRENCY} in flight)")
+        } else {
+            format!("POST /v1/games/{{id}}/join ({CONCURRENCY} in flight)")
+        };
+        let mut row = Row::new(label, "seats/s");
+        row.throughput = Some(driven.per_second());
+        row.latency = Some(Latency::of_micros(&driven.latency));
+        row.errors = driven.error_count();
+        row.daemon = Some(daemon_use);
+        row.redis_cores = Some(redis_use.cores);
+        if driven.error_count() > 0 {
+            scenario.note(format!(
+                "{} errors: {}",
+                if quick { "quick join" } else { "join" },
+                driven.errors_text()
+            ));
+        }
+        rows.push((driven.per_second(), row));
+    }
+    let (join_rate, quick_rate) = (rows[0].0, rows[1].0);
+    scenario.rows.extend(rows.into_iter().map(|(_, row)| row));
+    scenario.target(
+        "quick join ≥ 50 % of join (seats/s)",
+        Some(quick_rate >= 0.5 * join_rate),
+        format!("{:.0} %", 100.0 * quick_rate / join_rate.max(1e-9)),
+    );
+    drop(servers);
+    Ok(scenario)
+}
