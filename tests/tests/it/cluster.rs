@@ -227,8 +227,15 @@ async fn a_manual_failover_under_load_sells_no_seat_twice_and_the_consumer_resum
                             ));
                         }
                     }
-                    _ => {
+                    Ok(r) => {
                         failures.fetch_add(1, Ordering::Relaxed);
+                        let status = r.status().as_u16();
+                        let body = r.text().await.unwrap_or_default();
+                        eprintln!("failover load: create answered {status}: {body}");
+                    }
+                    Err(error) => {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("failover load: create failed: {error}");
                     }
                 }
             }
@@ -337,9 +344,38 @@ fn median(values: &mut [u64]) -> u64 {
     values.get(values.len() / 2).copied().unwrap_or(0)
 }
 
-/// Kill -9 of the master of `product` while creates run; returns (acknowledged, lost, median
-/// create µs before the kill, unavailable ms).
-async fn kill_master_during_creates(wait_replicas: u32) -> (usize, usize, u64, u128) {
+/// Reads one game of `product` in a loop until `stop` (other traffic beside the creates, on
+/// the store's shared connection); returns the latency of each read (µs).
+async fn read_loop(store: Store, product: ProductId, stop: Arc<AtomicBool>) -> Vec<u64> {
+    let id = GameId::generate(&product);
+    let mut latencies = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        if store.game(&id).await.is_ok() {
+            latencies.push(started.elapsed().as_micros() as u64);
+        }
+    }
+    latencies
+}
+
+/// What one kill -9 run measured.
+struct KillFigures {
+    /// Creates acknowledged.
+    acknowledged: usize,
+    /// Acknowledged creates whose record is gone after the takeover.
+    lost: usize,
+    /// Creates that failed (an error answered).
+    failed: u64,
+    /// Median create latency (µs).
+    median_create_us: u64,
+    /// Median latency of the reads running beside the creates (µs).
+    median_read_us: u64,
+    /// From the kill until creates succeeded for a quiet window (ms).
+    unavailable_ms: u128,
+}
+
+/// Kill -9 of the master of `product` while creates (and reads beside them) run.
+async fn kill_master_during_creates(wait_replicas: u32) -> KillFigures {
     let mut cluster = RedisCluster::start().unwrap();
     let product = ProductId::new("chess").unwrap();
     let master = cluster.master_of("mm:{chess}:events").unwrap();
@@ -361,6 +397,7 @@ async fn kill_master_during_creates(wait_replicas: u32) -> (usize, usize, u64, u
             ))
         })
         .collect();
+    let reader = tokio::spawn(read_loop(store.clone(), product.clone(), stop.clone()));
     // Let writes flow, kill the master, wait until creates succeed again on the promoted
     // replica.
     let probe = store.clone();
@@ -423,30 +460,44 @@ async fn kill_master_during_creates(wait_replicas: u32) -> (usize, usize, u64, u
         acknowledged.extend(ids);
         latencies.extend(lat);
     }
+    let mut reads = reader.await.unwrap();
     let mut lost = 0;
     for id in &acknowledged {
         if store.game(id).await.unwrap().is_none() {
             lost += 1;
         }
     }
-    (
-        acknowledged.len(),
+    KillFigures {
+        acknowledged: acknowledged.len(),
         lost,
-        median(&mut latencies),
+        failed: errors.load(Ordering::Relaxed),
+        median_create_us: median(&mut latencies),
+        median_read_us: median(&mut reads),
         unavailable_ms,
-    )
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_a_master_the_replica_takes_over_and_lost_writes_are_counted() {
-    let (acked, lost, median_us, unavailable_ms) = kill_master_during_creates(0).await;
-    let (acked_w, lost_w, median_w_us, unavailable_w_ms) = kill_master_during_creates(1).await;
-    eprintln!(
-        "FIGURES kill -9 of a master: asynchronous replication: {acked} creates acknowledged, \
-         {lost} lost, median create {median_us} µs, writes failing for ≈{unavailable_ms} ms; \
-         redis.wait_replicas = 1: {acked_w} acknowledged, {lost_w} lost, median create \
-         {median_w_us} µs, writes failing for ≈{unavailable_w_ms} ms"
-    );
+    let plain = kill_master_during_creates(0).await;
+    let waited = kill_master_during_creates(1).await;
+    for (name, f) in [
+        ("asynchronous replication", &plain),
+        ("redis.wait_replicas = 1", &waited),
+    ] {
+        eprintln!(
+            "FIGURES kill -9 of a master, {name}: {} creates acknowledged, {} lost, {} failed; \
+             median create {} µs, median read beside them {} µs; creates failing or \
+             unsettled for ≈{} ms after the kill",
+            f.acknowledged,
+            f.lost,
+            f.failed,
+            f.median_create_us,
+            f.median_read_us,
+            f.unavailable_ms
+        );
+    }
+    let (acked, acked_w, lost_w) = (plain.acknowledged, waited.acknowledged, waited.lost);
     assert!(acked > 0 && acked_w > 0);
     // With WAIT 1, a create is answered only once its replica has it (or the wait timed out,
     // which the kill can cause for the writes in flight at that moment).
