@@ -1249,6 +1249,7 @@ fn cluster_nodes_and_wait_replicas_are_validated() {
     assert_eq!(s.redis.wait_replicas, 0);
     assert_eq!(s.redis.wait_timeout_ms, 100);
     assert_eq!(s.redis.retry_budget_ms, 5000);
+    assert_eq!(s.store_options().wait_connections, 4);
     assert_eq!(
         s.store_options().retry_budget,
         std::time::Duration::from_secs(5)
@@ -1265,7 +1266,7 @@ fn cluster_nodes_and_wait_replicas_are_validated() {
     assert_eq!(ok.redis.cluster_nodes.len(), 2);
     assert_eq!(ok.store_options().cluster_nodes, ok.redis.cluster_nodes);
 
-    let cases: [(&str, &str, &str); 9] = [
+    let cases: [(&str, &str, &str); 10] = [
         (
             "[redis]\ncluster_nodes = [\"redis+unix:///tmp/r.sock\"]",
             "redis.cluster_nodes",
@@ -1300,6 +1301,11 @@ fn cluster_nodes_and_wait_replicas_are_validated() {
             "[redis]\nwait_replicas = 1\nwait_timeout_ms = 2000",
             "redis.wait_timeout_ms",
             "shorter than redis.command_timeout_ms",
+        ),
+        (
+            "[redis]\nwait_connections = 0",
+            "redis.wait_connections",
+            "between 1 and 64",
         ),
         (
             "[redis]\nretry_budget_ms = 60001",

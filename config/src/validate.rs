@@ -208,6 +208,12 @@ pub(crate) fn validate(
         }
     }
 
+    c.range(
+        "redis.wait_connections",
+        redis.wait_connections as u64,
+        1,
+        MAX_WAIT_CONNECTIONS as u64,
+    );
     if redis.retry_budget_ms > MAX_RETRY_BUDGET_MS {
         c.fail(
             "redis.retry_budget_ms",
@@ -569,6 +575,9 @@ pub(crate) fn validate(
 
     c.problems
 }
+
+/// The most connections `redis.wait_connections` may keep.
+const MAX_WAIT_CONNECTIONS: usize = 64;
 
 /// The longest `redis.retry_budget_ms`: a failover that takes longer is an outage.
 const MAX_RETRY_BUDGET_MS: u64 = 60_000;

@@ -78,6 +78,10 @@ pub struct StoreOptions {
     /// How long such a `WAIT` may take; a write not replicated in time is still answered
     /// (it is applied on the master) and counted as such.
     pub wait_timeout: Duration,
+    /// Dedicated connections kept for writes that `WAIT` for replicas (a write and its `WAIT`
+    /// share one, taken in turn); 0: they use the shared connection, where a `WAIT` holds up
+    /// every command queued behind it at that node (only for measuring that cost).
+    pub wait_connections: usize,
     /// How long after a command's first attempt it may still be resent after a transient
     /// failure (a failover, a slot migration, a restart: `connection`'s module docs); zero:
     /// never resent by the store.
@@ -115,6 +119,7 @@ impl StoreOptions {
             wait_replicas: 0,
             wait_timeout: Duration::from_millis(100),
             retry_budget: Duration::from_millis(5000),
+            wait_connections: 4,
             key_prefix: "mm".into(),
             connect_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_secs(2),
@@ -124,10 +129,6 @@ impl StoreOptions {
         }
     }
 }
-
-/// Dedicated connections a store opens for writes that `WAIT` for replicas (`wait_replicas`
-/// > 0): a write and its `WAIT` share one of them, taken in turn.
-const WAIT_CONNECTIONS: usize = 4;
 
 /// The Redis store. Cheap to clone: clones share one multiplexed, self-reconnecting connection
 /// (on a cluster, one per node), and the pool of writes under `WAIT`.
@@ -193,7 +194,7 @@ impl Store {
         Store {
             backend,
             conn,
-            waiting: Arc::new(WaitPool::new(WAIT_CONNECTIONS)),
+            waiting: Arc::new(WaitPool::new(options.wait_connections)),
             keys: Keys::new(options.key_prefix.clone()),
             options,
         }
@@ -247,10 +248,10 @@ impl Store {
     /// The connection of a write that must be followed by a `WAIT` (`wait_replicas` > 0): one
     /// of the pool's dedicated connections, in turn; otherwise the shared connection.
     async fn write_connection(&self) -> StoreResult<RedisConn> {
-        if self.options.wait_replicas == 0 {
+        let pool = &self.waiting;
+        if self.options.wait_replicas == 0 || pool.slots.is_empty() {
             return Ok(self.conn.clone());
         }
-        let pool = &self.waiting;
         let slot = &pool.slots[pool.next.fetch_add(1, Ordering::Relaxed) % pool.slots.len()];
         let conn = slot
             .get_or_try_init(|| self.backend.dedicated(&self.options))
