@@ -211,8 +211,12 @@ pub struct TestAppOptions {
     /// Changes the daemon's settings last, after the kit's own (default: none).
     pub adjust_settings: Option<fn(&mut Settings)>,
     /// Run on this shared cluster instead of a private single Redis (default: `None`). Tests
-    /// sharing a cluster must use products of their own.
+    /// sharing a cluster must use products of their own, or key prefixes of their own.
     pub cluster: Option<SharedCluster>,
+    /// `redis.key_prefix` of the daemon, its game servers and the store (default
+    /// [`TEST_PREFIX`]): apps sharing one Redis with prefixes of their own share nothing, not
+    /// even the curation lease.
+    pub key_prefix: String,
 }
 
 impl Default for TestAppOptions {
@@ -235,6 +239,7 @@ impl Default for TestAppOptions {
             api_port: 0,
             adjust_settings: None,
             cluster: None,
+            key_prefix: TEST_PREFIX.to_string(),
         }
     }
 }
@@ -318,7 +323,7 @@ impl TestApp {
             let product = ProductId::new(&spec.product)?;
             let mut config =
                 GameServerConfig::new(id.clone(), product.clone(), TEST_API_KEY, redis.url());
-            config.key_prefix = TEST_PREFIX.to_string();
+            config.key_prefix = options.key_prefix.clone();
             config.max_games = spec.max_games;
             config.start_delay = options.start_delay;
             config.play_time = options.play_time;
@@ -350,7 +355,7 @@ impl TestApp {
             TestRedis::Cluster(_) => Settings::default().redis.url,
         };
         settings.redis.cluster_nodes = redis.cluster_nodes();
-        settings.redis.key_prefix = TEST_PREFIX.to_string();
+        settings.redis.key_prefix = options.key_prefix.clone();
         settings.auth.mode = options.auth_mode;
         settings.auth.jwt_secret = options.jwt_secret.clone().map(SecretString::from);
         settings.lobby.max_capacity = options.max_capacity;
@@ -379,7 +384,7 @@ impl TestApp {
         }
 
         let mut store_options = settings.store_options();
-        store_options.key_prefix = TEST_PREFIX.to_string();
+        store_options.key_prefix = options.key_prefix.clone();
         store_options.command_timeout = Duration::from_millis(1000);
         store_options.connect_timeout = Duration::from_millis(1000);
         let store = Store::connect(store_options).await?;
@@ -480,6 +485,18 @@ impl TestApp {
         .await
     }
 
+    /// `POST /v1/games` of `capacity` seats for `product`; panics unless 201.
+    pub async fn create_of(&self, player: &str, product: &str, capacity: u32) -> ApiResponse {
+        let created = self
+            .create_game(
+                player,
+                serde_json::json!({"product": product, "capacity": capacity}),
+            )
+            .await;
+        assert_eq!(created.status, 201, "create failed: {}", created.text);
+        created
+    }
+
     /// `POST /v1/games` of `capacity` seats for product `chess`; panics unless 201.
     pub async fn create_chess(&self, player: &str, capacity: u32) -> ApiResponse {
         let created = self
@@ -565,7 +582,7 @@ impl TestApp {
         let mut conn = self.redis.connection().await;
         invariants::check_all(
             &mut conn,
-            TEST_PREFIX,
+            self.store.keys().prefix(),
             &self.registry.products(),
             mm_common::time::now_ms(),
         )

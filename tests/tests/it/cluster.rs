@@ -20,6 +20,7 @@ use mm_common::{GameId, PlayerId, ProductId, ServerId};
 use mm_testkit::app::{ApiResponse, ServerSpec, TestApp, TestAppOptions};
 use mm_testkit::poll;
 use mm_testkit::redis_cluster::{RedisCluster, products_on_distinct_masters};
+use mm_testkit::scenario::{Placement, cluster_placements};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -28,6 +29,82 @@ const WAIT: Duration = Duration::from_secs(20);
 const CANDIDATES: &[&str] = &[
     "chess", "golf", "judo", "poker", "go", "bridge", "darts", "tennis", "rugby", "snooker",
 ];
+
+/// Products the scenarios of other modules take on the shared cluster (enough for several per
+/// master).
+const SCENARIO_PRODUCTS: &[&str] = &[
+    "chess", "golf", "judo", "poker", "go", "bridge", "darts", "tennis", "rugby", "snooker",
+    "hockey", "rowing", "sumo", "karate", "fencing", "curling", "squash", "polo", "cricket",
+    "bowls", "archery", "sailing", "surfing", "diving",
+];
+
+/// The scenario tests of other modules (`mm_testkit::scenario`), all at once on one cluster:
+/// each with a product of its own, the products spread round-robin over the three masters,
+/// and a key prefix of its own. Each also runs on a single Redis as its own test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenarios_of_every_area_run_on_a_shared_cluster() {
+    type Scenario = fn(Placement) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+    let scenarios: Vec<(&str, Scenario)> = vec![
+        ("api: creation to end", |at| {
+            Box::pin(crate::api::a_game_goes_from_creation_to_its_end_on(at))
+        }),
+        ("api: full game active", |at| {
+            Box::pin(crate::api::a_full_game_is_active_once_started_on(at))
+        }),
+        ("api: join rules", |at| {
+            Box::pin(
+                crate::api::nobody_joins_before_the_creator_and_nobody_joins_a_full_game_on(at),
+            )
+        }),
+        ("api: cancel", |at| {
+            Box::pin(
+                crate::api::only_the_creator_cancels_and_the_game_server_forgets_the_game_on(at),
+            )
+        }),
+        ("api: no game server", |at| {
+            Box::pin(crate::api::no_game_server_means_503_and_nothing_recorded_on(at))
+        }),
+        ("api: last seat", |at| {
+            Box::pin(crate::api::one_of_twenty_concurrent_joins_gets_the_last_seat_on(at))
+        }),
+        ("curator via api: reservation released", |at| {
+            Box::pin(crate::api::a_reserved_seat_nobody_takes_is_released_on(at))
+        }),
+        ("api: listing cursor", |at| {
+            Box::pin(crate::api::listing_pages_with_a_cursor_on(at))
+        }),
+    ];
+    let cluster = shared(RedisCluster::start().unwrap());
+    let placements = cluster_placements(&cluster, SCENARIO_PRODUCTS, scenarios.len()).unwrap();
+    let started = Instant::now();
+    let mut running = Vec::new();
+    for ((name, scenario), at) in scenarios.into_iter().zip(placements) {
+        let master = cluster
+            .lock()
+            .unwrap()
+            .master_of(&format!("mm:{{{}}}:events", at.product))
+            .unwrap();
+        eprintln!(
+            "scenario {name:?}: product {} on master {master}",
+            at.product
+        );
+        running.push((name, tokio::spawn(scenario(at))));
+    }
+    let mut failed = Vec::new();
+    for (name, task) in running {
+        if let Err(error) = task.await {
+            failed.push(format!("{name}: {error}"));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "scenarios failed on the cluster: {failed:#?}"
+    );
+    eprintln!(
+        "FIGURES scenarios on a shared cluster: all passed in {} ms",
+        started.elapsed().as_millis()
+    );
+}
 
 fn shared(cluster: RedisCluster) -> Arc<Mutex<RedisCluster>> {
     Arc::new(Mutex::new(cluster))
