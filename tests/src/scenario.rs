@@ -14,8 +14,10 @@ use std::collections::BTreeMap;
 
 use anyhow::bail;
 
-use crate::app::ServerSpec;
-use crate::app::{SharedCluster, TEST_PREFIX, TestAppOptions};
+use mm_common::store::StoreOptions;
+
+use crate::RedisServer;
+use crate::app::{ServerSpec, SharedCluster, TEST_PREFIX, TestAppOptions, TestRedis};
 
 /// Where a scenario runs and under which names.
 #[derive(Clone)]
@@ -61,6 +63,24 @@ impl Placement {
             key_prefix: self.key_prefix.clone(),
             ..TestAppOptions::default()
         }
+    }
+
+    /// The scenario's Redis: a new private single one, or the shared cluster.
+    pub fn redis(&self) -> anyhow::Result<TestRedis> {
+        Ok(match &self.cluster {
+            Some(cluster) => TestRedis::Cluster(cluster.clone()),
+            None => TestRedis::Node(RedisServer::start()?),
+        })
+    }
+
+    /// Store options for `redis` (from [`Placement::redis`]) under the scenario's prefix.
+    pub fn store_options(&self, redis: &TestRedis) -> StoreOptions {
+        let mut options = match redis {
+            TestRedis::Node(_) => StoreOptions::new(redis.url()),
+            TestRedis::Cluster(_) => StoreOptions::cluster(redis.cluster_nodes()),
+        };
+        options.key_prefix = self.key_prefix.clone();
+        options
     }
 
     /// Game servers of the scenario's product, one per id.

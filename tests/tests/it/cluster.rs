@@ -73,6 +73,23 @@ async fn scenarios_of_every_area_run_on_a_shared_cluster() {
         ("api: listing cursor", |at| {
             Box::pin(crate::api::listing_pages_with_a_cursor_on(at))
         }),
+        ("curator: stale games", |at| {
+            Box::pin(crate::curator::stale_games_are_deleted_on_their_server_then_removed_on(at))
+        }),
+        ("curator: failing server", |at| {
+            Box::pin(crate::curator::a_failing_server_keeps_its_games_until_it_recovers_on(at))
+        }),
+        ("curator: game alive during delete", |at| {
+            Box::pin(
+                crate::curator::a_game_that_comes_alive_while_its_delete_is_in_flight_is_still_ended_on(at),
+            )
+        }),
+        ("curator: reservations expire", |at| {
+            Box::pin(crate::curator::expired_reservations_are_released_on(at))
+        }),
+        ("curator: watermark", |at| {
+            Box::pin(crate::curator::nothing_is_curated_on_the_strength_of_unapplied_events_on(at))
+        }),
     ];
     let cluster = shared(RedisCluster::start().unwrap());
     let placements = cluster_placements(&cluster, SCENARIO_PRODUCTS, scenarios.len()).unwrap();
