@@ -73,6 +73,26 @@ async fn scenarios_of_every_area_run_on_a_shared_cluster() {
         ("api: listing cursor", |at| {
             Box::pin(crate::api::listing_pages_with_a_cursor_on(at))
         }),
+        ("consumer: products appearing", |at| {
+            Box::pin(crate::consumer::applies_events_of_products_that_appear_while_running_on(at))
+        }),
+        ("consumer: three consumers, one model", |at| {
+            Box::pin(crate::consumer::three_consumers_reach_the_sequential_models_result_on(at))
+        }),
+        ("consumer: restart drains its pending", |at| {
+            Box::pin(crate::consumer::a_restarted_consumer_drains_its_own_pending_entries_on(at))
+        }),
+        ("consumer: dead consumer's entries claimed", |at| {
+            Box::pin(crate::consumer::a_dead_consumers_entries_are_claimed_on(at))
+        }),
+        ("consumer: poison entries", |at| {
+            Box::pin(crate::consumer::poison_entries_are_dead_lettered_and_the_rest_applied_on(at))
+        }),
+        ("consumer: trimming", |at| {
+            Box::pin(
+                crate::consumer::the_consumer_trims_applied_events_older_than_the_retention_on(at),
+            )
+        }),
         ("curator: stale games", |at| {
             Box::pin(crate::curator::stale_games_are_deleted_on_their_server_then_removed_on(at))
         }),
