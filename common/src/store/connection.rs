@@ -387,13 +387,16 @@ impl Backend {
 }
 
 /// The cluster client. Each of its attempts, and each request as a whole (its redirections,
-/// reconnections and waits), is bounded by `timeout`, with as many attempts as that holds at
-/// the shortest wait; [`RedisConn`] resends what still fails within the retry budget.
+/// reconnections and waits), is bounded by `timeout`, with about as many attempts as that
+/// holds at the average wait; [`RedisConn`] resends what still fails within the retry budget.
 fn cluster_client(
     options: &StoreOptions,
     timeout: Duration,
 ) -> StoreResult<redis::cluster::ClusterClient> {
-    let retries = (timeout.as_millis() as u64 / CLUSTER_MIN_RETRY_WAIT_MS).clamp(4, 1_000) as u32;
+    // The client computes `factor * 2^attempt` before capping it (overflowing past 2^63), so
+    // attempts are counted at about the average wait, and never more than 30.
+    let retries =
+        (timeout.as_millis() as u64 / (CLUSTER_MAX_RETRY_WAIT_MS / 4)).clamp(4, 30) as u32;
     Ok(
         redis::cluster::ClusterClientBuilder::new(options.cluster_nodes.clone())
             .connection_timeout(options.connect_timeout)
