@@ -160,6 +160,14 @@ impl RedisConn {
         }
     }
 
+    /// The same connection, never resending: for a question whose failure the caller
+    /// handles at once (the start-up mode check, which must not hold start-up for the
+    /// budget while Redis is down).
+    pub(crate) fn once(mut self) -> RedisConn {
+        self.retry_budget = Duration::ZERO;
+        self
+    }
+
     /// The same connection, resending only after errors that say the command did not run:
     /// for operations that are not safe to run twice (the audit append).
     pub(crate) fn refusals_only(mut self) -> RedisConn {

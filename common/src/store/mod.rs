@@ -207,8 +207,9 @@ impl Store {
 
     /// Fails with [`StoreError::Misconfigured`] unless the Redis reached is in the mode the
     /// options name (`INFO cluster`'s `cluster_enabled`).
+    /// Asked once, not resent within the retry budget.
     pub async fn check_mode(&self) -> StoreResult<()> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.clone().once();
         let mut cmd = redis::cmd("INFO");
         cmd.arg("cluster");
         let info: String = match conn.query_at_key(&self.keys.products(), cmd).await {
