@@ -39,7 +39,7 @@ const SCENARIO_PRODUCTS: &[&str] = &[
 ];
 
 /// How many scenarios run at once on the shared cluster.
-const SCENARIOS_AT_ONCE: usize = 4;
+const SCENARIOS_AT_ONCE: usize = 2;
 
 /// The scenario tests of other modules (`mm_testkit::scenario`), all at once on one cluster:
 /// each with a product of its own, the products spread round-robin over the three masters,
