@@ -191,9 +191,14 @@ async fn spawn_on(
     play_time: Duration,
 ) -> TestApp {
     TestApp::spawn(TestAppOptions {
+        // Room for every game the load tests create (never joined, they stay), so that a
+        // create fails only for what the test does to Redis, never for a full server.
         servers: products
             .iter()
-            .map(|product| ServerSpec::new(&format!("gs-{product}"), product))
+            .map(|product| ServerSpec {
+                max_games: 100_000,
+                ..ServerSpec::new(&format!("gs-{product}"), product)
+            })
             .collect(),
         play_time,
         cluster: Some(cluster.clone()),
