@@ -18,6 +18,7 @@ use mm_common::model::Game;
 use mm_common::store::{Store, StoreError, StoreOptions};
 use mm_common::{GameId, PlayerId, ProductId, ServerId};
 use mm_testkit::app::{ApiResponse, ServerSpec, TestApp, TestAppOptions};
+use mm_testkit::daemon_process::{DaemonProcess, DaemonSpec};
 use mm_testkit::poll;
 use mm_testkit::redis_cluster::{RedisCluster, products_on_distinct_masters};
 use mm_testkit::scenario::{Placement, cluster_placements};
@@ -786,4 +787,65 @@ async fn a_busy_product_moves_to_another_master_during_traffic_and_nothing_is_lo
         ids.len(),
         failures.load(Ordering::Relaxed)
     );
+}
+
+/// A daemon started while its Redis is down checks the mode once Redis answers (contract
+/// section 9.1): a `redis.url` that turns out to name a cluster node stops it, with the
+/// message naming the setting to change, as it would have at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_started_before_its_redis_stops_when_it_turns_out_to_be_a_cluster_node() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let daemon = Mutex::new(DaemonProcess::start(DaemonSpec::worker("mode-check", &url)).unwrap());
+    poll::until("the daemon to start without Redis", WAIT, || {
+        let log = daemon.lock().unwrap().log();
+        async move { log.contains("checking once it answers").then_some(()) }
+    })
+    .await;
+    assert!(daemon.lock().unwrap().is_running());
+
+    // A cluster-enabled redis-server (no slots needed: INFO says cluster_enabled:1) comes up
+    // where redis.url points.
+    let dir = tempfile::tempdir().unwrap();
+    let _node = KillOnDrop(
+        std::process::Command::new(mm_testkit::redis_server::redis_server_binary())
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--cluster-enabled",
+                "yes",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    poll::until("the daemon to stop on the wrong mode", WAIT, || {
+        let running = daemon.lock().unwrap().is_running();
+        async move { (!running).then_some(()) }
+    })
+    .await;
+    let log = daemon.lock().unwrap().log();
+    assert!(
+        log.contains("redis.cluster_nodes") && log.contains("cluster_enabled:1"),
+        "the daemon names the setting to change: {log}"
+    );
+}
+
+/// A child process killed (and reaped) when dropped, whatever the test's outcome.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
