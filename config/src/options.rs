@@ -19,6 +19,8 @@ impl Settings {
             cluster_nodes: self.redis.cluster_nodes.clone(),
             wait_replicas: self.redis.wait_replicas,
             wait_timeout: self.redis.wait_timeout(),
+            retry_budget: self.redis.retry_budget(),
+            wait_connections: self.redis.wait_connections,
             key_prefix: self.redis.key_prefix.clone(),
             connect_timeout: self.redis.connect_timeout(),
             command_timeout: self.redis.command_timeout(),

@@ -75,6 +75,12 @@ pub struct RedisSettings {
     pub wait_replicas: u32,
     /// How long such a wait may take, in milliseconds.
     pub wait_timeout_ms: u64,
+    /// Dedicated connections kept for writes that wait for replicas (a write and its `WAIT`
+    /// share one), opened on first use while `wait_replicas` > 0.
+    pub wait_connections: usize,
+    /// How long after a command's first attempt the store may still resend it after a
+    /// transient failure (a failover, a slot migration, a restart), in milliseconds; 0: never.
+    pub retry_budget_ms: u64,
 }
 
 impl Default for RedisSettings {
@@ -87,6 +93,8 @@ impl Default for RedisSettings {
             cluster_nodes: Vec::new(),
             wait_replicas: 0,
             wait_timeout_ms: 100,
+            retry_budget_ms: 5000,
+            wait_connections: 4,
         }
     }
 }
@@ -103,6 +111,10 @@ impl RedisSettings {
     /// `wait_timeout_ms` as a [`Duration`].
     pub fn wait_timeout(&self) -> Duration {
         Duration::from_millis(self.wait_timeout_ms)
+    }
+    /// `retry_budget_ms` as a [`Duration`].
+    pub fn retry_budget(&self) -> Duration {
+        Duration::from_millis(self.retry_budget_ms)
     }
 }
 

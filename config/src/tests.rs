@@ -1073,22 +1073,23 @@ fn reconciliation_rules_name_key_and_source() {
             "curation.orphan_grace_secs",
             "longest create",
         ),
-        // 3000 ms × (1 + 2 retries) + 2000 ms = 11 s with the defaults.
+        // 3000 ms × (1 + 2 retries) + 2000 ms + a 5000 ms retry budget = 16 s with the
+        // defaults.
         (
-            "[curation]\norphan_grace_secs = 11",
+            "[curation]\norphan_grace_secs = 16",
             "curation.orphan_grace_secs",
-            "11000 ms",
+            "16000 ms",
         ),
     ];
     for (toml, key, words) in cases {
         let (err, file) = load_err(toml, &[]);
         assert_problem(&err, key, &f(&file), words);
     }
-    let dir = config_dir("[curation]\norphan_grace_secs = 12\n");
+    let dir = config_dir("[curation]\norphan_grace_secs = 17\n");
     let settings = Settings::load_with_env(&opts(Mode::Test, dir.path()), no_env())
-        .expect("12 s outlasts the longest create");
-    assert_eq!(settings.curation.orphan_grace_secs, 12);
-    assert_eq!(crate::longest_create_ms(&settings), 11_000);
+        .expect("17 s outlasts the longest create");
+    assert_eq!(settings.curation.orphan_grace_secs, 17);
+    assert_eq!(crate::longest_create_ms(&settings), 16_000);
 }
 
 #[test]
@@ -1263,6 +1264,12 @@ fn cluster_nodes_and_wait_replicas_are_validated() {
     assert!(s.redis.cluster_nodes.is_empty(), "single Redis by default");
     assert_eq!(s.redis.wait_replicas, 0);
     assert_eq!(s.redis.wait_timeout_ms, 100);
+    assert_eq!(s.redis.retry_budget_ms, 5000);
+    assert_eq!(s.store_options().wait_connections, 4);
+    assert_eq!(
+        s.store_options().retry_budget,
+        std::time::Duration::from_secs(5)
+    );
 
     let ok = Settings::load_with_env(
         &opts(Mode::Test, config_dir("").path()),
@@ -1275,7 +1282,7 @@ fn cluster_nodes_and_wait_replicas_are_validated() {
     assert_eq!(ok.redis.cluster_nodes.len(), 2);
     assert_eq!(ok.store_options().cluster_nodes, ok.redis.cluster_nodes);
 
-    let cases: [(&str, &str, &str); 7] = [
+    let cases: [(&str, &str, &str); 10] = [
         (
             "[redis]\ncluster_nodes = [\"redis+unix:///tmp/r.sock\"]",
             "redis.cluster_nodes",
@@ -1310,6 +1317,21 @@ fn cluster_nodes_and_wait_replicas_are_validated() {
             "[redis]\nwait_replicas = 1\nwait_timeout_ms = 2000",
             "redis.wait_timeout_ms",
             "shorter than redis.command_timeout_ms",
+        ),
+        (
+            "[redis]\nwait_connections = 0",
+            "redis.wait_connections",
+            "between 1 and 64",
+        ),
+        (
+            "[redis]\nretry_budget_ms = 60001",
+            "redis.retry_budget_ms",
+            "at most 60000 ms",
+        ),
+        (
+            "[redis]\nretry_budget_ms = 9000\n[http]\nrequest_timeout_secs = 10",
+            "redis.retry_budget_ms",
+            "shorter than http.request_timeout_secs",
         ),
     ];
     for (toml, key, words) in cases {

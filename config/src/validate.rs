@@ -66,13 +66,15 @@ impl Checker<'_> {
 
 /// The longest a game can exist on its server before its record does: every attempt of a
 /// game-server call (`request_timeout_ms × (1 + retries)`, generous for a create, which is sent
-/// once) plus the Redis write of the record (`redis.command_timeout_ms`).
+/// once) plus the Redis write of the record (`redis.command_timeout_ms`, resent within
+/// `redis.retry_budget_ms`).
 pub fn longest_create_ms(settings: &Settings) -> u64 {
     let client = &settings.game_server_client;
     client
         .request_timeout_ms
         .saturating_mul(1 + u64::from(client.retries))
         .saturating_add(settings.redis.command_timeout_ms)
+        .saturating_add(settings.redis.retry_budget_ms)
 }
 
 /// Smallest `http.max_header_bytes`: a browser's ordinary request head fits.
@@ -207,6 +209,34 @@ pub(crate) fn validate(
                 ),
             );
         }
+    }
+
+    c.range(
+        "redis.wait_connections",
+        redis.wait_connections as u64,
+        1,
+        MAX_WAIT_CONNECTIONS as u64,
+    );
+    if redis.retry_budget_ms > MAX_RETRY_BUDGET_MS {
+        c.fail(
+            "redis.retry_budget_ms",
+            format!(
+                "must be at most {MAX_RETRY_BUDGET_MS} ms, got {} ms",
+                redis.retry_budget_ms
+            ),
+        );
+    } else if redis.retry_budget_ms + redis.command_timeout_ms
+        >= settings.http.request_timeout_secs.saturating_mul(1000)
+    {
+        c.fail(
+            "redis.retry_budget_ms",
+            format!(
+                "with redis.command_timeout_ms ({} ms) it must be shorter than \
+                 http.request_timeout_secs ({} s), got {} ms: a request would time out \
+                 before the store gives up",
+                redis.command_timeout_ms, settings.http.request_timeout_secs, redis.retry_budget_ms
+            ),
+        );
     }
 
     // [http]
@@ -408,7 +438,7 @@ pub(crate) fn validate(
             format!(
                 "must be longer than the longest create ({longest_create_ms} ms: \
                  game_server_client.request_timeout_ms × (1 + game_server_client.retries) + \
-                 redis.command_timeout_ms), got {} s",
+                 redis.command_timeout_ms + redis.retry_budget_ms), got {} s",
                 cur.orphan_grace_secs
             ),
         );
@@ -560,6 +590,12 @@ pub(crate) fn validate(
 
     c.problems
 }
+
+/// The most connections `redis.wait_connections` may keep.
+const MAX_WAIT_CONNECTIONS: usize = 64;
+
+/// The longest `redis.retry_budget_ms`: a failover that takes longer is an outage.
+const MAX_RETRY_BUDGET_MS: u64 = 60_000;
 
 /// The most replicas `redis.wait_replicas` may ask for.
 const MAX_WAIT_REPLICAS: u32 = 16;

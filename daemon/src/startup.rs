@@ -29,7 +29,7 @@ use mm_common::time::now_ms;
 use mm_common::{ProductId, ServerId};
 use mm_config::Settings;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminContext};
@@ -120,6 +120,8 @@ pub struct Daemon {
     products: Vec<ProductId>,
     api: Option<ApiRole>,
     admin: AdminServer,
+    /// Whether the start-up mode check got an answer (false: Redis was down).
+    mode_checked: bool,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -133,17 +135,38 @@ impl std::fmt::Debug for Daemon {
 
 /// Stops start-up when the Redis reached is not in the mode the settings name (a cluster node
 /// behind `redis.url`, or a single Redis behind `redis.cluster_nodes`). Redis being down is
-/// not an error here (the daemon starts and waits for it); the check is then skipped.
-async fn check_redis_mode(store: &Store) -> Result<(), StartupError> {
+/// not an error here (the daemon starts and waits for it): the answer is then `false` (not
+/// checked yet), and [`watch_redis_mode`] checks once Redis answers.
+async fn check_redis_mode(store: &Store) -> Result<bool, StartupError> {
     match store.check_mode().await {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(true),
         Err(StoreError::Misconfigured(message)) => Err(StartupError::RedisMode(message)),
         Err(err) => {
             tracing::warn!(
                 %err,
-                "could not check whether Redis is a cluster node (is it up?); starting anyway"
+                "could not check whether Redis is a cluster node (is it up?); starting anyway \
+                 and checking once it answers"
             );
-            Ok(())
+            Ok(false)
+        }
+    }
+}
+
+/// The start-up mode check of a daemon that started while Redis was down, repeated with a
+/// backoff until Redis answers: `Some(message)` when it turns out not to be in the mode the
+/// settings name (the daemon then shuts down with that message, as at start-up), `None` when
+/// it is.
+async fn watch_redis_mode(store: Store) -> Option<String> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        tokio::time::sleep(delay).await;
+        match store.check_mode().await {
+            Ok(()) => {
+                tracing::info!("Redis answers and is in the mode configured");
+                return None;
+            }
+            Err(StoreError::Misconfigured(message)) => return Some(message),
+            Err(_) => delay = (delay * 2).min(Duration::from_secs(5)),
         }
     }
 }
@@ -160,7 +183,7 @@ impl Daemon {
         // Every metric recorded from here on goes to the Prometheus recorder.
         let metrics = telemetry::prometheus();
         let store = Store::connect_lazy(settings.store_options())?;
-        check_redis_mode(&store).await?;
+        let mode_checked = check_redis_mode(&store).await?;
         let registry = Registry::from_settings(&settings.game_servers)
             .map_err(|err| StartupError::Setup(err.to_string()))?;
         let client = GameServerClient::new(settings.game_server_client.client_options())
@@ -222,6 +245,7 @@ impl Daemon {
             products,
             api,
             admin,
+            mode_checked,
         })
     }
 
@@ -262,8 +286,14 @@ impl Daemon {
             products,
             api,
             admin,
+            mode_checked,
         } = self;
         let store = shared.store.clone();
+        let mode_watch = if mode_checked {
+            None
+        } else {
+            Some(tokio::spawn(watch_redis_mode(store.clone())))
+        };
         // The registry's servers and products, for the console and for consumers elsewhere;
         // retried in the background while Redis is unreachable.
         let publisher = {
@@ -368,8 +398,22 @@ impl Daemon {
         // Run until the signal, or until a role stops by itself (a bug: shut the rest down).
         let mut failure = None;
         tokio::pin!(shutdown);
+        let stop_mode_watch = mode_watch.as_ref().map(JoinHandle::abort_handle);
+        let wrong_mode = async {
+            match mode_watch {
+                Some(watch) => match watch.await {
+                    Ok(Some(message)) => message,
+                    _ => std::future::pending().await,
+                },
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = &mut shutdown => tracing::info!("shutdown requested"),
+            message = wrong_mode => {
+                tracing::error!(%message, "Redis is not in the mode configured; shutting down");
+                failure = Some(StartupError::RedisMode(message));
+            }
             Some(done) = workers.join_next() => {
                 let role = done.unwrap_or("a background");
                 tracing::error!(role, "a role stopped unexpectedly; shutting down");
@@ -380,6 +424,9 @@ impl Daemon {
                 tracing::error!(role, "the HTTP server stopped unexpectedly; shutting down");
                 failure = Some(StartupError::RoleFailed(role));
             }
+        }
+        if let Some(watch) = stop_mode_watch {
+            watch.abort();
         }
 
         let grace = settings.http.shutdown_grace();

@@ -11,6 +11,7 @@
 //!   `mm-gameserver` crate, started in-process).
 //! - [`fake_gameserver`]: a misbehaving game server for client timeout/retry/breaker tests.
 //! - [`daemon_process`]: real `matchmakerd` processes (built on demand) for fault tests.
+//! - [`scenario`]: one scenario body run on a single Redis and on a shared cluster.
 //! - [`poll`]: waiting for a condition with a deadline (tests never sleep to synchronise).
 //!
 //! The integration tests of the whole workspace live in `tests/it/` (one test binary), and
@@ -25,6 +26,7 @@ pub mod invariants;
 pub mod poll;
 pub mod redis_cluster;
 pub mod redis_server;
+pub mod scenario;
 
 pub use redis_cluster::RedisCluster;
 pub use redis_server::{RedisOptions, RedisServer};

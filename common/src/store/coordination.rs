@@ -181,8 +181,11 @@ impl Store {
     /// Appends an operator action to `P:audit`, capped at about
     /// [`StoreOptions::audit_max_len`](super::StoreOptions) entries (`MAXLEN ~`: Redis trims
     /// whole macro nodes, so the stream may hold a little more); returns its stream entry id.
+    ///
+    /// Not safe to run twice (each run appends an entry with a fresh id), so it is resent
+    /// only after an error that says it did not run (`RedisConn::refusals_only`).
     pub async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<String> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.clone().refusals_only();
         let mut cmd = redis::cmd("XADD");
         cmd.arg(self.keys.audit())
             .arg("MAXLEN")

@@ -26,6 +26,9 @@ impl Store {
 
     /// Records a new game in `created`/pending, keeping the creator's ticket (see
     /// [`Store::keep_ticket`]). Returns `false` if the id is already taken.
+    ///
+    /// Resent safely: a second run finding the very record the first wrote answers `true`.
+    /// With `wait_replicas`, the write and its `WAIT` share a pooled connection.
     pub async fn create_game_with_ticket(
         &self,
         game: &Game,
@@ -48,10 +51,10 @@ impl Store {
                 .arg(format!("ticket:{}", game.creator_id.as_str()))
                 .arg(encoded);
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.write_connection().await?;
         let created: i64 = invocation.invoke_async(&mut conn).await?;
         if created == 1 {
-            self.wait_for_replicas(&keys.pending()).await?;
+            self.wait_for_replicas(&mut conn, &keys.pending()).await?;
         }
         Ok(created == 1)
     }
@@ -105,6 +108,11 @@ impl Store {
     /// Reserves a seat for `player` (the join API), held for `ttl`, under the player's join
     /// rate and reservation quota. A player who already holds a seat gets the ticket kept for
     /// them (if any) and the reservation is not renewed.
+    ///
+    /// Resent safely: a second run finds the seat the first reserved and answers
+    /// [`ReserveOutcome::AlreadyHeld`], which the join flow completes the same way (a
+    /// second join token is taken). With `wait_replicas`, the write and its `WAIT` share a
+    /// pooled connection.
     pub async fn reserve_seat_limited(
         &self,
         game: &GameId,
@@ -133,10 +141,10 @@ impl Store {
             .arg(limits.joins_per_sec)
             .arg(limits.join_burst)
             .arg(keys.game_prefix());
-        let mut conn = self.conn.clone();
+        let mut conn = self.write_connection().await?;
         let reply: Vec<String> = invocation.invoke_async(&mut conn).await?;
         if reply.first().map(String::as_str) == Some("reserved") {
-            self.wait_for_replicas(&keys.pending()).await?;
+            self.wait_for_replicas(&mut conn, &keys.pending()).await?;
         }
         decode_seat_reply("reserve_seat", &reply)
     }
@@ -144,6 +152,7 @@ impl Store {
     /// Keeps the ticket a game server issued to `player` for `game` in the game hash
     /// (`ticket:<player>`), so a re-join gets it back without another game-server call. Kept
     /// only while the game is live and the player holds a seat in it. Returns whether it was.
+    /// Resent safely: it sets one field to the same value.
     pub async fn keep_ticket(
         &self,
         game: &GameId,
@@ -170,6 +179,8 @@ impl Store {
     /// player's live games of `product`, atomically. A slot whose game is never recorded is
     /// given back with [`Store::forget_create`] (or pruned after `grace`). Admissions of one
     /// product that wait at the same time go to Redis as one script call (`admission`).
+    ///
+    /// Resent safely: a game already admitted is admitted again (see `admit_create.lua`).
     pub async fn admit_create(
         &self,
         product: &ProductId,
@@ -197,7 +208,7 @@ impl Store {
     }
 
     /// Gives back the live-game slot [`Store::admit_create`] took for `game`, whose create
-    /// did not record it.
+    /// did not record it. Resent safely: deleting a field twice deletes it once.
     pub async fn forget_create(
         &self,
         product: &ProductId,
@@ -216,6 +227,8 @@ impl Store {
 
     /// Releases `player`'s reservation on `game` if it expired by `now_ms`, or at once when
     /// `force` (the game server refused the join). Returns whether a seat was freed.
+    /// Resent safely: a second run finds no reservation and answers `false`; the seat is
+    /// free either way (callers only log or count the answer).
     pub async fn release_seat(
         &self,
         game: &GameId,
@@ -291,6 +304,11 @@ impl Store {
 
     /// Ends a game outside the event stream (curated, cancelled, force-deleted) if `guard`
     /// holds: out of every set, the hash kept as a tombstone whose `end_reason` is `reason`.
+    ///
+    /// Resent: a second run finds the tombstone the first left and answers
+    /// [`RemoveOutcome::AlreadyEnded`] — the record is gone either way, which is what the
+    /// curator and force-delete need; a cancel whose first reply was lost answers that the
+    /// game ended meanwhile (it did, by this cancel).
     pub async fn remove_game(
         &self,
         game: &GameId,
@@ -336,7 +354,8 @@ impl Store {
     /// Marks `game` as ending if `guard` holds (the end step's first step, taken before its
     /// game server is called): out of the open index, joins refused, in `P:{product}:ending`
     /// scored by `now_ms`, the mark carrying `reason`. `now_ms` is the mark's token for
-    /// [`Store::unmark_ending`].
+    /// [`Store::unmark_ending`]. Resent safely: the same mark (same time, same reason) is
+    /// set again and the same outcome answered.
     pub async fn mark_ending(
         &self,
         game: &GameId,
@@ -379,7 +398,8 @@ impl Store {
 
     /// Clears the ending mark `game` got at `since_ms` (its game server did not confirm the
     /// delete): it is listed again if it qualifies. A newer mark stays. Returns whether the
-    /// mark was cleared.
+    /// mark was cleared. Resent safely: a second run finds no mark and answers `false`
+    /// (the mark is cleared either way; callers only log the answer).
     pub async fn unmark_ending(
         &self,
         game: &GameId,

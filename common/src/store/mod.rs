@@ -48,6 +48,8 @@ mod streams;
 mod tail;
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use connection::{Backend, RedisConn};
@@ -82,6 +84,14 @@ pub struct StoreOptions {
     /// How long such a `WAIT` may take; a write not replicated in time is still answered
     /// (it is applied on the master) and counted as such.
     pub wait_timeout: Duration,
+    /// Dedicated connections kept for writes that `WAIT` for replicas (a write and its `WAIT`
+    /// share one, taken in turn); 0: they use the shared connection, where a `WAIT` holds up
+    /// every command queued behind it at that node (only for measuring that cost).
+    pub wait_connections: usize,
+    /// How long after a command's first attempt it may still be resent after a transient
+    /// failure (a failover, a slot migration, a restart: `connection`'s module docs); zero:
+    /// never resent by the store.
+    pub retry_budget: Duration,
     /// Key prefix (`P` of the contract).
     pub key_prefix: String,
     /// Time allowed to establish a connection.
@@ -114,6 +124,8 @@ impl StoreOptions {
             cluster_nodes: Vec::new(),
             wait_replicas: 0,
             wait_timeout: Duration::from_millis(100),
+            retry_budget: Duration::from_millis(5000),
+            wait_connections: 4,
             key_prefix: "mm".into(),
             connect_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_secs(2),
@@ -125,14 +137,35 @@ impl StoreOptions {
 }
 
 /// The Redis store. Cheap to clone: clones share one multiplexed, self-reconnecting connection
-/// (on a cluster, one per node).
+/// (on a cluster, one per node), and the pool of writes under `WAIT`.
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
     conn: RedisConn,
     admissions: std::sync::Arc<admission::Admissions>,
+    waiting: Arc<WaitPool>,
     keys: Keys,
     options: StoreOptions,
+}
+
+/// The connections of the writes that wait for replicas (`WAIT`). `WAIT` blocks the connection
+/// it is sent on until the replicas have that connection's writes, so on the shared connection
+/// it would hold up every command queued behind it at that node; and it only counts the
+/// writes of the connection that sent it, so a write and its `WAIT` must share one. Each
+/// such write therefore takes one of a few dedicated connections, opened on first use, in
+/// turn: a `WAIT` holds up at most the waited writes that share its connection.
+struct WaitPool {
+    slots: Vec<tokio::sync::OnceCell<RedisConn>>,
+    next: AtomicUsize,
+}
+
+impl WaitPool {
+    fn new(size: usize) -> WaitPool {
+        WaitPool {
+            slots: (0..size).map(|_| tokio::sync::OnceCell::new()).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -169,6 +202,7 @@ impl Store {
             backend,
             conn,
             admissions: Default::default(),
+            waiting: Arc::new(WaitPool::new(options.wait_connections)),
             keys: Keys::new(options.key_prefix.clone()),
             options,
         }
@@ -181,8 +215,9 @@ impl Store {
 
     /// Fails with [`StoreError::Misconfigured`] unless the Redis reached is in the mode the
     /// options name (`INFO cluster`'s `cluster_enabled`).
+    /// Asked once, not resent within the retry budget.
     pub async fn check_mode(&self) -> StoreResult<()> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.clone().once();
         let mut cmd = redis::cmd("INFO");
         cmd.arg("cluster");
         let info: String = match conn.query_at_key(&self.keys.products(), cmd).await {
@@ -219,14 +254,28 @@ impl Store {
         self.backend.blocking(&self.options, block).await
     }
 
-    /// With `wait_replicas`, waits (`WAIT`, on the connection that made the write, at the
-    /// node serving `key`) until that many replicas have the writes made so far, or the wait
-    /// timeout passes. Returns how many replicas acknowledged (`None` when not configured).
-    async fn wait_for_replicas(&self, key: &str) -> StoreResult<Option<u32>> {
+    /// The connection of a write that must be followed by a `WAIT` (`wait_replicas` > 0): one
+    /// of the pool's dedicated connections, in turn; otherwise the shared connection.
+    async fn write_connection(&self) -> StoreResult<RedisConn> {
+        let pool = &self.waiting;
+        if self.options.wait_replicas == 0 || pool.slots.is_empty() {
+            return Ok(self.conn.clone());
+        }
+        let slot = &pool.slots[pool.next.fetch_add(1, Ordering::Relaxed) % pool.slots.len()];
+        let conn = slot
+            .get_or_try_init(|| self.backend.dedicated(&self.options))
+            .await?;
+        Ok(conn.clone())
+    }
+
+    /// With `wait_replicas`, waits (`WAIT`, on `conn`, the connection that made the write, at
+    /// the node serving `key`) until that many replicas have the writes made so far on it, or
+    /// the wait timeout passes. Returns how many replicas acknowledged (`None` when not
+    /// configured).
+    async fn wait_for_replicas(&self, conn: &mut RedisConn, key: &str) -> StoreResult<Option<u32>> {
         if self.options.wait_replicas == 0 {
             return Ok(None);
         }
-        let mut conn = self.conn.clone();
         let mut cmd = redis::cmd("WAIT");
         cmd.arg(self.options.wait_replicas)
             .arg(self.options.wait_timeout.as_millis() as u64);

@@ -101,6 +101,11 @@ impl Store {
     /// reservation quota: in progress, a member of the game (creator, roster, reservation) is
     /// let back as they are; before the start, the join rules decide (a player who left the
     /// lobby needs a free seat again, reserved for `ttl`).
+    ///
+    /// Resent safely (connection.rs): a second run finds the player in the game or holding
+    /// the seat the first run reserved, and answers as a second rejoin would (the seat held,
+    /// a second join token taken). With `wait_replicas`, the write and its `WAIT` share a
+    /// pooled connection.
     pub async fn rejoin(
         &self,
         game: &GameId,
@@ -128,13 +133,13 @@ impl Store {
             .arg(limits.joins_per_sec)
             .arg(limits.join_burst)
             .arg(keys.game_prefix());
-        let mut conn = self.conn.clone();
+        let mut conn = self.write_connection().await?;
         let reply: Vec<String> = invocation.invoke_async(&mut conn).await?;
         if reply.first().map(String::as_str) == Some("back") {
             return Ok(RejoinOutcome::InProgress);
         }
         if reply.first().map(String::as_str) == Some("reserved") {
-            self.wait_for_replicas(&keys.pending()).await?;
+            self.wait_for_replicas(&mut conn, &keys.pending()).await?;
         }
         decode_seat_reply("rejoin", &reply).map(RejoinOutcome::Seat)
     }
@@ -143,6 +148,10 @@ impl Store {
     /// `product` matching `filter` among the `scan` oldest (the oldest among equally full
     /// ones), under the player's join rate and reservation quota. A player who already holds
     /// a seat in a matching game gets that game back, unchanged.
+    ///
+    /// Resent safely (connection.rs): a second run finds the seat the first reserved and
+    /// answers [`QuickJoinOutcome::Held`], as a second quick join would (a second join
+    /// token taken). With `wait_replicas`, the write and its `WAIT` share a pooled connection.
     #[allow(clippy::too_many_arguments)]
     pub async fn quick_join(
         &self,
@@ -176,7 +185,7 @@ impl Store {
             .arg(scan.max(1))
             .arg(filter.region.as_deref().unwrap_or(""))
             .arg(labels);
-        let mut conn = self.conn.clone();
+        let mut conn = self.write_connection().await?;
         let reply: Vec<String> = invocation.invoke_async(&mut conn).await?;
         let game = |raw: &str| GameId::new(raw).map_err(|_| unexpected("quick_join", &reply));
         match (
@@ -185,7 +194,7 @@ impl Store {
             reply.get(2).map(String::as_str),
         ) {
             (Some("reserved"), Some(id), Some(expiry)) => {
-                self.wait_for_replicas(&keys.pending()).await?;
+                self.wait_for_replicas(&mut conn, &keys.pending()).await?;
                 Ok(QuickJoinOutcome::Reserved {
                     game: game(id)?,
                     expires_at_ms: expiry

@@ -6,8 +6,9 @@ use std::time::Duration;
 use futures::future::join_all;
 use mm_common::{GameId, ProductId};
 use mm_config::AuthMode;
-use mm_testkit::app::{ApiResponse, ServerSpec, TestApp, TestAppOptions, redis_keys};
+use mm_testkit::app::{ApiResponse, TestApp, TestAppOptions, redis_keys};
 use mm_testkit::poll;
+use mm_testkit::scenario::Placement;
 use redis::AsyncCommands;
 use reqwest::Method;
 use serde_json::json;
@@ -52,7 +53,12 @@ async fn wait_listed(app: &TestApp, id: &str, listed: bool) {
         &format!("game {id} to be listed={listed}"),
         WAIT,
         || async {
-            (app.open_ids("chess").await.contains(&id.to_string()) == listed).then_some(())
+            let product = GameId::new(id).unwrap().product().unwrap();
+            (app.open_ids(product.as_str())
+                .await
+                .contains(&id.to_string())
+                == listed)
+                .then_some(())
         },
     )
     .await;
@@ -78,8 +84,13 @@ fn assert_problem(answer: &ApiResponse, status: u16, code: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_game_goes_from_creation_to_its_end() {
-    let app = app().await;
-    let created = app.create_chess("alice", 2).await;
+    a_game_goes_from_creation_to_its_end_on(Placement::node()).await;
+}
+
+/// Scenario (single Redis and cluster: `mm_testkit::scenario`).
+pub(crate) async fn a_game_goes_from_creation_to_its_end_on(at: Placement) {
+    let app = TestApp::spawn(at.options()).await.unwrap();
+    let created = app.create_of("alice", &at.product, 2).await;
     let id = id_of(&created);
     assert_eq!(created.str("state"), "created");
     assert_eq!(created.str("creator_id"), "alice");
@@ -92,7 +103,7 @@ async fn a_game_goes_from_creation_to_its_end() {
     assert!(created.body["join"]["token"].is_string());
     assert_eq!(set_of(&app, &id).await, Some("pending"));
     assert!(
-        !app.open_ids("chess").await.contains(&id),
+        !app.open_ids(&at.product).await.contains(&id),
         "pending games are not listed"
     );
 
@@ -123,7 +134,7 @@ async fn a_game_goes_from_creation_to_its_end() {
     .await;
     wait_state(&app, &id, "ended").await;
     assert_eq!(set_of(&app, &id).await, None, "an ended game is in no set");
-    assert!(!app.open_ids("chess").await.contains(&id));
+    assert!(!app.open_ids(&at.product).await.contains(&id));
     let game = app.get_game("alice", &id).await;
     assert_eq!(game.str("state"), "ended");
     drop((alice, bob));
@@ -132,13 +143,18 @@ async fn a_game_goes_from_creation_to_its_end() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_game_is_active_once_started() {
+    a_full_game_is_active_once_started_on(Placement::node()).await;
+}
+
+/// Scenario (single Redis and cluster: `mm_testkit::scenario`).
+pub(crate) async fn a_full_game_is_active_once_started_on(at: Placement) {
     let app = TestApp::spawn(TestAppOptions {
         play_time: Duration::from_secs(30),
-        ..TestAppOptions::default()
+        ..at.options()
     })
     .await
     .unwrap();
-    let created = app.create_chess("alice", 2).await;
+    let created = app.create_of("alice", &at.product, 2).await;
     let id = id_of(&created);
     let _alice = app.connect(&created).await.unwrap();
     wait_state(&app, &id, "creator_joined").await;
@@ -155,8 +171,13 @@ async fn a_full_game_is_active_once_started() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nobody_joins_before_the_creator_and_nobody_joins_a_full_game() {
-    let app = app().await;
-    let created = app.create_chess("alice", 2).await;
+    nobody_joins_before_the_creator_and_nobody_joins_a_full_game_on(Placement::node()).await;
+}
+
+/// Scenario (single Redis and cluster: `mm_testkit::scenario`).
+pub(crate) async fn nobody_joins_before_the_creator_and_nobody_joins_a_full_game_on(at: Placement) {
+    let app = TestApp::spawn(at.options()).await.unwrap();
+    let created = app.create_of("alice", &at.product, 2).await;
     let id = id_of(&created);
     assert_problem(&app.join("bob", &id).await, 409, "creator_not_joined");
     let _alice = app.connect(&created).await.unwrap();
@@ -164,14 +185,25 @@ async fn nobody_joins_before_the_creator_and_nobody_joins_a_full_game() {
     assert_eq!(app.join("bob", &id).await.status, 200);
     // Bob's reserved seat counts even before he connects.
     assert_problem(&app.join("carol", &id).await, 409, "game_full");
-    assert_problem(&app.join("dave", "chess.nope").await, 404, "game_not_found");
+    assert_problem(
+        &app.join("dave", &at.unknown_game()).await,
+        404,
+        "game_not_found",
+    );
     app.check_invariants().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_creator_cancels_and_the_game_server_forgets_the_game() {
-    let app = app().await;
-    let created = app.create_chess("alice", 2).await;
+    only_the_creator_cancels_and_the_game_server_forgets_the_game_on(Placement::node()).await;
+}
+
+/// Scenario (single Redis and cluster: `mm_testkit::scenario`).
+pub(crate) async fn only_the_creator_cancels_and_the_game_server_forgets_the_game_on(
+    at: Placement,
+) {
+    let app = TestApp::spawn(at.options()).await.unwrap();
+    let created = app.create_of("alice", &at.product, 2).await;
     let id = id_of(&created);
     let server_index = if created.str("server_id") == "gs-1" {
         0
@@ -191,7 +223,7 @@ async fn only_the_creator_cancels_and_the_game_server_forgets_the_game() {
     assert_eq!(app.game_server(server_index).unwrap().game_count(), 0);
     assert_eq!(app.state_of(&id).await.as_deref(), Some("ended"));
     assert_problem(
-        &app.cancel("alice", "chess.nope").await,
+        &app.cancel("alice", &at.unknown_game()).await,
         404,
         "game_not_found",
     );
@@ -209,29 +241,41 @@ async fn unknown_products_are_404() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_game_server_means_503_and_nothing_recorded() {
+    no_game_server_means_503_and_nothing_recorded_on(Placement::node()).await;
+}
+
+/// Scenario (single Redis and cluster: `mm_testkit::scenario`).
+pub(crate) async fn no_game_server_means_503_and_nothing_recorded_on(at: Placement) {
     let mut app = TestApp::spawn(TestAppOptions {
-        servers: vec![ServerSpec::new("gs-1", "chess")],
+        servers: at.servers(&["gs-1"]),
         // Long interval: the registry still believes the server is healthy, so the API
         // really calls a stopped server.
         health_interval: Duration::from_secs(3600),
-        ..TestAppOptions::default()
+        ..at.options()
     })
     .await
     .unwrap();
     app.stop_game_server(0).await.unwrap();
     let answer = app
-        .create_game("alice", json!({"product": "chess", "capacity": 2}))
+        .create_game("alice", json!({"product": at.product, "capacity": 2}))
         .await;
     assert_problem(&answer, 503, "no_game_server");
     // Now the registry knows it is down: refused without a call.
     let again = app
-        .create_game("alice", json!({"product": "chess", "capacity": 2}))
+        .create_game("alice", json!({"product": at.product, "capacity": 2}))
         .await;
     assert_problem(&again, 503, "no_game_server");
-    assert!(redis_keys(&app, "mm:{chess}:game:*").await.is_empty());
+    assert!(
+        redis_keys(
+            &app,
+            &format!("{}:{{{}}}:game:*", at.key_prefix, at.product)
+        )
+        .await
+        .is_empty()
+    );
     let counts = app
         .store
-        .set_counts(&ProductId::new("chess").unwrap())
+        .set_counts(&ProductId::new(&at.product).unwrap())
         .await
         .unwrap();
     assert_eq!(counts, [0, 0, 0]);
@@ -240,8 +284,13 @@ async fn no_game_server_means_503_and_nothing_recorded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_of_twenty_concurrent_joins_gets_the_last_seat() {
-    let app = app().await;
-    let created = app.create_chess("alice", 2).await;
+    one_of_twenty_concurrent_joins_gets_the_last_seat_on(Placement::node()).await;
+}
+
+/// Scenario (single Redis and cluster: `mm_testkit::scenario`).
+pub(crate) async fn one_of_twenty_concurrent_joins_gets_the_last_seat_on(at: Placement) {
+    let app = TestApp::spawn(at.options()).await.unwrap();
+    let created = app.create_of("alice", &at.product, 2).await;
     let id = id_of(&created);
     let _alice = app.connect(&created).await.unwrap();
     wait_listed(&app, &id, true).await;
@@ -257,19 +306,24 @@ async fn one_of_twenty_concurrent_joins_gets_the_last_seat() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reserved_seat_nobody_takes_is_released() {
+    a_reserved_seat_nobody_takes_is_released_on(Placement::node()).await;
+}
+
+/// Scenario (single Redis and cluster: `mm_testkit::scenario`).
+pub(crate) async fn a_reserved_seat_nobody_takes_is_released_on(at: Placement) {
     let app = TestApp::spawn(TestAppOptions {
         reservation_ttl_secs: 1,
-        ..TestAppOptions::default()
+        ..at.options()
     })
     .await
     .unwrap();
-    let created = app.create_chess("alice", 2).await;
+    let created = app.create_of("alice", &at.product, 2).await;
     let id = id_of(&created);
     let _alice = app.connect(&created).await.unwrap();
     wait_listed(&app, &id, true).await;
     assert_eq!(app.join("bob", &id).await.status, 200);
     assert!(
-        !app.open_ids("chess").await.contains(&id),
+        !app.open_ids(&at.product).await.contains(&id),
         "the reserved seat is taken"
     );
     assert_problem(&app.join("carol", &id).await, 409, "game_full");
@@ -283,24 +337,34 @@ async fn a_reserved_seat_nobody_takes_is_released() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listing_pages_with_a_cursor() {
-    let app = app().await;
+    listing_pages_with_a_cursor_on(Placement::node()).await;
+}
+
+/// Scenario (single Redis and cluster: `mm_testkit::scenario`).
+pub(crate) async fn listing_pages_with_a_cursor_on(at: Placement) {
+    let app = TestApp::spawn(at.options()).await.unwrap();
     let mut ids = Vec::new();
     let mut sockets = Vec::new();
     for i in 0..3 {
-        let created = app.create_chess(&format!("creator-{i}"), 4).await;
+        let created = app.create_of(&format!("creator-{i}"), &at.product, 4).await;
         sockets.push(app.connect(&created).await.unwrap());
         ids.push(id_of(&created));
     }
     for id in &ids {
         wait_listed(&app, id, true).await;
     }
-    let first = app.list("p", "product=chess&limit=2").await;
+    let first = app
+        .list("p", &format!("product={}&limit=2", at.product))
+        .await;
     assert_eq!(first.status, 200, "{}", first.text);
     assert_eq!(first.body["games"].as_array().unwrap().len(), 2);
     let cursor = first.str("next_cursor").to_string();
     assert!(!cursor.is_empty());
     let second = app
-        .list("p", &format!("product=chess&limit=2&cursor={cursor}"))
+        .list(
+            "p",
+            &format!("product={}&limit=2&cursor={cursor}", at.product),
+        )
         .await;
     let mut seen: Vec<String> = first.body["games"]
         .as_array()
@@ -310,7 +374,9 @@ async fn listing_pages_with_a_cursor() {
         .map(|g| g["id"].as_str().unwrap().to_string())
         .collect();
     assert!(second.body["next_cursor"].is_null(), "{}", second.text);
-    let empty_cursor = app.list("p", "product=chess&limit=2&cursor=").await;
+    let empty_cursor = app
+        .list("p", &format!("product={}&limit=2&cursor=", at.product))
+        .await;
     assert_eq!(
         empty_cursor.status, 200,
         "an empty cursor means the first page"

@@ -18,8 +18,10 @@ use mm_common::model::Game;
 use mm_common::store::{Store, StoreError, StoreOptions};
 use mm_common::{GameId, PlayerId, ProductId, ServerId};
 use mm_testkit::app::{ApiResponse, ServerSpec, TestApp, TestAppOptions};
+use mm_testkit::daemon_process::{DaemonProcess, DaemonSpec};
 use mm_testkit::poll;
 use mm_testkit::redis_cluster::{RedisCluster, products_on_distinct_masters};
+use mm_testkit::scenario::{Placement, cluster_placements};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -28,6 +30,150 @@ const WAIT: Duration = Duration::from_secs(20);
 const CANDIDATES: &[&str] = &[
     "chess", "golf", "judo", "poker", "go", "bridge", "darts", "tennis", "rugby", "snooker",
 ];
+
+/// Products the scenarios of other modules take on the shared cluster (enough for several per
+/// master).
+const SCENARIO_PRODUCTS: &[&str] = &[
+    "chess", "golf", "judo", "poker", "go", "bridge", "darts", "tennis", "rugby", "snooker",
+    "hockey", "rowing", "sumo", "karate", "fencing", "curling", "squash", "polo", "cricket",
+    "bowls", "archery", "sailing", "surfing", "diving",
+];
+
+/// How many scenarios run at once on the shared cluster.
+const SCENARIOS_AT_ONCE: usize = 2;
+
+/// The scenario tests of other modules (`mm_testkit::scenario`), all at once on one cluster:
+/// each with a product of its own, the products spread round-robin over the three masters,
+/// and a key prefix of its own. Each also runs on a single Redis as its own test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenarios_of_every_area_run_on_a_shared_cluster() {
+    type Scenario = fn(Placement) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+    let scenarios: Vec<(&str, Scenario)> = vec![
+        ("api: creation to end", |at| {
+            Box::pin(crate::api::a_game_goes_from_creation_to_its_end_on(at))
+        }),
+        ("api: full game active", |at| {
+            Box::pin(crate::api::a_full_game_is_active_once_started_on(at))
+        }),
+        ("api: join rules", |at| {
+            Box::pin(
+                crate::api::nobody_joins_before_the_creator_and_nobody_joins_a_full_game_on(at),
+            )
+        }),
+        ("api: cancel", |at| {
+            Box::pin(
+                crate::api::only_the_creator_cancels_and_the_game_server_forgets_the_game_on(at),
+            )
+        }),
+        ("api: no game server", |at| {
+            Box::pin(crate::api::no_game_server_means_503_and_nothing_recorded_on(at))
+        }),
+        ("api: last seat", |at| {
+            Box::pin(crate::api::one_of_twenty_concurrent_joins_gets_the_last_seat_on(at))
+        }),
+        ("curator via api: reservation released", |at| {
+            Box::pin(crate::api::a_reserved_seat_nobody_takes_is_released_on(at))
+        }),
+        ("api: listing cursor", |at| {
+            Box::pin(crate::api::listing_pages_with_a_cursor_on(at))
+        }),
+        ("consumer: products appearing", |at| {
+            Box::pin(crate::consumer::applies_events_of_products_that_appear_while_running_on(at))
+        }),
+        ("consumer: three consumers, one model", |at| {
+            Box::pin(crate::consumer::three_consumers_reach_the_sequential_models_result_on(at))
+        }),
+        ("consumer: restart drains its pending", |at| {
+            Box::pin(crate::consumer::a_restarted_consumer_drains_its_own_pending_entries_on(at))
+        }),
+        ("consumer: dead consumer's entries claimed", |at| {
+            Box::pin(crate::consumer::a_dead_consumers_entries_are_claimed_on(at))
+        }),
+        ("consumer: poison entries", |at| {
+            Box::pin(crate::consumer::poison_entries_are_dead_lettered_and_the_rest_applied_on(at))
+        }),
+        ("consumer: trimming", |at| {
+            Box::pin(
+                crate::consumer::the_consumer_trims_applied_events_older_than_the_retention_on(at),
+            )
+        }),
+        ("console: --delete and its audit", |at| {
+            Box::pin(
+                crate::console::delete_deletes_on_the_server_removes_the_record_and_audits_on(at),
+            )
+        }),
+        ("console: unknown game", |at| {
+            Box::pin(crate::console::unknown_game_exits_3_and_changes_nothing_on(
+                at,
+            ))
+        }),
+        ("console: already deleted", |at| {
+            Box::pin(crate::console::an_already_deleted_game_exits_3_on(at))
+        }),
+        ("console: --list", |at| {
+            Box::pin(crate::console::list_prints_a_set_as_text_and_json_on(at))
+        }),
+        ("curator: stale games", |at| {
+            Box::pin(crate::curator::stale_games_are_deleted_on_their_server_then_removed_on(at))
+        }),
+        ("curator: failing server", |at| {
+            Box::pin(crate::curator::a_failing_server_keeps_its_games_until_it_recovers_on(at))
+        }),
+        ("curator: game alive during delete", |at| {
+            Box::pin(
+                crate::curator::a_game_that_comes_alive_while_its_delete_is_in_flight_is_still_ended_on(at),
+            )
+        }),
+        ("curator: reservations expire", |at| {
+            Box::pin(crate::curator::expired_reservations_are_released_on(at))
+        }),
+        ("curator: watermark", |at| {
+            Box::pin(crate::curator::nothing_is_curated_on_the_strength_of_unapplied_events_on(at))
+        }),
+    ];
+    let cluster = shared(RedisCluster::start().unwrap());
+    let placements = cluster_placements(&cluster, SCENARIO_PRODUCTS, scenarios.len()).unwrap();
+    let count = placements.len();
+    let started = Instant::now();
+    // A few at a time: each starts game servers and daemons of its own, and the `it` binary
+    // runs other tests beside this one on the machine's two cores.
+    let gate = Arc::new(tokio::sync::Semaphore::new(SCENARIOS_AT_ONCE));
+    let mut running = Vec::new();
+    for ((name, scenario), at) in scenarios.into_iter().zip(placements) {
+        let master = cluster
+            .lock()
+            .unwrap()
+            .master_of(&format!("mm:{{{}}}:events", at.product))
+            .unwrap();
+        eprintln!(
+            "scenario {name:?}: product {} on master {master}",
+            at.product
+        );
+        let gate = gate.clone();
+        running.push((
+            name,
+            tokio::spawn(async move {
+                let _turn = gate.acquire_owned().await.unwrap();
+                scenario(at).await
+            }),
+        ));
+    }
+    let mut failed = Vec::new();
+    for (name, task) in running {
+        if let Err(error) = task.await {
+            failed.push(format!("{name}: {error}"));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "scenarios failed on the cluster: {failed:#?}"
+    );
+    eprintln!(
+        "FIGURES scenarios on a shared cluster: {count} scenarios, {SCENARIOS_AT_ONCE} at a \
+         time, all passed in {} ms",
+        started.elapsed().as_millis()
+    );
+}
 
 fn shared(cluster: RedisCluster) -> Arc<Mutex<RedisCluster>> {
     Arc::new(Mutex::new(cluster))
@@ -46,9 +192,14 @@ async fn spawn_on(
     play_time: Duration,
 ) -> TestApp {
     TestApp::spawn(TestAppOptions {
+        // Room for every game the load tests create (never joined, they stay), so that a
+        // create fails only for what the test does to Redis, never for a full server.
         servers: products
             .iter()
-            .map(|product| ServerSpec::new(&format!("gs-{product}"), product))
+            .map(|product| ServerSpec {
+                max_games: 100_000,
+                ..ServerSpec::new(&format!("gs-{product}"), product)
+            })
             .collect(),
         play_time,
         cluster: Some(cluster.clone()),
@@ -227,8 +378,15 @@ async fn a_manual_failover_under_load_sells_no_seat_twice_and_the_consumer_resum
                             ));
                         }
                     }
-                    _ => {
+                    Ok(r) => {
                         failures.fetch_add(1, Ordering::Relaxed);
+                        let status = r.status().as_u16();
+                        let body = r.text().await.unwrap_or_default();
+                        eprintln!("failover load: create answered {status}: {body}");
+                    }
+                    Err(error) => {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("failover load: create failed: {error}");
                     }
                 }
             }
@@ -333,18 +491,57 @@ async fn create_loop(
 }
 
 fn median(values: &mut [u64]) -> u64 {
-    values.sort_unstable();
-    values.get(values.len() / 2).copied().unwrap_or(0)
+    percentile(values, 50)
 }
 
-/// Kill -9 of the master of `product` while creates run; returns (acknowledged, lost, median
-/// create µs before the kill, unavailable ms).
-async fn kill_master_during_creates(wait_replicas: u32) -> (usize, usize, u64, u128) {
+fn percentile(values: &mut [u64], pct: usize) -> u64 {
+    values.sort_unstable();
+    values
+        .get((values.len() * pct / 100).min(values.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(0)
+}
+
+/// Reads one game of `product` in a loop until `stop` (other traffic beside the creates, on
+/// the store's shared connection); returns the latency of each read (µs).
+async fn read_loop(store: Store, product: ProductId, stop: Arc<AtomicBool>) -> Vec<u64> {
+    let id = GameId::generate(&product);
+    let mut latencies = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        if store.game(&id).await.is_ok() {
+            latencies.push(started.elapsed().as_micros() as u64);
+        }
+    }
+    latencies
+}
+
+/// What one kill -9 run measured.
+struct KillFigures {
+    /// Creates acknowledged.
+    acknowledged: usize,
+    /// Acknowledged creates whose record is gone after the takeover.
+    lost: usize,
+    /// Creates that failed (an error answered).
+    failed: u64,
+    /// Median create latency (µs).
+    median_create_us: u64,
+    /// Median latency of the reads running beside the creates (µs).
+    median_read_us: u64,
+    /// 99th percentile of those reads (µs).
+    p99_read_us: u64,
+    /// From the kill until creates succeeded for a quiet window (ms).
+    unavailable_ms: u128,
+}
+
+/// Kill -9 of the master of `product` while creates (and reads beside them) run.
+async fn kill_master_during_creates(wait_replicas: u32, wait_connections: usize) -> KillFigures {
     let mut cluster = RedisCluster::start().unwrap();
     let product = ProductId::new("chess").unwrap();
     let master = cluster.master_of("mm:{chess}:events").unwrap();
     let mut options = store_options(&cluster);
     options.wait_replicas = wait_replicas;
+    options.wait_connections = wait_connections;
     options.wait_timeout = Duration::from_millis(200);
     let store = Store::connect(options).await.unwrap();
     let stop = Arc::new(AtomicBool::new(false));
@@ -361,6 +558,7 @@ async fn kill_master_during_creates(wait_replicas: u32) -> (usize, usize, u64, u
             ))
         })
         .collect();
+    let reader = tokio::spawn(read_loop(store.clone(), product.clone(), stop.clone()));
     // Let writes flow, kill the master, wait until creates succeed again on the promoted
     // replica.
     let probe = store.clone();
@@ -423,30 +621,54 @@ async fn kill_master_during_creates(wait_replicas: u32) -> (usize, usize, u64, u
         acknowledged.extend(ids);
         latencies.extend(lat);
     }
+    let mut reads = reader.await.unwrap();
     let mut lost = 0;
     for id in &acknowledged {
         if store.game(id).await.unwrap().is_none() {
             lost += 1;
         }
     }
-    (
-        acknowledged.len(),
+    KillFigures {
+        acknowledged: acknowledged.len(),
         lost,
-        median(&mut latencies),
+        failed: errors.load(Ordering::Relaxed),
+        median_create_us: median(&mut latencies),
+        median_read_us: median(&mut reads),
+        p99_read_us: percentile(&mut reads, 99),
         unavailable_ms,
-    )
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_a_master_the_replica_takes_over_and_lost_writes_are_counted() {
-    let (acked, lost, median_us, unavailable_ms) = kill_master_during_creates(0).await;
-    let (acked_w, lost_w, median_w_us, unavailable_w_ms) = kill_master_during_creates(1).await;
-    eprintln!(
-        "FIGURES kill -9 of a master: asynchronous replication: {acked} creates acknowledged, \
-         {lost} lost, median create {median_us} µs, writes failing for ≈{unavailable_ms} ms; \
-         redis.wait_replicas = 1: {acked_w} acknowledged, {lost_w} lost, median create \
-         {median_w_us} µs, writes failing for ≈{unavailable_w_ms} ms"
-    );
+    let plain = kill_master_during_creates(0, 4).await;
+    let shared_wait = kill_master_during_creates(1, 0).await;
+    let waited = kill_master_during_creates(1, 4).await;
+    for (name, f) in [
+        ("asynchronous replication", &plain),
+        (
+            "redis.wait_replicas = 1, WAIT on the shared connection",
+            &shared_wait,
+        ),
+        (
+            "redis.wait_replicas = 1, WAIT on 4 pooled connections",
+            &waited,
+        ),
+    ] {
+        eprintln!(
+            "FIGURES kill -9 of a master, {name}: {} creates acknowledged, {} lost, {} failed; \
+             median create {} µs; reads beside them median {} µs, p99 {} µs; creates failing \
+             or unsettled for ≈{} ms after the kill",
+            f.acknowledged,
+            f.lost,
+            f.failed,
+            f.median_create_us,
+            f.median_read_us,
+            f.p99_read_us,
+            f.unavailable_ms
+        );
+    }
+    let (acked, acked_w, lost_w) = (plain.acknowledged, waited.acknowledged, waited.lost);
     assert!(acked > 0 && acked_w > 0);
     // With WAIT 1, a create is answered only once its replica has it (or the wait timed out,
     // which the kill can cause for the writes in flight at that moment).
@@ -565,4 +787,65 @@ async fn a_busy_product_moves_to_another_master_during_traffic_and_nothing_is_lo
         ids.len(),
         failures.load(Ordering::Relaxed)
     );
+}
+
+/// A daemon started while its Redis is down checks the mode once Redis answers (contract
+/// section 9.1): a `redis.url` that turns out to name a cluster node stops it, with the
+/// message naming the setting to change, as it would have at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_started_before_its_redis_stops_when_it_turns_out_to_be_a_cluster_node() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let daemon = Mutex::new(DaemonProcess::start(DaemonSpec::worker("mode-check", &url)).unwrap());
+    poll::until("the daemon to start without Redis", WAIT, || {
+        let log = daemon.lock().unwrap().log();
+        async move { log.contains("checking once it answers").then_some(()) }
+    })
+    .await;
+    assert!(daemon.lock().unwrap().is_running());
+
+    // A cluster-enabled redis-server (no slots needed: INFO says cluster_enabled:1) comes up
+    // where redis.url points.
+    let dir = tempfile::tempdir().unwrap();
+    let _node = KillOnDrop(
+        std::process::Command::new(mm_testkit::redis_server::redis_server_binary())
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--cluster-enabled",
+                "yes",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    poll::until("the daemon to stop on the wrong mode", WAIT, || {
+        let running = daemon.lock().unwrap().is_running();
+        async move { (!running).then_some(()) }
+    })
+    .await;
+    let log = daemon.lock().unwrap().log();
+    assert!(
+        log.contains("redis.cluster_nodes") && log.contains("cluster_enabled:1"),
+        "the daemon names the setting to change: {log}"
+    );
+}
+
+/// A child process killed (and reaped) when dropped, whatever the test's outcome.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

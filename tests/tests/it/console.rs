@@ -16,10 +16,12 @@ use mm_common::audit::{self, AuditEntry};
 use mm_common::gameserver::{
     ClientOptions, CreateGameRequest, GameServerClient, GameServerEndpoint,
 };
-use mm_common::store::{Store, StoreOptions};
+use mm_common::store::Store;
 use mm_common::{Game, GameId, GameState, PlayerId, ProductId, ServerId};
 use mm_gameserver::{GameServerConfig, RunningGameServer, spawn};
-use mm_testkit::{RedisServer, invariants};
+use mm_testkit::app::TestRedis;
+use mm_testkit::invariants;
+use mm_testkit::scenario::Placement;
 
 pub const SERVER_ID: &str = "gs-chess-1";
 pub const API_KEY: &str = "console-test-key";
@@ -65,7 +67,7 @@ pub fn console_binary() -> PathBuf {
 /// A private Redis, a store, a reference game server of `chess`, and a config file that
 /// registers it.
 pub struct ConsoleFixture {
-    pub redis: RedisServer,
+    pub redis: TestRedis,
     pub store: Store,
     pub product: ProductId,
     pub server: Option<RunningGameServer>,
@@ -77,20 +79,25 @@ pub struct ConsoleFixture {
 impl ConsoleFixture {
     /// With a running game server.
     pub async fn new() -> ConsoleFixture {
-        Self::build(true).await
+        Self::build(&Placement::node(), true).await
+    }
+
+    /// On the scenario's Redis, with its product and key prefix, the game server running.
+    pub async fn on(at: &Placement) -> ConsoleFixture {
+        Self::build(at, true).await
     }
 
     /// With the game server registered at an address where nothing listens.
     pub async fn with_server_down() -> ConsoleFixture {
-        Self::build(false).await
+        Self::build(&Placement::node(), false).await
     }
 
-    async fn build(server_up: bool) -> ConsoleFixture {
-        let redis = RedisServer::start().expect("redis-server");
-        let store = Store::connect(StoreOptions::new(redis.url()))
+    async fn build(at: &Placement, server_up: bool) -> ConsoleFixture {
+        let redis = at.redis().expect("redis");
+        let store = Store::connect(at.store_options(&redis))
             .await
             .expect("store");
-        let product = ProductId::new("chess").unwrap();
+        let product = ProductId::new(&at.product).unwrap();
         store
             .register_products(std::slice::from_ref(&product))
             .await
@@ -104,6 +111,7 @@ impl ConsoleFixture {
                 redis.url(),
             );
             config.heartbeat_interval = Duration::ZERO;
+            config.key_prefix = at.key_prefix.clone();
             let server = spawn(config, listener)
                 .await
                 .expect("reference game server");
@@ -130,6 +138,9 @@ impl ConsoleFixture {
 [log]
 dir = "{log}"
 
+[redis]
+key_prefix = "{prefix}"
+
 [console]
 refresh_ms = 200
 
@@ -140,12 +151,13 @@ retries = 1
 
 [[game_servers]]
 id = "{SERVER_ID}"
-product = "chess"
+product = "{product}"
 api_url = "{api_url}"
 max_games = 100
 api_key = "{API_KEY}"
 "#,
-                log = log_dir.display()
+                log = log_dir.display(),
+                prefix = at.key_prefix,
             ),
         )
         .unwrap();
@@ -162,7 +174,7 @@ api_key = "{API_KEY}"
 
     /// Records a game (and, when the server is up, creates it there too).
     pub async fn game(&self, n: u32) -> GameId {
-        let id = GameId::new(format!("chess.0193a1b2-0000-7000-8000-{n:012}")).unwrap();
+        let id = GameId::new(format!("{}.0193a1b2-0000-7000-8000-{n:012}", self.product)).unwrap();
         let creator = PlayerId::new(format!("player-{n}")).unwrap();
         if self.server.is_some() {
             let client = GameServerClient::new(ClientOptions::default()).unwrap();
@@ -198,8 +210,11 @@ api_key = "{API_KEY}"
     /// `mm-console -m test -c <config> <args>` with this Redis.
     pub fn command(&self) -> Command {
         let mut command = Command::new(console_binary());
+        match &self.redis {
+            TestRedis::Node(_) => command.env("MM_REDIS__URL", self.redis.url()),
+            TestRedis::Cluster(_) => command.env("MM_REDIS__CLUSTER_NODES", self.redis.url()),
+        };
         command
-            .env("MM_REDIS__URL", self.redis.url())
             .env_remove("RUST_LOG")
             .env("USER", "test-operator")
             .current_dir(self.dir.path())
@@ -234,7 +249,7 @@ api_key = "{API_KEY}"
         let mut conn = self.redis.connection().await;
         invariants::check(
             &mut conn,
-            "mm",
+            self.store.keys().prefix(),
             std::slice::from_ref(&self.product),
             mm_common::time::now_ms(),
         )
@@ -259,7 +274,12 @@ fn json(output: &Output) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_deletes_on_the_server_removes_the_record_and_audits() {
-    let fx = ConsoleFixture::new().await;
+    delete_deletes_on_the_server_removes_the_record_and_audits_on(Placement::node()).await;
+}
+
+/// Scenario (single Redis and cluster: `mm_testkit::scenario`).
+pub(crate) async fn delete_deletes_on_the_server_removes_the_record_and_audits_on(at: Placement) {
+    let fx = ConsoleFixture::on(&at).await;
     let id = fx.game(1).await;
     let other = fx.game(2).await;
     assert_eq!(fx.server_games(), 2);
@@ -299,7 +319,7 @@ async fn delete_deletes_on_the_server_removes_the_record_and_audits() {
     assert_eq!(entry.action, "force_delete");
     assert_eq!(entry.operator, "alice");
     assert_eq!(entry.game_id, id.as_str());
-    assert_eq!(entry.product, "chess");
+    assert_eq!(entry.product, at.product);
     assert_eq!(entry.server_id, SERVER_ID);
     assert_eq!(entry.reason, "stuck lobby");
     assert_eq!(entry.outcome, "deleted");
@@ -374,10 +394,15 @@ async fn force_removes_the_record_and_the_audit_says_the_server_was_not_reached(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_game_exits_3_and_changes_nothing() {
-    let fx = ConsoleFixture::new().await;
+    unknown_game_exits_3_and_changes_nothing_on(Placement::node()).await;
+}
+
+/// Scenario (single Redis and cluster: `mm_testkit::scenario`).
+pub(crate) async fn unknown_game_exits_3_and_changes_nothing_on(at: Placement) {
+    let fx = ConsoleFixture::on(&at).await;
     fx.game(1).await;
     for id in [
-        "chess.0193a1b2-0000-7000-8000-999999999999",
+        &format!("{}.0193a1b2-0000-7000-8000-999999999999", at.product),
         "no-product-prefix",
     ] {
         let output = fx.run(&["--delete", id, "--json"]).await;
@@ -391,7 +416,12 @@ async fn unknown_game_exits_3_and_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_already_deleted_game_exits_3() {
-    let fx = ConsoleFixture::new().await;
+    an_already_deleted_game_exits_3_on(Placement::node()).await;
+}
+
+/// Scenario (single Redis and cluster: `mm_testkit::scenario`).
+pub(crate) async fn an_already_deleted_game_exits_3_on(at: Placement) {
+    let fx = ConsoleFixture::on(&at).await;
     let id = fx.game(1).await;
     assert_eq!(
         fx.run(&["--delete", id.as_str()]).await.status.code(),
@@ -568,11 +598,16 @@ async fn redis_errors_name_the_url_without_credentials() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_prints_a_set_as_text_and_json() {
-    let fx = ConsoleFixture::new().await;
+    list_prints_a_set_as_text_and_json_on(Placement::node()).await;
+}
+
+/// Scenario (single Redis and cluster: `mm_testkit::scenario`).
+pub(crate) async fn list_prints_a_set_as_text_and_json_on(at: Placement) {
+    let fx = ConsoleFixture::on(&at).await;
     let a = fx.game(1).await;
     let b = fx.game(2).await;
     let output = fx
-        .run(&["--list", "pending", "--product", "chess", "--json"])
+        .run(&["--list", "pending", "--product", &at.product, "--json"])
         .await;
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     let listing = json(&output);
@@ -765,7 +800,10 @@ async fn tail_with_a_product_prints_only_that_product() {
 }
 
 /// Appends a heartbeat for `chess.tail-test` to `key`, for the tail tests to print.
-async fn write_tail_heartbeat(conn: &mut redis::aio::MultiplexedConnection, key: &str) {
+async fn write_tail_heartbeat(
+    conn: &mut (impl redis::aio::ConnectionLike + Send + Sync),
+    key: &str,
+) {
     let _: String = redis::cmd("XADD")
         .arg(key)
         .arg("*")

@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use matchmakerd::consumer::{Consumer, ConsumerOptions, MAX_DELIVERIES_REASON};
 use mm_common::keys::CONSUMER_GROUP;
-use mm_common::store::{DeadConsumerSweep, GroupInfo, Store, StoreOptions, Watermark};
+use mm_common::store::{DeadConsumerSweep, GroupInfo, Store, Watermark};
 use mm_common::time::now_ms;
 use mm_common::{Event, EventKind, Game, GameId, GameState, PlayerId, ProductId, ServerId};
+use mm_testkit::app::TestRedis;
+use mm_testkit::scenario::Placement;
 use mm_testkit::{RedisServer, invariants, poll};
 use redis::AsyncCommands;
 use tokio::task::JoinHandle;
@@ -317,7 +319,7 @@ fn spawn(store: &Store, options: ConsumerOptions, products: Vec<ProductId>) -> R
 }
 
 pub struct Fixture {
-    pub redis: RedisServer,
+    pub redis: TestRedis,
     pub store: Store,
     pub product: ProductId,
     pub stream: String,
@@ -330,10 +332,17 @@ impl Fixture {
 
     /// A fixture over `redis` (the fault tests start theirs with AOF on).
     pub async fn with_redis(redis: RedisServer) -> Fixture {
-        let store = Store::connect(StoreOptions::new(redis.url()))
-            .await
-            .unwrap();
-        let product = ProductId::new("chess").unwrap();
+        Fixture::over(&Placement::node(), TestRedis::Node(redis)).await
+    }
+
+    /// On the scenario's Redis, with its product and key prefix.
+    async fn on(at: &Placement) -> Fixture {
+        Fixture::over(at, at.redis().expect("redis")).await
+    }
+
+    async fn over(at: &Placement, redis: TestRedis) -> Fixture {
+        let store = Store::connect(at.store_options(&redis)).await.unwrap();
+        let product = ProductId::new(&at.product).unwrap();
         let stream = store.keys().product(&product).events();
         Fixture {
             redis,
@@ -414,7 +423,7 @@ impl Fixture {
         let mut conn = self.redis.connection().await;
         invariants::check_all(
             &mut conn,
-            "mm",
+            self.store.keys().prefix(),
             std::slice::from_ref(&self.product),
             now_ms(),
         )
@@ -427,7 +436,12 @@ impl Fixture {
 /// the start is picked up without a restart.
 #[tokio::test]
 async fn applies_events_of_products_that_appear_while_running() {
-    let fx = Fixture::new().await;
+    applies_events_of_products_that_appear_while_running_on(Placement::node()).await;
+}
+
+/// Scenario (single Redis and cluster: `mm_testkit::scenario`).
+pub(crate) async fn applies_events_of_products_that_appear_while_running_on(at: Placement) {
+    let fx = Fixture::on(&at).await;
     let running = spawn(&fx.store, options("c1"), Vec::new());
     let (workload, ids) = fx.write_workload(5, 60, 7).await;
     fx.wait_consumed("the new product's stream to be consumed")
@@ -443,7 +457,12 @@ async fn applies_events_of_products_that_appear_while_running() {
 /// then left is not joined.
 #[tokio::test]
 async fn three_consumers_reach_the_sequential_models_result() {
-    let fx = Fixture::new().await;
+    three_consumers_reach_the_sequential_models_result_on(Placement::node()).await;
+}
+
+/// Scenario (single Redis and cluster: `mm_testkit::scenario`).
+pub(crate) async fn three_consumers_reach_the_sequential_models_result_on(at: Placement) {
+    let fx = Fixture::on(&at).await;
     let (workload, ids) = fx.write_workload(40, 3000, 42).await;
     let mut conn = fx.redis.connection().await;
     let consumers: Vec<Running> = ["c1", "c2", "c3"]
@@ -492,7 +511,12 @@ async fn three_consumers_reach_the_sequential_models_result() {
 /// A restarted consumer (same name) first drains what it had received but not acknowledged.
 #[tokio::test]
 async fn a_restarted_consumer_drains_its_own_pending_entries() {
-    let fx = Fixture::new().await;
+    a_restarted_consumer_drains_its_own_pending_entries_on(Placement::node()).await;
+}
+
+/// Scenario (single Redis and cluster: `mm_testkit::scenario`).
+pub(crate) async fn a_restarted_consumer_drains_its_own_pending_entries_on(at: Placement) {
+    let fx = Fixture::on(&at).await;
     fx.create_group().await;
     let (workload, ids) = fx.write_workload(3, 40, 3).await;
     assert_eq!(fx.deliver_to("c1").await, ids.len());
@@ -616,7 +640,12 @@ async fn an_event_the_script_fails_on_holds_up_only_itself() {
 /// Entries a dead consumer received are claimed by another after the idle time.
 #[tokio::test]
 async fn a_dead_consumers_entries_are_claimed() {
-    let fx = Fixture::new().await;
+    a_dead_consumers_entries_are_claimed_on(Placement::node()).await;
+}
+
+/// Scenario (single Redis and cluster: `mm_testkit::scenario`).
+pub(crate) async fn a_dead_consumers_entries_are_claimed_on(at: Placement) {
+    let fx = Fixture::on(&at).await;
     fx.create_group().await;
     let (workload, ids) = fx.write_workload(3, 40, 5).await;
     assert_eq!(fx.deliver_to("dead").await, ids.len());
@@ -675,7 +704,12 @@ async fn an_entry_delivered_too_often_is_dead_lettered() {
 /// reasons and never stop the others.
 #[tokio::test]
 async fn poison_entries_are_dead_lettered_and_the_rest_applied() {
-    let fx = Fixture::new().await;
+    poison_entries_are_dead_lettered_and_the_rest_applied_on(Placement::node()).await;
+}
+
+/// Scenario (single Redis and cluster: `mm_testkit::scenario`).
+pub(crate) async fn poison_entries_are_dead_lettered_and_the_rest_applied_on(at: Placement) {
+    let fx = Fixture::on(&at).await;
     let workload = Workload::generate(&fx.product, 2, 20, 11);
     workload.create_games(&fx.store).await;
     let mut conn = fx.redis.connection().await;
@@ -768,7 +802,11 @@ async fn a_destroyed_group_is_recreated_without_skipping_entries() {
 }
 
 /// Appends an entry with the explicit id `<ms>-0` to `stream`.
-async fn append_at(conn: &mut redis::aio::MultiplexedConnection, stream: &str, ms: u64) -> String {
+async fn append_at(
+    conn: &mut (impl redis::aio::ConnectionLike + Send + Sync),
+    stream: &str,
+    ms: u64,
+) -> String {
     redis::cmd("XADD")
         .arg(stream)
         .arg(format!("{ms}-0"))
@@ -780,7 +818,11 @@ async fn append_at(conn: &mut redis::aio::MultiplexedConnection, stream: &str, m
 }
 
 /// Acknowledges `ids` for the group.
-async fn ack(conn: &mut redis::aio::MultiplexedConnection, stream: &str, ids: &[&str]) {
+async fn ack(
+    conn: &mut (impl redis::aio::ConnectionLike + Send + Sync),
+    stream: &str,
+    ids: &[&str],
+) {
     let _: u64 = conn.xack(stream, CONSUMER_GROUP, ids).await.unwrap();
 }
 
@@ -884,7 +926,10 @@ async fn the_watermark_is_the_oldest_unacknowledged_entry() {
 }
 
 /// The ids of every entry of `stream`.
-async fn entry_ids(conn: &mut redis::aio::MultiplexedConnection, stream: &str) -> Vec<String> {
+async fn entry_ids(
+    conn: &mut (impl redis::aio::ConnectionLike + Send + Sync),
+    stream: &str,
+) -> Vec<String> {
     let reply: redis::streams::StreamRangeReply = conn.xrange_all(stream).await.unwrap();
     reply.ids.into_iter().map(|entry| entry.id).collect()
 }
@@ -1002,7 +1047,12 @@ async fn a_backlog_larger_than_one_trim_call_is_trimmed_in_one_go() {
 /// of applied events shrinks, and every event is still applied.
 #[tokio::test]
 async fn the_consumer_trims_applied_events_older_than_the_retention() {
-    let fx = Fixture::new().await;
+    the_consumer_trims_applied_events_older_than_the_retention_on(Placement::node()).await;
+}
+
+/// Scenario (single Redis and cluster: `mm_testkit::scenario`).
+pub(crate) async fn the_consumer_trims_applied_events_older_than_the_retention_on(at: Placement) {
+    let fx = Fixture::on(&at).await;
     fx.create_group().await;
     let (workload, ids) = fx.write_workload(20, 600, 23).await;
     let mut options = options("c1");

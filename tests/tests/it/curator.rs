@@ -27,7 +27,9 @@ use mm_common::store::{MarkOutcome, RemoveGuard, ReserveOutcome, Store, StoreOpt
 use mm_common::time::now_ms;
 use mm_common::{Game, GameId, GameSet, GameState, PlayerId, ProductId, ServerId};
 use mm_gameserver::{GameServerConfig, RunningGameServer};
+use mm_testkit::app::TestRedis;
 use mm_testkit::fake_gameserver::{Behaviour, FakeGameServer, Route};
+use mm_testkit::scenario::Placement;
 use mm_testkit::{RedisServer, invariants};
 use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;
@@ -38,7 +40,7 @@ const MINUTE: u64 = 60_000;
 /// the consumer would.
 async fn apply_event(
     store: &Store,
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut (impl redis::aio::ConnectionLike + Send + Sync),
     product: &ProductId,
     fields: &[(&str, &str)],
 ) {
@@ -65,7 +67,7 @@ async fn apply_event(
 }
 
 struct Fixture {
-    redis: RedisServer,
+    redis: TestRedis,
     store: Store,
     product: ProductId,
     server: RunningGameServer,
@@ -110,11 +112,14 @@ fn lookup(endpoints: Vec<GameServerEndpoint>) -> EndpointLookup {
 
 impl Fixture {
     async fn new() -> Fixture {
-        let redis = RedisServer::start().expect("redis-server");
-        let store = Store::connect(StoreOptions::new(redis.url()))
-            .await
-            .unwrap();
-        let product = ProductId::new("chess").unwrap();
+        Fixture::on(&Placement::node()).await
+    }
+
+    /// On the scenario's Redis, with its product and key prefix.
+    async fn on(at: &Placement) -> Fixture {
+        let redis = at.redis().expect("redis");
+        let store = Store::connect(at.store_options(&redis)).await.unwrap();
+        let product = ProductId::new(&at.product).unwrap();
         store
             .register_products(std::slice::from_ref(&product))
             .await
@@ -154,7 +159,7 @@ impl Fixture {
         self.next += 1;
         let created = now_ms() - age_ms;
         let game = Game::new(
-            GameId::new(format!("chess.t{:04}", self.next)).unwrap(),
+            GameId::new(format!("{}.t{:04}", self.product, self.next)).unwrap(),
             self.product.clone(),
             endpoint.id.clone(),
             None,
@@ -213,7 +218,7 @@ impl Fixture {
         let mut conn = self.redis.connection().await;
         invariants::check_all(
             &mut conn,
-            "mm",
+            self.store.keys().prefix(),
             std::slice::from_ref(&self.product),
             now_ms(),
         )
@@ -226,7 +231,12 @@ impl Fixture {
 /// the reason of their set; fresh ones stay on both.
 #[tokio::test]
 async fn stale_games_are_deleted_on_their_server_then_removed() {
-    let mut fx = Fixture::new().await;
+    stale_games_are_deleted_on_their_server_then_removed_on(Placement::node()).await;
+}
+
+/// Scenario (single Redis and cluster: `mm_testkit::scenario`).
+pub(crate) async fn stale_games_are_deleted_on_their_server_then_removed_on(at: Placement) {
+    let mut fx = Fixture::on(&at).await;
     let stale = [
         fx.game(6 * MINUTE, GameSet::Pending).await,
         fx.game(11 * MINUTE, GameSet::Lobby).await,
@@ -280,7 +290,12 @@ async fn stale_games_are_deleted_on_their_server_then_removed() {
 /// it answers again they are curated.
 #[tokio::test]
 async fn a_failing_server_keeps_its_games_until_it_recovers() {
-    let mut fx = Fixture::new().await;
+    a_failing_server_keeps_its_games_until_it_recovers_on(Placement::node()).await;
+}
+
+/// Scenario (single Redis and cluster: `mm_testkit::scenario`).
+pub(crate) async fn a_failing_server_keeps_its_games_until_it_recovers_on(at: Placement) {
+    let mut fx = Fixture::on(&at).await;
     let fake = FakeGameServer::start().await.unwrap();
     let endpoint = fake.endpoint("gs-fake");
     let games = [
@@ -349,13 +364,13 @@ async fn a_failing_server_keeps_its_games_until_it_recovers() {
 struct AliveDuringDelete {
     inner: RegisteredServers,
     store: Store,
-    redis: redis::Client,
+    redis: mm_testkit::app::TestConnection,
     product: ProductId,
 }
 
 impl GameServers for AliveDuringDelete {
     async fn delete_game(&self, server: &ServerId, game: &GameId) -> DeleteAttempt {
-        let mut conn = self.redis.get_multiplexed_async_connection().await.unwrap();
+        let mut conn = self.redis.clone();
         apply_event(
             &self.store,
             &mut conn,
@@ -377,12 +392,20 @@ impl GameServers for AliveDuringDelete {
 /// for a game its server had deleted (issue 12, found-item 2).
 #[tokio::test]
 async fn a_game_that_comes_alive_while_its_delete_is_in_flight_is_still_ended() {
-    let mut fx = Fixture::new().await;
+    a_game_that_comes_alive_while_its_delete_is_in_flight_is_still_ended_on(Placement::node())
+        .await;
+}
+
+/// Scenario (single Redis and cluster: `mm_testkit::scenario`).
+pub(crate) async fn a_game_that_comes_alive_while_its_delete_is_in_flight_is_still_ended_on(
+    at: Placement,
+) {
+    let mut fx = Fixture::on(&at).await;
     let game = fx.game(6 * MINUTE, GameSet::Pending).await;
     let servers = AliveDuringDelete {
         inner: fx.servers(),
         store: fx.store.clone(),
-        redis: fx.redis.client(),
+        redis: fx.redis.connection().await,
         product: fx.product.clone(),
     };
     let curator = Curator::new(fx.store.clone(), servers, options("a"), Vec::new());
@@ -456,7 +479,12 @@ async fn only_one_instance_holds_the_curation_lease() {
 /// A seat reserved through the join API and not taken within its time is released by a pass.
 #[tokio::test]
 async fn expired_reservations_are_released() {
-    let mut fx = Fixture::new().await;
+    expired_reservations_are_released_on(Placement::node()).await;
+}
+
+/// Scenario (single Redis and cluster: `mm_testkit::scenario`).
+pub(crate) async fn expired_reservations_are_released_on(at: Placement) {
+    let mut fx = Fixture::on(&at).await;
     let game = fx.game(MINUTE, GameSet::Lobby).await;
     let player = PlayerId::new("late").unwrap();
     let reserved = fx
@@ -496,7 +524,12 @@ async fn append_unapplied(fx: &Fixture, ms: u64, fields: &[(&str, &str)]) -> Str
 /// curation judges at `now` again.
 #[tokio::test]
 async fn nothing_is_curated_on_the_strength_of_unapplied_events() {
-    let mut fx = Fixture::new().await;
+    nothing_is_curated_on_the_strength_of_unapplied_events_on(Placement::node()).await;
+}
+
+/// Scenario (single Redis and cluster: `mm_testkit::scenario`).
+pub(crate) async fn nothing_is_curated_on_the_strength_of_unapplied_events_on(at: Placement) {
+    let mut fx = Fixture::on(&at).await;
     // Stale at now (pending 300 s), not at the watermark (1 s after its creation).
     let joined = fx.game(20 * MINUTE, GameSet::Pending).await;
     // Stale even at the watermark: created 20 min before it, never joined.

@@ -36,7 +36,7 @@ impl Fixture {
         DaemonProcess::start(spec).expect("starting matchmakerd")
     }
 
-    async fn conn(&self) -> redis::aio::MultiplexedConnection {
+    async fn conn(&self) -> mm_testkit::app::TestConnection {
         self.redis.connection().await
     }
 

@@ -429,8 +429,10 @@ async fn a_dry_run_changes_nothing() {
 // ---------------------------------------------------------------- fault tests
 
 /// Reconciliation every second, graces of 3 s, game-server calls timing out after 500 ms
-/// (so the longest create, 500 ms + the 2 s Redis timeout, is within the orphan grace).
+/// (so the longest create, 500 ms + the 2 s Redis timeout with no resends, is within the
+/// orphan grace).
 fn fast_reconciliation(settings: &mut Settings) {
+    settings.redis.retry_budget_ms = 0;
     settings.curation.reconcile_interval_secs = 1;
     settings.curation.orphan_grace_secs = 3;
     settings.curation.lost_grace_secs = 3;

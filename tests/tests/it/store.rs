@@ -1046,3 +1046,88 @@ async fn concurrent_admissions_are_grouped_and_decided_as_one_by_one() {
         "admissions waiting together share a call: {calls} calls for {admissions}"
     );
 }
+
+/// The store resends a script whose reply may have been lost (contract 9.1,
+/// `redis.retry_budget_ms`): the second run must answer what the first did. Each write of the
+/// create and join paths, run twice with the same arguments.
+#[tokio::test]
+async fn write_scripts_run_twice_answer_as_the_first_run() {
+    let f = Fixture::new().await;
+    // Create: the second run finds its own record and answers "created" again; a different
+    // record under the same id is still refused.
+    let game = f.game(1, 3);
+    assert!(f.store.create_game(&game).await.unwrap());
+    assert!(
+        f.store.create_game(&game).await.unwrap(),
+        "a create run again over its own record is a success"
+    );
+    let mut other = game.clone();
+    other.creator_id = PlayerId::new("mallory").unwrap();
+    assert!(
+        !f.store.create_game(&other).await.unwrap(),
+        "another record under a taken id is refused"
+    );
+    assert_eq!(f.store.set_counts(&f.product).await.unwrap()[0], 1);
+
+    // Admission at the quota: run again, the game already admitted is admitted again without
+    // taking a second slot.
+    let alice = PlayerId::new("alice").unwrap();
+    let limits = PlayerLimits {
+        max_live_games: 1,
+        creates_per_sec: 1.0,
+        create_burst: 1,
+        ..PlayerLimits::NONE
+    };
+    let grace = Duration::from_secs(120);
+    let admitted = GameId::new("chess.admitted").unwrap();
+    for run in ["first", "second"] {
+        assert_eq!(
+            f.store
+                .admit_create(&f.product, &alice, &admitted, NOW, &limits, grace)
+                .await
+                .unwrap(),
+            None,
+            "{run} run"
+        );
+    }
+    assert_eq!(
+        f.store
+            .admit_create(
+                &f.product,
+                &alice,
+                &GameId::new("chess.another").unwrap(),
+                NOW + 5_000,
+                &limits,
+                grace
+            )
+            .await
+            .unwrap(),
+        Some(LimitRefusal::QuotaExceeded { retry_after_ms: 0 }),
+        "the repeat took no second slot: one live game is the quota"
+    );
+
+    // Reservation: the second run finds the seat the first reserved (held, no second seat).
+    assert_eq!(
+        f.event(EventKind::CreatorJoined, &game, None).await,
+        ApplyResult::Applied(GameState::CreatorJoined)
+    );
+    let bob = PlayerId::new("bob").unwrap();
+    let ttl = Duration::from_secs(30);
+    assert!(matches!(
+        f.store
+            .reserve_seat(&game.id, &bob, NOW, ttl)
+            .await
+            .unwrap(),
+        ReserveOutcome::Reserved { .. }
+    ));
+    assert_eq!(
+        f.store
+            .reserve_seat(&game.id, &bob, NOW, ttl)
+            .await
+            .unwrap(),
+        ReserveOutcome::AlreadyHeld
+    );
+    let record = f.store.game(&game.id).await.unwrap().unwrap();
+    assert_eq!(record.reservations.len(), 1, "{record:?}");
+    f.check_invariants(NOW).await;
+}

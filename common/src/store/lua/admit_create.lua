@@ -16,6 +16,10 @@
 -- 'quota_exceeded', retry ms.
 -- The live games are pruned at check time: a game whose hash says `ended`, or that has no
 -- hash once the grace is over (never recorded, or its tombstone expired), no longer counts.
+-- Safe to run twice (the store resends a call when its reply may have been lost): under the
+-- live-game quota, a game id already admitted is admitted again without taking another token
+-- or slot; with the quota off, a second run takes a second create token (lenient: at worst
+-- one create fewer in the burst).
 local max_live, rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local prefix, grace, live_ttl = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 
@@ -31,6 +35,10 @@ local function admit(key, game_id, now)
     elseif string.sub(field, 1, 5) == 'game:' then
       live[#live + 1] = {string.sub(field, 6), tonumber(value)}
     end
+  end
+
+  for _, entry in ipairs(live) do
+    if entry[1] == game_id then return 'admitted', '' end
   end
 
   local level = nil
