@@ -251,8 +251,14 @@ pub struct LobbySettings {
     pub reservation_ttl_secs: u64,
     /// How long an ended game's hash is kept.
     pub tombstone_ttl_secs: u64,
-    /// How stale a cached open-games listing may be, in milliseconds.
+    /// Deprecated and ignored since listings are answered from the in-memory view of open
+    /// games (contract 5.4); still accepted so existing files load.
     pub list_max_staleness_ms: u64,
+    /// Approximate cap of each product's change feed `P:{product}:feed` (entries).
+    pub feed_maxlen: u64,
+    /// How long one blocking read of a product's change feed waits (ms); also how often an
+    /// idle feed is checked for trims and data loss.
+    pub view_block_ms: u64,
 }
 
 impl Default for LobbySettings {
@@ -262,6 +268,8 @@ impl Default for LobbySettings {
             reservation_ttl_secs: 30,
             tombstone_ttl_secs: 3600,
             list_max_staleness_ms: 250,
+            feed_maxlen: 10_000,
+            view_block_ms: 1_000,
         }
     }
 }
@@ -275,9 +283,9 @@ impl LobbySettings {
     pub fn tombstone_ttl(&self) -> Duration {
         Duration::from_secs(self.tombstone_ttl_secs)
     }
-    /// `list_max_staleness_ms` as a [`Duration`].
-    pub fn list_max_staleness(&self) -> Duration {
-        Duration::from_millis(self.list_max_staleness_ms)
+    /// `view_block_ms` as a [`Duration`].
+    pub fn view_block(&self) -> Duration {
+        Duration::from_millis(self.view_block_ms)
     }
 }
 

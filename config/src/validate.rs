@@ -316,6 +316,8 @@ pub(crate) fn validate(
     );
     c.positive("lobby.reservation_ttl_secs", lobby.reservation_ttl_secs);
     c.positive("lobby.tombstone_ttl_secs", lobby.tombstone_ttl_secs);
+    c.range("lobby.feed_maxlen", lobby.feed_maxlen, 100, 10_000_000);
+    c.range("lobby.view_block_ms", lobby.view_block_ms, 10, 60_000);
 
     // [limits]
     let limits = &settings.limits;

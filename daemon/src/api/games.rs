@@ -18,21 +18,21 @@ use axum::response::{IntoResponse, Response};
 use mm_common::flows::{self, CancelError, CreateError, JoinError, NewGame, ServerCalls};
 use mm_common::limits::LimitRefusal;
 use mm_common::model::JoinRefusal;
-use mm_common::store::OpenCursor;
 use mm_common::time::now_ms;
 use mm_common::{GameId, ProductId, ServerId};
 
 use super::ApiContext;
 use super::auth::Player;
 use super::error::responses::{
-    BadRequest, Conflict, GameNotFound, NotCreator, PayloadTooLarge, TooManyRequests,
+    BadRequest, Conflict, GameNotFound, NotCreator, NotReady, PayloadTooLarge, TooManyRequests,
     Unauthenticated, Unavailable, UnknownProduct, UnsupportedMediaType,
 };
 use super::error::{ApiError, ProblemCode};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
-use super::listing::PageKey;
+use super::open_games::{Cursor, PageQuery, Sort};
 pub use super::views::{
     CreateGameRequest, GamePage, GameStateView, GameView, GameWithJoin, JoinInfo, ListQuery,
+    ListSort,
 };
 use crate::registry::Registry;
 use crate::telemetry;
@@ -41,6 +41,8 @@ use crate::telemetry;
 pub const DEFAULT_LIST_LIMIT: u32 = 20;
 /// Largest page size of `GET /v1/games`.
 pub const MAX_LIST_LIMIT: u32 = 100;
+/// How long a listing waits for the view's first load before answering `503 not_ready`.
+const VIEW_READY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Longest accepted region name, in characters.
 pub const MAX_REGION_LEN: usize = 64;
 
@@ -188,14 +190,16 @@ pub async fn create_game(
     ))
 }
 
-/// List open games of a product: the creator has joined and a seat is free.
+/// List open games (the creator has joined and a seat is free), of one product or all, from
+/// this instance's in-memory view.
 #[utoipa::path(get, path = "/v1/games", tag = "games",
     params(ListQuery),
     responses(
-        (status = 200, description = "A page of open games, oldest first", body = GamePage),
+        (status = 200, description = "A page of open games, oldest (or fullest) first", body = GamePage),
         BadRequest,
         Unauthenticated,
         UnknownProduct,
+        NotReady,
     ))]
 pub async fn list_games(
     State(ctx): State<ApiContext>,
@@ -208,89 +212,61 @@ pub async fn list_games(
             "query parameter `limit`: must be between 1 and {MAX_LIST_LIMIT}, got {limit}"
         )));
     }
+    let max_seats = ctx.lobby().max_capacity;
+    let min_seats_free = query.min_seats_free.unwrap_or(1);
+    if !(1..=max_seats).contains(&min_seats_free) {
+        return Err(ApiError::invalid(format!(
+            "query parameter `min_seats_free`: must be between 1 and {max_seats}, got {min_seats_free}"
+        )));
+    }
     check_region(query.region.as_deref(), "query parameter")?;
-    check_product(&ctx, &query.product)?;
+    if let Some(product) = &query.product {
+        check_product(&ctx, product)?;
+    }
+    let sort = match query.sort.unwrap_or_default() {
+        ListSort::Oldest => Sort::Oldest,
+        ListSort::Fullest => Sort::Fullest,
+    };
     // An empty cursor (`cursor=`) means the first page, like an absent one.
-    let cursor = query
+    let after = query
         .cursor
         .as_deref()
         .filter(|c| !c.is_empty())
-        .map(OpenCursor::decode)
+        .map(Cursor::decode)
         .transpose()
         .map_err(|err| ApiError::invalid(format!("query parameter `cursor`: {err}")))?;
-    let body = match cursor {
-        // First pages come from the cache, never older than `lobby.list_max_staleness_ms`.
-        None => {
-            let key = PageKey {
+    let view = ctx.open_games();
+    if !view.is_ready() && !view.wait_ready(VIEW_READY_WAIT).await {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ProblemCode::NotReady,
+            "the view of open games is still loading; retry shortly",
+        ));
+    }
+    let now = now_ms();
+    let page = view
+        .page(
+            &PageQuery {
                 product: query.product,
                 region: query.region,
-                limit,
-            };
-            let fetch_ctx = ctx.clone();
-            let fetch_key = key.clone();
-            let (body, outcome) = ctx
-                .listings()
-                .get(&key, move || async move {
-                    render_page(
-                        &fetch_ctx,
-                        &fetch_key.product,
-                        fetch_key.region.as_deref(),
-                        limit,
-                        None,
-                    )
-                    .await
-                })
-                .await?;
-            metrics::counter!(
-                telemetry::LISTING_CACHE_TOTAL,
-                "product" => key.product.to_string(),
-                "outcome" => outcome.as_str(),
-            )
-            .increment(1);
-            body
-        }
-        Some(cursor) => {
-            render_page(
-                &ctx,
-                &query.product,
-                query.region.as_deref(),
-                limit,
-                Some(&cursor),
-            )
-            .await?
-        }
-    };
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
-}
-
-/// Drops the cached listings of `game`'s product after this process changed its seats or
-/// removed it, so this instance's clients see their own writes at once.
-fn invalidate_listings(ctx: &ApiContext, game: &GameId) {
-    if let Some(product) = game.product() {
-        ctx.listings().invalidate(&product);
-    }
-}
-
-/// One page of open games read from the store, rendered as the response body.
-async fn render_page(
-    ctx: &ApiContext,
-    product: &ProductId,
-    region: Option<&str>,
-    limit: u32,
-    cursor: Option<&OpenCursor>,
-) -> Result<Bytes, ApiError> {
-    let now = now_ms();
-    let page = ctx
-        .store()
-        .open_games(product, region, limit as usize, cursor, now)
-        .await
-        .map_err(|err| ApiError::store("listing open games", &err))?;
+                min_seats_free,
+                sort,
+                after,
+                limit: limit as usize,
+            },
+            now,
+        )
+        .map_err(|err| ApiError::invalid(format!("query parameter `cursor`: {err}")))?;
     let body = serde_json::to_vec(&GamePage {
         games: page.games.iter().map(|g| GameView::of(g, now)).collect(),
-        next_cursor: page.next_cursor.map(|c| c.encode()),
+        next_cursor: page.next.map(|c| c.encode()),
     })
     .map_err(|err| ApiError::internal("rendering a page of open games", &err))?;
-    Ok(Bytes::from(body))
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Bytes::from(body),
+    )
+        .into_response())
 }
 
 /// One game.
@@ -349,8 +325,10 @@ pub async fn join_game(
             Ok(joined) => joined.new_seat,
             Err(err) => err.released_seat(),
         };
-        if seats_changed {
-            invalidate_listings(&ctx, &id);
+        match &joined {
+            // This instance sees its own join at once; other changes come through the feed.
+            Ok(joined) if seats_changed => ctx.open_games().observe(&joined.game, now_ms()),
+            _ => {}
         }
         joined.map_err(|err| join_error(&id, err))
     })
@@ -436,7 +414,7 @@ pub async fn cancel_game(
             .as_ref()
             .map_or_else(CancelError::reached_removal, |()| true)
         {
-            invalidate_listings(&ctx, &id);
+            ctx.open_games().forget(&id);
         }
         cancelled.map_err(|err| cancel_error(&id, err))
     })

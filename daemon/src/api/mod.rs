@@ -7,7 +7,8 @@
 //! - [`games`]: the `/v1/games` handlers (they call the lifecycle flows of
 //!   `mm_common::flows`).
 //! - [`views`]: the JSON types of those routes.
-//! - [`listing`]: the bounded-staleness cache of open-games first pages.
+//! - [`open_games`]: the in-memory view of every open game, kept by the change feed, which
+//!   answers every listing.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics` (when `http.public_metrics`), `/openapi.json`
 //!   (when `http.public_openapi`).
 //! - [`auth`]: the [`auth::Player`] extractor (X-Player-Id or JWT).
@@ -24,8 +25,8 @@ pub mod cors;
 pub mod error;
 pub mod extract;
 pub mod games;
-pub mod listing;
 pub mod middleware;
+pub mod open_games;
 pub mod ops;
 pub mod views;
 
@@ -69,7 +70,7 @@ struct ContextInner {
     limits: LimitsSettings,
     http: HttpSettings,
     metrics: PrometheusHandle,
-    listings: listing::ListingCache,
+    open_games: Arc<open_games::OpenGames>,
 }
 
 impl std::fmt::Debug for ApiContext {
@@ -114,20 +115,14 @@ impl ApiContext {
                 limits: settings.limits.clone(),
                 http: settings.http.clone(),
                 metrics,
-                listings: listing::ListingCache::new(
-                    settings.lobby.list_max_staleness(),
-                    settings
-                        .game_servers
-                        .iter()
-                        .map(|server| (server.product.clone(), server.region.clone())),
-                ),
+                open_games: Arc::default(),
             }),
         })
     }
 
-    /// The cache of open-games first pages.
-    pub fn listings(&self) -> &listing::ListingCache {
-        &self.inner.listings
+    /// The in-memory view of open games.
+    pub fn open_games(&self) -> &Arc<open_games::OpenGames> {
+        &self.inner.open_games
     }
 
     /// The game store.

@@ -471,8 +471,30 @@ async fn malformed_requests_are_400_problems_never_500() {
             "invalid_request",
         ),
         (
-            "no product",
-            app.request(Method::GET, "/v1/games?limit=5", Some("a")),
+            "unknown sort",
+            app.request(Method::GET, "/v1/games?sort=newest", Some("a")),
+            400,
+            "invalid_request",
+        ),
+        (
+            "no seat free asked",
+            app.request(Method::GET, "/v1/games?min_seats_free=0", Some("a")),
+            400,
+            "invalid_request",
+        ),
+        (
+            "more seats free than a game has",
+            app.request(Method::GET, "/v1/games?min_seats_free=100000", Some("a")),
+            400,
+            "invalid_request",
+        ),
+        (
+            "a cursor of the other sort",
+            app.request(
+                Method::GET,
+                "/v1/games?sort=fullest&cursor=17:chess.a",
+                Some("a"),
+            ),
             400,
             "invalid_request",
         ),
