@@ -30,25 +30,36 @@ pub struct FeedState {
     pub exists: bool,
     /// The id of the newest entry ever added (`0-0` when none).
     pub last_id: EntryId,
-    /// The largest id ever trimmed or deleted (`0-0` when none).
+    /// The largest id ever deleted by `XDEL` (`0-0` when none; trims do not set it).
     pub max_deleted: EntryId,
     /// How many entries were ever added.
     pub entries_added: u64,
+    /// How many entries it holds now.
+    pub length: u64,
 }
 
 impl FeedState {
     /// Whether a reader that has read every entry up to `last_read` (and `read_count` entries
     /// in all, counting the snapshot's `entries_added`) can go on from there: false when an
-    /// entry after it was trimmed (a gap), or when the feed went back or vanished after
-    /// entries were read (Redis lost its data, or was replaced by an empty one).
+    /// entry after it was trimmed or deleted ([`FeedState::has_gap`]), or when the feed went
+    /// back or vanished after entries were read (Redis lost its data, or was replaced by an
+    /// empty one).
     pub fn continues(&self, last_read: EntryId, read_count: u64, existed: bool) -> bool {
         let started = existed || read_count > 0 || last_read != EntryId::default();
         if !self.exists {
             return !started;
         }
-        self.max_deleted <= last_read
-            && self.last_id >= last_read
+        self.last_id >= last_read
             && self.entries_added >= read_count
+            && !self.has_gap(last_read, read_count)
+    }
+
+    /// Whether an entry the reader has not read is gone: the feed holds fewer entries than
+    /// were added after the reader's position (trims drop the oldest first, so while every
+    /// unread entry is there, at least that many are held), or `XDEL` removed one after it.
+    pub fn has_gap(&self, last_read: EntryId, read_count: u64) -> bool {
+        let unread = self.entries_added.saturating_sub(read_count);
+        self.length < unread || self.max_deleted > last_read
     }
 }
 
@@ -87,7 +98,7 @@ impl Store {
     pub async fn feed_state(&self, product: &ProductId) -> StoreResult<FeedState> {
         let keys = self.product_keys(product);
         let mut conn = self.conn.clone();
-        let (exists, last, deleted, added): (i64, String, String, i64) = SCRIPTS
+        let (exists, last, deleted, added, length): (i64, String, String, i64, i64) = SCRIPTS
             .feed_state
             .key(keys.feed())
             .invoke_async(&mut conn)
@@ -104,6 +115,7 @@ impl Store {
             last_id: parse(&last)?,
             max_deleted: parse(&deleted)?,
             entries_added: u64::try_from(added).unwrap_or(0),
+            length: u64::try_from(length).unwrap_or(0),
         })
     }
 
@@ -243,43 +255,53 @@ fn feed_entry(product: &ProductId, key: &str, (id, fields): RawEntry) -> StoreRe
 mod tests {
     use super::*;
 
-    fn state(exists: bool, last: u64, deleted: u64, added: u64) -> FeedState {
+    fn state(exists: bool, last: u64, deleted: u64, added: u64, length: u64) -> FeedState {
         FeedState {
             exists,
             last_id: EntryId::new(last, 0),
             max_deleted: EntryId::new(deleted, 0),
             entries_added: added,
+            length,
         }
     }
 
     #[test]
     fn a_feed_continues_only_without_a_gap_or_a_step_back() {
         let read = EntryId::new(10, 0);
-        assert!(state(true, 12, 0, 7).continues(read, 5, true));
+        // 5 read, 7 added: the 2 unread ones must still be held.
+        assert!(state(true, 12, 0, 7, 7).continues(read, 5, true));
         assert!(
-            state(true, 12, 10, 7).continues(read, 5, true),
+            state(true, 12, 0, 7, 2).continues(read, 5, true),
             "trimmed up to what was read"
         );
         assert!(
-            !state(true, 12, 11, 7).continues(read, 5, true),
+            !state(true, 12, 0, 7, 1).continues(read, 5, true),
             "an unread entry trimmed"
         );
         assert!(
-            !state(true, 9, 0, 7).continues(read, 5, true),
+            !state(true, 12, 11, 7, 7).continues(read, 5, true),
+            "an unread entry deleted"
+        );
+        assert!(
+            state(true, 12, 10, 7, 6).continues(read, 5, true),
+            "a read entry deleted"
+        );
+        assert!(
+            !state(true, 9, 0, 7, 7).continues(read, 5, true),
             "ids went back"
         );
         assert!(
-            !state(true, 12, 0, 3).continues(read, 5, true),
+            !state(true, 12, 0, 3, 3).continues(read, 5, true),
             "fewer entries ever added"
         );
         assert!(
-            !state(false, 0, 0, 0).continues(read, 5, true),
+            !state(false, 0, 0, 0, 0).continues(read, 5, true),
             "the feed vanished"
         );
         assert!(
-            state(false, 0, 0, 0).continues(EntryId::default(), 0, false),
+            state(false, 0, 0, 0, 0).continues(EntryId::default(), 0, false),
             "a feed that never existed may stay absent"
         );
-        assert!(!state(false, 0, 0, 0).continues(EntryId::default(), 0, true));
+        assert!(!state(false, 0, 0, 0, 0).continues(EntryId::default(), 0, true));
     }
 }

@@ -537,7 +537,7 @@ impl OpenGames {
                 match store.feed_state(&product).await {
                     Ok(state) if state.continues(last, count, existed) => {}
                     Ok(state) => {
-                        break if state.exists && state.max_deleted > last {
+                        break if state.exists && state.has_gap(last, count) {
                             "gap"
                         } else {
                             "reset"

@@ -19,3 +19,4 @@ mod oracle;
 mod reconcile;
 mod store;
 mod strict_production;
+mod view;
