@@ -24,6 +24,7 @@ pub mod flows;
 pub mod gameserver;
 pub mod ids;
 pub mod keys;
+pub mod labels;
 pub mod limits;
 pub mod model;
 pub mod store;

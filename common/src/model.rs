@@ -34,6 +34,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{GameId, IdError, PlayerId, ProductId, ServerId};
+use crate::labels::Labels;
 use crate::store::{MarkOutcome, RemoveGuard, RemoveOutcome};
 
 /// A game's state (contract section 2).
@@ -437,6 +438,8 @@ pub struct Game {
     pub socket_url: String,
     /// Game settings passed to the game server (a JSON object, as text).
     pub settings: String,
+    /// Labels players filter by (`labels`, contract 3.4).
+    pub labels: Labels,
     /// Creation time (Unix ms).
     pub created_at_ms: u64,
     /// Last activity (Unix ms): the newest event time seen, or the creation time.
@@ -547,6 +550,7 @@ impl Game {
             creator_id,
             socket_url,
             settings,
+            labels: Labels::default(),
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
             phase: Phase::Created,
@@ -557,6 +561,12 @@ impl Game {
             end_reason: None,
             ending: None,
         }
+    }
+
+    /// The same game with `labels`.
+    pub fn with_labels(mut self, labels: Labels) -> Game {
+        self.labels = labels;
+        self
     }
 
     /// Players in the game now, in the order of the events that let them in.

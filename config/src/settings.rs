@@ -254,6 +254,8 @@ pub struct LobbySettings {
     /// Deprecated and ignored since listings are answered from the in-memory view of open
     /// games (contract 5.4); still accepted so existing files load.
     pub list_max_staleness_ms: u64,
+    /// Most labels a create may attach to a game (0..=32; 0 refuses any label).
+    pub max_labels: u32,
     /// Approximate cap of each product's change feed `P:{product}:feed` (entries).
     pub feed_maxlen: u64,
     /// How long one blocking read of a product's change feed waits (ms); also how often an
@@ -268,6 +270,7 @@ impl Default for LobbySettings {
             reservation_ttl_secs: 30,
             tombstone_ttl_secs: 3600,
             list_max_staleness_ms: 250,
+            max_labels: mm_common::labels::DEFAULT_MAX_LABELS,
             feed_maxlen: 10_000,
             view_block_ms: 1_000,
         }

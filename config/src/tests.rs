@@ -835,7 +835,7 @@ fn secret_type_errors_do_not_echo_the_value() {
 #[test]
 fn section_rules_name_key_and_source() {
     let f = |file: &Path| format!("file {}", file.display());
-    let file_cases: [(&str, &str, &str); 20] = [
+    let file_cases: [(&str, &str, &str); 21] = [
         (
             "[lobby]\nfeed_maxlen = 5",
             "lobby.feed_maxlen",
@@ -872,6 +872,11 @@ fn section_rules_name_key_and_source() {
             "[lobby]\nmax_capacity = 1025",
             "lobby.max_capacity",
             "got 1025",
+        ),
+        (
+            "[lobby]\nmax_labels = 33",
+            "lobby.max_labels",
+            "between 0 and 32, got 33",
         ),
         (
             "[lobby]\nreservation_ttl_secs = 0",

@@ -314,6 +314,12 @@ pub(crate) fn validate(
         1,
         MAX_LOBBY_CAPACITY.into(),
     );
+    c.range(
+        "lobby.max_labels",
+        lobby.max_labels.into(),
+        0,
+        mm_common::labels::MAX_LABELS_LIMIT.into(),
+    );
     c.positive("lobby.reservation_ttl_secs", lobby.reservation_ttl_secs);
     c.positive("lobby.tombstone_ttl_secs", lobby.tombstone_ttl_secs);
     c.range("lobby.feed_maxlen", lobby.feed_maxlen, 100, 10_000_000);

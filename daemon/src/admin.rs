@@ -27,6 +27,7 @@ pub struct AdminContext {
     metrics: PrometheusHandle,
     roles: String,
     max_capacity: u32,
+    max_labels: u32,
 }
 
 impl std::fmt::Debug for AdminContext {
@@ -39,18 +40,21 @@ impl std::fmt::Debug for AdminContext {
 
 impl AdminContext {
     /// The admin routes of a process running `roles` (as `--roles` spells them), whose
-    /// OpenAPI document shows `max_capacity` (`lobby.max_capacity`).
+    /// OpenAPI document shows `max_capacity` and `max_labels` (`lobby.max_capacity`,
+    /// `lobby.max_labels`).
     pub fn new(
         store: Store,
         metrics: PrometheusHandle,
         roles: impl Into<String>,
         max_capacity: u32,
+        max_labels: u32,
     ) -> Self {
         Self {
             store,
             metrics,
             roles: roles.into(),
             max_capacity,
+            max_labels,
         }
     }
 }
@@ -88,7 +92,7 @@ async fn metrics(State(ctx): State<AdminContext>) -> Response {
 }
 
 async fn openapi(State(ctx): State<AdminContext>) -> Response {
-    ops::openapi_response(ctx.max_capacity)
+    ops::openapi_response(ctx.max_capacity, ctx.max_labels)
 }
 
 async fn readyz(State(ctx): State<AdminContext>) -> Result<Json<Readiness>, ApiError> {

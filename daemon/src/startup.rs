@@ -196,6 +196,7 @@ impl Daemon {
                 metrics,
                 options.roles.to_string(),
                 settings.lobby.max_capacity,
+                settings.lobby.max_labels,
             )),
             limits: ConnectionLimits::from_settings(&settings.http),
         };

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::{DeleteAttempt, Placement, ServerCalls, ServerPlacement};
 use crate::gameserver::{CallError, CreateGameRequest, GameServerEndpoint, JoinTicket};
 use crate::ids::{GameId, PlayerId, ProductId, ServerId};
+use crate::labels::Labels;
 use crate::limits::{LimitRefusal, PlayerLimits};
 use crate::model::Game;
 use crate::store::{Store, StoreError};
@@ -32,6 +33,9 @@ pub struct NewGame {
     pub creator: PlayerId,
     /// Settings passed to the game server unchanged.
     pub settings: serde_json::Map<String, serde_json::Value>,
+    /// Labels players filter by (validated by the caller; kept by the matchmaker, never
+    /// sent to the game server).
+    pub labels: Labels,
 }
 
 /// A game created on its server and recorded.
@@ -155,6 +159,7 @@ async fn create_admitted<D: ServerPlacement + Clone + 'static>(
         capacity,
         creator,
         settings,
+        labels,
     } = request;
     let settings = serde_json::Value::Object(settings);
     let server_request = CreateGameRequest {
@@ -211,7 +216,8 @@ async fn create_admitted<D: ServerPlacement + Clone + 'static>(
         ticket.socket_url.clone(),
         settings.to_string(),
         now_ms(),
-    );
+    )
+    .with_labels(labels);
     let failure = match store.create_game_with_ticket(&game, Some(&ticket)).await {
         Ok(true) => None,
         Ok(false) => Some(CreateError::IdTaken(game_id.clone())),

@@ -2,12 +2,13 @@
 //!
 //! Contract fields (contract section 3): `id`, `product`, `server_id`, `state`, `capacity`,
 //! `creator_id`, `players` (JSON array), `socket_url`, `created_at`, `updated_at` (Unix ms).
-//! The store adds `region`, `settings`, `roster`, `full_mark`, `last_leave`, `reservations`
+//! The store adds `region`, `settings`, `labels` (absent when none), `roster`, `full_mark`, `last_leave`, `reservations`
 //! `end_reason`, `ending_since` and `ending_reason`, which the scripts need to apply events order-independently.
 
 use std::collections::{BTreeMap, HashMap};
 
 use crate::ids::PlayerId;
+use crate::labels::Labels;
 use crate::model::{Ending, EntryId, Game, GameState, Phase, RosterEntry};
 
 /// Why a game hash could not be decoded.
@@ -54,6 +55,7 @@ pub fn game_to_fields(game: &Game) -> Vec<(&'static str, String)> {
         ("creator_id", game.creator_id.to_string()),
         ("socket_url", game.socket_url.clone()),
         ("settings", game.settings.clone()),
+        ("labels", game.labels.to_field()),
         ("created_at", game.created_at_ms.to_string()),
         ("updated_at", game.updated_at_ms.to_string()),
         ("state", game.state().as_str().to_string()),
@@ -175,6 +177,7 @@ pub fn game_from_hash(hash: &HashMap<String, String>) -> Result<Game, CodecError
             .map_err(|err| bad("creator_id", err))?,
         socket_url: optional("socket_url").to_string(),
         settings: non_empty(optional("settings"), "{}").to_string(),
+        labels: Labels::from_field(optional("labels")).map_err(|err| bad("labels", err))?,
         created_at_ms: number("created_at")?,
         updated_at_ms: number("updated_at")?,
         phase,

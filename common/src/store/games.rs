@@ -17,10 +17,6 @@ use crate::keys::{ProductKeys, RESERVATION_SEPARATOR};
 use crate::limits::{LimitRefusal, PlayerLimits};
 use crate::model::{Game, GameState, JoinRefusal};
 
-/// How long a player's creates hash (with its live games) outlives its last admission: a game
-/// live longer than this is no longer counted against its creator's quota (a lenient failure).
-const PLAYER_CREATES_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-
 impl Store {
     /// Records a new game in `created`/pending. Returns `false` if the id is already taken.
     pub async fn create_game(&self, game: &Game) -> StoreResult<bool> {
@@ -202,7 +198,8 @@ impl Store {
     /// Admits a create of `game` by `player` under the per-player limits, before any game
     /// server is called: takes a token from the player's create bucket and a slot among the
     /// player's live games of `product`, atomically. A slot whose game is never recorded is
-    /// given back with [`Store::forget_create`] (or pruned after `grace`).
+    /// given back with [`Store::forget_create`] (or pruned after `grace`). Admissions of one
+    /// product that wait at the same time go to Redis as one script call (`admission`).
     pub async fn admit_create(
         &self,
         product: &ProductId,
@@ -215,33 +212,18 @@ impl Store {
         if limits.max_live_games == 0 && limits.creates_per_sec <= 0.0 {
             return Ok(None);
         }
-        let keys = self.product_keys(product);
-        let mut invocation = SCRIPTS.admit_create.prepare_invoke();
-        invocation
-            .key(keys.player_creates(player))
-            .arg(game.as_str())
-            .arg(now_ms)
-            .arg(limits.max_live_games)
-            .arg(limits.creates_per_sec)
-            .arg(limits.create_burst)
-            .arg(keys.game_prefix())
-            .arg(grace.as_millis() as u64)
-            .arg(PLAYER_CREATES_TTL.as_millis() as u64);
-        let mut conn = self.conn.clone();
-        let reply: Vec<String> = invocation.invoke_async(&mut conn).await?;
-        if reply.first().map(String::as_str) == Some("reserved") {
-            self.wait_for_replicas(&keys.pending()).await?;
-        }
-        match (
-            reply.first().map(String::as_str),
-            reply.get(1).map(String::as_str),
-        ) {
-            (Some("admitted"), _) => Ok(None),
-            (Some(kind), Some(millis)) => LimitRefusal::from_reply(kind, millis)
-                .map(Some)
-                .ok_or_else(|| unexpected("admit_create", &reply)),
-            _ => Err(unexpected("admit_create", &reply)),
-        }
+        self.admissions
+            .admit(
+                &self.conn,
+                self.product_keys(product),
+                product,
+                player,
+                game,
+                now_ms,
+                limits,
+                grace,
+            )
+            .await
     }
 
     /// Gives back the live-game slot [`Store::admit_create`] took for `game`, whose create

@@ -15,7 +15,8 @@
 //!
 //! # Modules
 //!
-//! - `games`: one game's record (create, read, reserve and release seats, remove).
+//! - `games`: one game's record (create, read, reserve and release seats, remove);
+//!   `admission`: create admissions under the per-player limits, sent in groups.
 //! - `events`: applying stream entries to games (the consumer's hot path), dead letters.
 //! - `listing`: the open-games listing, set sizes and windows, the curator's stale scan.
 //! - `streams`: the consumer group (reads, claims, pending entries, group figures), the
@@ -29,6 +30,7 @@
 //! - `outcomes`: the typed results; `error`: [`StoreError`]; `scripts`: the Lua registry;
 //!   `codec`: the game hash's layout; `reply`: decoding stream replies.
 
+mod admission;
 mod codec;
 mod connection;
 mod coordination;
@@ -131,6 +133,7 @@ impl StoreOptions {
 pub struct Store {
     backend: Backend,
     conn: RedisConn,
+    admissions: std::sync::Arc<admission::Admissions>,
     keys: Keys,
     options: StoreOptions,
 }
@@ -168,6 +171,7 @@ impl Store {
         Store {
             backend,
             conn,
+            admissions: Default::default(),
             keys: Keys::new(options.key_prefix.clone()),
             options,
         }

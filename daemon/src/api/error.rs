@@ -465,7 +465,7 @@ mod tests {
 
     #[test]
     fn the_openapi_document_states_the_codes_as_an_enum() {
-        let doc = super::super::ops::document(16).unwrap();
+        let doc = super::super::ops::document(16, 8).unwrap();
         let schemas = &doc["components"]["schemas"];
         let listed: Vec<&str> = schemas["ProblemCode"]["enum"]
             .as_array()
@@ -483,7 +483,7 @@ mod tests {
 
     #[test]
     fn every_operation_is_tagged_and_a_server_is_named() {
-        let doc = super::super::ops::document(16).unwrap();
+        let doc = super::super::ops::document(16, 8).unwrap();
         let declared: Vec<&str> = doc["tags"]
             .as_array()
             .expect("tags are declared")

@@ -11,11 +11,14 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use std::collections::BTreeMap;
+
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use mm_common::flows::{self, CancelError, CreateError, JoinError, NewGame, ServerCalls};
+use mm_common::labels::Labels;
 use mm_common::limits::LimitRefusal;
 use mm_common::model::JoinRefusal;
 use mm_common::time::now_ms;
@@ -28,7 +31,7 @@ use super::error::responses::{
     Unauthenticated, Unavailable, UnknownProduct, UnsupportedMediaType,
 };
 use super::error::{ApiError, ProblemCode};
-use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::extract::{ApiJson, ApiPath};
 use super::open_games::{Cursor, PageQuery, Sort};
 pub use super::views::{
     CreateGameRequest, GamePage, GameStateView, GameView, GameWithJoin, JoinInfo, ListQuery,
@@ -156,6 +159,8 @@ pub async fn create_game(
         )));
     }
     check_region(request.region.as_deref(), "request body")?;
+    let labels = Labels::new(request.labels.unwrap_or_default(), ctx.lobby().max_labels)
+        .map_err(|err| ApiError::invalid(format!("request body `labels`: {err}")))?;
     check_product(&ctx, &request.product)?;
     let new_game = NewGame {
         product: request.product,
@@ -163,6 +168,7 @@ pub async fn create_game(
         capacity: request.capacity,
         creator: player,
         settings: request.settings.unwrap_or_default(),
+        labels,
     };
     let created = run_detached("creating a game", async move {
         let product = new_game.product.clone();
@@ -192,6 +198,10 @@ pub async fn create_game(
 
 /// List open games (the creator has joined and a seat is free), of one product or all, from
 /// this instance's in-memory view.
+///
+/// Label filters: any number of `labels.<key>=<value>` query parameters (at most
+/// `lobby.max_labels`, keys and values as at create); a game is listed only if it carries
+/// every one of them with that value.
 #[utoipa::path(get, path = "/v1/games", tag = "games",
     params(ListQuery),
     responses(
@@ -204,8 +214,9 @@ pub async fn create_game(
 pub async fn list_games(
     State(ctx): State<ApiContext>,
     Player(_player): Player,
-    ApiQuery(query): ApiQuery<ListQuery>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    let (query, labels) = list_query(raw.as_deref().unwrap_or(""), ctx.lobby().max_labels)?;
     let limit = query.limit.unwrap_or(DEFAULT_LIST_LIMIT);
     if !(1..=MAX_LIST_LIMIT).contains(&limit) {
         return Err(ApiError::invalid(format!(
@@ -250,6 +261,7 @@ pub async fn list_games(
                 product: query.product,
                 region: query.region,
                 min_seats_free,
+                labels,
                 sort,
                 after,
                 limit: limit as usize,
@@ -268,6 +280,36 @@ pub async fn list_games(
     )
         .into_response())
 }
+
+/// The listing's query: `labels.<key>=<value>` pairs (the label filter, validated like a
+/// create's labels, each key at most once) and the fixed parameters of [`ListQuery`] (unknown
+/// ones refused).
+fn list_query(raw: &str, max_labels: u32) -> Result<(ListQuery, Labels), ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw)
+        .map_err(|err| ApiError::invalid(format!("query string: {err}")))?;
+    let (label_pairs, rest): (Vec<_>, Vec<_>) = pairs
+        .into_iter()
+        .partition(|(name, _)| name.starts_with(LABEL_PARAM_PREFIX));
+    let mut wanted = BTreeMap::new();
+    for (name, value) in label_pairs {
+        let key = name[LABEL_PARAM_PREFIX.len()..].to_string();
+        if wanted.insert(key, value).is_some() {
+            return Err(ApiError::invalid(format!(
+                "query parameter `{name}`: given more than once"
+            )));
+        }
+    }
+    let labels = Labels::new(wanted, max_labels)
+        .map_err(|err| ApiError::invalid(format!("query parameters `labels.…`: {err}")))?;
+    let rest = serde_urlencoded::to_string(&rest)
+        .map_err(|err| ApiError::invalid(format!("query string: {err}")))?;
+    let query: ListQuery = serde_urlencoded::from_str(&rest)
+        .map_err(|err| ApiError::invalid(format!("query string: {err}")))?;
+    Ok((query, labels))
+}
+
+/// The prefix of a label filter's query parameter (`labels.map=dust2`).
+const LABEL_PARAM_PREFIX: &str = "labels.";
 
 /// One game.
 #[utoipa::path(get, path = "/v1/games/{id}", tag = "games",

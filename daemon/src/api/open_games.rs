@@ -25,6 +25,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use mm_common::backoff::Backoff;
+use mm_common::labels::Labels;
 use mm_common::model::Game;
 use mm_common::store::{FeedChange, Store};
 use mm_common::{GameId, ProductId};
@@ -143,6 +144,8 @@ pub struct PageQuery {
     pub region: Option<String>,
     /// Only games with at least this many seats free.
     pub min_seats_free: u32,
+    /// Only games carrying every one of these labels (equality).
+    pub labels: Labels,
     /// The order.
     pub sort: Sort,
     /// Where the previous page ended (its sort must be `sort`).
@@ -350,7 +353,10 @@ impl OpenGames {
                 .as_deref()
                 .is_none_or(|region| game.region.as_deref() == Some(region));
             let free = (game.capacity as usize).saturating_sub(game.seats_taken(now_ms));
-            (region_ok && free >= query.min_seats_free as usize).then_some(listed)
+            (region_ok
+                && free >= query.min_seats_free as usize
+                && game.labels.matches(&query.labels))
+            .then_some(listed)
         };
         let mut page: Vec<&Listed> = Vec::with_capacity(limit + 1);
         match query.sort {

@@ -118,17 +118,17 @@ pub fn metrics_response(handle: &PrometheusHandle) -> Response {
 }
 
 /// The OpenAPI 3 document of this API, with this deployment's limits filled in (the largest
-/// `capacity` is `lobby.max_capacity`).
+/// `capacity` is `lobby.max_capacity`, the most `labels` `lobby.max_labels`).
 #[utoipa::path(get, path = "/openapi.json", tag = "ops", security(()),
     responses((status = 200, description = "OpenAPI 3 document", body = Object)))]
 pub async fn openapi(State(ctx): State<ApiContext>) -> Response {
-    openapi_response(ctx.lobby().max_capacity)
+    openapi_response(ctx.lobby().max_capacity, ctx.lobby().max_labels)
 }
 
-/// The OpenAPI document with `max_capacity` filled in, as an answer (the lobby port's and the
-/// admin listener's `/openapi.json`).
-pub fn openapi_response(max_capacity: u32) -> Response {
-    match document(max_capacity) {
+/// The OpenAPI document with the deployment's limits filled in, as an answer (the lobby
+/// port's and the admin listener's `/openapi.json`).
+pub fn openapi_response(max_capacity: u32, max_labels: u32) -> Response {
+    match document(max_capacity, max_labels) {
         Ok(doc) => Json(doc).into_response(),
         Err(err) => {
             ApiError::internal("could not render the OpenAPI document", &err).into_response()
@@ -136,8 +136,12 @@ pub fn openapi_response(max_capacity: u32) -> Response {
     }
 }
 
-/// [`ApiDoc`] as JSON with `max_capacity` as the create request's `capacity` maximum.
-pub fn document(max_capacity: u32) -> Result<serde_json::Value, serde_json::Error> {
+/// [`ApiDoc`] as JSON with `max_capacity` as the create request's `capacity` maximum and
+/// the label rules (`mm_common::labels`) on its `labels`, `max_labels` pairs at most.
+pub fn document(
+    max_capacity: u32,
+    max_labels: u32,
+) -> Result<serde_json::Value, serde_json::Error> {
     let mut doc = serde_json::to_value(ApiDoc::openapi())?;
     if let Some(capacity) = doc
         .pointer_mut("/components/schemas/CreateGameRequest/properties/capacity")
@@ -145,8 +149,32 @@ pub fn document(max_capacity: u32) -> Result<serde_json::Value, serde_json::Erro
     {
         capacity.insert("maximum".into(), max_capacity.into());
     }
+    if let Some(labels) = doc
+        .pointer_mut("/components/schemas/CreateGameRequest/properties/labels")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        labels.insert("maxProperties".into(), max_labels.into());
+        labels.insert(
+            "propertyNames".into(),
+            serde_json::json!({ "pattern": LABEL_KEY_PATTERN }),
+        );
+        labels.insert(
+            "additionalProperties".into(),
+            serde_json::json!({
+                "type": "string",
+                "minLength": 1,
+                "maxLength": mm_common::labels::MAX_VALUE_CHARS,
+                "pattern": LABEL_VALUE_PATTERN,
+            }),
+        );
+    }
     Ok(doc)
 }
+
+/// A label key, as a JSON Schema pattern (`mm_common::labels`).
+const LABEL_KEY_PATTERN: &str = "^[a-z0-9_.-]{1,32}$";
+/// A label value: no control characters (Unicode category Cc), as a JSON Schema pattern.
+const LABEL_VALUE_PATTERN: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$";
 
 /// Any path that is not a route.
 pub async fn not_found() -> ApiError {

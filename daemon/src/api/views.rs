@@ -27,6 +27,14 @@ pub struct CreateGameRequest {
     #[schema(value_type = Option<std::collections::HashMap<String, serde_json::Value>>)]
     #[serde(default)]
     pub settings: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Labels players filter listings and quick joins by (equality): at most
+    /// `lobby.max_labels` pairs (default 8), keys of 1–32 bytes of `a-z 0-9 _ - .`, values
+    /// of 1–64 characters, none a control character. Kept by the matchmaker, not sent to the
+    /// game server.
+    #[schema(value_type = Option<std::collections::BTreeMap<String, String>>,
+        example = json!({"map": "dust2", "mode": "ranked"}))]
+    #[serde(default)]
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// A JSON integer for a `u32`, also written as a float with no fraction (`16.0`), which JSON
@@ -98,6 +106,8 @@ pub struct GameView {
     pub server_id: String,
     /// The game server's region, if it has one.
     pub region: Option<String>,
+    /// The labels given at create (`{}` when none).
+    pub labels: std::collections::BTreeMap<String, String>,
     /// When it was created (RFC 3339).
     #[schema(format = DateTime)]
     pub created_at: String,
@@ -120,6 +130,7 @@ impl GameView {
             creator_id: game.creator_id.to_string(),
             server_id: game.server_id.to_string(),
             region: game.region.clone(),
+            labels: game.labels.as_map().clone(),
             created_at: rfc3339(game.created_at_ms),
             updated_at: rfc3339(game.updated_at_ms),
         }

@@ -489,6 +489,22 @@ async fn malformed_requests_are_400_problems_never_500() {
             "invalid_request",
         ),
         (
+            "a label filter with a bad key",
+            app.request(Method::GET, "/v1/games?labels.Map=dust2", Some("a")),
+            400,
+            "invalid_request",
+        ),
+        (
+            "a label filter given twice",
+            app.request(
+                Method::GET,
+                "/v1/games?labels.map=a&labels.map=b",
+                Some("a"),
+            ),
+            400,
+            "invalid_request",
+        ),
+        (
             "a cursor of the other sort",
             app.request(
                 Method::GET,
@@ -731,4 +747,74 @@ async fn metrics_count_requests_by_route() {
         "{text}"
     );
     assert!(text.contains("mm_game_server_calls_total"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_given_at_create_are_kept_shown_and_bounded() {
+    let app = app().await;
+    let labels = json!({"map": "dust2", "mode": "ranked"});
+    let created = app
+        .create_game(
+            "alice",
+            json!({"product": "chess", "capacity": 2, "labels": labels}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(created.body["labels"], labels);
+    let id = id_of(&created);
+    let alice = app.connect(&created).await.unwrap();
+    wait_listed(&app, &id, true).await;
+    assert_eq!(app.get_game("bob", &id).await.body["labels"], labels);
+    let listing = app.list("bob", "product=chess").await;
+    let listed = listing.body["games"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|game| game["id"] == id.as_str())
+        .expect("the labelled game is listed");
+    assert_eq!(listed["labels"], labels);
+    // A game without labels shows an empty object.
+    let plain = app.create_chess("carol", 2).await;
+    assert_eq!(plain.body["labels"], json!({}));
+
+    // Refused labels name the label; nothing is recorded.
+    let before = app
+        .store
+        .set_counts(&ProductId::new("chess").unwrap())
+        .await
+        .unwrap();
+    let nine: serde_json::Map<String, serde_json::Value> =
+        (0..9).map(|n| (format!("k{n}"), json!("v"))).collect();
+    for (bad, says) in [
+        (json!({"Map": "dust2"}), "label key `Map`"),
+        (json!({"map": ""}), "label `map`"),
+        (json!({"map": "x".repeat(65)}), "label `map`"),
+        (json!({"map": "a\u{7}b"}), "label `map`"),
+        (json!(nine), "at most 8 labels"),
+        (json!({"map": 3}), "labels"),
+        (json!(["map"]), "labels"),
+    ] {
+        let refused = app
+            .create_game(
+                "dave",
+                json!({"product": "chess", "capacity": 2, "labels": bad}),
+            )
+            .await;
+        assert_problem(&refused, 400, "invalid_request");
+        assert!(
+            refused.str("detail").contains(says),
+            "{bad}: {}",
+            refused.text
+        );
+    }
+    assert_eq!(
+        app.store
+            .set_counts(&ProductId::new("chess").unwrap())
+            .await
+            .unwrap(),
+        before,
+        "a refused create records nothing"
+    );
+    drop(alice);
+    app.check_invariants().await.unwrap();
 }

@@ -348,7 +348,12 @@ async fn a_lobby_without_its_creator_is_not_listed_and_an_interrupted_end_is_fin
     let Ok(finished) = wait else {
         panic!("not finished; daemon log:\n{}", daemon.log());
     };
-    assert_eq!(finished.end_reason.as_deref(), Some("cancelled"));
+    assert_eq!(
+        finished.end_reason.as_deref(),
+        Some("cancelled"),
+        "ended with the mark's reason; daemon log:\n{}",
+        daemon.log()
+    );
     assert!(fake.calls(Route::DeleteGame) >= 1, "deleted on its server");
     assert!(
         daemon

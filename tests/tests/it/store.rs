@@ -940,3 +940,109 @@ async fn create_admission_keeps_bucket_and_live_games_in_one_expiring_hash() {
     let keys: Vec<String> = conn.keys("mm:{chess}:player:alice:*").await.unwrap();
     assert_eq!(keys, vec![key], "no other per-player key for creates");
 }
+
+/// Admissions of one product that wait at the same time go to Redis in groups, and a group
+/// decides exactly what separate calls would: 20 players each send 6 creates at once under a
+/// quota of 3 live games and a bucket of 5 → each player gets exactly 3 admitted and 3
+/// refused; a player under a stricter bucket in the same burst (other limits: never grouped
+/// with the rest) gets exactly its burst. Redis sees fewer script calls than admissions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_admissions_are_grouped_and_decided_as_one_by_one() {
+    let f = Fixture::new().await;
+    let limits = PlayerLimits {
+        max_live_games: 3,
+        creates_per_sec: 0.1,
+        create_burst: 5,
+        ..PlayerLimits::NONE
+    };
+    let strict = PlayerLimits {
+        creates_per_sec: 0.1,
+        create_burst: 2,
+        ..PlayerLimits::NONE
+    };
+    let grace = Duration::from_secs(120);
+    let script_calls = |info: String| -> u64 {
+        info.lines()
+            .filter(|line| {
+                line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:")
+            })
+            .filter_map(|line| {
+                line.split("calls=")
+                    .nth(1)?
+                    .split(',')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    };
+    let mut conn = f.redis.connection().await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for n in 0..6 {
+        for p in 0..20 {
+            let (store, product) = (f.store.clone(), f.product.clone());
+            tasks.push(tokio::spawn(async move {
+                let player = PlayerId::new(format!("p{p}")).unwrap();
+                let game = GameId::new(format!("chess.p{p}-{n}")).unwrap();
+                let answer = store
+                    .admit_create(&product, &player, &game, NOW, &limits, grace)
+                    .await
+                    .unwrap();
+                (format!("p{p}"), answer)
+            }));
+        }
+        let (store, product) = (f.store.clone(), f.product.clone());
+        tasks.push(tokio::spawn(async move {
+            let player = PlayerId::new("strict").unwrap();
+            let game = GameId::new(format!("chess.strict-{n}")).unwrap();
+            let answer = store
+                .admit_create(&product, &player, &game, NOW, &strict, grace)
+                .await
+                .unwrap();
+            ("strict".to_string(), answer)
+        }));
+    }
+    let admissions = tasks.len() as u64;
+    let mut admitted: HashMap<String, usize> = HashMap::new();
+    let mut refused: HashMap<String, Vec<LimitRefusal>> = HashMap::new();
+    for task in tasks {
+        let (player, answer) = task.await.unwrap();
+        match answer {
+            None => *admitted.entry(player).or_default() += 1,
+            Some(refusal) => refused.entry(player).or_default().push(refusal),
+        }
+    }
+    for p in 0..20 {
+        let player = format!("p{p}");
+        assert_eq!(admitted.get(&player), Some(&3), "{player}: the quota of 3");
+        assert!(
+            refused[&player]
+                .iter()
+                .all(|r| matches!(r, LimitRefusal::QuotaExceeded { .. })),
+            "{player}: the quota refuses before the bucket of 5 is empty: {:?}",
+            refused[&player]
+        );
+    }
+    assert_eq!(admitted.get("strict"), Some(&2), "the strict bucket of 2");
+    assert!(
+        refused["strict"]
+            .iter()
+            .all(|r| matches!(r, LimitRefusal::RateLimited { .. }))
+    );
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let calls = script_calls(info);
+    println!("FIGURES admission groups: {admissions} admissions in {calls} script calls");
+    assert!(
+        calls < admissions,
+        "admissions waiting together share a call: {calls} calls for {admissions}"
+    );
+}

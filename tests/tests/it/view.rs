@@ -333,9 +333,12 @@ async fn filters_and_sorts_agree_with_a_model_of_redis() {
         let region = if n % 2 == 0 { "eu" } else { "us" };
         let region = if product == "go" { "eu" } else { region };
         let capacity = 2 + n % 5;
+        let mode = if n % 2 == 0 { "ranked" } else { "casual" };
+        let map = ["dust2", "inferno", "nuke"][n as usize % 3];
         let (id, server, _) = open_game(
             &app,
-            json!({"product": product, "capacity": capacity, "region": region}),
+            json!({"product": product, "capacity": capacity, "region": region,
+                   "labels": {"mode": mode, "map": map}}),
         )
         .await;
         // Some players connect (never filling the game).
@@ -380,6 +383,19 @@ async fn filters_and_sorts_agree_with_a_model_of_redis() {
             "product=chess&region=us".into(),
             Box::new(|g| g.product.as_str() == "chess" && g.region.as_deref() == Some("us")),
         ),
+        (
+            "labels.mode=ranked".into(),
+            Box::new(|g| g.labels.get("mode") == Some("ranked")),
+        ),
+        (
+            "product=chess&labels.mode=casual&labels.map=dust2".into(),
+            Box::new(|g| {
+                g.product.as_str() == "chess"
+                    && g.labels.get("mode") == Some("casual")
+                    && g.labels.get("map") == Some("dust2")
+            }),
+        ),
+        ("labels.map=nowhere".into(), Box::new(|_| false)),
         (
             "min_seats_free=3".into(),
             Box::new(move |g| g.capacity as usize - g.seats_taken(now) >= 3),

@@ -47,7 +47,7 @@ export interface paths {
         };
         /**
          * The OpenAPI 3 document of this API, with this deployment's limits filled in (the largest
-         *     `capacity` is `lobby.max_capacity`).
+         *     `capacity` is `lobby.max_capacity`, the most `labels` `lobby.max_labels`).
          */
         get: operations["openapi"];
         put?: never;
@@ -142,6 +142,19 @@ export interface components {
              */
             capacity: number;
             /**
+             * @description Labels players filter listings and quick joins by (equality): at most
+             *     `lobby.max_labels` pairs (default 8), keys of 1–32 bytes of `a-z 0-9 _ - .`, values
+             *     of 1–64 characters, none a control character. Kept by the matchmaker, not sent to the
+             *     game server.
+             * @example {
+             *       "map": "dust2",
+             *       "mode": "ranked"
+             *     }
+             */
+            labels?: {
+                [key: string]: string;
+            } | null;
+            /**
              * @description The product (game) to play; a product some registered game server hosts.
              * @example chess
              */
@@ -184,6 +197,10 @@ export interface components {
             creator_id: string;
             /** @description The game's id (`<product>.<uuid>`). */
             id: string;
+            /** @description The labels given at create (`{}` when none). */
+            labels: {
+                [key: string]: string;
+            };
             /** @description Players connected to the game, in the order they joined. */
             players: string[];
             /** @description Its product. */
