@@ -32,7 +32,7 @@ use super::error::responses::{
 };
 use super::error::{ApiError, ProblemCode};
 use super::extract::{ApiJson, ApiPath};
-use super::open_games::{Cursor, PageQuery, Sort};
+use super::open_games::{Cursor, PageQuery, Sort, ViewPage};
 pub use super::views::{
     CreateGameRequest, GamePage, GameStateView, GameView, GameWithJoin, JoinInfo, ListQuery,
     ListSort,
@@ -223,13 +223,15 @@ pub async fn list_games(
             "query parameter `limit`: must be between 1 and {MAX_LIST_LIMIT}, got {limit}"
         )));
     }
-    let max_seats = ctx.lobby().max_capacity;
     let min_seats_free = query.min_seats_free.unwrap_or(1);
-    if !(1..=max_seats).contains(&min_seats_free) {
-        return Err(ApiError::invalid(format!(
-            "query parameter `min_seats_free`: must be between 1 and {max_seats}, got {min_seats_free}"
-        )));
+    if min_seats_free == 0 {
+        return Err(ApiError::invalid(
+            "query parameter `min_seats_free`: must be at least 1",
+        ));
     }
+    // No game has more seats than `lobby.max_capacity`: such a filter is an empty page at
+    // once, never a scan of every open game.
+    let none_can_match = min_seats_free > ctx.lobby().max_capacity;
     check_region(query.region.as_deref(), "query parameter")?;
     if let Some(product) = &query.product {
         check_product(&ctx, product)?;
@@ -255,8 +257,13 @@ pub async fn list_games(
         ));
     }
     let now = now_ms();
-    let page = view
-        .page(
+    let page = if none_can_match && after.as_ref().is_none_or(|c| c.sort() == sort) {
+        ViewPage {
+            games: Vec::new(),
+            next: None,
+        }
+    } else {
+        view.page(
             &PageQuery {
                 product: query.product,
                 region: query.region,
@@ -268,7 +275,8 @@ pub async fn list_games(
             },
             now,
         )
-        .map_err(|err| ApiError::invalid(format!("query parameter `cursor`: {err}")))?;
+        .map_err(|err| ApiError::invalid(format!("query parameter `cursor`: {err}")))?
+    };
     let body = serde_json::to_vec(&GamePage {
         games: page.games.iter().map(|g| GameView::of(g, now)).collect(),
         next_cursor: page.next.map(|c| c.encode()),

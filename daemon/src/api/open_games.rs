@@ -127,7 +127,8 @@ impl Cursor {
         })
     }
 
-    fn sort(&self) -> Sort {
+    /// The order this cursor belongs to.
+    pub fn sort(&self) -> Sort {
         match self {
             Cursor::Oldest { .. } => Sort::Oldest,
             Cursor::Fullest { .. } => Sort::Fullest,

@@ -207,7 +207,8 @@ pub struct ListQuery {
     #[param(pattern = "^((f[0-9]{1,10}:)?[0-9]{1,19}:[A-Za-z0-9._-]{1,64})?$")]
     #[serde(default)]
     pub cursor: Option<String>,
-    /// Only games with at least this many seats free (1..=`lobby.max_capacity`, default 1).
+    /// Only games with at least this many seats free (at least 1, default 1; more than
+    /// `lobby.max_capacity` matches nothing).
     #[param(minimum = 1)]
     #[serde(default)]
     pub min_seats_free: Option<u32>,

@@ -483,12 +483,6 @@ async fn malformed_requests_are_400_problems_never_500() {
             "invalid_request",
         ),
         (
-            "more seats free than a game has",
-            app.request(Method::GET, "/v1/games?min_seats_free=100000", Some("a")),
-            400,
-            "invalid_request",
-        ),
-        (
             "a label filter with a bad key",
             app.request(Method::GET, "/v1/games?labels.Map=dust2", Some("a")),
             400,
