@@ -387,7 +387,9 @@ async fn staleness(
     created: &[(String, String, String)],
 ) -> anyhow::Result<()> {
     let mut histogram = super::driver::micros_histogram();
-    for (n, (game, _, _)) in created.iter().enumerate().take(200) {
+    for (game, _, creator) in created.iter().take(200) {
+        // Each game's label `n` is its creator's number (see the creates above).
+        let n = creator.trim_start_matches("list-creator-");
         let joined = http
             .post(format!("{joined_on}/v1/games/{game}/join"))
             .header("x-player-id", format!("stale-joiner-{n}"))
