@@ -28,10 +28,12 @@ use mm_common::backoff::Backoff;
 use mm_common::labels::Labels;
 use mm_common::model::Game;
 use mm_common::store::{FeedChange, Store};
+use mm_common::time::now_ms;
 use mm_common::{GameId, ProductId};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::views::GameView;
 use crate::telemetry;
 
 /// How often `P:products` is read for products that appeared since.
@@ -158,8 +160,8 @@ pub struct PageQuery {
 /// A page of the view.
 #[derive(Debug, Clone)]
 pub struct ViewPage {
-    /// The games, in the page's order.
-    pub games: Vec<Arc<Game>>,
+    /// The games, in the page's order, each as its JSON (contract 5.5) at the page's time.
+    pub games: Vec<Arc<[u8]>>,
     /// Where the next page starts, when more games match.
     pub next: Option<Cursor>,
 }
@@ -198,15 +200,46 @@ struct Listed {
     id: Arc<str>,
     players: u32,
     game: Arc<Game>,
+    /// The game as JSON (contract 5.5), rendered when it entered the view.
+    json: Arc<[u8]>,
+    /// Until when `json` is current: its `seats_free` counts reservations, so it changes when
+    /// the earliest of them expires (`u64::MAX` without any).
+    json_fresh_until: u64,
+}
+
+/// The game as JSON at `now_ms`, and until when that stays current.
+fn render(game: &Game, now_ms: u64) -> (Arc<[u8]>, u64) {
+    let json =
+        serde_json::to_vec(&GameView::of(game, now_ms)).expect("a game view always serialises");
+    let fresh_until = game
+        .reservations
+        .values()
+        .copied()
+        .filter(|expiry| *expiry > now_ms)
+        .min()
+        .unwrap_or(u64::MAX);
+    (Arc::from(json), fresh_until)
 }
 
 impl Listed {
-    fn new(game: Game) -> Listed {
+    fn new(game: Game, now_ms: u64) -> Listed {
         let players = game.roster.values().filter(|entry| entry.present).count() as u32;
+        let (json, json_fresh_until) = render(&game, now_ms);
         Listed {
             id: Arc::from(game.id.as_str()),
             players,
             game: Arc::new(game),
+            json,
+            json_fresh_until,
+        }
+    }
+
+    /// The game as JSON at `now_ms`: rendered once, again only after a reservation expired.
+    fn json_at(&self, now_ms: u64) -> Arc<[u8]> {
+        if now_ms < self.json_fresh_until {
+            self.json.clone()
+        } else {
+            render(&self.game, now_ms).0
         }
     }
 
@@ -233,7 +266,7 @@ struct Games {
 impl Games {
     fn upsert(&mut self, game: Game) {
         self.remove(game.id.as_str());
-        let listed = Listed::new(game);
+        let listed = Listed::new(game, now_ms());
         self.products
             .entry(listed.game.product.clone())
             .or_default()
@@ -415,7 +448,10 @@ impl OpenGames {
             _ => None,
         };
         Ok(ViewPage {
-            games: page.into_iter().map(|listed| listed.game.clone()).collect(),
+            games: page
+                .into_iter()
+                .map(|listed| listed.json_at(now_ms))
+                .collect(),
             next,
         })
     }
