@@ -19,7 +19,7 @@
 //! been loaded, the view is not ready: `/readyz` says so and listings answer `503 not_ready`.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -179,14 +179,14 @@ type FullestKey = (Reverse<u32>, u64, Arc<str>);
 
 #[derive(Debug, Default)]
 struct Index {
-    oldest: BTreeSet<OldestKey>,
-    fullest: BTreeSet<FullestKey>,
+    oldest: BTreeMap<OldestKey, Arc<Listed>>,
+    fullest: BTreeMap<FullestKey, Arc<Listed>>,
 }
 
 impl Index {
-    fn insert(&mut self, listed: &Listed) {
-        self.oldest.insert(listed.oldest_key());
-        self.fullest.insert(listed.fullest_key());
+    fn insert(&mut self, listed: &Arc<Listed>) {
+        self.oldest.insert(listed.oldest_key(), listed.clone());
+        self.fullest.insert(listed.fullest_key(), listed.clone());
     }
 
     fn remove(&mut self, listed: &Listed) {
@@ -258,7 +258,7 @@ impl Listed {
 
 #[derive(Debug, Default)]
 struct Games {
-    by_id: HashMap<Arc<str>, Listed>,
+    by_id: HashMap<Arc<str>, Arc<Listed>>,
     products: HashMap<ProductId, Index>,
     all: Index,
 }
@@ -266,7 +266,7 @@ struct Games {
 impl Games {
     fn upsert(&mut self, game: Game) {
         self.remove(game.id.as_str());
-        let listed = Listed::new(game, now_ms());
+        let listed = Arc::new(Listed::new(game, now_ms()));
         self.products
             .entry(listed.game.product.clone())
             .or_default()
@@ -286,7 +286,7 @@ impl Games {
 
     fn replace_product(&mut self, product: &ProductId, games: Vec<Game>) {
         if let Some(index) = self.products.remove(product) {
-            for (_, id) in index.oldest {
+            for ((_, id), _) in index.oldest {
                 if let Some(listed) = self.by_id.remove(&id) {
                     self.all.remove(&listed);
                 }
@@ -379,20 +379,20 @@ impl OpenGames {
             None => &games.all,
         };
         let limit = query.limit.max(1);
-        let matches = |id: &Arc<str>| -> Option<&Listed> {
-            let listed = games.by_id.get(id)?;
+        // A listed game had a seat free when it entered the view, and reservations only
+        // expire: seats are counted only for a filter asking for more than one.
+        let keep = |listed: &Listed| -> bool {
             let game = &listed.game;
             let region_ok = query
                 .region
                 .as_deref()
                 .is_none_or(|region| game.region.as_deref() == Some(region));
-            let free = (game.capacity as usize).saturating_sub(game.seats_taken(now_ms));
-            (region_ok
-                && free >= query.min_seats_free as usize
-                && game.labels.matches(&query.labels))
-            .then_some(listed)
+            let seats_ok = query.min_seats_free <= 1
+                || (game.capacity as usize).saturating_sub(game.seats_taken(now_ms))
+                    >= query.min_seats_free as usize;
+            region_ok && seats_ok && game.labels.matches(&query.labels)
         };
-        let mut page: Vec<&Listed> = Vec::with_capacity(limit + 1);
+        let mut page: Vec<&Arc<Listed>> = Vec::with_capacity(limit + 1);
         match query.sort {
             Sort::Oldest => {
                 let start = match &query.after {
@@ -401,8 +401,12 @@ impl OpenGames {
                     }
                     _ => Bound::Unbounded,
                 };
-                for (_, id) in index.oldest.range((start, Bound::Unbounded)) {
-                    if let Some(listed) = matches(id) {
+                for listed in index
+                    .oldest
+                    .range((start, Bound::Unbounded))
+                    .map(|(_, l)| l)
+                {
+                    if keep(listed) {
                         page.push(listed);
                         if page.len() > limit {
                             break;
@@ -421,8 +425,12 @@ impl OpenGames {
                     }
                     _ => Bound::Unbounded,
                 };
-                for (_, _, id) in index.fullest.range((start, Bound::Unbounded)) {
-                    if let Some(listed) = matches(id) {
+                for listed in index
+                    .fullest
+                    .range((start, Bound::Unbounded))
+                    .map(|(_, l)| l)
+                {
+                    if keep(listed) {
                         page.push(listed);
                         if page.len() > limit {
                             break;
