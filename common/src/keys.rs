@@ -119,6 +119,13 @@ impl ProductKeys {
         format!("{}:ending", self.base)
     }
 
+    /// `P:{product}:feed`: STREAM, the change feed of the product's listing: one entry per
+    /// change of an open game, written by the game scripts in the same call as the change
+    /// (`op open` with the listing's fields, or `op gone`), capped by `lobby.feed_maxlen`.
+    pub fn feed(&self) -> String {
+        format!("{}:feed", self.base)
+    }
+
     /// `P:{product}:game:<id>`: HASH, the game record.
     pub fn game(&self, game: &GameId) -> String {
         format!("{}:game:{}", self.base, game.as_str())

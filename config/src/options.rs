@@ -27,6 +27,7 @@ impl Settings {
             tombstone_ttl: self.lobby.tombstone_ttl(),
             dead_letter_max_len: self.consumer.dead_letter_max_len,
             audit_max_len: self.audit.max_len,
+            feed_max_len: self.lobby.feed_maxlen,
         }
     }
 }

@@ -263,12 +263,18 @@ pub struct LobbySettings {
     pub reservation_ttl_secs: u64,
     /// How long an ended game's hash is kept.
     pub tombstone_ttl_secs: u64,
-    /// How stale a cached open-games listing may be, in milliseconds.
+    /// Deprecated and ignored since listings are answered from the in-memory view of open
+    /// games (contract 5.4); still accepted so existing files load.
     pub list_max_staleness_ms: u64,
     /// Most labels a create may attach to a game (0..=32; 0 refuses any label).
     pub max_labels: u32,
     /// How many of a product's oldest open games one quick join considers (1..=1000).
     pub quick_join_scan: u32,
+    /// Approximate cap of each product's change feed `P:{product}:feed` (entries).
+    pub feed_maxlen: u64,
+    /// How long one blocking read of a product's change feed waits (ms); also how often an
+    /// idle feed is checked for trims and data loss.
+    pub view_block_ms: u64,
 }
 
 impl Default for LobbySettings {
@@ -280,6 +286,8 @@ impl Default for LobbySettings {
             list_max_staleness_ms: 250,
             max_labels: mm_common::labels::DEFAULT_MAX_LABELS,
             quick_join_scan: 64,
+            feed_maxlen: 10_000,
+            view_block_ms: 1_000,
         }
     }
 }
@@ -293,9 +301,9 @@ impl LobbySettings {
     pub fn tombstone_ttl(&self) -> Duration {
         Duration::from_secs(self.tombstone_ttl_secs)
     }
-    /// `list_max_staleness_ms` as a [`Duration`].
-    pub fn list_max_staleness(&self) -> Duration {
-        Duration::from_millis(self.list_max_staleness_ms)
+    /// `view_block_ms` as a [`Duration`].
+    pub fn view_block(&self) -> Duration {
+        Duration::from_millis(self.view_block_ms)
     }
 }
 

@@ -118,6 +118,8 @@ fn defaults_are_the_contracts() {
     assert_eq!(s.lobby.tombstone_ttl_secs, 3600);
     assert_eq!(s.lobby.list_max_staleness_ms, 250);
     assert_eq!(s.lobby.quick_join_scan, 64);
+    assert_eq!(s.lobby.feed_maxlen, 10_000);
+    assert_eq!(s.lobby.view_block_ms, 1_000);
     let c = &s.curation;
     assert_eq!(
         (
@@ -834,7 +836,17 @@ fn secret_type_errors_do_not_echo_the_value() {
 #[test]
 fn section_rules_name_key_and_source() {
     let f = |file: &Path| format!("file {}", file.display());
-    let file_cases: [(&str, &str, &str); 21] = [
+    let file_cases: [(&str, &str, &str); 23] = [
+        (
+            "[lobby]\nfeed_maxlen = 5",
+            "lobby.feed_maxlen",
+            "between 100 and 10000000",
+        ),
+        (
+            "[lobby]\nview_block_ms = 0",
+            "lobby.view_block_ms",
+            "between 10 and 60000",
+        ),
         (
             "[consumer]\ndead_letter_max_len = 0",
             "consumer.dead_letter_max_len",

@@ -361,6 +361,8 @@ pub(crate) fn validate(
         1,
         MAX_QUICK_JOIN_SCAN.into(),
     );
+    c.range("lobby.feed_maxlen", lobby.feed_maxlen, 100, 10_000_000);
+    c.range("lobby.view_block_ms", lobby.view_block_ms, 10, 60_000);
 
     // [limits]
     let limits = &settings.limits;

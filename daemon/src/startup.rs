@@ -469,6 +469,10 @@ fn redact_url(url: &str) -> String {
 struct ApiRole {
     listener: TcpListener,
     router: axum::Router,
+    view: Arc<api::open_games::OpenGames>,
+    store: Store,
+    products: Vec<ProductId>,
+    view_block: Duration,
     registry: Registry,
     client: GameServerClient,
     health_interval: Duration,
@@ -489,8 +493,19 @@ impl ApiRole {
             telemetry::prometheus(),
         )
         .map_err(|err| StartupError::Setup(err.to_string()))?;
+        let mut products: Vec<ProductId> = settings
+            .game_servers
+            .iter()
+            .map(|server| server.product.clone())
+            .collect();
+        products.sort();
+        products.dedup();
         Ok(ApiRole {
             listener,
+            view: context.open_games().clone(),
+            store: shared.store.clone(),
+            products,
+            view_block: settings.lobby.view_block(),
             router: api::router(context),
             registry: shared.registry.clone(),
             client: shared.client.clone(),
@@ -512,6 +527,12 @@ impl ApiRole {
             self.health_interval,
             shutdown.clone(),
         );
+        let view = tokio::spawn(self.view.clone().run(
+            self.store.clone(),
+            self.products.clone(),
+            self.view_block,
+            shutdown.clone(),
+        ));
         let addr = self.local_addr();
         tracing::info!(%addr, "lobby API listening");
         if let Err(err) = api::serve(
@@ -525,6 +546,7 @@ impl ApiRole {
             tracing::error!(%err, "the lobby API server failed");
         }
         let _ = health.await;
+        let _ = view.await;
     }
 }
 

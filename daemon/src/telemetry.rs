@@ -38,11 +38,12 @@ pub const LIMIT_REFUSAL_KINDS: &[&str] = &[
     "join_quota_exceeded",
 ];
 
-/// Counter `{product, outcome}`: first pages of `GET /v1/games` by how the listing cache
-/// answered them (`hit`, `read`, `uncached`).
-pub const LISTING_CACHE_TOTAL: &str = "mm_listing_cache_total";
-/// The `outcome` labels of [`LISTING_CACHE_TOTAL`].
-pub const LISTING_CACHE_OUTCOMES: &[&str] = &["hit", "read", "uncached"];
+/// Gauge: open games in this instance's in-memory view (the listing's source).
+pub const VIEW_GAMES: &str = "mm_view_games";
+/// Counter `{reason}`: full loads of one product into the view.
+pub const VIEW_RESYNCS_TOTAL: &str = "mm_view_resyncs_total";
+/// The `reason` labels of [`VIEW_RESYNCS_TOTAL`].
+pub const VIEW_RESYNC_REASONS: &[&str] = &["start", "gap", "reset", "error"];
 
 /// The kind of a metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,9 +91,14 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
         "Calls to game servers' management APIs, by server, operation and outcome.",
     ),
     (
-        LISTING_CACHE_TOTAL,
+        VIEW_GAMES,
+        MetricKind::Gauge,
+        "Open games in this instance's in-memory view, from which listings are answered.",
+    ),
+    (
+        VIEW_RESYNCS_TOTAL,
         MetricKind::Counter,
-        "First pages of open-games listings, by product and how the listing cache answered: hit, read (from Redis, then kept) or uncached (an unconfigured region: read and not kept).",
+        "Full loads of one product into the view, by reason: start, gap (its feed was trimmed past the view), reset (the feed went back or vanished) or error (a read failed).",
     ),
     (
         "mm_events_applied_total",
@@ -363,10 +369,6 @@ pub fn register_known_series(products: &[ProductId], servers: &[ServerId]) {
     for product in products {
         let product = product.to_string();
         metrics::counter!(GAMES_CREATED_TOTAL, "product" => product.clone()).increment(0);
-        for outcome in LISTING_CACHE_OUTCOMES {
-            metrics::counter!(LISTING_CACHE_TOTAL, "product" => product.clone(), "outcome" => *outcome)
-                .increment(0);
-        }
         for kind in EventKind::ALL {
             for name in ["mm_events_applied_total", "mm_events_stale_total"] {
                 metrics::counter!(name, "product" => product.clone(), "type" => kind.as_str())
@@ -408,6 +410,9 @@ pub fn register_known_series(products: &[ProductId], servers: &[ServerId]) {
         }
     }
     metrics::counter!(CLIENT_REFUSALS_TOTAL).increment(0);
+    for reason in VIEW_RESYNC_REASONS {
+        metrics::counter!(VIEW_RESYNCS_TOTAL, "reason" => *reason).increment(0);
+    }
     for outcome in ENDING_OUTCOMES {
         metrics::counter!("mm_endings_finished_total", "outcome" => *outcome).increment(0);
     }

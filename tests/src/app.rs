@@ -447,6 +447,29 @@ impl TestApp {
         })
     }
 
+    /// Starts another in-process daemon with the `api` role only, on the same Redis and
+    /// settings (instance `instance`), stopped with the app; its base URL
+    /// (`http://127.0.0.1:<port>`). For tests of what one instance sees of another's writes.
+    pub async fn spawn_api_instance(&mut self, instance: &str) -> anyhow::Result<String> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let mut daemon_options = DaemonOptions::new(Roles::of([matchmakerd::cli::Role::Api]));
+        daemon_options.instance = instance.into();
+        daemon_options.api_listener = Some(listener);
+        let daemon = Daemon::build(self.settings.clone(), daemon_options)
+            .await
+            .context("building a second in-process matchmakerd")?;
+        let addr = daemon
+            .api_addr()
+            .context("the second matchmakerd runs no api role")?;
+        let stop = self.shutdown.clone();
+        self.tasks.push(tokio::spawn(async move {
+            if let Err(err) = daemon.run_until(stop.cancelled_owned()).await {
+                tracing::error!(%err, "second in-process matchmakerd failed");
+            }
+        }));
+        Ok(format!("http://{addr}"))
+    }
+
     /// An absolute URL of the API.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)

@@ -29,8 +29,14 @@ export type QuickJoinRequest = components["schemas"]["QuickJoinRequest"];
 export type ProblemDocument = components["schemas"]["Problem"];
 /** Every `code` a problem document of the API can carry. */
 export type ProblemCode = components["schemas"]["ProblemCode"];
-/** The query of `list`: `product` (required), `region`, `limit` (page size). */
-export type ListQuery = Omit<NonNullable<paths["/v1/games"]["get"]["parameters"]["query"]>, "cursor">;
+/**
+ * The query of `list`, every member optional: `product` (absent: every product), `region`,
+ * `min_seats_free`, `sort` (`oldest` or `fullest`), `limit` (page size), and `labels`, sent as
+ * one `labels.<key>=<value>` parameter per pair (games carrying all of them are listed).
+ */
+export type ListQuery = Omit<NonNullable<paths["/v1/games"]["get"]["parameters"]["query"]>, "cursor"> & {
+  labels?: Record<string, string>;
+};
 
 /** A value or a function producing it, possibly asynchronously (e.g. a token refresher). */
 export type Provider<T> = T | (() => T | Promise<T>);
@@ -128,16 +134,21 @@ export class MatchmakerClient {
 
   /** `GET /v1/games`: one page of open games; pass the previous page's `next_cursor`. */
   listPage(query: ListQuery & { cursor?: string | null }, options?: CallOptions): Promise<GamePage> {
-    const params = new URLSearchParams({ product: query.product });
+    const params = new URLSearchParams();
+    if (query.product != null) params.set("product", query.product);
     if (query.region != null) params.set("region", query.region);
+    if (query.min_seats_free != null) params.set("min_seats_free", String(query.min_seats_free));
+    if (query.sort != null) params.set("sort", query.sort);
+    for (const [key, value] of Object.entries(query.labels ?? {})) params.set(`labels.${key}`, value);
     if (query.limit != null) params.set("limit", String(query.limit));
     if (query.cursor) params.set("cursor", query.cursor);
     return this.call<GamePage>("GET", `/v1/games?${params}`, options);
   }
 
   /**
-   * Every open game of a product, oldest first, fetched page by page (`limit` games a page)
-   * as the iteration goes: `for await (const game of client.list({product: "chess"}))`.
+   * Every open game matching `query` (of one product or all; oldest first unless
+   * `sort: "fullest"`), fetched page by page (`limit` games a page) as the iteration goes:
+   * `for await (const game of client.list({product: "chess", labels: {mode: "ranked"}}))`.
    */
   async *list(query: ListQuery, options?: CallOptions): AsyncGenerator<Game, void, undefined> {
     for await (const page of this.pages(query, options)) {

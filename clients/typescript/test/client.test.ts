@@ -58,7 +58,12 @@ test("create, connect, list across pages, join, connect, get, cancel", async () 
   const first = await alice.create({ product, capacity: 2 });
   assert.equal(first.state, "created");
   assert.match(first.join.socket_url, /^wss?:\/\//);
-  const second = await carol.create({ product, capacity: 3, settings: { mode: "blitz" } });
+  const second = await carol.create({
+    product,
+    capacity: 3,
+    settings: { mode: "blitz" },
+    labels: { mode: "blitz" },
+  });
 
   const aliceSocket = await onTicket(first, { WebSocket });
   const carolSocket = await onTicket(second.join, { WebSocket });
@@ -75,6 +80,12 @@ test("create, connect, list across pages, join, connect, get, cancel", async () 
   for await (const page of alice.pages({ product, limit: 1 })) pages.push(page.games.length);
   assert.ok(pages.length >= 2, `one game a page gives several pages: ${pages}`);
   assert.ok(listed.every((game) => game.state === "creator_joined" && game.seats_free > 0));
+  // Filters reach the API: labels as labels.<key>, min_seats_free, sort, every product.
+  const blitz: string[] = [];
+  for await (const game of alice.list({ labels: { mode: "blitz" }, min_seats_free: 2, sort: "fullest" })) {
+    blitz.push(game.id);
+  }
+  assert.ok(blitz.includes(second.id) && !blitz.includes(first.id), `filtered: ${blitz}`);
 
   const joined = await bob.join(first.id);
   assert.equal(joined.id, first.id);

@@ -51,11 +51,13 @@ impl Store {
             .key(keys.events())
             .key(keys.dead_letters())
             .key(keys.ending())
+            .key(keys.feed())
             .arg(CONSUMER_GROUP)
             .arg(now_ms)
             .arg(self.options.tombstone_ttl.as_secs().max(1))
-            .arg(self.options.dead_letter_max_len.max(1));
-        const FIXED_KEYS: usize = 8;
+            .arg(self.options.dead_letter_max_len.max(1))
+            .arg(self.options.feed_max_len.max(1));
+        const FIXED_KEYS: usize = 9;
         let mut game_key_index: HashMap<GameId, usize> = HashMap::new();
         let mut in_script = Vec::with_capacity(entries.len());
         for (position, (entry_id, fields)) in entries.iter().enumerate() {

@@ -88,7 +88,8 @@ impl Store {
             .key(keys.active())
             .key(keys.open())
             .key(keys.reservations())
-            .key(keys.ending());
+            .key(keys.ending())
+            .key(keys.feed());
     }
 
     /// Reserves a seat for `player` (the join API), held for `ttl`, with no per-player limit.
@@ -140,7 +141,8 @@ impl Store {
             .arg(limits.max_reservations)
             .arg(limits.joins_per_sec)
             .arg(limits.join_burst)
-            .arg(keys.game_prefix());
+            .arg(keys.game_prefix())
+            .arg(self.options.feed_max_len.max(1));
         let mut conn = self.write_connection().await?;
         let reply: Vec<String> = invocation.invoke_async(&mut conn).await?;
         if reply.first().map(String::as_str) == Some("reserved") {
@@ -261,10 +263,12 @@ impl Store {
             .key(keys.open())
             .key(keys.reservations())
             .key(keys.ending())
+            .key(keys.feed())
             .arg(game)
             .arg(player)
             .arg(now_ms)
-            .arg(if force { "1" } else { "0" });
+            .arg(if force { "1" } else { "0" })
+            .arg(self.options.feed_max_len.max(1));
         let mut conn = self.conn.clone();
         let released: i64 = invocation.invoke_async(&mut conn).await?;
         Ok(released == 1)
@@ -330,7 +334,8 @@ impl Store {
             .arg(guard_name)
             .arg(guard_set)
             .arg(cutoff)
-            .arg(game.as_str());
+            .arg(game.as_str())
+            .arg(self.options.feed_max_len.max(1));
         let mut conn = self.conn.clone();
         let reply: Vec<String> = invocation.invoke_async(&mut conn).await?;
         let state = |reply: &[String]| -> StoreResult<GameState> {
@@ -375,7 +380,8 @@ impl Store {
             .arg(now_ms)
             .arg(guard_name)
             .arg(guard_set)
-            .arg(cutoff);
+            .arg(cutoff)
+            .arg(self.options.feed_max_len.max(1));
         let mut conn = self.conn.clone();
         let reply: Vec<String> = invocation.invoke_async(&mut conn).await?;
         let state = |reply: &[String]| -> StoreResult<GameState> {
@@ -412,7 +418,10 @@ impl Store {
         let keys = self.product_keys(&product);
         let mut invocation = SCRIPTS.unmark_ending.prepare_invoke();
         Self::game_script_keys(&mut invocation, &keys, game);
-        invocation.arg(since_ms).arg(now_ms);
+        invocation
+            .arg(since_ms)
+            .arg(now_ms)
+            .arg(self.options.feed_max_len.max(1));
         let mut conn = self.conn.clone();
         let cleared: i64 = invocation.invoke_async(&mut conn).await?;
         Ok(cleared == 1)

@@ -23,6 +23,8 @@
 //! - `listing`: the open-games listing, set sizes and windows, the curator's stale scan.
 //! - `streams`: the consumer group (reads, claims, pending entries, group figures), the
 //!   applied watermark and trimming behind the group.
+//! - `feed`: the change feed of open games (full loads, the position checks, [`FeedReader`]
+//!   for the view's blocking tail).
 //! - `tail`: the console's group-free stream reads; `inspect`: its dead-letter reads.
 //! - `coordination`: products, game servers, leases, instance heartbeats, the audit trail.
 //! - `reconcile`: the reconciliation reads (each set's members with their servers; whether
@@ -36,6 +38,7 @@ mod connection;
 mod coordination;
 mod error;
 mod events;
+mod feed;
 mod games;
 mod inspect;
 mod listing;
@@ -57,6 +60,7 @@ use connection::{Backend, RedisConn};
 pub use codec::{CodecError, game_from_hash, game_to_fields, record_fields};
 pub use coordination::InstanceHeartbeat;
 pub use error::{StoreError, StoreResult};
+pub use feed::{FeedChange, FeedEntry, FeedReader, FeedState, OpenSnapshot};
 pub use outcomes::{
     ApplyResult, MarkOutcome, OpenCursor, OpenPage, RemoveGuard, RemoveOutcome, ReserveOutcome,
     SeatGrant, Window, WindowRow,
@@ -104,6 +108,8 @@ pub struct StoreOptions {
     pub dead_letter_max_len: u64,
     /// Approximate cap of the audit stream `P:audit` (`XADD … MAXLEN ~`).
     pub audit_max_len: u64,
+    /// Approximate cap of each product's change feed `P:{product}:feed` (`XADD … MAXLEN ~`).
+    pub feed_max_len: u64,
 }
 
 impl StoreOptions {
@@ -132,6 +138,7 @@ impl StoreOptions {
             tombstone_ttl: Duration::from_secs(3600),
             dead_letter_max_len: 100_000,
             audit_max_len: 100_000,
+            feed_max_len: 10_000,
         }
     }
 }

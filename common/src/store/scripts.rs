@@ -5,8 +5,10 @@
 //! the dead-consumer sweep stand alone; the scripts under the per-player limits
 //! (`reserve_seat`, `rejoin`, `quick_join`, and `admit_create`, which needs no game and so no
 //! game prelude) share `lua/limits_prelude.lua` (token buckets), and the three that take
-//! seats share `lua/seat_prelude.lua` (the join rules and the reservation); the stream scripts (`watermark`, `trim_events`) share
-//! `lua/stream_prelude.lua`, which finds the consumer group's oldest unacknowledged entry.
+//! seats share `lua/seat_prelude.lua` (the join rules and the reservation); the stream
+//! scripts (`watermark`, `trim_events`) share `lua/stream_prelude.lua`, which finds the
+//! consumer group's oldest unacknowledged entry; `feed_state` (where a product's change feed
+//! stands) stands alone.
 //! `redis::Script` runs a script with `EVALSHA` and reloads it when Redis answers `NOSCRIPT`
 //! (after a restart or `SCRIPT FLUSH`).
 
@@ -34,6 +36,7 @@ pub(crate) struct Scripts {
     pub watermark: Script,
     pub trim_events: Script,
     pub remove_dead_consumers: Script,
+    pub feed_state: Script,
 }
 
 /// A game script: the prelude plus the body in `lua/<file>`.
@@ -102,4 +105,5 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     watermark: stream_script!("watermark.lua"),
     trim_events: stream_script!("trim_events.lua"),
     remove_dead_consumers: Script::new(include_str!("lua/remove_dead_consumers.lua")),
+    feed_state: Script::new(include_str!("lua/feed_state.lua")),
 });

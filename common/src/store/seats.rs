@@ -132,7 +132,8 @@ impl Store {
             .arg(limits.max_reservations)
             .arg(limits.joins_per_sec)
             .arg(limits.join_burst)
-            .arg(keys.game_prefix());
+            .arg(keys.game_prefix())
+            .arg(self.options.feed_max_len.max(1));
         let mut conn = self.write_connection().await?;
         let reply: Vec<String> = invocation.invoke_async(&mut conn).await?;
         if reply.first().map(String::as_str) == Some("back") {
@@ -175,6 +176,7 @@ impl Store {
             .key(keys.ending())
             .key(keys.player_reservations(player))
             .key(keys.player_join_bucket(player))
+            .key(keys.feed())
             .arg(player.as_str())
             .arg(now_ms)
             .arg(ttl.as_millis() as u64)
@@ -184,7 +186,8 @@ impl Store {
             .arg(keys.game_prefix())
             .arg(scan.max(1))
             .arg(filter.region.as_deref().unwrap_or(""))
-            .arg(labels);
+            .arg(labels)
+            .arg(self.options.feed_max_len.max(1));
         let mut conn = self.write_connection().await?;
         let reply: Vec<String> = invocation.invoke_async(&mut conn).await?;
         let game = |raw: &str| GameId::new(raw).map_err(|_| unexpected("quick_join", &reply));

@@ -107,7 +107,7 @@ problem_codes! {
     GameServerUnavailable = "game_server_unavailable", SERVICE_UNAVAILABLE;
     /// Redis could not be reached or did not answer in time; try again later.
     StoreUnavailable = "store_unavailable", SERVICE_UNAVAILABLE;
-    /// `/readyz`: Redis does not answer `PING`.
+    /// `/readyz`: Redis does not answer `PING`, or the view of open games is still loading (then listings too).
     NotReady = "not_ready", SERVICE_UNAVAILABLE;
     /// The request did not finish within `http.request_timeout_secs`; try again later.
     Timeout = "timeout", SERVICE_UNAVAILABLE;

@@ -11,7 +11,9 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use std::collections::BTreeMap;
+
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -19,21 +21,21 @@ use mm_common::flows::{self, CancelError, CreateError, JoinError, NewGame, Serve
 use mm_common::labels::Labels;
 use mm_common::limits::LimitRefusal;
 use mm_common::model::JoinRefusal;
-use mm_common::store::OpenCursor;
 use mm_common::time::now_ms;
 use mm_common::{GameId, ProductId, ServerId};
 
 use super::ApiContext;
 use super::auth::Player;
 use super::error::responses::{
-    BadRequest, Conflict, GameNotFound, NotCreator, PayloadTooLarge, TooManyRequests,
+    BadRequest, Conflict, GameNotFound, NotCreator, NotReady, PayloadTooLarge, TooManyRequests,
     Unauthenticated, Unavailable, UnknownProduct, UnsupportedMediaType,
 };
 use super::error::{ApiError, ProblemCode};
-use super::extract::{ApiJson, ApiPath, ApiQuery};
-use super::listing::PageKey;
+use super::extract::{ApiJson, ApiPath};
+use super::open_games::{Cursor, PageQuery, Sort, ViewPage};
 pub use super::views::{
     CreateGameRequest, GamePage, GameStateView, GameView, GameWithJoin, JoinInfo, ListQuery,
+    ListSort,
 };
 use crate::registry::Registry;
 use crate::telemetry;
@@ -42,6 +44,8 @@ use crate::telemetry;
 pub const DEFAULT_LIST_LIMIT: u32 = 20;
 /// Largest page size of `GET /v1/games`.
 pub const MAX_LIST_LIMIT: u32 = 100;
+/// How long a listing waits for the view's first load before answering `503 not_ready`.
+const VIEW_READY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Longest accepted region name, in characters.
 pub const MAX_REGION_LEN: usize = 64;
 
@@ -192,110 +196,138 @@ pub async fn create_game(
     ))
 }
 
-/// List open games of a product: the creator has joined and a seat is free.
+/// List open games (the creator has joined and a seat is free), of one product or all, from
+/// this instance's in-memory view.
+///
+/// Label filters: any number of `labels.<key>=<value>` query parameters (at most
+/// `lobby.max_labels`, keys and values as at create); a game is listed only if it carries
+/// every one of them with that value.
 #[utoipa::path(get, path = "/v1/games", tag = "games",
     params(ListQuery),
     responses(
-        (status = 200, description = "A page of open games, oldest first", body = GamePage),
+        (status = 200, description = "A page of open games, oldest (or fullest) first", body = GamePage),
         BadRequest,
         Unauthenticated,
         UnknownProduct,
+        NotReady,
     ))]
 pub async fn list_games(
     State(ctx): State<ApiContext>,
     Player(_player): Player,
-    ApiQuery(query): ApiQuery<ListQuery>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    let (query, labels) = list_query(raw.as_deref().unwrap_or(""), ctx.lobby().max_labels)?;
     let limit = query.limit.unwrap_or(DEFAULT_LIST_LIMIT);
     if !(1..=MAX_LIST_LIMIT).contains(&limit) {
         return Err(ApiError::invalid(format!(
             "query parameter `limit`: must be between 1 and {MAX_LIST_LIMIT}, got {limit}"
         )));
     }
+    let min_seats_free = query.min_seats_free.unwrap_or(1);
+    if min_seats_free == 0 {
+        return Err(ApiError::invalid(
+            "query parameter `min_seats_free`: must be at least 1",
+        ));
+    }
+    // No game has more seats than `lobby.max_capacity`: such a filter is an empty page at
+    // once, never a scan of every open game.
+    let none_can_match = min_seats_free > ctx.lobby().max_capacity;
     check_region(query.region.as_deref(), "query parameter")?;
-    check_product(&ctx, &query.product)?;
+    if let Some(product) = &query.product {
+        check_product(&ctx, product)?;
+    }
+    let sort = match query.sort.unwrap_or_default() {
+        ListSort::Oldest => Sort::Oldest,
+        ListSort::Fullest => Sort::Fullest,
+    };
     // An empty cursor (`cursor=`) means the first page, like an absent one.
-    let cursor = query
+    let after = query
         .cursor
         .as_deref()
         .filter(|c| !c.is_empty())
-        .map(OpenCursor::decode)
+        .map(Cursor::decode)
         .transpose()
         .map_err(|err| ApiError::invalid(format!("query parameter `cursor`: {err}")))?;
-    let body = match cursor {
-        // First pages come from the cache, never older than `lobby.list_max_staleness_ms`.
-        None => {
-            let key = PageKey {
+    let view = ctx.open_games();
+    if !view.is_ready() && !view.wait_ready(VIEW_READY_WAIT).await {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ProblemCode::NotReady,
+            "the view of open games is still loading; retry shortly",
+        ));
+    }
+    let now = now_ms();
+    let page = if none_can_match && after.as_ref().is_none_or(|c| c.sort() == sort) {
+        ViewPage {
+            games: Vec::new(),
+            next: None,
+        }
+    } else {
+        view.page(
+            &PageQuery {
                 product: query.product,
                 region: query.region,
-                limit,
-            };
-            let fetch_ctx = ctx.clone();
-            let fetch_key = key.clone();
-            let (body, outcome) = ctx
-                .listings()
-                .get(&key, move || async move {
-                    render_page(
-                        &fetch_ctx,
-                        &fetch_key.product,
-                        fetch_key.region.as_deref(),
-                        limit,
-                        None,
-                    )
-                    .await
-                })
-                .await?;
-            metrics::counter!(
-                telemetry::LISTING_CACHE_TOTAL,
-                "product" => key.product.to_string(),
-                "outcome" => outcome.as_str(),
-            )
-            .increment(1);
-            body
-        }
-        Some(cursor) => {
-            render_page(
-                &ctx,
-                &query.product,
-                query.region.as_deref(),
-                limit,
-                Some(&cursor),
-            )
-            .await?
-        }
+                min_seats_free,
+                labels,
+                sort,
+                after,
+                limit: limit as usize,
+            },
+            now,
+        )
+        .map_err(|err| ApiError::invalid(format!("query parameter `cursor`: {err}")))?
     };
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
-}
-
-/// Drops the cached listings of `game`'s product after this process changed its seats or
-/// removed it, so this instance's clients see their own writes at once.
-pub(super) fn invalidate_listings(ctx: &ApiContext, game: &GameId) {
-    if let Some(product) = game.product() {
-        ctx.listings().invalidate(&product);
+    // The `GamePage` schema, assembled from the games' JSON the view rendered once.
+    let next_cursor = serde_json::to_string(&page.next.map(|c| c.encode()))
+        .map_err(|err| ApiError::internal("rendering a page of open games", &err))?;
+    let size: usize = page.games.iter().map(|game| game.len() + 1).sum();
+    let mut body = Vec::with_capacity(size + next_cursor.len() + 32);
+    body.extend_from_slice(br#"{"games":["#);
+    for (n, game) in page.games.iter().enumerate() {
+        if n > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(game);
     }
+    body.extend_from_slice(br#"],"next_cursor":"#);
+    body.extend_from_slice(next_cursor.as_bytes());
+    body.push(b'}');
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Bytes::from(body),
+    )
+        .into_response())
 }
 
-/// One page of open games read from the store, rendered as the response body.
-async fn render_page(
-    ctx: &ApiContext,
-    product: &ProductId,
-    region: Option<&str>,
-    limit: u32,
-    cursor: Option<&OpenCursor>,
-) -> Result<Bytes, ApiError> {
-    let now = now_ms();
-    let page = ctx
-        .store()
-        .open_games(product, region, limit as usize, cursor, now)
-        .await
-        .map_err(|err| ApiError::store("listing open games", &err))?;
-    let body = serde_json::to_vec(&GamePage {
-        games: page.games.iter().map(|g| GameView::of(g, now)).collect(),
-        next_cursor: page.next_cursor.map(|c| c.encode()),
-    })
-    .map_err(|err| ApiError::internal("rendering a page of open games", &err))?;
-    Ok(Bytes::from(body))
+/// The listing's query: `labels.<key>=<value>` pairs (the label filter, validated like a
+/// create's labels, each key at most once) and the fixed parameters of [`ListQuery`] (unknown
+/// ones refused).
+fn list_query(raw: &str, max_labels: u32) -> Result<(ListQuery, Labels), ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw)
+        .map_err(|err| ApiError::invalid(format!("query string: {err}")))?;
+    let (label_pairs, rest): (Vec<_>, Vec<_>) = pairs
+        .into_iter()
+        .partition(|(name, _)| name.starts_with(LABEL_PARAM_PREFIX));
+    let mut wanted = BTreeMap::new();
+    for (name, value) in label_pairs {
+        let key = name[LABEL_PARAM_PREFIX.len()..].to_string();
+        if wanted.insert(key, value).is_some() {
+            return Err(ApiError::invalid(format!(
+                "query parameter `{name}`: given more than once"
+            )));
+        }
+    }
+    let labels = Labels::new(wanted, max_labels)
+        .map_err(|err| ApiError::invalid(format!("query parameters `labels.…`: {err}")))?;
+    let rest = serde_urlencoded::to_string(&rest)
+        .map_err(|err| ApiError::invalid(format!("query string: {err}")))?;
+    let query: ListQuery = serde_urlencoded::from_str(&rest)
+        .map_err(|err| ApiError::invalid(format!("query string: {err}")))?;
+    Ok((query, labels))
 }
+
+/// The prefix of a label filter's query parameter (`labels.map=dust2`).
+const LABEL_PARAM_PREFIX: &str = "labels.";
 
 /// One game.
 #[utoipa::path(get, path = "/v1/games/{id}", tag = "games",
@@ -353,8 +385,10 @@ pub async fn join_game(
             Ok(joined) => joined.new_seat,
             Err(err) => err.released_seat(),
         };
-        if seats_changed {
-            invalidate_listings(&ctx, &id);
+        match &joined {
+            // This instance sees its own join at once; other changes come through the feed.
+            Ok(joined) if seats_changed => ctx.open_games().observe(&joined.game, now_ms()),
+            _ => {}
         }
         joined.map_err(|err| join_error(&id, err))
     })
@@ -443,7 +477,7 @@ pub async fn cancel_game(
             .as_ref()
             .map_or_else(CancelError::reached_removal, |()| true)
         {
-            invalidate_listings(&ctx, &id);
+            ctx.open_games().forget(&id);
         }
         cancelled.map_err(|err| cancel_error(&id, err))
     })

@@ -8,7 +8,8 @@
 //!   `mm_common::flows`).
 //! - [`views`]: the JSON types of those routes.
 //! - [`seats`]: quick join and rejoin (they call the flows too).
-//! - [`listing`]: the bounded-staleness cache of open-games first pages.
+//! - [`open_games`]: the in-memory view of every open game, kept by the change feed, which
+//!   answers every listing.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics` (when `http.public_metrics`), `/openapi.json`
 //!   (when `http.public_openapi`).
 //! - [`auth`]: the [`auth::Player`] extractor (X-Player-Id or JWT).
@@ -25,8 +26,8 @@ pub mod cors;
 pub mod error;
 pub mod extract;
 pub mod games;
-pub mod listing;
 pub mod middleware;
+pub mod open_games;
 pub mod ops;
 pub mod seats;
 pub mod views;
@@ -71,7 +72,7 @@ struct ContextInner {
     limits: LimitsSettings,
     http: HttpSettings,
     metrics: PrometheusHandle,
-    listings: listing::ListingCache,
+    open_games: Arc<open_games::OpenGames>,
 }
 
 impl std::fmt::Debug for ApiContext {
@@ -116,20 +117,14 @@ impl ApiContext {
                 limits: settings.limits.clone(),
                 http: settings.http.clone(),
                 metrics,
-                listings: listing::ListingCache::new(
-                    settings.lobby.list_max_staleness(),
-                    settings
-                        .game_servers
-                        .iter()
-                        .map(|server| (server.product.clone(), server.region.clone())),
-                ),
+                open_games: Arc::default(),
             }),
         })
     }
 
-    /// The cache of open-games first pages.
-    pub fn listings(&self) -> &listing::ListingCache {
-        &self.inner.listings
+    /// The in-memory view of open games.
+    pub fn open_games(&self) -> &Arc<open_games::OpenGames> {
+        &self.inner.open_games
     }
 
     /// The game store.

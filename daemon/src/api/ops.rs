@@ -38,6 +38,13 @@ pub async fn healthz() -> Json<Status> {
     ))]
 pub async fn readyz(State(ctx): State<ApiContext>) -> Result<Json<Status>, ApiError> {
     check_redis(ctx.store()).await?;
+    if !ctx.open_games().is_ready() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ProblemCode::NotReady,
+            "the view of open games is still loading",
+        ));
+    }
     Ok(Json(Status { status: "ok" }))
 }
 

@@ -23,7 +23,7 @@ use super::error::{ApiError, ProblemCode};
 use super::extract::{ApiJson, ApiPath};
 use super::games::{
     QUOTA_RETRY_AFTER_SECS, check_product, check_region, count_refusal, create_error, game_id,
-    invalidate_listings, join_error, run_detached, server_calls,
+    join_error, run_detached, server_calls,
 };
 use super::views::{GameView, GameWithJoin, QuickJoinRequest};
 
@@ -88,13 +88,11 @@ pub async fn quick_join(
             }
             _ => {}
         }
-        let seats_changed = match &joined {
-            Ok(joined) => joined.joined.new_seat,
-            Err(QuickJoinError::Join { source, .. }) => source.released_seat(),
-            Err(_) => false,
-        };
-        if seats_changed {
-            ctx.listings().invalidate(&product);
+        // This instance sees its own seat at once; other changes come through the feed.
+        if let Ok(joined) = &joined
+            && joined.joined.new_seat
+        {
+            ctx.open_games().observe(&joined.joined.game, now_ms());
         }
         if let Ok(joined) = &joined
             && joined.created
@@ -164,12 +162,11 @@ pub async fn rejoin_game(
         {
             count_refusal(product.as_str(), "join", *refusal);
         }
-        let seats_changed = match &joined {
-            Ok(joined) => joined.new_seat,
-            Err(err) => err.released_seat(),
-        };
-        if seats_changed {
-            invalidate_listings(&ctx, &id);
+        // This instance sees its own seat at once; other changes come through the feed.
+        if let Ok(joined) = &joined
+            && joined.new_seat
+        {
+            ctx.open_games().observe(&joined.game, now_ms());
         }
         joined.map_err(|err| join_error(&id, err))
     })

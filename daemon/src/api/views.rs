@@ -168,10 +168,21 @@ pub struct GameWithJoin {
 /// A page of open games.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct GamePage {
-    /// Open games, oldest first.
+    /// Open games, in the order asked for.
     pub games: Vec<GameView>,
     /// Pass as `cursor` to get the next page; absent on the last page.
     pub next_cursor: Option<String>,
+}
+
+/// The order of a `GET /v1/games` page.
+#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ListSort {
+    /// Oldest (creation time) first.
+    #[default]
+    Oldest,
+    /// Most players present first, then oldest first.
+    Fullest,
 }
 
 /// `GET /v1/games` query.
@@ -179,9 +190,10 @@ pub struct GamePage {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// The product whose open games to list.
-    #[param(value_type = String, pattern = "^[a-z0-9_-]{1,64}$", example = "chess")]
-    pub product: ProductId,
+    /// Only open games of this product (absent: every product).
+    #[param(value_type = Option<String>, pattern = "^[a-z0-9_-]{1,64}$", example = "chess")]
+    #[serde(default)]
+    pub product: Option<ProductId>,
     /// Only games on servers of this region.
     #[param(min_length = 1, max_length = 64)]
     #[serde(default)]
@@ -190,10 +202,20 @@ pub struct ListQuery {
     #[param(minimum = 1, maximum = 100)]
     #[serde(default)]
     pub limit: Option<u32>,
-    /// The `next_cursor` of the previous page (absent or empty: the first page).
-    #[param(pattern = "^([0-9]{1,19}:[A-Za-z0-9._-]{1,64})?$")]
+    /// The `next_cursor` of the previous page, issued for the same `sort` (absent or empty:
+    /// the first page).
+    #[param(pattern = "^((f[0-9]{1,10}:)?[0-9]{1,19}:[A-Za-z0-9._-]{1,64})?$")]
     #[serde(default)]
     pub cursor: Option<String>,
+    /// Only games with at least this many seats free (at least 1, default 1; more than
+    /// `lobby.max_capacity` matches nothing).
+    #[param(minimum = 1)]
+    #[serde(default)]
+    pub min_seats_free: Option<u32>,
+    /// `oldest` (default): oldest first; `fullest`: most players present first, then oldest.
+    #[param(inline)]
+    #[serde(default)]
+    pub sort: Option<ListSort>,
 }
 
 /// `POST /v1/games/quick-join` body.

@@ -25,11 +25,6 @@ fn small_connection_cap(settings: &mut Settings) {
     settings.http.max_connections = 8;
 }
 
-fn long_listing_staleness(settings: &mut Settings) {
-    // Pages stay fresh for the whole test: a page that is read again is one that was evicted.
-    settings.lobby.list_max_staleness_ms = 120_000;
-}
-
 async fn app_with(adjust: fn(&mut Settings), servers: Vec<ServerSpec>) -> TestApp {
     let mut options = TestAppOptions {
         adjust_settings: Some(adjust),
@@ -215,75 +210,37 @@ async fn random_methods_do_not_grow_the_metrics() {
     app.shutdown().await;
 }
 
-/// The value of `mm_listing_cache_total{product="hygiene",outcome=...}` in `text`.
-fn cache_count(text: &str, outcome: &str) -> u64 {
-    let series = format!(r#"mm_listing_cache_total{{product="hygiene",outcome="{outcome}"}}"#);
-    text.lines()
-        .find_map(|line| line.strip_prefix(&series))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn junk_regions_cannot_push_real_pages_out_of_the_listing_cache() {
+async fn junk_regions_are_answered_from_the_view_and_leave_no_trace() {
     let mut eu = ServerSpec::new("hy-eu", "hygiene");
     eu.region = Some("eu".into());
-    let app = app_with(
-        long_listing_staleness,
-        vec![eu, ServerSpec::new("hy-any", "hygiene")],
-    )
-    .await;
-    let created = app
-        .create_game(
-            "creator",
-            serde_json::json!({"product": "hygiene", "capacity": 2}),
-        )
-        .await;
-    assert_eq!(created.status, 201, "{}", created.text);
+    let app = app_with(|_| {}, vec![eu, ServerSpec::new("hy-any", "hygiene")]).await;
     let metrics = || async {
         app.send(app.request(Method::GET, "/metrics", None))
             .await
             .text
     };
-    let real_pages = [
-        "product=hygiene",
-        "product=hygiene&region=eu",
-        "product=hygiene&limit=100",
-    ];
-    for query in real_pages {
-        assert_eq!(app.list("p", query).await.status, 200);
-    }
-    let before = metrics().await;
+    let before = metrics().await.len();
     let junk_started = Instant::now();
     for n in 0..4200 {
         let answer = app
             .list("p", &format!("product=hygiene&region=junk-{n}"))
             .await;
         assert_eq!(answer.status, 200);
+        assert!(answer.text.starts_with(r#"{"games":[]"#), "{}", answer.text);
     }
     let junk_took = junk_started.elapsed();
-    let mut slowest = Duration::ZERO;
-    for query in real_pages {
-        let asked = Instant::now();
-        assert_eq!(app.list("p", query).await.status, 200);
-        slowest = slowest.max(asked.elapsed());
-    }
-    // A first page of a size never asked for before still gets a slot, and is then a hit.
-    for _ in 0..2 {
-        assert_eq!(app.list("p", "product=hygiene&limit=7").await.status, 200);
-    }
-    let after = metrics().await;
-    let hits = cache_count(&after, "hit") - cache_count(&before, "hit");
-    let reads = cache_count(&after, "read") - cache_count(&before, "read");
-    let uncached = cache_count(&after, "uncached") - cache_count(&before, "uncached");
+    let after = metrics().await.len();
     println!(
-        "FIGURES listing cache: 4,200 junk-region listings in {junk_took:?} ({uncached} uncached); \
-         then {hits} hits and {reads} Redis reads for 3 real first pages and a new size \
-         (slowest real page {slowest:?})"
+        "FIGURES listing: 4,200 junk-region listings from the view in {junk_took:?}; /metrics \
+         {before} bytes before, {after} after"
     );
-    assert_eq!(uncached, 4200, "junk regions are read, never kept");
-    assert_eq!(reads, 1, "only the new page size was read from Redis");
-    assert_eq!(hits, 4, "the real first pages were still cached");
+    // Other tests of this binary record metrics in the same process meanwhile: allow for
+    // them, far below what 4,200 new label values would add.
+    assert!(
+        after < before + 64 * 1024,
+        "/metrics grew from {before} to {after} bytes"
+    );
     app.shutdown().await;
 }
 

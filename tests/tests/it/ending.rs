@@ -300,7 +300,7 @@ async fn a_lobby_without_its_creator_is_not_listed_and_an_interrupted_end_is_fin
     let (status, code) = join(&http, port, &creatorless.id, "p2").await;
     assert!(!listed_without_creator, "a creatorless lobby is not listed");
     assert_eq!((status, code.as_str()), (409, "creator_not_joined"));
-    // The creator connects: listed (the listing cache is at most 250 ms old).
+    // The creator connects: listed (once the view has read the feed).
     write_event(&fx, &creatorless, "creator_joined", None).await;
     poll::until("listed with its creator", Duration::from_secs(30), || {
         let http = http.clone();

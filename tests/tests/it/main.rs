@@ -20,3 +20,4 @@ mod reconcile;
 mod seats;
 mod store;
 mod strict_production;
+mod view;

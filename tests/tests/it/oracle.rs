@@ -11,7 +11,8 @@
 //! operation it requires the store's answer to be the one the model predicts, and the record
 //! in a real redis-server (the decoded game hash, its set and score, the open index, the
 //! reservation index, the ending index, the tombstone TTL, the dead letters and the group's pending entries)
-//! to be the model's. A failure shrinks to a short operation list and prints it.
+//! to be the model's, and the change feed, folded from its start, to list exactly the open
+//! index's games as the model has them. A failure shrinks to a short operation list and prints it.
 //!
 //! `PROPTEST_CASES` sets the number of cases (256 by default, a few seconds).
 
@@ -22,13 +23,14 @@ use std::time::Duration;
 use mm_common::keys::{CONSUMER_GROUP, RESERVATION_SEPARATOR};
 use mm_common::labels::Labels;
 use mm_common::limits::PlayerLimits;
+use mm_common::model::EntryId;
 use mm_common::model::{
     ApplyOutcome, EventKind, GameSet, JoinRefusal, QuickJoinPick, Rejoin, Reservation,
     quick_join_pick,
 };
 use mm_common::store::{
-    ApplyResult, MarkOutcome, QuickJoinFilter, QuickJoinOutcome, RejoinOutcome, RemoveGuard,
-    RemoveOutcome, ReserveOutcome, SeatGrant, Store, StoreOptions,
+    ApplyResult, FeedChange, MarkOutcome, QuickJoinFilter, QuickJoinOutcome, RejoinOutcome,
+    RemoveGuard, RemoveOutcome, ReserveOutcome, SeatGrant, Store, StoreOptions,
 };
 use mm_common::{Event, Game, GameId, Keys, PlayerId, ProductId, ServerId};
 use mm_testkit::{RedisServer, invariants};
@@ -985,10 +987,63 @@ async fn compare_record(
             pending.count()
         ));
     }
+    differences.extend(compare_feed(fx, oracle).await?);
     if let Err(err) =
         invariants::check(conn, PREFIX, std::slice::from_ref(&fx.product), oracle.now).await
     {
         differences.push(format!("{err:#}"));
+    }
+    Ok(differences)
+}
+
+/// The change feed folded from its start (what a view that loaded an empty product and read
+/// every entry holds) must list exactly the games of the open index, each with the model's
+/// roster, reservations and fixed fields.
+async fn compare_feed(fx: &Fixture, oracle: &Oracle) -> anyhow::Result<Vec<String>> {
+    let mut differences = Vec::new();
+    let mut folded: BTreeMap<String, Game> = BTreeMap::new();
+    if fx.store.feed_state(&fx.product).await?.exists {
+        let mut reader = fx.store.feed_reader(&fx.product, Duration::from_millis(10));
+        for entry in reader.read_after(EntryId::default(), 100_000).await? {
+            match entry.change {
+                FeedChange::Open(game) => {
+                    folded.insert(game.id.to_string(), *game);
+                }
+                FeedChange::Gone(id) => {
+                    folded.remove(&id);
+                }
+            }
+        }
+    }
+    for (g, model) in oracle.games.iter().enumerate() {
+        let listed = folded.remove(model.id.as_str());
+        match (oracle.open_indexed[g], listed) {
+            (false, None) => {}
+            (true, None) => differences.push(format!("g{g}: open, but the feed does not list it")),
+            (false, Some(_)) => differences.push(format!("g{g}: not open, but the feed lists it")),
+            (true, Some(listed)) => {
+                let fixed = |game: &Game| {
+                    (
+                        game.capacity,
+                        game.created_at_ms,
+                        game.creator_id.clone(),
+                        game.server_id.clone(),
+                        game.region.clone(),
+                    )
+                };
+                if listed.roster != model.roster
+                    || listed.reservations != model.reservations
+                    || fixed(&listed) != fixed(model)
+                {
+                    differences.push(format!(
+                        "g{g}: the feed lists\n{listed:#?}\nthe model's game is\n{model:#?}"
+                    ));
+                }
+            }
+        }
+    }
+    if !folded.is_empty() {
+        differences.push(format!("the feed lists unknown games {:?}", folded.keys()));
     }
     Ok(differences)
 }

@@ -252,12 +252,23 @@ pub async fn create_via_api(
     product: &str,
     capacity: u32,
 ) -> anyhow::Result<serde_json::Value> {
+    let body = serde_json::json!({ "product": product, "capacity": capacity });
+    create_body_via_api(http, base_url, player, &body).await
+}
+
+/// [`create_via_api`] with any create body (labels, region, …).
+pub async fn create_body_via_api(
+    http: &reqwest::Client,
+    base_url: &str,
+    player: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let response = http
             .post(format!("{base_url}/v1/games"))
             .header("x-player-id", player)
-            .json(&serde_json::json!({ "product": product, "capacity": capacity }))
+            .json(body)
             .send()
             .await?;
         let status = response.status();

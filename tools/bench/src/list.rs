@@ -1,5 +1,8 @@
 //! Scenario `list`: `GET /v1/games?product=P&limit=100` over 1,000 open games with wrk,
-//! against the same daemon build serving a static response of the same size.
+//! against the same daemon build serving a static response of the same size; then page 2 and
+//! page 10 by cursor, a label-filtered page and an all-products page, each beside the static
+//! route of its own size; and the view's staleness across two daemons (a join through one,
+//! polled on the other).
 
 use std::time::Duration;
 
@@ -81,7 +84,13 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
             let base = base.clone();
             async move {
                 let creator = format!("list-creator-{i}");
-                let body = fixtures::create_via_api(&http, &base, &creator, PRODUCT, 4).await?;
+                let mode = if i % 2 == 0 { "ranked" } else { "casual" };
+                let request = serde_json::json!({
+                    "product": PRODUCT,
+                    "capacity": 4,
+                    "labels": {"mode": mode, "n": i.to_string()},
+                });
+                let body = fixtures::create_body_via_api(&http, &base, &creator, &request).await?;
                 let field = |name: &str| {
                     body[name]
                         .as_str()
@@ -185,7 +194,6 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
     row.daemon = Some(daemon_use[1].usage());
     row.redis_cores = Some(redis_use[1].usage().cores);
     scenario.rows.push(row);
-    drop(limited);
     scenario.note(format!(
         "limits off and on measured in {} alternating rounds each (off, on, on, off, …) of {:?}, \
          so that noise from the shared machine falls on both alike; each figure sums its rounds, \
@@ -251,6 +259,18 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
         Some(listed.latency().p99_ms < 10.0),
         format!("p99 {:.2} ms", listed.latency().p99_ms),
     );
+    if route_works {
+        other_pages(bench, &mut scenario, &http, &daemon, &list_url, &load).await?;
+    }
+    staleness(
+        &mut scenario,
+        &http,
+        &daemon.base_url,
+        &limited.base_url,
+        &created,
+    )
+    .await?;
+    drop(limited);
     scenario.rss_target(Some(daemon_use[0].usage()));
     if listed.errors() > 0 {
         scenario.note(format!(
@@ -266,6 +286,149 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
     drop(daemon);
     drop(server);
     Ok(scenario)
+}
+
+/// GETs `url` as the bench's lister; the body.
+async fn fetch(http: &reqwest::Client, url: &str) -> anyhow::Result<Vec<u8>> {
+    let response = http
+        .get(url)
+        .header("x-player-id", "bench-lister")
+        .send()
+        .await?;
+    if !response.status().is_success() {
+        bail!("GET {url} answered {}", response.status());
+    }
+    Ok(response.bytes().await?.to_vec())
+}
+
+/// Page 2 and page 10 by cursor, a label-filtered page and an all-products page, each
+/// measured beside the daemon's static route of the same size, in the same run.
+async fn other_pages(
+    bench: &Bench,
+    scenario: &mut Scenario,
+    http: &reqwest::Client,
+    daemon: &DaemonProcess,
+    first_page_url: &str,
+    load: &WrkLoad,
+) -> anyhow::Result<()> {
+    let mut cursors = Vec::new();
+    let mut url = first_page_url.to_string();
+    for _ in 0..9 {
+        let page: serde_json::Value = serde_json::from_slice(&fetch(http, &url).await?)?;
+        let Some(cursor) = page["next_cursor"].as_str() else {
+            break;
+        };
+        cursors.push(cursor.to_string());
+        url = format!("{first_page_url}&cursor={cursor}");
+    }
+    let base = &daemon.base_url;
+    let mut pages = Vec::new();
+    if let Some(cursor) = cursors.first() {
+        pages.push((
+            "page 2 by cursor",
+            format!("{first_page_url}&cursor={cursor}"),
+        ));
+    }
+    if let Some(cursor) = cursors.get(8) {
+        pages.push((
+            "page 10 by cursor",
+            format!("{first_page_url}&cursor={cursor}"),
+        ));
+    }
+    pages.push((
+        "label-filtered page (labels.mode=ranked)",
+        format!("{first_page_url}&labels.mode=ranked"),
+    ));
+    pages.push(("all-products page", format!("{base}/v1/games?limit=100")));
+    for (what, url) in pages {
+        let bytes = fetch(http, &url).await?.len();
+        let mark = CpuMark::start(daemon.pid())?;
+        let listed = wrk::run(bench.work_dir(), &url, load).await?;
+        let usage = mark.finish()?;
+        let mut row = wrk_row(
+            &format!("GET /v1/games {what}, limit=100 (wrk -t2 -c64)"),
+            &listed,
+            "req/s",
+        );
+        row.daemon = Some(usage);
+        scenario.rows.push(row);
+        let ceiling = wrk::run(bench.work_dir(), &static_ceiling_url(base, bytes), load).await?;
+        let mut row = wrk_row(
+            &format!("daemon static route, {bytes}-byte body, beside the {what}"),
+            &ceiling,
+            "req/s",
+        );
+        row.ceiling = true;
+        scenario.rows.push(row);
+        let ratio = listed.per_second() / ceiling.per_second().max(1e-9);
+        scenario.target(
+            &format!("{what}: ≥ 50 % of the static route, p99 < 5 ms"),
+            Some(ratio >= 0.5 && listed.latency().p99_ms < 5.0),
+            format!(
+                "{:.0} req/s = {:.0} % of {:.0} req/s, p99 {:.2} ms",
+                listed.per_second(),
+                ratio * 100.0,
+                ceiling.per_second(),
+                listed.latency().p99_ms
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// How long after a join answered by one daemon the other daemon's listing shows it: a join
+/// through `joined_on`, then `seen_on` polled (one request at a time) until the game's
+/// `seats_free` drops. The figure includes one HTTP round trip of the poll.
+async fn staleness(
+    scenario: &mut Scenario,
+    http: &reqwest::Client,
+    joined_on: &str,
+    seen_on: &str,
+    created: &[(String, String, String)],
+) -> anyhow::Result<()> {
+    let mut histogram = super::driver::micros_histogram();
+    for (game, _, creator) in created.iter().take(200) {
+        // Each game's label `n` is its creator's number (see the creates above).
+        let n = creator.trim_start_matches("list-creator-");
+        let joined = http
+            .post(format!("{joined_on}/v1/games/{game}/join"))
+            .header("x-player-id", format!("stale-joiner-{n}"))
+            .send()
+            .await?;
+        if !joined.status().is_success() {
+            bail!("joining {game} answered {}", joined.status());
+        }
+        let answered = std::time::Instant::now();
+        let url = format!("{seen_on}/v1/games?product={PRODUCT}&labels.n={n}");
+        loop {
+            let page: serde_json::Value = serde_json::from_slice(&fetch(http, &url).await?)?;
+            if page["games"][0]["seats_free"].as_u64() == Some(2) {
+                break;
+            }
+            if answered.elapsed() > Duration::from_secs(5) {
+                bail!("the second daemon did not show the join of {game} within 5 s");
+            }
+        }
+        histogram.record(answered.elapsed().as_micros() as u64)?;
+    }
+    let latency = super::driver::Latency::of_micros(&histogram);
+    let mut row = Row::new(
+        "view staleness across two daemons: join answered by one → listed by the other",
+        "ms",
+    );
+    row.latency = Some(latency);
+    scenario.rows.push(row);
+    scenario.target(
+        "staleness across two daemons p99 < 50 ms",
+        Some(latency.p99_ms < 50.0),
+        format!(
+            "{} joins: p50 {:.2} ms, p99 {:.2} ms (each includes one listing round trip)",
+            histogram.len(),
+            latency.p50_ms,
+            latency.p99_ms
+        ),
+    );
+    Ok(())
 }
 
 fn wrk_row(label: &str, result: &WrkResult, unit: &str) -> Row {

@@ -82,7 +82,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List open games of a product: the creator has joined and a seat is free. */
+        /**
+         * List open games (the creator has joined and a seat is free), of one product or all, from
+         *     this instance's in-memory view.
+         * @description Label filters: any number of `labels.<key>=<value>` query parameters (at most
+         *     `lobby.max_labels`, keys and values as at create); a game is listed only if it carries
+         *     every one of them with that value.
+         */
         get: operations["list_games"];
         put?: never;
         /** Create a game on a game server of the product and record it (state `created`). */
@@ -205,7 +211,7 @@ export interface components {
         };
         /** @description A page of open games. */
         GamePage: {
-            /** @description Open games, oldest first. */
+            /** @description Open games, in the order asked for. */
             games: components["schemas"]["GameView"][];
             /** @description Pass as `cursor` to get the next page; absent on the last page. */
             next_cursor?: string | null;
@@ -430,18 +436,25 @@ export interface operations {
     };
     list_games: {
         parameters: {
-            query: {
+            query?: {
                 /**
-                 * @description The product whose open games to list.
+                 * @description Only open games of this product (absent: every product).
                  * @example chess
                  */
-                product: string;
+                product?: string;
                 /** @description Only games on servers of this region. */
                 region?: string;
                 /** @description Page size (1..=100, default 20). */
                 limit?: number;
-                /** @description The `next_cursor` of the previous page (absent or empty: the first page). */
+                /**
+                 * @description The `next_cursor` of the previous page, issued for the same `sort` (absent or empty:
+                 *     the first page).
+                 */
                 cursor?: string;
+                /** @description Only games with at least this many seats free (1..=`lobby.max_capacity`, default 1). */
+                min_seats_free?: number;
+                /** @description `oldest` (default): oldest first; `fullest`: most players present first, then oldest. */
+                sort?: "oldest" | "fullest";
             };
             header?: never;
             path?: never;
@@ -449,7 +462,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description A page of open games, oldest first */
+            /** @description A page of open games, oldest (or fullest) first */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -478,6 +491,15 @@ export interface operations {
             };
             /** @description `unknown_product`: no game server is registered for the product */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_ready`: Redis is not reachable */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -1,7 +1,8 @@
 -- Applies a batch of stream entries to their games and acknowledges each one, atomically.
 -- KEYS: 1 pending, 2 lobby, 3 active, 4 open, 5 reservations, 6 stream, 7 dead letters,
---       8 ending, 9.. the hashes of the batch's games (each game once)
--- ARGV: 1 group, 2 now (ms), 3 tombstone ttl (s), 4 dead-letter cap (MAXLEN ~), then 6 per
+--       8 ending, 9 feed, 10.. the hashes of the batch's games (each game once)
+-- ARGV: 1 group, 2 now (ms), 3 tombstone ttl (s), 4 dead-letter cap (MAXLEN ~), 5 feed cap,
+--       then 6 per
 --       entry: entry id, type, player ('' = none), server id, ts (ms), the index in KEYS of
 --       its game's hash
 -- Returns {outcome, detail} per entry, flattened: outcome is applied | stale | duplicate | dead;
@@ -16,7 +17,7 @@
 -- A failure in the first pass (a corrupt game hash, say) leaves the whole batch pending.
 local group, now, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local dead_letter_cap = ARGV[4]
-local set_keys = {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[8]}
+local set_keys = {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[8], KEYS[9], ARGV[5]}
 local stream, dead_letters = KEYS[6], KEYS[7]
 
 local KNOWN = {creator_joined = true, player_joined = true, player_left = true,
@@ -117,7 +118,7 @@ local function apply(entry, kind, player, server, ts, index)
 end
 
 local results = {}
-for i = 5, #ARGV, 6 do
+for i = 6, #ARGV, 6 do
   local outcome, detail = apply(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3],
     tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5]))
   results[#results + 1] = outcome

@@ -124,10 +124,33 @@ local function is_open(g, state, now)
     and seats_taken(g, now) < g.capacity
 end
 
+-- Appends the game's listing to the product's change feed (contract 3.2, `P:{product}:feed`):
+-- `op open` with the fields a listing shows (as in the game hash), or `op gone` when it left
+-- the open index. `feed` is the stream key, `cap` its `MAXLEN ~`.
+local function feed_open(key, g, feed, cap)
+  local extra = redis.call('HMGET', key, 'region', 'labels')
+  local fields = {'op', 'open', 'id', g.id, 'server_id', g.server_id, 'region', extra[1] or '',
+                  'capacity', g.capacity, 'creator_id', g.creator_id,
+                  'created_at', g.created_at, 'updated_at', g.updated_at,
+                  'roster', cjson.encode(g.roster),
+                  'reservations', next(g.reservations) == nil and '{}' or cjson.encode(g.reservations)}
+  if extra[2] then
+    fields[#fields + 1] = 'labels'
+    fields[#fields + 1] = extra[2]
+  end
+  redis.call('XADD', feed, 'MAXLEN', '~', cap, '*', unpack(fields))
+end
+
+local function feed_gone(feed, cap, id)
+  redis.call('XADD', feed, 'MAXLEN', '~', cap, '*', 'op', 'gone', 'id', id)
+end
+
 -- Writes what changed of the game (its queued reservation index writes first) and its derived
 -- fields, and keeps it in exactly the set its state names (and in the open index while it is
 -- open, in the ending index while it is marked). keys = {pending, lobby, active, open,
--- reservations, ending}. Set membership follows the stored state (every script keeps the two
+-- reservations, ending, feed, feed cap}: whenever the game enters or leaves the open index, or
+-- its players, reservations or ending mark change while it is listed, one feed entry says so
+-- (a heartbeat alone writes none). Without keys[7] no feed entry is written. Set membership follows the stored state (every script keeps the two
 -- in step). Ending a game also drops its reservations and its ending mark and gives the hash
 -- its tombstone TTL.
 local function save_game(key, g, keys, now, tombstone_ttl)
@@ -154,6 +177,8 @@ local function save_game(key, g, keys, now, tombstone_ttl)
       changes[#changes + 1] = value
     end
   end
+  local listing_changed = state ~= before.state or g.roster_dirty or g.reservations_dirty
+    or g.ending_since ~= before.ending_since
   put('state', state, before.state)
   put('updated_at', g.updated_at, before.updated_at)
   put('full_mark', g.full_mark, before.full_mark)
@@ -182,9 +207,11 @@ local function save_game(key, g, keys, now, tombstone_ttl)
     end
   end
   if is_open(g, state, now) then
-    redis.call('ZADD', keys[4], g.created_at, g.id)
+    local added = redis.call('ZADD', keys[4], g.created_at, g.id)
+    if keys[7] and (added == 1 or listing_changed) then feed_open(key, g, keys[7], keys[8]) end
   elseif state == 'creator_joined' or before.state == 'creator_joined' then
-    redis.call('ZREM', keys[4], g.id)
+    local removed = redis.call('ZREM', keys[4], g.id)
+    if keys[7] and removed == 1 then feed_gone(keys[7], keys[8], g.id) end
   end
   if g.ending_since ~= before.ending_since then
     if g.ending_since == '' then

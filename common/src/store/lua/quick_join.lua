@@ -8,10 +8,12 @@
 -- re-join): a live reservation of theirs (their reservations ZSET) in a lobby that takes it,
 -- or a candidate they created, are present in or reserved.
 -- KEYS: 1 pending, 2 lobby, 3 active, 4 open, 5 reservations, 6 ending,
---       7 the player's reservations (ZSET game id -> expiry, ms), 8 the player's join bucket
+--       7 the player's reservations (ZSET game id -> expiry, ms), 8 the player's join bucket,
+--       9 feed
 -- ARGV: 1 player, 2 now (ms), 3 ttl (ms), 4 max open reservations (0 = no quota), 5 rate
 --       (joins/s, 0 = no rate limit), 6 burst, 7 game key prefix (`P:{product}:game:`),
---       8 scan (games), 9 wanted region ('' = any), 10 wanted labels (JSON object, '' = none)
+--       8 scan (games), 9 wanted region ('' = any), 10 wanted labels (JSON object, '' = none),
+--       11 feed cap
 -- Returns {'reserved', game id, expiry} | {'held', game id, ticket JSON or ''} | {'none'} |
 -- {'rate_limited', retry ms} | {'quota_exceeded', retry ms}.
 local player, now, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -112,7 +114,7 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[4], 0, scan - 1)) do
 end
 if best_key == nil then return {'none'} end
 
-local keys = {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]}
+local keys = {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[9], ARGV[11]}
 local best = load_game(best_key)
 local reply = take_seat(best_key, best, keys, player, now, ttl, max_reserved, prefix, KEYS[7])
 if reply[1] == 'reserved' then return {'reserved', best_id, reply[2]} end

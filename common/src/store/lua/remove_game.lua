@@ -1,8 +1,8 @@
 -- Ends a game outside the event stream (curated, cancelled, force-deleted): removes it from
 -- every set and keeps the hash as a tombstone with a TTL, atomically, if the guard holds.
--- KEYS: 1 game, 2 pending, 3 lobby, 4 active, 5 open, 6 reservations, 7 ending
+-- KEYS: 1 game, 2 pending, 3 lobby, 4 active, 5 open, 6 reservations, 7 ending, 8 feed
 -- ARGV: 1 reason, 2 now (ms), 3 tombstone ttl (s), 4 guard, 5 guard set, 6 guard cutoff (ms),
---       7 game id
+--       7 game id, 8 feed cap
 --   guard any:         always
 --   guard cancellable: only before the game started (created, creator_joined, all_players_joined)
 --   guard stale:       only while the game is still in the set named by `guard set`
@@ -30,5 +30,5 @@ end
 g.phase = 3
 g.end_reason = reason
 if now > g.updated_at then g.updated_at = now end
-save_game(KEYS[1], g, {KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]}, now, ttl)
+save_game(KEYS[1], g, {KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], ARGV[8]}, now, ttl)
 return {'removed', previous}

@@ -1,0 +1,307 @@
+//! The change feed of open games (contract 3.2, `P:{product}:feed`): what an API instance
+//! needs to keep an in-memory view of every open game up to date.
+//!
+//! The game scripts append one entry whenever a game enters or leaves a product's open index,
+//! or its players, reservations or ending mark change while it is listed, in the same atomic
+//! call as the change (`prelude.lua`'s `save_game`). A view loads a product once
+//! ([`Store::open_snapshot`]: the feed's position first, then every open game), then follows
+//! the feed from that position ([`FeedReader`], a blocking `XREAD` on a connection of its
+//! own) and checks after each read that nothing it has not read was trimmed and that the feed
+//! did not go back or vanish ([`FeedState::continues`]); when either happened it loads the
+//! product again. Entries carry a whole listing, so applying one twice, or applying entries
+//! older than a snapshot on top of it, converges to the newest state.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::AsyncCommands;
+
+use super::connection::RedisConn;
+use super::error::{StoreError, StoreResult};
+use super::scripts::SCRIPTS;
+use super::{Store, codec, decode};
+use crate::ids::ProductId;
+use crate::model::{EntryId, Game, GameState};
+
+/// Where a product's feed stands (`XINFO STREAM`, read atomically by one script).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FeedState {
+    /// Whether the feed exists.
+    pub exists: bool,
+    /// The id of the newest entry ever added (`0-0` when none).
+    pub last_id: EntryId,
+    /// The largest id ever deleted by `XDEL` (`0-0` when none; trims do not set it).
+    pub max_deleted: EntryId,
+    /// How many entries were ever added.
+    pub entries_added: u64,
+    /// How many entries it holds now.
+    pub length: u64,
+}
+
+impl FeedState {
+    /// Whether a reader that has read every entry up to `last_read` (and `read_count` entries
+    /// in all, counting the snapshot's `entries_added`) can go on from there: false when an
+    /// entry after it was trimmed or deleted ([`FeedState::has_gap`]), or when the feed went
+    /// back or vanished after entries were read (Redis lost its data, or was replaced by an
+    /// empty one).
+    pub fn continues(&self, last_read: EntryId, read_count: u64, existed: bool) -> bool {
+        let started = existed || read_count > 0 || last_read != EntryId::default();
+        if !self.exists {
+            return !started;
+        }
+        self.last_id >= last_read
+            && self.entries_added >= read_count
+            && !self.has_gap(last_read, read_count)
+    }
+
+    /// Whether an entry the reader has not read is gone: the feed holds fewer entries than
+    /// were added after the reader's position (trims drop the oldest first, so while every
+    /// unread entry is there, at least that many are held), or `XDEL` removed one after it.
+    pub fn has_gap(&self, last_read: EntryId, read_count: u64) -> bool {
+        let unread = self.entries_added.saturating_sub(read_count);
+        self.length < unread || self.max_deleted > last_read
+    }
+}
+
+/// One product's open games with the feed position they are current at.
+#[derive(Debug)]
+pub struct OpenSnapshot {
+    /// The feed's state read before the games: every change after it is in the feed.
+    pub feed: FeedState,
+    /// Every game of the open index (decoded; hashes gone meanwhile are left out).
+    pub games: Vec<Game>,
+}
+
+/// What one feed entry says.
+#[derive(Debug, Clone)]
+pub enum FeedChange {
+    /// The game is open, as it is listed now.
+    Open(Box<Game>),
+    /// The game (its raw id) left the open index.
+    Gone(String),
+}
+
+/// One feed entry.
+#[derive(Debug, Clone)]
+pub struct FeedEntry {
+    /// Its stream id.
+    pub id: EntryId,
+    /// What changed.
+    pub change: FeedChange,
+}
+
+/// Games per pipelined `HGETALL` batch of a snapshot.
+const SNAPSHOT_BATCH: usize = 500;
+
+impl Store {
+    /// Where `product`'s feed stands.
+    pub async fn feed_state(&self, product: &ProductId) -> StoreResult<FeedState> {
+        let keys = self.product_keys(product);
+        let mut conn = self.conn.clone();
+        let (exists, last, deleted, added, length): (i64, String, String, i64, i64) = SCRIPTS
+            .feed_state
+            .key(keys.feed())
+            .invoke_async(&mut conn)
+            .await?;
+        let parse = |raw: &str| {
+            raw.parse::<EntryId>()
+                .map_err(|_| StoreError::UnexpectedReply {
+                    script: "feed_state",
+                    reply: vec![raw.to_string()],
+                })
+        };
+        Ok(FeedState {
+            exists: exists == 1,
+            last_id: parse(&last)?,
+            max_deleted: parse(&deleted)?,
+            entries_added: u64::try_from(added).unwrap_or(0),
+            length: u64::try_from(length).unwrap_or(0),
+        })
+    }
+
+    /// Every open game of `product`, after the feed's position: the view's full load. Costs
+    /// one round trip per 500 games.
+    pub async fn open_snapshot(&self, product: &ProductId) -> StoreResult<OpenSnapshot> {
+        let feed = self.feed_state(product).await?;
+        let keys = self.product_keys(product);
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = conn.zrange(keys.open(), 0, -1).await?;
+        let mut games = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(SNAPSHOT_BATCH) {
+            let mut pipe = redis::pipe();
+            for id in chunk {
+                pipe.cmd("HGETALL").arg(keys.game_by_raw_id(id));
+            }
+            let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+            for (id, hash) in chunk.iter().zip(hashes) {
+                let key = keys.game_by_raw_id(id);
+                match decode(&key, &hash) {
+                    Ok(Some(game)) if game.state() == GameState::CreatorJoined => games.push(game),
+                    Ok(_) => {}
+                    Err(err) => tracing::warn!(%err, "open index names an undecodable game"),
+                }
+            }
+        }
+        Ok(OpenSnapshot { feed, games })
+    }
+
+    /// A follower of `product`'s feed blocking up to `block` per read (connects on first
+    /// read, on a connection of its own).
+    pub fn feed_reader(&self, product: &ProductId, block: Duration) -> FeedReader {
+        FeedReader {
+            store: self.clone(),
+            product: product.clone(),
+            key: self.product_keys(product).feed(),
+            conn: None,
+            block,
+        }
+    }
+}
+
+/// Follows one product's feed with `XREAD … BLOCK` on a dedicated connection whose reply
+/// timeout exceeds the block time, so it never holds up other commands. The connection is
+/// dropped after an error and opened again by the next read.
+pub struct FeedReader {
+    store: Store,
+    product: ProductId,
+    key: String,
+    conn: Option<RedisConn>,
+    block: Duration,
+}
+
+impl std::fmt::Debug for FeedReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeedReader")
+            .field("product", &self.product)
+            .field("block", &self.block)
+            .finish_non_exhaustive()
+    }
+}
+
+type RawEntry = (String, Vec<(String, String)>);
+
+impl FeedReader {
+    /// Up to `count` entries after `after`, waiting up to the block time for the first; in
+    /// feed order. An entry that does not decode is an error (the view then loads the
+    /// product again).
+    pub async fn read_after(
+        &mut self,
+        after: EntryId,
+        count: usize,
+    ) -> StoreResult<Vec<FeedEntry>> {
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            None => {
+                let conn = self.store.blocking_connection(self.block).await?;
+                self.conn.insert(conn)
+            }
+        };
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT")
+            .arg(count)
+            .arg("BLOCK")
+            .arg(self.block.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&self.key)
+            .arg(after.to_string());
+        type Reply = Option<Vec<(String, Vec<RawEntry>)>>;
+        let reply: Reply = match cmd.query_async(conn).await {
+            Ok(reply) => reply,
+            Err(err) => {
+                self.conn = None;
+                return Err(err.into());
+            }
+        };
+        reply
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|(_, entries)| entries)
+            .map(|raw| feed_entry(&self.product, &self.key, raw))
+            .collect()
+    }
+}
+
+fn feed_entry(product: &ProductId, key: &str, (id, fields): RawEntry) -> StoreResult<FeedEntry> {
+    let corrupt = |field: &'static str, reason: &str| StoreError::Corrupt {
+        key: format!("{key} entry {id}"),
+        source: codec::CodecError {
+            field,
+            reason: reason.to_string(),
+        },
+    };
+    let entry_id: EntryId = id.parse().map_err(|_| corrupt("id", "not a stream id"))?;
+    let mut map: HashMap<String, String> = fields.into_iter().collect();
+    let op = map.remove("op").unwrap_or_default();
+    let change = match op.as_str() {
+        "gone" => FeedChange::Gone(map.remove("id").ok_or_else(|| corrupt("id", "missing"))?),
+        "open" => {
+            map.insert("product".into(), product.to_string());
+            map.insert("state".into(), GameState::CreatorJoined.as_str().into());
+            let game = codec::game_from_hash(&map).map_err(|source| StoreError::Corrupt {
+                key: format!("{key} entry {id}"),
+                source,
+            })?;
+            FeedChange::Open(Box::new(game))
+        }
+        _ => return Err(corrupt("op", "neither open nor gone")),
+    };
+    Ok(FeedEntry {
+        id: entry_id,
+        change,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(exists: bool, last: u64, deleted: u64, added: u64, length: u64) -> FeedState {
+        FeedState {
+            exists,
+            last_id: EntryId::new(last, 0),
+            max_deleted: EntryId::new(deleted, 0),
+            entries_added: added,
+            length,
+        }
+    }
+
+    #[test]
+    fn a_feed_continues_only_without_a_gap_or_a_step_back() {
+        let read = EntryId::new(10, 0);
+        // 5 read, 7 added: the 2 unread ones must still be held.
+        assert!(state(true, 12, 0, 7, 7).continues(read, 5, true));
+        assert!(
+            state(true, 12, 0, 7, 2).continues(read, 5, true),
+            "trimmed up to what was read"
+        );
+        assert!(
+            !state(true, 12, 0, 7, 1).continues(read, 5, true),
+            "an unread entry trimmed"
+        );
+        assert!(
+            !state(true, 12, 11, 7, 7).continues(read, 5, true),
+            "an unread entry deleted"
+        );
+        assert!(
+            state(true, 12, 10, 7, 6).continues(read, 5, true),
+            "a read entry deleted"
+        );
+        assert!(
+            !state(true, 9, 0, 7, 7).continues(read, 5, true),
+            "ids went back"
+        );
+        assert!(
+            !state(true, 12, 0, 3, 3).continues(read, 5, true),
+            "fewer entries ever added"
+        );
+        assert!(
+            !state(false, 0, 0, 0, 0).continues(read, 5, true),
+            "the feed vanished"
+        );
+        assert!(
+            state(false, 0, 0, 0, 0).continues(EntryId::default(), 0, false),
+            "a feed that never existed may stay absent"
+        );
+        assert!(!state(false, 0, 0, 0, 0).continues(EntryId::default(), 0, true));
+    }
+}

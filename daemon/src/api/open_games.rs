@@ -1,0 +1,654 @@
+//! The in-memory view of every open game (contract 5.4): what `GET /v1/games` answers from.
+//!
+//! Every API instance keeps one. At start it loads every product's open games
+//! (`Store::open_snapshot`), then follows each product's change feed (`P:{product}:feed`,
+//! written by the store's scripts in the same atomic call as the change) on a connection of
+//! its own, one task per product. A product is loaded again — a *resync*, counted in
+//! `mm_view_resyncs_total{reason}` — when its feed was trimmed past what the view has read
+//! (`gap`), when the feed went back or vanished (`reset`: Redis lost its data or restarted
+//! empty), or after a read error (`error`). Products that appear later in `P:products` are
+//! picked up within [`DISCOVERY_INTERVAL`]. The instance's own joins and cancels are applied
+//! at once ([`OpenGames::observe`], [`OpenGames::forget`]), so a player sees their own writes
+//! on the next page; other instances' writes arrive through the feed.
+//!
+//! The view holds open games only (a game leaves it when it leaves the open index), in one
+//! map plus two ordered indexes per product and two over all products: oldest first
+//! (creation time, then id) and fullest first (most players present, then oldest). A page is
+//! a range scan of one index after the cursor's key, so a cursor stays correct while games
+//! come and go: a removed game never shifts another. Until every product known at start has
+//! been loaded, the view is not ready: `/readyz` says so and listings answer `503 not_ready`.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Bound;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use mm_common::backoff::Backoff;
+use mm_common::labels::Labels;
+use mm_common::model::Game;
+use mm_common::store::{FeedChange, Store};
+use mm_common::time::now_ms;
+use mm_common::{GameId, ProductId};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::views::GameView;
+use crate::telemetry;
+
+/// How often `P:products` is read for products that appeared since.
+pub const DISCOVERY_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Feed entries per read.
+const READ_COUNT: usize = 1000;
+
+/// How a page is ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sort {
+    /// Oldest (creation time) first.
+    #[default]
+    Oldest,
+    /// Most players present first, then oldest first.
+    Fullest,
+}
+
+/// A position in one of the orders: the key of the last game of a page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cursor {
+    /// After this game in oldest-first order.
+    Oldest {
+        /// Its creation time (ms).
+        created_at_ms: u64,
+        /// Its id.
+        id: String,
+    },
+    /// After this game in fullest-first order.
+    Fullest {
+        /// Players present when the page was served.
+        players: u32,
+        /// Its creation time (ms).
+        created_at_ms: u64,
+        /// Its id.
+        id: String,
+    },
+}
+
+impl Cursor {
+    /// The opaque text clients pass back: `<created>:<id>` (the format of earlier versions),
+    /// or `f<players>:<created>:<id>`.
+    pub fn encode(&self) -> String {
+        match self {
+            Cursor::Oldest { created_at_ms, id } => format!("{created_at_ms}:{id}"),
+            Cursor::Fullest {
+                players,
+                created_at_ms,
+                id,
+            } => format!("f{players}:{created_at_ms}:{id}"),
+        }
+    }
+
+    /// Parses [`Cursor::encode`]'s output.
+    pub fn decode(text: &str) -> Result<Cursor, String> {
+        let invalid = || format!("cursor {text:?} is not one this API issued");
+        let valid_id = |id: &str| {
+            (1..=64).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        };
+        let number = |raw: &str| -> Result<u64, String> {
+            if raw.is_empty() || raw.len() > 19 || !raw.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(invalid());
+            }
+            raw.parse().map_err(|_| invalid())
+        };
+        if let Some(rest) = text.strip_prefix('f') {
+            let mut parts = rest.splitn(3, ':');
+            let (Some(players), Some(created), Some(id)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(invalid());
+            };
+            let players = u32::try_from(number(players)?).map_err(|_| invalid())?;
+            if !valid_id(id) {
+                return Err(invalid());
+            }
+            return Ok(Cursor::Fullest {
+                players,
+                created_at_ms: number(created)?,
+                id: id.to_string(),
+            });
+        }
+        let (created, id) = text.split_once(':').ok_or_else(invalid)?;
+        if !valid_id(id) {
+            return Err(invalid());
+        }
+        Ok(Cursor::Oldest {
+            created_at_ms: number(created)?,
+            id: id.to_string(),
+        })
+    }
+
+    /// The order this cursor belongs to.
+    pub fn sort(&self) -> Sort {
+        match self {
+            Cursor::Oldest { .. } => Sort::Oldest,
+            Cursor::Fullest { .. } => Sort::Fullest,
+        }
+    }
+}
+
+/// What a page asks for.
+#[derive(Debug, Clone, Default)]
+pub struct PageQuery {
+    /// One product, or all.
+    pub product: Option<ProductId>,
+    /// Only games of this region.
+    pub region: Option<String>,
+    /// Only games with at least this many seats free.
+    pub min_seats_free: u32,
+    /// Only games carrying every one of these labels (equality).
+    pub labels: Labels,
+    /// The order.
+    pub sort: Sort,
+    /// Where the previous page ended (its sort must be `sort`).
+    pub after: Option<Cursor>,
+    /// Games per page (at least 1).
+    pub limit: usize,
+}
+
+/// A page of the view.
+#[derive(Debug, Clone)]
+pub struct ViewPage {
+    /// The games, in the page's order, each as its JSON (contract 5.5) at the page's time.
+    pub games: Vec<Arc<[u8]>>,
+    /// Where the next page starts, when more games match.
+    pub next: Option<Cursor>,
+}
+
+/// Why a page cannot be served.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PageError {
+    /// The cursor belongs to the other sort.
+    #[error("the cursor was issued for the other `sort`")]
+    CursorOfOtherSort,
+}
+
+type OldestKey = (u64, Arc<str>);
+type FullestKey = (Reverse<u32>, u64, Arc<str>);
+
+#[derive(Debug, Default)]
+struct Index {
+    oldest: BTreeMap<OldestKey, Arc<Listed>>,
+    fullest: BTreeMap<FullestKey, Arc<Listed>>,
+}
+
+impl Index {
+    fn insert(&mut self, listed: &Arc<Listed>) {
+        self.oldest.insert(listed.oldest_key(), listed.clone());
+        self.fullest.insert(listed.fullest_key(), listed.clone());
+    }
+
+    fn remove(&mut self, listed: &Listed) {
+        self.oldest.remove(&listed.oldest_key());
+        self.fullest.remove(&listed.fullest_key());
+    }
+}
+
+#[derive(Debug)]
+struct Listed {
+    id: Arc<str>,
+    players: u32,
+    game: Arc<Game>,
+    /// The game as JSON (contract 5.5), rendered when it entered the view.
+    json: Arc<[u8]>,
+    /// Until when `json` is current: its `seats_free` counts reservations, so it changes when
+    /// the earliest of them expires (`u64::MAX` without any).
+    json_fresh_until: u64,
+}
+
+/// The game as JSON at `now_ms`, and until when that stays current.
+fn render(game: &Game, now_ms: u64) -> (Arc<[u8]>, u64) {
+    let json =
+        serde_json::to_vec(&GameView::of(game, now_ms)).expect("a game view always serialises");
+    let fresh_until = game
+        .reservations
+        .values()
+        .copied()
+        .filter(|expiry| *expiry > now_ms)
+        .min()
+        .unwrap_or(u64::MAX);
+    (Arc::from(json), fresh_until)
+}
+
+impl Listed {
+    fn new(game: Game, now_ms: u64) -> Listed {
+        let players = game.roster.values().filter(|entry| entry.present).count() as u32;
+        let (json, json_fresh_until) = render(&game, now_ms);
+        Listed {
+            id: Arc::from(game.id.as_str()),
+            players,
+            game: Arc::new(game),
+            json,
+            json_fresh_until,
+        }
+    }
+
+    /// The game as JSON at `now_ms`: rendered once, again only after a reservation expired.
+    fn json_at(&self, now_ms: u64) -> Arc<[u8]> {
+        if now_ms < self.json_fresh_until {
+            self.json.clone()
+        } else {
+            render(&self.game, now_ms).0
+        }
+    }
+
+    fn oldest_key(&self) -> OldestKey {
+        (self.game.created_at_ms, self.id.clone())
+    }
+
+    fn fullest_key(&self) -> FullestKey {
+        (
+            Reverse(self.players),
+            self.game.created_at_ms,
+            self.id.clone(),
+        )
+    }
+}
+
+#[derive(Debug, Default)]
+struct Games {
+    by_id: HashMap<Arc<str>, Arc<Listed>>,
+    products: HashMap<ProductId, Index>,
+    all: Index,
+}
+
+impl Games {
+    fn upsert(&mut self, game: Game) {
+        self.remove(game.id.as_str());
+        let listed = Arc::new(Listed::new(game, now_ms()));
+        self.products
+            .entry(listed.game.product.clone())
+            .or_default()
+            .insert(&listed);
+        self.all.insert(&listed);
+        self.by_id.insert(listed.id.clone(), listed);
+    }
+
+    fn remove(&mut self, id: &str) {
+        if let Some(listed) = self.by_id.remove(id) {
+            if let Some(index) = self.products.get_mut(&listed.game.product) {
+                index.remove(&listed);
+            }
+            self.all.remove(&listed);
+        }
+    }
+
+    fn replace_product(&mut self, product: &ProductId, games: Vec<Game>) {
+        if let Some(index) = self.products.remove(product) {
+            for ((_, id), _) in index.oldest {
+                if let Some(listed) = self.by_id.remove(&id) {
+                    self.all.remove(&listed);
+                }
+            }
+        }
+        self.products.insert(product.clone(), Index::default());
+        for game in games {
+            self.upsert(game);
+        }
+    }
+}
+
+/// The view. Shared by the handlers (reads) and the feed followers (writes).
+#[derive(Debug)]
+pub struct OpenGames {
+    games: RwLock<Games>,
+    ready: watch::Sender<bool>,
+}
+
+impl Default for OpenGames {
+    fn default() -> Self {
+        OpenGames {
+            games: RwLock::default(),
+            ready: watch::Sender::new(false),
+        }
+    }
+}
+
+impl OpenGames {
+    /// Whether every product known at start has been loaded.
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Waits up to `limit` for the view to be ready; whether it is.
+    pub async fn wait_ready(&self, limit: Duration) -> bool {
+        let mut ready = self.ready.subscribe();
+        tokio::time::timeout(limit, ready.wait_for(|ready| *ready))
+            .await
+            .is_ok_and(|result| result.is_ok())
+    }
+
+    /// Open games in the view.
+    pub fn len(&self) -> usize {
+        self.read().by_id.len()
+    }
+
+    /// Whether the view holds no game.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Applies a game as this instance just saw it written (after its own join): listed
+    /// while it is open at `now_ms`, else dropped.
+    pub fn observe(&self, game: &Game, now_ms: u64) {
+        let mut games = self.write();
+        if game.is_open(now_ms) {
+            games.upsert(game.clone());
+        } else {
+            games.remove(game.id.as_str());
+        }
+        drop(games);
+        self.publish_size();
+    }
+
+    /// Drops a game this instance just ended or took out of the listing (its own cancel).
+    pub fn forget(&self, id: &GameId) {
+        self.write().remove(id.as_str());
+        self.publish_size();
+    }
+
+    /// One page.
+    pub fn page(&self, query: &PageQuery, now_ms: u64) -> Result<ViewPage, PageError> {
+        if let Some(after) = &query.after
+            && after.sort() != query.sort
+        {
+            return Err(PageError::CursorOfOtherSort);
+        }
+        let games = self.read();
+        let index = match &query.product {
+            Some(product) => match games.products.get(product) {
+                Some(index) => index,
+                None => {
+                    return Ok(ViewPage {
+                        games: Vec::new(),
+                        next: None,
+                    });
+                }
+            },
+            None => &games.all,
+        };
+        let limit = query.limit.max(1);
+        // A listed game had a seat free when it entered the view, and reservations only
+        // expire: seats are counted only for a filter asking for more than one.
+        let keep = |listed: &Listed| -> bool {
+            let game = &listed.game;
+            let region_ok = query
+                .region
+                .as_deref()
+                .is_none_or(|region| game.region.as_deref() == Some(region));
+            let seats_ok = query.min_seats_free <= 1
+                || (game.capacity as usize).saturating_sub(game.seats_taken(now_ms))
+                    >= query.min_seats_free as usize;
+            region_ok && seats_ok && game.labels.matches(&query.labels)
+        };
+        let mut page: Vec<&Arc<Listed>> = Vec::with_capacity(limit + 1);
+        match query.sort {
+            Sort::Oldest => {
+                let start = match &query.after {
+                    Some(Cursor::Oldest { created_at_ms, id }) => {
+                        Bound::Excluded((*created_at_ms, Arc::from(id.as_str())))
+                    }
+                    _ => Bound::Unbounded,
+                };
+                for listed in index
+                    .oldest
+                    .range((start, Bound::Unbounded))
+                    .map(|(_, l)| l)
+                {
+                    if keep(listed) {
+                        page.push(listed);
+                        if page.len() > limit {
+                            break;
+                        }
+                    }
+                }
+            }
+            Sort::Fullest => {
+                let start = match &query.after {
+                    Some(Cursor::Fullest {
+                        players,
+                        created_at_ms,
+                        id,
+                    }) => {
+                        Bound::Excluded((Reverse(*players), *created_at_ms, Arc::from(id.as_str())))
+                    }
+                    _ => Bound::Unbounded,
+                };
+                for listed in index
+                    .fullest
+                    .range((start, Bound::Unbounded))
+                    .map(|(_, l)| l)
+                {
+                    if keep(listed) {
+                        page.push(listed);
+                        if page.len() > limit {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        let more = page.len() > limit;
+        page.truncate(limit);
+        let next = match page.last() {
+            Some(last) if more => Some(match query.sort {
+                Sort::Oldest => Cursor::Oldest {
+                    created_at_ms: last.game.created_at_ms,
+                    id: last.id.to_string(),
+                },
+                Sort::Fullest => Cursor::Fullest {
+                    players: last.players,
+                    created_at_ms: last.game.created_at_ms,
+                    id: last.id.to_string(),
+                },
+            }),
+            _ => None,
+        };
+        Ok(ViewPage {
+            games: page
+                .into_iter()
+                .map(|listed| listed.json_at(now_ms))
+                .collect(),
+            next,
+        })
+    }
+
+    /// Loads every product, marks the view ready once those known now are loaded, and
+    /// follows each product's feed (and products that appear later) until `shutdown`.
+    pub async fn run(
+        self: Arc<Self>,
+        store: Store,
+        configured: Vec<ProductId>,
+        block: Duration,
+        shutdown: CancellationToken,
+    ) {
+        let mut followed: HashSet<ProductId> = HashSet::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut first = true;
+        loop {
+            let mut products: Vec<ProductId> = configured.clone();
+            match store.products().await {
+                Ok(known) => products.extend(known),
+                Err(err) => tracing::warn!(%err, "view: cannot read the known products"),
+            }
+            let (loaded_tx, mut loaded_rx) = tokio::sync::mpsc::channel::<()>(64);
+            let mut started = 0;
+            for product in products {
+                if followed.insert(product.clone()) {
+                    started += 1;
+                    let view = self.clone();
+                    let (store, token, loaded) =
+                        (store.clone(), shutdown.clone(), loaded_tx.clone());
+                    tasks.spawn(async move {
+                        view.follow(store, product, block, token, loaded).await;
+                    });
+                }
+            }
+            drop(loaded_tx);
+            if first {
+                // Ready once every product known at start has been loaded once.
+                for _ in 0..started {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = loaded_rx.recv() => {}
+                    }
+                }
+                self.ready.send_replace(true);
+                tracing::info!(games = self.len(), "view of open games loaded");
+                first = false;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(DISCOVERY_INTERVAL) => {}
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// Loads `product` and follows its feed, loading it again after a gap, a reset or an
+    /// error, until `shutdown`. Sends on `loaded` after the first load.
+    async fn follow(
+        &self,
+        store: Store,
+        product: ProductId,
+        block: Duration,
+        shutdown: CancellationToken,
+        loaded: tokio::sync::mpsc::Sender<()>,
+    ) {
+        let mut loaded = Some(loaded);
+        let mut retry = Backoff::new(Duration::from_millis(100), Duration::from_secs(5)).delays();
+        let mut reason = "start";
+        while !shutdown.is_cancelled() {
+            let snapshot = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                snapshot = store.open_snapshot(&product) => snapshot,
+            };
+            let snapshot = match snapshot {
+                Ok(snapshot) => snapshot,
+                Err(err) => {
+                    tracing::warn!(%product, %err, "view: cannot load the product's open games");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(retry.next_delay()) => {}
+                    }
+                    continue;
+                }
+            };
+            retry.reset();
+            metrics::counter!(telemetry::VIEW_RESYNCS_TOTAL, "reason" => reason).increment(1);
+            if reason != "start" {
+                tracing::info!(%product, reason, games = snapshot.games.len(), "view: product reloaded");
+            }
+            self.write().replace_product(&product, snapshot.games);
+            self.publish_size();
+            if let Some(loaded) = loaded.take() {
+                let _ = loaded.send(()).await;
+            }
+            let existed = snapshot.feed.exists;
+            let mut last = snapshot.feed.last_id;
+            let mut count = snapshot.feed.entries_added;
+            let mut reader = store.feed_reader(&product, block);
+            reason = loop {
+                let read = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    read = reader.read_after(last, READ_COUNT) => read,
+                };
+                match read {
+                    Ok(entries) => {
+                        if !entries.is_empty() {
+                            let mut games = self.write();
+                            for entry in entries {
+                                match entry.change {
+                                    FeedChange::Open(game) => games.upsert(*game),
+                                    FeedChange::Gone(id) => games.remove(&id),
+                                }
+                                last = entry.id;
+                                count += 1;
+                            }
+                            drop(games);
+                            self.publish_size();
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(%product, %err, "view: reading the feed failed");
+                        break "error";
+                    }
+                }
+                match store.feed_state(&product).await {
+                    Ok(state) if state.continues(last, count, existed) => {}
+                    Ok(state) => {
+                        break if state.exists && state.has_gap(last, count) {
+                            "gap"
+                        } else {
+                            "reset"
+                        };
+                    }
+                    Err(err) => {
+                        tracing::warn!(%product, %err, "view: checking the feed failed");
+                        break "error";
+                    }
+                }
+            };
+            if reason == "error" {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(retry.next_delay()) => {}
+                }
+            }
+        }
+    }
+
+    fn publish_size(&self) {
+        metrics::gauge!(telemetry::VIEW_GAMES).set(self.len() as f64);
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Games> {
+        self.games
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Games> {
+        self.games
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_what_was_not_issued() {
+        for cursor in [
+            Cursor::Oldest {
+                created_at_ms: 17,
+                id: "chess.abc".into(),
+            },
+            Cursor::Fullest {
+                players: 3,
+                created_at_ms: 17,
+                id: "chess.abc".into(),
+            },
+        ] {
+            assert_eq!(Cursor::decode(&cursor.encode()), Ok(cursor));
+        }
+        for bad in [
+            "", "x", "17", "17:", ":a", "f3:17", "f:17:a", "fx:1:a", "1:a b", "-1:a",
+        ] {
+            assert!(Cursor::decode(bad).is_err(), "{bad:?}");
+        }
+    }
+}
