@@ -451,7 +451,10 @@ export interface operations {
                  *     the first page).
                  */
                 cursor?: string;
-                /** @description Only games with at least this many seats free (1..=`lobby.max_capacity`, default 1). */
+                /**
+                 * @description Only games with at least this many seats free (at least 1, default 1; more than
+                 *     `lobby.max_capacity` matches nothing).
+                 */
                 min_seats_free?: number;
                 /** @description `oldest` (default): oldest first; `fullest`: most players present first, then oldest. */
                 sort?: "oldest" | "fullest";
