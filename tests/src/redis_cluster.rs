@@ -119,11 +119,18 @@ pub struct RedisCluster {
 impl RedisCluster {
     /// Starts three masters with one replica each and waits until the cluster is ok.
     pub fn start() -> anyhow::Result<RedisCluster> {
+        Self::start_with_replicas(1)
+    }
+
+    /// Starts three masters with `replicas` replicas each (0: masters only, for benchmarks
+    /// that compare the masters' throughput without the cost of replication) and waits until
+    /// the cluster is ok.
+    pub fn start_with_replicas(replicas: usize) -> anyhow::Result<RedisCluster> {
         let dir = tempfile::Builder::new()
             .prefix("mm-cluster-")
             .tempdir()
             .context("creating a temp dir for the test cluster")?;
-        let ports = free_port_pairs(MASTERS * 2)?;
+        let ports = free_port_pairs(MASTERS * (1 + replicas))?;
         let mut cluster = RedisCluster {
             nodes: ports
                 .into_iter()
@@ -153,7 +160,7 @@ impl RedisCluster {
             .arg("create")
             .args(&addresses)
             .arg("--cluster-replicas")
-            .arg("1")
+            .arg(replicas.to_string())
             .arg("--cluster-yes")
             .stdin(Stdio::null())
             .output()
