@@ -427,19 +427,24 @@ impl TestApp {
                 tracing::error!(%err, "in-process matchmakerd failed");
             }
         }));
+        // Idle connections are dropped well before the daemon closes them
+        // (`http.keepalive_idle_timeout_ms`, 5 s), so a request never races that close on a
+        // reused connection (`IncompleteMessage`).
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(2))
+            .build()?;
+        let base_url = format!("http://{addr}");
+        // Tests start once the lobby port is ready (Redis answers, the view of open games
+        // has loaded), as a load balancer would send traffic.
+        wait_ready(&http, &base_url).await?;
         Ok(TestApp {
-            base_url: format!("http://{addr}"),
+            base_url,
             addr,
             admin_addr,
             store,
             redis,
             registry,
-            // Idle connections are dropped well before the daemon closes them
-            // (`http.keepalive_idle_timeout_ms`, 5 s), so a request never races that close
-            // on a reused connection (`IncompleteMessage`).
-            http: reqwest::Client::builder()
-                .pool_idle_timeout(Duration::from_secs(2))
-                .build()?,
+            http,
             settings,
             game_servers,
             shutdown,
@@ -467,7 +472,9 @@ impl TestApp {
                 tracing::error!(%err, "second in-process matchmakerd failed");
             }
         }));
-        Ok(format!("http://{addr}"))
+        let base_url = format!("http://{addr}");
+        wait_ready(&self.http, &base_url).await?;
+        Ok(base_url)
     }
 
     /// An absolute URL of the API.
@@ -718,4 +725,25 @@ pub async fn redis_keys(app: &TestApp, pattern: &str) -> Vec<String> {
     let mut keys: Vec<String> = conn.keys(pattern).await.unwrap_or_default();
     keys.sort();
     keys
+}
+
+/// Waits (polling, 30 s at most) until the lobby port at `base_url` answers `/readyz` with
+/// 200; fails with the last answer otherwise.
+async fn wait_ready(http: &reqwest::Client, base_url: &str) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let last = match http.get(format!("{base_url}/readyz")).send().await {
+            Ok(answer) if answer.status().is_success() => return Ok(()),
+            Ok(answer) => format!(
+                "{}: {}",
+                answer.status(),
+                answer.text().await.unwrap_or_default()
+            ),
+            Err(err) => err.to_string(),
+        };
+        if std::time::Instant::now() >= deadline {
+            anyhow::bail!("{base_url}/readyz was not ready within 30 s; last answer: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
