@@ -236,10 +236,6 @@ pub async fn list_games(
     if let Some(product) = &query.product {
         check_product(&ctx, product)?;
     }
-    let sort = match query.sort.unwrap_or_default() {
-        ListSort::Oldest => Sort::Oldest,
-        ListSort::Fullest => Sort::Fullest,
-    };
     // An empty cursor (`cursor=`) means the first page, like an absent one.
     let after = query
         .cursor
@@ -248,6 +244,15 @@ pub async fn list_games(
         .map(Cursor::decode)
         .transpose()
         .map_err(|err| ApiError::invalid(format!("query parameter `cursor`: {err}")))?;
+    // `sort` orders the first page; a cursor continues in the order it was issued for (it
+    // carries it), whatever `sort` says, so that every cursor the API hands out stays valid.
+    let sort = match &after {
+        Some(cursor) => cursor.sort(),
+        None => match query.sort.unwrap_or_default() {
+            ListSort::Oldest => Sort::Oldest,
+            ListSort::Fullest => Sort::Fullest,
+        },
+    };
     let view = ctx.open_games();
     if !view.is_ready() && !view.wait_ready(VIEW_READY_WAIT).await {
         return Err(ApiError::new(

@@ -202,8 +202,8 @@ pub struct ListQuery {
     #[param(minimum = 1, maximum = 100)]
     #[serde(default)]
     pub limit: Option<u32>,
-    /// The `next_cursor` of the previous page, issued for the same `sort` (absent or empty:
-    /// the first page).
+    /// The `next_cursor` of the previous page (absent or empty: the first page). A cursor
+    /// continues in the order it was issued for; `sort` is ignored beside it.
     #[param(pattern = "^((f[0-9]{1,10}:)?[0-9]{1,19}:[A-Za-z0-9._-]{1,64})?$")]
     #[serde(default)]
     pub cursor: Option<String>,

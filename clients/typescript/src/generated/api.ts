@@ -447,8 +447,8 @@ export interface operations {
                 /** @description Page size (1..=100, default 20). */
                 limit?: number;
                 /**
-                 * @description The `next_cursor` of the previous page, issued for the same `sort` (absent or empty:
-                 *     the first page).
+                 * @description The `next_cursor` of the previous page (absent or empty: the first page). A cursor
+                 *     continues in the order it was issued for; `sort` is ignored beside it.
                  */
                 cursor?: string;
                 /**
