@@ -109,7 +109,9 @@ impl Cursor {
             else {
                 return Err(invalid());
             };
-            let players = u32::try_from(number(players)?).map_err(|_| invalid())?;
+            // Any count is a position in the order: one above what a game can hold sorts
+            // before every game (the schema allows up to 10 digits, more than a u32 holds).
+            let players = u32::try_from(number(players)?).unwrap_or(u32::MAX);
             if !valid_id(id) {
                 return Err(invalid());
             }
@@ -650,5 +652,16 @@ mod tests {
         ] {
             assert!(Cursor::decode(bad).is_err(), "{bad:?}");
         }
+        // Whatever the OpenAPI pattern allows decodes: a player count past a u32 is a
+        // position before every game of the fullest order.
+        assert_eq!(
+            Cursor::decode("f7946508090:01836:7e-rc7SRf5DJN"),
+            Ok(Cursor::Fullest {
+                players: u32::MAX,
+                created_at_ms: 1836,
+                id: "7e-rc7SRf5DJN".into(),
+            })
+        );
+        assert!(Cursor::decode("9999999999999999999:a").is_ok());
     }
 }
