@@ -59,8 +59,9 @@ pub(crate) fn event_of(round: u64, game: &str, index: u64) -> EventFields {
 }
 
 /// A product's games (all in pending) and its stream of their stories, games interleaved
-/// round by round, with the consumer group created. Returns the last entry id.
-async fn fill(
+/// round by round, with the consumer group created, all on `conn` (the node holding the
+/// product's slot; the product is not registered in `P:products`). Returns the last entry id.
+pub(crate) async fn fill(
     conn: &mut MultiplexedConnection,
     keys: &Keys,
     product: &ProductId,
@@ -74,7 +75,7 @@ async fn fill(
         .map(|i| fixtures::game(product, &server, i, Phase::Created, 4, now))
         .collect::<Result<_, _>>()?;
     fixtures::write_games(conn, &product_keys, &records, now).await?;
-    fixtures::prepare_product(conn, keys, product).await?;
+    fixtures::create_group(conn, keys, product).await?;
     let ids: Vec<String> = records.iter().map(|g| g.id.to_string()).collect();
     drop(records);
     let events = (0..rounds).flat_map(|round| {
@@ -104,6 +105,7 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
 
     let fill_started = Instant::now();
     let last_id = fill(&mut conn, &keys, &product, games, rounds).await?;
+    fixtures::register_product(&mut conn, &keys, &product).await?;
     scenario.note(format!(
         "{total} events ({rounds} per game over {games} games in pending: creator_joined, 3 \
          player_joined, 1 player_left, heartbeats, and game_started/game_ended for 40 % of \
@@ -188,11 +190,12 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
         let ceiling_product = ProductId::new(format!("ceiling{per_call}"))?;
         let ceiling_keys = keys.product(&ceiling_product);
         let ceiling_last = fill(&mut conn, &keys, &ceiling_product, games, rounds).await?;
+        fixtures::register_product(&mut conn, &keys, &ceiling_product).await?;
         let calls = total.div_ceil(per_call);
         let args = vec![
             "EVALSHA".to_string(),
             sha.clone(),
-            "7".into(),
+            "9".into(),
             ceiling_keys.pending(),
             ceiling_keys.lobby(),
             ceiling_keys.active(),
@@ -200,12 +203,18 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
             ceiling_keys.reservations(),
             ceiling_keys.events(),
             ceiling_keys.dead_letters(),
+            ceiling_keys.ending(),
+            ceiling_keys.feed(),
             CONSUMER_GROUP.into(),
             "ceiling".into(),
             per_call.to_string(),
             mm_common::time::now_ms().to_string(),
             TOMBSTONE_TTL_SECS.to_string(),
             ceiling_keys.game_by_raw_id(""),
+            mm_config::ConsumerSettings::default()
+                .dead_letter_max_len
+                .to_string(),
+            mm_config::LobbySettings::default().feed_maxlen.to_string(),
         ];
         let mark = CpuMark::start(redis_pid)?;
         let calls_per_sec =

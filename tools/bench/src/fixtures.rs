@@ -132,11 +132,32 @@ pub async fn prepare_product(
     keys: &Keys,
     product: &ProductId,
 ) -> anyhow::Result<()> {
+    register_product(conn, keys, product).await?;
+    create_group(conn, keys, product).await
+}
+
+/// Registers `product` in `P:products` (a global key: on a cluster, send it through a cluster
+/// connection).
+pub async fn register_product(
+    conn: &mut impl redis::aio::ConnectionLike,
+    keys: &Keys,
+    product: &ProductId,
+) -> anyhow::Result<()> {
     let () = redis::cmd("SADD")
         .arg(keys.products())
         .arg(product.as_str())
         .query_async(conn)
         .await?;
+    Ok(())
+}
+
+/// Creates the consumer group of `product`'s stream at id 0 (kept if it exists), on a
+/// connection to the node holding the product's slot.
+pub async fn create_group(
+    conn: &mut MultiplexedConnection,
+    keys: &Keys,
+    product: &ProductId,
+) -> anyhow::Result<()> {
     let created: redis::RedisResult<()> = redis::cmd("XGROUP")
         .arg("CREATE")
         .arg(keys.product(product).events())

@@ -8,16 +8,15 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use mm_common::keys::{CONSUMER_GROUP, Keys};
-use mm_common::model::Phase;
-use mm_common::{ProductId, ServerId};
+use anyhow::bail;
+use mm_common::ProductId;
+use mm_common::keys::Keys;
 use mm_testkit::RedisServer;
 use mm_testkit::redis_cluster::{RedisCluster, products_on_distinct_masters};
 use redis::aio::MultiplexedConnection;
 
 use super::Bench;
-use super::events::{SERVER, event_of, group_progress};
+use super::events::{fill, group_progress};
 use super::fixtures::{self, redis_pid};
 use super::procs::{CpuMark, DaemonProcess, DaemonSpec, ResourceUse, toml_string};
 use super::report::{Row, Scenario};
@@ -44,43 +43,6 @@ struct Drained {
     seconds: f64,
     daemon: ResourceUse,
     redis_cores: Vec<f64>,
-}
-
-/// Writes `games` games of `product` and their `rounds` events each on `conn` (the node that
-/// holds the product's slot), creates the consumer group, and returns the last entry id.
-async fn fill(
-    conn: &mut MultiplexedConnection,
-    keys: &Keys,
-    product: &ProductId,
-    games: u64,
-    rounds: u64,
-) -> anyhow::Result<String> {
-    let product_keys = keys.product(product);
-    let server = ServerId::new(SERVER)?;
-    let now = mm_common::time::now_ms();
-    let records: Vec<_> = (0..games)
-        .map(|i| fixtures::game(product, &server, i, Phase::Created, 4, now))
-        .collect::<Result<_, _>>()?;
-    fixtures::write_games(conn, &product_keys, &records, now).await?;
-    let () = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(product_keys.events())
-        .arg(CONSUMER_GROUP)
-        .arg("0")
-        .arg("MKSTREAM")
-        .query_async(conn)
-        .await
-        .context("creating the consumer group")?;
-    let ids: Vec<String> = records.iter().map(|g| g.id.to_string()).collect();
-    drop(records);
-    let events = (0..rounds).flat_map(|round| {
-        ids.iter()
-            .enumerate()
-            .map(move |(index, id)| event_of(round, id, index as u64))
-    });
-    fixtures::append_events(conn, &product_keys.events(), events)
-        .await?
-        .context("no event was written")
 }
 
 /// Starts the daemon `spec`, waits until every product's stream is drained, and measures.
@@ -162,11 +124,7 @@ async fn drain_on_cluster(
     }
     let mut cluster_conn = cluster.connection().await;
     for product in products {
-        let () = redis::cmd("SADD")
-            .arg(keys.products())
-            .arg(product.as_str())
-            .query_async(&mut cluster_conn)
-            .await?;
+        fixtures::register_product(&mut cluster_conn, keys, product).await?;
     }
     let mut pids = Vec::new();
     for url in cluster.urls() {
@@ -219,11 +177,7 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
     let mut placed = Vec::new();
     for product in &products {
         let last_id = fill(&mut conn, &keys, product, games, rounds).await?;
-        let () = redis::cmd("SADD")
-            .arg(keys.products())
-            .arg(product.as_str())
-            .query_async(&mut conn)
-            .await?;
+        fixtures::register_product(&mut conn, &keys, product).await?;
         placed.push(Placed {
             product: product.clone(),
             conn: conn.clone(),

@@ -2,11 +2,12 @@
 -- script and no client in the loop. mm-bench sends prelude.lua + this + apply_events.lua; this
 -- part reads the next entries and builds the KEYS and ARGV that apply_events.lua expects, as
 -- locals that shadow the call's own for the rest of the script.
--- KEYS: 1 pending, 2 lobby, 3 active, 4 open, 5 reservations, 6 stream, 7 dead letters
+-- KEYS: 1 pending, 2 lobby, 3 active, 4 open, 5 reservations, 6 stream, 7 dead letters,
+--       8 ending, 9 feed
 -- ARGV: 1 group, 2 consumer name, 3 entries per call, 4 now (ms), 5 tombstone ttl (s),
---       6 the game hash key without the game id
-local keys = {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]}
-local argv = {ARGV[1], ARGV[4], ARGV[5]}
+--       6 the game hash key without the game id, 7 dead-letter cap, 8 feed cap
+local keys = {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]}
+local argv = {ARGV[1], ARGV[4], ARGV[5], ARGV[7], ARGV[8]}
 local read = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3],
   'STREAMS', KEYS[6], '>')
 if read then
