@@ -104,6 +104,19 @@ pub async fn join_game<D: ServerDirectory>(
             new_seat,
         });
     }
+    ticket_for_seat(store, servers, game, player, new_seat).await
+}
+
+/// The end of every path that seats a player (join, rejoin, quick join): the game server
+/// adds the player, the ticket is kept for a re-join, and a seat reserved by this call
+/// (`new_seat`) is given back when the server fails or refuses.
+pub(super) async fn ticket_for_seat<D: ServerDirectory>(
+    store: &Store,
+    servers: &ServerCalls<D>,
+    game: &GameId,
+    player: &PlayerId,
+    new_seat: bool,
+) -> Result<JoinedGame, JoinError> {
     let result = add_player(store, servers, game, player).await;
     if let Ok((_, ticket)) = &result
         && let Err(err) = store.keep_ticket(game, player, ticket).await

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::create::{CreateError, NewGame, create_game};
-use super::join::{JoinError, JoinedGame, add_player};
+use super::join::{JoinError, JoinedGame, ticket_for_seat};
 use super::{ServerCalls, ServerPlacement};
 use crate::ids::{GameId, PlayerId, ProductId};
 use crate::limits::{LimitRefusal, PlayerLimits};
@@ -143,25 +143,11 @@ pub async fn quick_join<D: ServerPlacement + Clone + 'static>(
             created: false,
         });
     }
-    let result = add_player(store, servers, &game, player).await;
-    if let Ok((_, ticket)) = &result
-        && let Err(err) = store.keep_ticket(&game, player, ticket).await
-    {
-        tracing::warn!(game = %game, error = %err, "could not keep a join ticket");
-    }
-    if result.is_err()
-        && new_seat
-        && let Err(err) = store.release_seat(&game, player, now_ms(), true).await
-    {
-        tracing::warn!(game = %game, error = %err, "could not release a reserved seat");
-    }
-    let (record, ticket) = result.map_err(join_failed)?;
+    let joined = ticket_for_seat(store, servers, &game, player, new_seat)
+        .await
+        .map_err(join_failed)?;
     Ok(QuickJoined {
-        joined: JoinedGame {
-            game: record,
-            ticket,
-            new_seat,
-        },
+        joined,
         created: false,
     })
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::join::{JoinError, JoinedGame, add_player};
+use super::join::{JoinError, JoinedGame, ticket_for_seat};
 use super::{ServerCalls, ServerDirectory};
 use crate::ids::{GameId, PlayerId};
 use crate::limits::PlayerLimits;
@@ -37,22 +37,5 @@ pub async fn rejoin_game<D: ServerDirectory>(
             ReserveOutcome::AlreadyHeld => false,
         },
     };
-    let result = add_player(store, servers, game, player).await;
-    if let Ok((_, ticket)) = &result
-        && let Err(err) = store.keep_ticket(game, player, ticket).await
-    {
-        tracing::warn!(game = %game, error = %err, "could not keep a rejoin ticket");
-    }
-    if result.is_err()
-        && new_seat
-        && let Err(err) = store.release_seat(game, player, now_ms(), true).await
-    {
-        tracing::warn!(game = %game, error = %err, "could not release a reserved seat");
-    }
-    let (record, ticket) = result?;
-    Ok(JoinedGame {
-        game: record,
-        ticket,
-        new_seat,
-    })
+    ticket_for_seat(store, servers, game, player, new_seat).await
 }
