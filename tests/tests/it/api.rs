@@ -16,6 +16,8 @@ use serde_json::json;
 /// Deadline of every wait: generous, because the scenarios also run on a shared cluster beside
 /// the rest of the suite on two cores (a poll returns as soon as its condition holds).
 const WAIT: Duration = Duration::from_secs(30);
+/// The reservation time of the test that lets a reservation lapse.
+const RESERVATION_TTL_SECS: u64 = 4;
 
 async fn app() -> TestApp {
     TestApp::spawn(TestAppOptions::default()).await.unwrap()
@@ -313,8 +315,11 @@ async fn a_reserved_seat_nobody_takes_is_released() {
 
 /// Scenario (single Redis and cluster: `mm_testkit::scenario`).
 pub(crate) async fn a_reserved_seat_nobody_takes_is_released_on(at: Placement) {
+    // Long enough that the checks below run while bob's reservation holds, even on a slow,
+    // loaded CI machine (a 1 s reservation can lapse before `game_full` is asked for);
+    // short enough that waiting for its release costs little.
     let app = TestApp::spawn(TestAppOptions {
-        reservation_ttl_secs: 1,
+        reservation_ttl_secs: RESERVATION_TTL_SECS,
         ..at.options()
     })
     .await

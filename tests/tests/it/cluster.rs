@@ -145,13 +145,11 @@ async fn scenarios_of_every_area_run_on_a_shared_cluster() {
             .unwrap()
             .master_of(&format!("mm:{{{}}}:events", at.product))
             .unwrap();
-        eprintln!(
-            "scenario {name:?}: product {} on master {master}",
-            at.product
-        );
+        let placed = format!("product {} on master {master}", at.product);
         let gate = gate.clone();
         running.push((
             name,
+            placed,
             tokio::spawn(async move {
                 let _turn = gate.acquire_owned().await.unwrap();
                 scenario(at).await
@@ -159,10 +157,17 @@ async fn scenarios_of_every_area_run_on_a_shared_cluster() {
         ));
     }
     let mut failed = Vec::new();
-    for (name, task) in running {
-        if let Err(error) = task.await {
-            failed.push(format!("{name}: {error}"));
+    let mut passed = Vec::new();
+    for (name, placed, task) in running {
+        match task.await {
+            Ok(()) => passed.push(format!("scenario {name:?} ({placed}): passed")),
+            Err(error) => failed.push(format!("scenario {name:?} ({placed}) FAILED: {error}")),
         }
+    }
+    // Failures first: CI shows the head of a failed test's output, and the panic's message
+    // is what a reader needs.
+    for line in failed.iter().chain(&passed) {
+        eprintln!("{line}");
     }
     assert!(
         failed.is_empty(),
