@@ -121,7 +121,7 @@ impl ProductKeys {
 
     /// `P:{product}:feed`: STREAM, the change feed of the product's listing: one entry per
     /// change of an open game, written by the game scripts in the same call as the change
-    /// (`op open` with the listing's fields, or `op gone`), capped by `lobby.feed_maxlen`.
+    /// (`op open` with the listing's fields, `op update` with what changed, or `op gone`), capped by `lobby.feed_maxlen`.
     pub fn feed(&self) -> String {
         format!("{}:feed", self.base)
     }

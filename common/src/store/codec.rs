@@ -129,29 +129,8 @@ pub fn game_from_hash(hash: &HashMap<String, String>) -> Result<Game, CodecError
         GameState::InProgress => Phase::InProgress,
         GameState::Ended => Phase::Ended,
     };
-    let raw_roster: BTreeMap<String, (String, u8)> =
-        serde_json::from_str(non_empty(optional("roster"), "{}"))
-            .map_err(|err| bad("roster", err))?;
-    let mut roster = BTreeMap::new();
-    for (player, (entry, present)) in raw_roster {
-        let player = PlayerId::new(player).map_err(|err| bad("roster", err))?;
-        let entry_id = entry.parse().map_err(|err| bad("roster", err))?;
-        roster.insert(
-            player,
-            RosterEntry {
-                entry_id,
-                present: present == 1,
-            },
-        );
-    }
-    let raw_reservations: BTreeMap<String, u64> =
-        serde_json::from_str(non_empty(optional("reservations"), "{}"))
-            .map_err(|err| bad("reservations", err))?;
-    let mut reservations = BTreeMap::new();
-    for (player, expiry) in raw_reservations {
-        let player = PlayerId::new(player).map_err(|err| bad("reservations", err))?;
-        reservations.insert(player, expiry);
-    }
+    let roster = roster_from_field(optional("roster"))?;
+    let reservations = reservations_from_field(optional("reservations"))?;
     let capacity = number("capacity")?;
     let ending = match optional("ending_since") {
         "" => None,
@@ -188,6 +167,37 @@ pub fn game_from_hash(hash: &HashMap<String, String>) -> Result<Game, CodecError
         end_reason: Some(optional("end_reason").to_string()).filter(|r| !r.is_empty()),
         ending,
     })
+}
+
+/// Decodes a game's `roster` field (`{player: [entry id, 1 present | 0 left]}`; empty = none).
+pub fn roster_from_field(raw: &str) -> Result<BTreeMap<PlayerId, RosterEntry>, CodecError> {
+    let raw_roster: BTreeMap<String, (String, u8)> =
+        serde_json::from_str(non_empty(raw, "{}")).map_err(|err| bad("roster", err))?;
+    let mut roster = BTreeMap::new();
+    for (player, (entry, present)) in raw_roster {
+        let player = PlayerId::new(player).map_err(|err| bad("roster", err))?;
+        let entry_id = entry.parse().map_err(|err| bad("roster", err))?;
+        roster.insert(
+            player,
+            RosterEntry {
+                entry_id,
+                present: present == 1,
+            },
+        );
+    }
+    Ok(roster)
+}
+
+/// Decodes a game's `reservations` field (`{player: expiry ms}`; empty = none).
+pub fn reservations_from_field(raw: &str) -> Result<BTreeMap<PlayerId, u64>, CodecError> {
+    let raw_reservations: BTreeMap<String, u64> =
+        serde_json::from_str(non_empty(raw, "{}")).map_err(|err| bad("reservations", err))?;
+    let mut reservations = BTreeMap::new();
+    for (player, expiry) in raw_reservations {
+        let player = PlayerId::new(player).map_err(|err| bad("reservations", err))?;
+        reservations.insert(player, expiry);
+    }
+    Ok(reservations)
 }
 
 fn non_empty<'a>(value: &'a str, default: &'a str) -> &'a str {

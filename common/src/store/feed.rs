@@ -11,7 +11,7 @@
 //! product again. Entries carry a whole listing, so applying one twice, or applying entries
 //! older than a snapshot on top of it, converges to the newest state.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use redis::AsyncCommands;
@@ -20,8 +20,8 @@ use super::connection::RedisConn;
 use super::error::{StoreError, StoreResult};
 use super::scripts::SCRIPTS;
 use super::{Store, codec, decode};
-use crate::ids::ProductId;
-use crate::model::{EntryId, Game, GameState};
+use crate::ids::{PlayerId, ProductId};
+use crate::model::{EntryId, Game, GameState, RosterEntry};
 
 /// Where a product's feed stands (`XINFO STREAM`, read atomically by one script).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -75,10 +75,39 @@ pub struct OpenSnapshot {
 /// What one feed entry says.
 #[derive(Debug, Clone)]
 pub enum FeedChange {
-    /// The game is open, as it is listed now.
+    /// The game entered the open index, as it is listed now.
     Open(Box<Game>),
+    /// A listed game's roster or reservations changed; it stays listed.
+    Update(FeedUpdate),
     /// The game (its raw id) left the open index.
     Gone(String),
+}
+
+/// What changed of a game that stays listed (`op update`): absolute values, so applying it
+/// twice changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedUpdate {
+    /// The game's raw id.
+    pub id: String,
+    /// Its last activity as of this entry (Unix ms).
+    pub updated_at_ms: u64,
+    /// Its whole roster, when it changed.
+    pub roster: Option<BTreeMap<PlayerId, RosterEntry>>,
+    /// All its reservations, when they changed.
+    pub reservations: Option<BTreeMap<PlayerId, u64>>,
+}
+
+impl FeedUpdate {
+    /// `game` with this update applied.
+    pub fn apply_to(&self, game: &mut Game) {
+        game.updated_at_ms = self.updated_at_ms;
+        if let Some(roster) = &self.roster {
+            game.roster = roster.clone();
+        }
+        if let Some(reservations) = &self.reservations {
+            game.reservations = reservations.clone();
+        }
+    }
 }
 
 /// One feed entry.
@@ -234,6 +263,29 @@ fn feed_entry(product: &ProductId, key: &str, (id, fields): RawEntry) -> StoreRe
     let op = map.remove("op").unwrap_or_default();
     let change = match op.as_str() {
         "gone" => FeedChange::Gone(map.remove("id").ok_or_else(|| corrupt("id", "missing"))?),
+        "update" => {
+            let codec_error = |source| StoreError::Corrupt {
+                key: format!("{key} entry {id}"),
+                source,
+            };
+            FeedChange::Update(FeedUpdate {
+                id: map.remove("id").ok_or_else(|| corrupt("id", "missing"))?,
+                updated_at_ms: map
+                    .get("updated_at")
+                    .and_then(|raw| raw.parse().ok())
+                    .ok_or_else(|| corrupt("updated_at", "missing or not a number"))?,
+                roster: map
+                    .get("roster")
+                    .map(|raw| codec::roster_from_field(raw))
+                    .transpose()
+                    .map_err(codec_error)?,
+                reservations: map
+                    .get("reservations")
+                    .map(|raw| codec::reservations_from_field(raw))
+                    .transpose()
+                    .map_err(codec_error)?,
+            })
+        }
         "open" => {
             map.insert("product".into(), product.to_string());
             map.insert("state".into(), GameState::CreatorJoined.as_str().into());
@@ -243,7 +295,7 @@ fn feed_entry(product: &ProductId, key: &str, (id, fields): RawEntry) -> StoreRe
             })?;
             FeedChange::Open(Box::new(game))
         }
-        _ => return Err(corrupt("op", "neither open nor gone")),
+        _ => return Err(corrupt("op", "not one of open, update, gone")),
     };
     Ok(FeedEntry {
         id: entry_id,
@@ -263,6 +315,74 @@ mod tests {
             entries_added: added,
             length,
         }
+    }
+
+    fn raw(id: &str, fields: &[(&str, &str)]) -> RawEntry {
+        (
+            id.to_string(),
+            fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn an_update_entry_carries_only_what_changed_and_bad_ones_are_refused() {
+        let product = ProductId::new("chess").unwrap();
+        let entry = feed_entry(
+            &product,
+            "feed",
+            raw(
+                "5-0",
+                &[
+                    ("op", "update"),
+                    ("id", "g1"),
+                    ("updated_at", "42"),
+                    ("roster", r#"{"ann":["3-0",1],"bob":["4-0",0]}"#),
+                ],
+            ),
+        )
+        .unwrap();
+        let FeedChange::Update(update) = entry.change else {
+            panic!("not an update: {entry:?}");
+        };
+        assert_eq!(update.id, "g1");
+        assert_eq!(update.updated_at_ms, 42);
+        let roster = update.roster.as_ref().unwrap();
+        assert!(roster[&PlayerId::new("ann").unwrap()].present);
+        assert!(!roster[&PlayerId::new("bob").unwrap()].present);
+        assert_eq!(
+            update.reservations, None,
+            "unchanged reservations are absent"
+        );
+
+        let missing_time = feed_entry(
+            &product,
+            "feed",
+            raw("6-0", &[("op", "update"), ("id", "g1")]),
+        );
+        assert!(format!("{}", missing_time.unwrap_err()).contains("updated_at"));
+        let bad_roster = feed_entry(
+            &product,
+            "feed",
+            raw(
+                "7-0",
+                &[
+                    ("op", "update"),
+                    ("id", "g1"),
+                    ("updated_at", "1"),
+                    ("roster", "["),
+                ],
+            ),
+        );
+        assert!(format!("{}", bad_roster.unwrap_err()).contains("roster"));
+        let unknown = feed_entry(
+            &product,
+            "feed",
+            raw("8-0", &[("op", "merge"), ("id", "g1")]),
+        );
+        assert!(format!("{}", unknown.unwrap_err()).contains("op"));
     }
 
     #[test]

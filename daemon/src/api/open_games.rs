@@ -27,7 +27,7 @@ use std::time::Duration;
 use mm_common::backoff::Backoff;
 use mm_common::labels::Labels;
 use mm_common::model::Game;
-use mm_common::store::{FeedChange, Store};
+use mm_common::store::{FeedChange, FeedUpdate, Store};
 use mm_common::time::now_ms;
 use mm_common::{GameId, ProductId};
 use tokio::sync::watch;
@@ -275,6 +275,18 @@ impl Games {
             .insert(&listed);
         self.all.insert(&listed);
         self.by_id.insert(listed.id.clone(), listed);
+    }
+
+    /// Applies an `op update` to a game the view holds. One it does not hold is left alone:
+    /// an update is written only for a game already in the open index, so the view has it
+    /// (from its load or an `op open`) unless this instance's own write took it out first, in
+    /// which case the feed's `op gone` or a later `op open` follows.
+    fn update(&mut self, update: &FeedUpdate) {
+        if let Some(listed) = self.by_id.get(update.id.as_str()) {
+            let mut game = Game::clone(&listed.game);
+            update.apply_to(&mut game);
+            self.upsert(game);
+        }
     }
 
     fn remove(&mut self, id: &str) {
@@ -573,6 +585,7 @@ impl OpenGames {
                             for entry in entries {
                                 match entry.change {
                                     FeedChange::Open(game) => games.upsert(*game),
+                                    FeedChange::Update(update) => games.update(&update),
                                     FeedChange::Gone(id) => games.remove(&id),
                                 }
                                 last = entry.id;

@@ -1009,6 +1009,13 @@ async fn compare_feed(fx: &Fixture, oracle: &Oracle) -> anyhow::Result<Vec<Strin
                 FeedChange::Open(game) => {
                     folded.insert(game.id.to_string(), *game);
                 }
+                FeedChange::Update(update) => match folded.get_mut(&update.id) {
+                    Some(game) => update.apply_to(game),
+                    None => differences.push(format!(
+                        "the feed updates {} before any `op open` of it",
+                        update.id
+                    )),
+                },
                 FeedChange::Gone(id) => {
                     folded.remove(&id);
                 }

@@ -124,19 +124,36 @@ local function is_open(g, state, now)
     and seats_taken(g, now) < g.capacity
 end
 
--- Appends the game's listing to the product's change feed (contract 3.2, `P:{product}:feed`):
--- `op open` with the fields a listing shows (as in the game hash), or `op gone` when it left
--- the open index. `feed` is the stream key, `cap` its `MAXLEN ~`.
-local function feed_open(key, g, feed, cap)
+-- The product's change feed (contract 3.2, `P:{product}:feed`), `feed` its stream key, `cap`
+-- its `MAXLEN ~`. `op open` when the game enters the open index: every field a listing shows
+-- (as in the game hash). `op update` while it stays listed: only what can change there —
+-- `updated_at`, and `roster` and/or `reservations` when they changed (absolute values, so an
+-- entry applied twice changes nothing). `op gone` when it leaves the index. `roster_json` and
+-- `reservations_json` are the encodings `save_game` already wrote, or nil when unchanged.
+local function feed_open(key, g, feed, cap, roster_json, reservations_json)
   local extra = redis.call('HMGET', key, 'region', 'labels')
   local fields = {'op', 'open', 'id', g.id, 'server_id', g.server_id, 'region', extra[1] or '',
                   'capacity', g.capacity, 'creator_id', g.creator_id,
                   'created_at', g.created_at, 'updated_at', g.updated_at,
-                  'roster', cjson.encode(g.roster),
-                  'reservations', next(g.reservations) == nil and '{}' or cjson.encode(g.reservations)}
+                  'roster', roster_json or cjson.encode(g.roster),
+                  'reservations', reservations_json
+                    or (next(g.reservations) == nil and '{}' or cjson.encode(g.reservations))}
   if extra[2] then
     fields[#fields + 1] = 'labels'
     fields[#fields + 1] = extra[2]
+  end
+  redis.call('XADD', feed, 'MAXLEN', '~', cap, '*', unpack(fields))
+end
+
+local function feed_update(feed, cap, g, roster_json, reservations_json)
+  local fields = {'op', 'update', 'id', g.id, 'updated_at', g.updated_at}
+  if roster_json then
+    fields[#fields + 1] = 'roster'
+    fields[#fields + 1] = roster_json
+  end
+  if reservations_json then
+    fields[#fields + 1] = 'reservations'
+    fields[#fields + 1] = reservations_json
   end
   redis.call('XADD', feed, 'MAXLEN', '~', cap, '*', unpack(fields))
 end
@@ -149,9 +166,9 @@ end
 -- fields, and keeps it in exactly the set its state names (and in the open index while it is
 -- open, in the ending index while it is marked). keys = {pending, lobby, active, open,
 -- reservations, ending, feed, feed cap}: whenever the game enters or leaves the open index, or
--- its players, reservations or ending mark change while it is listed, one feed entry says so
--- (a heartbeat alone writes none). Without keys[7] no feed entry is written. Set membership follows the stored state (every script keeps the two
--- in step). Ending a game also drops its reservations and its ending mark and gives the hash
+-- its roster or reservations change while it is listed, one feed entry says so (a heartbeat
+-- alone writes none). Without keys[7] no feed entry is written. Set membership follows the
+-- stored state (every script keeps the two in step). Ending a game also drops its reservations and its ending mark and gives the hash
 -- its tombstone TTL.
 local function save_game(key, g, keys, now, tombstone_ttl)
   local state = derive_state(g)
@@ -177,8 +194,6 @@ local function save_game(key, g, keys, now, tombstone_ttl)
       changes[#changes + 1] = value
     end
   end
-  local listing_changed = state ~= before.state or g.roster_dirty or g.reservations_dirty
-    or g.ending_since ~= before.ending_since
   put('state', state, before.state)
   put('updated_at', g.updated_at, before.updated_at)
   put('full_mark', g.full_mark, before.full_mark)
@@ -186,12 +201,15 @@ local function save_game(key, g, keys, now, tombstone_ttl)
   put('end_reason', g.end_reason, before.end_reason)
   put('ending_since', g.ending_since, before.ending_since)
   put('ending_reason', g.ending_reason, before.ending_reason)
+  local roster_json, reservations_json
   if g.roster_dirty then
+    roster_json = cjson.encode(g.roster)
     put('players', players_json(g))
-    put('roster', cjson.encode(g.roster))
+    put('roster', roster_json)
   end
   if g.reservations_dirty then
-    put('reservations', next(g.reservations) == nil and '{}' or cjson.encode(g.reservations))
+    reservations_json = next(g.reservations) == nil and '{}' or cjson.encode(g.reservations)
+    put('reservations', reservations_json)
   end
   if #changes > 0 then redis.call('HSET', key, unpack(changes)) end
 
@@ -208,7 +226,13 @@ local function save_game(key, g, keys, now, tombstone_ttl)
   end
   if is_open(g, state, now) then
     local added = redis.call('ZADD', keys[4], g.created_at, g.id)
-    if keys[7] and (added == 1 or listing_changed) then feed_open(key, g, keys[7], keys[8]) end
+    if keys[7] then
+      if added == 1 then
+        feed_open(key, g, keys[7], keys[8], roster_json, reservations_json)
+      elseif roster_json or reservations_json then
+        feed_update(keys[7], keys[8], g, roster_json, reservations_json)
+      end
+    end
   elseif state == 'creator_joined' or before.state == 'creator_joined' then
     local removed = redis.call('ZREM', keys[4], g.id)
     if keys[7] and removed == 1 then feed_gone(keys[7], keys[8], g.id) end
