@@ -3,8 +3,8 @@
 #
 #   scripts/bench.sh                 full run (about 20 minutes, the soak 10 of them)
 #   scripts/bench.sh --quick         smoke run (a few minutes; not part of CI)
-#   scripts/bench.sh --only list     a subset (list, create, flow, events, curation, console,
-#                                    soak); the other scenarios keep their earlier figures
+#   scripts/bench.sh --only list     a subset (list, view, create, flow, seats, events, scale,
+#                                    curation, console, soak); the others keep their figures
 #
 # Every argument goes to mm-bench (`target/release/mm-bench --help`). Each scenario starts its
 # own private redis-server, reference game servers and matchmakerd on 127.0.0.1, bounded in

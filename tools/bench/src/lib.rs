@@ -43,6 +43,7 @@ pub mod scale;
 pub mod seats;
 pub mod soak;
 pub mod static_server;
+pub mod view;
 pub mod wrk;
 
 use std::path::{Path, PathBuf};
@@ -54,8 +55,8 @@ pub use procs::Binaries;
 pub use report::{Outcome, Report, Scenario};
 
 /// Every scenario, in run order.
-pub const SCENARIOS: [&str; 9] = [
-    "list", "create", "flow", "seats", "events", "scale", "curation", "console", "soak",
+pub const SCENARIOS: [&str; 10] = [
+    "list", "view", "create", "flow", "seats", "events", "scale", "curation", "console", "soak",
 ];
 
 /// What to run and where to write the results.
@@ -84,6 +85,8 @@ pub struct Sizes {
     pub load: Duration,
     /// Open games behind the listing.
     pub list_games: usize,
+    /// Open games (over 20 products) in the view whose memory is measured.
+    pub view_games: u64,
     /// Most games created (create and flow scenarios stop at this or at `load`).
     pub create_max: u64,
     /// Events pre-filled for the drain.
@@ -104,6 +107,7 @@ impl Sizes {
         Sizes {
             load: Duration::from_secs(15),
             list_games: 1_000,
+            view_games: 100_000,
             create_max: 200_000,
             events: 1_000_000,
             event_games: 100_000,
@@ -118,6 +122,7 @@ impl Sizes {
         Sizes {
             load: Duration::from_secs(3),
             list_games: 1_000,
+            view_games: 10_000,
             create_max: 20_000,
             events: 50_000,
             event_games: 5_000,
@@ -189,6 +194,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
         let started = std::time::Instant::now();
         let result = match name {
             "list" => list::run(&bench).await,
+            "view" => view::run(&bench).await,
             "create" => create::run_create(&bench).await,
             "flow" => create::run_flow(&bench).await,
             "seats" => seats::run(&bench).await,

@@ -16,8 +16,8 @@ struct Cli {
     /// Short smoke run: small data, 3-second load phases.
     #[arg(long)]
     quick: bool,
-    /// Only these scenarios (comma-separated): list, create, flow, seats, events, scale,
-    /// curation, console, soak.
+    /// Only these scenarios (comma-separated): list, view, create, flow, seats, events,
+    /// scale, curation, console, soak.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Length of each load phase in seconds (default: 15, or 3 with --quick).

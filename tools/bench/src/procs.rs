@@ -537,7 +537,9 @@ impl DaemonProcess {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(1))
             .build()?;
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Generous: an API instance is ready once its view of the open games is loaded, which
+        // takes seconds with 100,000 of them.
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             self.process.check_running()?;
             if let Ok(response) = client.get(format!("{}/readyz", self.base_url)).send().await
@@ -547,7 +549,7 @@ impl DaemonProcess {
             }
             if Instant::now() > deadline {
                 bail!(
-                    "matchmakerd did not become ready within 20 s; last log lines:\n{}",
+                    "matchmakerd did not become ready within 60 s; last log lines:\n{}",
                     self.process.log_tail(20)
                 );
             }

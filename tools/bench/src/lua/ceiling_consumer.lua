@@ -5,8 +5,11 @@
 -- KEYS: 1 pending, 2 lobby, 3 active, 4 open, 5 reservations, 6 stream, 7 dead letters,
 --       8 ending, 9 feed
 -- ARGV: 1 group, 2 consumer name, 3 entries per call, 4 now (ms), 5 tombstone ttl (s),
---       6 the game hash key without the game id, 7 dead-letter cap, 8 feed cap
+--       6 the game hash key without the game id, 7 dead-letter cap, 8 feed cap, 9 'off' to
+--       apply without the change feed (the store's save writes no feed entry when its feed
+--       key is absent), anything else to write it as the daemon does
 local keys = {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]}
+if ARGV[9] == 'off' then keys[9] = false end
 local argv = {ARGV[1], ARGV[4], ARGV[5], ARGV[7], ARGV[8]}
 local read = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3],
   'STREAMS', KEYS[6], '>')
