@@ -571,6 +571,7 @@ pub fn quick_join_pick(
         .filter_map(|game| {
             let expiry = *game.reservations.get(player)?;
             let takes_it = expiry > now_ms
+                && !filter.exclude.contains(&game.id)
                 && game.state() == GameState::CreatorJoined
                 && game.ending.is_none()
                 && game.creator_present()
@@ -584,7 +585,7 @@ pub fn quick_join_pick(
     }
     let mut best: Option<(&Game, usize)> = None;
     for game in window {
-        if !game.matches(filter) || !game.is_open(now_ms) {
+        if filter.exclude.contains(&game.id) || !game.matches(filter) || !game.is_open(now_ms) {
             continue;
         }
         if *player == game.creator_id

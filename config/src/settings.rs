@@ -270,6 +270,9 @@ pub struct LobbySettings {
     pub max_labels: u32,
     /// How many of a product's oldest open games one quick join considers (1..=1000).
     pub quick_join_scan: u32,
+    /// How many games one quick join tries when the game server of the one it got fails
+    /// or refuses the player (1..=10).
+    pub quick_join_attempts: u32,
     /// Approximate cap of each product's change feed `P:{product}:feed` (entries).
     pub feed_maxlen: u64,
     /// How long one blocking read of a product's change feed waits (ms); also how often an
@@ -286,6 +289,7 @@ impl Default for LobbySettings {
             list_max_staleness_ms: 250,
             max_labels: mm_common::labels::DEFAULT_MAX_LABELS,
             quick_join_scan: 64,
+            quick_join_attempts: 3,
             feed_maxlen: 10_000,
             view_block_ms: 1_000,
         }

@@ -118,6 +118,7 @@ fn defaults_are_the_contracts() {
     assert_eq!(s.lobby.tombstone_ttl_secs, 3600);
     assert_eq!(s.lobby.list_max_staleness_ms, 250);
     assert_eq!(s.lobby.quick_join_scan, 64);
+    assert_eq!(s.lobby.quick_join_attempts, 3);
     assert_eq!(s.lobby.feed_maxlen, 10_000);
     assert_eq!(s.lobby.view_block_ms, 1_000);
     let c = &s.curation;
@@ -836,7 +837,7 @@ fn secret_type_errors_do_not_echo_the_value() {
 #[test]
 fn section_rules_name_key_and_source() {
     let f = |file: &Path| format!("file {}", file.display());
-    let file_cases: [(&str, &str, &str); 23] = [
+    let file_cases: [(&str, &str, &str); 25] = [
         (
             "[lobby]\nfeed_maxlen = 5",
             "lobby.feed_maxlen",
@@ -898,6 +899,16 @@ fn section_rules_name_key_and_source() {
             "[lobby]\nquick_join_scan = 1001",
             "lobby.quick_join_scan",
             "got 1001",
+        ),
+        (
+            "[lobby]\nquick_join_attempts = 0",
+            "lobby.quick_join_attempts",
+            "between 1 and 10",
+        ),
+        (
+            "[lobby]\nquick_join_attempts = 11",
+            "lobby.quick_join_attempts",
+            "got 11",
         ),
         (
             "[curation]\ninterval_secs = 0",

@@ -18,6 +18,8 @@ pub const MIN_JWT_SECRET_BYTES: usize = 32;
 /// Largest accepted `lobby.quick_join_scan`: one quick join reads at most this many game
 /// hashes inside one Redis script.
 pub const MAX_QUICK_JOIN_SCAN: u32 = 1000;
+/// Largest accepted `lobby.quick_join_attempts`: each attempt may wait for a game server.
+pub const MAX_QUICK_JOIN_ATTEMPTS: u32 = 10;
 /// Largest accepted `lobby.max_capacity`.
 pub const MAX_LOBBY_CAPACITY: u32 = 1024;
 /// Largest accepted `consumer.apply_batch_size`: one script call must not hold Redis long.
@@ -360,6 +362,12 @@ pub(crate) fn validate(
         lobby.quick_join_scan.into(),
         1,
         MAX_QUICK_JOIN_SCAN.into(),
+    );
+    c.range(
+        "lobby.quick_join_attempts",
+        lobby.quick_join_attempts.into(),
+        1,
+        MAX_QUICK_JOIN_ATTEMPTS.into(),
     );
     c.range("lobby.feed_maxlen", lobby.feed_maxlen, 100, 10_000_000);
     c.range("lobby.view_block_ms", lobby.view_block_ms, 10, 60_000);

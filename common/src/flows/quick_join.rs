@@ -20,6 +20,8 @@ pub struct QuickJoin {
     pub filter: QuickJoinFilter,
     /// How many of the product's oldest open games are considered.
     pub scan: u32,
+    /// How many games to try when the server of the one got fails or refuses (at least 1).
+    pub attempts: u32,
     /// The game to create when none matches; `None`: answer [`QuickJoinError::NoMatch`].
     pub create: Option<QuickJoinCreate>,
 }
@@ -72,82 +74,112 @@ pub enum QuickJoinError {
 /// Quick-joins `player` (see the module docs): one atomic attempt picks the fullest matching
 /// open game among the `scan` oldest (or a seat the player already holds in a matching game)
 /// and reserves a seat for `reservation_ttl` under the player's `limits`; then the game's
-/// server is asked for the ticket as a join asks it (the seat released on failure). When no
-/// game matches, the game of `create` is created through the create flow (its quota
-/// included), with the player as its creator.
+/// server is asked for the ticket as a join asks it (the seat released on failure). When that
+/// server fails or refuses, the next attempt skips the games whose server failed, up to
+/// `request.attempts` attempts; only the first takes a join token. When no game matches, the
+/// game of `create` is created through the create flow (its quota included), with the player
+/// as its creator.
 pub async fn quick_join<D: ServerPlacement + Clone + 'static>(
     store: &Store,
     servers: &ServerCalls<D>,
     player: &PlayerId,
-    request: QuickJoin,
+    mut request: QuickJoin,
     reservation_ttl: Duration,
     limits: &PlayerLimits,
 ) -> Result<QuickJoined, QuickJoinError> {
-    let outcome = store
-        .quick_join(
-            &request.product,
-            player,
-            &request.filter,
-            request.scan,
-            now_ms(),
-            reservation_ttl,
-            limits,
-        )
-        .await
-        .map_err(QuickJoinError::Store)?;
-    let (game, new_seat, kept_ticket) = match outcome {
-        QuickJoinOutcome::Limited(refusal) => return Err(QuickJoinError::Limited(refusal)),
-        QuickJoinOutcome::NoMatch => {
-            let Some(create) = request.create else {
-                return Err(QuickJoinError::NoMatch);
-            };
-            let new_game = NewGame {
-                product: request.product,
-                region: request.filter.region,
-                labels: request.filter.labels,
-                capacity: create.capacity,
-                creator: player.clone(),
-                settings: create.settings,
-            };
-            let created = create_game(store, servers, new_game, limits)
+    let mut last_failure = None;
+    for _ in 0..request.attempts.max(1) {
+        let outcome = store
+            .quick_join(
+                &request.product,
+                player,
+                &request.filter,
+                request.scan,
+                now_ms(),
+                reservation_ttl,
+                limits,
+            )
+            .await
+            .map_err(QuickJoinError::Store)?;
+        let (game, new_seat, kept_ticket) = match outcome {
+            QuickJoinOutcome::Limited(refusal) => return Err(QuickJoinError::Limited(refusal)),
+            QuickJoinOutcome::NoMatch => match (request.create.take(), last_failure) {
+                (Some(create), _) => {
+                    return create_instead(store, servers, player, request, create, limits).await;
+                }
+                (None, Some(failure)) => return Err(failure),
+                (None, None) => return Err(QuickJoinError::NoMatch),
+            },
+            QuickJoinOutcome::Held { game, kept_ticket } => (game, false, kept_ticket),
+            QuickJoinOutcome::Reserved { game, .. } => (game, true, None),
+        };
+        let join_failed = |source| QuickJoinError::Join {
+            game: game.clone(),
+            source,
+        };
+        if let Some(ticket) = kept_ticket {
+            let record = store
+                .game(&game)
                 .await
-                .map_err(QuickJoinError::Create)?;
+                .map_err(|err| join_failed(JoinError::Read(err)))?
+                .ok_or_else(|| join_failed(JoinError::Vanished))?;
             return Ok(QuickJoined {
                 joined: JoinedGame {
-                    game: created.game,
-                    ticket: created.ticket,
-                    new_seat: true,
+                    game: record,
+                    ticket,
+                    new_seat,
                 },
-                created: true,
+                created: false,
             });
         }
-        QuickJoinOutcome::Held { game, kept_ticket } => (game, false, kept_ticket),
-        QuickJoinOutcome::Reserved { game, .. } => (game, true, None),
-    };
-    let join_failed = |source| QuickJoinError::Join {
-        game: game.clone(),
-        source,
-    };
-    if let Some(ticket) = kept_ticket {
-        let record = store
-            .game(&game)
-            .await
-            .map_err(|err| join_failed(JoinError::Read(err)))?
-            .ok_or_else(|| join_failed(JoinError::Vanished))?;
-        return Ok(QuickJoined {
-            joined: JoinedGame {
-                game: record,
-                ticket,
-                new_seat,
-            },
-            created: false,
-        });
+        match ticket_for_seat(store, servers, &game, player, new_seat).await {
+            Ok(joined) => {
+                return Ok(QuickJoined {
+                    joined,
+                    created: false,
+                });
+            }
+            Err(
+                source @ (JoinError::ServerUnavailable(_)
+                | JoinError::ServerRefused(_)
+                | JoinError::UnknownServer(_)),
+            ) => {
+                tracing::info!(%game, %player, error = %source, "quick join: the game's server failed; trying another game");
+                request.filter.exclude.push(game.clone());
+                last_failure = Some(join_failed(source));
+            }
+            Err(source) => return Err(join_failed(source)),
+        }
     }
-    let joined = ticket_for_seat(store, servers, &game, player, new_seat)
+    Err(last_failure.expect("every attempt that does not return records its failure"))
+}
+
+/// No game matched: the game of `create` is created for the player, as its creator.
+async fn create_instead<D: ServerPlacement + Clone + 'static>(
+    store: &Store,
+    servers: &ServerCalls<D>,
+    player: &PlayerId,
+    request: QuickJoin,
+    create: QuickJoinCreate,
+    limits: &PlayerLimits,
+) -> Result<QuickJoined, QuickJoinError> {
+    let new_game = NewGame {
+        product: request.product,
+        region: request.filter.region,
+        labels: request.filter.labels,
+        capacity: create.capacity,
+        creator: player.clone(),
+        settings: create.settings,
+    };
+    let created = create_game(store, servers, new_game, limits)
         .await
-        .map_err(join_failed)?;
+        .map_err(QuickJoinError::Create)?;
     Ok(QuickJoined {
-        joined,
-        created: false,
+        joined: JoinedGame {
+            game: created.game,
+            ticket: created.ticket,
+            new_seat: true,
+        },
+        created: true,
     })
 }

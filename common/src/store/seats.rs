@@ -34,6 +34,9 @@ pub struct QuickJoinFilter {
     pub region: Option<String>,
     /// Only games carrying every one of these labels (equal values).
     pub labels: Labels,
+    /// Games not to pick: those whose game server failed an earlier attempt of the same
+    /// request. An attempt with any is a retry and takes no token from the join bucket.
+    pub exclude: Vec<GameId>,
 }
 
 /// What a quick join attempt got.
@@ -188,6 +191,9 @@ impl Store {
             .arg(filter.region.as_deref().unwrap_or(""))
             .arg(labels)
             .arg(self.options.feed_max_len.max(1));
+        for game in &filter.exclude {
+            invocation.arg(game.as_str());
+        }
         let mut conn = self.write_connection().await?;
         let reply: Vec<String> = invocation.invoke_async(&mut conn).await?;
         let game = |raw: &str| GameId::new(raw).map_err(|_| unexpected("quick_join", &reply));

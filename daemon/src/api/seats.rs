@@ -66,8 +66,10 @@ pub async fn quick_join(
         filter: QuickJoinFilter {
             region: request.region,
             labels,
+            exclude: Vec::new(),
         },
         scan: ctx.lobby().quick_join_scan,
+        attempts: ctx.lobby().quick_join_attempts,
         create: request.create.map(|create| QuickJoinCreate {
             capacity: create.capacity,
             settings: create.settings.unwrap_or_default(),

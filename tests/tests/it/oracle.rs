@@ -187,6 +187,8 @@ enum Op {
         region: Option<&'static str>,
         map: Option<&'static str>,
         scan: u32,
+        /// A game not to pick (a retry after its server failed), if any.
+        exclude: Option<usize>,
     },
     /// The end step's first step: mark the game as ending under `guard`.
     Mark {
@@ -333,13 +335,15 @@ fn arb_op() -> impl Strategy<Value = Op> {
             prop_oneof![Just(None), Just(Some("eu")), Just(Some("us"))],
             prop_oneof![2 => Just(None), 1 => Just(Some("dust2")), 1 => Just(Some("inferno"))],
             prop_oneof![Just(64u32), Just(1u32)],
+            prop_oneof![3 => Just(None), 1 => game.clone().prop_map(Some)],
         )
-            .prop_map(|(player, ttl_ms, region, map, scan)| Op::QuickJoin {
+            .prop_map(|(player, ttl_ms, region, map, scan, exclude)| Op::QuickJoin {
                 player,
                 ttl_ms,
                 region,
                 map,
                 scan,
+                exclude,
             }),
         1 => Just(Op::ReleaseExpired),
         1 => (game.clone(), guard.clone()).prop_map(|(game, guard)| Op::Remove { game, guard }),
@@ -801,6 +805,7 @@ async fn step(
             region,
             map,
             scan,
+            exclude,
         } => {
             let labels = map.map_or_else(BTreeMap::new, |map| {
                 [("map".to_string(), map.to_string())].into()
@@ -808,6 +813,9 @@ async fn step(
             let filter = QuickJoinFilter {
                 region: region.map(str::to_string),
                 labels: Labels::new(labels, 8).unwrap(),
+                exclude: exclude
+                    .map(|g| vec![oracle.games[g].id.clone()])
+                    .unwrap_or_default(),
             };
             let ttl = Duration::from_millis(*ttl_ms);
             let actual = fx

@@ -457,3 +457,45 @@ async fn a_quick_join_whose_game_server_is_gone_releases_its_seat() {
     assert_problem(&again, 503, "game_server_unavailable");
     app.check_invariants().await.unwrap();
 }
+
+/// Two matching lobbies on two servers: the fuller one's server is gone, so the quick join's
+/// first pick fails; the seat it reserved there is released and the request lands in the
+/// other lobby instead of answering 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quick_join_whose_first_pick_fails_lands_in_another_matching_game() {
+    let mut eu = ServerSpec::new("gs-eu", "chess");
+    eu.region = Some("eu".into());
+    let mut us = ServerSpec::new("gs-us", "chess");
+    us.region = Some("us".into());
+    let mut app = TestApp::spawn(TestAppOptions {
+        servers: vec![eu, us],
+        ..TestAppOptions::default()
+    })
+    .await
+    .unwrap();
+    let (fuller, eu_host) = open_lobby(&app, "alice", 3, json!({"region": "eu"})).await;
+    let (other, _us_host) = open_lobby(&app, "dave", 3, json!({"region": "us"})).await;
+    // carol's reservation makes the eu lobby the fuller one: 2 of 3 seats against 1 of 3.
+    assert_eq!(app.join("carol", &fuller).await.status, 200);
+    app.stop_game_server(0).await.unwrap();
+    drop(eu_host);
+
+    let answer = app.quick_join("bob", json!({"product": "chess"})).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(answer.str("id"), other, "bob lands in the us lobby");
+    let fuller_now = app.get_game("observer", &fuller).await;
+    assert_eq!(
+        fuller_now.body["seats_free"], 1,
+        "only carol's seat is held in the eu lobby, bob's was released: {}",
+        fuller_now.text
+    );
+    assert!(!fuller_now.text.contains("\"bob\""), "{}", fuller_now.text);
+    let again = app.quick_join("bob", json!({"product": "chess"})).await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(
+        again.str("id"),
+        other,
+        "a second quick join gets bob's seat back"
+    );
+    app.check_invariants().await.unwrap();
+}

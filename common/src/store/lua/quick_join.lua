@@ -13,7 +13,9 @@
 -- ARGV: 1 player, 2 now (ms), 3 ttl (ms), 4 max open reservations (0 = no quota), 5 rate
 --       (joins/s, 0 = no rate limit), 6 burst, 7 game key prefix (`P:{product}:game:`),
 --       8 scan (games), 9 wanted region ('' = any), 10 wanted labels (JSON object, '' = none),
---       11 feed cap
+--       11 feed cap, 12.. games not to pick: those whose game server failed an earlier
+--       attempt of the same request (an attempt with any takes no token from the join bucket:
+--       the request's first attempt took it)
 -- Returns {'reserved', game id, expiry} | {'held', game id, ticket JSON or ''} | {'none'} |
 -- {'rate_limited', retry ms} | {'quota_exceeded', retry ms}.
 local player, now, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -26,10 +28,15 @@ if ARGV[10] ~= '' then
   if next(wanted) == nil then wanted = nil end
 end
 
--- Every quick join takes a token from the join bucket.
-local wait, tokens = bucket_take(KEYS[8], rate, burst, now)
-if wait > 0 then return {'rate_limited', tostring(wait)} end
-commit_bucket(KEYS[8], rate, burst, now, tokens)
+local excluded = {}
+for i = 12, #ARGV do excluded[ARGV[i]] = true end
+
+-- Every quick join request takes one token from the join bucket (its first attempt).
+if #ARGV < 12 then
+  local wait, tokens = bucket_take(KEYS[8], rate, burst, now)
+  if wait > 0 then return {'rate_limited', tostring(wait)} end
+  commit_bucket(KEYS[8], rate, burst, now, tokens)
+end
 
 -- Whether a game whose `region` and `labels` fields are these matches the wanted ones.
 local function matches_fields(game_region, game_labels)
@@ -89,7 +96,7 @@ end
 local mine = redis.call('ZRANGE', KEYS[7], 0, -1, 'WITHSCORES')
 for i = 1, #mine, 2 do
   local id, expiry = mine[i], tonumber(mine[i + 1])
-  if expiry > now then
+  if expiry > now and not excluded[id] then
     local key = prefix .. id
     local g = load_game(key)
     if g ~= nil and g.reservations[player] == expiry and g.state == 'creator_joined'
@@ -103,7 +110,8 @@ end
 local best_key, best_id, best_taken, best_capacity = nil, nil, 0, 1
 for _, id in ipairs(redis.call('ZRANGE', KEYS[4], 0, scan - 1)) do
   local key = prefix .. id
-  local taken, capacity, mine = candidate(key)
+  local taken, capacity, mine = nil, nil, nil
+  if not excluded[id] then taken, capacity, mine = candidate(key) end
   if taken ~= nil then
     if mine then return held(key, id) end
     if taken < capacity
