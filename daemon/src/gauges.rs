@@ -1,6 +1,7 @@
 //! Periodically refreshed gauges of the shared state, kept by every `matchmakerd` whatever
 //! its roles: consumer lag and pending entries per product (the group's figures), the age of
-//! each product's applied watermark, and games per set.
+//! each product's applied watermark, and games per set; and how many commands this process's
+//! store resent after transient Redis failures.
 //!
 //! They describe Redis, not this process, so any role can read them; startup spawns
 //! [`run`] for every process, so a split deployment (`--roles api,curator` here, `--roles
@@ -13,6 +14,8 @@ use mm_common::ProductId;
 use mm_common::model::GameSet;
 use mm_common::store::{GroupInfo, Store, StoreError};
 use tokio_util::sync::CancellationToken;
+
+use crate::telemetry;
 
 /// How often the gauges are refreshed.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
@@ -32,6 +35,8 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             _ = ticker.tick() => {}
         }
+        // Counted in the process, so it is current even while Redis is unreachable.
+        metrics::counter!(telemetry::REDIS_RESENDS_TOTAL).absolute(store.resends());
         let mut products = match store.products().await {
             Ok(products) => products,
             Err(err) => {

@@ -38,6 +38,10 @@ pub const LIMIT_REFUSAL_KINDS: &[&str] = &[
     "join_quota_exceeded",
 ];
 
+/// Counter: commands and pipelines the store resent after a transient Redis failure (a
+/// failover, a slot migration, a restart) within `redis.retry_budget_ms`.
+pub const REDIS_RESENDS_TOTAL: &str = "mm_redis_resends_total";
+
 /// Gauge: open games in this instance's in-memory view (the listing's source).
 pub const VIEW_GAMES: &str = "mm_view_games";
 /// Counter `{reason}`: full loads of one product into the view.
@@ -89,6 +93,11 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
         GAME_SERVER_CALLS_TOTAL,
         MetricKind::Counter,
         "Calls to game servers' management APIs, by server, operation and outcome.",
+    ),
+    (
+        REDIS_RESENDS_TOTAL,
+        MetricKind::Counter,
+        "Commands the store resent after a transient Redis failure (failover, slot migration, restart) within redis.retry_budget_ms.",
     ),
     (
         VIEW_GAMES,
@@ -340,6 +349,7 @@ pub const ENDING_OUTCOMES: &[&str] = &[
 /// refreshes them. Without this, `mm_events_lost_total` and its kind would only appear after
 /// their first increment, and an alert on them could never be checked on a healthy system.
 pub fn register_known_series(products: &[ProductId], servers: &[ServerId]) {
+    metrics::counter!(REDIS_RESENDS_TOTAL).increment(0);
     for (route, method, status) in LOBBY_ROUTE_SERIES {
         metrics::counter!(HTTP_REQUESTS_TOTAL, "route" => *route, "method" => *method, "status" => *status)
             .increment(0);

@@ -43,6 +43,8 @@
 //! per reader, so one per product for the consumer), with a reply timeout longer than the
 //! block time. A blocked read therefore never holds up the shared connection's commands.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
@@ -89,6 +91,9 @@ pub(crate) struct RedisConn {
     /// Whether errors after which the command may have run (dropped connection, timeout) are
     /// retried too, or only refusals.
     retry_ambiguous: bool,
+    /// Commands and pipelines resent so far, shared by every connection of one store
+    /// ([`RedisConn::counting`]; [`super::Store::resends`]).
+    resends: Option<Arc<AtomicU64>>,
 }
 
 /// The underlying connection.
@@ -148,6 +153,7 @@ impl RedisConn {
             link,
             retry_budget: options.retry_budget,
             retry_ambiguous: true,
+            resends: None,
         }
     }
 
@@ -157,6 +163,7 @@ impl RedisConn {
             link,
             retry_budget: Duration::ZERO,
             retry_ambiguous: false,
+            resends: None,
         }
     }
 
@@ -165,6 +172,12 @@ impl RedisConn {
     /// budget while Redis is down).
     pub(crate) fn once(mut self) -> RedisConn {
         self.retry_budget = Duration::ZERO;
+        self
+    }
+
+    /// The same connection, counting each resend in `resends`.
+    pub(crate) fn counting(mut self, resends: Arc<AtomicU64>) -> RedisConn {
+        self.resends = Some(resends);
         self
     }
 
@@ -182,7 +195,11 @@ impl RedisConn {
             Transience::Ambiguous => self.retry_ambiguous,
             Transience::Permanent => false,
         };
-        allowed && started.elapsed() + delay < self.retry_budget
+        let resend = allowed && started.elapsed() + delay < self.retry_budget;
+        if resend && let Some(resends) = &self.resends {
+            resends.fetch_add(1, Ordering::Relaxed);
+        }
+        resend
     }
 }
 

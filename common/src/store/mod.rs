@@ -52,7 +52,7 @@ mod tail;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use connection::{Backend, RedisConn};
@@ -153,6 +153,8 @@ pub struct Store {
     waiting: Arc<WaitPool>,
     keys: Keys,
     options: StoreOptions,
+    /// Commands resent after a transient failure, by every connection of this store.
+    resends: Arc<AtomicU64>,
 }
 
 /// The connections of the writes that wait for replicas (`WAIT`). `WAIT` blocks the connection
@@ -205,9 +207,11 @@ impl Store {
     }
 
     fn with_parts(backend: Backend, conn: RedisConn, options: StoreOptions) -> Store {
+        let resends = Arc::new(AtomicU64::new(0));
         Store {
             backend,
-            conn,
+            conn: conn.counting(resends.clone()),
+            resends,
             admissions: Default::default(),
             waiting: Arc::new(WaitPool::new(options.wait_connections)),
             keys: Keys::new(options.key_prefix.clone()),
@@ -250,6 +254,12 @@ impl Store {
         &self.keys
     }
 
+    /// How many commands (and pipelines) this store has resent after a transient failure
+    /// within `redis.retry_budget_ms` since it was opened (metric `mm_redis_resends_total`).
+    pub fn resends(&self) -> u64 {
+        self.resends.load(Ordering::Relaxed)
+    }
+
     /// The options the store was opened with.
     pub fn options(&self) -> &StoreOptions {
         &self.options
@@ -270,7 +280,10 @@ impl Store {
         }
         let slot = &pool.slots[pool.next.fetch_add(1, Ordering::Relaxed) % pool.slots.len()];
         let conn = slot
-            .get_or_try_init(|| self.backend.dedicated(&self.options))
+            .get_or_try_init(|| async {
+                let conn = self.backend.dedicated(&self.options).await?;
+                Ok::<_, StoreError>(conn.counting(self.resends.clone()))
+            })
             .await?;
         Ok(conn.clone())
     }

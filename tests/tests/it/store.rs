@@ -1131,3 +1131,47 @@ async fn write_scripts_run_twice_answer_as_the_first_run() {
     assert_eq!(record.reservations.len(), 1, "{record:?}");
     f.check_invariants(NOW).await;
 }
+
+/// On a single Redis (contract 9.1, `redis.retry_budget_ms`): a write sent while Redis is down
+/// is resent until Redis is back and then applied, so a restart within the budget costs the
+/// caller a wait, not an error; with a zero budget the same write fails at once. The resend is
+/// counted (`Store::resends`, metric `mm_redis_resends_total`), and Redis is restarted only
+/// after the first one, so the write provably failed first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_sent_while_a_single_redis_restarts_is_resent_within_the_budget() {
+    let mut f = Fixture::new().await;
+    let connect = |budget: Duration| {
+        let mut options = StoreOptions::new(f.redis.url());
+        options.retry_budget = budget;
+        Store::connect(options)
+    };
+    let patient = connect(Duration::from_secs(60)).await.unwrap();
+    let impatient = connect(Duration::ZERO).await.unwrap();
+    f.redis.kill();
+
+    let refused = impatient.create_game(&f.game(1, 3)).await;
+    assert!(refused.is_err(), "Redis is down: {refused:?}");
+    assert_eq!(impatient.resends(), 0, "a zero budget never resends");
+
+    let game = f.game(2, 3);
+    let write = tokio::spawn({
+        let patient = patient.clone();
+        let game = game.clone();
+        async move { patient.create_game(&game).await }
+    });
+    mm_testkit::poll::until(
+        "the store to resend the create",
+        Duration::from_secs(20),
+        || std::future::ready((patient.resends() > 0).then_some(())),
+    )
+    .await;
+    assert!(!write.is_finished(), "the create waits for Redis");
+    f.redis.restart().unwrap();
+    let created = tokio::time::timeout(Duration::from_secs(60), write)
+        .await
+        .expect("the create finishes once Redis is back")
+        .unwrap();
+    assert!(created.unwrap(), "the resent create is applied");
+    let stored = patient.game(&game.id).await.unwrap();
+    assert_eq!(stored.map(|g| g.creator_id), Some(game.creator_id));
+}
