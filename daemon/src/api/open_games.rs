@@ -209,6 +209,22 @@ struct Listed {
     json_fresh_until: u64,
 }
 
+/// Pushes the games of `ordered` that `keep` accepts onto `page`, stopping once it holds one
+/// more than `limit` (that one only says whether there is a next page).
+fn fill_page<'a>(
+    page: &mut Vec<&'a Arc<Listed>>,
+    ordered: impl Iterator<Item = &'a Arc<Listed>>,
+    keep: impl Fn(&Listed) -> bool,
+    limit: usize,
+) {
+    for listed in ordered.filter(|listed| keep(listed)) {
+        page.push(listed);
+        if page.len() > limit {
+            break;
+        }
+    }
+}
+
 /// The game as JSON at `now_ms`, and until when that stays current.
 fn render(game: &Game, now_ms: u64) -> (Arc<[u8]>, u64) {
     let json =
@@ -415,18 +431,15 @@ impl OpenGames {
                     }
                     _ => Bound::Unbounded,
                 };
-                for listed in index
-                    .oldest
-                    .range((start, Bound::Unbounded))
-                    .map(|(_, l)| l)
-                {
-                    if keep(listed) {
-                        page.push(listed);
-                        if page.len() > limit {
-                            break;
-                        }
-                    }
-                }
+                fill_page(
+                    &mut page,
+                    index
+                        .oldest
+                        .range((start, Bound::Unbounded))
+                        .map(|(_, l)| l),
+                    keep,
+                    limit,
+                );
             }
             Sort::Fullest => {
                 let start = match &query.after {
@@ -439,18 +452,15 @@ impl OpenGames {
                     }
                     _ => Bound::Unbounded,
                 };
-                for listed in index
-                    .fullest
-                    .range((start, Bound::Unbounded))
-                    .map(|(_, l)| l)
-                {
-                    if keep(listed) {
-                        page.push(listed);
-                        if page.len() > limit {
-                            break;
-                        }
-                    }
-                }
+                fill_page(
+                    &mut page,
+                    index
+                        .fullest
+                        .range((start, Bound::Unbounded))
+                        .map(|(_, l)| l),
+                    keep,
+                    limit,
+                );
             }
         }
         let more = page.len() > limit;
