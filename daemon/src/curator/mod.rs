@@ -448,8 +448,8 @@ impl<S: GameServers> Curator<S> {
         Ok(report)
     }
 
-    /// One product's share of a pass: its sets at its watermark, its interrupted end steps,
-    /// its expired reservations.
+    /// One product's share of a pass: its expired reservations, its sets at its watermark,
+    /// its interrupted end steps.
     async fn curate_product(
         &self,
         product: &ProductId,
@@ -457,6 +457,16 @@ impl<S: GameServers> Curator<S> {
         shutdown: &CancellationToken,
         report: &mut PassReport,
     ) -> Result<(), StoreError> {
+        // First, as it depends on no event: a reservation expires at its own time. So a seat
+        // is given back even in a pass whose watermark cannot be read or whose set curation
+        // fails part-way.
+        if !self.options.dry_run {
+            let released = self
+                .store
+                .release_expired_reservations(product, now_ms, self.options.batch_size)
+                .await?;
+            report.reservations_released += released as u64;
+        }
         // Never curate blind: without the watermark a record may be missing events.
         let applied_until = match self.store.watermark(product).await {
             Ok(watermark) => watermark.applied_until(now_ms),
@@ -475,13 +485,6 @@ impl<S: GameServers> Curator<S> {
         if !self.options.dry_run && !shutdown.is_cancelled() {
             self.finish_stuck_endings(product, now_ms, shutdown, report)
                 .await?;
-        }
-        if !self.options.dry_run && !shutdown.is_cancelled() {
-            let released = self
-                .store
-                .release_expired_reservations(product, now_ms, self.options.batch_size)
-                .await?;
-            report.reservations_released += released as u64;
         }
         Ok(())
     }

@@ -68,6 +68,36 @@ async fn wait_listed(app: &TestApp, id: &str, listed: bool) {
     .await;
 }
 
+/// What a failed wait needs to be understood: the game's record as Redis holds it, the API's
+/// answer for it, and the product's curation, view and Redis metrics (the registry is shared
+/// by every app of the test binary, so only the product's series and the unlabelled ones).
+async fn diagnose(app: &TestApp, id: &str, product: &str) -> String {
+    let record = app.store.game(&GameId::new(id).unwrap()).await;
+    let answer = app.get_game("observer", id).await;
+    let metrics = app
+        .send(app.request(Method::GET, "/metrics", None))
+        .await
+        .text;
+    let product_label = format!("product=\"{product}\"");
+    let series: Vec<&str> = metrics
+        .lines()
+        .filter(|line| {
+            !line.starts_with('#')
+                && (line.contains(&product_label)
+                    || line.starts_with("mm_view")
+                    || line.starts_with("mm_redis")
+                    || line.starts_with("mm_curation_pass"))
+        })
+        .collect();
+    format!(
+        "now {} ms; record: {record:?}; GET: {} {}; metrics:\n{}",
+        mm_common::time::now_ms(),
+        answer.status,
+        answer.text,
+        series.join("\n")
+    )
+}
+
 fn assert_problem(answer: &ApiResponse, status: u16, code: &str) {
     assert_eq!(answer.status, status, "{}", answer.text);
     assert_eq!(answer.code(), Some(code), "{}", answer.text);
@@ -334,7 +364,17 @@ pub(crate) async fn a_reserved_seat_nobody_takes_is_released_on(at: Placement) {
         "the reserved seat is taken"
     );
     assert_problem(&app.join("carol", &id).await, 409, "game_full");
-    wait_listed(&app, &id, true).await;
+    // The curator releases bob's seat once it expired, and the game is listed again.
+    let listed_again = poll::within(WAIT, || async {
+        app.open_ids(&at.product).await.contains(&id).then_some(())
+    })
+    .await;
+    if listed_again.is_none() {
+        panic!(
+            "game {id} not listed again within {WAIT:?}; {}",
+            diagnose(&app, &id, &at.product).await
+        );
+    }
     let game = app.get_game("alice", &id).await;
     assert_eq!(game.body["seats_free"], 1, "{}", game.text);
     let carol = app.join("carol", &id).await;
