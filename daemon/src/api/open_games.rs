@@ -240,7 +240,11 @@ fn render(game: &Game, now_ms: u64) -> (Arc<[u8]>, u64) {
 }
 
 impl Listed {
-    fn new(game: Game, now_ms: u64) -> Listed {
+    fn new(mut game: Game, now_ms: u64) -> Listed {
+        // Not part of a listing (contract 5.5), and a game's settings can be large: a view
+        // holding 100,000 games keeps only what it shows and filters on.
+        game.settings = String::new();
+        game.socket_url = String::new();
         let players = game.roster.values().filter(|entry| entry.present).count() as u32;
         let (json, json_fresh_until) = render(&game, now_ms);
         Listed {

@@ -87,14 +87,11 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
     row.throughput = Some(empty_rss);
     scenario.rows.push(row);
     let per_game = (full_rss - empty_rss) * 1024.0 * 1024.0 / total.max(1) as f64;
-    scenario.target(
-        "daemon RSS with the view loaded < 256 MiB",
-        Some(full_rss < 256.0),
-        format!(
-            "{full_rss:.1} MiB ({empty_rss:.1} MiB empty): about {per_game:.0} bytes per open \
-             game"
-        ),
-    );
+    // Issue 15 asks for the figure, not a bound: a note, no target.
+    scenario.note(format!(
+        "{full_rss:.1} MiB with the view loaded, {empty_rss:.1} MiB on an empty record: about \
+         {per_game:.0} bytes per open game"
+    ));
     scenario.note(format!(
         "start to ready (process start, view loaded from Redis, `/readyz` 200) took {:.2} s \
          with {total} open games; resident memory is read from /proc after it stopped \
