@@ -656,7 +656,7 @@ fn stale_refresh_answers_are_ignored() {
 fn help_keeps_every_key_label_apart_from_its_description() {
     let app = loaded(three_rows(), 3);
     let sections = app.help_sections();
-    let lines = crate::screens::help::lines(&sections);
+    let lines = crate::screens::help::lines(&sections, usize::MAX);
     let bindings: Vec<_> = lines.iter().filter(|line| line.spans.len() == 2).collect();
     assert_eq!(
         bindings.len(),
@@ -675,6 +675,38 @@ fn help_keeps_every_key_label_apart_from_its_description() {
             "label {label:?} runs into its description"
         );
     }
+}
+
+#[test]
+fn help_wraps_long_descriptions_to_the_terminal_width() {
+    let app = loaded(three_rows(), 3);
+    let sections = app.help_sections();
+    let width = crate::screens::help::text_width(80);
+    let lines = crate::screens::help::lines(&sections, width);
+    for line in &lines {
+        assert!(line.width() <= width, "{} columns: {line:?}", line.width());
+    }
+    let words: Vec<String> = lines
+        .iter()
+        .flat_map(|line| line.spans.iter())
+        .flat_map(|span| span.content.split_whitespace().map(str::to_owned))
+        .collect();
+    // Nothing is lost at 80 columns: every word of every description is shown.
+    for entry in sections.iter().flat_map(|section| &section.entries) {
+        for word in entry.description.split_whitespace() {
+            assert!(words.iter().any(|shown| shown == word), "{word:?} is cut");
+        }
+    }
+    assert!(words.iter().any(|word| word == ":product"), "{words:?}");
+    // Wide terminals keep one line per binding.
+    let wide = crate::screens::help::lines(&sections, crate::screens::help::text_width(160));
+    assert_eq!(
+        wide.iter().filter(|line| line.spans.len() == 1).count(),
+        crate::screens::help::lines(&sections, usize::MAX)
+            .iter()
+            .filter(|line| line.spans.len() == 1)
+            .count()
+    );
 }
 
 #[test]
