@@ -77,7 +77,10 @@ mod tests {
     fn flags_are_flags_not_directories() {
         let help = Cli::try_parse_from(["mm-manpages", "--help"]).unwrap_err();
         assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
-        assert!(help.to_string().contains("Usage: mm-manpages <DIR>"), "{help}");
+        assert!(
+            help.to_string().contains("Usage: mm-manpages <DIR>"),
+            "{help}"
+        );
         let unknown = Cli::try_parse_from(["mm-manpages", "--out"]).unwrap_err();
         assert_eq!(unknown.kind(), clap::error::ErrorKind::UnknownArgument);
         assert!(unknown.use_stderr());
