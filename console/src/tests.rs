@@ -966,6 +966,13 @@ fn views_not_loaded_during_an_outage_say_so_and_the_last_data_stays() {
     let screen = text(&render(&app));
     assert!(screen.contains("not loaded yet: Redis at"), "{screen}");
     assert!(!screen.contains("no games"), "{screen}");
+    for size in SIZES {
+        app.shared.size = size;
+        insta::assert_snapshot!(
+            format!("games_not_loaded_{}x{}", size.0, size.1),
+            text(&render(&app))
+        );
+    }
     // A product known from before the outage, its window not read yet: the same.
     let mut app = loaded(three_rows(), 3);
     app.shared.size = (80, 24);
@@ -1000,7 +1007,14 @@ fn views_not_loaded_during_an_outage_say_so_and_the_last_data_stays() {
             error: error.into(),
         },
     );
-    insta::assert_snapshot!("dead_not_loaded_80x24", text(&render(&app)));
+    for size in SIZES {
+        app.shared.size = size;
+        insta::assert_snapshot!(
+            format!("dead_not_loaded_{}x{}", size.0, size.1),
+            text(&render(&app))
+        );
+    }
+    app.shared.size = (80, 24);
     update(
         &mut app,
         Msg::DeadLoaded(vec![dead_letter(1, "player_joined", "unknown_game")]),
@@ -1027,6 +1041,15 @@ fn status_messages_expire_and_the_key_hints_come_back() {
         screen.contains("? help"),
         "hints beside the message: {screen}"
     );
+    let size_before = app.shared.size;
+    for size in SIZES {
+        app.shared.size = size;
+        insta::assert_snapshot!(
+            format!("status_with_hints_{}x{}", size.0, size.1),
+            text(&render(&app))
+        );
+    }
+    app.shared.size = size_before;
     update(
         &mut app,
         Msg::Tick {
@@ -1057,6 +1080,15 @@ fn product_command_completes_known_products() {
     let input = app.input.as_ref().unwrap();
     assert_eq!(input.hint.as_deref(), Some("chess poker"), "{input:?}");
     assert!(text(&render(&app)).contains(":product    chess poker"));
+    let size_before = app.shared.size;
+    for size in SIZES {
+        app.shared.size = size;
+        insta::assert_snapshot!(
+            format!("product_completion_{}x{}", size.0, size.1),
+            text(&render(&app))
+        );
+    }
+    app.shared.size = size_before;
     type_text(&mut app, "po");
     update(&mut app, code(KeyCode::Tab));
     assert_eq!(app.input.as_ref().unwrap().text, "product poker");
