@@ -162,4 +162,4 @@ for page in matchmakerd matchmakerd-config matchmakerd-completions mm-console mm
   grep -q "NAME" <<<"$rendered" || fail "$page.1 has no NAME section"
 done
 
-echo "check-package: OK ($deb: both binaries at $version, mode files honoured from /etc/matchmaker, unit, completions, man pages)"
+echo "check-package: OK ($deb: both binaries at $version, mode files honoured from /etc/matchmaker, the documented check and console commands, unit, completions, man pages)"
