@@ -1360,7 +1360,12 @@ fn cluster_nodes_and_wait_replicas_are_validated() {
     assert_eq!(ok.redis.cluster_nodes.len(), 2);
     assert_eq!(ok.store_options().cluster_nodes, ok.redis.cluster_nodes);
 
-    let cases: [(&str, &str, &str); 10] = [
+    let cases: [(&str, &str, &str); 11] = [
+        (
+            "[redis]\ncluster_nodes = [\"redis://u:pw1@a:7000\", \"redis://u:pw2@b:7000\"]",
+            "redis.cluster_nodes",
+            "one set of credentials",
+        ),
         (
             "[redis]\ncluster_nodes = [\"redis+unix:///tmp/r.sock\"]",
             "redis.cluster_nodes",
@@ -1415,5 +1420,17 @@ fn cluster_nodes_and_wait_replicas_are_validated() {
     for (toml, key, words) in cases {
         let (err, file) = load_err(toml, &[]);
         assert_problem(&err, key, &format!("file {}", file.display()), words);
+        assert!(
+            !err.to_string().contains("pw"),
+            "a password is shown: {err}"
+        );
     }
+    // A refused entry is shown without its credentials.
+    let (err, _) = load_err(
+        "[redis]\ncluster_nodes = [\"redis://u:s3cret@10.0.0.1\"]",
+        &[],
+    );
+    let text = err.to_string();
+    assert!(text.contains("\"redis://10.0.0.1\""), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
 }

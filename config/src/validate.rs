@@ -613,29 +613,44 @@ const MAX_RETRY_BUDGET_MS: u64 = 60_000;
 const MAX_WAIT_REPLICAS: u32 = 16;
 
 /// `redis.cluster_nodes`: each a TCP `redis://` or `rediss://` URL with a host and a port,
-/// database 0 (a cluster has no other), all of one scheme, none twice.
+/// database 0 (a cluster has no other), all of one scheme and of one user name and password
+/// (the cluster client uses one set of credentials), none twice. Messages show an entry
+/// without its credentials.
 fn check_cluster_nodes(nodes: &[String]) -> Result<(), String> {
     let mut schemes = std::collections::BTreeSet::new();
     let mut seen = std::collections::BTreeSet::new();
+    let mut first_credentials = None;
     for (index, raw) in nodes.iter().enumerate() {
-        let url = url::Url::parse(raw)
-            .map_err(|e| format!("entry {index} ({raw:?}) is not a valid URL: {e}"))?;
+        let url =
+            url::Url::parse(raw).map_err(|e| format!("entry {index} is not a valid URL: {e}"))?;
+        let shown = without_credentials(&url);
         let scheme = url.scheme();
         if !matches!(scheme, "redis" | "rediss") {
             return Err(format!(
-                "entry {index} ({raw:?}): a cluster node is reached over TCP, \
+                "entry {index} ({shown:?}): a cluster node is reached over TCP, \
                  with redis:// or rediss://, not {scheme}://"
             ));
         }
         if url.host_str().is_none_or(str::is_empty) || url.port().is_none() {
             return Err(format!(
-                "entry {index} ({raw:?}) needs a host and a port (redis://host:port)"
+                "entry {index} ({shown:?}) needs a host and a port (redis://host:port)"
             ));
         }
         if !matches!(url.path(), "" | "/" | "/0") {
             return Err(format!(
-                "entry {index} ({raw:?}): a Redis Cluster has only database 0"
+                "entry {index} ({shown:?}): a Redis Cluster has only database 0"
             ));
+        }
+        let credentials = (url.username().to_owned(), url.password().map(str::to_owned));
+        match &first_credentials {
+            None => first_credentials = Some(credentials),
+            Some(first) if *first != credentials => {
+                return Err(format!(
+                    "entry {index} ({shown:?}) carries another user name or password than \
+                     entry 0: the cluster client uses one set of credentials for every node"
+                ));
+            }
+            Some(_) => {}
         }
         let address = format!(
             "{}:{}",
@@ -643,7 +658,7 @@ fn check_cluster_nodes(nodes: &[String]) -> Result<(), String> {
             url.port().unwrap_or(0)
         );
         if !seen.insert(address) {
-            return Err(format!("entry {index} ({raw:?}) is listed twice"));
+            return Err(format!("entry {index} ({shown:?}) is listed twice"));
         }
         schemes.insert(scheme.to_owned());
     }
@@ -654,6 +669,15 @@ fn check_cluster_nodes(nodes: &[String]) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// `url` as a message may show it: without user name and password.
+fn without_credentials(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    // Both only fail for URLs that cannot carry credentials in the first place.
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.into()
 }
 
 fn check_redis_url(raw: &str) -> Result<(), String> {
