@@ -3,7 +3,9 @@
 # see it, without installing it: unpacks it with dpkg-deb -x into a scratch directory, runs
 # both binaries from there (--version equals the package version, `matchmakerd config` reads
 # the packaged mode files through --config-dir and MM_CONFIG_DIR, an invalid configuration
-# exits 2), and checks the conffiles, the systemd unit, the completions and the man pages.
+# exits 2, the documented check command loads secrets.env, the documented console command
+# needs no secret), and checks the conffiles, the systemd unit, the completions and the man
+# pages.
 #
 # Usage: scripts/check-package.sh     (the .deb is left in target/debian/)
 # Installs cargo-deb (cargo install) and dpkg-dev (apt-get, as root) when they are missing.
@@ -87,8 +89,44 @@ set -e
 [ "$status" -eq 2 ] || fail "an invalid configuration exited $status, not 2"
 grep -q "auth.jwt_secret" <<<"$errors" || fail "the configuration error does not name auth.jwt_secret: $errors"
 
-# The systemd unit runs the packaged binary on the packaged config directory.
+# The documented "check your setup" command (the unit's comment and matchmakerd.toml carry the
+# same line), run as written against the unpacked tree: it must load secrets.env itself.
+check_line() { sed -n "s/^#  *\(sudo sh -c 'set -a; \. \/etc\/matchmaker\/secrets\.env; .*\)$/\1/p" "$1"; }
 unit="$scratch/root/lib/systemd/system/matchmakerd.service"
+documented=$(check_line "$unit")
+[ -n "$documented" ] || fail "the unit's comment has no check command loading secrets.env"
+[ "$documented" = "$(check_line "$etc/matchmakerd.toml")" ] \
+  || fail "the unit and /etc/matchmaker/matchmakerd.toml document different check commands"
+printf 'MM_AUTH__JWT_SECRET=a-secret-from-secrets-env-0123456789abcdef\n' >"$etc/secrets.env"
+runnable=${documented#sudo }
+runnable=${runnable//\/etc\/matchmaker/$etc}
+runnable=${runnable//exec matchmakerd /exec $bin/matchmakerd }
+set +e
+config=$(env -u MM_AUTH__JWT_SECRET -u MM_CONFIG_DIR sh -c "$runnable" 2>&1)
+status=$?
+set -e
+[ "$status" -eq 0 ] || fail "the documented check command exited $status: $documented: $config"
+grep -q '^jwt_secret = "\[redacted\]"  # environment variable MM_AUTH__JWT_SECRET$' <<<"$config" \
+  || fail "the documented check command did not load secrets.env: $config"
+! grep -q "a-secret-from-secrets-env" <<<"$config" || fail "the check command printed the secret"
+rm "$etc/secrets.env"
+
+# The console as README "Installing" runs it on a packaged host: no JWT secret, the host
+# file; with a Redis nobody answers on, --list fails on Redis (1), not on validation (2).
+documented=$(grep -o '`mm-console -m production --config-dir /etc/matchmaker -c /etc/matchmaker/matchmakerd.toml`' \
+  "$scratch/root/usr/share/doc/matchmaker/README.md" | head -n 1 | tr -d '`')
+[ -n "$documented" ] || fail "README \"Installing\" has no packaged console command"
+runnable=${documented//\/etc\/matchmaker/$etc}
+runnable=${runnable/#mm-console /$bin/mm-console }
+set +e
+errors=$(env -u MM_AUTH__JWT_SECRET -u MM_CONFIG_DIR MM_REDIS__URL=redis://127.0.0.1:1/0 \
+  HOME="$scratch" XDG_STATE_HOME="$scratch/state" $runnable --list lobby 2>&1 >/dev/null)
+status=$?
+set -e
+[ "$status" -eq 1 ] || fail "the packaged console command exited $status, not 1 (Redis down): $errors"
+grep -q "redis://127.0.0.1:1/0" <<<"$errors" || fail "the console's Redis error does not name the URL: $errors"
+
+# The systemd unit runs the packaged binary on the packaged config directory.
 [ -f "$unit" ] || fail "the systemd unit is missing"
 grep -q '^ExecStart=/usr/bin/matchmakerd .*--config-dir /etc/matchmaker' "$unit" \
   || fail "the unit does not run /usr/bin/matchmakerd with --config-dir /etc/matchmaker"
@@ -124,4 +162,4 @@ for page in matchmakerd matchmakerd-config matchmakerd-completions mm-console mm
   grep -q "NAME" <<<"$rendered" || fail "$page.1 has no NAME section"
 done
 
-echo "check-package: OK ($deb: both binaries at $version, mode files honoured from /etc/matchmaker, unit, completions, man pages)"
+echo "check-package: OK ($deb: both binaries at $version, mode files honoured from /etc/matchmaker, the documented check and console commands, unit, completions, man pages)"

@@ -78,9 +78,6 @@ impl Settings {
                 collect(&figment, key, value, &mut values);
             }
         }
-        for entry in &mut values {
-            redact_url_credentials(entry);
-        }
         let provenance = settings.provenance().clone();
         Ok(EffectiveConfig {
             settings,
@@ -113,7 +110,7 @@ fn collect(figment: &Figment, key: &str, value: &Value, out: &mut Vec<EffectiveV
         }
         leaf => out.push(EffectiveValue {
             key: key.to_owned(),
-            value: toml_value(leaf),
+            value: toml_value(&without_url_credentials(key, leaf)),
             origin: origin_of(figment, key),
         }),
     }
@@ -177,24 +174,58 @@ fn toml_string(text: &str) -> String {
     out
 }
 
-/// Hides the password of `redis.url`, and the user name, password and query of a game
-/// server's `api_url` (a token may sit in any of them).
-fn redact_url_credentials(entry: &mut EffectiveValue) {
-    let game_server_url =
-        entry.key.starts_with("game_servers[") && entry.key.ends_with("].api_url");
-    if entry.key != "redis.url" && !game_server_url {
-        return;
+/// What of a URL setting is hidden: the password of a Redis URL (`redis.url`, each of
+/// `redis.cluster_nodes`); the user name, password and query of a game server's `api_url` (a
+/// token may sit in any of them). `None`: the key holds no URL with credentials.
+fn url_secrets(key: &str) -> Option<UrlSecrets> {
+    if key == "redis.url" || key == "redis.cluster_nodes" {
+        Some(UrlSecrets::Password)
+    } else if key.starts_with("game_servers[") && key.ends_with("].api_url") {
+        Some(UrlSecrets::UserPasswordQuery)
+    } else {
+        None
     }
-    let Some(quoted) = &entry.value else { return };
-    let text = quoted.trim_matches('"');
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UrlSecrets {
+    Password,
+    UserPasswordQuery,
+}
+
+/// `value`, the setting at `key`, with the credentials of its URL (or of each URL of a list)
+/// replaced by [`REDACTED_IN_URL`].
+fn without_url_credentials(key: &str, value: &Value) -> Value {
+    let Some(secrets) = url_secrets(key) else {
+        return value.clone();
+    };
+    match value {
+        Value::String(tag, text) => Value::String(*tag, redact_url(text, secrets)),
+        Value::Array(tag, items) => Value::Array(
+            *tag,
+            items
+                .iter()
+                .map(|item| match item {
+                    Value::String(tag, text) => Value::String(*tag, redact_url(text, secrets)),
+                    other => other.clone(),
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// `text` with its `secrets` hidden; unchanged when it holds none (or is not a URL, which
+/// validation has refused already).
+fn redact_url(text: &str, secrets: UrlSecrets) -> String {
     let Ok(mut url) = url::Url::parse(text) else {
-        return;
+        return text.to_owned();
     };
     let mut changed = false;
     if url.password().is_some() {
         changed |= url.set_password(Some(REDACTED_IN_URL)).is_ok();
     }
-    if game_server_url {
+    if secrets == UrlSecrets::UserPasswordQuery {
         if !url.username().is_empty() {
             changed |= url.set_username(REDACTED_IN_URL).is_ok();
         }
@@ -203,9 +234,7 @@ fn redact_url_credentials(entry: &mut EffectiveValue) {
             changed = true;
         }
     }
-    if changed {
-        entry.value = Some(toml_string(url.as_str()));
-    }
+    if changed { url.into() } else { text.to_owned() }
 }
 
 /// [`REDACTED`] as it can stand in a URL without percent-encoding.
@@ -327,16 +356,35 @@ mod tests {
 
     #[test]
     fn game_server_url_credentials_are_redacted() {
-        let mut entry = EffectiveValue {
-            key: "game_servers[3].api_url".into(),
-            value: Some("\"https://user:pass@gs1.example/api/?token=abc\"".into()),
-            origin: "file x.toml".into(),
-        };
-        redact_url_credentials(&mut entry);
+        let url = Value::from("https://user:pass@gs1.example/api/?token=abc");
         assert_eq!(
-            entry.value.as_deref(),
+            toml_value(&without_url_credentials("game_servers[3].api_url", &url)).as_deref(),
             Some("\"https://REDACTED:REDACTED@gs1.example/api/?REDACTED\"")
         );
+    }
+
+    #[test]
+    fn every_cluster_node_password_is_redacted() {
+        let config = effective(
+            Mode::Development,
+            &[(
+                "MM_REDIS__CLUSTER_NODES",
+                "redis://u:pw1secret@a:7000,redis://u:pw1secret@b:7000",
+            )],
+        );
+        let nodes = entry(&config, "redis.cluster_nodes");
+        assert_eq!(
+            nodes.value.as_deref(),
+            Some("[\"redis://u:REDACTED@a:7000\", \"redis://u:REDACTED@b:7000\"]")
+        );
+        assert_eq!(nodes.origin, "environment variable MM_REDIS__CLUSTER_NODES");
+        let text = config.to_string();
+        assert!(
+            !text.contains("pw1secret"),
+            "the password shown in:\n{text}"
+        );
+        // The settings themselves keep the passwords: the store needs them.
+        assert!(config.settings.redis.cluster_nodes[0].contains("pw1secret"));
     }
 
     #[test]

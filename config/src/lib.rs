@@ -5,8 +5,9 @@
 //!   defaults in code; unknown keys are errors.
 //! - [`Settings::load`] layers, lowest first: defaults, the mode file `config/<mode>.toml`
 //!   (or its built-in copy), the `-c` file, and `MM_<SECTION>__<KEY>` environment variables;
-//!   then it checks every rule. A failure is a [`ConfigError`] naming the key
-//!   (`lobby.max_capacity`, `game_servers[1].api_url`) and the file or variable it came from.
+//!   then it checks every rule of the sections the [`Program`] reads. A failure is a
+//!   [`ConfigError`] naming the key (`lobby.max_capacity`, `game_servers[1].api_url`) and the
+//!   file or variable it came from.
 //! - [`Settings::store_options`] and [`GameServerClientSettings::client_options`] build the
 //!   options of `mm-common`'s store and game-server client.
 //! - [`logging::init`] installs the `tracing` subscriber described by `[log]`.
@@ -15,12 +16,13 @@
 //! `production.toml`; they are also compiled in, so an installed binary runs from anywhere.
 //!
 //! ```no_run
-//! use mm_config::{LoadOptions, Mode, Settings};
+//! use mm_config::{LoadOptions, Mode, Program, Settings};
 //! let settings = Settings::load(&LoadOptions {
 //!     mode: Mode::Production,
 //!     extra_file: Some("/etc/matchmaker/local.toml".into()),
 //!     config_dir: None,
 //!     app_name: Some("matchmakerd".into()),
+//!     program: Program::Matchmakerd,
 //! })?;
 //! println!("settings: {}", settings.source_description());
 //! # Ok::<(), mm_config::ConfigError>(())
@@ -40,7 +42,9 @@ mod tests;
 
 pub use effective::{EffectiveConfig, EffectiveValue};
 pub use error::{ConfigError, Problem};
-pub use load::{DEFAULT_CONFIG_DIR, ENV_PREFIX, ENV_SEPARATOR, LoadOptions, ModeFile, Provenance};
+pub use load::{
+    DEFAULT_CONFIG_DIR, ENV_PREFIX, ENV_SEPARATOR, LoadOptions, ModeFile, Program, Provenance,
+};
 pub use mode::{Mode, UnknownMode};
 pub use settings::{
     AuditSettings, AuthMode, AuthSettings, ConsoleSettings, ConsumerSettings, CurationSettings,

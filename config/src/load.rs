@@ -51,6 +51,28 @@ pub struct LoadOptions {
     pub config_dir: Option<PathBuf>,
     /// Default of `log.file_prefix` (usually the binary's name); `None`: `matchmaker`.
     pub app_name: Option<String>,
+    /// The program the settings are for: validation skips the sections it does not read.
+    pub program: Program,
+}
+
+/// The program settings are loaded for (contract section 7.3): each is checked only on the
+/// sections it reads, so a console host needs no JWT secret.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Program {
+    /// `matchmakerd`: every rule is checked.
+    #[default]
+    Matchmakerd,
+    /// `mm-console`: the rules of `[auth]`, `[http]` and `[limits]`, which it never reads,
+    /// are skipped; every other section is checked as for the daemon.
+    Console,
+}
+
+impl Program {
+    /// Whether this program reads the sections `[auth]`, `[http]` and `[limits]` (the lobby
+    /// API's own settings).
+    pub fn serves_the_api(self) -> bool {
+        self == Program::Matchmakerd
+    }
 }
 
 impl LoadOptions {
@@ -180,8 +202,9 @@ where
         .extract_lossy()
         .map_err(|e| ConfigError::Invalid(figment_problems(&figment, e)))?;
 
-    let problems =
-        crate::validate::validate(&settings, options.mode, &|key| origin_of(&figment, key));
+    let problems = crate::validate::validate(&settings, options.mode, options.program, &|key| {
+        origin_of(&figment, key)
+    });
     if !problems.is_empty() {
         return Err(ConfigError::Invalid(problems));
     }

@@ -1,5 +1,6 @@
 //! The settings → options conversions for the types of `mm-common`, in one place, so that
-//! `matchmakerd`, `mm-console` and the tests build their store and game-server client alike.
+//! `matchmakerd`, `mm-console` and the tests build their store and game-server client alike;
+//! and how both name the store's target in messages (without credentials).
 //!
 //! The daemon's own role options (`ConsumerOptions`, `CuratorOptions`) stay in the daemon,
 //! each built by its one `from_settings`: this crate does not depend on the daemon.
@@ -7,7 +8,53 @@
 use mm_common::gameserver::ClientOptions;
 use mm_common::store::StoreOptions;
 
-use crate::settings::{GameServerClientSettings, Settings};
+use crate::settings::{GameServerClientSettings, RedisSettings, Settings};
+
+impl RedisSettings {
+    /// The setting that names where the store connects: `redis.cluster_nodes` when it is set,
+    /// else `redis.url` (error messages name it).
+    pub fn target_key(&self) -> &'static str {
+        if self.cluster_nodes.is_empty() {
+            "redis.url"
+        } else {
+            "redis.cluster_nodes"
+        }
+    }
+
+    /// Where the store connects, as logs and error messages may show it, without user names
+    /// or passwords: `redis://10.0.0.5:6379/2`, or for a cluster `the cluster nodes
+    /// redis://a:7000, redis://b:7000 (redis.cluster_nodes)`.
+    pub fn target_for_messages(&self) -> String {
+        if self.cluster_nodes.is_empty() {
+            return url_without_credentials(&self.url, "redis.url");
+        }
+        let nodes: Vec<String> = self
+            .cluster_nodes
+            .iter()
+            .map(|node| url_without_credentials(node, "a redis.cluster_nodes entry"))
+            .collect();
+        format!(
+            "the cluster nodes {} (redis.cluster_nodes)",
+            nodes.join(", ")
+        )
+    }
+}
+
+/// `url` without its user name and password; an unparsable URL is not repeated at all (it may
+/// hold credentials): `instead` names it.
+fn url_without_credentials(url: &str, instead: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if !parsed.username().is_empty() || parsed.password().is_some() {
+                // Both only fail for URLs that cannot have credentials in the first place.
+                let _ = parsed.set_username("");
+                let _ = parsed.set_password(None);
+            }
+            parsed.into()
+        }
+        Err(_) => format!("the configured {instead}"),
+    }
+}
 
 impl Settings {
     /// The store options: `[redis]` (URL, key prefix, timeouts), the tombstone TTL of
@@ -52,6 +99,30 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn the_redis_target_never_shows_credentials() {
+        let mut redis = RedisSettings {
+            url: "redis://default:s3cret@10.0.0.5:6379/2".into(),
+            ..RedisSettings::default()
+        };
+        assert_eq!(redis.target_key(), "redis.url");
+        assert_eq!(redis.target_for_messages(), "redis://10.0.0.5:6379/2");
+        redis.url = "redis+unix:///run/redis.sock".into();
+        assert_eq!(redis.target_for_messages(), "redis+unix:///run/redis.sock");
+        redis.url = "::".into();
+        assert_eq!(redis.target_for_messages(), "the configured redis.url");
+
+        redis.cluster_nodes = vec![
+            "redis://u:pw1@10.0.0.5:7000".into(),
+            "redis://:pw2@10.0.0.6:7000".into(),
+        ];
+        assert_eq!(redis.target_key(), "redis.cluster_nodes");
+        assert_eq!(
+            redis.target_for_messages(),
+            "the cluster nodes redis://10.0.0.5:7000, redis://10.0.0.6:7000 (redis.cluster_nodes)"
+        );
+    }
 
     #[test]
     fn options_carry_every_setting_they_are_built_from() {

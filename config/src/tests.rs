@@ -428,6 +428,72 @@ fn production_without_a_secret_fails_clearly() {
 }
 
 #[test]
+fn the_console_loads_production_without_the_api_sections_it_never_reads() {
+    let console = |vars: &[(&str, &str)]| {
+        Settings::load_with_env(
+            &LoadOptions {
+                program: Program::Console,
+                ..opts(Mode::Production, &shipped_dir())
+            },
+            env(vars),
+        )
+    };
+    // No JWT secret, and [auth], [http], [limits] values the daemon refuses: the console
+    // neither reads nor checks them (contract section 7.3).
+    let api_only = [
+        ("MM_AUTH__MAX_TOKEN_BYTES", "1"),
+        ("MM_HTTP__MAX_CONNECTIONS", "0"),
+        ("MM_HTTP__MAX_HEADER_BYTES", "10"),
+        ("MM_LIMITS__MAX_TRACKED_CLIENTS", "0"),
+        ("MM_REDIS__RETRY_BUDGET_MS", "40000"),
+    ];
+    let settings = console(&api_only).expect("the console ignores the API's sections");
+    assert!(settings.auth.jwt_secret.is_none());
+
+    // The daemon, with the same layers, refuses each of them.
+    let err = Settings::load_with_env(&opts(Mode::Production, &shipped_dir()), env(&api_only))
+        .unwrap_err();
+    let keys: Vec<&str> = err.problems().iter().map(|p| p.key.as_str()).collect();
+    for key in [
+        "auth.jwt_secret",
+        "auth.max_token_bytes",
+        "http.max_connections",
+        "http.max_header_bytes",
+        "limits.max_tracked_clients",
+        "redis.retry_budget_ms",
+    ] {
+        assert!(keys.contains(&key), "{key} missing from {keys:?}");
+    }
+
+    // What the console does read is still checked, naming the key and the layer.
+    let err = console(&[
+        ("MM_REDIS__URL", "http://not-redis"),
+        ("MM_CONSOLE__REFRESH_MS", "1"),
+        ("MM_CURATION__PENDING_TIMEOUT_SECS", "0"),
+    ])
+    .unwrap_err();
+    assert_problem(
+        &err,
+        "redis.url",
+        "environment variable MM_REDIS__URL",
+        "scheme",
+    );
+    assert_problem(
+        &err,
+        "console.refresh_ms",
+        "environment variable MM_CONSOLE__REFRESH_MS",
+        "at least",
+    );
+    assert_problem(
+        &err,
+        "curation.pending_timeout_secs",
+        "environment variable MM_CURATION__PENDING_TIMEOUT_SECS",
+        "greater than 0",
+    );
+    assert_eq!(err.problems().len(), 3, "{err}");
+}
+
+#[test]
 fn short_jwt_secret_is_refused_without_echoing_it() {
     let err = Settings::load_with_env(
         &opts(Mode::Production, &shipped_dir()),
@@ -1305,7 +1371,12 @@ fn cluster_nodes_and_wait_replicas_are_validated() {
     assert_eq!(ok.redis.cluster_nodes.len(), 2);
     assert_eq!(ok.store_options().cluster_nodes, ok.redis.cluster_nodes);
 
-    let cases: [(&str, &str, &str); 10] = [
+    let cases: [(&str, &str, &str); 11] = [
+        (
+            "[redis]\ncluster_nodes = [\"redis://u:pw1@a:7000\", \"redis://u:pw2@b:7000\"]",
+            "redis.cluster_nodes",
+            "one set of credentials",
+        ),
         (
             "[redis]\ncluster_nodes = [\"redis+unix:///tmp/r.sock\"]",
             "redis.cluster_nodes",
@@ -1360,5 +1431,17 @@ fn cluster_nodes_and_wait_replicas_are_validated() {
     for (toml, key, words) in cases {
         let (err, file) = load_err(toml, &[]);
         assert_problem(&err, key, &format!("file {}", file.display()), words);
+        assert!(
+            !err.to_string().contains("pw"),
+            "a password is shown: {err}"
+        );
     }
+    // A refused entry is shown without its credentials.
+    let (err, _) = load_err(
+        "[redis]\ncluster_nodes = [\"redis://u:s3cret@10.0.0.1\"]",
+        &[],
+    );
+    let text = err.to_string();
+    assert!(text.contains("\"redis://10.0.0.1\""), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
 }

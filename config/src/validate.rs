@@ -10,6 +10,7 @@ use secrecy::ExposeSecret;
 use tracing_subscriber::EnvFilter;
 
 use crate::error::Problem;
+use crate::load::Program;
 use crate::mode::Mode;
 use crate::settings::{AuthMode, Settings};
 
@@ -156,11 +157,12 @@ fn is_origin(text: &str) -> bool {
     host_ok && port.is_none_or(|port| port.parse::<u16>().is_ok_and(|p| p > 0))
 }
 
-/// Checks every rule for a process running in `mode`; `origin` names the layer a dotted key's
-/// value came from.
+/// Checks every rule of the sections `program` reads for a process running in `mode`;
+/// `origin` names the layer a dotted key's value came from.
 pub(crate) fn validate(
     settings: &Settings,
     mode: Mode,
+    program: Program,
     origin: &dyn Fn(&str) -> String,
 ) -> Vec<Problem> {
     let mut c = Checker {
@@ -227,8 +229,9 @@ pub(crate) fn validate(
                 redis.retry_budget_ms
             ),
         );
-    } else if redis.retry_budget_ms + redis.command_timeout_ms
-        >= settings.http.request_timeout_secs.saturating_mul(1000)
+    } else if program.serves_the_api()
+        && redis.retry_budget_ms + redis.command_timeout_ms
+            >= settings.http.request_timeout_secs.saturating_mul(1000)
     {
         c.fail(
             "redis.retry_budget_ms",
@@ -241,183 +244,9 @@ pub(crate) fn validate(
         );
     }
 
-    // [http]
-    c.positive(
-        "http.request_timeout_secs",
-        settings.http.request_timeout_secs,
-    );
-    c.positive(
-        "http.body_limit_bytes",
-        settings.http.body_limit_bytes as u64,
-    );
-    c.positive(
-        "http.header_read_timeout_ms",
-        settings.http.header_read_timeout_ms,
-    );
-    c.positive(
-        "http.keepalive_idle_timeout_ms",
-        settings.http.keepalive_idle_timeout_ms,
-    );
-    if settings.http.keepalive_idle_timeout_ms > settings.http.header_read_timeout_ms {
-        c.fail(
-            "http.keepalive_idle_timeout_ms",
-            format!(
-                "must not exceed http.header_read_timeout_ms ({}): a connection waiting for its \
-                 next request is closed at the header-read timeout anyway",
-                settings.http.header_read_timeout_ms
-            ),
-        );
+    if program.serves_the_api() {
+        check_api_sections(&mut c, settings, mode);
     }
-    c.positive("http.max_connections", settings.http.max_connections as u64);
-    c.range(
-        "http.max_header_bytes",
-        settings.http.max_header_bytes as u64,
-        MIN_HEADER_BYTES as u64,
-        MAX_HEADER_BYTES as u64,
-    );
-    if settings.http.admin_bind.port() != 0 && settings.http.admin_bind == settings.http.bind {
-        c.fail(
-            "http.admin_bind",
-            format!(
-                "must differ from http.bind ({}): the admin listener is a port of its own",
-                settings.http.bind
-            ),
-        );
-    }
-
-    // [auth]
-    let auth = &settings.auth;
-    if auth.mode == AuthMode::Jwt {
-        match &auth.jwt_secret {
-            None => {
-                let mode_origin = (c.origin)("auth.mode");
-                c.problems.push(Problem {
-                    key: "auth.jwt_secret".into(),
-                    origin: "no layer: it is not set".into(),
-                    message: format!(
-                        "is required because auth.mode = \"jwt\" (set in {mode_origin}); \
-                         provide it with MM_AUTH__JWT_SECRET or in a -c file"
-                    ),
-                });
-            }
-            Some(secret) if secret.expose_secret().len() < MIN_JWT_SECRET_BYTES => {
-                let len = secret.expose_secret().len();
-                c.fail(
-                    "auth.jwt_secret",
-                    format!(
-                        "must be at least {MIN_JWT_SECRET_BYTES} bytes long for auth.mode = \
-                         \"jwt\", got {len} bytes"
-                    ),
-                );
-            }
-            Some(_) => {}
-        }
-    }
-    if mode == Mode::Production
-        && auth.mode == AuthMode::Header
-        && !auth.allow_header_auth_in_production
-    {
-        c.fail(
-            "auth.mode",
-            "must be \"jwt\" in production: \"header\" lets any client act as any player \
-             (set auth.allow_header_auth_in_production = true to run it anyway)",
-        );
-    }
-    c.range(
-        "auth.max_token_bytes",
-        auth.max_token_bytes as u64,
-        MIN_TOKEN_BYTES as u64,
-        MAX_TOKEN_BYTES as u64,
-    );
-    for (key, value) in [
-        ("auth.jwt_issuer", &auth.jwt_issuer),
-        ("auth.jwt_audience", &auth.jwt_audience),
-    ] {
-        if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
-            c.fail(
-                key,
-                "must not be empty (leave it unset to accept any value)",
-            );
-        }
-    }
-
-    // [lobby]
-    let lobby = &settings.lobby;
-    c.range(
-        "lobby.max_capacity",
-        lobby.max_capacity.into(),
-        1,
-        MAX_LOBBY_CAPACITY.into(),
-    );
-    c.range(
-        "lobby.max_labels",
-        lobby.max_labels.into(),
-        0,
-        mm_common::labels::MAX_LABELS_LIMIT.into(),
-    );
-    c.positive("lobby.reservation_ttl_secs", lobby.reservation_ttl_secs);
-    c.positive("lobby.tombstone_ttl_secs", lobby.tombstone_ttl_secs);
-    c.range(
-        "lobby.quick_join_scan",
-        lobby.quick_join_scan.into(),
-        1,
-        MAX_QUICK_JOIN_SCAN.into(),
-    );
-    c.range(
-        "lobby.quick_join_attempts",
-        lobby.quick_join_attempts.into(),
-        1,
-        MAX_QUICK_JOIN_ATTEMPTS.into(),
-    );
-    c.range("lobby.feed_maxlen", lobby.feed_maxlen, 100, 10_000_000);
-    c.range("lobby.view_block_ms", lobby.view_block_ms, 10, 60_000);
-
-    // [limits]
-    let limits = &settings.limits;
-    for (rate_key, rate, burst_key, burst) in [
-        (
-            "limits.creates_per_minute",
-            limits.creates_per_minute,
-            "limits.create_burst",
-            limits.create_burst,
-        ),
-        (
-            "limits.joins_per_minute",
-            limits.joins_per_minute,
-            "limits.join_burst",
-            limits.join_burst,
-        ),
-        (
-            "limits.client_failures_per_minute",
-            limits.client_failures_per_minute,
-            "limits.client_failure_burst",
-            limits.client_failure_burst,
-        ),
-    ] {
-        if rate > 0 && burst == 0 {
-            c.fail(
-                burst_key,
-                format!(
-                    "must be at least 1 while {rate_key} = {rate} (0 turns the rate limit off)"
-                ),
-            );
-        }
-    }
-
-    c.positive(
-        "limits.max_tracked_clients",
-        limits.max_tracked_clients as u64,
-    );
-    for (index, proxy) in settings.http.trusted_proxies.iter().enumerate() {
-        if proxy.parse::<ipnet::IpNet>().is_err() && proxy.parse::<std::net::IpAddr>().is_err() {
-            c.fail(
-                format!("http.trusted_proxies[{index}]"),
-                format!("must be an IP network (10.0.0.0/8) or address, got {proxy:?}"),
-            );
-        }
-    }
-
-    check_cors(&mut c, &settings.http, mode);
 
     // [curation]
     let cur = &settings.curation;
@@ -601,6 +430,187 @@ pub(crate) fn validate(
     c.problems
 }
 
+/// `[http]`, `[auth]` and `[limits]`: the lobby API's settings, which only `matchmakerd` reads.
+fn check_api_sections(c: &mut Checker<'_>, settings: &Settings, mode: Mode) {
+    // [http]
+    c.positive(
+        "http.request_timeout_secs",
+        settings.http.request_timeout_secs,
+    );
+    c.positive(
+        "http.body_limit_bytes",
+        settings.http.body_limit_bytes as u64,
+    );
+    c.positive(
+        "http.header_read_timeout_ms",
+        settings.http.header_read_timeout_ms,
+    );
+    c.positive(
+        "http.keepalive_idle_timeout_ms",
+        settings.http.keepalive_idle_timeout_ms,
+    );
+    if settings.http.keepalive_idle_timeout_ms > settings.http.header_read_timeout_ms {
+        c.fail(
+            "http.keepalive_idle_timeout_ms",
+            format!(
+                "must not exceed http.header_read_timeout_ms ({}): a connection waiting for its \
+                 next request is closed at the header-read timeout anyway",
+                settings.http.header_read_timeout_ms
+            ),
+        );
+    }
+    c.positive("http.max_connections", settings.http.max_connections as u64);
+    c.range(
+        "http.max_header_bytes",
+        settings.http.max_header_bytes as u64,
+        MIN_HEADER_BYTES as u64,
+        MAX_HEADER_BYTES as u64,
+    );
+    if settings.http.admin_bind.port() != 0 && settings.http.admin_bind == settings.http.bind {
+        c.fail(
+            "http.admin_bind",
+            format!(
+                "must differ from http.bind ({}): the admin listener is a port of its own",
+                settings.http.bind
+            ),
+        );
+    }
+
+    // [auth]
+    let auth = &settings.auth;
+    if auth.mode == AuthMode::Jwt {
+        match &auth.jwt_secret {
+            None => {
+                let mode_origin = (c.origin)("auth.mode");
+                c.problems.push(Problem {
+                    key: "auth.jwt_secret".into(),
+                    origin: "no layer: it is not set".into(),
+                    message: format!(
+                        "is required because auth.mode = \"jwt\" (set in {mode_origin}); \
+                         provide it with MM_AUTH__JWT_SECRET or in a -c file"
+                    ),
+                });
+            }
+            Some(secret) if secret.expose_secret().len() < MIN_JWT_SECRET_BYTES => {
+                let len = secret.expose_secret().len();
+                c.fail(
+                    "auth.jwt_secret",
+                    format!(
+                        "must be at least {MIN_JWT_SECRET_BYTES} bytes long for auth.mode = \
+                         \"jwt\", got {len} bytes"
+                    ),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    if mode == Mode::Production
+        && auth.mode == AuthMode::Header
+        && !auth.allow_header_auth_in_production
+    {
+        c.fail(
+            "auth.mode",
+            "must be \"jwt\" in production: \"header\" lets any client act as any player \
+             (set auth.allow_header_auth_in_production = true to run it anyway)",
+        );
+    }
+    c.range(
+        "auth.max_token_bytes",
+        auth.max_token_bytes as u64,
+        MIN_TOKEN_BYTES as u64,
+        MAX_TOKEN_BYTES as u64,
+    );
+    for (key, value) in [
+        ("auth.jwt_issuer", &auth.jwt_issuer),
+        ("auth.jwt_audience", &auth.jwt_audience),
+    ] {
+        if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            c.fail(
+                key,
+                "must not be empty (leave it unset to accept any value)",
+            );
+        }
+    }
+
+    // [lobby]
+    let lobby = &settings.lobby;
+    c.range(
+        "lobby.max_capacity",
+        lobby.max_capacity.into(),
+        1,
+        MAX_LOBBY_CAPACITY.into(),
+    );
+    c.range(
+        "lobby.max_labels",
+        lobby.max_labels.into(),
+        0,
+        mm_common::labels::MAX_LABELS_LIMIT.into(),
+    );
+    c.positive("lobby.reservation_ttl_secs", lobby.reservation_ttl_secs);
+    c.positive("lobby.tombstone_ttl_secs", lobby.tombstone_ttl_secs);
+    c.range(
+        "lobby.quick_join_scan",
+        lobby.quick_join_scan.into(),
+        1,
+        MAX_QUICK_JOIN_SCAN.into(),
+    );
+    c.range(
+        "lobby.quick_join_attempts",
+        lobby.quick_join_attempts.into(),
+        1,
+        MAX_QUICK_JOIN_ATTEMPTS.into(),
+    );
+    c.range("lobby.feed_maxlen", lobby.feed_maxlen, 100, 10_000_000);
+    c.range("lobby.view_block_ms", lobby.view_block_ms, 10, 60_000);
+
+    // [limits]
+    let limits = &settings.limits;
+    for (rate_key, rate, burst_key, burst) in [
+        (
+            "limits.creates_per_minute",
+            limits.creates_per_minute,
+            "limits.create_burst",
+            limits.create_burst,
+        ),
+        (
+            "limits.joins_per_minute",
+            limits.joins_per_minute,
+            "limits.join_burst",
+            limits.join_burst,
+        ),
+        (
+            "limits.client_failures_per_minute",
+            limits.client_failures_per_minute,
+            "limits.client_failure_burst",
+            limits.client_failure_burst,
+        ),
+    ] {
+        if rate > 0 && burst == 0 {
+            c.fail(
+                burst_key,
+                format!(
+                    "must be at least 1 while {rate_key} = {rate} (0 turns the rate limit off)"
+                ),
+            );
+        }
+    }
+
+    c.positive(
+        "limits.max_tracked_clients",
+        limits.max_tracked_clients as u64,
+    );
+    for (index, proxy) in settings.http.trusted_proxies.iter().enumerate() {
+        if proxy.parse::<ipnet::IpNet>().is_err() && proxy.parse::<std::net::IpAddr>().is_err() {
+            c.fail(
+                format!("http.trusted_proxies[{index}]"),
+                format!("must be an IP network (10.0.0.0/8) or address, got {proxy:?}"),
+            );
+        }
+    }
+
+    check_cors(c, &settings.http, mode);
+}
+
 /// The most connections `redis.wait_connections` may keep.
 const MAX_WAIT_CONNECTIONS: usize = 64;
 
@@ -611,29 +621,44 @@ const MAX_RETRY_BUDGET_MS: u64 = 60_000;
 const MAX_WAIT_REPLICAS: u32 = 16;
 
 /// `redis.cluster_nodes`: each a TCP `redis://` or `rediss://` URL with a host and a port,
-/// database 0 (a cluster has no other), all of one scheme, none twice.
+/// database 0 (a cluster has no other), all of one scheme and of one user name and password
+/// (the cluster client uses one set of credentials), none twice. Messages show an entry
+/// without its credentials.
 fn check_cluster_nodes(nodes: &[String]) -> Result<(), String> {
     let mut schemes = std::collections::BTreeSet::new();
     let mut seen = std::collections::BTreeSet::new();
+    let mut first_credentials = None;
     for (index, raw) in nodes.iter().enumerate() {
-        let url = url::Url::parse(raw)
-            .map_err(|e| format!("entry {index} ({raw:?}) is not a valid URL: {e}"))?;
+        let url =
+            url::Url::parse(raw).map_err(|e| format!("entry {index} is not a valid URL: {e}"))?;
+        let shown = without_credentials(&url);
         let scheme = url.scheme();
         if !matches!(scheme, "redis" | "rediss") {
             return Err(format!(
-                "entry {index} ({raw:?}): a cluster node is reached over TCP, \
+                "entry {index} ({shown:?}): a cluster node is reached over TCP, \
                  with redis:// or rediss://, not {scheme}://"
             ));
         }
         if url.host_str().is_none_or(str::is_empty) || url.port().is_none() {
             return Err(format!(
-                "entry {index} ({raw:?}) needs a host and a port (redis://host:port)"
+                "entry {index} ({shown:?}) needs a host and a port (redis://host:port)"
             ));
         }
         if !matches!(url.path(), "" | "/" | "/0") {
             return Err(format!(
-                "entry {index} ({raw:?}): a Redis Cluster has only database 0"
+                "entry {index} ({shown:?}): a Redis Cluster has only database 0"
             ));
+        }
+        let credentials = (url.username().to_owned(), url.password().map(str::to_owned));
+        match &first_credentials {
+            None => first_credentials = Some(credentials),
+            Some(first) if *first != credentials => {
+                return Err(format!(
+                    "entry {index} ({shown:?}) carries another user name or password than \
+                     entry 0: the cluster client uses one set of credentials for every node"
+                ));
+            }
+            Some(_) => {}
         }
         let address = format!(
             "{}:{}",
@@ -641,7 +666,7 @@ fn check_cluster_nodes(nodes: &[String]) -> Result<(), String> {
             url.port().unwrap_or(0)
         );
         if !seen.insert(address) {
-            return Err(format!("entry {index} ({raw:?}) is listed twice"));
+            return Err(format!("entry {index} ({shown:?}) is listed twice"));
         }
         schemes.insert(scheme.to_owned());
     }
@@ -652,6 +677,15 @@ fn check_cluster_nodes(nodes: &[String]) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// `url` as a message may show it: without user name and password.
+fn without_credentials(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    // Both only fail for URLs that cannot carry credentials in the first place.
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.into()
 }
 
 fn check_redis_url(raw: &str) -> Result<(), String> {

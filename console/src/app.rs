@@ -620,7 +620,7 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
         app.quit = true;
         return vec![Command::Quit];
     }
-    let help_lines = help::lines(&app.help_sections()).len();
+    let help_lines = help::lines(&app.help_sections(), help::text_width(app.shared.size.0)).len();
     let help_height = app.shared.size.1.saturating_sub(2);
     if let Some(overlay) = &mut app.overlay {
         let reply = match overlay {

@@ -39,9 +39,10 @@ Exit codes of --delete:
   1  Redis unreachable or another unexpected failure (nothing is known to have changed unless
      the message says so); the message names the Redis URL (without credentials)
 
-Exit codes of --list and --tail: 0 done; 1 Redis unreachable; 2 usage or configuration error;
-3 --product names a product Redis and the configuration do not know (a warning on stderr,
-nothing on stdout).
+Exit codes of --list and --tail: 0 done; 1 Redis unreachable (--tail: at start; once it has
+read, --tail waits out an outage with one warning and goes on); 2 usage or configuration
+error; 3 --product names a product Redis and the configuration do not know (a warning on
+stderr, nothing on stdout).
 
 --json prints one JSON object for --delete and --list, and one JSON object per line for --tail.";
 

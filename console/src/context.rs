@@ -13,34 +13,17 @@ use mm_config::Settings;
 
 use crate::app::Thresholds;
 
-#[cfg(test)]
-mod tests {
-    use super::url_without_credentials;
-
-    #[test]
-    fn credentials_never_show() {
-        assert_eq!(
-            url_without_credentials("redis://default:s3cret@10.0.0.5:6379/2"),
-            "redis://10.0.0.5:6379/2"
-        );
-        assert_eq!(
-            url_without_credentials("redis://127.0.0.1:6379"),
-            "redis://127.0.0.1:6379"
-        );
-        assert_eq!(
-            url_without_credentials("redis+unix:///run/redis.sock"),
-            "redis+unix:///run/redis.sock"
-        );
-        assert_eq!(url_without_credentials("::"), "the configured redis.url");
-    }
-}
-
 /// A configuration the console cannot work with.
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
-    /// `redis.url` does not parse as a Redis URL.
-    #[error("redis.url: {0}")]
-    RedisUrl(String),
+    /// `redis.url` (or `redis.cluster_nodes`) does not parse as a Redis URL.
+    #[error("{key}: {error}")]
+    RedisUrl {
+        /// The setting: `redis.url` or `redis.cluster_nodes`.
+        key: &'static str,
+        /// Why.
+        error: String,
+    },
     /// A `game_servers[i].api_url` is not a URL. The value is not repeated: it may hold
     /// credentials.
     #[error("game_servers[{index}].api_url: {error}")]
@@ -66,24 +49,9 @@ pub struct Console {
     pub configured_products: Vec<ProductId>,
     /// Curation thresholds (for colouring).
     pub thresholds: Thresholds,
-    /// `redis.url` without credentials, for error messages.
-    pub redis_url: String,
-}
-
-/// `url` as error messages may show it: user name and password removed (an unparsable URL is
-/// not repeated at all: it may hold credentials).
-pub fn url_without_credentials(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut parsed) => {
-            if !parsed.username().is_empty() || parsed.password().is_some() {
-                // Both only fail for URLs that cannot have credentials in the first place.
-                let _ = parsed.set_username("");
-                let _ = parsed.set_password(None);
-            }
-            parsed.to_string()
-        }
-        Err(_) => "the configured redis.url".to_string(),
-    }
+    /// Where Redis is, without credentials, for error messages: `redis.url`, or the cluster
+    /// nodes when `redis.cluster_nodes` is set.
+    pub redis_target: String,
 }
 
 impl Console {
@@ -96,15 +64,19 @@ impl Console {
         admin::force_delete(&self.store, &self.servers, request, now_ms()).await
     }
 
-    /// A Redis error as the operator should read it: naming the URL (without credentials).
+    /// A Redis error as the operator should read it: naming the URL or the cluster nodes
+    /// (without credentials).
     pub fn redis_error(&self, error: impl std::fmt::Display) -> String {
-        format!("Redis at {}: {error}", self.redis_url)
+        format!("Redis at {}: {error}", self.redis_target)
     }
 
     /// Builds the handles; nothing connects yet.
     pub fn from_settings(settings: &Settings) -> Result<Console, ContextError> {
-        let store = Store::connect_lazy(settings.store_options())
-            .map_err(|e| ContextError::RedisUrl(e.to_string()))?;
+        let store =
+            Store::connect_lazy(settings.store_options()).map_err(|e| ContextError::RedisUrl {
+                key: settings.redis.target_key(),
+                error: e.to_string(),
+            })?;
         let client = GameServerClient::new(settings.game_server_client.client_options())
             .map_err(|e| ContextError::Client(e.to_string()))?;
         let mut endpoints = HashMap::new();
@@ -130,7 +102,7 @@ impl Console {
         configured_products.sort();
         let curation = &settings.curation;
         Ok(Console {
-            redis_url: url_without_credentials(&settings.redis.url),
+            redis_target: settings.redis.target_for_messages(),
             store,
             servers: ServerCalls::new(client, endpoints),
             configured_products,

@@ -38,7 +38,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mm_config::logging::{self, LogTarget};
-use mm_config::{LoadOptions, Settings};
+use mm_config::{LoadOptions, Program, Settings};
 
 use crate::cli::{Cli, exit};
 use crate::context::Console;
@@ -81,6 +81,7 @@ pub fn run_cli(cli: Cli) -> u8 {
         extra_file: cli.config.clone(),
         config_dir: cli.config_dir.clone(),
         app_name: Some("mm-console".into()),
+        program: Program::Console,
     }) {
         Ok(settings) => settings,
         Err(err) => {

@@ -243,7 +243,9 @@ fn write_table(out: &mut impl Write, rows: &[GameRow]) -> io::Result<()> {
 
 /// `--tail [--product P]`: prints each new event (of every product, or only of `product`) as
 /// one line (or one JSON object) until the reader goes away (broken pipe), or Ctrl-C. Returns
-/// the exit code.
+/// the exit code: 1 when the first read fails (Redis unreachable at start, as `--list`); a
+/// later outage is waited out with one warning, since an operator tailing through a failover
+/// wants the events after it.
 pub async fn tail(console: &Console, product: Option<&ProductId>, json: bool) -> u8 {
     let only = match product {
         None => None,
@@ -262,6 +264,7 @@ pub async fn tail(console: &Console, product: Option<&ProductId>, json: bool) ->
         follower = follower.only(only);
     }
     let mut warned = false;
+    let mut read_once = false;
     loop {
         let batch = tokio::select! {
             batch = follower.next_batch() => batch,
@@ -270,7 +273,15 @@ pub async fn tail(console: &Console, product: Option<&ProductId>, json: bool) ->
         let events = match batch {
             Ok(events) => {
                 warned = false;
+                read_once = true;
                 events
+            }
+            Err(err) if !read_once => {
+                eprintln!(
+                    "mm-console: reading event streams: {}",
+                    console.redis_error(&err)
+                );
+                return exit::FAILURE;
             }
             Err(err) => {
                 if !warned {

@@ -656,7 +656,7 @@ fn stale_refresh_answers_are_ignored() {
 fn help_keeps_every_key_label_apart_from_its_description() {
     let app = loaded(three_rows(), 3);
     let sections = app.help_sections();
-    let lines = crate::screens::help::lines(&sections);
+    let lines = crate::screens::help::lines(&sections, usize::MAX);
     let bindings: Vec<_> = lines.iter().filter(|line| line.spans.len() == 2).collect();
     assert_eq!(
         bindings.len(),
@@ -675,6 +675,38 @@ fn help_keeps_every_key_label_apart_from_its_description() {
             "label {label:?} runs into its description"
         );
     }
+}
+
+#[test]
+fn help_wraps_long_descriptions_to_the_terminal_width() {
+    let app = loaded(three_rows(), 3);
+    let sections = app.help_sections();
+    let width = crate::screens::help::text_width(80);
+    let lines = crate::screens::help::lines(&sections, width);
+    for line in &lines {
+        assert!(line.width() <= width, "{} columns: {line:?}", line.width());
+    }
+    let words: Vec<String> = lines
+        .iter()
+        .flat_map(|line| line.spans.iter())
+        .flat_map(|span| span.content.split_whitespace().map(str::to_owned))
+        .collect();
+    // Nothing is lost at 80 columns: every word of every description is shown.
+    for entry in sections.iter().flat_map(|section| &section.entries) {
+        for word in entry.description.split_whitespace() {
+            assert!(words.iter().any(|shown| shown == word), "{word:?} is cut");
+        }
+    }
+    assert!(words.iter().any(|word| word == ":product"), "{words:?}");
+    // Wide terminals keep one line per binding.
+    let wide = crate::screens::help::lines(&sections, crate::screens::help::text_width(160));
+    assert_eq!(
+        wide.iter().filter(|line| line.spans.len() == 1).count(),
+        crate::screens::help::lines(&sections, usize::MAX)
+            .iter()
+            .filter(|line| line.spans.len() == 1)
+            .count()
+    );
 }
 
 #[test]
@@ -934,6 +966,13 @@ fn views_not_loaded_during_an_outage_say_so_and_the_last_data_stays() {
     let screen = text(&render(&app));
     assert!(screen.contains("not loaded yet: Redis at"), "{screen}");
     assert!(!screen.contains("no games"), "{screen}");
+    for size in SIZES {
+        app.shared.size = size;
+        insta::assert_snapshot!(
+            format!("games_not_loaded_{}x{}", size.0, size.1),
+            text(&render(&app))
+        );
+    }
     // A product known from before the outage, its window not read yet: the same.
     let mut app = loaded(three_rows(), 3);
     app.shared.size = (80, 24);
@@ -968,7 +1007,14 @@ fn views_not_loaded_during_an_outage_say_so_and_the_last_data_stays() {
             error: error.into(),
         },
     );
-    insta::assert_snapshot!("dead_not_loaded_80x24", text(&render(&app)));
+    for size in SIZES {
+        app.shared.size = size;
+        insta::assert_snapshot!(
+            format!("dead_not_loaded_{}x{}", size.0, size.1),
+            text(&render(&app))
+        );
+    }
+    app.shared.size = (80, 24);
     update(
         &mut app,
         Msg::DeadLoaded(vec![dead_letter(1, "player_joined", "unknown_game")]),
@@ -995,6 +1041,15 @@ fn status_messages_expire_and_the_key_hints_come_back() {
         screen.contains("? help"),
         "hints beside the message: {screen}"
     );
+    let size_before = app.shared.size;
+    for size in SIZES {
+        app.shared.size = size;
+        insta::assert_snapshot!(
+            format!("status_with_hints_{}x{}", size.0, size.1),
+            text(&render(&app))
+        );
+    }
+    app.shared.size = size_before;
     update(
         &mut app,
         Msg::Tick {
@@ -1025,6 +1080,15 @@ fn product_command_completes_known_products() {
     let input = app.input.as_ref().unwrap();
     assert_eq!(input.hint.as_deref(), Some("chess poker"), "{input:?}");
     assert!(text(&render(&app)).contains(":product    chess poker"));
+    let size_before = app.shared.size;
+    for size in SIZES {
+        app.shared.size = size;
+        insta::assert_snapshot!(
+            format!("product_completion_{}x{}", size.0, size.1),
+            text(&render(&app))
+        );
+    }
+    app.shared.size = size_before;
     type_text(&mut app, "po");
     update(&mut app, code(KeyCode::Tab));
     assert_eq!(app.input.as_ref().unwrap().text, "product poker");

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
-use mm_config::{LoadOptions, Mode};
+use mm_config::{LoadOptions, Mode, Program};
 
 /// A part of the daemon that can run on its own (`--roles`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum)]
@@ -156,6 +156,7 @@ impl Cli {
             extra_file: self.config.clone(),
             config_dir: self.config_dir.clone(),
             app_name: Some("matchmakerd".into()),
+            program: Program::Matchmakerd,
         }
     }
 

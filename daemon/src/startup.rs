@@ -52,9 +52,14 @@ pub enum StartupError {
     /// No role selected.
     #[error("no role selected: pass --roles with at least one of api, worker, curator")]
     NoRoles,
-    /// The Redis URL or options are unusable.
-    #[error("redis.url: {0}")]
-    Redis(#[from] StoreError),
+    /// The Redis URL (or cluster nodes) or options are unusable.
+    #[error("{key}: {source}")]
+    Redis {
+        /// The setting: `redis.url` or `redis.cluster_nodes`.
+        key: &'static str,
+        /// Why.
+        source: StoreError,
+    },
     /// The Redis reached is a cluster node while `redis.url` is set, or a single Redis while
     /// `redis.cluster_nodes` is (the message names the setting to change).
     #[error("{0}")]
@@ -182,7 +187,12 @@ impl Daemon {
             InstanceIdentity::resolve(settings.consumer.name.as_deref(), &options.instance);
         // Every metric recorded from here on goes to the Prometheus recorder.
         let metrics = telemetry::prometheus();
-        let store = Store::connect_lazy(settings.store_options())?;
+        let store = Store::connect_lazy(settings.store_options()).map_err(|source| {
+            StartupError::Redis {
+                key: settings.redis.target_key(),
+                source,
+            }
+        })?;
         let mode_checked = check_redis_mode(&store).await?;
         let registry = Registry::from_settings(&settings.game_servers)
             .map_err(|err| StartupError::Setup(err.to_string()))?;
@@ -308,7 +318,7 @@ impl Daemon {
             })
         };
         tracing::info!(
-            instance = %identity.name, %roles, redis = %redact_url(&settings.redis.url),
+            instance = %identity.name, %roles, redis = %settings.redis.target_for_messages(),
             source = %settings.source_description(), "matchmakerd starting"
         );
         if settings.header_auth_in_production() {
@@ -450,17 +460,6 @@ impl Daemon {
         }
         tracing::info!(instance = %identity.name, "matchmakerd stopped");
         failure.map_or(Ok(()), Err)
-    }
-}
-
-/// The URL without its password, for logs.
-fn redact_url(url: &str) -> String {
-    match url.split_once('@') {
-        Some((credentials, host)) if credentials.contains(':') => {
-            let scheme = credentials.split("://").next().unwrap_or("redis");
-            format!("{scheme}://***@{host}")
-        }
-        _ => url.to_string(),
     }
 }
 

@@ -85,8 +85,37 @@ pub fn max_scroll(lines: usize, height: u16) -> u16 {
     u16::try_from(lines.saturating_sub(inner)).unwrap_or(u16::MAX)
 }
 
-/// The help's lines for these tables.
-pub fn lines(sections: &[HelpSection]) -> Vec<Line<'static>> {
+/// The widest help line that fits a terminal `columns` wide (the frame's borders take two).
+pub fn text_width(columns: u16) -> usize {
+    usize::from(columns.saturating_sub(2))
+}
+
+/// `text` cut at spaces into pieces at most `width` columns wide (a longer word stays whole).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut pieces = Vec::new();
+    let mut piece = String::new();
+    for word in text.split(' ') {
+        let needed = piece.chars().count() + usize::from(!piece.is_empty()) + word.chars().count();
+        if !piece.is_empty() && needed > width {
+            pieces.push(std::mem::take(&mut piece));
+        }
+        if !piece.is_empty() {
+            piece.push(' ');
+        }
+        piece.push_str(word);
+    }
+    pieces.push(piece);
+    pieces
+}
+
+/// The narrowest description column: below it descriptions go on (cut) rather than wrap into
+/// a column too thin to read.
+const MIN_DESCRIPTION_WIDTH: usize = 16;
+
+/// The help's lines for these tables, at most `width` columns wide ([`text_width`]): a
+/// description too long for its column goes on under it, on lines of one span (a binding's
+/// first line has two: keys and description).
+pub fn lines(sections: &[HelpSection], width: usize) -> Vec<Line<'static>> {
     // The key column fits the longest key list, so no label runs into its description.
     let key_width = sections
         .iter()
@@ -104,14 +133,18 @@ pub fn lines(sections: &[HelpSection]) -> Vec<Line<'static>> {
             lines.push(Line::raw(""));
         }
         lines.push(Line::styled(section.title, TITLE));
+        let indent = key_width + 2;
+        let description_width = width.saturating_sub(indent).max(MIN_DESCRIPTION_WIDTH);
         for entry in &section.entries {
+            let mut pieces = wrap(entry.description, description_width).into_iter();
             lines.push(Line::from(vec![
                 Span::styled(
                     format!("  {:<key_width$}", entry.keys),
                     Style::new().fg(Color::Yellow),
                 ),
-                Span::raw(entry.description),
+                Span::raw(pieces.next().unwrap_or_default()),
             ]));
+            lines.extend(pieces.map(|piece| Line::raw(format!("{:indent$}{piece}", ""))));
         }
     }
     lines.push(Line::raw(""));
@@ -124,10 +157,10 @@ pub fn lines(sections: &[HelpSection]) -> Vec<Line<'static>> {
 
 /// Draws the help for these tables over `area`, scrolled down `scroll` lines.
 pub fn draw(sections: &[HelpSection], scroll: u16, frame: &mut Frame, area: Rect) {
-    let lines = lines(sections);
+    let lines = lines(sections, text_width(area.width));
     let total = lines.len();
     let height = (total as u16).saturating_add(2);
-    let width = lines.iter().map(Line::width).max().unwrap_or(0) as u16 + 4;
+    let width = (lines.iter().map(Line::width).max().unwrap_or(0) as u16).saturating_add(4);
     let rect = popup(area, width, height);
     let scroll = scroll.min(max_scroll(total, rect.height));
     let inner = usize::from(rect.height.saturating_sub(2));

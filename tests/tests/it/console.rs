@@ -19,7 +19,7 @@ use mm_common::gameserver::{
 use mm_common::store::Store;
 use mm_common::{Game, GameId, GameState, PlayerId, ProductId, ServerId};
 use mm_gameserver::{GameServerConfig, RunningGameServer, spawn};
-use mm_testkit::app::TestRedis;
+use mm_testkit::app::{TestConnection, TestRedis};
 use mm_testkit::invariants;
 use mm_testkit::scenario::Placement;
 
@@ -597,6 +597,45 @@ async fn redis_errors_name_the_url_without_credentials() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_errors_name_the_cluster_nodes_not_the_unused_url() {
+    let fx = ConsoleFixture::new().await;
+    // Two ports nobody listens on (bound together, noted, closed).
+    let listeners: Vec<std::net::TcpListener> = (0..2)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let ports: Vec<u16> = listeners
+        .iter()
+        .map(|listener| listener.local_addr().unwrap().port())
+        .collect();
+    drop(listeners);
+    let nodes: Vec<String> = ports
+        .iter()
+        .map(|port| format!("redis://operator:s3cret@127.0.0.1:{port}"))
+        .collect();
+    let mut command = fx.command();
+    command
+        .env("MM_REDIS__CLUSTER_NODES", nodes.join(","))
+        .env("MM_REDIS__RETRY_BUDGET_MS", "0")
+        .args(["--list", "lobby"]);
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let named = format!(
+        "Redis at the cluster nodes redis://127.0.0.1:{}, redis://127.0.0.1:{} \
+         (redis.cluster_nodes)",
+        ports[0], ports[1]
+    );
+    assert!(stderr.contains(&named), "{stderr}");
+    assert!(
+        !stderr.contains("s3cret") && !stderr.contains("operator:"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("redis.url"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_prints_a_set_as_text_and_json() {
     list_prints_a_set_as_text_and_json_on(Placement::node()).await;
 }
@@ -708,6 +747,112 @@ async fn tail_follows_new_events_without_touching_the_consumer_group() {
     assert_eq!(groups.len(), 1);
     assert_eq!(groups[0]["pending"], redis::Value::Int(0));
     assert_eq!(groups[0]["consumers"], redis::Value::Int(0));
+}
+
+/// Lines of a child's pipe, read on a thread.
+fn lines_of(pipe: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    use std::io::{BufRead, BufReader};
+    let (line_tx, line_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if line_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    line_rx
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_exits_1_when_redis_is_down_at_start_and_waits_out_a_later_outage() {
+    use std::process::Stdio;
+
+    let mut fx = ConsoleFixture::new().await;
+    // Down at start: exit 1 naming the URL, as --list does (not a retry loop).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let mut command = fx.command();
+    command
+        .env("MM_REDIS__URL", format!("redis://127.0.0.1:{port}/0"))
+        .args(["--tail"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let stderr = lines_of(child.stderr.take().unwrap());
+    let status = mm_testkit::poll::until(
+        "the tail to give up on a Redis down at start",
+        Duration::from_secs(30),
+        || {
+            let status = child.try_wait().unwrap();
+            async move { status }
+        },
+    )
+    .await;
+    let said: Vec<String> = stderr.try_iter().collect();
+    assert_eq!(status.code(), Some(1), "{said:?}");
+    assert!(
+        said.iter()
+            .any(|line| line.contains(&format!("Redis at redis://127.0.0.1:{port}/0"))),
+        "{said:?}"
+    );
+
+    // Down after it has read: one warning, then the events after the outage.
+    let events_key = fx.store.keys().product(&fx.product).events();
+    let mut command = fx.command();
+    command
+        .args(["--tail", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let stdout = lines_of(child.stdout.take().unwrap());
+    let stderr = lines_of(child.stderr.take().unwrap());
+    let conn = fx.redis.connection().await;
+    let tailed = |conn: &TestConnection| {
+        let conn = conn.clone();
+        let key = events_key.clone();
+        let stdout = &stdout;
+        move || {
+            let mut conn = conn.clone();
+            let key = key.clone();
+            let line = stdout.try_recv().ok();
+            async move {
+                if line.is_none() {
+                    write_tail_heartbeat(&mut conn, &key).await;
+                }
+                line
+            }
+        }
+    };
+    mm_testkit::poll::until(
+        "an event before the outage",
+        Duration::from_secs(20),
+        tailed(&conn),
+    )
+    .await;
+    fx.redis.server().kill();
+    let warning = mm_testkit::poll::until(
+        "the tail's warning about the outage",
+        Duration::from_secs(20),
+        || {
+            let line = stderr.try_recv().ok();
+            async move { line }
+        },
+    )
+    .await;
+    assert!(warning.contains("(retrying)"), "{warning}");
+    assert!(child.try_wait().unwrap().is_none(), "the tail goes on");
+    fx.redis.server().restart().unwrap();
+    let conn = fx.redis.connection().await;
+    mm_testkit::poll::until(
+        "an event after the outage",
+        Duration::from_secs(30),
+        tailed(&conn),
+    )
+    .await;
+    assert!(child.try_wait().unwrap().is_none(), "the tail goes on");
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -48,8 +48,9 @@ impl Tmux {
             *last.lock().unwrap() = screen.clone();
             async move { screen.contains(needle).then_some(screen) }
         });
-        // Show the screen when it never appears.
-        match tokio::time::timeout(Duration::from_secs(21), found).await {
+        // Show the screen when it never appears (this deadline ends first: poll's own panic
+        // would not show it).
+        match tokio::time::timeout(Duration::from_secs(19), found).await {
             Ok(screen) => screen,
             Err(_) => panic!(
                 "{what}: never saw {needle:?}; screen:\n{}",
@@ -197,9 +198,32 @@ async fn tui_shows_games_help_events_and_quits_back_to_the_shell() {
     tmux.keys(&["1"]);
     tmux.wait_for("back on the table", "pending ·").await;
 
+    // :product with Tab completion: the command, then the product's name.
+    tmux.keys(&[":", "pro"]);
+    tmux.keys(&["Tab"]);
+    tmux.wait_for("the command completed", ":product").await;
+    tmux.keys(&["-l", "ch"]);
+    tmux.keys(&["Tab"]);
+    tmux.wait_for("the product completed", ":product chess")
+        .await;
+    tmux.keys(&["Enter"]);
+    poll::until("the command line to close", Duration::from_secs(20), || {
+        let closed = !tmux.screen().contains(":product");
+        async move { closed.then_some(()) }
+    })
+    .await;
+    tmux.wait_for("the chess table", "pending · chess").await;
+
     tmux.keys(&["?"]);
     let help = tmux.wait_for("the help screen", "Games table").await;
     assert!(help.contains("force-delete the selected game"), "{help}");
+    // It is longer than the terminal: it scrolls to the end and back.
+    assert!(help.contains("lines 1-"), "{help}");
+    tmux.keys(&["G"]);
+    let end = tmux.wait_for("the end of the help", "overdue").await;
+    assert!(!end.contains("lines 1-"), "{end}");
+    tmux.keys(&["g"]);
+    tmux.wait_for("the top of the help", "lines 1-").await;
     tmux.keys(&["Escape"]);
     poll::until("help to close", Duration::from_secs(20), || {
         let closed = !tmux.screen().contains("Games table");
@@ -217,6 +241,13 @@ async fn tui_shows_games_help_events_and_quits_back_to_the_shell() {
     tmux.keys(&["2"]);
     tmux.wait_for("keys work while Redis is down", "lobby ·")
         .await;
+    // A view never read before the outage says so instead of "no games".
+    tmux.keys(&["3"]);
+    let screen = tmux
+        .wait_for("the unread view during the outage", "not loaded yet")
+        .await;
+    assert!(screen.contains("active ·"), "{screen}");
+    assert!(!screen.contains("no games"), "{screen}");
     fx.redis.restart().unwrap();
     poll::until(
         "the banner to clear after Redis is back",

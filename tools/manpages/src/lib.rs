@@ -7,7 +7,21 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use clap::CommandFactory;
+use clap::{CommandFactory, Parser};
+
+/// The command line of `mm-manpages`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mm-manpages",
+    version,
+    about = "Writes the man pages of matchmakerd and mm-console (one per program and \
+             subcommand) into DIR, and prints each file written"
+)]
+pub struct Cli {
+    /// Directory to write the pages into (created if missing).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+}
 
 /// Writes every page into `dir` (created if missing); returns the files written.
 pub fn write_all(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
@@ -58,6 +72,26 @@ fn render(command: clap::Command, name: &str, dir: &Path) -> anyhow::Result<Path
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flags_are_flags_not_directories() {
+        let help = Cli::try_parse_from(["mm-manpages", "--help"]).unwrap_err();
+        assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
+        assert!(
+            help.to_string().contains("Usage: mm-manpages <DIR>"),
+            "{help}"
+        );
+        let unknown = Cli::try_parse_from(["mm-manpages", "--out"]).unwrap_err();
+        assert_eq!(unknown.kind(), clap::error::ErrorKind::UnknownArgument);
+        assert!(unknown.use_stderr());
+        let missing = Cli::try_parse_from(["mm-manpages"]).unwrap_err();
+        assert_eq!(
+            missing.kind(),
+            clap::error::ErrorKind::MissingRequiredArgument
+        );
+        let cli = Cli::try_parse_from(["mm-manpages", "target/man"]).unwrap();
+        assert_eq!(cli.dir, PathBuf::from("target/man"));
+    }
 
     #[test]
     fn every_program_and_subcommand_gets_a_page_with_its_flags() {

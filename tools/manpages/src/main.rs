@@ -1,16 +1,14 @@
 //! `mm-manpages DIR`: writes the man pages of `matchmakerd` and `mm-console` into `DIR`; see
 //! the library crate.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::Parser;
+
 fn main() -> ExitCode {
-    let mut args = std::env::args_os().skip(1);
-    let (Some(dir), None) = (args.next(), args.next()) else {
-        eprintln!("usage: mm-manpages DIR  (writes the man pages of matchmakerd and mm-console)");
-        return ExitCode::from(2);
-    };
-    match mm_manpages::write_all(&PathBuf::from(dir)) {
+    // Parses or exits: help and version with 0, a usage error (a flag for a directory) with 2.
+    let cli = mm_manpages::Cli::parse();
+    match mm_manpages::write_all(&cli.dir) {
         Ok(pages) => {
             for page in pages {
                 println!("{}", page.display());
