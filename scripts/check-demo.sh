@@ -2,7 +2,7 @@
 # Checks the README's Quick start as a person would use it: runs `scripts/demo.sh` in a tmux
 # pane, waits for the console, runs every command of README.md's ```sh blocks (but the Quick
 # start's own two; indented blocks too, so `matchmakerd config` and the completions) against
-# the live system, failing on an exit status other than 0 or an answer 401, checks the demo
+# the live system, failing on an exit status other than 0, an answer 401 or a 5xx, checks the demo
 # shows games moving, quits the console with `q`, and fails if any process the demo started
 # is still running.
 set -euo pipefail
@@ -64,6 +64,12 @@ while IFS= read -r command; do
   }
   # A call the README shows must not be refused for want of an identity (curl -s exits 0 on
   # any answer): the demo runs header auth, so every route but the probes needs X-Player-Id.
+  # Nor may it fail on the server's side: a 5xx problem document (a store or game server
+  # the demo should have running) fails the check as a non-zero exit would.
+  if [[ "$command" == curl* ]] && grep -Eq '"status": ?5[0-9]{2}' <<<"$output"; then
+    echo "$output" >&2
+    fail "README command answered a 5xx problem: $command"
+  fi
   if [[ "$command" == curl* ]] && grep -q '"unauthenticated"' <<<"$output"; then
     echo "$output" >&2
     fail "README command answered 401 unauthenticated: $command"
