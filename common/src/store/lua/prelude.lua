@@ -168,8 +168,8 @@ end
 -- reservations, ending, feed, feed cap}: whenever the game enters or leaves the open index, or
 -- its roster or reservations change while it is listed, one feed entry says so (a heartbeat
 -- alone writes none). Without keys[7] no feed entry is written. Set membership follows the
--- stored state (every script keeps the two in step). Ending a game also drops its reservations and its ending mark and gives the hash
--- its tombstone TTL.
+-- stored state (every script keeps the two in step). Ending a game also drops its
+-- reservations and its ending mark and gives the hash its tombstone TTL.
 local function save_game(key, g, keys, now, tombstone_ttl)
   local state = derive_state(g)
   local before = g.saved
