@@ -42,11 +42,19 @@ const SCENARIO_PRODUCTS: &[&str] = &[
 /// How many scenarios run at once on the shared cluster.
 const SCENARIOS_AT_ONCE: usize = 2;
 
+/// The tests of this module run one at a time. Each starts up to six `redis-server`s, several
+/// daemons and a load on the machine's two cores, and each picks free TCP ports (cluster bus
+/// ports included) that another's servers could take between the pick and the bind: in CI,
+/// the shared-cluster scenarios failed only in runs where the start-up mode check, which
+/// brings up a cluster node on a port it picked earlier, ran beside them for over a minute.
+static ONE_CLUSTER_TEST_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The scenario tests of other modules (`mm_testkit::scenario`), all at once on one cluster:
 /// each with a product of its own, the products spread round-robin over the three masters,
 /// and a key prefix of its own. Each also runs on a single Redis as its own test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenarios_of_every_area_run_on_a_shared_cluster() {
+    let _one_at_a_time = ONE_CLUSTER_TEST_AT_A_TIME.lock().await;
     type Scenario = fn(Placement) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
     let scenarios: Vec<(&str, Scenario)> = vec![
         ("api: creation to end", |at| {
@@ -231,6 +239,7 @@ async fn wait_state(app: &TestApp, id: &str, state: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lobby_runs_on_a_cluster_with_products_on_every_master() {
+    let _one_at_a_time = ONE_CLUSTER_TEST_AT_A_TIME.lock().await;
     let mut cluster = RedisCluster::start().unwrap();
     let products = products_on_distinct_masters(&mut cluster, "mm", CANDIDATES, 3).unwrap();
     let masters: Vec<usize> = products
@@ -338,6 +347,7 @@ async fn join_storm(app: &TestApp, games: &[String], players: usize) -> Vec<usiz
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manual_failover_under_load_sells_no_seat_twice_and_the_consumer_resumes() {
+    let _one_at_a_time = ONE_CLUSTER_TEST_AT_A_TIME.lock().await;
     let mut cluster = RedisCluster::start().unwrap();
     let products = products_on_distinct_masters(&mut cluster, "mm", CANDIDATES, 2).unwrap();
     let busy = products[0].clone();
@@ -646,6 +656,7 @@ async fn kill_master_during_creates(wait_replicas: u32, wait_connections: usize)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_a_master_the_replica_takes_over_and_lost_writes_are_counted() {
+    let _one_at_a_time = ONE_CLUSTER_TEST_AT_A_TIME.lock().await;
     let plain = kill_master_during_creates(0, 4).await;
     let shared_wait = kill_master_during_creates(1, 0).await;
     let waited = kill_master_during_creates(1, 4).await;
@@ -685,6 +696,7 @@ async fn kill_9_of_a_master_the_replica_takes_over_and_lost_writes_are_counted()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_product_moves_to_another_master_during_traffic_and_nothing_is_lost() {
+    let _one_at_a_time = ONE_CLUSTER_TEST_AT_A_TIME.lock().await;
     let mut cluster = RedisCluster::start().unwrap();
     let products = products_on_distinct_masters(&mut cluster, "mm", CANDIDATES, 2).unwrap();
     let busy = products[0].clone();
@@ -799,6 +811,7 @@ async fn a_busy_product_moves_to_another_master_during_traffic_and_nothing_is_lo
 /// message naming the setting to change, as it would have at start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_started_before_its_redis_stops_when_it_turns_out_to_be_a_cluster_node() {
+    let _one_at_a_time = ONE_CLUSTER_TEST_AT_A_TIME.lock().await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
