@@ -44,6 +44,8 @@ use crate::telemetry;
 pub const DEFAULT_LIST_LIMIT: u32 = 20;
 /// Largest page size of `GET /v1/games`.
 pub const MAX_LIST_LIMIT: u32 = 100;
+/// Largest accepted `min_seats_free`: the OpenAPI document's int32 bound.
+pub const MAX_MIN_SEATS_FREE: u32 = i32::MAX as u32;
 /// How long a listing waits for the view's first load before answering `503 not_ready`.
 const VIEW_READY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Longest accepted region name, in characters.
@@ -224,10 +226,13 @@ pub async fn list_games(
         )));
     }
     let min_seats_free = query.min_seats_free.unwrap_or(1);
-    if min_seats_free == 0 {
-        return Err(ApiError::invalid(
-            "query parameter `min_seats_free`: must be at least 1",
-        ));
+    // The document's bound (an int32, as every integer of the API): a client generated from
+    // it never sends more, and a value it calls invalid is refused, not answered.
+    if min_seats_free == 0 || min_seats_free > MAX_MIN_SEATS_FREE {
+        return Err(ApiError::invalid(format!(
+            "query parameter `min_seats_free`: must be between 1 and {MAX_MIN_SEATS_FREE}, got \
+             {min_seats_free}"
+        )));
     }
     // No game has more seats than `lobby.max_capacity`: such a filter is an empty page at
     // once, never a scan of every open game.

@@ -207,9 +207,9 @@ pub struct ListQuery {
     #[param(pattern = "^((f[0-9]{1,10}:)?[0-9]{1,19}:[A-Za-z0-9._-]{1,64})?$")]
     #[serde(default)]
     pub cursor: Option<String>,
-    /// Only games with at least this many seats free (at least 1, default 1; more than
+    /// Only games with at least this many seats free (1 to 2147483647, default 1; more than
     /// `lobby.max_capacity` matches nothing).
-    #[param(minimum = 1)]
+    #[param(minimum = 1, maximum = 2147483647)]
     #[serde(default)]
     pub min_seats_free: Option<u32>,
     /// `oldest` (default): oldest first; `fullest`: most players present first, then oldest.

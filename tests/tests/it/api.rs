@@ -608,6 +608,16 @@ async fn malformed_requests_are_400_problems_never_500() {
             "invalid_request",
         ),
         (
+            "more seats free than the document's int32 bound (Schemathesis ST201)",
+            app.request(
+                Method::GET,
+                "/v1/games?min_seats_free=4143960468",
+                Some("a"),
+            ),
+            400,
+            "invalid_request",
+        ),
+        (
             "a label filter with a bad key",
             app.request(Method::GET, "/v1/games?labels.Map=dust2", Some("a")),
             400,

@@ -452,7 +452,7 @@ export interface operations {
                  */
                 cursor?: string;
                 /**
-                 * @description Only games with at least this many seats free (at least 1, default 1; more than
+                 * @description Only games with at least this many seats free (1 to 2147483647, default 1; more than
                  *     `lobby.max_capacity` matches nothing).
                  */
                 min_seats_free?: number;
