@@ -18,6 +18,7 @@ use redis::AsyncCommands;
 
 use super::connection::RedisConn;
 use super::error::{StoreError, StoreResult};
+use super::reply::{RawEntry, XreadReply, xread};
 use super::scripts::SCRIPTS;
 use super::{Store, codec, decode};
 use crate::ids::{PlayerId, ProductId};
@@ -207,8 +208,6 @@ impl std::fmt::Debug for FeedReader {
     }
 }
 
-type RawEntry = (String, Vec<(String, String)>);
-
 impl FeedReader {
     /// Up to `count` entries after `after`, waiting up to the block time for the first; in
     /// feed order. An entry that does not decode is an error (the view then loads the
@@ -225,16 +224,13 @@ impl FeedReader {
                 self.conn.insert(conn)
             }
         };
-        let mut cmd = redis::cmd("XREAD");
-        cmd.arg("COUNT")
-            .arg(count)
-            .arg("BLOCK")
-            .arg(self.block.as_millis() as u64)
-            .arg("STREAMS")
-            .arg(&self.key)
-            .arg(after.to_string());
-        type Reply = Option<Vec<(String, Vec<RawEntry>)>>;
-        let reply: Reply = match cmd.query_async(conn).await {
+        let cmd = xread(
+            count,
+            self.block.as_millis() as u64,
+            std::slice::from_ref(&self.key),
+            &[after.to_string()],
+        );
+        let reply: XreadReply = match cmd.query_async(conn).await {
             Ok(reply) => reply,
             Err(err) => {
                 self.conn = None;

@@ -236,6 +236,27 @@ pub(crate) fn group_info(value: &Value, group: &str) -> Result<Option<GroupInfo>
     Ok(None)
 }
 
+/// One stream entry as `XREAD` and `XRANGE` answer it: its id and its field/value pairs.
+pub(super) type RawEntry = (String, Vec<(String, String)>);
+
+/// An `XREAD` reply: per stream read, its key and the entries after the given id (nil:
+/// nothing arrived within the block time).
+pub(super) type XreadReply = Option<Vec<(String, Vec<RawEntry>)>>;
+
+/// `XREAD COUNT <count> BLOCK <block_ms> STREAMS <keys…> <ids…>` (the ids in the keys' order),
+/// the blocking read of the view's feed reader and the console's tail.
+pub(super) fn xread(count: usize, block_ms: u64, keys: &[String], ids: &[String]) -> redis::Cmd {
+    let mut cmd = redis::cmd("XREAD");
+    cmd.arg("COUNT")
+        .arg(count)
+        .arg("BLOCK")
+        .arg(block_ms)
+        .arg("STREAMS")
+        .arg(keys)
+        .arg(ids);
+    cmd
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@ use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
 
 use super::error::StoreResult;
+use super::reply::{RawEntry, XreadReply, xread};
 use super::{Store, decode};
 use crate::ids::{GameId, ProductId};
 use crate::model::Game;
@@ -35,8 +36,6 @@ pub struct GameHistory {
     /// How many stream entries were searched for them.
     pub searched: usize,
 }
-
-type RawEntry = (String, Vec<(String, String)>);
 
 fn stream_entry((id, fields): RawEntry) -> StreamEntry {
     StreamEntry { id, fields }
@@ -179,18 +178,9 @@ impl TailReader {
             .keys()
             .map(|product| self.store.product_keys(product).events())
             .collect();
-        let mut cmd = redis::cmd("XREAD");
-        cmd.arg("COUNT")
-            .arg(count)
-            .arg("BLOCK")
-            .arg(self.block.as_millis() as u64)
-            .arg("STREAMS")
-            .arg(&streams);
-        for id in positions.values() {
-            cmd.arg(id);
-        }
-        type Reply = Option<Vec<(String, Vec<RawEntry>)>>;
-        let reply: Reply = match cmd.query_async(conn).await {
+        let ids: Vec<String> = positions.values().cloned().collect();
+        let cmd = xread(count, self.block.as_millis() as u64, &streams, &ids);
+        let reply: XreadReply = match cmd.query_async(conn).await {
             Ok(reply) => reply,
             Err(err) => {
                 self.conn = None;
@@ -247,16 +237,9 @@ impl TailReader {
                 let product = product.clone();
                 let id = id.clone();
                 Some(async move {
-                    let mut cmd = redis::cmd("XREAD");
-                    cmd.arg("COUNT")
-                        .arg(count)
-                        .arg("BLOCK")
-                        .arg(block)
-                        .arg("STREAMS")
-                        .arg(&stream)
-                        .arg(&id);
-                    type Reply = Option<Vec<(String, Vec<RawEntry>)>>;
-                    let reply: Result<Reply, redis::RedisError> = cmd.query_async(&mut conn).await;
+                    let cmd = xread(count, block, &[stream], &[id]);
+                    let reply: Result<XreadReply, redis::RedisError> =
+                        cmd.query_async(&mut conn).await;
                     (product, reply)
                 })
             })
