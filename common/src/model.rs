@@ -553,12 +553,56 @@ pub enum QuickJoinPick {
     NoMatch,
 }
 
+/// How a quick join ranks the games of its window (the oldest games of the open index, in
+/// its order) for `player`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WindowRanking<'a> {
+    /// The first matching game the player is already in (creator, present, reserved).
+    Held(&'a Game),
+    /// The matching open games, fullest first (seats taken ÷ capacity; window order among
+    /// equals); empty when none matches.
+    Ranked(Vec<&'a Game>),
+}
+
+/// Ranks `window` for a quick join of `player` at `now_ms` (contract 5.4): the games that
+/// match `filter`, are not excluded by it and are open; a game the player is already in wins.
+/// `claimed` counts seats beyond the record's that the caller knows are being taken (the
+/// script answers [`quick_join_pick`] with none): a game they fill is left out, and they
+/// count toward its fullness.
+pub fn rank_window<'a>(
+    window: impl IntoIterator<Item = &'a Game>,
+    player: &PlayerId,
+    filter: &QuickJoinFilter,
+    now_ms: u64,
+    claimed: impl Fn(&GameId) -> usize,
+) -> WindowRanking<'a> {
+    let mut ranked: Vec<(&Game, usize)> = Vec::new();
+    for game in window {
+        if filter.exclude.contains(&game.id) || !game.matches(filter) || !game.is_open(now_ms) {
+            continue;
+        }
+        if game.holds_seat(player, now_ms) {
+            return WindowRanking::Held(game);
+        }
+        let taken = game.seats_taken(now_ms) + claimed(&game.id);
+        if taken < game.capacity as usize {
+            ranked.push((game, taken));
+        }
+    }
+    // Fuller first: a.taken / a.capacity > b.taken / b.capacity, compared without division.
+    // The sort is stable, so equally full games keep the window's order.
+    ranked.sort_by(|(a, a_taken), (b, b_taken)| {
+        (b_taken * a.capacity as usize).cmp(&(a_taken * b.capacity as usize))
+    });
+    WindowRanking::Ranked(ranked.into_iter().map(|(game, _)| game).collect())
+}
+
 /// The quick join's choice for `player` (contract 5.4): first a matching lobby in which the
 /// player holds a live reservation that a join would answer as held (of `games`, every live
 /// game of the product, by reservation expiry then id — the order of the player's
 /// reservations ZSET); then, among `window` (the oldest games of the open index, in its
 /// order), the first the player is already in (creator, present, reserved), else the fullest
-/// (seats taken / capacity; the first among equals).
+/// (seats taken / capacity; the first among equals): [`rank_window`].
 pub fn quick_join_pick(
     games: &[&Game],
     window: &[&Game],
@@ -583,28 +627,12 @@ pub fn quick_join_pick(
     if let Some((_, id)) = reserved.first() {
         return QuickJoinPick::Held((*id).clone());
     }
-    let mut best: Option<(&Game, usize)> = None;
-    for game in window {
-        if filter.exclude.contains(&game.id) || !game.matches(filter) || !game.is_open(now_ms) {
-            continue;
-        }
-        if *player == game.creator_id
-            || game.is_present(player)
-            || game.reservations.get(player).is_some_and(|e| *e > now_ms)
-        {
-            return QuickJoinPick::Held(game.id.clone());
-        }
-        let taken = game.seats_taken(now_ms);
-        let fuller = best.is_none_or(|(b, b_taken)| {
-            taken * b.capacity as usize > b_taken * game.capacity as usize
-        });
-        if fuller {
-            best = Some((game, taken));
-        }
-    }
-    match best {
-        Some((game, _)) => QuickJoinPick::Reserve(game.id.clone()),
-        None => QuickJoinPick::NoMatch,
+    match rank_window(window.iter().copied(), player, filter, now_ms, |_| 0) {
+        WindowRanking::Held(game) => QuickJoinPick::Held(game.id.clone()),
+        WindowRanking::Ranked(ranked) => match ranked.first() {
+            Some(game) => QuickJoinPick::Reserve(game.id.clone()),
+            None => QuickJoinPick::NoMatch,
+        },
     }
 }
 
@@ -671,6 +699,13 @@ impl Game {
 
     fn is_present(&self, player: &PlayerId) -> bool {
         self.roster.get(player).is_some_and(|entry| entry.present)
+    }
+
+    /// Whether `player` holds a seat at `now_ms`: the creator, present, or a live reservation.
+    pub fn holds_seat(&self, player: &PlayerId, now_ms: u64) -> bool {
+        *player == self.creator_id
+            || self.is_present(player)
+            || self.reservations.get(player).is_some_and(|e| *e > now_ms)
     }
 
     /// Whether every seat is taken, by the roster or by an `all_players_joined` newer than

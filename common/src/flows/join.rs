@@ -7,7 +7,7 @@ use super::{ServerCalls, ServerDirectory};
 use crate::gameserver::{CallError, JoinTicket};
 use crate::ids::{GameId, PlayerId, ServerId};
 use crate::limits::{LimitRefusal, PlayerLimits};
-use crate::model::{Game, JoinRefusal};
+use crate::model::{EntryId, Game, JoinRefusal};
 use crate::store::{ReserveOutcome, Store, StoreError};
 use crate::time::now_ms;
 
@@ -20,6 +20,9 @@ pub struct JoinedGame {
     pub ticket: JoinTicket,
     /// Whether this join reserved a new seat (`false`: the player already held one).
     pub new_seat: bool,
+    /// The change feed entry of this join's write, when it changed the game's listing: a view
+    /// of the open games applies `game` only if it has not read past that entry.
+    pub feed_entry: Option<EntryId>,
 }
 
 /// Why a join failed. Every failure after the reservation released the seat it reserved.
@@ -40,9 +43,6 @@ pub enum JoinError {
     /// The game vanished after the seat was reserved.
     #[error("the game vanished while joining")]
     Vanished,
-    /// Reading the game after reserving failed.
-    #[error("reading the game: {0}")]
-    Read(#[source] StoreError),
     /// The game's server is not in the directory.
     #[error("the game's server {0} is not registered")]
     UnknownServer(ServerId),
@@ -52,20 +52,6 @@ pub enum JoinError {
     /// The game's server refused to add the player (4xx).
     #[error("the game's server refused the join: {0}")]
     ServerRefused(#[source] CallError),
-}
-
-impl JoinError {
-    /// Whether the flow had reserved (or renewed) a seat before failing, and released it: the
-    /// game's seats may have changed.
-    pub fn released_seat(&self) -> bool {
-        !matches!(
-            self,
-            JoinError::Reserve(_)
-                | JoinError::NotFound
-                | JoinError::Refused(_)
-                | JoinError::Limited(_)
-        )
-    }
 }
 
 /// Joins `player` to `game` under the player's `limits`: the seat is held for
@@ -92,33 +78,34 @@ pub async fn join_game<D: ServerDirectory>(
         ReserveOutcome::Reserved { .. } => true,
         ReserveOutcome::AlreadyHeld => false,
     };
+    // The store answers every seat with the game as the script left it.
+    let record = grant.game.ok_or(JoinError::Vanished)?;
     if let Some(ticket) = grant.kept_ticket {
-        let record = store
-            .game(game)
-            .await
-            .map_err(JoinError::Read)?
-            .ok_or(JoinError::Vanished)?;
         return Ok(JoinedGame {
-            game: record,
+            game: *record,
             ticket,
             new_seat,
+            feed_entry: grant.feed_entry,
         });
     }
-    ticket_for_seat(store, servers, game, player, new_seat).await
+    ticket_for_seat(store, servers, *record, grant.feed_entry, player, new_seat).await
 }
 
-/// The end of every path that seats a player (join, rejoin, quick join): the game server
-/// adds the player, the ticket is kept for a re-join, and a seat reserved by this call
+/// The end of every path that seats a player (join, rejoin, quick join) in the game
+/// `record` (as the seat's script left it, having written `feed_entry`): the game server adds
+/// the player, the ticket is kept for a re-join, and a seat reserved by this call
 /// (`new_seat`) is given back when the server fails or refuses.
 pub(super) async fn ticket_for_seat<D: ServerDirectory>(
     store: &Store,
     servers: &ServerCalls<D>,
-    game: &GameId,
+    record: Game,
+    feed_entry: Option<EntryId>,
     player: &PlayerId,
     new_seat: bool,
 ) -> Result<JoinedGame, JoinError> {
-    let result = add_player(store, servers, game, player).await;
-    if let Ok((_, ticket)) = &result
+    let game = &record.id;
+    let result = add_player(servers, &record, player).await;
+    if let Ok(ticket) = &result
         && let Err(err) = store.keep_ticket(game, player, ticket).await
     {
         // A re-join then asks the game server again.
@@ -131,31 +118,26 @@ pub(super) async fn ticket_for_seat<D: ServerDirectory>(
         // The reservation expires by itself; only the seat is held a little longer.
         tracing::warn!(game = %game, error = %err, "could not release a reserved seat");
     }
-    let (record, ticket) = result?;
+    let ticket = result?;
     Ok(JoinedGame {
         game: record,
         ticket,
         new_seat,
+        feed_entry,
     })
 }
 
-/// Steps 2 and 3: read the game, and have its server add the player.
-pub(super) async fn add_player<D: ServerDirectory>(
-    store: &Store,
+/// Has the server of the game `record` add the player.
+async fn add_player<D: ServerDirectory>(
     servers: &ServerCalls<D>,
-    game: &GameId,
+    record: &Game,
     player: &PlayerId,
-) -> Result<(Game, JoinTicket), JoinError> {
-    let record = store
-        .game(game)
-        .await
-        .map_err(JoinError::Read)?
-        .ok_or(JoinError::Vanished)?;
+) -> Result<JoinTicket, JoinError> {
     let Some(endpoint) = servers.directory().endpoint(&record.server_id) else {
-        return Err(JoinError::UnknownServer(record.server_id));
+        return Err(JoinError::UnknownServer(record.server_id.clone()));
     };
-    match servers.add_player(&endpoint, game, player).await {
-        Ok(ticket) => Ok((record, ticket)),
+    match servers.add_player(&endpoint, &record.id, player).await {
+        Ok(ticket) => Ok(ticket),
         Err(err) if err.is_server_fault() => Err(JoinError::ServerUnavailable(err)),
         Err(err) => Err(JoinError::ServerRefused(err)),
     }

@@ -100,7 +100,9 @@ pub use cancel::{CancelError, cancel_game};
 pub use create::{CreateError, CreatedGame, NewGame, create_game};
 pub use end::{EndError, EndGame, Ended, FinishEnding, Unconfirmed, end_game, finish_ending};
 pub use join::{JoinError, JoinedGame, join_game};
-pub use quick_join::{QuickJoin, QuickJoinCreate, QuickJoinError, QuickJoined, quick_join};
+pub use quick_join::{
+    QuickJoin, QuickJoinCreate, QuickJoinError, QuickJoinView, QuickJoined, quick_join,
+};
 pub use rejoin::rejoin_game;
 
 /// Which game servers exist: how to call each by id.

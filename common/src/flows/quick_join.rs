@@ -8,8 +8,22 @@ use super::join::{JoinError, JoinedGame, ticket_for_seat};
 use super::{ServerCalls, ServerPlacement};
 use crate::ids::{GameId, PlayerId, ProductId};
 use crate::limits::{LimitRefusal, PlayerLimits};
+use crate::model::{EntryId, Game};
 use crate::store::{QuickJoinFilter, QuickJoinOutcome, Store, StoreError};
 use crate::time::now_ms;
+
+/// What a quick join asks of the caller's view of the open games (the daemon's in-memory
+/// view): which games to try, and what the attempt got, at once, so that the next quick
+/// join's picks count the seat.
+pub trait QuickJoinView {
+    /// The games to try for `filter`, best first (the script checks each against the record).
+    /// The view may count a seat of the first as being taken until [`Self::answered`].
+    fn picks(&self, filter: &QuickJoinFilter) -> Vec<GameId>;
+    /// The script answered the attempt the last picks were for: `seated` is the game a seat
+    /// was just reserved in (as the script left it) and the change feed entry it wrote, when
+    /// the seat changed the game's listing.
+    fn answered(&self, seated: Option<(&Game, EntryId)>);
+}
 
 /// A quick join request.
 #[derive(Debug, Clone)]
@@ -71,10 +85,12 @@ pub enum QuickJoinError {
     Create(#[source] CreateError),
 }
 
-/// Quick-joins `player` (see the module docs): one atomic attempt picks the fullest matching
-/// open game among the `scan` oldest (or a seat the player already holds in a matching game)
-/// and reserves a seat for `reservation_ttl` under the player's `limits`; then the game's
-/// server is asked for the ticket as a join asks it (the seat released on failure). When that
+/// Quick-joins `player` (see the module docs): one atomic attempt reserves a seat for
+/// `reservation_ttl` under the player's `limits` in the first of the games `view` picks for
+/// the attempt's filter (best first) that takes the
+/// player, else in the fullest matching open game among the `scan` oldest (or gives back a
+/// seat the player already holds in a matching game); then the game's server is asked for
+/// the ticket as a join asks it (the seat released on failure). When that
 /// server fails or refuses, the next attempt skips the games whose server failed, up to
 /// `request.attempts` attempts; only the first takes a join token. When no game matches, the
 /// game of `create` is created through the create flow (its quota included), with the player
@@ -84,24 +100,36 @@ pub async fn quick_join<D: ServerPlacement + Clone + 'static>(
     servers: &ServerCalls<D>,
     player: &PlayerId,
     mut request: QuickJoin,
+    view: &impl QuickJoinView,
     reservation_ttl: Duration,
     limits: &PlayerLimits,
 ) -> Result<QuickJoined, QuickJoinError> {
     let mut last_failure = None;
     for _ in 0..request.attempts.max(1) {
+        let picks = view.picks(&request.filter);
         let outcome = store
             .quick_join(
                 &request.product,
                 player,
                 &request.filter,
+                &picks,
                 request.scan,
                 now_ms(),
                 reservation_ttl,
                 limits,
             )
-            .await
-            .map_err(QuickJoinError::Store)?;
-        let (game, new_seat, kept_ticket) = match outcome {
+            .await;
+        view.answered(match &outcome {
+            Ok(QuickJoinOutcome::Reserved {
+                record,
+                feed_entry: Some(entry),
+                ..
+            }) => Some((record, *entry)),
+            _ => None,
+        });
+        let (game, record, feed_entry, new_seat, kept_ticket) = match outcome
+            .map_err(QuickJoinError::Store)?
+        {
             QuickJoinOutcome::Limited(refusal) => return Err(QuickJoinError::Limited(refusal)),
             QuickJoinOutcome::NoMatch => match (request.create.take(), last_failure) {
                 (Some(create), _) => {
@@ -110,29 +138,34 @@ pub async fn quick_join<D: ServerPlacement + Clone + 'static>(
                 (None, Some(failure)) => return Err(failure),
                 (None, None) => return Err(QuickJoinError::NoMatch),
             },
-            QuickJoinOutcome::Held { game, kept_ticket } => (game, false, kept_ticket),
-            QuickJoinOutcome::Reserved { game, .. } => (game, true, None),
+            QuickJoinOutcome::Held {
+                game,
+                kept_ticket,
+                record,
+            } => (game, record, None, false, kept_ticket),
+            QuickJoinOutcome::Reserved {
+                game,
+                record,
+                feed_entry,
+                ..
+            } => (game, record, feed_entry, true, None),
         };
         let join_failed = |source| QuickJoinError::Join {
             game: game.clone(),
             source,
         };
         if let Some(ticket) = kept_ticket {
-            let record = store
-                .game(&game)
-                .await
-                .map_err(|err| join_failed(JoinError::Read(err)))?
-                .ok_or_else(|| join_failed(JoinError::Vanished))?;
             return Ok(QuickJoined {
                 joined: JoinedGame {
-                    game: record,
+                    game: *record,
                     ticket,
                     new_seat,
+                    feed_entry,
                 },
                 created: false,
             });
         }
-        match ticket_for_seat(store, servers, &game, player, new_seat).await {
+        match ticket_for_seat(store, servers, *record, feed_entry, player, new_seat).await {
             Ok(joined) => {
                 return Ok(QuickJoined {
                     joined,
@@ -179,6 +212,7 @@ async fn create_instead<D: ServerPlacement + Clone + 'static>(
             game: created.game,
             ticket: created.ticket,
             new_seat: true,
+            feed_entry: None,
         },
         created: true,
     })

@@ -27,15 +27,20 @@ pub async fn rejoin_game<D: ServerDirectory>(
         .rejoin(game, player, now_ms(), reservation_ttl, limits)
         .await
         .map_err(JoinError::Reserve)?;
-    let new_seat = match outcome {
-        RejoinOutcome::InProgress => false,
-        RejoinOutcome::Seat(grant) => match grant.outcome {
-            ReserveOutcome::NotFound => return Err(JoinError::NotFound),
-            ReserveOutcome::Refused(why) => return Err(JoinError::Refused(why)),
-            ReserveOutcome::Limited(refusal) => return Err(JoinError::Limited(refusal)),
-            ReserveOutcome::Reserved { .. } => true,
-            ReserveOutcome::AlreadyHeld => false,
-        },
+    let (record, feed_entry, new_seat) = match outcome {
+        RejoinOutcome::InProgress(record) => (record, None, false),
+        RejoinOutcome::Seat(grant) => {
+            let new_seat = match grant.outcome {
+                ReserveOutcome::NotFound => return Err(JoinError::NotFound),
+                ReserveOutcome::Refused(why) => return Err(JoinError::Refused(why)),
+                ReserveOutcome::Limited(refusal) => return Err(JoinError::Limited(refusal)),
+                ReserveOutcome::Reserved { .. } => true,
+                ReserveOutcome::AlreadyHeld => false,
+            };
+            // The store answers every seat with the game as the script left it.
+            let record = grant.game.ok_or(JoinError::Vanished)?;
+            (record, grant.feed_entry, new_seat)
+        }
     };
-    ticket_for_seat(store, servers, game, player, new_seat).await
+    ticket_for_seat(store, servers, *record, feed_entry, player, new_seat).await
 }

@@ -697,3 +697,62 @@ fn an_ending_mark_unlists_the_game_until_it_ends_or_is_cleared() {
         .unwrap();
     assert_eq!(marked.ending, None);
 }
+
+/// A lobby (creator present) of `capacity` with id `id`, created at `created_ms`, holding
+/// `reserved` live reservations (players `<id>-r<n>`, until 60,000 ms).
+fn lobby(id: &str, capacity: u32, reserved: usize) -> Game {
+    let mut game = new_game(capacity);
+    game.id = GameId::new(id).unwrap();
+    game.apply(&event(EventKind::CreatorJoined, Some(CREATOR), 10), u64::MAX)
+        .unwrap();
+    for n in 0..reserved {
+        game.reserve(&player(&format!("{id}-r{n}")), 0, 60_000).unwrap();
+    }
+    game
+}
+
+#[test]
+fn a_quick_join_window_ranks_fullest_first_and_counts_claimed_seats() {
+    let nobody = |_: &GameId| 0;
+    let filter = QuickJoinFilter::default();
+    let ids = |ranking: WindowRanking<'_>| match ranking {
+        WindowRanking::Ranked(games) => games.iter().map(|g| g.id.to_string()).collect(),
+        WindowRanking::Held(game) => vec![format!("held {}", game.id)],
+    };
+    // a: 1 of 4 taken (the creator), b: 3 of 4, c: 2 of 4, d: 2 of 4 — fullest first, the
+    // window's order among equals.
+    let window = [lobby("a", 4, 0), lobby("b", 4, 2), lobby("c", 4, 1), lobby("d", 4, 1)];
+    assert_eq!(
+        ids(rank_window(&window, &player("p"), &filter, 1, nobody)),
+        ["b", "c", "d", "a"]
+    );
+    // One seat of b being taken elsewhere fills it: b is left out; two of d make it fullest.
+    let claimed = |id: &GameId| match id.as_str() {
+        "b" => 1,
+        "d" => 1,
+        _ => 0,
+    };
+    assert_eq!(
+        ids(rank_window(&window, &player("p"), &filter, 1, claimed)),
+        ["d", "c", "a"]
+    );
+    // A game the player already holds a seat in wins, whatever its fullness.
+    assert_eq!(
+        ids(rank_window(&window, &player("c-r0"), &filter, 1, nobody)),
+        ["held c"]
+    );
+    // Excluded and non-matching games are left out; expired reservations free their seats.
+    let picky = QuickJoinFilter {
+        region: Some("us".into()),
+        ..QuickJoinFilter::default()
+    };
+    assert_eq!(ids(rank_window(&window, &player("p"), &picky, 1, nobody)), Vec::<String>::new());
+    let skip_b = QuickJoinFilter {
+        exclude: vec![GameId::new("b").unwrap()],
+        ..QuickJoinFilter::default()
+    };
+    assert_eq!(
+        ids(rank_window(&window, &player("p"), &skip_b, 60_001, nobody)),
+        ["a", "c", "d"]
+    );
+}

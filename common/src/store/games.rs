@@ -125,6 +125,8 @@ impl Store {
         let grant = |outcome| SeatGrant {
             outcome,
             kept_ticket: None,
+            game: None,
+            feed_entry: None,
         };
         let Some(product) = game.product() else {
             return Ok(grant(ReserveOutcome::NotFound));
@@ -148,7 +150,7 @@ impl Store {
         if reply.first().map(String::as_str) == Some("reserved") {
             self.wait_for_replicas(&mut conn, &keys.pending()).await?;
         }
-        decode_seat_reply("reserve_seat", &reply)
+        decode_seat_reply("reserve_seat", &keys.game(game), &reply)
     }
 
     /// Keeps the ticket a game server issued to `player` for `game` in the game hash

@@ -4,7 +4,7 @@
 use crate::gameserver::JoinTicket;
 use crate::ids::GameId;
 use crate::limits::LimitRefusal;
-use crate::model::{Game, GameSet, GameState, JoinRefusal};
+use crate::model::{EntryId, Game, GameSet, GameState, JoinRefusal};
 
 #[cfg(doc)]
 use super::Store;
@@ -42,14 +42,20 @@ pub enum ReserveOutcome {
     NotFound,
 }
 
-/// What [`Store::reserve_seat_limited`] answered: the outcome, and for a player who already
-/// holds a seat the ticket kept for them, if one was kept.
+/// What [`Store::reserve_seat_limited`] answered: the outcome, for a player who already
+/// holds a seat the ticket kept for them (if one was kept), and for a seat the game.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeatGrant {
     /// What the join attempt got.
     pub outcome: ReserveOutcome,
     /// The ticket kept for a player who already holds a seat (see [`Store::keep_ticket`]).
     pub kept_ticket: Option<JoinTicket>,
+    /// The game as the script left it, for [`ReserveOutcome::Reserved`] and
+    /// [`ReserveOutcome::AlreadyHeld`] (the script answers it: no second read).
+    pub game: Option<Box<Game>>,
+    /// The change feed entry the script wrote, when the seat changed the game's listing: a
+    /// view of the open games applies `game` only if it has not read past that entry.
+    pub feed_entry: Option<EntryId>,
 }
 
 /// When [`Store::mark_ending`] may mark a game as ending (the end step's guard) and

@@ -4,22 +4,24 @@
 
 use std::time::Duration;
 
-use super::Store;
+use std::collections::HashMap;
+
 use super::error::{StoreResult, unexpected};
 use super::outcomes::{ReserveOutcome, SeatGrant};
 use super::scripts::SCRIPTS;
+use super::{Store, decode};
 use crate::gameserver::JoinTicket;
 use crate::ids::{GameId, PlayerId, ProductId};
 use crate::labels::Labels;
 use crate::limits::{LimitRefusal, PlayerLimits};
-use crate::model::JoinRefusal;
+use crate::model::{EntryId, Game, JoinRefusal};
 
 /// What a rejoin attempt got.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RejoinOutcome {
     /// The game is in progress and the player is in its roster (or its creator, or holds a
-    /// reservation): they may have a fresh ticket; nothing changed.
-    InProgress,
+    /// reservation): they may have a fresh ticket; nothing changed. The game as it is.
+    InProgress(Box<Game>),
     /// Before the start, the join rules' answer: a seat the player holds (with the ticket kept
     /// for them, if any), a new reservation (a player who left the lobby), a refusal
     /// ([`JoinRefusal::NotInGame`] for a stranger, [`JoinRefusal::GameNotOpen`] for an ended
@@ -48,6 +50,10 @@ pub enum QuickJoinOutcome {
         game: GameId,
         /// Expiry of the reservation.
         expires_at_ms: u64,
+        /// The game as the script left it.
+        record: Box<Game>,
+        /// The change feed entry the script wrote, when the seat changed the game's listing.
+        feed_entry: Option<EntryId>,
     },
     /// The player already holds a seat in the matching `game`: nothing changed.
     Held {
@@ -55,6 +61,8 @@ pub enum QuickJoinOutcome {
         game: GameId,
         /// The ticket kept for the player there, if one was kept.
         kept_ticket: Option<JoinTicket>,
+        /// The game as it is.
+        record: Box<Game>,
     },
     /// No open game among those scanned matches.
     NoMatch,
@@ -62,25 +70,70 @@ pub enum QuickJoinOutcome {
     Limited(LimitRefusal),
 }
 
-/// Decodes the reply of a script that takes a seat (`take_seat` in `lua/seat_prelude.lua`):
-/// `{reserved, expiry}`, `{held, ticket}`, `{refused, code}`, `{not_found}`, or a limit.
-pub(super) fn decode_seat_reply(op: &'static str, reply: &[String]) -> StoreResult<SeatGrant> {
+/// Decodes the game record a seat-taking script appends to its reply (`with_record` in
+/// `lua/seat_prelude.lua`): field name, value pairs of the game hash at `key`, and the id of
+/// the change feed entry the script wrote, if any (`:feed_entry`).
+pub(super) fn record_in_reply(
+    op: &'static str,
+    key: &str,
+    pairs: &[String],
+    reply: &[String],
+) -> StoreResult<(Box<Game>, Option<EntryId>)> {
+    if !pairs.len().is_multiple_of(2) {
+        return Err(unexpected(op, reply));
+    }
+    let mut hash: HashMap<String, String> = pairs
+        .chunks_exact(2)
+        .map(|pair| (pair[0].clone(), pair[1].clone()))
+        .collect();
+    let feed_entry = match hash.remove(":feed_entry") {
+        Some(raw) => Some(raw.parse().map_err(|_| unexpected(op, reply))?),
+        None => None,
+    };
+    let game = decode(key, &hash)?.ok_or_else(|| unexpected(op, reply))?;
+    Ok((Box::new(game), feed_entry))
+}
+
+/// Decodes the reply of a script that takes a seat (`take_seat` in `lua/seat_prelude.lua`)
+/// on the game at `key`: `{reserved, expiry, record...}`, `{held, ticket, record...}`,
+/// `{refused, code}`, `{not_found}`, or a limit.
+pub(super) fn decode_seat_reply(
+    op: &'static str,
+    key: &str,
+    reply: &[String],
+) -> StoreResult<SeatGrant> {
     let grant = |outcome| SeatGrant {
         outcome,
         kept_ticket: None,
+        game: None,
+        feed_entry: None,
     };
     let refused = |why| Ok(grant(ReserveOutcome::Refused(why)));
+    let record = || record_in_reply(op, key, reply.get(2..).unwrap_or_default(), reply);
     match (
         reply.first().map(String::as_str),
         reply.get(1).map(String::as_str),
     ) {
-        (Some("reserved"), Some(expiry)) => Ok(grant(ReserveOutcome::Reserved {
-            expires_at_ms: expiry.parse().map_err(|_| unexpected(op, reply))?,
-        })),
-        (Some("held"), ticket) => Ok(SeatGrant {
-            outcome: ReserveOutcome::AlreadyHeld,
-            kept_ticket: decode_ticket(ticket),
-        }),
+        (Some("reserved"), Some(expiry)) => {
+            let (game, feed_entry) = record()?;
+            Ok(SeatGrant {
+                outcome: ReserveOutcome::Reserved {
+                    expires_at_ms: expiry.parse().map_err(|_| unexpected(op, reply))?,
+                },
+                kept_ticket: None,
+                game: Some(game),
+                feed_entry,
+            })
+        }
+        (Some("held"), ticket) => {
+            let (game, feed_entry) = record()?;
+            Ok(SeatGrant {
+                outcome: ReserveOutcome::AlreadyHeld,
+                kept_ticket: decode_ticket(ticket),
+                game: Some(game),
+                feed_entry,
+            })
+        }
         (Some("not_found"), _) => Ok(grant(ReserveOutcome::NotFound)),
         (Some("refused"), Some("creator_not_joined")) => refused(JoinRefusal::CreatorNotJoined),
         (Some("refused"), Some("game_full")) => refused(JoinRefusal::GameFull),
@@ -121,6 +174,8 @@ impl Store {
             return Ok(RejoinOutcome::Seat(SeatGrant {
                 outcome: ReserveOutcome::NotFound,
                 kept_ticket: None,
+                game: None,
+                feed_entry: None,
             }));
         };
         let keys = self.product_keys(&product);
@@ -139,19 +194,24 @@ impl Store {
             .arg(self.options.feed_max_len.max(1));
         let mut conn = self.write_connection().await?;
         let reply: Vec<String> = invocation.invoke_async(&mut conn).await?;
+        let key = keys.game(game);
         if reply.first().map(String::as_str) == Some("back") {
-            return Ok(RejoinOutcome::InProgress);
+            let pairs = reply.get(2..).unwrap_or_default();
+            let (record, _) = record_in_reply("rejoin", &key, pairs, &reply)?;
+            return Ok(RejoinOutcome::InProgress(record));
         }
         if reply.first().map(String::as_str) == Some("reserved") {
             self.wait_for_replicas(&mut conn, &keys.pending()).await?;
         }
-        decode_seat_reply("rejoin", &reply).map(RejoinOutcome::Seat)
+        decode_seat_reply("rejoin", &key, &reply).map(RejoinOutcome::Seat)
     }
 
-    /// Quick join: reserves a seat for `player`, held for `ttl`, in the fullest open game of
-    /// `product` matching `filter` among the `scan` oldest (the oldest among equally full
-    /// ones), under the player's join rate and reservation quota. A player who already holds
-    /// a seat in a matching game gets that game back, unchanged.
+    /// Quick join: reserves a seat for `player`, held for `ttl`, in the first of `picks` (the
+    /// caller's choice, best first, e.g. from a view of the open games) whose record matches
+    /// `filter` and takes the player; when none does, in the fullest open game of `product`
+    /// matching `filter` among the `scan` oldest (the oldest among equally full ones). Under
+    /// the player's join rate and reservation quota. A player who already holds a seat in a
+    /// matching game gets that game back, unchanged.
     ///
     /// Resent safely (connection.rs): a second run finds the seat the first reserved and
     /// answers [`QuickJoinOutcome::Held`], as a second quick join would (a second join
@@ -162,6 +222,7 @@ impl Store {
         product: &ProductId,
         player: &PlayerId,
         filter: &QuickJoinFilter,
+        picks: &[GameId],
         scan: u32,
         now_ms: u64,
         ttl: Duration,
@@ -190,13 +251,21 @@ impl Store {
             .arg(scan.max(1))
             .arg(filter.region.as_deref().unwrap_or(""))
             .arg(labels)
-            .arg(self.options.feed_max_len.max(1));
+            .arg(self.options.feed_max_len.max(1))
+            .arg(picks.len());
+        for game in picks {
+            invocation.arg(game.as_str());
+        }
         for game in &filter.exclude {
             invocation.arg(game.as_str());
         }
         let mut conn = self.write_connection().await?;
         let reply: Vec<String> = invocation.invoke_async(&mut conn).await?;
         let game = |raw: &str| GameId::new(raw).map_err(|_| unexpected("quick_join", &reply));
+        let record = |id: &GameId| {
+            let pairs = reply.get(3..).unwrap_or_default();
+            record_in_reply("quick_join", &keys.game(id), pairs, &reply)
+        };
         match (
             reply.first().map(String::as_str),
             reply.get(1).map(String::as_str),
@@ -204,17 +273,25 @@ impl Store {
         ) {
             (Some("reserved"), Some(id), Some(expiry)) => {
                 self.wait_for_replicas(&mut conn, &keys.pending()).await?;
+                let game = game(id)?;
+                let (record, feed_entry) = record(&game)?;
                 Ok(QuickJoinOutcome::Reserved {
-                    game: game(id)?,
                     expires_at_ms: expiry
                         .parse()
                         .map_err(|_| unexpected("quick_join", &reply))?,
+                    record,
+                    feed_entry,
+                    game,
                 })
             }
-            (Some("held"), Some(id), ticket) => Ok(QuickJoinOutcome::Held {
-                game: game(id)?,
-                kept_ticket: decode_ticket(ticket),
-            }),
+            (Some("held"), Some(id), ticket) => {
+                let game = game(id)?;
+                Ok(QuickJoinOutcome::Held {
+                    kept_ticket: decode_ticket(ticket),
+                    record: record(&game)?.0,
+                    game,
+                })
+            }
             (Some("none"), _, _) => Ok(QuickJoinOutcome::NoMatch),
             (Some(kind), Some(millis), None) => LimitRefusal::from_reply(kind, millis)
                 .map(QuickJoinOutcome::Limited)

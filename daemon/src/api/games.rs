@@ -391,14 +391,11 @@ pub async fn join_game(
         {
             count_refusal(product.as_str(), "join", *refusal);
         }
-        let seats_changed = match &joined {
-            Ok(joined) => joined.new_seat,
-            Err(err) => err.released_seat(),
-        };
-        match &joined {
-            // This instance sees its own join at once; other changes come through the feed.
-            Ok(joined) if seats_changed => ctx.open_games().observe(&joined.game, now_ms()),
-            _ => {}
+        // This instance sees its own join at once; other changes come through the feed.
+        if let Ok(joined) = &joined
+            && let Some(feed_entry) = joined.feed_entry
+        {
+            ctx.open_games().observe(&joined.game, feed_entry, now_ms());
         }
         joined.map_err(|err| join_error(&id, err))
     })
@@ -446,7 +443,6 @@ pub(super) fn join_error(id: &GameId, err: JoinError) -> ApiError {
         JoinError::Limited(refusal) => {
             ApiError::limited("joining a game", refusal, QUOTA_RETRY_AFTER_SECS)
         }
-        JoinError::Read(err) => ApiError::store("reading the game", &err),
         JoinError::UnknownServer(server) => unregistered_server(&server),
         JoinError::ServerUnavailable(err) => server_unavailable(format!(
             "the game's server could not be reached: {}",

@@ -21,15 +21,15 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Bound;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use mm_common::backoff::Backoff;
 use mm_common::labels::Labels;
-use mm_common::model::Game;
-use mm_common::store::{FeedChange, FeedUpdate, Store};
+use mm_common::model::{EntryId, Game, WindowRanking, rank_window};
+use mm_common::store::{FeedChange, FeedUpdate, QuickJoinFilter, Store};
 use mm_common::time::now_ms;
-use mm_common::{GameId, ProductId};
+use mm_common::{GameId, PlayerId, ProductId};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +41,11 @@ pub const DISCOVERY_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Feed entries per read.
 const READ_COUNT: usize = 1000;
+
+/// How many games a quick join names to its script ([`OpenGames::quick_join_picks`]): enough
+/// that concurrent quick joins of one instance, which all see the same fullest game until the
+/// first of them is answered, find a seat among the picks rather than in a scan of the index.
+pub const QUICK_JOIN_PICKS: usize = 8;
 
 /// How a page is ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -281,6 +286,10 @@ impl Listed {
 #[derive(Debug, Default)]
 struct Games {
     by_id: HashMap<Arc<str>, Arc<Listed>>,
+    /// How far each product's feed has been applied (its snapshot's position, then the last
+    /// entry read): a write of this instance whose feed entry is not past it is already in
+    /// the view, or overtaken by a newer change.
+    read_up_to: HashMap<ProductId, EntryId>,
     products: HashMap<ProductId, Index>,
     all: Index,
 }
@@ -318,7 +327,8 @@ impl Games {
         }
     }
 
-    fn replace_product(&mut self, product: &ProductId, games: Vec<Game>) {
+    fn replace_product(&mut self, product: &ProductId, games: Vec<Game>, position: EntryId) {
+        self.read_up_to.insert(product.clone(), position);
         if let Some(index) = self.products.remove(product) {
             for ((_, id), _) in index.oldest {
                 if let Some(listed) = self.by_id.remove(&id) {
@@ -337,6 +347,11 @@ impl Games {
 #[derive(Debug)]
 pub struct OpenGames {
     games: RwLock<Games>,
+    /// Seats this instance's quick joins are taking right now (picked, their script not yet
+    /// answered), by game: counted as taken when the next quick join picks, so concurrent
+    /// quick joins spread over as many lobbies as their seats need instead of all naming the
+    /// same one.
+    claims: Mutex<HashMap<GameId, u32>>,
     ready: watch::Sender<bool>,
 }
 
@@ -344,7 +359,36 @@ impl Default for OpenGames {
     fn default() -> Self {
         OpenGames {
             games: RwLock::default(),
+            claims: Mutex::default(),
             ready: watch::Sender::new(false),
+        }
+    }
+}
+
+/// A seat a quick join of this instance is taking in a game of the view (its first pick),
+/// counted by [`OpenGames::quick_join_picks`] until dropped.
+#[derive(Debug)]
+pub struct SeatClaim<'a> {
+    view: &'a OpenGames,
+    game: Option<GameId>,
+}
+
+impl<'a> SeatClaim<'a> {
+    fn none(view: &'a OpenGames) -> SeatClaim<'a> {
+        SeatClaim { view, game: None }
+    }
+}
+
+impl Drop for SeatClaim<'_> {
+    fn drop(&mut self) {
+        if let Some(game) = self.game.take() {
+            let mut claims = self.view.claims();
+            if let Some(count) = claims.get_mut(&game) {
+                *count -= 1;
+                if *count == 0 {
+                    claims.remove(&game);
+                }
+            }
         }
     }
 }
@@ -373,10 +417,19 @@ impl OpenGames {
         self.len() == 0
     }
 
-    /// Applies a game as this instance just saw it written (after its own join): listed
-    /// while it is open at `now_ms`, else dropped.
-    pub fn observe(&self, game: &Game, now_ms: u64) {
+    /// Applies a game as this instance just wrote it (its own join), the write having added
+    /// `feed_entry` to the product's change feed: listed while it is open at `now_ms`, else
+    /// dropped. Nothing changes when the view has read the feed up to that entry or past it:
+    /// the view then holds that write or a newer one, which an older record must not undo.
+    pub fn observe(&self, game: &Game, feed_entry: EntryId, now_ms: u64) {
         let mut games = self.write();
+        if games
+            .read_up_to
+            .get(&game.product)
+            .is_some_and(|read| *read >= feed_entry)
+        {
+            return;
+        }
         if game.is_open(now_ms) {
             games.upsert(game.clone());
         } else {
@@ -390,6 +443,55 @@ impl OpenGames {
     pub fn forget(&self, id: &GameId) {
         self.write().remove(id.as_str());
         self.publish_size();
+    }
+
+    /// The games a quick join of `player` in `product` should try, best first (contract
+    /// 5.4): of the product's `scan` oldest open games as this view holds them, the first the
+    /// player is already in, else the matching ones fullest first, at most [`QUICK_JOIN_PICKS`],
+    /// counting the seats this instance's other quick joins are taking ([`SeatClaim`]). The
+    /// first pick is claimed until the returned claim is dropped. The quick join script checks
+    /// each pick against the record before it takes a seat, and reads the open index itself
+    /// when none takes it (this view was behind).
+    pub fn quick_join_picks(
+        &self,
+        product: &ProductId,
+        player: &PlayerId,
+        filter: &QuickJoinFilter,
+        scan: usize,
+        now_ms: u64,
+    ) -> (Vec<GameId>, SeatClaim<'_>) {
+        let games = self.read();
+        let mut claims = self.claims();
+        let Some(index) = games.products.get(product) else {
+            return (Vec::new(), SeatClaim::none(self));
+        };
+        let window = index.oldest.values().take(scan).map(|listed| &*listed.game);
+        let claimed = |id: &GameId| claims.get(id).copied().unwrap_or(0) as usize;
+        let picks: Vec<GameId> = match rank_window(window, player, filter, now_ms, claimed) {
+            WindowRanking::Held(game) => vec![game.id.clone()],
+            WindowRanking::Ranked(ranked) => ranked
+                .into_iter()
+                .take(QUICK_JOIN_PICKS)
+                .map(|game| game.id.clone())
+                .collect(),
+        };
+        let claim = match picks.first() {
+            Some(first) => {
+                *claims.entry(first.clone()).or_default() += 1;
+                SeatClaim {
+                    view: self,
+                    game: Some(first.clone()),
+                }
+            }
+            None => SeatClaim::none(self),
+        };
+        (picks, claim)
+    }
+
+    fn claims(&self) -> std::sync::MutexGuard<'_, HashMap<GameId, u32>> {
+        self.claims
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// One page.
@@ -578,7 +680,8 @@ impl OpenGames {
             if reason != "start" {
                 tracing::info!(%product, reason, games = snapshot.games.len(), "view: product reloaded");
             }
-            self.write().replace_product(&product, snapshot.games);
+            self.write()
+                .replace_product(&product, snapshot.games, snapshot.feed.last_id);
             self.publish_size();
             if let Some(loaded) = loaded.take() {
                 let _ = loaded.send(()).await;
@@ -605,6 +708,7 @@ impl OpenGames {
                                 last = entry.id;
                                 count += 1;
                             }
+                            games.read_up_to.insert(product.clone(), last);
                             drop(games);
                             self.publish_size();
                         }
@@ -657,7 +761,95 @@ impl OpenGames {
 
 #[cfg(test)]
 mod tests {
+    use mm_common::ServerId;
+    use mm_common::model::{Event, EventKind};
+
     use super::*;
+
+    fn product() -> ProductId {
+        ProductId::new("chess").unwrap()
+    }
+
+    fn player(name: &str) -> PlayerId {
+        PlayerId::new(name).unwrap()
+    }
+
+    /// An open lobby of `capacity` seats, created at `created_ms`, its creator present.
+    fn lobby(id: &str, capacity: u32, created_ms: u64) -> Game {
+        let mut game = Game::new(
+            GameId::new(id).unwrap(),
+            product(),
+            ServerId::new("gs-1").unwrap(),
+            None,
+            capacity,
+            player("host"),
+            String::new(),
+            "{}".into(),
+            created_ms,
+        );
+        let joined = Event {
+            entry_id: EntryId::new(created_ms + 1, 0),
+            kind: EventKind::CreatorJoined,
+            game_id: game.id.clone(),
+            player_id: Some(player("host")),
+            server_id: game.server_id.clone(),
+            ts_ms: created_ms + 1,
+        };
+        game.apply(&joined, u64::MAX).unwrap();
+        game
+    }
+
+    fn view_of(games: Vec<Game>, read_up_to: EntryId) -> OpenGames {
+        let view = OpenGames::default();
+        view.write().replace_product(&product(), games, read_up_to);
+        view
+    }
+
+    #[test]
+    fn an_own_write_the_feed_has_passed_never_undoes_a_newer_change() {
+        let open = lobby("chess.a", 2, 1);
+        let mut full = open.clone();
+        full.reserve(&player("bob"), 10, 60_000).unwrap();
+        assert!(!full.is_open(10), "test setup");
+
+        // The feed has been read up to 7-0, where the game went out of the open index (its
+        // last seat taken by another request): an older record of this instance's own write
+        // (feed entry 6-0, the game still open) must not bring it back.
+        let view = view_of(Vec::new(), EntryId::new(7, 0));
+        view.observe(&open, EntryId::new(6, 0), 10);
+        view.observe(&open, EntryId::new(7, 0), 10);
+        assert_eq!(view.len(), 0);
+
+        // A write past what the feed has given is applied at once, open or not.
+        view.observe(&open, EntryId::new(8, 0), 10);
+        assert_eq!(view.len(), 1);
+        view.observe(&full, EntryId::new(9, 0), 10);
+        assert_eq!(view.len(), 0);
+    }
+
+    #[test]
+    fn concurrent_quick_joins_are_spread_by_the_seats_they_are_taking() {
+        // b is fuller (one seat left), a has two seats left.
+        let a = lobby("chess.a", 3, 1);
+        let mut b = lobby("chess.b", 3, 2);
+        b.reserve(&player("carol"), 10, 60_000).unwrap();
+        let view = view_of(vec![a, b], EntryId::new(1, 0));
+        let filter = QuickJoinFilter::default();
+        let pick = |who: &str| {
+            let (picks, claim) = view.quick_join_picks(&product(), &player(who), &filter, 64, 10);
+            (picks.iter().map(ToString::to_string).collect::<Vec<_>>(), claim)
+        };
+        let (first, first_claim) = pick("p1");
+        assert_eq!(first, ["chess.b", "chess.a"]);
+        // While p1's script runs, b's last seat counts as taken: p2 is sent to a.
+        let (second, second_claim) = pick("p2");
+        assert_eq!(second, ["chess.a"]);
+        // Claims go with the attempt: once both answered, b is named first again.
+        drop((first_claim, second_claim));
+        assert_eq!(pick("p3").0, ["chess.b", "chess.a"]);
+        // A game the player already holds a seat in is the only pick.
+        assert_eq!(pick("carol").0, ["chess.b"]);
+    }
 
     #[test]
     fn cursors_round_trip_and_refuse_what_was_not_issued() {

@@ -5,13 +5,19 @@
 //! detached from the request, as join does, and answer like join: the game and the player's
 //! `join` ticket.
 
+use std::sync::Mutex;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use mm_common::flows::{self, JoinError, QuickJoin, QuickJoinCreate, QuickJoinError};
+use mm_common::flows::{
+    self, JoinError, QuickJoin, QuickJoinCreate, QuickJoinError, QuickJoinView,
+};
 use mm_common::labels::Labels;
+use mm_common::model::EntryId;
 use mm_common::store::QuickJoinFilter;
 use mm_common::time::now_ms;
+use mm_common::{Game, GameId, PlayerId, ProductId};
 
 use super::ApiContext;
 use super::auth::Player;
@@ -25,7 +31,46 @@ use super::games::{
     QUOTA_RETRY_AFTER_SECS, check_product, check_region, count_refusal, create_error, game_id,
     join_error, run_detached, server_calls,
 };
+use super::open_games::{OpenGames, SeatClaim};
 use super::views::{GameView, GameWithJoin, QuickJoinRequest};
+
+/// The instance's view of the open games as a quick join uses it: it names the games to try
+/// (the script checks them against the record), counts a seat of the first as taken while
+/// the script runs, and shows the seat taken at once, so that concurrent quick joins of this
+/// instance pick with it counted.
+struct ViewOfOpenGames<'a> {
+    games: &'a OpenGames,
+    product: &'a ProductId,
+    player: &'a PlayerId,
+    scan: usize,
+    claim: Mutex<Option<SeatClaim<'a>>>,
+}
+
+impl<'a> ViewOfOpenGames<'a> {
+    fn claim(&self) -> std::sync::MutexGuard<'_, Option<SeatClaim<'a>>> {
+        self.claim
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl QuickJoinView for ViewOfOpenGames<'_> {
+    fn picks(&self, filter: &QuickJoinFilter) -> Vec<GameId> {
+        let (picks, claim) =
+            self.games
+                .quick_join_picks(self.product, self.player, filter, self.scan, now_ms());
+        *self.claim() = Some(claim);
+        picks
+    }
+
+    fn answered(&self, seated: Option<(&Game, EntryId)>) {
+        // The seat is in the view before the claim that stood for it goes.
+        if let Some((game, feed_entry)) = seated {
+            self.games.observe(game, feed_entry, now_ms());
+        }
+        self.claim().take();
+    }
+}
 
 /// Reserve a seat in the fullest matching open game of a product (or create one).
 #[utoipa::path(post, path = "/v1/games/quick-join", tag = "games",
@@ -78,9 +123,23 @@ pub async fn quick_join(
     let joined = run_detached("quick-joining a game", async move {
         let ttl = ctx.lobby().reservation_ttl();
         let limits = ctx.limits().player_limits();
-        let joined =
-            flows::quick_join(ctx.store(), &server_calls(&ctx), &player, quick_join, ttl, &limits)
-                .await;
+        let view = ViewOfOpenGames {
+            games: ctx.open_games(),
+            product: &product,
+            player: &player,
+            scan: quick_join.scan as usize,
+            claim: Mutex::new(None),
+        };
+        let joined = flows::quick_join(
+            ctx.store(),
+            &server_calls(&ctx),
+            &player,
+            quick_join,
+            &view,
+            ttl,
+            &limits,
+        )
+        .await;
         match &joined {
             Err(QuickJoinError::Limited(refusal)) => {
                 count_refusal(product.as_str(), "join", *refusal);
@@ -89,12 +148,6 @@ pub async fn quick_join(
                 count_refusal(product.as_str(), "create", *refusal);
             }
             _ => {}
-        }
-        // This instance sees its own seat at once; other changes come through the feed.
-        if let Ok(joined) = &joined
-            && joined.joined.new_seat
-        {
-            ctx.open_games().observe(&joined.joined.game, now_ms());
         }
         if let Ok(joined) = &joined
             && joined.created
@@ -166,9 +219,9 @@ pub async fn rejoin_game(
         }
         // This instance sees its own seat at once; other changes come through the feed.
         if let Ok(joined) = &joined
-            && joined.new_seat
+            && let Some(feed_entry) = joined.feed_entry
         {
-            ctx.open_games().observe(&joined.game, now_ms());
+            ctx.open_games().observe(&joined.game, feed_entry, now_ms());
         }
         joined.map_err(|err| join_error(&id, err))
     })

@@ -25,7 +25,7 @@ use mm_common::labels::Labels;
 use mm_common::limits::PlayerLimits;
 use mm_common::model::EntryId;
 use mm_common::model::{
-    ApplyOutcome, EventKind, GameSet, JoinRefusal, QuickJoinPick, Rejoin, Reservation,
+    ApplyOutcome, EventKind, GameSet, GameState, JoinRefusal, QuickJoinPick, Rejoin, Reservation,
     quick_join_pick,
 };
 use mm_common::store::{
@@ -189,6 +189,8 @@ enum Op {
         scan: u32,
         /// A game not to pick (a retry after its server failed), if any.
         exclude: Option<usize>,
+        /// The games the caller's view names, best first (any state: a view can be behind).
+        picks: Vec<usize>,
     },
     /// The end step's first step: mark the game as ending under `guard`.
     Mark {
@@ -336,15 +338,19 @@ fn arb_op() -> impl Strategy<Value = Op> {
             prop_oneof![2 => Just(None), 1 => Just(Some("dust2")), 1 => Just(Some("inferno"))],
             prop_oneof![Just(64u32), Just(1u32)],
             prop_oneof![3 => Just(None), 1 => game.clone().prop_map(Some)],
+            prop::collection::vec(game.clone(), 0..=3),
         )
-            .prop_map(|(player, ttl_ms, region, map, scan, exclude)| Op::QuickJoin {
-                player,
-                ttl_ms,
-                region,
-                map,
-                scan,
-                exclude,
-            }),
+            .prop_map(
+                |(player, ttl_ms, region, map, scan, exclude, picks)| Op::QuickJoin {
+                    player,
+                    ttl_ms,
+                    region,
+                    map,
+                    scan,
+                    exclude,
+                    picks,
+                },
+            ),
         1 => Just(Op::ReleaseExpired),
         1 => (game.clone(), guard.clone()).prop_map(|(game, guard)| Op::Remove { game, guard }),
         2 => (game.clone(), guard).prop_map(|(game, guard)| Op::Mark { game, guard }),
@@ -590,40 +596,85 @@ impl Oracle {
     }
 
     fn rejoin(&mut self, g: usize, player: &PlayerId, ttl_ms: u64) -> RejoinOutcome {
-        let seat = |outcome| {
+        let seat = |outcome, game: Option<&Game>| {
             RejoinOutcome::Seat(SeatGrant {
                 outcome,
                 kept_ticket: None,
+                game: game.map(|game| Box::new(game.clone())),
+                feed_entry: None,
             })
         };
         match self.games[g].rejoin(player, self.now, ttl_ms) {
-            Ok(Rejoin::InProgress) => RejoinOutcome::InProgress,
+            Ok(Rejoin::InProgress) => RejoinOutcome::InProgress(Box::new(self.games[g].clone())),
             Err(refusal @ (JoinRefusal::GameNotOpen | JoinRefusal::NotInGame)) => {
-                seat(ReserveOutcome::Refused(refusal))
+                seat(ReserveOutcome::Refused(refusal), None)
             }
             Err(refusal) => {
                 self.written(g);
-                seat(ReserveOutcome::Refused(refusal))
+                seat(ReserveOutcome::Refused(refusal), None)
             }
             Ok(Rejoin::Seat(reservation)) => {
                 self.written(g);
-                seat(match reservation {
+                let outcome = match reservation {
                     Reservation::Reserved { expires_at_ms } => {
                         ReserveOutcome::Reserved { expires_at_ms }
                     }
                     Reservation::AlreadyHeld => ReserveOutcome::AlreadyHeld,
-                })
+                };
+                seat(outcome, Some(&self.games[g]))
             }
         }
     }
 
+    /// A quick join: a seat the player's reservations hold, else the first of `picks` (the
+    /// caller's view) that matches and takes the player, else the model's pick of the window.
     fn quick_join(
         &mut self,
         player: &PlayerId,
         ttl_ms: u64,
         filter: &QuickJoinFilter,
+        picks: &[usize],
         scan: u32,
     ) -> QuickJoinOutcome {
+        let record = |game: &Game| Box::new(game.clone());
+        let all: Vec<&Game> = self.games.iter().collect();
+        if let QuickJoinPick::Held(game) = quick_join_pick(&all, &[], player, filter, self.now) {
+            let g = self.games.iter().position(|g| g.id == game).unwrap();
+            return QuickJoinOutcome::Held {
+                game,
+                kept_ticket: None,
+                record: record(&self.games[g]),
+            };
+        }
+        for &g in picks {
+            let model = &self.games[g];
+            if filter.exclude.contains(&model.id)
+                || model.state() != GameState::CreatorJoined
+                || !(model.holds_seat(player, self.now) || model.is_open(self.now))
+                || !model.matches(filter)
+            {
+                continue;
+            }
+            let game = model.id.clone();
+            match self.reserve(g, player, ttl_ms) {
+                ReserveOutcome::Reserved { expires_at_ms } => {
+                    return QuickJoinOutcome::Reserved {
+                        game,
+                        expires_at_ms,
+                        record: record(&self.games[g]),
+                        feed_entry: None,
+                    };
+                }
+                ReserveOutcome::AlreadyHeld => {
+                    return QuickJoinOutcome::Held {
+                        game,
+                        kept_ticket: None,
+                        record: record(&self.games[g]),
+                    };
+                }
+                _ => {}
+            }
+        }
         // Games are created at T0 + n, so the open index's order is the games' order.
         let window: Vec<&Game> = (0..self.games.len())
             .filter(|g| self.open_indexed[*g])
@@ -634,10 +685,14 @@ impl Oracle {
         let index_of = |id: &GameId| self.games.iter().position(|g| g.id == *id).unwrap();
         match quick_join_pick(&all, &window, player, filter, self.now) {
             QuickJoinPick::NoMatch => QuickJoinOutcome::NoMatch,
-            QuickJoinPick::Held(game) => QuickJoinOutcome::Held {
-                game,
-                kept_ticket: None,
-            },
+            QuickJoinPick::Held(game) => {
+                let g = index_of(&game);
+                QuickJoinOutcome::Held {
+                    game,
+                    kept_ticket: None,
+                    record: record(&self.games[g]),
+                }
+            }
             QuickJoinPick::Reserve(game) => {
                 let g = index_of(&game);
                 let reserved = self.games[g].reserve(player, self.now, ttl_ms);
@@ -646,6 +701,8 @@ impl Oracle {
                     Ok(Reservation::Reserved { expires_at_ms }) => QuickJoinOutcome::Reserved {
                         game,
                         expires_at_ms,
+                        record: record(&self.games[g]),
+                        feed_entry: None,
                     },
                     other => panic!("the model picked {game} for a seat, then answered {other:?}"),
                 }
@@ -792,10 +849,13 @@ async fn step(
         } => {
             let id = oracle.games[*game].id.clone();
             let ttl = Duration::from_millis(*ttl_ms);
-            let actual = fx
+            let mut actual = fx
                 .store
                 .rejoin(&id, &player(*p), now, ttl, &PlayerLimits::NONE)
                 .await?;
+            if let RejoinOutcome::Seat(grant) = &mut actual {
+                check_feed_entry(fx, grant.feed_entry.take()).await?;
+            }
             let expected = oracle.rejoin(*game, &player(*p), *ttl_ms);
             (Answer::Rejoin(actual), Answer::Rejoin(expected))
         }
@@ -806,6 +866,7 @@ async fn step(
             map,
             scan,
             exclude,
+            picks,
         } => {
             let labels = map.map_or_else(BTreeMap::new, |map| {
                 [("map".to_string(), map.to_string())].into()
@@ -818,19 +879,26 @@ async fn step(
                     .unwrap_or_default(),
             };
             let ttl = Duration::from_millis(*ttl_ms);
-            let actual = fx
+            let mut actual = fx
                 .store
                 .quick_join(
                     &fx.product,
                     &player(*p),
                     &filter,
+                    &picks
+                        .iter()
+                        .map(|g| oracle.games[*g].id.clone())
+                        .collect::<Vec<_>>(),
                     *scan,
                     now,
                     ttl,
                     &PlayerLimits::NONE,
                 )
                 .await?;
-            let expected = oracle.quick_join(&player(*p), *ttl_ms, &filter, *scan);
+            if let QuickJoinOutcome::Reserved { feed_entry, .. } = &mut actual {
+                check_feed_entry(fx, feed_entry.take()).await?;
+            }
+            let expected = oracle.quick_join(&player(*p), *ttl_ms, &filter, picks, *scan);
             (Answer::QuickJoin(actual), Answer::QuickJoin(expected))
         }
         Op::Release {
@@ -1007,6 +1075,19 @@ async fn compare_record(
 /// The change feed folded from its start (what a view that loaded an empty product and read
 /// every entry holds) must list exactly the games of the open index, each with the model's
 /// roster, reservations and fixed fields.
+/// A feed entry a script answered as the one it wrote must be the feed's newest (the script
+/// was the last write); the model cannot name the id, so the answers compare without it.
+async fn check_feed_entry(fx: &Fixture, feed_entry: Option<EntryId>) -> anyhow::Result<()> {
+    if let Some(entry) = feed_entry {
+        let newest = fx.store.feed_state(&fx.product).await?.last_id;
+        anyhow::ensure!(
+            entry == newest,
+            "the script answered feed entry {entry}, the feed's newest is {newest}"
+        );
+    }
+    Ok(())
+}
+
 async fn compare_feed(fx: &Fixture, oracle: &Oracle) -> anyhow::Result<Vec<String>> {
     let mut differences = Vec::new();
     let mut folded: BTreeMap<String, Game> = BTreeMap::new();

@@ -142,7 +142,7 @@ local function feed_open(key, g, feed, cap, roster_json, reservations_json)
     fields[#fields + 1] = 'labels'
     fields[#fields + 1] = extra[2]
   end
-  redis.call('XADD', feed, 'MAXLEN', '~', cap, '*', unpack(fields))
+  return redis.call('XADD', feed, 'MAXLEN', '~', cap, '*', unpack(fields))
 end
 
 local function feed_update(feed, cap, g, roster_json, reservations_json)
@@ -155,11 +155,11 @@ local function feed_update(feed, cap, g, roster_json, reservations_json)
     fields[#fields + 1] = 'reservations'
     fields[#fields + 1] = reservations_json
   end
-  redis.call('XADD', feed, 'MAXLEN', '~', cap, '*', unpack(fields))
+  return redis.call('XADD', feed, 'MAXLEN', '~', cap, '*', unpack(fields))
 end
 
 local function feed_gone(feed, cap, id)
-  redis.call('XADD', feed, 'MAXLEN', '~', cap, '*', 'op', 'gone', 'id', id)
+  return redis.call('XADD', feed, 'MAXLEN', '~', cap, '*', 'op', 'gone', 'id', id)
 end
 
 -- Writes what changed of the game (its queued reservation index writes first) and its derived
@@ -169,7 +169,8 @@ end
 -- its roster or reservations change while it is listed, one feed entry says so (a heartbeat
 -- alone writes none). Without keys[7] no feed entry is written. Set membership follows the
 -- stored state (every script keeps the two in step). Ending a game also drops its
--- reservations and its ending mark and gives the hash its tombstone TTL.
+-- reservations and its ending mark and gives the hash its tombstone TTL. The id of the feed
+-- entry written, if any, is left in `g.feed_entry`.
 local function save_game(key, g, keys, now, tombstone_ttl)
   local state = derive_state(g)
   local before = g.saved
@@ -228,14 +229,14 @@ local function save_game(key, g, keys, now, tombstone_ttl)
     local added = redis.call('ZADD', keys[4], g.created_at, g.id)
     if keys[7] then
       if added == 1 then
-        feed_open(key, g, keys[7], keys[8], roster_json, reservations_json)
+        g.feed_entry = feed_open(key, g, keys[7], keys[8], roster_json, reservations_json)
       elseif roster_json or reservations_json then
-        feed_update(keys[7], keys[8], g, roster_json, reservations_json)
+        g.feed_entry = feed_update(keys[7], keys[8], g, roster_json, reservations_json)
       end
     end
   elseif state == 'creator_joined' or before.state == 'creator_joined' then
     local removed = redis.call('ZREM', keys[4], g.id)
-    if keys[7] and removed == 1 then feed_gone(keys[7], keys[8], g.id) end
+    if keys[7] and removed == 1 then g.feed_entry = feed_gone(keys[7], keys[8], g.id) end
   end
   if g.ending_since ~= before.ending_since then
     if g.ending_since == '' then

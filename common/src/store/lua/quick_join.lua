@@ -2,22 +2,28 @@
 -- best matching open game of a product, atomically, under the same join bucket, reservation
 -- quota and reservation rules as a join (`take_seat`).
 -- Matching: the game's `region` equals the wanted one (when given) and its `labels` hold
--- every wanted pair. The candidates are the `scan` oldest games of the open index; the best is
--- the fullest (seats taken / capacity), the oldest among equals, so lobbies fill and start.
+-- every wanted pair. The daemon's view of open games names its picks, best first (the fullest
+-- of the `scan` oldest matching games); each is checked here against the record (matching,
+-- then the join rules), and the first that seats the player gets the seat. When none does
+-- (the view was behind the record) or none was named, the candidates are the `scan` oldest
+-- games of the open index; the best is the fullest (seats taken / capacity), the oldest among
+-- equals, so lobbies fill and start.
 -- A player who already holds a seat in a matching game gets it back (idempotent, like a
 -- re-join): a live reservation of theirs (their reservations ZSET) in a lobby that takes it,
--- or a candidate they created, are present in or reserved.
+-- or a pick or candidate they created, are present in or reserved.
 -- KEYS: 1 pending, 2 lobby, 3 active, 4 open, 5 reservations, 6 ending,
 --       7 the player's reservations (ZSET game id -> expiry, ms), 8 the player's join bucket,
 --       9 feed
 -- ARGV: 1 player, 2 now (ms), 3 ttl (ms), 4 max open reservations (0 = no quota), 5 rate
 --       (joins/s, 0 = no rate limit), 6 burst, 7 game key prefix (`P:{product}:game:`),
 --       8 scan (games), 9 wanted region ('' = any), 10 wanted labels (JSON object, '' = none),
---       11 feed cap, 12.. games not to pick: those whose game server failed an earlier
---       attempt of the same request (an attempt with any takes no token from the join bucket:
---       the request's first attempt took it)
--- Returns {'reserved', game id, expiry} | {'held', game id, ticket JSON or ''} | {'none'} |
--- {'rate_limited', retry ms} | {'quota_exceeded', retry ms}.
+--       11 feed cap, 12 how many picks follow (n), 13..12+n the view's picks, best first,
+--       13+n.. games not to pick: those whose game server failed an earlier attempt of the
+--       same request (an attempt with any takes no token from the join bucket: the request's
+--       first attempt took it)
+-- Returns {'reserved', game id, expiry, record...} | {'held', game id, ticket JSON or '',
+-- record...} | {'none'} | {'rate_limited', retry ms} | {'quota_exceeded', retry ms};
+-- `record...` is the game's fields after the change (`with_record`).
 local player, now, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local max_reserved, rate, burst, prefix = tonumber(ARGV[4]), tonumber(ARGV[5]),
   tonumber(ARGV[6]), ARGV[7]
@@ -28,11 +34,12 @@ if ARGV[10] ~= '' then
   if next(wanted) == nil then wanted = nil end
 end
 
+local picks = tonumber(ARGV[12])
 local excluded = {}
-for i = 12, #ARGV do excluded[ARGV[i]] = true end
+for i = 13 + picks, #ARGV do excluded[ARGV[i]] = true end
 
 -- Every quick join request takes one token from the join bucket (its first attempt).
-if #ARGV < 12 then
+if #ARGV <= 12 + picks then
   local wait, tokens = bucket_take(KEYS[8], rate, burst, now)
   if wait > 0 then return {'rate_limited', tostring(wait)} end
   commit_bucket(KEYS[8], rate, burst, now, tokens)
@@ -89,7 +96,17 @@ local function candidate(key)
 end
 
 local function held(key, id)
-  return {'held', id, redis.call('HGET', key, 'ticket:' .. player) or ''}
+  return with_record({'held', id, redis.call('HGET', key, 'ticket:' .. player) or ''}, key)
+end
+
+local keys = {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[9], ARGV[11]}
+
+-- Takes a seat in the game `id` (loaded as `g`): the seat script's reply with the game's id
+-- after the outcome.
+local function seat_in(key, id, g)
+  local reply = take_seat(key, g, keys, player, now, ttl, max_reserved, prefix, KEYS[7])
+  if reply[1] == 'reserved' or reply[1] == 'held' then table.insert(reply, 2, id) end
+  return reply
 end
 
 -- A seat the player reserved before, in a matching lobby that still takes it.
@@ -102,6 +119,26 @@ for i = 1, #mine, 2 do
     if g ~= nil and g.reservations[player] == expiry and g.state == 'creator_joined'
         and g.ending_since == '' and is_present(g, g.creator_id) and matches(key) then
       return held(key, id)
+    end
+  end
+end
+
+-- The view's picks, best first: the first whose record matches and takes the player. A pick
+-- the player is not in and that is no longer open (the view was behind) is passed over
+-- without a write.
+for i = 13, 12 + picks do
+  local id = ARGV[i]
+  if not excluded[id] then
+    local key = prefix .. id
+    local g = load_game(key)
+    if g ~= nil and g.state == 'creator_joined' then
+      local reserved = g.reservations[player]
+      local in_it = player == g.creator_id or is_present(g, player)
+        or (reserved ~= nil and reserved > now)
+      if (in_it or is_open(g, g.state, now)) and matches(key) then
+        local reply = seat_in(key, id, g)
+        if reply[1] ~= 'refused' then return reply end
+      end
     end
   end
 end
@@ -122,8 +159,4 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[4], 0, scan - 1)) do
 end
 if best_key == nil then return {'none'} end
 
-local keys = {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[9], ARGV[11]}
-local best = load_game(best_key)
-local reply = take_seat(best_key, best, keys, player, now, ttl, max_reserved, prefix, KEYS[7])
-if reply[1] == 'reserved' then return {'reserved', best_id, reply[2]} end
-return reply
+return seat_in(best_key, best_id, load_game(best_key))

@@ -5,10 +5,12 @@
 -- ARGV: 1 player, 2 now (ms), 3 ttl (ms), 4 max open reservations (0 = no quota), 5 rate
 --       (joins/s, 0 = no rate limit), 6 burst, 7 game key prefix (`P:{product}:game:`),
 --       8 feed cap
--- Returns {'reserved', expiry} | {'held', ticket JSON or ''} | {'refused', code} |
--- {'not_found', ''} | {'rate_limited', retry ms} | {'quota_exceeded', retry ms}.
--- A player who already holds a seat (creator, present, or a live reservation) gets the ticket
--- kept for them (`ticket:<player>`, see `keep_ticket.lua`) and the reservation is not renewed.
+-- Returns {'reserved', expiry, record...} | {'held', ticket JSON or '', record...} |
+-- {'refused', code} | {'not_found', ''} | {'rate_limited', retry ms} |
+-- {'quota_exceeded', retry ms}; `record...` is the game's fields after the change
+-- (`with_record`). A player who already holds a seat (creator, present, or a live
+-- reservation) gets the ticket kept for them (`ticket:<player>`, see `keep_ticket.lua`) and
+-- the reservation is not renewed.
 local player, now, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local max_reserved, rate, burst, prefix = tonumber(ARGV[4]), tonumber(ARGV[5]),
   tonumber(ARGV[6]), ARGV[7]

@@ -3,12 +3,39 @@
 -- the same refusals, the same per-player reservation quota and the same reservation.
 -- Needs `prelude.lua` (games) and `limits_prelude.lua` (token buckets) before it.
 
+-- Every field of a game record but the kept tickets and `players` (which `roster` derives),
+-- in the order the reply of a seat-taking script carries them.
+local RECORD_FIELDS = {'id', 'product', 'server_id', 'region', 'capacity', 'creator_id',
+                       'socket_url', 'settings', 'labels', 'created_at', 'updated_at', 'state',
+                       'roster', 'full_mark', 'last_leave', 'reservations', 'end_reason',
+                       'ending_since', 'ending_reason'}
+
+-- Appends the record at `key` to `reply` as field name, value pairs (absent fields left out),
+-- and `:feed_entry` with the id of the change feed entry the script wrote, if any: a script
+-- that seats a player answers with the game as it left it, so the daemon hands out the seat
+-- without reading the game again, and its view of the open games knows how new it is.
+local function with_record(reply, key, feed_entry)
+  local v = redis.call('HMGET', key, unpack(RECORD_FIELDS))
+  for i, name in ipairs(RECORD_FIELDS) do
+    if v[i] then
+      reply[#reply + 1] = name
+      reply[#reply + 1] = v[i]
+    end
+  end
+  if feed_entry then
+    reply[#reply + 1] = ':feed_entry'
+    reply[#reply + 1] = feed_entry
+  end
+  return reply
+end
+
 -- The join rules for `player` on the loaded game `g` (its expired reservations are released
 -- first), under the reservation quota `max_reserved` (0: none) counted in the player's
 -- reservations ZSET `player_key` (game id -> expiry); `prefix` is the product's game key
 -- prefix, `keys` the game script keys (pending, lobby, active, open, reservations, ending).
--- Returns {'reserved', expiry} | {'held', ticket JSON or ''} | {'refused', code} |
--- {'quota_exceeded', retry ms}. The player's reservations ZSET gets every new reservation,
+-- Returns {'reserved', expiry, record...} | {'held', ticket JSON or '', record...} |
+-- {'refused', code} | {'quota_exceeded', retry ms}, `record...` the game's fields as
+-- `with_record` appends them. The player's reservations ZSET gets every new reservation,
 -- quota or not (a quick join finds the seats a player already holds there).
 local function take_seat(game_key, g, keys, player, now, ttl, max_reserved, prefix, player_key)
   local expired = {}
@@ -18,7 +45,11 @@ local function take_seat(game_key, g, keys, player, now, ttl, max_reserved, pref
   for _, who in ipairs(expired) do drop_reservation(g, who) end
 
   local function finish(outcome, detail)
+    g.feed_entry = nil
     save_game(game_key, g, keys, now, 0)
+    if outcome == 'reserved' or outcome == 'held' then
+      return with_record({outcome, detail}, game_key, g.feed_entry)
+    end
     return {outcome, detail}
   end
   local function held()
