@@ -703,10 +703,14 @@ fn an_ending_mark_unlists_the_game_until_it_ends_or_is_cleared() {
 fn lobby(id: &str, capacity: u32, reserved: usize) -> Game {
     let mut game = new_game(capacity);
     game.id = GameId::new(id).unwrap();
-    game.apply(&event(EventKind::CreatorJoined, Some(CREATOR), 10), u64::MAX)
-        .unwrap();
+    game.apply(
+        &event(EventKind::CreatorJoined, Some(CREATOR), 10),
+        u64::MAX,
+    )
+    .unwrap();
     for n in 0..reserved {
-        game.reserve(&player(&format!("{id}-r{n}")), 0, 60_000).unwrap();
+        game.reserve(&player(&format!("{id}-r{n}")), 0, 60_000)
+            .unwrap();
     }
     game
 }
@@ -721,7 +725,12 @@ fn a_quick_join_window_ranks_fullest_first_and_counts_claimed_seats() {
     };
     // a: 1 of 4 taken (the creator), b: 3 of 4, c: 2 of 4, d: 2 of 4 — fullest first, the
     // window's order among equals.
-    let window = [lobby("a", 4, 0), lobby("b", 4, 2), lobby("c", 4, 1), lobby("d", 4, 1)];
+    let window = [
+        lobby("a", 4, 0),
+        lobby("b", 4, 2),
+        lobby("c", 4, 1),
+        lobby("d", 4, 1),
+    ];
     assert_eq!(
         ids(rank_window(&window, &player("p"), &filter, 1, nobody)),
         ["b", "c", "d", "a"]
@@ -746,7 +755,10 @@ fn a_quick_join_window_ranks_fullest_first_and_counts_claimed_seats() {
         region: Some("us".into()),
         ..QuickJoinFilter::default()
     };
-    assert_eq!(ids(rank_window(&window, &player("p"), &picky, 1, nobody)), Vec::<String>::new());
+    assert_eq!(
+        ids(rank_window(&window, &player("p"), &picky, 1, nobody)),
+        Vec::<String>::new()
+    );
     let skip_b = QuickJoinFilter {
         exclude: vec![GameId::new("b").unwrap()],
         ..QuickJoinFilter::default()

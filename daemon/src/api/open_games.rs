@@ -21,14 +21,13 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Bound;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use mm_common::backoff::Backoff;
 use mm_common::labels::Labels;
 use mm_common::model::{EntryId, Game, WindowRanking, rank_window};
-use mm_common::store::{FeedChange, FeedUpdate, QuickJoinFilter, Store};
-use mm_common::time::now_ms;
+use mm_common::store::{FeedChange, FeedEntry, FeedUpdate, QuickJoinFilter, Store};
 use mm_common::{GameId, PlayerId, ProductId};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -207,11 +206,14 @@ struct Listed {
     id: Arc<str>,
     players: u32,
     game: Arc<Game>,
-    /// The game as JSON (contract 5.5), rendered when it entered the view.
-    json: Arc<[u8]>,
-    /// Until when `json` is current: its `seats_free` counts reservations, so it changes when
-    /// the earliest of them expires (`u64::MAX` without any).
-    json_fresh_until: u64,
+    /// The position in the product's feed this listing reflects: an entry at or before it is
+    /// older than what the view holds and changes nothing.
+    as_of: EntryId,
+    /// The game as JSON (contract 5.5), rendered when a page first shows it, and until when
+    /// that stays current: `seats_free` counts reservations, so it changes when the earliest
+    /// of them expires (`u64::MAX` without any). A game that changes again before any page
+    /// shows it is never rendered.
+    rendered: OnceLock<(Arc<[u8]>, u64)>,
 }
 
 /// Pushes the games of `ordered` that `keep` accepts onto `page`, stopping once it holds one
@@ -245,26 +247,26 @@ fn render(game: &Game, now_ms: u64) -> (Arc<[u8]>, u64) {
 }
 
 impl Listed {
-    fn new(mut game: Game, now_ms: u64) -> Listed {
+    fn new(mut game: Game, as_of: EntryId) -> Listed {
         // Not part of a listing (contract 5.5), and a game's settings can be large: a view
         // holding 100,000 games keeps only what it shows and filters on.
         game.settings = String::new();
         game.socket_url = String::new();
         let players = game.roster.values().filter(|entry| entry.present).count() as u32;
-        let (json, json_fresh_until) = render(&game, now_ms);
         Listed {
             id: Arc::from(game.id.as_str()),
             players,
             game: Arc::new(game),
-            json,
-            json_fresh_until,
+            as_of,
+            rendered: OnceLock::new(),
         }
     }
 
     /// The game as JSON at `now_ms`: rendered once, again only after a reservation expired.
     fn json_at(&self, now_ms: u64) -> Arc<[u8]> {
-        if now_ms < self.json_fresh_until {
-            self.json.clone()
+        let (json, fresh_until) = self.rendered.get_or_init(|| render(&self.game, now_ms));
+        if now_ms < *fresh_until {
+            json.clone()
         } else {
             render(&self.game, now_ms).0
         }
@@ -295,9 +297,17 @@ struct Games {
 }
 
 impl Games {
-    fn upsert(&mut self, game: Game) {
+    /// Whether the view holds a newer state of `id` than the feed position `entry`.
+    fn holds_newer(&self, id: &str, entry: EntryId) -> bool {
+        self.by_id
+            .get(id)
+            .is_some_and(|listed| listed.as_of >= entry)
+    }
+
+    /// Lists `game` as of the feed position `as_of`.
+    fn upsert(&mut self, game: Game, as_of: EntryId) {
         self.remove(game.id.as_str());
-        let listed = Arc::new(Listed::new(game, now_ms()));
+        let listed = Arc::new(Listed::new(game, as_of));
         self.products
             .entry(listed.game.product.clone())
             .or_default()
@@ -310,11 +320,29 @@ impl Games {
     /// an update is written only for a game already in the open index, so the view has it
     /// (from its load or an `op open`) unless this instance's own write took it out first, in
     /// which case the feed's `op gone` or a later `op open` follows.
-    fn update(&mut self, update: &FeedUpdate) {
+    fn update(&mut self, update: &FeedUpdate, entry: EntryId) {
         if let Some(listed) = self.by_id.get(update.id.as_str()) {
             let mut game = Game::clone(&listed.game);
             update.apply_to(&mut game);
-            self.upsert(game);
+            self.upsert(game, entry);
+        }
+    }
+
+    /// Applies one feed entry, unless the view already holds a newer state of its game (this
+    /// instance's own write, applied before the feed gave it).
+    fn apply(&mut self, entry: FeedEntry) {
+        let id = match &entry.change {
+            FeedChange::Open(game) => game.id.as_str(),
+            FeedChange::Update(update) => update.id.as_str(),
+            FeedChange::Gone(id) => id.as_str(),
+        };
+        if self.holds_newer(id, entry.id) {
+            return;
+        }
+        match entry.change {
+            FeedChange::Open(game) => self.upsert(*game, entry.id),
+            FeedChange::Update(update) => self.update(&update, entry.id),
+            FeedChange::Gone(id) => self.remove(&id),
         }
     }
 
@@ -338,7 +366,7 @@ impl Games {
         }
         self.products.insert(product.clone(), Index::default());
         for game in games {
-            self.upsert(game);
+            self.upsert(game, position);
         }
     }
 }
@@ -427,11 +455,12 @@ impl OpenGames {
             .read_up_to
             .get(&game.product)
             .is_some_and(|read| *read >= feed_entry)
+            || games.holds_newer(game.id.as_str(), feed_entry)
         {
             return;
         }
         if game.is_open(now_ms) {
-            games.upsert(game.clone());
+            games.upsert(game.clone(), feed_entry);
         } else {
             games.remove(game.id.as_str());
         }
@@ -700,13 +729,9 @@ impl OpenGames {
                         if !entries.is_empty() {
                             let mut games = self.write();
                             for entry in entries {
-                                match entry.change {
-                                    FeedChange::Open(game) => games.upsert(*game),
-                                    FeedChange::Update(update) => games.update(&update),
-                                    FeedChange::Gone(id) => games.remove(&id),
-                                }
                                 last = entry.id;
                                 count += 1;
+                                games.apply(entry);
                             }
                             games.read_up_to.insert(product.clone(), last);
                             drop(games);
@@ -828,6 +853,48 @@ mod tests {
     }
 
     #[test]
+    fn feed_entries_older_than_an_own_write_change_nothing() {
+        let open = lobby("chess.a", 3, 1);
+        let mut reserved = open.clone();
+        reserved.reserve(&player("bob"), 10, 60_000).unwrap();
+        let view = view_of(vec![open.clone()], EntryId::new(5, 0));
+        let seats_free = |view: &OpenGames| {
+            let page = view
+                .page(
+                    &PageQuery {
+                        limit: 10,
+                        ..PageQuery::default()
+                    },
+                    10,
+                )
+                .unwrap();
+            let game: serde_json::Value = serde_json::from_slice(&page.games[0]).unwrap();
+            game["seats_free"].as_u64().unwrap()
+        };
+        assert_eq!(seats_free(&view), 2);
+        // This instance's join (feed entry 8-0) is shown at once...
+        view.observe(&reserved, EntryId::new(8, 0), 10);
+        assert_eq!(seats_free(&view), 1);
+        // ...and an older entry the feed gives afterwards (6-0: another change before the
+        // join) does not take it back; the join's own entry changes nothing either.
+        let stale = |at: u64| FeedEntry {
+            id: EntryId::new(at, 0),
+            change: FeedChange::Update(FeedUpdate {
+                id: open.id.to_string(),
+                updated_at_ms: open.updated_at_ms,
+                roster: None,
+                reservations: Some(BTreeMap::new()),
+            }),
+        };
+        view.write().apply(stale(6));
+        view.write().apply(stale(8));
+        assert_eq!(seats_free(&view), 1);
+        // A newer entry applies.
+        view.write().apply(stale(9));
+        assert_eq!(seats_free(&view), 2);
+    }
+
+    #[test]
     fn concurrent_quick_joins_are_spread_by_the_seats_they_are_taking() {
         // b is fuller (one seat left), a has two seats left.
         let a = lobby("chess.a", 3, 1);
@@ -837,7 +904,10 @@ mod tests {
         let filter = QuickJoinFilter::default();
         let pick = |who: &str| {
             let (picks, claim) = view.quick_join_picks(&product(), &player(who), &filter, 64, 10);
-            (picks.iter().map(ToString::to_string).collect::<Vec<_>>(), claim)
+            (
+                picks.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                claim,
+            )
         };
         let (first, first_claim) = pick("p1");
         assert_eq!(first, ["chess.b", "chess.a"]);

@@ -10,7 +10,7 @@
 //!   response of the same size from the same daemon build.
 //! - [`create`]: game creation through the API on reference game servers, and the whole
 //!   player flow (create, connect, join, connect).
-//! - [`seats`]: quick join beside join, each by 64 connections over open lobbies.
+//! - [`seats`]: join and quick join beside create, each by 64 connections (over open lobbies).
 //! - [`events`]: draining a pre-filled stream of events, against Redis draining an identical
 //!   stream by itself (`redis-benchmark` running an `EVALSHA` that reads and applies entries
 //!   with the store's own script).

@@ -1,9 +1,10 @@
-//! Scenario `seats`: `POST /v1/games/quick-join` beside `POST /v1/games/{id}/join`, each a
-//! closed loop of 64 keep-alive connections, every request by another player, against the same
-//! daemon and reference game servers. Each has a product of its own, with lobbies of 16 seats
-//! opened the production way (created through the API, the creator's `creator_joined` applied):
-//! a join names a lobby (15 joins each, one after another), a quick join lets the script pick
-//! the fullest of the oldest `lobby.quick_join_scan` open lobbies.
+//! Scenario `seats`: `POST /v1/games/quick-join` beside `POST /v1/games/{id}/join` and
+//! `POST /v1/games` (the yardstick), each a closed loop of 64 keep-alive connections, every
+//! request by another player, against the same daemon and reference game servers, in
+//! alternating rounds. Each has a product of its own; join and quick join have lobbies of 16
+//! seats opened the production way (created through the API, the creator's `creator_joined`
+//! applied): a join names a lobby (15 joins each, one after another), a quick join lets the
+//! daemon's view pick the fullest of the oldest `lobby.quick_join_scan` open lobbies.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,13 +15,41 @@ use futures::StreamExt;
 use super::Bench;
 use super::driver::{self, Driven, Latency};
 use super::fixtures::{self, EventFields};
+use super::paired;
 use super::procs::{
-    CpuMark, DaemonProcess, DaemonSpec, GameServerProcess, GameServerSpec, RegisteredServer,
+    CpuMark, CpuTally, DaemonProcess, DaemonSpec, GameServerProcess, GameServerSpec,
+    RegisteredServer,
 };
 use super::report::{Row, Scenario};
 
 const JOIN_PRODUCT: &str = "benchjoin";
 const QUICK_PRODUCT: &str = "benchquick";
+const CREATE_PRODUCT: &str = "benchcreate";
+
+/// The requests the scenario compares.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Join,
+    QuickJoin,
+    Create,
+}
+
+impl Kind {
+    fn label(self) -> String {
+        match self {
+            Kind::Join => format!("POST /v1/games/{{id}}/join ({CONCURRENCY} in flight)"),
+            Kind::QuickJoin => format!("POST /v1/games/quick-join ({CONCURRENCY} in flight)"),
+            Kind::Create => format!("POST /v1/games, capacity 2 ({CONCURRENCY} in flight)"),
+        }
+    }
+
+    fn unit(self) -> &'static str {
+        match self {
+            Kind::Create => "games/s",
+            _ => "seats/s",
+        }
+    }
+}
 const CAPACITY: u64 = 16;
 const CONCURRENCY: usize = 64;
 
@@ -94,12 +123,13 @@ fn status_code(err: reqwest::Error) -> String {
     }
 }
 
-/// `POST url` with an optional JSON body as `player`: `Ok` on 200.
+/// `POST url` with an optional JSON body as `player`: `Ok` on the `expected` status.
 async fn post(
     http: &reqwest::Client,
     url: &str,
     player: String,
     body: Option<&serde_json::Value>,
+    expected: u16,
 ) -> Result<(), String> {
     let mut request = http.post(url).header("x-player-id", player);
     if let Some(body) = body {
@@ -108,7 +138,7 @@ async fn post(
     let response = request.send().await.map_err(status_code)?;
     let status = response.status().as_u16();
     let _ = response.bytes().await.map_err(status_code)?;
-    if status == 200 {
+    if status == expected {
         Ok(())
     } else {
         Err(format!("http_{status}"))
@@ -117,7 +147,7 @@ async fn post(
 
 /// Runs the scenario.
 pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
-    let mut scenario = Scenario::new("seats", "quick join beside join");
+    let mut scenario = Scenario::new("seats", "join and quick join beside create");
     let load = bench.sizes.load;
     // Enough seats for a few thousand requests a second over the load phase, per product.
     let lobbies = (bench.sizes.create_max as usize / 10).clamp(500, 5_000);
@@ -129,7 +159,9 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
         ..
     } = fixtures::ScenarioRedis::start(bench.key_prefix, JOIN_PRODUCT).await?;
     let mut servers = Vec::new();
-    for product in [JOIN_PRODUCT, QUICK_PRODUCT] {
+    // The create product's server takes every game the create rounds can make.
+    let max_games = (lobbies * 2) as u32 + seats as u32;
+    for product in [JOIN_PRODUCT, QUICK_PRODUCT, CREATE_PRODUCT] {
         servers.push(
             GameServerProcess::start(
                 &bench.binaries,
@@ -139,7 +171,7 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
                     product: product.into(),
                     redis_url: redis.url(),
                     key_prefix: bench.key_prefix.into(),
-                    max_games: (lobbies * 2) as u32,
+                    max_games,
                     start_delay_ms: 3_600_000,
                     play_time_ms: 3_600_000,
                     heartbeat_ms: 0,
@@ -149,9 +181,12 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
         );
     }
     let mut spec = DaemonSpec::new(&redis.url(), bench.key_prefix, "api,worker");
-    for (server, product) in servers.iter().zip([JOIN_PRODUCT, QUICK_PRODUCT]) {
+    for (server, product) in servers
+        .iter()
+        .zip([JOIN_PRODUCT, QUICK_PRODUCT, CREATE_PRODUCT])
+    {
         spec.game_servers
-            .push(RegisteredServer::of(server, product, (lobbies * 2) as u32));
+            .push(RegisteredServer::of(server, product, max_games));
     }
     let spec = spec
         .set("lobby", "max_capacity", CAPACITY)
@@ -173,65 +208,97 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
          {load:?} or {seats} requests, whichever first"
     ));
 
-    let join_lobbies = Arc::new(join_lobbies);
     let join_urls: Arc<Vec<String>> = Arc::new(
         join_lobbies
             .iter()
             .map(|id| format!("{}/v1/games/{id}/join", daemon.base_url))
             .collect(),
     );
-    let mut rows = Vec::new();
-    for quick in [false, true] {
-        let http = http.clone();
-        let daemon_mark = CpuMark::start(daemon.pid())?;
-        let redis_mark = CpuMark::start(redis_pid)?;
-        let driven: Driven = if quick {
-            let url = Arc::new(format!("{}/v1/games/quick-join", daemon.base_url));
-            let body = Arc::new(serde_json::json!({ "product": QUICK_PRODUCT }));
-            driver::closed_loop(CONCURRENCY, seats, load, move |i| {
-                let (http, url, body) = (http.clone(), Arc::clone(&url), Arc::clone(&body));
-                async move { post(&http, &url, format!("quick-{i}"), Some(&body)).await }
-            })
-            .await
-        } else {
-            let urls = Arc::clone(&join_urls);
-            driver::closed_loop(CONCURRENCY, seats, load, move |i| {
-                let (http, urls) = (http.clone(), Arc::clone(&urls));
-                // Fifteen joins a lobby, one lobby after another: every join finds a seat.
-                let url = urls[(i / (CAPACITY - 1)) as usize % urls.len()].clone();
-                async move { post(&http, &url, format!("joiner-{i}"), None).await }
-            })
-            .await
-        };
-        let daemon_use = daemon_mark.finish()?;
-        let redis_use = redis_mark.finish()?;
-        let label = if quick {
-            format!("POST /v1/games/quick-join ({CONCURRENCY} in flight)")
-        } else {
-            format!("POST /v1/games/{{id}}/join ({CONCURRENCY} in flight)")
-        };
-        let mut row = Row::new(label, "seats/s");
+    // The three requests alternate in rounds on the same daemon, so the shared machine's
+    // noise falls on each alike; create is the yardstick the issue sets.
+    let kinds = [Kind::Join, Kind::QuickJoin, Kind::Create];
+    let round_load = paired::round_length(load);
+    let round_budget = (seats / paired::ROUNDS as u64).max(1);
+    let mut driven: Vec<Driven> = kinds.iter().map(|_| Driven::empty()).collect();
+    let mut daemon_use = vec![CpuTally::default(); kinds.len()];
+    let mut redis_use = vec![CpuTally::default(); kinds.len()];
+    for round in 0..paired::ROUNDS {
+        for (k, kind) in kinds.iter().enumerate() {
+            let http = http.clone();
+            let first = round as u64 * round_budget;
+            let daemon_mark = CpuMark::start(daemon.pid())?;
+            let redis_mark = CpuMark::start(redis_pid)?;
+            let run = match kind {
+                Kind::QuickJoin => {
+                    let url = Arc::new(format!("{}/v1/games/quick-join", daemon.base_url));
+                    let body = Arc::new(serde_json::json!({ "product": QUICK_PRODUCT }));
+                    driver::closed_loop(CONCURRENCY, round_budget, round_load, move |i| {
+                        let (http, url, body) = (http.clone(), Arc::clone(&url), Arc::clone(&body));
+                        let player = format!("quick-{}", first + i);
+                        async move { post(&http, &url, player, Some(&body), 200).await }
+                    })
+                    .await
+                }
+                Kind::Join => {
+                    let urls = Arc::clone(&join_urls);
+                    driver::closed_loop(CONCURRENCY, round_budget, round_load, move |i| {
+                        let (http, urls) = (http.clone(), Arc::clone(&urls));
+                        // Fifteen joins a lobby, one lobby after another: every join finds
+                        // a seat.
+                        let n = first + i;
+                        let url = urls[(n / (CAPACITY - 1)) as usize % urls.len()].clone();
+                        async move { post(&http, &url, format!("joiner-{n}"), None, 200).await }
+                    })
+                    .await
+                }
+                Kind::Create => {
+                    let url = Arc::new(format!("{}/v1/games", daemon.base_url));
+                    let body =
+                        Arc::new(serde_json::json!({ "product": CREATE_PRODUCT, "capacity": 2 }));
+                    driver::closed_loop(CONCURRENCY, round_budget, round_load, move |i| {
+                        let (http, url, body) = (http.clone(), Arc::clone(&url), Arc::clone(&body));
+                        let player = format!("creator-{}", first + i);
+                        async move { post(&http, &url, player, Some(&body), 201).await }
+                    })
+                    .await
+                }
+            };
+            daemon_use[k].add(&daemon_mark)?;
+            redis_use[k].add(&redis_mark)?;
+            driven[k].absorb(run);
+        }
+    }
+    let mut rates = Vec::new();
+    for (k, kind) in kinds.iter().enumerate() {
+        let driven = &driven[k];
+        let mut row = Row::new(kind.label(), kind.unit());
         row.throughput = Some(driven.per_second());
         row.latency = Some(Latency::of_micros(&driven.latency));
         row.errors = driven.error_count();
-        row.daemon = Some(daemon_use);
-        row.redis_cores = Some(redis_use.cores);
+        row.daemon = Some(daemon_use[k].usage());
+        row.redis_cores = Some(redis_use[k].usage().cores);
         if driven.error_count() > 0 {
-            scenario.note(format!(
-                "{} errors: {}",
-                if quick { "quick join" } else { "join" },
-                driven.errors_text()
-            ));
+            scenario.note(format!("{} errors: {}", kind.label(), driven.errors_text()));
         }
-        rows.push((driven.per_second(), row));
+        rates.push(driven.per_second());
+        scenario.rows.push(row);
     }
-    let (join_rate, quick_rate) = (rows[0].0, rows[1].0);
-    scenario.rows.extend(rows.into_iter().map(|(_, row)| row));
-    scenario.target(
-        "quick join ≥ 50 % of join (seats/s)",
-        Some(quick_rate >= 0.5 * join_rate),
-        format!("{:.0} %", 100.0 * quick_rate / join_rate.max(1e-9)),
-    );
+    scenario.note(format!(
+        "{} rounds of join, quick join and create, each at most {round_budget} requests or \
+         {round_load:?}; the figures are over all rounds",
+        paired::ROUNDS
+    ));
+    let (join_rate, quick_rate, create_rate) = (rates[0], rates[1], rates[2]);
+    for (what, rate) in [("join", join_rate), ("quick join", quick_rate)] {
+        scenario.target(
+            &format!("{what} ≥ create (seats/s vs games/s, same run)"),
+            Some(rate >= create_rate),
+            format!(
+                "{rate:.0} seats/s = {:.0} % of {create_rate:.0} games/s",
+                100.0 * rate / create_rate.max(1e-9)
+            ),
+        );
+    }
     drop(servers);
     Ok(scenario)
 }
