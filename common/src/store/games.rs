@@ -171,8 +171,10 @@ impl Store {
         let mut invocation = SCRIPTS.keep_ticket.prepare_invoke();
         invocation
             .key(keys.game(game))
+            .key(keys.reservations())
             .arg(player.as_str())
-            .arg(encoded);
+            .arg(encoded)
+            .arg(game.as_str());
         let mut conn = self.conn.clone();
         let kept: i64 = invocation.invoke_async(&mut conn).await?;
         Ok(kept == 1)

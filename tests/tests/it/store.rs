@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use mm_common::gameserver::JoinTicket;
 use mm_common::keys::CONSUMER_GROUP;
 use mm_common::limits::{LimitRefusal, PlayerLimits};
 use mm_common::model::{EventKind, GameSet, JoinRefusal};
@@ -315,6 +316,57 @@ async fn join_rules_are_enforced_in_the_script() {
         ReserveOutcome::NotFound
     );
     fx.check_invariants(NOW).await;
+}
+
+#[tokio::test]
+async fn a_ticket_is_kept_only_for_a_player_who_holds_a_seat() {
+    let fx = Fixture::new().await;
+    let game = fx.created(1, 3).await;
+    fx.event(EventKind::CreatorJoined, &game, None).await;
+    let ttl = Duration::from_secs(30);
+    let ticket = |token: &str| JoinTicket {
+        socket_url: "ws://127.0.0.1:1/ws".into(),
+        token: token.into(),
+    };
+    let kept = |player: &str, token: &str| {
+        let (store, id) = (&fx.store, &game.id);
+        let (player, ticket) = (PlayerId::new(player).unwrap(), ticket(token));
+        async move { store.keep_ticket(id, &player, &ticket).await.unwrap() }
+    };
+    let stored_ticket = |player: &str| {
+        let key = fx.store.keys().product(&fx.product).game(&game.id);
+        let field = format!("ticket:{player}");
+        let redis = &fx.redis;
+        async move {
+            let mut conn = redis.connection().await;
+            let value: Option<String> = conn.hget(key, field).await.unwrap();
+            value
+        }
+    };
+    // The creator, a player holding a reservation, and a player present (reservation
+    // consumed by their `player_joined`) get their ticket kept; a stranger does not.
+    assert!(kept(game.creator_id.as_str(), "c").await);
+    let p2 = PlayerId::new("p2").unwrap();
+    fx.store
+        .reserve_seat(&game.id, &p2, NOW, ttl)
+        .await
+        .unwrap();
+    assert!(kept("p2", "r").await);
+    fx.event(EventKind::PlayerJoined, &game, Some("p2")).await;
+    assert!(kept("p2", "p").await, "present, no reservation left");
+    assert!(!kept("stranger", "s").await);
+    assert_eq!(stored_ticket("stranger").await, None);
+    assert!(stored_ticket("p2").await.unwrap().contains("\"p\""));
+    // Nothing is kept for an ended game, nor for a game that does not exist.
+    fx.event(EventKind::GameStarted, &game, None).await;
+    fx.event(EventKind::GameEnded, &game, None).await;
+    assert!(!kept("p2", "late").await);
+    let nothing = fx
+        .store
+        .keep_ticket(&GameId::new("chess.nope").unwrap(), &p2, &ticket("x"))
+        .await
+        .unwrap();
+    assert!(!nothing);
 }
 
 #[tokio::test]
