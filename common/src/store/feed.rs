@@ -226,7 +226,7 @@ impl FeedReader {
         };
         let cmd = xread(
             count,
-            self.block.as_millis() as u64,
+            Some(self.block.as_millis() as u64),
             std::slice::from_ref(&self.key),
             &[after.to_string()],
         );

@@ -243,17 +243,21 @@ pub(super) type RawEntry = (String, Vec<(String, String)>);
 /// nothing arrived within the block time).
 pub(super) type XreadReply = Option<Vec<(String, Vec<RawEntry>)>>;
 
-/// `XREAD COUNT <count> BLOCK <block_ms> STREAMS <keys…> <ids…>` (the ids in the keys' order),
-/// the blocking read of the view's feed reader and the console's tail.
-pub(super) fn xread(count: usize, block_ms: u64, keys: &[String], ids: &[String]) -> redis::Cmd {
+/// `XREAD COUNT <count> [BLOCK <block_ms>] STREAMS <keys…> <ids…>` (the ids in the keys'
+/// order): the blocking read of the view's feed reader and the console's tail, or without
+/// `block_ms` a read that answers at once (the console's tail on a cluster).
+pub(super) fn xread(
+    count: usize,
+    block_ms: Option<u64>,
+    keys: &[String],
+    ids: &[String],
+) -> redis::Cmd {
     let mut cmd = redis::cmd("XREAD");
-    cmd.arg("COUNT")
-        .arg(count)
-        .arg("BLOCK")
-        .arg(block_ms)
-        .arg("STREAMS")
-        .arg(keys)
-        .arg(ids);
+    cmd.arg("COUNT").arg(count);
+    if let Some(block_ms) = block_ms {
+        cmd.arg("BLOCK").arg(block_ms);
+    }
+    cmd.arg("STREAMS").arg(keys).arg(ids);
     cmd
 }
 

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use super::connection::RedisConn;
 
-use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
 
 use super::error::StoreResult;
@@ -125,7 +124,6 @@ impl Store {
         TailReader {
             store: self.clone(),
             conn: None,
-            per_product: HashMap::new(),
             block,
         }
     }
@@ -136,17 +134,24 @@ impl Store {
 /// an error, to be opened again by the next read.
 ///
 /// On a Redis Cluster the streams are in different slots, so one `XREAD` over all of them is
-/// refused (`CROSSSLOT`): each product is read with its own `XREAD … BLOCK` on its own
-/// connection, all at once, and a read returns as soon as one product has entries (with
-/// those of any other read already answered). A product whose read fails (its slot failing
-/// over, migrating or unreachable) is skipped and its connection reopened by the next read,
-/// so it never stops the tail of the others; the read fails only when every product's does.
+/// refused (`CROSSSLOT`), and a blocking read per product would need a connection per
+/// product to every node. There each product is read with its own `XREAD` without `BLOCK`,
+/// all at once over the store's one cluster connection; when none has entries, the reader
+/// asks again every [`CLUSTER_POLL`] until the block time is over. A product whose read fails
+/// or takes over a second (its slot failing over, migrating or unreachable) is skipped, so it
+/// never stops the tail of the others; the read fails only when every product's does.
 pub struct TailReader {
     store: Store,
     conn: Option<RedisConn>,
-    per_product: HashMap<ProductId, RedisConn>,
     block: Duration,
 }
+
+/// How often the tail asks a cluster's streams again while none has new entries.
+pub const CLUSTER_POLL: Duration = Duration::from_millis(100);
+
+/// How long the tail waits for one product's read on a cluster before skipping that product
+/// for this read: a node that does not answer delays the others' entries by at most this.
+const CLUSTER_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for TailReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -179,7 +184,7 @@ impl TailReader {
             .map(|product| self.store.product_keys(product).events())
             .collect();
         let ids: Vec<String> = positions.values().cloned().collect();
-        let cmd = xread(count, self.block.as_millis() as u64, &streams, &ids);
+        let cmd = xread(count, Some(self.block.as_millis() as u64), &streams, &ids);
         let reply: XreadReply = match cmd.query_async(conn).await {
             Ok(reply) => reply,
             Err(err) => {
@@ -207,81 +212,72 @@ impl TailReader {
 }
 
 impl TailReader {
-    /// The cluster's read: one blocking `XREAD` per product, each on its own connection (see
-    /// the type's doc).
+    /// The cluster's read (see the type's doc): every product at once, again every
+    /// [`CLUSTER_POLL`] while none has entries, until the block time is over.
     async fn read_each_after(
         &mut self,
         positions: &BTreeMap<ProductId, String>,
         count: usize,
     ) -> StoreResult<Vec<(ProductId, Vec<StreamEntry>)>> {
-        let mut first_error = None;
-        for product in positions.keys() {
-            if !self.per_product.contains_key(product) {
-                match self.store.blocking_connection(self.block).await {
-                    Ok(conn) => {
-                        self.per_product.insert(product.clone(), conn);
+        let deadline = tokio::time::Instant::now() + self.block;
+        loop {
+            let mut reads: FuturesUnordered<_> = positions
+                .iter()
+                .map(|(product, id)| {
+                    // Never resent: a product whose read fails is skipped until the next one.
+                    let mut conn = self.store.conn.clone().once();
+                    let cmd = xread(
+                        count,
+                        None,
+                        &[self.store.product_keys(product).events()],
+                        std::slice::from_ref(id),
+                    );
+                    async move {
+                        let reply = tokio::time::timeout(CLUSTER_READ_TIMEOUT, async {
+                            cmd.query_async::<XreadReply>(&mut conn).await
+                        })
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(redis::RedisError::from((
+                                redis::ErrorKind::Io,
+                                "no answer from the product's node within the tail's read timeout",
+                            )))
+                        });
+                        (product, reply)
                     }
-                    Err(err) => {
-                        tracing::warn!(%product, %err, "tail: cannot connect for this product");
-                        first_error.get_or_insert(err);
-                    }
-                }
-            }
-        }
-        let block = self.block.as_millis() as u64;
-        let mut reads: FuturesUnordered<_> = positions
-            .iter()
-            .filter_map(|(product, id)| {
-                let mut conn = self.per_product.get(product)?.clone();
-                let stream = self.store.product_keys(product).events();
-                let product = product.clone();
-                let id = id.clone();
-                Some(async move {
-                    let cmd = xread(count, block, &[stream], &[id]);
-                    let reply: Result<XreadReply, redis::RedisError> =
-                        cmd.query_async(&mut conn).await;
-                    (product, reply)
                 })
-            })
-            .collect();
-        let mut answered = 0;
-        let mut read = Vec::new();
-        let mut settle =
-            |(product, reply): (ProductId, Result<_, redis::RedisError>),
-             read: &mut Vec<(ProductId, Vec<StreamEntry>)>,
-             per_product: &mut HashMap<ProductId, RedisConn>| {
+                .collect();
+            let (mut answered, mut first_error, mut read) = (0, None, Vec::new());
+            while let Some((product, reply)) = reads.next().await {
                 match reply {
                     Ok(reply) => {
                         answered += 1;
-                        let entries: Vec<StreamEntry> =
-                            Option::<Vec<(String, Vec<RawEntry>)>>::unwrap_or_default(reply)
-                                .into_iter()
-                                .flat_map(|(_, entries)| entries)
-                                .map(stream_entry)
-                                .collect();
+                        let entries: Vec<StreamEntry> = reply
+                            .unwrap_or_default()
+                            .into_iter()
+                            .flat_map(|(_, entries)| entries)
+                            .map(stream_entry)
+                            .collect();
                         if !entries.is_empty() {
-                            read.push((product, entries));
+                            read.push((product.clone(), entries));
                         }
                     }
                     Err(err) => {
                         tracing::warn!(%product, %err, "tail: read failed for this product");
-                        per_product.remove(&product);
-                        first_error.get_or_insert(err.into());
+                        first_error.get_or_insert(err);
                     }
                 }
-            };
-        while read.is_empty() {
-            let Some(done) = reads.next().await else {
-                break;
-            };
-            settle(done, &mut read, &mut self.per_product);
-        }
-        while let Some(Some(done)) = reads.next().now_or_never() {
-            settle(done, &mut read, &mut self.per_product);
-        }
-        match first_error {
-            Some(err) if read.is_empty() && answered == 0 => Err(err),
-            _ => Ok(read),
+            }
+            if let Some(err) = first_error
+                && answered == 0
+            {
+                return Err(err.into());
+            }
+            let now = tokio::time::Instant::now();
+            if !read.is_empty() || now >= deadline {
+                return Ok(read);
+            }
+            tokio::time::sleep(CLUSTER_POLL.min(deadline - now)).await;
         }
     }
 }
