@@ -4,7 +4,9 @@
 //! four products on one Redis, on a local cluster of three masters without replicas, and on
 //! one whose masters have a replica each (as a cluster runs in production), the products
 //! placed on different masters. The ratio of the aggregate rates is the finding; where the
-//! cores went (the daemon, each Redis node) says why it is what it is on this machine.
+//! cores went (the daemon, each Redis node) says why it is what it is on this machine. Then
+//! creates through the API over the same four products (a reference game server each), on
+//! the one Redis and on the cluster of three masters.
 
 use std::time::{Duration, Instant};
 
@@ -16,9 +18,13 @@ use mm_testkit::redis_cluster::{RedisCluster, products_on_distinct_masters};
 use redis::aio::MultiplexedConnection;
 
 use super::Bench;
+use super::driver::{self, Latency};
 use super::events::{fill, group_progress};
 use super::fixtures::{self, redis_pid};
-use super::procs::{CpuMark, DaemonProcess, DaemonSpec, ResourceUse, toml_string};
+use super::procs::{
+    CpuMark, DaemonProcess, DaemonSpec, GameServerProcess, GameServerSpec, RegisteredServer,
+    ResourceUse, toml_string,
+};
 use super::report::{Row, Scenario};
 
 /// Products in the run.
@@ -97,6 +103,16 @@ async fn drain(
     })
 }
 
+/// A daemon with `roles` on the nodes of `cluster`.
+fn cluster_spec(cluster: &RedisCluster, key_prefix: &str, roles: &str) -> DaemonSpec {
+    let nodes: Vec<String> = cluster.urls().iter().map(|u| toml_string(u)).collect();
+    DaemonSpec::new(&cluster.urls()[0], key_prefix, roles).set(
+        "redis",
+        "cluster_nodes",
+        format!("[{}]", nodes.join(", ")),
+    )
+}
+
 /// Fills `products` on `cluster` (each on the master holding its slot), drains them with one
 /// worker daemon, and returns the outcome with the master of each product.
 async fn drain_on_cluster(
@@ -132,14 +148,130 @@ async fn drain_on_cluster(
         let mut node = client.get_multiplexed_async_connection().await?;
         pids.push(redis_pid(&mut node).await?);
     }
-    let nodes: Vec<String> = cluster.urls().iter().map(|u| toml_string(u)).collect();
-    let spec = DaemonSpec::new(&cluster.urls()[0], bench.key_prefix, "worker").set(
-        "redis",
-        "cluster_nodes",
-        format!("[{}]", nodes.join(", ")),
-    );
+    let spec = cluster_spec(cluster, bench.key_prefix, "worker");
     let drained = drain(bench, name, &spec, &mut placed, keys, &pids).await?;
     Ok((drained, masters))
+}
+
+/// Connections of the create load.
+const CREATE_CONCURRENCY: usize = 64;
+
+/// The create load's outcome on one side.
+struct Created {
+    row: Row,
+    rate: f64,
+    redis_cores: Vec<f64>,
+    daemon_cores: f64,
+}
+
+/// Creates through the API over `products` for the load phase: one `--roles api` daemon
+/// (`spec`, its Redis or cluster set), one reference game server per product writing its
+/// events to `events_url` (a comma-separated list names a cluster's nodes).
+async fn create_load(
+    bench: &Bench,
+    name: &str,
+    mut spec: DaemonSpec,
+    events_url: &str,
+    products: &[ProductId],
+    redis_pids: &[u32],
+    shape: &str,
+) -> anyhow::Result<Created> {
+    let budget = bench.sizes.create_max;
+    let max_games = budget as u32 + 1;
+    let mut servers = Vec::new();
+    for product in products {
+        let server = GameServerProcess::start(
+            &bench.binaries,
+            bench.work_dir(),
+            &GameServerSpec {
+                id: format!("{name}-{product}"),
+                product: product.to_string(),
+                redis_url: events_url.to_string(),
+                key_prefix: bench.key_prefix.into(),
+                max_games,
+                start_delay_ms: 3_600_000,
+                play_time_ms: 3_600_000,
+                heartbeat_ms: 0,
+            },
+        )
+        .await?;
+        spec.game_servers
+            .push(RegisteredServer::of(&server, product.as_str(), max_games));
+        servers.push(server);
+    }
+    let daemon = DaemonProcess::start(&bench.binaries, bench.work_dir(), name, &spec).await?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let url = std::sync::Arc::new(format!("{}/v1/games", daemon.base_url));
+    let names: std::sync::Arc<Vec<String>> =
+        std::sync::Arc::new(products.iter().map(ToString::to_string).collect());
+    let daemon_mark = CpuMark::start(daemon.pid())?;
+    let redis_marks: Vec<CpuMark> = redis_pids
+        .iter()
+        .map(|pid| CpuMark::start(*pid))
+        .collect::<Result<_, _>>()?;
+    let driven = driver::closed_loop(CREATE_CONCURRENCY, budget, bench.sizes.load, {
+        let name = name.to_string();
+        move |i| {
+            let (http, url, names) = (http.clone(), url.clone(), names.clone());
+            let player = format!("{name}-creator-{i}");
+            async move {
+                let product = &names[i as usize % names.len()];
+                let response = http
+                    .post(url.as_str())
+                    .header("x-player-id", player)
+                    .json(&serde_json::json!({ "product": product, "capacity": 2 }))
+                    .send()
+                    .await
+                    .map_err(|err| {
+                        if err.is_timeout() {
+                            "timeout"
+                        } else {
+                            "connect"
+                        }
+                        .to_string()
+                    })?;
+                let status = response.status().as_u16();
+                let _ = response.bytes().await;
+                if status == 201 {
+                    Ok(())
+                } else {
+                    Err(format!("http_{status}"))
+                }
+            }
+        }
+    })
+    .await;
+    let daemon_use = daemon_mark.finish()?;
+    let redis_cores: Vec<f64> = redis_marks
+        .iter()
+        .map(|mark| mark.finish().map(|usage| usage.cores))
+        .collect::<Result<_, _>>()?;
+    drop(daemon);
+    drop(servers);
+    let mut row = Row::new(
+        format!(
+            "POST /v1/games over {PRODUCTS} products, a reference game server each \
+             ({CREATE_CONCURRENCY} in flight), {shape}"
+        ),
+        "games/s",
+    );
+    row.throughput = Some(driven.per_second());
+    row.latency = Some(Latency::of_micros(&driven.latency));
+    row.errors = driven.error_count();
+    row.daemon = Some(daemon_use);
+    row.redis_cores = Some(redis_cores.iter().sum());
+    if driven.error_count() > 0 {
+        row.label = format!("{} — errors: {}", row.label, driven.errors_text());
+    }
+    Ok(Created {
+        row,
+        rate: driven.per_second(),
+        redis_cores,
+        daemon_cores: daemon_use.cores,
+    })
 }
 
 /// Runs the scenario.
@@ -202,6 +334,16 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
     )
     .await?;
     drop(placed);
+    let created_single = create_load(
+        bench,
+        "scale-create-single",
+        DaemonSpec::new(&single.url(), bench.key_prefix, "api"),
+        &single.url(),
+        &products,
+        &[single_pid],
+        "one Redis",
+    )
+    .await?;
     drop(conn);
     drop(single);
     let mut row = Row::new(
@@ -225,6 +367,22 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
         &keys,
         games,
         rounds,
+    )
+    .await?;
+    let mut master_pids = Vec::new();
+    for url in masters_only.urls() {
+        let client = redis::Client::open(url)?;
+        let mut node = client.get_multiplexed_async_connection().await?;
+        master_pids.push(redis_pid(&mut node).await?);
+    }
+    let created_spread = create_load(
+        bench,
+        "scale-create-masters",
+        cluster_spec(&masters_only, bench.key_prefix, "api"),
+        &masters_only.urls().join(","),
+        &products,
+        &master_pids,
+        "cluster of 3 masters, no replicas",
     )
     .await?;
     drop(masters_only);
@@ -288,6 +446,25 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
             with_replicas.rate / one.rate.max(1e-9)
         ),
     );
+    for created in [&created_single, &created_spread] {
+        scenario.rows.push(created.row.clone());
+    }
+    let per_node: Vec<String> = created_spread
+        .redis_cores
+        .iter()
+        .map(|cores| format!("{cores:.2}"))
+        .collect();
+    scenario.note(format!(
+        "creates over the 4 products: {:.0} games/s on one Redis (daemon {:.2} cores, Redis \
+         {:.2}), {:.0} over 3 masters ({:.2}×; daemon {:.2} cores, masters {})",
+        created_single.rate,
+        created_single.daemon_cores,
+        created_single.redis_cores.iter().sum::<f64>(),
+        created_spread.rate,
+        created_spread.rate / created_single.rate.max(1e-9),
+        created_spread.daemon_cores,
+        per_node.join(" / ")
+    ));
     scenario.note(
         "the machine has 2 cores shared by the daemon and every Redis process: one Redis \
          applies events on one thread, so spreading products can at most add the second \
