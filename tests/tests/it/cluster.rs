@@ -414,6 +414,17 @@ async fn a_manual_failover_under_load_sells_no_seat_twice_and_the_consumer_resum
     .await;
     let before = attempts.load(Ordering::Relaxed);
     let failures_before = failures.load(Ordering::Relaxed);
+    // The console's tail, following both products from before the failover to after it.
+    let mut tail = app.store.tail_reader(Duration::from_millis(200));
+    let mut positions: BTreeMap<ProductId, String> = products
+        .iter()
+        .map(|p| (ProductId::new(p).unwrap(), "0-0".to_string()))
+        .collect();
+    for (product, entries) in tail.read_after(&positions, 10_000).await.unwrap() {
+        if let Some(last) = entries.last() {
+            positions.insert(product, last.id.clone());
+        }
+    }
     let started = Instant::now();
     {
         let cluster = cluster.clone();
@@ -442,6 +453,31 @@ async fn a_manual_failover_under_load_sells_no_seat_twice_and_the_consumer_resum
     let id = created.str("id").to_string();
     let _creator = app.connect(&created).await.unwrap();
     wait_state(&app, &id, "creator_joined").await;
+
+    // The console keeps working: the tail opened before the failover shows that game's
+    // `creator_joined`, written through the new master.
+    let deadline = Instant::now() + WAIT;
+    'tail: loop {
+        // A read may fail while the client learns the new topology; the next one goes on.
+        for (product, entries) in tail.read_after(&positions, 1_000).await.unwrap_or_default() {
+            let shows_it = entries.iter().any(|entry| {
+                entry.fields.contains(&("game_id".to_string(), id.clone()))
+                    && entry
+                        .fields
+                        .contains(&("type".to_string(), "creator_joined".to_string()))
+            });
+            if let Some(last) = entries.last() {
+                positions.insert(product, last.id.clone());
+            }
+            if shows_it {
+                break 'tail;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the console's tail did not show {id}'s creator_joined within {WAIT:?} of the failover"
+        );
+    }
 
     // No seat sold twice: 12 players race for the 2 free seats of that game and of another
     // lobby of the busy product.
