@@ -8,7 +8,7 @@ use crate::gameserver::{CallError, JoinTicket};
 use crate::ids::{GameId, PlayerId, ServerId};
 use crate::limits::{LimitRefusal, PlayerLimits};
 use crate::model::{EntryId, Game, JoinRefusal};
-use crate::store::{ReserveOutcome, Store, StoreError};
+use crate::store::{ReserveOutcome, SeatGrant, Store, StoreError};
 use crate::time::now_ms;
 
 /// A successful join.
@@ -71,6 +71,40 @@ pub async fn join_game<D: ServerDirectory>(
         .reserve_seat_limited(game, player, now_ms(), reservation_ttl, limits)
         .await
         .map_err(JoinError::Reserve)?;
+    let seat = granted_seat(grant)?;
+    if let Some(ticket) = seat.kept_ticket {
+        return Ok(JoinedGame {
+            game: *seat.record,
+            ticket,
+            new_seat: seat.new_seat,
+            feed_entry: seat.feed_entry,
+        });
+    }
+    ticket_for_seat(
+        store,
+        servers,
+        *seat.record,
+        seat.feed_entry,
+        player,
+        seat.new_seat,
+    )
+    .await
+}
+
+/// A seat the store granted (join, rejoin before the start).
+pub(super) struct GrantedSeat {
+    /// The game as the seat's script left it.
+    pub record: Box<Game>,
+    /// The change feed entry the script wrote, if the seat changed the game's listing.
+    pub feed_entry: Option<EntryId>,
+    /// Whether the seat is new (`false`: the player already held one).
+    pub new_seat: bool,
+    /// The ticket kept for a player who already held the seat, if one was kept.
+    pub kept_ticket: Option<JoinTicket>,
+}
+
+/// The seat of `grant`, or why the store gave none.
+pub(super) fn granted_seat(grant: SeatGrant) -> Result<GrantedSeat, JoinError> {
     let new_seat = match grant.outcome {
         ReserveOutcome::NotFound => return Err(JoinError::NotFound),
         ReserveOutcome::Refused(why) => return Err(JoinError::Refused(why)),
@@ -78,17 +112,13 @@ pub async fn join_game<D: ServerDirectory>(
         ReserveOutcome::Reserved { .. } => true,
         ReserveOutcome::AlreadyHeld => false,
     };
-    // The store answers every seat with the game as the script left it.
-    let record = grant.game.ok_or(JoinError::Vanished)?;
-    if let Some(ticket) = grant.kept_ticket {
-        return Ok(JoinedGame {
-            game: *record,
-            ticket,
-            new_seat,
-            feed_entry: grant.feed_entry,
-        });
-    }
-    ticket_for_seat(store, servers, *record, grant.feed_entry, player, new_seat).await
+    Ok(GrantedSeat {
+        // The store answers every seat with the game as the script left it.
+        record: grant.game.ok_or(JoinError::Vanished)?,
+        feed_entry: grant.feed_entry,
+        new_seat,
+        kept_ticket: grant.kept_ticket,
+    })
 }
 
 /// The end of every path that seats a player (join, rejoin, quick join) in the game

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use super::join::{JoinError, JoinedGame, ticket_for_seat};
+use super::join::{JoinError, JoinedGame, granted_seat, ticket_for_seat};
 use super::{ServerCalls, ServerDirectory};
 use crate::ids::{GameId, PlayerId};
 use crate::limits::PlayerLimits;
-use crate::store::{RejoinOutcome, ReserveOutcome, Store};
+use crate::store::{RejoinOutcome, Store};
 use crate::time::now_ms;
 
 /// Lets `player` back into `game` under the player's `limits` (the join bucket and the
@@ -29,17 +29,10 @@ pub async fn rejoin_game<D: ServerDirectory>(
         .map_err(JoinError::Reserve)?;
     let (record, feed_entry, new_seat) = match outcome {
         RejoinOutcome::InProgress(record) => (record, None, false),
+        // A kept ticket is not answered: a rejoin always asks the game server for a fresh one.
         RejoinOutcome::Seat(grant) => {
-            let new_seat = match grant.outcome {
-                ReserveOutcome::NotFound => return Err(JoinError::NotFound),
-                ReserveOutcome::Refused(why) => return Err(JoinError::Refused(why)),
-                ReserveOutcome::Limited(refusal) => return Err(JoinError::Limited(refusal)),
-                ReserveOutcome::Reserved { .. } => true,
-                ReserveOutcome::AlreadyHeld => false,
-            };
-            // The store answers every seat with the game as the script left it.
-            let record = grant.game.ok_or(JoinError::Vanished)?;
-            (record, grant.feed_entry, new_seat)
+            let seat = granted_seat(grant)?;
+            (seat.record, seat.feed_entry, seat.new_seat)
         }
     };
     ticket_for_seat(store, servers, *record, feed_entry, player, new_seat).await
