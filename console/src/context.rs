@@ -41,8 +41,14 @@ pub enum ContextError {
 /// Shared handles of one console run.
 #[derive(Debug, Clone)]
 pub struct Console {
-    /// The store (lazy: connects on first use and reconnects by itself).
+    /// The store the console reads through (lazy: connects on first use and reconnects by
+    /// itself). Its reads are never resent: every screen and scripted read is asked again by
+    /// the operator or the next refresh, so an outage shows at once rather than after
+    /// `redis.retry_budget_ms`.
     pub store: Store,
+    /// The same store for the force-delete's writes, which ride a failover for up to
+    /// `redis.retry_budget_ms` as the daemon's do (each is safe to run twice).
+    pub writes: Store,
     /// The configured game servers by id, called through the game-server API client.
     pub servers: ServerCalls<HashMap<ServerId, GameServerEndpoint>>,
     /// Products named in the configuration.
@@ -61,7 +67,7 @@ impl Console {
         &self,
         request: &ForceDeleteRequest,
     ) -> Result<ForceDeleteReport, AdminError> {
-        admin::force_delete(&self.store, &self.servers, request, now_ms()).await
+        admin::force_delete(&self.writes, &self.servers, request, now_ms()).await
     }
 
     /// A Redis error as the operator should read it: naming the URL or the cluster nodes
@@ -103,7 +109,8 @@ impl Console {
         let curation = &settings.curation;
         Ok(Console {
             redis_target: settings.redis.target_for_messages(),
-            store,
+            store: store.without_resends(),
+            writes: store,
             servers: ServerCalls::new(client, endpoints),
             configured_products,
             thresholds: Thresholds {

@@ -248,6 +248,17 @@ impl Store {
         Ok(())
     }
 
+    /// The same store, answering a transient failure at once instead of resending the
+    /// command for up to `redis.retry_budget_ms`: for a reader that asks again by itself (the
+    /// console's screens, its scripted reads), so that an outage shows within one connection
+    /// attempt, not after the whole budget.
+    pub fn without_resends(&self) -> Store {
+        let mut store = self.clone();
+        store.conn = store.conn.clone().once();
+        store.options.retry_budget = Duration::ZERO;
+        store
+    }
+
     /// The key schema in use. Only for tests and the test kit, which inspect and prepare Redis
     /// directly; the daemon and the console never need a key name.
     pub fn keys(&self) -> &Keys {
