@@ -87,14 +87,13 @@ pub enum QuickJoinError {
 
 /// Quick-joins `player` (see the module docs): one atomic attempt reserves a seat for
 /// `reservation_ttl` under the player's `limits` in the first of the games `view` picks for
-/// the attempt's filter (best first) that takes the
-/// player, else in the fullest matching open game among the `scan` oldest (or gives back a
-/// seat the player already holds in a matching game); then the game's server is asked for
-/// the ticket as a join asks it (the seat released on failure). When that
-/// server fails or refuses, the next attempt skips the games whose server failed, up to
-/// `request.attempts` attempts; only the first takes a join token. When no game matches, the
-/// game of `create` is created through the create flow (its quota included), with the player
-/// as its creator.
+/// the attempt's filter (best first) that takes the player, else in the fullest matching
+/// open game among the `scan` oldest (or gives back a seat the player already holds in a
+/// matching game); then the game's server is asked for the ticket as a join asks it (the
+/// seat released on failure). When that server fails or refuses, the next attempt skips the
+/// games whose server failed, up to `request.attempts` attempts; only the first takes a join
+/// token. When no game matches, the game of `create` is created through the create flow (its
+/// quota included), with the player as its creator.
 pub async fn quick_join<D: ServerPlacement + Clone + 'static>(
     store: &Store,
     servers: &ServerCalls<D>,
