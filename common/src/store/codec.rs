@@ -105,12 +105,19 @@ fn json<T: serde::Serialize>(value: &T) -> String {
 
 /// Decodes a game hash (`HGETALL`). An empty map is not a game: callers check that first.
 pub fn game_from_hash(hash: &HashMap<String, String>) -> Result<Game, CodecError> {
+    game_from_fields(|name| hash.get(name).map(String::as_str))
+}
+
+/// Decodes a game from its hash fields, `lookup` giving a field's value by name (`None`
+/// when absent), so a reply that carries the fields as a list is decoded without building a
+/// map of copies first.
+pub(crate) fn game_from_fields<'a>(
+    lookup: impl Fn(&str) -> Option<&'a str>,
+) -> Result<Game, CodecError> {
     let field = |name: &'static str| -> Result<&str, CodecError> {
-        hash.get(name)
-            .map(String::as_str)
-            .ok_or_else(|| bad(name, "missing"))
+        lookup(name).ok_or_else(|| bad(name, "missing"))
     };
-    let optional = |name: &'static str| hash.get(name).map(String::as_str).unwrap_or("");
+    let optional = |name: &'static str| lookup(name).unwrap_or("");
     let number = |name: &'static str| -> Result<u64, CodecError> {
         field(name)?
             .parse::<u64>()

@@ -4,12 +4,11 @@
 
 use std::time::Duration;
 
-use std::collections::HashMap;
-
-use super::error::{StoreResult, unexpected};
+use super::Store;
+use super::codec;
+use super::error::{StoreError, StoreResult, unexpected};
 use super::outcomes::{ReserveOutcome, SeatGrant};
 use super::scripts::SCRIPTS;
-use super::{Store, decode};
 use crate::gameserver::JoinTicket;
 use crate::ids::{GameId, PlayerId, ProductId};
 use crate::labels::Labels;
@@ -82,15 +81,24 @@ pub(super) fn record_in_reply(
     if !pairs.len().is_multiple_of(2) {
         return Err(unexpected(op, reply));
     }
-    let mut hash: HashMap<String, String> = pairs
-        .chunks_exact(2)
-        .map(|pair| (pair[0].clone(), pair[1].clone()))
-        .collect();
-    let feed_entry = match hash.remove(":feed_entry") {
+    // A reply holds about 20 pairs: a scan finds a field sooner than a map could be built.
+    let lookup = |name: &str| {
+        pairs
+            .chunks_exact(2)
+            .find(|pair| pair[0] == name)
+            .map(|pair| pair[1].as_str())
+    };
+    let feed_entry = match lookup(":feed_entry") {
         Some(raw) => Some(raw.parse().map_err(|_| unexpected(op, reply))?),
         None => None,
     };
-    let game = decode(key, &hash)?.ok_or_else(|| unexpected(op, reply))?;
+    if pairs.is_empty() {
+        return Err(unexpected(op, reply));
+    }
+    let game = codec::game_from_fields(lookup).map_err(|source| StoreError::Corrupt {
+        key: key.to_string(),
+        source,
+    })?;
     Ok((Box::new(game), feed_entry))
 }
 
