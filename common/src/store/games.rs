@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 
+use super::admission::Admission;
 use super::codec::game_to_fields;
 use super::error::{StoreResult, unexpected};
 use super::outcomes::{MarkOutcome, RemoveGuard, RemoveOutcome, ReserveOutcome, SeatGrant};
 use super::scripts::SCRIPTS;
 use super::seats::decode_seat_reply;
+use super::tickets::TicketToKeep;
 use super::{Store, decode};
 use crate::gameserver::JoinTicket;
 use crate::ids::{GameId, PlayerId, ProductId};
@@ -156,7 +158,8 @@ impl Store {
     /// Keeps the ticket a game server issued to `player` for `game` in the game hash
     /// (`ticket:<player>`), so a re-join gets it back without another game-server call. Kept
     /// only while the game is live and the player holds a seat in it. Returns whether it was.
-    /// Resent safely: it sets one field to the same value.
+    /// The tickets of one product waiting at the same moment are sent as one script call
+    /// (`tickets`). Resent safely: it sets one field to the same value.
     pub async fn keep_ticket(
         &self,
         game: &GameId,
@@ -166,18 +169,15 @@ impl Store {
         let Some(product) = game.product() else {
             return Ok(false);
         };
-        let keys = self.product_keys(&product);
-        let encoded = serde_json::to_string(ticket).map_err(|_| unexpected("keep_ticket", &[]))?;
-        let mut invocation = SCRIPTS.keep_ticket.prepare_invoke();
-        invocation
-            .key(keys.game(game))
-            .key(keys.reservations())
-            .arg(player.as_str())
-            .arg(encoded)
-            .arg(game.as_str());
-        let mut conn = self.conn.clone();
-        let kept: i64 = invocation.invoke_async(&mut conn).await?;
-        Ok(kept == 1)
+        let ticket = serde_json::to_string(ticket).map_err(|_| unexpected("keep_ticket", &[]))?;
+        let keep = TicketToKeep {
+            game: game.clone(),
+            player: player.clone(),
+            ticket,
+        };
+        self.tickets
+            .send(&self.conn, self.product_keys(&product), &product, keep)
+            .await
     }
 
     /// Admits a create of `game` by `player` under the per-player limits, before any game
@@ -199,17 +199,15 @@ impl Store {
         if limits.max_live_games == 0 && limits.creates_per_sec <= 0.0 {
             return Ok(None);
         }
+        let admission = Admission {
+            player: player.clone(),
+            game: game.clone(),
+            now_ms,
+            limits: *limits,
+            grace,
+        };
         self.admissions
-            .admit(
-                &self.conn,
-                self.product_keys(product),
-                product,
-                player,
-                game,
-                now_ms,
-                limits,
-                grace,
-            )
+            .send(&self.conn, self.product_keys(product), product, admission)
             .await
     }
 

@@ -16,7 +16,8 @@
 //! # Modules
 //!
 //! - `games`: one game's record (create, read, reserve and release seats, remove);
-//!   `admission`: create admissions under the per-player limits, sent in groups.
+//!   `admission`: create admissions under the per-player limits, and `tickets`: keeping
+//!   join tickets, both sent in groups per product through `lanes`.
 //! - `seats`: rejoining a game one is in, and quick join (a seat in the best matching open
 //!   game of a product).
 //! - `events`: applying stream entries to games (the consumer's hot path), dead letters.
@@ -41,6 +42,7 @@ mod events;
 mod feed;
 mod games;
 mod inspect;
+mod lanes;
 mod listing;
 mod outcomes;
 mod reconcile;
@@ -49,6 +51,7 @@ mod scripts;
 mod seats;
 mod streams;
 mod tail;
+mod tickets;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -149,7 +152,9 @@ impl StoreOptions {
 pub struct Store {
     backend: Backend,
     conn: RedisConn,
-    admissions: std::sync::Arc<admission::Admissions>,
+    /// Create admissions and join tickets, each sent in groups per product (`lanes`).
+    admissions: Arc<lanes::Lanes<admission::AdmitCreates>>,
+    tickets: Arc<lanes::Lanes<tickets::KeepTickets>>,
     waiting: Arc<WaitPool>,
     keys: Keys,
     options: StoreOptions,
@@ -213,6 +218,7 @@ impl Store {
             conn: conn.counting(resends.clone()),
             resends,
             admissions: Default::default(),
+            tickets: Default::default(),
             waiting: Arc::new(WaitPool::new(options.wait_connections)),
             keys: Keys::new(options.key_prefix.clone()),
             options,

@@ -369,6 +369,100 @@ async fn a_ticket_is_kept_only_for_a_player_who_holds_a_seat() {
     assert!(!nothing);
 }
 
+/// The script calls Redis ran, from `INFO commandstats`.
+fn script_calls(info: &str) -> u64 {
+    info.lines()
+        .filter(|line| line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:"))
+        .filter_map(|line| {
+            line.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+/// The join tickets of one product kept at the same moment go to Redis in groups, and each is
+/// decided as a call of its own would: 12 players holding a reservation get theirs kept, a
+/// stranger's never is, and a game whose hash cannot be read fails only the ticket asked for
+/// it. Redis sees fewer script calls than tickets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_tickets_are_kept_in_groups_each_as_alone() {
+    let fx = Fixture::new().await;
+    let ttl = Duration::from_secs(30);
+    let mut games = Vec::new();
+    for n in 0..13 {
+        let game = fx.created(n, 4).await;
+        fx.event(EventKind::CreatorJoined, &game, None).await;
+        games.push(game);
+    }
+    // Game 0's roster is unreadable: a stranger's ticket there needs it decoded.
+    let broken = games.remove(0);
+    let mut conn = fx.redis.connection().await;
+    let broken_key = fx.store.keys().product(&fx.product).game(&broken.id);
+    let () = conn.hset(&broken_key, "roster", "not json").await.unwrap();
+    for (n, game) in games.iter().enumerate() {
+        let player = PlayerId::new(format!("p{n}")).unwrap();
+        fx.store
+            .reserve_seat(&game.id, &player, NOW, ttl)
+            .await
+            .unwrap();
+    }
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let keep = |game: &Game, player: &str| {
+        let (store, id) = (fx.store.clone(), game.id.clone());
+        let player = PlayerId::new(player).unwrap();
+        let ticket = JoinTicket {
+            socket_url: "ws://127.0.0.1:1/ws".into(),
+            token: format!("{player}@{id}"),
+        };
+        tokio::spawn(async move { store.keep_ticket(&id, &player, &ticket).await })
+    };
+    let mut holders = Vec::new();
+    let mut strangers = Vec::new();
+    for (n, game) in games.iter().enumerate() {
+        holders.push(keep(game, &format!("p{n}")));
+        strangers.push(keep(game, "stranger"));
+    }
+    let unreadable = keep(&broken, "stranger");
+    let tickets = (holders.len() + strangers.len() + 1) as u64;
+    for holder in holders {
+        assert!(holder.await.unwrap().unwrap(), "a reserved player's ticket");
+    }
+    for stranger in strangers {
+        assert!(!stranger.await.unwrap().unwrap(), "a stranger's ticket");
+    }
+    let err = unreadable.await.unwrap().unwrap_err();
+    assert!(
+        err.to_string().contains("keep_ticket"),
+        "the unreadable game's ticket fails alone, naming the script: {err}"
+    );
+    for (n, game) in games.iter().enumerate() {
+        let key = fx.store.keys().product(&fx.product).game(&game.id);
+        let kept: Option<String> = conn.hget(&key, format!("ticket:p{n}")).await.unwrap();
+        assert!(kept.unwrap().contains(&format!("p{n}@{}", game.id)));
+        let stranger: Option<String> = conn.hget(&key, "ticket:stranger").await.unwrap();
+        assert_eq!(stranger, None);
+    }
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let calls = script_calls(&info);
+    println!("FIGURES ticket groups: {tickets} tickets in {calls} script calls");
+    assert!(
+        calls < tickets,
+        "tickets kept together share a call: {calls} calls for {tickets}"
+    );
+}
+
 #[tokio::test]
 async fn expired_reservations_are_released_and_the_game_reopens() {
     let fx = Fixture::new().await;
@@ -1013,21 +1107,6 @@ async fn concurrent_admissions_are_grouped_and_decided_as_one_by_one() {
         ..PlayerLimits::NONE
     };
     let grace = Duration::from_secs(120);
-    let script_calls = |info: String| -> u64 {
-        info.lines()
-            .filter(|line| {
-                line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:")
-            })
-            .filter_map(|line| {
-                line.split("calls=")
-                    .nth(1)?
-                    .split(',')
-                    .next()?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .sum()
-    };
     let mut conn = f.redis.connection().await;
     let _: () = redis::cmd("CONFIG")
         .arg("RESETSTAT")
@@ -1091,7 +1170,7 @@ async fn concurrent_admissions_are_grouped_and_decided_as_one_by_one() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let calls = script_calls(info);
+    let calls = script_calls(&info);
     println!("FIGURES admission groups: {admissions} admissions in {calls} script calls");
     assert!(
         calls < admissions,

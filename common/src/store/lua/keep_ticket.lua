@@ -1,21 +1,35 @@
--- Keeps the ticket a game server issued to a player, so a re-join gets it back without
--- another game-server call (contract section 3, `ticket:<player>`). Kept only while the game
--- is live and the player still holds a seat in it (creator, present, or reserved); it goes
--- with the game hash. The usual case, a player who just reserved, is answered by the
--- reservation index without decoding the game; only a player without a reservation there
--- (the creator aside) has the roster read.
--- KEYS: 1 game, 2 the product's reservation index
--- ARGV: 1 player, 2 ticket JSON, 3 game id
--- Returns 1 when kept, 0 otherwise.
-local player = ARGV[1]
-local v = redis.call('HMGET', KEYS[1], 'state', 'creator_id')
-if not v[1] or v[1] == 'ended' then return 0 end
-local holds = player == v[2]
-  or redis.call('ZSCORE', KEYS[2], reservation_member(ARGV[3], player)) ~= false
-if not holds then
-  local g = load_game(KEYS[1])
-  holds = is_present(g, player)
+-- Keeps the tickets game servers issued to players, so a re-join gets its ticket back without
+-- another game-server call (contract section 3, `ticket:<player>`). A ticket is kept only
+-- while its game is live and its player still holds a seat in it (creator, present, or
+-- reserved); it goes with the game hash. The usual case, a player who just reserved, is
+-- answered by the reservation index without decoding the game; only a player without a
+-- reservation there (the creator aside) has the roster read.
+-- Keeps a group of tickets of one product, each exactly as a call of its own would (the
+-- daemon sends the tickets waiting at the same moment together).
+-- KEYS: 1 the product's reservation index, 2.. the games
+-- ARGV: player, ticket JSON, game id — three per game, in the order of KEYS 2..
+-- Returns, per ticket: 'kept', 'not_kept', or why its game could not be read.
+local function keep(game_key, player, ticket, game_id)
+  local v = redis.call('HMGET', game_key, 'state', 'creator_id')
+  if not v[1] or v[1] == 'ended' then return 'not_kept' end
+  local holds = player == v[2]
+    or redis.call('ZSCORE', KEYS[1], reservation_member(game_id, player)) ~= false
+  if not holds then
+    holds = is_present(load_game(game_key), player)
+  end
+  if not holds then return 'not_kept' end
+  redis.call('HSET', game_key, 'ticket:' .. player, ticket)
+  return 'kept'
 end
-if not holds then return 0 end
-redis.call('HSET', KEYS[1], 'ticket:' .. player, ARGV[2])
-return 1
+
+local answers = {}
+for i = 2, #KEYS do
+  local at = (i - 2) * 3
+  local ok, answer = pcall(keep, KEYS[i], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3])
+  if ok then
+    answers[#answers + 1] = answer
+  else
+    answers[#answers + 1] = 'unreadable: ' .. tostring(answer.err or answer)
+  end
+end
+return answers
