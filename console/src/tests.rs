@@ -1069,6 +1069,43 @@ fn status_messages_expire_and_the_key_hints_come_back() {
     assert!(screen.contains("Enter detail"), "{screen}");
 }
 
+/// A status message longer than the line is cut (marked `…`) so that `? help` stays on
+/// screen at 80 columns; a short one keeps every hint.
+#[test]
+fn a_long_status_message_is_cut_and_keeps_the_help_hint() {
+    let mut app = loaded(three_rows(), 3);
+    let id = "chess.0193a1b2-0000-7000-8000-000000000001";
+    let error = "game server gs-chess-1 answered 503: draining for an upgrade";
+    update(
+        &mut app,
+        Msg::DeleteFinished {
+            game_id: id.into(),
+            result: Err(error.into()),
+        },
+    );
+    app.shared.size = (80, 24);
+    let screen = text(&render(&app));
+    let status_line = screen.lines().last().unwrap_or_default();
+    assert!(status_line.contains("delete chess."), "{status_line}");
+    assert!(
+        status_line.contains('…'),
+        "the message is cut: {status_line}"
+    );
+    assert!(
+        status_line.trim_end().ends_with("? help"),
+        "the help hint stays: {status_line}"
+    );
+    assert!(status_line.chars().count() <= 80, "{status_line}");
+    app.shared.size = (160, 45);
+    let wide = text(&render(&app));
+    let status_line = wide.lines().last().unwrap_or_default();
+    assert!(!status_line.contains('…'), "{status_line}");
+    assert!(
+        status_line.contains("draining for an upgrade"),
+        "{status_line}"
+    );
+}
+
 #[test]
 fn product_command_completes_known_products() {
     let mut app = loaded(three_rows(), 3);

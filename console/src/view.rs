@@ -275,6 +275,11 @@ pub fn truncate(text: &str, width: usize) -> String {
     }
 }
 
+/// Between a status message and the key hints.
+const HINT_GAP: &str = "   ";
+/// The key hint kept beside a status message too long for all of them.
+const HELP_HINT: &str = "? help";
+
 fn draw_status(app: &App, frame: &mut Frame, area: Rect) {
     if let Some(input) = &app.input {
         let prompt = match input.target {
@@ -298,10 +303,19 @@ fn draw_status(app: &App, frame: &mut Frame, area: Rect) {
                 StatusKind::Good => Style::new().fg(Color::Green),
                 StatusKind::Bad => Style::new().fg(Color::Red),
             };
-            // The message first; the key hints after it, as far as they fit.
+            // The message first, then the key hints. When both do not fit, the message is
+            // cut so that `? help` (which lists every key) stays on screen.
+            let width = usize::from(area.width);
+            let (message, hints) =
+                if status.text.chars().count() + HINT_GAP.len() + hints.chars().count() <= width {
+                    (status.text.clone(), hints)
+                } else {
+                    let room = width.saturating_sub(HINT_GAP.len() + HELP_HINT.len());
+                    (truncate(&status.text, room), HELP_HINT)
+                };
             Line::from(vec![
-                Span::styled(status.text.clone(), style),
-                Span::styled(format!("   {hints}"), DIM),
+                Span::styled(message, style),
+                Span::styled(format!("{HINT_GAP}{hints}"), DIM),
             ])
         }
         None => Line::styled(hints, DIM),
