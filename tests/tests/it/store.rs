@@ -369,8 +369,22 @@ async fn a_ticket_is_kept_only_for_a_player_who_holds_a_seat() {
     assert!(!nothing);
 }
 
-/// The script calls Redis ran, from `INFO commandstats`.
-fn script_calls(info: &str) -> u64 {
+/// Zeroes Redis's command statistics (`CONFIG RESETSTAT`), before [`script_calls`].
+async fn reset_command_stats(conn: &mut impl redis::aio::ConnectionLike) {
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(conn)
+        .await
+        .unwrap();
+}
+
+/// The script calls Redis ran since its statistics were reset (`INFO commandstats`).
+async fn script_calls(conn: &mut impl redis::aio::ConnectionLike) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .unwrap();
     info.lines()
         .filter(|line| line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:"))
         .filter_map(|line| {
@@ -410,11 +424,7 @@ async fn concurrent_tickets_are_kept_in_groups_each_as_alone() {
             .await
             .unwrap();
     }
-    let _: () = redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    reset_command_stats(&mut conn).await;
     let keep = |game: &Game, player: &str| {
         let (store, id) = (fx.store.clone(), game.id.clone());
         let player = PlayerId::new(player).unwrap();
@@ -450,12 +460,7 @@ async fn concurrent_tickets_are_kept_in_groups_each_as_alone() {
         let stranger: Option<String> = conn.hget(&key, "ticket:stranger").await.unwrap();
         assert_eq!(stranger, None);
     }
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let calls = script_calls(&info);
+    let calls = script_calls(&mut conn).await;
     println!("FIGURES ticket groups: {tickets} tickets in {calls} script calls");
     assert!(
         calls < tickets,
@@ -1108,11 +1113,7 @@ async fn concurrent_admissions_are_grouped_and_decided_as_one_by_one() {
     };
     let grace = Duration::from_secs(120);
     let mut conn = f.redis.connection().await;
-    let _: () = redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    reset_command_stats(&mut conn).await;
     let mut tasks = Vec::new();
     for n in 0..6 {
         for p in 0..20 {
@@ -1165,12 +1166,7 @@ async fn concurrent_admissions_are_grouped_and_decided_as_one_by_one() {
             .iter()
             .all(|r| matches!(r, LimitRefusal::RateLimited { .. }))
     );
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let calls = script_calls(&info);
+    let calls = script_calls(&mut conn).await;
     println!("FIGURES admission groups: {admissions} admissions in {calls} script calls");
     assert!(
         calls < admissions,
