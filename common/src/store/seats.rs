@@ -78,7 +78,7 @@ pub(super) fn record_in_reply(
     pairs: &[String],
     reply: &[String],
 ) -> StoreResult<(Box<Game>, Option<EntryId>)> {
-    if !pairs.len().is_multiple_of(2) {
+    if pairs.is_empty() || !pairs.len().is_multiple_of(2) {
         return Err(unexpected(op, reply));
     }
     // A reply holds about 20 pairs: a scan finds a field sooner than a map could be built.
@@ -92,9 +92,6 @@ pub(super) fn record_in_reply(
         Some(raw) => Some(raw.parse().map_err(|_| unexpected(op, reply))?),
         None => None,
     };
-    if pairs.is_empty() {
-        return Err(unexpected(op, reply));
-    }
     let game = codec::game_from_fields(lookup).map_err(|source| StoreError::Corrupt {
         key: key.to_string(),
         source,

@@ -78,6 +78,13 @@ local function is_present(g, player)
   return entry ~= nil and entry[2] == 1
 end
 
+-- Whether `player` holds a seat in `g` at `now`: its creator, present, or a live reservation
+-- (mirrors `Game::holds_seat`).
+local function holds_seat(g, player, now)
+  local reserved = g.reservations[player]
+  return player == g.creator_id or is_present(g, player) or (reserved ~= nil and reserved > now)
+end
+
 local function is_full(g)
   return present_count(g) >= g.capacity or eid_lt(eid(g.last_leave), eid(g.full_mark))
 end

@@ -132,10 +132,7 @@ for i = 13, 12 + picks do
     local key = prefix .. id
     local g = load_game(key)
     if g ~= nil and g.state == 'creator_joined' then
-      local reserved = g.reservations[player]
-      local in_it = player == g.creator_id or is_present(g, player)
-        or (reserved ~= nil and reserved > now)
-      if (in_it or is_open(g, g.state, now)) and matches(key) then
+      if (holds_seat(g, player, now) or is_open(g, g.state, now)) and matches(key) then
         local reply = seat_in(key, id, g)
         if reply[1] ~= 'refused' then return reply end
       end
