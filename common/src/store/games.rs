@@ -9,9 +9,10 @@ use redis::AsyncCommands;
 use super::admission::Admission;
 use super::codec::game_to_fields;
 use super::error::{StoreResult, unexpected};
+use super::joins::{ReserveSeats, SeatRequest};
+use super::lanes::GroupedCall;
 use super::outcomes::{MarkOutcome, RemoveGuard, RemoveOutcome, ReserveOutcome, SeatGrant};
 use super::scripts::SCRIPTS;
-use super::seats::decode_seat_reply;
 use super::tickets::TicketToKeep;
 use super::{Store, decode};
 use crate::gameserver::JoinTicket;
@@ -110,12 +111,13 @@ impl Store {
 
     /// Reserves a seat for `player` (the join API), held for `ttl`, under the player's join
     /// rate and reservation quota. A player who already holds a seat gets the ticket kept for
-    /// them (if any) and the reservation is not renewed.
+    /// them (if any) and the reservation is not renewed. The joins of one product waiting at
+    /// the same moment are sent as one script call (`joins`), each decided as if alone.
     ///
     /// Resent safely: a second run finds the seat the first reserved and answers
     /// [`ReserveOutcome::AlreadyHeld`], which the join flow completes the same way (a
-    /// second join token is taken). With `wait_replicas`, the write and its `WAIT` share a
-    /// pooled connection.
+    /// second join token is taken). With `wait_replicas`, the join is sent alone, and the
+    /// write and its `WAIT` share a pooled connection.
     pub async fn reserve_seat_limited(
         &self,
         game: &GameId,
@@ -124,35 +126,35 @@ impl Store {
         ttl: Duration,
         limits: &PlayerLimits,
     ) -> StoreResult<SeatGrant> {
-        let grant = |outcome| SeatGrant {
-            outcome,
-            kept_ticket: None,
-            game: None,
-            feed_entry: None,
-        };
         let Some(product) = game.product() else {
-            return Ok(grant(ReserveOutcome::NotFound));
+            return Ok(SeatGrant {
+                outcome: ReserveOutcome::NotFound,
+                kept_ticket: None,
+                game: None,
+                feed_entry: None,
+            });
         };
         let keys = self.product_keys(&product);
-        let mut invocation = SCRIPTS.reserve_seat.prepare_invoke();
-        Self::game_script_keys(&mut invocation, &keys, game);
-        invocation
-            .key(keys.player_reservations(player))
-            .key(keys.player_join_bucket(player))
-            .arg(player.as_str())
-            .arg(now_ms)
-            .arg(ttl.as_millis() as u64)
-            .arg(limits.max_reservations)
-            .arg(limits.joins_per_sec)
-            .arg(limits.join_burst)
-            .arg(keys.game_prefix())
-            .arg(self.options.feed_max_len.max(1));
+        let request = SeatRequest {
+            game: game.clone(),
+            player: player.clone(),
+            now_ms,
+            ttl,
+            limits: *limits,
+            feed_cap: self.options.feed_max_len.max(1),
+        };
+        if self.options.wait_replicas == 0 {
+            return self.joins.send(&self.conn, keys, &product, request).await;
+        }
         let mut conn = self.write_connection().await?;
-        let reply: Vec<String> = invocation.invoke_async(&mut conn).await?;
-        if reply.first().map(String::as_str) == Some("reserved") {
+        let grant = ReserveSeats::call(conn.clone(), keys.clone(), std::slice::from_ref(&request))
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(unexpected("reserve_seat", &[])))?;
+        if matches!(grant.outcome, ReserveOutcome::Reserved { .. }) {
             self.wait_for_replicas(&mut conn, &keys.pending()).await?;
         }
-        decode_seat_reply("reserve_seat", &keys.game(game), &reply)
+        Ok(grant)
     }
 
     /// Keeps the ticket a game server issued to `player` for `game` in the game hash

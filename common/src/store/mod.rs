@@ -16,8 +16,9 @@
 //! # Modules
 //!
 //! - `games`: one game's record (create, read, reserve and release seats, remove);
-//!   `admission`: create admissions under the per-player limits, and `tickets`: keeping
-//!   join tickets, both sent in groups per product through `lanes`.
+//!   `admission`: create admissions under the per-player limits, `joins`: joins' seat
+//!   reservations, and `tickets`: keeping join tickets, each sent in groups per product
+//!   through `lanes`.
 //! - `seats`: rejoining a game one is in, and quick join (a seat in the best matching open
 //!   game of a product).
 //! - `events`: applying stream entries to games (the consumer's hot path), dead letters.
@@ -42,6 +43,7 @@ mod events;
 mod feed;
 mod games;
 mod inspect;
+mod joins;
 mod lanes;
 mod listing;
 mod outcomes;
@@ -152,8 +154,10 @@ impl StoreOptions {
 pub struct Store {
     backend: Backend,
     conn: RedisConn,
-    /// Create admissions and join tickets, each sent in groups per product (`lanes`).
+    /// Create admissions, joins' seats and join tickets, each sent in groups per product
+    /// (`lanes`).
     admissions: Arc<lanes::Lanes<admission::AdmitCreates>>,
+    joins: Arc<lanes::Lanes<joins::ReserveSeats>>,
     tickets: Arc<lanes::Lanes<tickets::KeepTickets>>,
     waiting: Arc<WaitPool>,
     keys: Keys,
@@ -218,6 +222,7 @@ impl Store {
             conn: conn.counting(resends.clone()),
             resends,
             admissions: Default::default(),
+            joins: Default::default(),
             tickets: Default::default(),
             waiting: Arc::new(WaitPool::new(options.wait_connections)),
             keys: Keys::new(options.key_prefix.clone()),

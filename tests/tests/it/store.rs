@@ -469,6 +469,81 @@ async fn concurrent_tickets_are_kept_in_groups_each_as_alone() {
 }
 
 #[tokio::test]
+async fn concurrent_joins_are_reserved_in_groups_each_as_alone() {
+    let fx = Fixture::new().await;
+    let ttl = Duration::from_secs(30);
+    let mut games = Vec::new();
+    for n in 0..7 {
+        let game = fx.created(n, 3).await;
+        fx.event(EventKind::CreatorJoined, &game, None).await;
+        games.push(game);
+    }
+    // Game 0's reservations are unreadable: any join there needs them decoded.
+    let broken = games.remove(0);
+    let mut conn = fx.redis.connection().await;
+    let broken_key = fx.store.keys().product(&fx.product).game(&broken.id);
+    let () = conn
+        .hset(&broken_key, "reservations", "not json")
+        .await
+        .unwrap();
+    reset_command_stats(&mut conn).await;
+    let join = |id: &GameId, player: String| {
+        let (store, id) = (fx.store.clone(), id.clone());
+        let player = PlayerId::new(player).unwrap();
+        tokio::spawn(async move { store.reserve_seat(&id, &player, NOW, ttl).await })
+    };
+    // Four players for each lobby's two free seats, the creators again, and a missing game.
+    let mut seekers = Vec::new();
+    for game in &games {
+        let joins: Vec<_> = (0..4)
+            .map(|n| join(&game.id, format!("{}-p{n}", game.id)))
+            .collect();
+        seekers.push(joins);
+    }
+    let creators: Vec<_> = games
+        .iter()
+        .map(|game| join(&game.id, game.creator_id.to_string()))
+        .collect();
+    let missing = join(&GameId::new("chess.nope").unwrap(), "p".into());
+    let unreadable = join(&broken.id, "p".into());
+    let joins = (games.len() * 6 + 2) as u64;
+    for (game, joins) in games.iter().zip(seekers) {
+        let mut outcomes = Vec::new();
+        for joined in joins {
+            outcomes.push(joined.await.unwrap().unwrap());
+        }
+        let won = outcomes
+            .iter()
+            .filter(|o| matches!(o, ReserveOutcome::Reserved { .. }))
+            .count();
+        let full = outcomes
+            .iter()
+            .filter(|o| **o == ReserveOutcome::Refused(JoinRefusal::GameFull))
+            .count();
+        assert_eq!((won, full), (2, 2), "{}: {outcomes:?}", game.id);
+        let stored = fx.store.game(&game.id).await.unwrap().unwrap();
+        assert_eq!(stored.reservations.len(), 2, "{}", game.id);
+    }
+    for creator in creators {
+        assert_eq!(creator.await.unwrap().unwrap(), ReserveOutcome::AlreadyHeld);
+    }
+    assert_eq!(missing.await.unwrap().unwrap(), ReserveOutcome::NotFound);
+    let err = unreadable.await.unwrap().unwrap_err();
+    assert!(
+        err.to_string().contains("reserve_seat"),
+        "the unreadable game's join fails alone, naming the script: {err}"
+    );
+    let calls = script_calls(&mut conn).await;
+    println!("FIGURES join groups: {joins} joins in {calls} script calls");
+    assert!(
+        calls < joins,
+        "joins waiting together share a call: {calls} calls for {joins}"
+    );
+    let () = conn.hset(&broken_key, "reservations", "{}").await.unwrap();
+    fx.check_invariants(NOW).await;
+}
+
+#[tokio::test]
 async fn expired_reservations_are_released_and_the_game_reopens() {
     let fx = Fixture::new().await;
     let game = fx.created(1, 2).await;
