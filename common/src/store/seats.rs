@@ -69,28 +69,64 @@ pub enum QuickJoinOutcome {
     Limited(LimitRefusal),
 }
 
+/// The fields of the game record a seat-taking script answers, in the order it answers them
+/// (`RECORD_FIELDS` of `lua/seat_prelude.lua`, which a test holds to this list).
+pub(super) const RECORD_FIELDS: [&str; 19] = [
+    "id",
+    "product",
+    "server_id",
+    "region",
+    "capacity",
+    "creator_id",
+    "socket_url",
+    "settings",
+    "labels",
+    "created_at",
+    "updated_at",
+    "state",
+    "roster",
+    "full_mark",
+    "last_leave",
+    "reservations",
+    "end_reason",
+    "ending_since",
+    "ending_reason",
+];
+
+/// The byte between the values of a record in a seat script's reply (ASCII unit separator).
+const RECORD_SEPARATOR: char = '\u{1f}';
+
 /// Decodes the game record a seat-taking script appends to its reply (`with_record` in
-/// `lua/seat_prelude.lua`): field name, value pairs of the game hash at `key`, and the id of
-/// the change feed entry the script wrote, if any (`:feed_entry`).
+/// `lua/seat_prelude.lua`), `rest` being the reply after the outcome's own elements: one
+/// string, the values of [`RECORD_FIELDS`] in order (empty when absent) and the id of the
+/// change feed entry the script wrote (empty when none), joined by [`RECORD_SEPARATOR`]. A
+/// value holding the separator makes the count wrong: an error, never a misread game.
 pub(super) fn record_in_reply(
     op: &'static str,
     key: &str,
-    pairs: &[String],
+    rest: &[String],
     reply: &[String],
 ) -> StoreResult<(Box<Game>, Option<EntryId>)> {
-    if pairs.is_empty() || !pairs.len().is_multiple_of(2) {
+    let [record] = rest else {
+        return Err(unexpected(op, reply));
+    };
+    let values: Vec<&str> = record.split(RECORD_SEPARATOR).collect();
+    let [fields @ .., feed_entry] = values.as_slice() else {
+        return Err(unexpected(op, reply));
+    };
+    if fields.len() != RECORD_FIELDS.len() {
         return Err(unexpected(op, reply));
     }
-    // A reply holds about 20 pairs: a scan finds a field sooner than a map could be built.
     let lookup = |name: &str| {
-        pairs
-            .chunks_exact(2)
-            .find(|pair| pair[0] == name)
-            .map(|pair| pair[1].as_str())
+        RECORD_FIELDS
+            .iter()
+            .position(|field| *field == name)
+            .map(|at| fields[at])
+            .filter(|value| !value.is_empty())
     };
-    let feed_entry = match lookup(":feed_entry") {
-        Some(raw) => Some(raw.parse().map_err(|_| unexpected(op, reply))?),
-        None => None,
+    let feed_entry = match *feed_entry {
+        "" => None,
+        raw => Some(raw.parse().map_err(|_| unexpected(op, reply))?),
     };
     let game = codec::game_from_fields(lookup).map_err(|source| StoreError::Corrupt {
         key: key.to_string(),
@@ -201,8 +237,8 @@ impl Store {
         let reply: Vec<String> = invocation.invoke_async(&mut conn).await?;
         let key = keys.game(game);
         if reply.first().map(String::as_str) == Some("back") {
-            let pairs = reply.get(2..).unwrap_or_default();
-            let (record, _) = record_in_reply("rejoin", &key, pairs, &reply)?;
+            let rest = reply.get(2..).unwrap_or_default();
+            let (record, _) = record_in_reply("rejoin", &key, rest, &reply)?;
             return Ok(RejoinOutcome::InProgress(record));
         }
         if reply.first().map(String::as_str) == Some("reserved") {
@@ -268,8 +304,8 @@ impl Store {
         let reply: Vec<String> = invocation.invoke_async(&mut conn).await?;
         let game = |raw: &str| GameId::new(raw).map_err(|_| unexpected("quick_join", &reply));
         let record = |id: &GameId| {
-            let pairs = reply.get(3..).unwrap_or_default();
-            record_in_reply("quick_join", &keys.game(id), pairs, &reply)
+            let rest = reply.get(3..).unwrap_or_default();
+            record_in_reply("quick_join", &keys.game(id), rest, &reply)
         };
         match (
             reply.first().map(String::as_str),
@@ -303,5 +339,76 @@ impl Store {
                 .ok_or_else(|| unexpected("quick_join", &reply)),
             _ => Err(unexpected("quick_join", &reply)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::ServerId;
+
+    #[test]
+    fn the_script_and_the_decoder_name_the_same_record_fields_in_the_same_order() {
+        let prelude = include_str!("lua/seat_prelude.lua");
+        let list = prelude
+            .split_once("local RECORD_FIELDS = {")
+            .and_then(|(_, rest)| rest.split_once('}'))
+            .map(|(list, _)| list)
+            .expect("seat_prelude.lua declares RECORD_FIELDS");
+        let in_lua: Vec<&str> = list
+            .split(',')
+            .map(|name| name.trim().trim_matches('\''))
+            .collect();
+        assert_eq!(in_lua, RECORD_FIELDS);
+    }
+
+    fn record_of(game: &Game, feed_entry: &str) -> String {
+        let fields = codec::game_to_fields(game);
+        let mut values: Vec<String> = RECORD_FIELDS
+            .iter()
+            .map(|name| {
+                fields
+                    .iter()
+                    .find(|(field, _)| field == name)
+                    .map(|(_, value)| value.clone())
+                    .unwrap_or_default()
+            })
+            .collect();
+        values.push(feed_entry.to_string());
+        values.join("\u{1f}")
+    }
+
+    #[test]
+    fn a_record_decodes_whole_and_a_value_holding_the_separator_is_an_error() {
+        let game = Game::new(
+            GameId::new("chess.g1").unwrap(),
+            ProductId::new("chess").unwrap(),
+            ServerId::new("gs-1").unwrap(),
+            Some("eu".into()),
+            4,
+            PlayerId::new("host").unwrap(),
+            "ws://127.0.0.1:1/ws/chess.g1".into(),
+            r#"{"mode":"blitz"}"#.into(),
+            1_000,
+        );
+        let reply = |record: String| vec!["reserved".to_string(), "31000".into(), record];
+
+        let answer = reply(record_of(&game, "1001-0"));
+        let (decoded, feed_entry) = record_in_reply("test", "k", &answer[2..], &answer).unwrap();
+        assert_eq!(*decoded, game);
+        assert_eq!(feed_entry, Some("1001-0".parse().unwrap()));
+
+        let answer = reply(record_of(&game, ""));
+        let (_, feed_entry) = record_in_reply("test", "k", &answer[2..], &answer).unwrap();
+        assert_eq!(feed_entry, None, "no feed entry written");
+
+        let mut stray = game.clone();
+        stray.socket_url = "ws://127.0.0.1:1/ws\u{1f}x".into();
+        let answer = reply(record_of(&stray, ""));
+        assert!(record_in_reply("test", "k", &answer[2..], &answer).is_err());
+        assert!(
+            record_in_reply("test", "k", &[], &answer).is_err(),
+            "no record at all"
+        );
     }
 }

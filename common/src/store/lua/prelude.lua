@@ -25,7 +25,8 @@ local GAME_FIELDS = {'id', 'server_id', 'creator_id', 'capacity', 'created_at', 
                      'state', 'roster', 'reservations', 'full_mark', 'last_leave', 'end_reason',
                      'ending_since', 'ending_reason'}
 
--- Loads a game hash into a table (nil when absent), decoding its JSON fields. Nothing is
+-- Loads a game hash into a table (nil when absent), decoding its JSON fields (the values as
+-- read stay in `g.raw`, in `GAME_FIELDS` order). Nothing is
 -- written until `save_game`: `g.saved` keeps the scalar fields as stored, so it writes only
 -- what changed; code that changes `g.roster` sets `g.roster_dirty`, and reservations change
 -- only through `hold_reservation` / `drop_reservation`, which queue their index writes.
@@ -43,6 +44,7 @@ local function load_game(key)
              last_leave = g.last_leave, end_reason = g.end_reason,
              ending_since = g.ending_since, ending_reason = g.ending_reason}
   g.reservation_writes = {}
+  g.raw = v
   return g
 end
 
@@ -220,6 +222,9 @@ local function save_game(key, g, keys, now, tombstone_ttl)
     put('reservations', reservations_json)
   end
   if #changes > 0 then redis.call('HSET', key, unpack(changes)) end
+  -- What was written stays at hand for the script's reply (`with_record`).
+  if roster_json then g.roster_json = roster_json end
+  if reservations_json then g.reservations_json = reservations_json end
 
   local sets = {created = keys[1], creator_joined = keys[2], all_players_joined = keys[2],
                 in_progress = keys[3]}

@@ -21,9 +21,9 @@
 --       13+n.. games not to pick: those whose game server failed an earlier attempt of the
 --       same request (an attempt with any takes no token from the join bucket: the request's
 --       first attempt took it)
--- Returns {'reserved', game id, expiry, record...} | {'held', game id, ticket JSON or '',
--- record...} | {'none'} | {'rate_limited', retry ms} | {'quota_exceeded', retry ms};
--- `record...` is the game's fields after the change (`with_record`).
+-- Returns {'reserved', game id, expiry, record} | {'held', game id, ticket JSON or '',
+-- record} | {'none'} | {'rate_limited', retry ms} | {'quota_exceeded', retry ms};
+-- `record` is the game after the change, as `with_record` appends it.
 local player, now, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local max_reserved, rate, burst, prefix = tonumber(ARGV[4]), tonumber(ARGV[5]),
   tonumber(ARGV[6]), ARGV[7]

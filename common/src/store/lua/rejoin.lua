@@ -8,11 +8,11 @@
 -- ARGV: 1 player, 2 now (ms), 3 ttl (ms), 4 max open reservations (0 = no quota), 5 rate
 --       (joins/s, 0 = no rate limit), 6 burst, 7 game key prefix (`P:{product}:game:`),
 --       8 feed cap
--- Returns {'back', '', record...} | {'reserved', expiry, record...} |
--- {'held', ticket JSON or '', record...} |
+-- Returns {'back', '', record} | {'reserved', expiry, record} |
+-- {'held', ticket JSON or '', record} |
 -- {'refused', code} | {'not_found', ''} | {'rate_limited', retry ms} |
 -- {'quota_exceeded', retry ms}; refusal codes as `reserve_seat.lua` plus `not_in_game`;
--- `record...` the game's fields (`with_record`).
+-- `record` the game, as `with_record` appends it.
 local player, now, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local max_reserved, rate, burst, prefix = tonumber(ARGV[4]), tonumber(ARGV[5]),
   tonumber(ARGV[6]), ARGV[7]
@@ -30,7 +30,7 @@ local reserved = g.reservations[player]
 local member = player == g.creator_id or g.roster[player] ~= nil
   or (reserved ~= nil and reserved > now)
 if not member then return {'refused', 'not_in_game'} end
-if g.state == 'in_progress' then return with_record({'back', ''}, KEYS[1]) end
+if g.state == 'in_progress' then return with_record({'back', ''}, KEYS[1], nil, g) end
 
 local keys = {KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], ARGV[8]}
 return take_seat(KEYS[1], g, keys, player, now, ttl, max_reserved, prefix, KEYS[9])

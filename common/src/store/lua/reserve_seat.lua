@@ -9,11 +9,11 @@
 -- ARGV: 1 ttl (ms), 2 max open reservations (0 = no quota), 3 rate (joins/s, 0 = no rate
 --       limit), 4 burst, 5 game key prefix (`P:{product}:game:`), 6 feed cap, then two per
 --       join: the player, now (ms)
--- Returns, per join, one of {'reserved', expiry, record...} | {'held', ticket JSON or '',
--- record...} | {'refused', code} | {'not_found', ''} | {'rate_limited', retry ms} |
+-- Returns, per join, one of {'reserved', expiry, record} | {'held', ticket JSON or '',
+-- record} | {'refused', code} | {'not_found', ''} | {'rate_limited', retry ms} |
 -- {'quota_exceeded', retry ms} | {'failed', why} (its game could not be read; the other joins
--- of the group are not affected); `record...` is the game's fields after the change
--- (`with_record`). A player who already holds a seat (creator, present, or a live
+-- of the group are not affected); `record` is the game after the change, as
+-- `with_record` appends it. A player who already holds a seat (creator, present, or a live
 -- reservation) gets the ticket kept for them (`ticket:<player>`, see `keep_ticket.lua`) and
 -- the reservation is not renewed.
 local ttl, max_reserved, rate, burst, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]),
