@@ -84,15 +84,25 @@ impl Store {
         keys: &ProductKeys,
         game: &GameId,
     ) {
+        invocation.key(keys.game(game));
+        Self::game_index_keys(invocation, keys);
+        invocation.key(keys.feed());
+    }
+
+    /// The product's sets and indexes that a script changing games keeps in step with them,
+    /// in the order the scripts declare them: pending, lobby, active, open, reservations,
+    /// ending.
+    pub(super) fn game_index_keys<'a>(
+        invocation: &mut redis::ScriptInvocation<'a>,
+        keys: &ProductKeys,
+    ) {
         invocation
-            .key(keys.game(game))
             .key(keys.pending())
             .key(keys.lobby())
             .key(keys.active())
             .key(keys.open())
             .key(keys.reservations())
-            .key(keys.ending())
-            .key(keys.feed());
+            .key(keys.ending());
     }
 
     /// Reserves a seat for `player` (the join API), held for `ttl`, with no per-player limit.
@@ -259,14 +269,9 @@ impl Store {
     ) -> StoreResult<bool> {
         let keys = self.product_keys(product);
         let mut invocation = SCRIPTS.release_seat.prepare_invoke();
+        invocation.key(keys.game_by_raw_id(game));
+        Self::game_index_keys(&mut invocation, &keys);
         invocation
-            .key(keys.game_by_raw_id(game))
-            .key(keys.pending())
-            .key(keys.lobby())
-            .key(keys.active())
-            .key(keys.open())
-            .key(keys.reservations())
-            .key(keys.ending())
             .key(keys.feed())
             .arg(game)
             .arg(player)

@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use super::Store;
 use super::connection::RedisConn;
 use super::error::{StoreResult, unexpected};
 use super::lanes::GroupedCall;
@@ -53,13 +54,8 @@ impl GroupedCall for ReserveSeats {
     ) -> StoreResult<Vec<StoreResult<SeatGrant>>> {
         let (ttl, limits) = (group[0].ttl, &group[0].limits);
         let mut invocation = SCRIPTS.reserve_seat.prepare_invoke();
+        Store::game_index_keys(&mut invocation, &keys);
         invocation
-            .key(keys.pending())
-            .key(keys.lobby())
-            .key(keys.active())
-            .key(keys.open())
-            .key(keys.reservations())
-            .key(keys.ending())
             .key(keys.feed())
             .arg(ttl.as_millis() as u64)
             .arg(limits.max_reservations)

@@ -272,13 +272,8 @@ impl Store {
         let keys = self.product_keys(product);
         let labels = filter.labels.to_field();
         let mut invocation = SCRIPTS.quick_join.prepare_invoke();
+        Self::game_index_keys(&mut invocation, &keys);
         invocation
-            .key(keys.pending())
-            .key(keys.lobby())
-            .key(keys.active())
-            .key(keys.open())
-            .key(keys.reservations())
-            .key(keys.ending())
             .key(keys.player_reservations(player))
             .key(keys.player_join_bucket(player))
             .key(keys.feed())

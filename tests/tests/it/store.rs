@@ -67,6 +67,24 @@ impl Fixture {
         )
     }
 
+    /// `count` lobbies of `capacity` seats (games 0..count), each with its creator in.
+    async fn open_lobbies(&self, count: u32, capacity: u32) -> Vec<Game> {
+        let mut games = Vec::new();
+        for n in 0..count {
+            let game = self.created(n, capacity).await;
+            self.event(EventKind::CreatorJoined, &game, None).await;
+            games.push(game);
+        }
+        games
+    }
+
+    /// Overwrites `field` of `game`'s hash with text that is not JSON.
+    async fn garble(&self, game: &Game, field: &str) {
+        let key = self.store.keys().product(&self.product).game(&game.id);
+        let mut conn = self.redis.connection().await;
+        let () = conn.hset(&key, field, "not json").await.unwrap();
+    }
+
     async fn created(&self, n: u32, capacity: u32) -> Game {
         let game = self.game(n, capacity);
         assert!(self.store.create_game(&game).await.unwrap());
@@ -406,17 +424,11 @@ async fn script_calls(conn: &mut impl redis::aio::ConnectionLike) -> u64 {
 async fn concurrent_tickets_are_kept_in_groups_each_as_alone() {
     let fx = Fixture::new().await;
     let ttl = Duration::from_secs(30);
-    let mut games = Vec::new();
-    for n in 0..13 {
-        let game = fx.created(n, 4).await;
-        fx.event(EventKind::CreatorJoined, &game, None).await;
-        games.push(game);
-    }
+    let mut games = fx.open_lobbies(13, 4).await;
     // Game 0's roster is unreadable: a stranger's ticket there needs it decoded.
     let broken = games.remove(0);
+    fx.garble(&broken, "roster").await;
     let mut conn = fx.redis.connection().await;
-    let broken_key = fx.store.keys().product(&fx.product).game(&broken.id);
-    let () = conn.hset(&broken_key, "roster", "not json").await.unwrap();
     for (n, game) in games.iter().enumerate() {
         let player = PlayerId::new(format!("p{n}")).unwrap();
         fx.store
@@ -472,20 +484,11 @@ async fn concurrent_tickets_are_kept_in_groups_each_as_alone() {
 async fn concurrent_joins_are_reserved_in_groups_each_as_alone() {
     let fx = Fixture::new().await;
     let ttl = Duration::from_secs(30);
-    let mut games = Vec::new();
-    for n in 0..7 {
-        let game = fx.created(n, 3).await;
-        fx.event(EventKind::CreatorJoined, &game, None).await;
-        games.push(game);
-    }
+    let mut games = fx.open_lobbies(7, 3).await;
     // Game 0's reservations are unreadable: any join there needs them decoded.
     let broken = games.remove(0);
+    fx.garble(&broken, "reservations").await;
     let mut conn = fx.redis.connection().await;
-    let broken_key = fx.store.keys().product(&fx.product).game(&broken.id);
-    let () = conn
-        .hset(&broken_key, "reservations", "not json")
-        .await
-        .unwrap();
     reset_command_stats(&mut conn).await;
     let join = |id: &GameId, player: String| {
         let (store, id) = (fx.store.clone(), id.clone());
@@ -539,6 +542,7 @@ async fn concurrent_joins_are_reserved_in_groups_each_as_alone() {
         calls < joins,
         "joins waiting together share a call: {calls} calls for {joins}"
     );
+    let broken_key = fx.store.keys().product(&fx.product).game(&broken.id);
     let () = conn.hset(&broken_key, "reservations", "{}").await.unwrap();
     fx.check_invariants(NOW).await;
 }
