@@ -480,6 +480,11 @@ async fn concurrent_tickets_are_kept_in_groups_each_as_alone() {
     );
 }
 
+/// Joins of one product that wait at the same moment share a script call, each decided as a
+/// call of its own would: of four players after a lobby's two free seats, two get them and
+/// two are refused `game_full`; creators hold their seats; a missing game is not found; a
+/// game whose hash cannot be read fails only the join asked for it. Redis sees fewer script
+/// calls than joins.
 #[tokio::test]
 async fn concurrent_joins_are_reserved_in_groups_each_as_alone() {
     let fx = Fixture::new().await;
