@@ -137,12 +137,7 @@ impl Store {
         limits: &PlayerLimits,
     ) -> StoreResult<SeatGrant> {
         let Some(product) = game.product() else {
-            return Ok(SeatGrant {
-                outcome: ReserveOutcome::NotFound,
-                kept_ticket: None,
-                game: None,
-                feed_entry: None,
-            });
+            return Ok(SeatGrant::without_game(ReserveOutcome::NotFound));
         };
         let keys = self.product_keys(&product);
         let request = SeatRequest {

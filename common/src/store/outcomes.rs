@@ -58,6 +58,18 @@ pub struct SeatGrant {
     pub feed_entry: Option<EntryId>,
 }
 
+impl SeatGrant {
+    /// An answer that carries no game: a refusal, a limit, or no such game.
+    pub(super) fn without_game(outcome: ReserveOutcome) -> SeatGrant {
+        SeatGrant {
+            outcome,
+            kept_ticket: None,
+            game: None,
+            feed_entry: None,
+        }
+    }
+}
+
 /// When [`Store::mark_ending`] may mark a game as ending (the end step's guard) and
 /// [`Store::remove_game`] may remove one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -143,12 +143,7 @@ pub(super) fn decode_seat_reply(
     key: &str,
     reply: &[String],
 ) -> StoreResult<SeatGrant> {
-    let grant = |outcome| SeatGrant {
-        outcome,
-        kept_ticket: None,
-        game: None,
-        feed_entry: None,
-    };
+    let grant = SeatGrant::without_game;
     let refused = |why| Ok(grant(ReserveOutcome::Refused(why)));
     let record = || record_in_reply(op, key, reply.get(2..).unwrap_or_default(), reply);
     match (
@@ -212,12 +207,9 @@ impl Store {
         limits: &PlayerLimits,
     ) -> StoreResult<RejoinOutcome> {
         let Some(product) = game.product() else {
-            return Ok(RejoinOutcome::Seat(SeatGrant {
-                outcome: ReserveOutcome::NotFound,
-                kept_ticket: None,
-                game: None,
-                feed_entry: None,
-            }));
+            return Ok(RejoinOutcome::Seat(SeatGrant::without_game(
+                ReserveOutcome::NotFound,
+            )));
         };
         let keys = self.product_keys(&product);
         let mut invocation = SCRIPTS.rejoin.prepare_invoke();
@@ -370,7 +362,7 @@ mod tests {
             })
             .collect();
         values.push(feed_entry.to_string());
-        values.join("\u{1f}")
+        values.join(&RECORD_SEPARATOR.to_string())
     }
 
     #[test]
@@ -398,7 +390,7 @@ mod tests {
         assert_eq!(feed_entry, None, "no feed entry written");
 
         let mut stray = game.clone();
-        stray.socket_url = "ws://127.0.0.1:1/ws\u{1f}x".into();
+        stray.socket_url = format!("ws://127.0.0.1:1/ws{RECORD_SEPARATOR}x");
         let answer = reply(record_of(&stray, ""));
         assert!(record_in_reply("test", "k", &answer[2..], &answer).is_err());
         assert!(

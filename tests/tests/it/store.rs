@@ -396,6 +396,21 @@ async fn reset_command_stats(conn: &mut impl redis::aio::ConnectionLike) {
         .unwrap();
 }
 
+/// Asserts that `requests` grouped writes (`what`, counted since the statistics were reset)
+/// shared script calls: Redis ran fewer calls than requests. Prints the figure.
+async fn assert_requests_shared_calls(
+    conn: &mut impl redis::aio::ConnectionLike,
+    what: &str,
+    requests: u64,
+) {
+    let calls = script_calls(conn).await;
+    println!("FIGURES {what} in groups: {requests} {what} in {calls} script calls");
+    assert!(
+        calls < requests,
+        "{what} waiting together share a call: {calls} calls for {requests}"
+    );
+}
+
 /// The script calls Redis ran since its statistics were reset (`INFO commandstats`).
 async fn script_calls(conn: &mut impl redis::aio::ConnectionLike) -> u64 {
     let info: String = redis::cmd("INFO")
@@ -472,12 +487,7 @@ async fn concurrent_tickets_are_kept_in_groups_each_as_alone() {
         let stranger: Option<String> = conn.hget(&key, "ticket:stranger").await.unwrap();
         assert_eq!(stranger, None);
     }
-    let calls = script_calls(&mut conn).await;
-    println!("FIGURES ticket groups: {tickets} tickets in {calls} script calls");
-    assert!(
-        calls < tickets,
-        "tickets kept together share a call: {calls} calls for {tickets}"
-    );
+    assert_requests_shared_calls(&mut conn, "tickets", tickets).await;
 }
 
 /// Joins of one product that wait at the same moment share a script call, each decided as a
@@ -541,12 +551,7 @@ async fn concurrent_joins_are_reserved_in_groups_each_as_alone() {
         err.to_string().contains("reserve_seat"),
         "the unreadable game's join fails alone, naming the script: {err}"
     );
-    let calls = script_calls(&mut conn).await;
-    println!("FIGURES join groups: {joins} joins in {calls} script calls");
-    assert!(
-        calls < joins,
-        "joins waiting together share a call: {calls} calls for {joins}"
-    );
+    assert_requests_shared_calls(&mut conn, "joins", joins).await;
     let broken_key = fx.store.keys().product(&fx.product).game(&broken.id);
     let () = conn.hset(&broken_key, "reservations", "{}").await.unwrap();
     fx.check_invariants(NOW).await;
@@ -1250,12 +1255,7 @@ async fn concurrent_admissions_are_grouped_and_decided_as_one_by_one() {
             .iter()
             .all(|r| matches!(r, LimitRefusal::RateLimited { .. }))
     );
-    let calls = script_calls(&mut conn).await;
-    println!("FIGURES admission groups: {admissions} admissions in {calls} script calls");
-    assert!(
-        calls < admissions,
-        "admissions waiting together share a call: {calls} calls for {admissions}"
-    );
+    assert_requests_shared_calls(&mut conn, "admissions", admissions).await;
 }
 
 /// The store resends a script whose reply may have been lost (contract 9.1,

@@ -13,7 +13,8 @@ local RECORD_FIELDS = {'id', 'product', 'server_id', 'region', 'capacity', 'crea
 
 -- Appends the record at `key` to `reply` as one string: the values of `RECORD_FIELDS` in
 -- order (an absent field empty), then the id of the change feed entry the script wrote, if
--- any (else empty), joined by the unit separator (\31, a byte no valid field holds). A
+-- any (else empty), joined by the unit separator (\31; a value holding it fails the
+-- daemon's decode, whose count of values is then wrong, and is never misread). A
 -- script that seats a player answers with the game as it left it, so the daemon hands out
 -- the seat without reading the game again, and its view of the open games knows how new it
 -- is. `g`, when given, is the game as this script loaded (`load_game`) and saved it: the
@@ -43,7 +44,7 @@ end
 -- first), under the reservation quota `max_reserved` (0: none) counted in the player's
 -- reservations ZSET `player_key` (game id -> expiry); `prefix` is the product's game key
 -- prefix, `keys` the game script keys (pending, lobby, active, open, reservations, ending).
--- Returns {'reserved', expiry, record...} | {'held', ticket JSON or '', record...} |
+-- Returns {'reserved', expiry, record} | {'held', ticket JSON or '', record} |
 -- {'refused', code} | {'quota_exceeded', retry ms}, `record` the game as `with_record`
 -- appends it. The player's reservations ZSET gets every new reservation,
 -- quota or not (a quick join finds the seats a player already holds there).
