@@ -2,7 +2,7 @@
 //! application, script reloading and listing with a stable cursor. Agreement with the pure
 //! model on random mixes of every operation is `oracle.rs`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use mm_common::gameserver::JoinTicket;
@@ -495,6 +495,83 @@ async fn concurrent_tickets_are_kept_in_groups_each_as_alone() {
 /// two are refused `game_full`; creators hold their seats; a missing game is not found; a
 /// game whose hash cannot be read fails only the join asked for it. Redis sees fewer script
 /// calls than joins.
+/// A join adds its reservation to the stored JSON map without encoding the map again, and
+/// encodes it whole when it also dropped an expired reservation: whatever spelling the stored
+/// map had (spaces, an empty array), the map read back is the one the joins made.
+#[tokio::test]
+async fn a_join_adds_its_reservation_to_the_stored_map_whatever_its_spelling() {
+    let fx = Fixture::new().await;
+    let ttl = Duration::from_secs(30);
+    let games = fx.open_lobbies(3, 4).await;
+    let mut conn = fx.redis.connection().await;
+    let player = |name: &str| PlayerId::new(name).unwrap();
+    let key = |game: &Game| fx.store.keys().product(&fx.product).game(&game.id);
+    let later = NOW + 31_000;
+    // Game 0: a reservation still live at `later`, stored with spaces as another JSON writer
+    // would. Game 1: no reservation, stored as an empty JSON array. Game 2: a reservation that
+    // has expired by `later`.
+    let early = NOW + 20_000 + 30_000;
+    fx.store
+        .reserve_seat(&games[0].id, &player("early"), NOW + 20_000, ttl)
+        .await
+        .unwrap();
+    fx.store
+        .reserve_seat(&games[2].id, &player("early"), NOW, ttl)
+        .await
+        .unwrap();
+    let () = conn
+        .hset(
+            key(&games[0]),
+            "reservations",
+            format!("{{ \"early\" : {early} }}"),
+        )
+        .await
+        .unwrap();
+    let () = conn
+        .hset(key(&games[1]), "reservations", "[]")
+        .await
+        .unwrap();
+    for game in &games {
+        for name in ["late-a", "late-b"] {
+            let outcome = fx
+                .store
+                .reserve_seat(&game.id, &player(name), later, ttl)
+                .await
+                .unwrap();
+            assert!(
+                matches!(outcome, ReserveOutcome::Reserved { .. }),
+                "{}: {outcome:?}",
+                game.id
+            );
+        }
+    }
+    let late = later + 30_000;
+    let expected = [
+        vec![("early", early), ("late-a", late), ("late-b", late)],
+        vec![("late-a", late), ("late-b", late)],
+        vec![("late-a", late), ("late-b", late)],
+    ];
+    for (game, expected) in games.iter().zip(expected) {
+        let expected: BTreeMap<String, u64> = expected
+            .into_iter()
+            .map(|(who, expiry)| (who.to_string(), expiry))
+            .collect();
+        let raw: String = conn.hget(key(game), "reservations").await.unwrap();
+        let stored: BTreeMap<String, u64> = serde_json::from_str(&raw).unwrap_or_else(|err| {
+            panic!("{}: {raw:?} is not a JSON map of expiries: {err}", game.id)
+        });
+        assert_eq!(stored, expected, "{}: stored {raw:?}", game.id);
+        let read = fx.store.game(&game.id).await.unwrap().unwrap();
+        let read: BTreeMap<String, u64> = read
+            .reservations
+            .iter()
+            .map(|(who, expiry)| (who.to_string(), *expiry))
+            .collect();
+        assert_eq!(read, expected, "{}", game.id);
+    }
+    fx.check_invariants(later).await;
+}
+
 #[tokio::test]
 async fn concurrent_joins_are_reserved_in_groups_each_as_alone() {
     let fx = Fixture::new().await;

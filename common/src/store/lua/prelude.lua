@@ -17,6 +17,13 @@ local function eid_lt(a, b)
   return a[2] < b[2]
 end
 
+-- A time in ms (or any whole number) as Redis and JSON take it: integer digits, without the
+-- float formatting (`%.14g`) a Lua number gets when it is turned into a string, which was a
+-- tenth of a join's cost in Redis.
+local function ms(n)
+  return string.format('%d', n)
+end
+
 local PHASE = {created = 0, creator_joined = 1, all_players_joined = 1, in_progress = 2, ended = 3}
 
 -- The hash fields the scripts read, in `HMGET` order (the others are written at creation and
@@ -26,12 +33,20 @@ local GAME_FIELDS = {'id', 'server_id', 'creator_id', 'capacity', 'created_at', 
                      'ending_since', 'ending_reason'}
 
 -- Loads a game hash into a table (nil when absent), decoding its JSON fields (the values as
--- read stay in `g.raw`, in `GAME_FIELDS` order). Nothing is
+-- read stay in `g.raw`, in `GAME_FIELDS` order, then the `extra` fields, if asked for, in
+-- their order: a script that needs more of the hash reads it in the same call). Nothing is
 -- written until `save_game`: `g.saved` keeps the scalar fields as stored, so it writes only
 -- what changed; code that changes `g.roster` sets `g.roster_dirty`, and reservations change
 -- only through `hold_reservation` / `drop_reservation`, which queue their index writes.
-local function load_game(key)
-  local v = redis.call('HMGET', key, unpack(GAME_FIELDS))
+local function load_game(key, extra)
+  local v
+  if extra then
+    local fields = {unpack(GAME_FIELDS)}
+    for i, field in ipairs(extra) do fields[#GAME_FIELDS + i] = field end
+    v = redis.call('HMGET', key, unpack(fields))
+  else
+    v = redis.call('HMGET', key, unpack(GAME_FIELDS))
+  end
   if not v[1] then return nil end
   local g = {id = v[1], server_id = v[2], creator_id = v[3], capacity = tonumber(v[4]),
              created_at = tonumber(v[5]), updated_at = tonumber(v[6]), state = v[7],
@@ -44,6 +59,9 @@ local function load_game(key)
              last_leave = g.last_leave, end_reason = g.end_reason,
              ending_since = g.ending_since, ending_reason = g.ending_reason}
   g.reservation_writes = {}
+  -- Reservations held since the load for players the map did not have, while nothing was
+  -- dropped: `save_game` then appends them to the stored JSON instead of encoding it whole.
+  g.reservations_added = {}
   g.raw = v
   return g
 end
@@ -54,6 +72,11 @@ end
 
 -- Holds a seat for `player` until `expiry` (ms).
 local function hold_reservation(g, player, expiry)
+  if g.reservations_added and g.reservations[player] == nil then
+    g.reservations_added[#g.reservations_added + 1] = {player, expiry}
+  else
+    g.reservations_added = nil
+  end
   g.reservations[player] = expiry
   g.reservations_dirty = true
   g.reservation_writes[#g.reservation_writes + 1] = {player, expiry}
@@ -62,6 +85,7 @@ end
 -- Gives up `player`'s seat reservation, if any.
 local function drop_reservation(g, player)
   if g.reservations[player] == nil then return end
+  g.reservations_added = nil
   g.reservations[player] = nil
   g.reservations_dirty = true
   g.reservation_writes[#g.reservation_writes + 1] = {player, false}
@@ -142,8 +166,8 @@ end
 local function feed_open(key, g, feed, cap, roster_json, reservations_json)
   local extra = redis.call('HMGET', key, 'region', 'labels')
   local fields = {'op', 'open', 'id', g.id, 'server_id', g.server_id, 'region', extra[1] or '',
-                  'capacity', g.capacity, 'creator_id', g.creator_id,
-                  'created_at', g.created_at, 'updated_at', g.updated_at,
+                  'capacity', ms(g.capacity), 'creator_id', g.creator_id,
+                  'created_at', ms(g.created_at), 'updated_at', ms(g.updated_at),
                   'roster', roster_json or cjson.encode(g.roster),
                   'reservations', reservations_json
                     or (next(g.reservations) == nil and '{}' or cjson.encode(g.reservations))}
@@ -155,7 +179,7 @@ local function feed_open(key, g, feed, cap, roster_json, reservations_json)
 end
 
 local function feed_update(feed, cap, g, roster_json, reservations_json)
-  local fields = {'op', 'update', 'id', g.id, 'updated_at', g.updated_at}
+  local fields = {'op', 'update', 'id', g.id, 'updated_at', ms(g.updated_at)}
   if roster_json then
     fields[#fields + 1] = 'roster'
     fields[#fields + 1] = roster_json
@@ -169,6 +193,25 @@ end
 
 local function feed_gone(feed, cap, id)
   return redis.call('XADD', feed, 'MAXLEN', '~', cap, '*', 'op', 'gone', 'id', id)
+end
+
+-- The reservations map as JSON. When the script only added players to the map it loaded, the
+-- stored JSON gets them appended (same content, another key order), so a join does not
+-- encode every expiry of the map again; otherwise it is encoded whole.
+local function reservations_encoded(g)
+  if next(g.reservations) == nil then return '{}' end
+  local added, stored = g.reservations_added, g.raw and g.raw[9]
+  if added and #added > 0 and stored and string.sub(stored, -1) == '}' then
+    local parts = {}
+    for i, pair in ipairs(added) do parts[i] = cjson.encode(pair[1]) .. ':' .. ms(pair[2]) end
+    local before = string.sub(stored, 1, -2)
+    -- An object without a quote is empty (`{}`, `{ }`): nothing to separate from.
+    if string.find(before, '"', 1, true) == nil then
+      return '{' .. table.concat(parts, ',') .. '}'
+    end
+    return before .. ',' .. table.concat(parts, ',') .. '}'
+  end
+  return cjson.encode(g.reservations)
 end
 
 -- Writes what changed of the game (its queued reservation index writes first) and its derived
@@ -191,7 +234,7 @@ local function save_game(key, g, keys, now, tombstone_ttl)
   for _, write in ipairs(g.reservation_writes) do
     local member = reservation_member(g.id, write[1])
     if write[2] then
-      redis.call('ZADD', keys[5], write[2], member)
+      redis.call('ZADD', keys[5], ms(write[2]), member)
     else
       redis.call('ZREM', keys[5], member)
     end
@@ -205,7 +248,10 @@ local function save_game(key, g, keys, now, tombstone_ttl)
     end
   end
   put('state', state, before.state)
-  put('updated_at', g.updated_at, before.updated_at)
+  if g.updated_at ~= before.updated_at then
+    changes[#changes + 1] = 'updated_at'
+    changes[#changes + 1] = ms(g.updated_at)
+  end
   put('full_mark', g.full_mark, before.full_mark)
   put('last_leave', g.last_leave, before.last_leave)
   put('end_reason', g.end_reason, before.end_reason)
@@ -218,7 +264,7 @@ local function save_game(key, g, keys, now, tombstone_ttl)
     put('roster', roster_json)
   end
   if g.reservations_dirty then
-    reservations_json = next(g.reservations) == nil and '{}' or cjson.encode(g.reservations)
+    reservations_json = reservations_encoded(g)
     put('reservations', reservations_json)
   end
   if #changes > 0 then redis.call('HSET', key, unpack(changes)) end
@@ -232,13 +278,13 @@ local function save_game(key, g, keys, now, tombstone_ttl)
   if old_set ~= nil and old_set ~= new_set then redis.call('ZREM', old_set, g.id) end
   if new_set ~= nil then
     if state == 'created' then
-      if old_set ~= new_set then redis.call('ZADD', new_set, g.created_at, g.id) end
+      if old_set ~= new_set then redis.call('ZADD', new_set, ms(g.created_at), g.id) end
     elseif old_set ~= new_set or g.updated_at ~= before.updated_at then
-      redis.call('ZADD', new_set, g.updated_at, g.id)
+      redis.call('ZADD', new_set, ms(g.updated_at), g.id)
     end
   end
   if is_open(g, state, now) then
-    local added = redis.call('ZADD', keys[4], g.created_at, g.id)
+    local added = redis.call('ZADD', keys[4], ms(g.created_at), g.id)
     if keys[7] then
       if added == 1 then
         g.feed_entry = feed_open(key, g, keys[7], keys[8], roster_json, reservations_json)

@@ -130,7 +130,7 @@ for i = 13, 12 + picks do
   local id = ARGV[i]
   if not excluded[id] then
     local key = prefix .. id
-    local g = load_game(key)
+    local g = load_seat_game(key, player)
     if g ~= nil and g.state == 'creator_joined' then
       if (holds_seat(g, player, now) or is_open(g, g.state, now)) and matches(key) then
         local reply = seat_in(key, id, g)
@@ -156,4 +156,4 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[4], 0, scan - 1)) do
 end
 if best_key == nil then return {'none'} end
 
-return seat_in(best_key, best_id, load_game(best_key))
+return seat_in(best_key, best_id, load_seat_game(best_key, player))

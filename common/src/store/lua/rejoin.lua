@@ -17,7 +17,7 @@ local player, now, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local max_reserved, rate, burst, prefix = tonumber(ARGV[4]), tonumber(ARGV[5]),
   tonumber(ARGV[6]), ARGV[7]
 
-local g = load_game(KEYS[1])
+local g = load_seat_game(KEYS[1], player)
 if g == nil then return {'not_found', ''} end
 
 -- A rejoin takes a token from the join bucket, like every join.

@@ -21,7 +21,7 @@ local ttl, max_reserved, rate, burst, prefix = tonumber(ARGV[1]), tonumber(ARGV[
 local keys = {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], ARGV[6]}
 
 local function reserve(game_key, player_key, bucket_key, player, now)
-  local g = load_game(game_key)
+  local g = load_seat_game(game_key, player)
   if g == nil then return {'not_found', ''} end
 
   -- Every join of an existing game takes a token (re-joins included).

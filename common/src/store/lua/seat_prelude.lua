@@ -11,6 +11,20 @@ local RECORD_FIELDS = {'id', 'product', 'server_id', 'region', 'capacity', 'crea
                        'roster', 'full_mark', 'last_leave', 'reservations', 'end_reason',
                        'ending_since', 'ending_reason'}
 
+-- The hash fields a seat script reads with the game (`load_game`'s `extra`), for the player
+-- `player`: those of the record the reply carries that `load_game` does not read, then the
+-- ticket kept for the player. Loaded so, a game answers a seat without another read.
+local function seat_fields(player)
+  return {'product', 'region', 'socket_url', 'settings', 'labels', 'ticket:' .. player}
+end
+
+-- The game at `key`, loaded as a seat for `player` needs it (`seat_fields`); nil if absent.
+local function load_seat_game(key, player)
+  local g = load_game(key, seat_fields(player))
+  if g then g.seat_player = player end
+  return g
+end
+
 -- Appends the record at `key` to `reply` as one string: the values of `RECORD_FIELDS` in
 -- order (an absent field empty), then the id of the change feed entry the script wrote, if
 -- any (else empty), joined by the unit separator (\31; a value holding it fails the
@@ -23,8 +37,13 @@ local RECORD_FIELDS = {'id', 'product', 'server_id', 'region', 'capacity', 'crea
 local function with_record(reply, key, feed_entry, g)
   local values
   if g then
-    local v = redis.call('HMGET', key, 'product', 'region', 'socket_url', 'settings', 'labels')
     local raw = g.raw
+    local v
+    if g.seat_player then
+      v = {raw[15], raw[16], raw[17], raw[18], raw[19]}
+    else
+      v = redis.call('HMGET', key, 'product', 'region', 'socket_url', 'settings', 'labels')
+    end
     local updated_at = raw[6]
     if g.updated_at ~= tonumber(updated_at) then updated_at = string.format('%d', g.updated_at) end
     values = {g.id, v[1] or '', g.server_id, v[2] or '', raw[4], g.creator_id, v[3] or '',
@@ -63,8 +82,13 @@ local function take_seat(game_key, g, keys, player, now, ttl, max_reserved, pref
     end
     return {outcome, detail}
   end
+  -- The ticket kept for the player, as loaded with the game when it was (`load_seat_game`).
+  local function kept_ticket()
+    if g.seat_player == player then return g.raw[20] or nil end
+    return redis.call('HGET', game_key, 'ticket:' .. player) or nil
+  end
   local function held()
-    return finish('held', redis.call('HGET', game_key, 'ticket:' .. player) or '')
+    return finish('held', kept_ticket() or '')
   end
 
   -- A game being ended (its end step marked it) is refused like one that is over.
@@ -108,11 +132,11 @@ local function take_seat(game_key, g, keys, player, now, ttl, max_reserved, pref
 
   local expiry = now + ttl
   hold_reservation(g, player, expiry)
-  redis.call('HDEL', game_key, 'ticket:' .. player)
-  redis.call('ZADD', player_key, expiry, g.id)
+  if kept_ticket() then redis.call('HDEL', game_key, 'ticket:' .. player) end
+  redis.call('ZADD', player_key, ms(expiry), g.id)
   -- The key outlives its latest reservation; a shorter TTL never cuts an older, longer one.
   if redis.call('PTTL', player_key) < ttl + 1000 then
-    redis.call('PEXPIRE', player_key, ttl + 1000)
+    redis.call('PEXPIRE', player_key, ms(ttl + 1000))
   end
-  return finish('reserved', tostring(expiry))
+  return finish('reserved', ms(expiry))
 end
