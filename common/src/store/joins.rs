@@ -1,14 +1,17 @@
-//! Reserving seats for joins, committed in groups.
+//! Reserving seats for joins and quick joins, committed in groups.
 //!
-//! Every join of a game takes its seat through `reserve_seat.lua`, a Redis round trip and the
-//! costliest script on the join path. The joins of one product waiting at the same moment go
-//! to Redis as one script call, through that product's lane (`lanes`): the script handles
-//! them one after the other, in arrival order, exactly as separate calls would (a join
-//! sees the seats the joins before it in its group took). A join whose game hash cannot be
-//! read fails alone. A group holds joins under the same reservation TTL and limits only.
+//! Every join of a game takes its seat through `reserve_seat.lua`, every quick join through
+//! `quick_join.lua`: a Redis round trip and the costliest script on its path, whose fixed
+//! cost (the call, its preludes) is a fifth of a lone join's. The joins of one product waiting
+//! at the same moment go to Redis as one script call, through that product's lane (`lanes`),
+//! and so do its quick joins: the script handles them one after the other, in arrival order,
+//! exactly as separate calls would (each sees the seats the ones before it in its group
+//! took). A join or quick join whose game hash cannot be read fails alone. A group holds
+//! requests under the same reservation TTL and limits (and, for quick joins, scan) only.
 //!
-//! With `wait_replicas`, a join is not grouped: its script call and the `WAIT` after it share
-//! a pooled connection (see [`Store::reserve_seat_limited`](super::Store)).
+//! With `wait_replicas`, nothing is grouped: each script call and the `WAIT` after it share a
+//! pooled connection (see [`Store::reserve_seat_limited`](super::Store) and
+//! [`Store::quick_join`](super::Store)).
 
 use std::time::Duration;
 
@@ -18,7 +21,7 @@ use super::error::{StoreResult, unexpected};
 use super::lanes::GroupedCall;
 use super::outcomes::SeatGrant;
 use super::scripts::SCRIPTS;
-use super::seats::decode_seat_reply;
+use super::seats::{QuickJoinOutcome, decode_quick_join_reply, decode_seat_reply};
 use crate::ids::{GameId, PlayerId};
 use crate::keys::ProductKeys;
 use crate::limits::PlayerLimits;
@@ -82,6 +85,86 @@ impl GroupedCall for ReserveSeats {
             .map(|(reply, join)| match reply.first().map(String::as_str) {
                 Some("failed") => Err(unexpected("reserve_seat", reply)),
                 _ => decode_seat_reply("reserve_seat", &keys.game(&join.game), reply),
+            })
+            .collect())
+    }
+}
+
+/// One quick join waiting for its seat (the arguments of [`Store::quick_join`](super::Store)).
+pub(super) struct QuickJoinRequest {
+    pub(super) player: PlayerId,
+    /// The wanted region, `""` for any.
+    pub(super) region: String,
+    /// The wanted labels as a JSON object, `""` for none.
+    pub(super) labels: String,
+    /// The view's picks, best first.
+    pub(super) picks: Vec<GameId>,
+    /// Games not to pick (an earlier attempt of the same request failed there).
+    pub(super) exclude: Vec<GameId>,
+    pub(super) now_ms: u64,
+    pub(super) ttl: Duration,
+    pub(super) limits: PlayerLimits,
+    /// How many of the oldest open games are candidates when no pick takes the player.
+    pub(super) scan: u32,
+    /// The cap of the product's change feed (`XADD … MAXLEN ~`).
+    pub(super) feed_cap: u64,
+}
+
+/// Quick joins, sent in groups (`quick_join.lua`).
+pub(super) struct QuickJoins;
+
+impl GroupedCall for QuickJoins {
+    type Request = QuickJoinRequest;
+    type Answer = QuickJoinOutcome;
+    const SCRIPT: &'static str = "quick_join";
+
+    fn groups_with(first: &QuickJoinRequest, next: &QuickJoinRequest) -> bool {
+        next.ttl == first.ttl
+            && next.limits == first.limits
+            && next.scan == first.scan
+            && next.feed_cap == first.feed_cap
+    }
+
+    /// One script call handling every quick join of `group`, in order.
+    async fn call(
+        mut conn: RedisConn,
+        keys: ProductKeys,
+        group: &[QuickJoinRequest],
+    ) -> StoreResult<Vec<StoreResult<QuickJoinOutcome>>> {
+        let first = &group[0];
+        let mut invocation = SCRIPTS.quick_join.prepare_invoke();
+        Store::game_index_keys(&mut invocation, &keys);
+        invocation
+            .key(keys.feed())
+            .arg(first.ttl.as_millis() as u64)
+            .arg(first.limits.max_reservations)
+            .arg(first.limits.joins_per_sec)
+            .arg(first.limits.join_burst)
+            .arg(keys.game_prefix())
+            .arg(first.scan)
+            .arg(first.feed_cap);
+        let spaced = |ids: &[GameId]| ids.iter().map(GameId::as_str).collect::<Vec<_>>().join(" ");
+        for quick in group {
+            invocation
+                .key(keys.player_reservations(&quick.player))
+                .key(keys.player_join_bucket(&quick.player))
+                .arg(quick.player.as_str())
+                .arg(quick.now_ms)
+                .arg(quick.region.as_str())
+                .arg(quick.labels.as_str())
+                .arg(spaced(&quick.picks))
+                .arg(spaced(&quick.exclude));
+        }
+        let replies: Vec<Vec<String>> = invocation.invoke_async(&mut conn).await?;
+        if replies.len() != group.len() {
+            let flat: Vec<String> = replies.into_iter().flatten().collect();
+            return Err(unexpected("quick_join", &flat));
+        }
+        Ok(replies
+            .iter()
+            .map(|reply| match reply.first().map(String::as_str) {
+                Some("failed") => Err(unexpected("quick_join", reply)),
+                _ => decode_quick_join_reply(&keys, reply),
             })
             .collect())
     }

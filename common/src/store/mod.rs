@@ -154,10 +154,12 @@ impl StoreOptions {
 pub struct Store {
     backend: Backend,
     conn: RedisConn,
-    /// Create admissions, joins' seats and join tickets, each sent in groups per product
+    /// Create admissions, joins' and quick joins' seats and join tickets, each sent in groups
+    /// per product
     /// (`lanes`).
     admissions: Arc<lanes::Lanes<admission::AdmitCreates>>,
     joins: Arc<lanes::Lanes<joins::ReserveSeats>>,
+    quick_joins: Arc<lanes::Lanes<joins::QuickJoins>>,
     tickets: Arc<lanes::Lanes<tickets::KeepTickets>>,
     waiting: Arc<WaitPool>,
     keys: Keys,
@@ -223,6 +225,7 @@ impl Store {
             resends,
             admissions: Default::default(),
             joins: Default::default(),
+            quick_joins: Default::default(),
             tickets: Default::default(),
             waiting: Arc::new(WaitPool::new(options.wait_connections)),
             keys: Keys::new(options.key_prefix.clone()),

@@ -7,10 +7,13 @@ use std::time::Duration;
 use super::Store;
 use super::codec;
 use super::error::{StoreError, StoreResult, unexpected};
+use super::joins::{QuickJoinRequest, QuickJoins};
+use super::lanes::GroupedCall;
 use super::outcomes::{ReserveOutcome, SeatGrant};
 use super::scripts::SCRIPTS;
 use crate::gameserver::JoinTicket;
 use crate::ids::{GameId, PlayerId, ProductId};
+use crate::keys::ProductKeys;
 use crate::labels::Labels;
 use crate::limits::{LimitRefusal, PlayerLimits};
 use crate::model::{EntryId, Game, JoinRefusal};
@@ -244,11 +247,13 @@ impl Store {
     /// `filter` and takes the player; when none does, in the fullest open game of `product`
     /// matching `filter` among the `scan` oldest (the oldest among equally full ones). Under
     /// the player's join rate and reservation quota. A player who already holds a seat in a
-    /// matching game gets that game back, unchanged.
+    /// matching game gets that game back, unchanged. The quick joins of one product waiting
+    /// at the same moment are sent as one script call (`joins`), each decided as if alone.
     ///
     /// Resent safely (connection.rs): a second run finds the seat the first reserved and
     /// answers [`QuickJoinOutcome::Held`], as a second quick join would (a second join
-    /// token taken). With `wait_replicas`, the write and its `WAIT` share a pooled connection.
+    /// token taken). With `wait_replicas`, the quick join is sent alone, and the write and
+    /// its `WAIT` share a pooled connection.
     #[allow(clippy::too_many_arguments)]
     pub async fn quick_join(
         &self,
@@ -262,70 +267,76 @@ impl Store {
         limits: &PlayerLimits,
     ) -> StoreResult<QuickJoinOutcome> {
         let keys = self.product_keys(product);
-        let labels = filter.labels.to_field();
-        let mut invocation = SCRIPTS.quick_join.prepare_invoke();
-        Self::game_index_keys(&mut invocation, &keys);
-        invocation
-            .key(keys.player_reservations(player))
-            .key(keys.player_join_bucket(player))
-            .key(keys.feed())
-            .arg(player.as_str())
-            .arg(now_ms)
-            .arg(ttl.as_millis() as u64)
-            .arg(limits.max_reservations)
-            .arg(limits.joins_per_sec)
-            .arg(limits.join_burst)
-            .arg(keys.game_prefix())
-            .arg(scan.max(1))
-            .arg(filter.region.as_deref().unwrap_or(""))
-            .arg(labels)
-            .arg(self.options.feed_max_len.max(1))
-            .arg(picks.len());
-        for game in picks {
-            invocation.arg(game.as_str());
-        }
-        for game in &filter.exclude {
-            invocation.arg(game.as_str());
+        let request = QuickJoinRequest {
+            player: player.clone(),
+            region: filter.region.clone().unwrap_or_default(),
+            labels: filter.labels.to_field(),
+            picks: picks.to_vec(),
+            exclude: filter.exclude.clone(),
+            now_ms,
+            ttl,
+            limits: *limits,
+            scan: scan.max(1),
+            feed_cap: self.options.feed_max_len.max(1),
+        };
+        if self.options.wait_replicas == 0 {
+            return self
+                .quick_joins
+                .send(&self.conn, keys, product, request)
+                .await;
         }
         let mut conn = self.write_connection().await?;
-        let reply: Vec<String> = invocation.invoke_async(&mut conn).await?;
-        let game = |raw: &str| GameId::new(raw).map_err(|_| unexpected("quick_join", &reply));
-        let record = |id: &GameId| {
-            let rest = reply.get(3..).unwrap_or_default();
-            record_in_reply("quick_join", &keys.game(id), rest, &reply)
-        };
-        match (
-            reply.first().map(String::as_str),
-            reply.get(1).map(String::as_str),
-            reply.get(2).map(String::as_str),
-        ) {
-            (Some("reserved"), Some(id), Some(expiry)) => {
-                self.wait_for_replicas(&mut conn, &keys.pending()).await?;
-                let game = game(id)?;
-                let (record, feed_entry) = record(&game)?;
-                Ok(QuickJoinOutcome::Reserved {
-                    expires_at_ms: expiry
-                        .parse()
-                        .map_err(|_| unexpected("quick_join", &reply))?,
-                    record,
-                    feed_entry,
-                    game,
-                })
-            }
-            (Some("held"), Some(id), ticket) => {
-                let game = game(id)?;
-                Ok(QuickJoinOutcome::Held {
-                    kept_ticket: decode_ticket(ticket),
-                    record: record(&game)?.0,
-                    game,
-                })
-            }
-            (Some("none"), _, _) => Ok(QuickJoinOutcome::NoMatch),
-            (Some(kind), Some(millis), None) => LimitRefusal::from_reply(kind, millis)
-                .map(QuickJoinOutcome::Limited)
-                .ok_or_else(|| unexpected("quick_join", &reply)),
-            _ => Err(unexpected("quick_join", &reply)),
+        let outcome = QuickJoins::call(conn.clone(), keys.clone(), std::slice::from_ref(&request))
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(unexpected("quick_join", &[])))?;
+        if matches!(outcome, QuickJoinOutcome::Reserved { .. }) {
+            self.wait_for_replicas(&mut conn, &keys.pending()).await?;
         }
+        Ok(outcome)
+    }
+}
+
+/// Decodes one quick join's answer from `quick_join.lua`.
+pub(super) fn decode_quick_join_reply(
+    keys: &ProductKeys,
+    reply: &[String],
+) -> StoreResult<QuickJoinOutcome> {
+    let game = |raw: &str| GameId::new(raw).map_err(|_| unexpected("quick_join", reply));
+    let record = |id: &GameId| {
+        let rest = reply.get(3..).unwrap_or_default();
+        record_in_reply("quick_join", &keys.game(id), rest, reply)
+    };
+    match (
+        reply.first().map(String::as_str),
+        reply.get(1).map(String::as_str),
+        reply.get(2).map(String::as_str),
+    ) {
+        (Some("reserved"), Some(id), Some(expiry)) => {
+            let game = game(id)?;
+            let (record, feed_entry) = record(&game)?;
+            Ok(QuickJoinOutcome::Reserved {
+                expires_at_ms: expiry
+                    .parse()
+                    .map_err(|_| unexpected("quick_join", reply))?,
+                record,
+                feed_entry,
+                game,
+            })
+        }
+        (Some("held"), Some(id), ticket) => {
+            let game = game(id)?;
+            Ok(QuickJoinOutcome::Held {
+                kept_ticket: decode_ticket(ticket),
+                record: record(&game)?.0,
+                game,
+            })
+        }
+        (Some("none"), _, _) => Ok(QuickJoinOutcome::NoMatch),
+        (Some(kind), Some(millis), None) => LimitRefusal::from_reply(kind, millis)
+            .map(QuickJoinOutcome::Limited)
+            .ok_or_else(|| unexpected("quick_join", reply)),
+        _ => Err(unexpected("quick_join", reply)),
     }
 }
 

@@ -10,7 +10,8 @@ use mm_common::keys::CONSUMER_GROUP;
 use mm_common::limits::{LimitRefusal, PlayerLimits};
 use mm_common::model::{EventKind, GameSet, JoinRefusal};
 use mm_common::store::{
-    ApplyResult, OpenCursor, RemoveGuard, RemoveOutcome, ReserveOutcome, Store, StoreOptions,
+    ApplyResult, OpenCursor, QuickJoinFilter, QuickJoinOutcome, RemoveGuard, RemoveOutcome,
+    ReserveOutcome, Store, StoreOptions,
 };
 use mm_common::{Game, GameId, GameState, PlayerId, ProductId, ServerId};
 use mm_testkit::{RedisServer, invariants};
@@ -495,6 +496,66 @@ async fn concurrent_tickets_are_kept_in_groups_each_as_alone() {
 /// two are refused `game_full`; creators hold their seats; a missing game is not found; a
 /// game whose hash cannot be read fails only the join asked for it. Redis sees fewer script
 /// calls than joins.
+/// Quick joins of one product waiting at the same moment share a script call, each decided
+/// as a call of its own would be: every player gets a seat in the lobby they picked, a
+/// creator gets their own lobby back, and the quick join that picked a game whose hash cannot
+/// be read fails alone.
+#[tokio::test]
+async fn concurrent_quick_joins_are_seated_in_groups_each_as_alone() {
+    let fx = Fixture::new().await;
+    let ttl = Duration::from_secs(30);
+    let mut games = fx.open_lobbies(6, 3).await;
+    let broken = games.remove(0);
+    fx.garble(&broken, "reservations").await;
+    let mut conn = fx.redis.connection().await;
+    reset_command_stats(&mut conn).await;
+    let quick = |player: String, pick: &GameId| {
+        let (store, product, pick) = (fx.store.clone(), fx.product.clone(), pick.clone());
+        let player = PlayerId::new(player).unwrap();
+        tokio::spawn(async move {
+            let filter = QuickJoinFilter::default();
+            let limits = PlayerLimits::NONE;
+            store
+                .quick_join(&product, &player, &filter, &[pick], 10, NOW, ttl, &limits)
+                .await
+        })
+    };
+    // Each lobby's two free seats for the two players who pick it, and its creator again.
+    let mut seekers = Vec::new();
+    for game in &games {
+        let players: Vec<_> = (0..2)
+            .map(|n| quick(format!("{}-p{n}", game.id), &game.id))
+            .collect();
+        let creator = quick(game.creator_id.to_string(), &game.id);
+        seekers.push((players, creator));
+    }
+    let unreadable = quick("p".into(), &broken.id);
+    let requests = (games.len() * 3 + 1) as u64;
+    for (game, (players, creator)) in games.iter().zip(seekers) {
+        for seated in players {
+            match seated.await.unwrap().unwrap() {
+                QuickJoinOutcome::Reserved { game: got, .. } => assert_eq!(got, game.id),
+                other => panic!("{}: a free seat was picked: {other:?}", game.id),
+            }
+        }
+        match creator.await.unwrap().unwrap() {
+            QuickJoinOutcome::Held { game: got, .. } => assert_eq!(got, game.id),
+            other => panic!("{}: its creator gets it back: {other:?}", game.id),
+        }
+        let stored = fx.store.game(&game.id).await.unwrap().unwrap();
+        assert_eq!(stored.reservations.len(), 2, "{}", game.id);
+    }
+    let err = unreadable.await.unwrap().unwrap_err();
+    assert!(
+        err.to_string().contains("quick_join"),
+        "the quick join of the unreadable game fails alone, naming the script: {err}"
+    );
+    assert_requests_shared_calls(&mut conn, "quick joins", requests).await;
+    let broken_key = fx.store.keys().product(&fx.product).game(&broken.id);
+    let () = conn.hset(&broken_key, "reservations", "{}").await.unwrap();
+    fx.check_invariants(NOW).await;
+}
+
 /// A join adds its reservation to the stored JSON map without encoding the map again, and
 /// encodes it whole when it also dropped an expired reservation: whatever spelling the stored
 /// map had (spaces, an empty array), the map read back is the one the joins made.

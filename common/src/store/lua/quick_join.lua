@@ -11,149 +11,181 @@
 -- A player who already holds a seat in a matching game gets it back (idempotent, like a
 -- re-join): a live reservation of theirs (their reservations ZSET) in a lobby that takes it,
 -- or a pick or candidate they created, are present in or reserved.
--- KEYS: 1 pending, 2 lobby, 3 active, 4 open, 5 reservations, 6 ending,
---       7 the player's reservations (ZSET game id -> expiry, ms), 8 the player's join bucket,
---       9 feed
--- ARGV: 1 player, 2 now (ms), 3 ttl (ms), 4 max open reservations (0 = no quota), 5 rate
---       (joins/s, 0 = no rate limit), 6 burst, 7 game key prefix (`P:{product}:game:`),
---       8 scan (games), 9 wanted region ('' = any), 10 wanted labels (JSON object, '' = none),
---       11 feed cap, 12 how many picks follow (n), 13..12+n the view's picks, best first,
---       13+n.. games not to pick: those whose game server failed an earlier attempt of the
---       same request (an attempt with any takes no token from the join bucket: the request's
---       first attempt took it)
--- Returns {'reserved', game id, expiry, record} | {'held', game id, ticket JSON or '',
--- record} | {'none'} | {'rate_limited', retry ms} | {'quota_exceeded', retry ms};
--- `record` is the game after the change, as `with_record` appends it.
-local player, now, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local max_reserved, rate, burst, prefix = tonumber(ARGV[4]), tonumber(ARGV[5]),
-  tonumber(ARGV[6]), ARGV[7]
-local scan, region = tonumber(ARGV[8]), ARGV[9]
-local wanted = nil
-if ARGV[10] ~= '' then
-  wanted = cjson.decode(ARGV[10])
-  if next(wanted) == nil then wanted = nil end
+--
+-- Takes a group of quick joins of one product, under the same reservation TTL, limits and
+-- scan, and handles each exactly as a call of its own would, one after the other in their
+-- order (the daemon sends the quick joins waiting at the same moment together,
+-- `store/joins.rs`): a quick join sees the seats the ones before it in its group took.
+-- KEYS: 1 pending, 2 lobby, 3 active, 4 open, 5 reservations, 6 ending, 7 feed, then two per
+--       quick join: the player's reservations (ZSET game id -> expiry, ms), the player's join
+--       bucket
+-- ARGV: 1 ttl (ms), 2 max open reservations (0 = no quota), 3 rate (joins/s, 0 = no rate
+--       limit), 4 burst, 5 game key prefix (`P:{product}:game:`), 6 scan (games), 7 feed cap,
+--       then six per quick join: the player, now (ms), the wanted region ('' = any), the
+--       wanted labels (JSON object, '' = none), the view's picks (game ids, best first,
+--       separated by spaces), the games not to pick (the same), those whose game server
+--       failed an earlier attempt of the same request (an attempt with any takes no token
+--       from the join bucket: the request's first attempt took it)
+-- Returns, per quick join, one of {'reserved', game id, expiry, record} | {'held', game id,
+-- ticket JSON or '', record} | {'none'} | {'rate_limited', retry ms} | {'quota_exceeded',
+-- retry ms} | {'failed', why} (a game it read could not be decoded; the other quick joins of
+-- the group are not affected); `record` is the game after the change, as `with_record`
+-- appends it.
+local ttl, max_reserved, rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
+  tonumber(ARGV[4])
+local prefix, scan = ARGV[5], tonumber(ARGV[6])
+local keys = {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], ARGV[7]}
+
+-- The game ids of a space-separated list, as a sequence and as a set.
+local function ids_of(list)
+  local sequence, set = {}, {}
+  for id in string.gmatch(list, '%S+') do
+    sequence[#sequence + 1] = id
+    set[id] = true
+  end
+  return sequence, set
 end
 
-local picks = tonumber(ARGV[12])
-local excluded = {}
-for i = 13 + picks, #ARGV do excluded[ARGV[i]] = true end
+-- One quick join of the group, as the header describes: `picks_list` and `excluded_list`
+-- are its space-separated game ids.
+local function quick_join(player_key, bucket_key, player, now, region, wanted_json, picks_list,
+                           excluded_list)
+  local wanted = nil
+  if wanted_json ~= '' then
+    wanted = cjson.decode(wanted_json)
+    if next(wanted) == nil then wanted = nil end
+  end
 
--- Every quick join request takes one token from the join bucket (its first attempt).
-if #ARGV <= 12 + picks then
-  local wait, tokens = bucket_take(KEYS[8], rate, burst, now)
-  if wait > 0 then return {'rate_limited', tostring(wait)} end
-  commit_bucket(KEYS[8], rate, burst, now, tokens)
-end
+  local picks = ids_of(picks_list)
+  local _, excluded = ids_of(excluded_list)
 
--- Whether a game whose `region` and `labels` fields are these matches the wanted ones.
-local function matches_fields(game_region, game_labels)
-  if region ~= '' and (game_region or '') ~= region then return false end
-  if wanted ~= nil then
-    local labels = (game_labels and game_labels ~= '') and cjson.decode(game_labels) or {}
-    for k, value in pairs(wanted) do
-      if labels[k] ~= value then return false end
+  -- Every quick join request takes one token from the join bucket (its first attempt).
+  if excluded_list == '' then
+    local wait, tokens = bucket_take(bucket_key, rate, burst, now)
+    if wait > 0 then return {'rate_limited', tostring(wait)} end
+    commit_bucket(bucket_key, rate, burst, now, tokens)
+  end
+
+  -- Whether a game whose `region` and `labels` fields are these matches the wanted ones.
+  local function matches_fields(game_region, game_labels)
+    if region ~= '' and (game_region or '') ~= region then return false end
+    if wanted ~= nil then
+      local labels = (game_labels and game_labels ~= '') and cjson.decode(game_labels) or {}
+      for k, value in pairs(wanted) do
+        if labels[k] ~= value then return false end
+      end
     end
+    return true
   end
-  return true
-end
 
--- Whether the game at `key` matches.
-local function matches(key)
-  if region == '' and wanted == nil then return true end
-  local v = redis.call('HMGET', key, 'region', 'labels')
-  return matches_fields(v[1], v[2])
-end
+  -- Whether the game at `key` matches.
+  local function matches(key)
+    if region == '' and wanted == nil then return true end
+    local v = redis.call('HMGET', key, 'region', 'labels')
+    return matches_fields(v[1], v[2])
+  end
 
--- A game of the open index, read lightly (one HMGET, no full load): the index holds only games
--- that were open when last written (creator_joined, no end step, creator present, a seat
--- free), and only time changes a game between writes (expiring reservations free seats), so
--- it is still open and its seats taken are all a pick needs. Returns nil when it does not
--- match, else seats taken, capacity and whether `player` already holds a seat there.
-local function candidate(key)
-  local v = redis.call('HMGET', key, 'capacity', 'creator_id', 'roster', 'reservations',
-                       'region', 'labels')
-  if not v[1] or not matches_fields(v[5], v[6]) then return nil end
-  local roster = cjson.decode(v[3] or '{}')
-  local taken = 0
-  for _, entry in pairs(roster) do
-    if entry[2] == 1 then taken = taken + 1 end
+  -- A game of the open index, read lightly (one HMGET, no full load): the index holds only games
+  -- that were open when last written (creator_joined, no end step, creator present, a seat
+  -- free), and only time changes a game between writes (expiring reservations free seats), so
+  -- it is still open and its seats taken are all a pick needs. Returns nil when it does not
+  -- match, else seats taken, capacity and whether `player` already holds a seat there.
+  local function candidate(key)
+    local v = redis.call('HMGET', key, 'capacity', 'creator_id', 'roster', 'reservations',
+                         'region', 'labels')
+    if not v[1] or not matches_fields(v[5], v[6]) then return nil end
+    local roster = cjson.decode(v[3] or '{}')
+    local taken = 0
+    for _, entry in pairs(roster) do
+      if entry[2] == 1 then taken = taken + 1 end
+    end
+    local function present(who)
+      local entry = roster[who]
+      return entry ~= nil and entry[2] == 1
+    end
+    local mine = false
+    if v[4] and v[4] ~= '{}' then
+      for who, expiry in pairs(cjson.decode(v[4])) do
+        if expiry > now then
+          if not present(who) then taken = taken + 1 end
+          if who == player then mine = true end
+        end
+      end
+    end
+    mine = mine or player == v[2] or present(player)
+    return taken, tonumber(v[1]), mine
   end
-  local function present(who)
-    local entry = roster[who]
-    return entry ~= nil and entry[2] == 1
+
+  local function held(key, id)
+    return with_record({'held', id, redis.call('HGET', key, 'ticket:' .. player) or ''}, key)
   end
-  local mine = false
-  if v[4] and v[4] ~= '{}' then
-    for who, expiry in pairs(cjson.decode(v[4])) do
-      if expiry > now then
-        if not present(who) then taken = taken + 1 end
-        if who == player then mine = true end
+
+  -- Takes a seat in the game `id` (loaded as `g`): the seat script's reply with the game's id
+  -- after the outcome.
+  local function seat_in(key, id, g)
+    local reply = take_seat(key, g, keys, player, now, ttl, max_reserved, prefix, player_key)
+    if reply[1] == 'reserved' or reply[1] == 'held' then table.insert(reply, 2, id) end
+    return reply
+  end
+
+  -- A seat the player reserved before, in a matching lobby that still takes it.
+  local mine = redis.call('ZRANGE', player_key, 0, -1, 'WITHSCORES')
+  for i = 1, #mine, 2 do
+    local id, expiry = mine[i], tonumber(mine[i + 1])
+    if expiry > now and not excluded[id] then
+      local key = prefix .. id
+      local g = load_game(key)
+      if g ~= nil and g.reservations[player] == expiry and g.state == 'creator_joined'
+          and g.ending_since == '' and is_present(g, g.creator_id) and matches(key) then
+        return held(key, id)
       end
     end
   end
-  mine = mine or player == v[2] or present(player)
-  return taken, tonumber(v[1]), mine
-end
 
-local function held(key, id)
-  return with_record({'held', id, redis.call('HGET', key, 'ticket:' .. player) or ''}, key)
-end
-
-local keys = {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[9], ARGV[11]}
-
--- Takes a seat in the game `id` (loaded as `g`): the seat script's reply with the game's id
--- after the outcome.
-local function seat_in(key, id, g)
-  local reply = take_seat(key, g, keys, player, now, ttl, max_reserved, prefix, KEYS[7])
-  if reply[1] == 'reserved' or reply[1] == 'held' then table.insert(reply, 2, id) end
-  return reply
-end
-
--- A seat the player reserved before, in a matching lobby that still takes it.
-local mine = redis.call('ZRANGE', KEYS[7], 0, -1, 'WITHSCORES')
-for i = 1, #mine, 2 do
-  local id, expiry = mine[i], tonumber(mine[i + 1])
-  if expiry > now and not excluded[id] then
-    local key = prefix .. id
-    local g = load_game(key)
-    if g ~= nil and g.reservations[player] == expiry and g.state == 'creator_joined'
-        and g.ending_since == '' and is_present(g, g.creator_id) and matches(key) then
-      return held(key, id)
-    end
-  end
-end
-
--- The view's picks, best first: the first whose record matches and takes the player. A pick
--- the player is not in and that is no longer open (the view was behind) is passed over
--- without a write.
-for i = 13, 12 + picks do
-  local id = ARGV[i]
-  if not excluded[id] then
-    local key = prefix .. id
-    local g = load_seat_game(key, player)
-    if g ~= nil and g.state == 'creator_joined' then
-      if (holds_seat(g, player, now) or is_open(g, g.state, now)) and matches(key) then
-        local reply = seat_in(key, id, g)
-        if reply[1] ~= 'refused' then return reply end
+  -- The view's picks, best first: the first whose record matches and takes the player. A pick
+  -- the player is not in and that is no longer open (the view was behind) is passed over
+  -- without a write.
+  for _, id in ipairs(picks) do
+    if not excluded[id] then
+      local key = prefix .. id
+      local g = load_seat_game(key, player)
+      if g ~= nil and g.state == 'creator_joined' then
+        if (holds_seat(g, player, now) or is_open(g, g.state, now)) and matches(key) then
+          local reply = seat_in(key, id, g)
+          if reply[1] ~= 'refused' then return reply end
+        end
       end
     end
   end
-end
 
--- The fullest matching open game among the oldest `scan`.
-local best_key, best_id, best_taken, best_capacity = nil, nil, 0, 1
-for _, id in ipairs(redis.call('ZRANGE', KEYS[4], 0, scan - 1)) do
-  local key = prefix .. id
-  local taken, capacity, mine = nil, nil, nil
-  if not excluded[id] then taken, capacity, mine = candidate(key) end
-  if taken ~= nil then
-    if mine then return held(key, id) end
-    if taken < capacity
-        and (best_key == nil or taken * best_capacity > best_taken * capacity) then
-      best_key, best_id, best_taken, best_capacity = key, id, taken, capacity
+  -- The fullest matching open game among the oldest `scan`.
+  local best_key, best_id, best_taken, best_capacity = nil, nil, 0, 1
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[4], 0, scan - 1)) do
+    local key = prefix .. id
+    local taken, capacity, mine = nil, nil, nil
+    if not excluded[id] then taken, capacity, mine = candidate(key) end
+    if taken ~= nil then
+      if mine then return held(key, id) end
+      if taken < capacity
+          and (best_key == nil or taken * best_capacity > best_taken * capacity) then
+        best_key, best_id, best_taken, best_capacity = key, id, taken, capacity
+      end
     end
   end
-end
-if best_key == nil then return {'none'} end
+  if best_key == nil then return {'none'} end
 
-return seat_in(best_key, best_id, load_seat_game(best_key, player))
+  return seat_in(best_key, best_id, load_seat_game(best_key, player))
+end
+
+local answers = {}
+for first = 8, #KEYS, 2 do
+  local at = 7 + (first - 8) / 2 * 6
+  local ok, answer = pcall(quick_join, KEYS[first], KEYS[first + 1], ARGV[at + 1],
+    tonumber(ARGV[at + 2]), ARGV[at + 3], ARGV[at + 4], ARGV[at + 5], ARGV[at + 6])
+  if ok then
+    answers[#answers + 1] = answer
+  else
+    answers[#answers + 1] = {'failed', tostring(answer.err or answer)}
+  end
+end
+return answers
