@@ -79,6 +79,28 @@ impl Fixture {
         games
     }
 
+    /// The end of a test of `requests` grouped seat requests (`what`, sent through `script`),
+    /// one of which went to `broken` (its `reservations` garbled): that one failed alone with
+    /// an error naming the script, the requests shared script calls, and once `broken` is
+    /// mended the invariants hold.
+    async fn assert_grouped_with_one_failure(
+        &self,
+        conn: &mut redis::aio::MultiplexedConnection,
+        (what, script): (&str, &str),
+        requests: u64,
+        broken: &Game,
+        failure: impl std::fmt::Display,
+    ) {
+        assert!(
+            failure.to_string().contains(script),
+            "the {what} request on the unreadable game fails alone, naming {script}: {failure}"
+        );
+        assert_requests_shared_calls(conn, what, requests).await;
+        let broken_key = self.store.keys().product(&self.product).game(&broken.id);
+        let () = conn.hset(&broken_key, "reservations", "{}").await.unwrap();
+        self.check_invariants(NOW).await;
+    }
+
     /// Overwrites `field` of `game`'s hash with text that is not JSON.
     async fn garble(&self, game: &Game, field: &str) {
         let key = self.store.keys().product(&self.product).game(&game.id);
@@ -545,15 +567,15 @@ async fn concurrent_quick_joins_are_seated_in_groups_each_as_alone() {
         let stored = fx.store.game(&game.id).await.unwrap().unwrap();
         assert_eq!(stored.reservations.len(), 2, "{}", game.id);
     }
-    let err = unreadable.await.unwrap().unwrap_err();
-    assert!(
-        err.to_string().contains("quick_join"),
-        "the quick join of the unreadable game fails alone, naming the script: {err}"
-    );
-    assert_requests_shared_calls(&mut conn, "quick joins", requests).await;
-    let broken_key = fx.store.keys().product(&fx.product).game(&broken.id);
-    let () = conn.hset(&broken_key, "reservations", "{}").await.unwrap();
-    fx.check_invariants(NOW).await;
+    let failure = unreadable.await.unwrap().unwrap_err();
+    fx.assert_grouped_with_one_failure(
+        &mut conn,
+        ("quick joins", "quick_join"),
+        requests,
+        &broken,
+        failure,
+    )
+    .await;
 }
 
 /// A join adds its reservation to the stored JSON map without encoding the map again, and
@@ -684,15 +706,15 @@ async fn concurrent_joins_are_reserved_in_groups_each_as_alone() {
         assert_eq!(creator.await.unwrap().unwrap(), ReserveOutcome::AlreadyHeld);
     }
     assert_eq!(missing.await.unwrap().unwrap(), ReserveOutcome::NotFound);
-    let err = unreadable.await.unwrap().unwrap_err();
-    assert!(
-        err.to_string().contains("reserve_seat"),
-        "the unreadable game's join fails alone, naming the script: {err}"
-    );
-    assert_requests_shared_calls(&mut conn, "joins", joins).await;
-    let broken_key = fx.store.keys().product(&fx.product).game(&broken.id);
-    let () = conn.hset(&broken_key, "reservations", "{}").await.unwrap();
-    fx.check_invariants(NOW).await;
+    let failure = unreadable.await.unwrap().unwrap_err();
+    fx.assert_grouped_with_one_failure(
+        &mut conn,
+        ("joins", "reserve_seat"),
+        joins,
+        &broken,
+        failure,
+    )
+    .await;
 }
 
 #[tokio::test]
