@@ -5,6 +5,7 @@ use super::end::{EndGame, Ended, Unconfirmed, end_game};
 use super::{ServerCalls, ServerDirectory};
 use crate::gameserver::CallError;
 use crate::ids::{GameId, PlayerId, ServerId};
+use crate::model::{Game, GameState};
 use crate::store::{MarkOutcome, RemoveGuard, RemoveOutcome, Store, StoreError};
 use crate::time::now_ms;
 
@@ -55,9 +56,16 @@ impl CancelError {
     }
 }
 
+/// Whether `record` is the tombstone of a cancelled game.
+fn cancelled(record: &Game) -> bool {
+    record.state() == GameState::Ended && record.end_reason.as_deref() == Some(CANCELLED_REASON)
+}
+
 /// Cancels `game` for `player`, its creator: marked as ending (refused once it has started),
 /// deleted on its server, then removed from the record with reason [`CANCELLED_REASON`] (or
-/// the mark cleared if the server did not confirm).
+/// the mark cleared if the server did not confirm). A cancel of a game its creator already
+/// cancelled succeeds again and changes nothing, so a cancel resent after its answer was
+/// lost (by the client, or by the store after a dropped connection) gets the same answer.
 pub async fn cancel_game<D: ServerDirectory>(
     store: &Store,
     servers: &ServerCalls<D>,
@@ -71,6 +79,9 @@ pub async fn cancel_game<D: ServerDirectory>(
         .ok_or(CancelError::NotFound)?;
     if record.creator_id != *player {
         return Err(CancelError::NotCreator);
+    }
+    if cancelled(&record) {
+        return Ok(());
     }
     if !record.state().cancellable() {
         return Err(CancelError::NotOpen);
@@ -110,7 +121,12 @@ pub async fn cancel_game<D: ServerDirectory>(
             tracing::info!(game = %game, "game cancelled by its creator");
             Ok(())
         }
-        RemoveOutcome::AlreadyEnded => Err(CancelError::EndedMeanwhile),
+        // Ended by this very cancel (its first run's answer was lost and the store resent
+        // it), by a concurrent cancel of the creator, or by something else.
+        RemoveOutcome::AlreadyEnded => match store.game(game).await {
+            Ok(Some(record)) if cancelled(&record) => Ok(()),
+            _ => Err(CancelError::EndedMeanwhile),
+        },
         RemoveOutcome::NotFound => Err(CancelError::VanishedMeanwhile),
     }
 }

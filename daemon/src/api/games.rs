@@ -463,7 +463,7 @@ pub(super) fn join_error(id: &GameId, err: JoinError) -> ApiError {
 #[utoipa::path(delete, path = "/v1/games/{id}", tag = "games",
     params(("id" = String, Path, description = "The game's id", pattern = "^[A-Za-z0-9._-]{1,64}$")),
     responses(
-        (status = 204, description = "Cancelled: deleted on the game server and removed"),
+        (status = 204, description = "Cancelled: deleted on the game server and removed (or cancelled already: a resent cancel gets the same answer)"),
         BadRequest,
         Unauthenticated,
         NotCreator,

@@ -256,6 +256,12 @@ pub(crate) async fn only_the_creator_cancels_and_the_game_server_forgets_the_gam
     assert_eq!(set_of(&app, &id).await, None);
     assert_eq!(app.game_server(server_index).unwrap().game_count(), 0);
     assert_eq!(app.state_of(&id).await.as_deref(), Some("ended"));
+    // The same cancel resent (its answer lost on the way): the same answer, nothing changes;
+    // anyone else is still refused.
+    let again = app.cancel("alice", &id).await;
+    assert_eq!(again.status, 204, "a resent cancel: {}", again.text);
+    assert_problem(&app.cancel("mallory", &id).await, 403, "not_creator");
+    assert_eq!(app.state_of(&id).await.as_deref(), Some("ended"));
     assert_problem(
         &app.cancel("alice", &at.unknown_game()).await,
         404,

@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use mm_common::store::{RemoveGuard, RemoveOutcome};
 use mm_common::time::now_ms;
 use mm_common::{Game, GameId, GameState, PlayerId, ServerId};
 use mm_testkit::daemon_process::{DaemonProcess, DaemonSpec};
@@ -369,4 +370,90 @@ async fn a_lobby_without_its_creator_is_not_listed_and_an_interrupted_end_is_fin
         status_code = 409
     );
     fx.check_invariants().await;
+}
+
+/// `DELETE /v1/games/{id}` as `player`: the status and the problem code, if any.
+async fn cancel(http: &reqwest::Client, port: u16, game: &GameId, player: &str) -> (u16, String) {
+    let answer = http
+        .delete(format!("http://127.0.0.1:{port}/v1/games/{game}"))
+        .header("x-player-id", player)
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    let body: Value = answer.json().await.unwrap_or(Value::Null);
+    (
+        status,
+        body["code"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// A cancel whose game ends while its server deletes it (slowly) answers by how the game
+/// ended: ended as cancelled — this very cancel's removal, run once already and resent after
+/// its answer was lost, or the creator's other cancel — is a success (204); ended any other
+/// way (here an operator's force-delete) is `409 game_not_open`. A cancel resent once the
+/// game is a cancelled tombstone answers 204 and calls no server.
+#[tokio::test]
+async fn a_cancel_whose_game_ended_meanwhile_answers_by_how_it_ended() {
+    let fx = Fixture::with_redis(RedisServer::start().expect("redis-server")).await;
+    fx.store
+        .register_products(std::slice::from_ref(&fx.product))
+        .await
+        .unwrap();
+    fx.store.ensure_group(&fx.product).await.unwrap();
+    let fake = FakeGameServer::start().await.unwrap();
+    fake.set(Route::DeleteGame, Behaviour::Delay(SLOW_DELETE));
+    let (mut daemon, port) = start_daemon(&fx, &fake, 600);
+    wait_ready(port).await;
+    let by_cancel = recorded_game(&fx, "cancelled-meanwhile", 0).await;
+    let by_operator = recorded_game(&fx, "deleted-meanwhile", 0).await;
+    let http = reqwest::Client::new();
+    let cancels: Vec<_> = [&by_cancel, &by_operator]
+        .into_iter()
+        .map(|game| {
+            let (http, id, creator) = (http.clone(), game.id.clone(), game.creator_id.clone());
+            tokio::spawn(async move { cancel(&http, port, &id, creator.as_str()).await })
+        })
+        .collect();
+    poll::until(
+        "both deletes on the game server",
+        Duration::from_secs(30),
+        || {
+            let fake = &fake;
+            async move { (fake.calls(Route::DeleteGame) >= 2).then_some(()) }
+        },
+    )
+    .await;
+    let now = now_ms();
+    for (game, reason) in [(&by_cancel, "cancelled"), (&by_operator, "force_deleted")] {
+        let removed = fx
+            .store
+            .remove_game(&game.id, reason, RemoveGuard::Any, now)
+            .await
+            .unwrap();
+        assert!(
+            matches!(removed, RemoveOutcome::Removed { .. }),
+            "{}: {removed:?}",
+            game.id
+        );
+    }
+    let mut answers = Vec::new();
+    for answered in cancels {
+        answers.push(answered.await.unwrap());
+    }
+    assert_eq!(
+        answers,
+        [(204, String::new()), (409, "game_not_open".to_string())],
+        "ended as cancelled, then by an operator"
+    );
+    let deletes = fake.calls(Route::DeleteGame);
+    let again = cancel(&http, port, &by_cancel.id, by_cancel.creator_id.as_str()).await;
+    assert_eq!(again, (204, String::new()), "a cancel resent after the end");
+    assert_eq!(fake.calls(Route::DeleteGame), deletes, "and no server call");
+    for game in [&by_cancel, &by_operator] {
+        let stored = fx.store.game(&game.id).await.unwrap().unwrap();
+        assert_eq!(stored.state(), GameState::Ended, "{}", game.id);
+    }
+    let status = daemon.terminate(Duration::from_secs(30)).unwrap();
+    assert!(status.success(), "{status}");
 }

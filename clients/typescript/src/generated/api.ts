@@ -766,7 +766,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Cancelled: deleted on the game server and removed */
+            /** @description Cancelled: deleted on the game server and removed (or cancelled already: a resent cancel gets the same answer) */
             204: {
                 headers: {
                     [name: string]: unknown;
