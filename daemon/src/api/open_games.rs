@@ -212,9 +212,13 @@ struct Listed {
     /// The game as JSON (contract 5.5), rendered when a page first shows it, and until when
     /// that stays current: `seats_free` counts reservations, so it changes when the earliest
     /// of them expires (`u64::MAX` without any). A game that changes again before any page
-    /// shows it is never rendered.
-    rendered: OnceLock<(Arc<[u8]>, u64)>,
+    /// shows it is never rendered. Once it is no longer current, the page that renders it
+    /// again has the view keep the new rendering ([`Games::keep_renderings`]).
+    rendered: OnceLock<Rendered>,
 }
+
+/// A game's JSON and until when (ms) it stays current.
+type Rendered = (Arc<[u8]>, u64);
 
 /// Pushes the games of `ordered` that `keep` accepts onto `page`, stopping once it holds one
 /// more than `limit` (that one only says whether there is a next page).
@@ -233,7 +237,7 @@ fn fill_page<'a>(
 }
 
 /// The game as JSON at `now_ms`, and until when that stays current.
-fn render(game: &Game, now_ms: u64) -> (Arc<[u8]>, u64) {
+fn render(game: &Game, now_ms: u64) -> Rendered {
     let json =
         serde_json::to_vec(&GameView::of(game, now_ms)).expect("a game view always serialises");
     let fresh_until = game
@@ -263,12 +267,24 @@ impl Listed {
     }
 
     /// The game as JSON at `now_ms`: rendered once, again only after a reservation expired.
-    fn json_at(&self, now_ms: u64) -> Arc<[u8]> {
+    fn json_at(&self, now_ms: u64) -> Rendering {
         let (json, fresh_until) = self.rendered.get_or_init(|| render(&self.game, now_ms));
         if now_ms < *fresh_until {
-            json.clone()
+            Rendering::Current(json.clone())
         } else {
-            render(&self.game, now_ms).0
+            let (json, fresh_until) = render(&self.game, now_ms);
+            Rendering::Renewed(json, fresh_until)
+        }
+    }
+
+    /// The same listing with the rendering `rendered` kept.
+    fn with_rendering(&self, rendered: Rendered) -> Listed {
+        Listed {
+            id: self.id.clone(),
+            players: self.players,
+            game: self.game.clone(),
+            as_of: self.as_of,
+            rendered: OnceLock::from(rendered),
         }
     }
 
@@ -283,6 +299,15 @@ impl Listed {
             self.id.clone(),
         )
     }
+}
+
+/// A listed game's JSON as a page shows it.
+enum Rendering {
+    /// The rendering the listing keeps.
+    Current(Arc<[u8]>),
+    /// Rendered again (a reservation expired since the kept one), current until the given
+    /// time (ms).
+    Renewed(Arc<[u8]>, u64),
 }
 
 #[derive(Debug, Default)]
@@ -343,6 +368,27 @@ impl Games {
             FeedChange::Open(game) => self.upsert(*game, entry.id),
             FeedChange::Update(update) => self.update(&update, entry.id),
             FeedChange::Gone(id) => self.remove(&id),
+        }
+    }
+
+    /// Keeps the renderings pages made again after a reservation expired, each for the
+    /// listing it was made from: a game whose listing changed since (a newer state) is left
+    /// alone. The keys are unchanged, so the listings are replaced in place.
+    fn keep_renderings(&mut self, renewed: Vec<(Arc<Listed>, Rendered)>) {
+        for (seen, rendered) in renewed {
+            if !self
+                .by_id
+                .get(&seen.id)
+                .is_some_and(|current| Arc::ptr_eq(current, &seen))
+            {
+                continue;
+            }
+            let listed = Arc::new(seen.with_rendering(rendered));
+            if let Some(index) = self.products.get_mut(&listed.game.product) {
+                index.insert(&listed);
+            }
+            self.all.insert(&listed);
+            self.by_id.insert(listed.id.clone(), listed);
         }
     }
 
@@ -614,13 +660,24 @@ impl OpenGames {
             }),
             _ => None,
         };
-        Ok(ViewPage {
-            games: page
-                .into_iter()
-                .map(|listed| listed.json_at(now_ms))
-                .collect(),
-            next,
-        })
+        // A game shown again after one of its reservations expired is rendered again; the
+        // view keeps that rendering, so later pages do not render it once more.
+        let mut renewed = Vec::new();
+        let page = page
+            .into_iter()
+            .map(|listed| match listed.json_at(now_ms) {
+                Rendering::Current(json) => json,
+                Rendering::Renewed(json, fresh_until) => {
+                    renewed.push((Arc::clone(listed), (json.clone(), fresh_until)));
+                    json
+                }
+            })
+            .collect();
+        drop(games);
+        if !renewed.is_empty() {
+            self.write().keep_renderings(renewed);
+        }
+        Ok(ViewPage { games: page, next })
     }
 
     /// Loads every product, marks the view ready once those known now are loaded, and
@@ -828,6 +885,47 @@ mod tests {
         let view = OpenGames::default();
         view.write().replace_product(&product(), games, read_up_to);
         view
+    }
+
+    /// A page showing a game after one of its reservations expired renders it again (a seat
+    /// more is free), and the view keeps that rendering: later pages serve it as they served
+    /// the first, without rendering it again.
+    #[test]
+    fn a_game_rendered_again_after_a_reservation_expired_keeps_that_rendering() {
+        let mut game = lobby("chess.a", 3, 1);
+        game.reserve(&player("bob"), 10, 1_000).unwrap();
+        let view = view_of(vec![game], EntryId::new(5, 0));
+        let query = PageQuery {
+            product: Some(product()),
+            limit: 10,
+            ..PageQuery::default()
+        };
+        let seats_free = |page: &ViewPage| -> u64 {
+            let game: serde_json::Value = serde_json::from_slice(&page.games[0]).unwrap();
+            game["seats_free"].as_u64().unwrap()
+        };
+        let kept_until = || {
+            view.read().by_id["chess.a"]
+                .rendered
+                .get()
+                .map(|(_, fresh_until)| *fresh_until)
+        };
+        let before = view.page(&query, 100).unwrap();
+        assert_eq!(seats_free(&before), 1, "bob's seat is reserved");
+        assert_eq!(
+            kept_until(),
+            Some(1_010),
+            "rendered until bob's reservation expires"
+        );
+
+        let after = view.page(&query, 2_000).unwrap();
+        assert_eq!(seats_free(&after), 2, "bob's reservation has expired");
+        assert_eq!(kept_until(), Some(u64::MAX), "the new rendering is kept");
+        let again = view.page(&query, 3_000).unwrap();
+        assert!(
+            Arc::ptr_eq(&again.games[0], &after.games[0]),
+            "served from the kept rendering"
+        );
     }
 
     #[test]
