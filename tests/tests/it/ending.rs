@@ -105,20 +105,21 @@ async fn listed(http: &reqwest::Client, port: u16) -> BTreeSet<String> {
         .collect()
 }
 
-/// `POST /v1/games/{id}/join` as `player`: the status and the problem code, if any.
-async fn join(http: &reqwest::Client, port: u16, game: &GameId, player: &str) -> (u16, String) {
-    let answer = http
-        .post(format!("http://127.0.0.1:{port}/v1/games/{game}/join"))
-        .header("x-player-id", player)
-        .send()
-        .await
-        .unwrap();
+/// `request` sent as `player`: the status and the problem code, if any.
+async fn status_and_code(request: reqwest::RequestBuilder, player: &str) -> (u16, String) {
+    let answer = request.header("x-player-id", player).send().await.unwrap();
     let status = answer.status().as_u16();
     let body: Value = answer.json().await.unwrap_or(Value::Null);
     (
         status,
         body["code"].as_str().unwrap_or_default().to_string(),
     )
+}
+
+/// `POST /v1/games/{id}/join` as `player`: the status and the problem code, if any.
+async fn join(http: &reqwest::Client, port: u16, game: &GameId, player: &str) -> (u16, String) {
+    let url = format!("http://127.0.0.1:{port}/v1/games/{game}/join");
+    status_and_code(http.post(url), player).await
 }
 
 /// Waits until the daemon's API answers.
@@ -374,18 +375,8 @@ async fn a_lobby_without_its_creator_is_not_listed_and_an_interrupted_end_is_fin
 
 /// `DELETE /v1/games/{id}` as `player`: the status and the problem code, if any.
 async fn cancel(http: &reqwest::Client, port: u16, game: &GameId, player: &str) -> (u16, String) {
-    let answer = http
-        .delete(format!("http://127.0.0.1:{port}/v1/games/{game}"))
-        .header("x-player-id", player)
-        .send()
-        .await
-        .unwrap();
-    let status = answer.status().as_u16();
-    let body: Value = answer.json().await.unwrap_or(Value::Null);
-    (
-        status,
-        body["code"].as_str().unwrap_or_default().to_string(),
-    )
+    let url = format!("http://127.0.0.1:{port}/v1/games/{game}");
+    status_and_code(http.delete(url), player).await
 }
 
 /// A cancel whose game ends while its server deletes it (slowly) answers by how the game
