@@ -120,6 +120,15 @@ pub struct FeedEntry {
     pub change: FeedChange,
 }
 
+/// An entry read from the feed by [`FeedReader::read_after_skipping`].
+#[derive(Debug, Clone)]
+pub enum ReadEntry {
+    /// Decoded.
+    Decoded(FeedEntry),
+    /// Passed over without decoding (the reader's caller knew its game newer): only its id.
+    Skipped(EntryId),
+}
+
 /// Games per pipelined `HGETALL` batch of a snapshot.
 const SNAPSHOT_BATCH: usize = 500;
 
@@ -217,6 +226,31 @@ impl FeedReader {
         after: EntryId,
         count: usize,
     ) -> StoreResult<Vec<FeedEntry>> {
+        self.read_raw(after, count)
+            .await?
+            .into_iter()
+            .map(|raw| feed_entry(&self.product, &self.key, raw))
+            .collect()
+    }
+
+    /// As [`FeedReader::read_after`], but an entry about a game for which `known(game id,
+    /// entry id)` says the caller already holds that change or a newer one is passed over
+    /// without decoding (a view's own writes, applied before the feed gives them).
+    pub async fn read_after_skipping(
+        &mut self,
+        after: EntryId,
+        count: usize,
+        known: impl Fn(&str, EntryId) -> bool,
+    ) -> StoreResult<Vec<ReadEntry>> {
+        self.read_raw(after, count)
+            .await?
+            .into_iter()
+            .map(|raw| read_entry(&self.product, &self.key, raw, &known))
+            .collect()
+    }
+
+    /// Up to `count` raw entries after `after`, waiting up to the block time for the first.
+    async fn read_raw(&mut self, after: EntryId, count: usize) -> StoreResult<Vec<RawEntry>> {
         let conn = match &mut self.conn {
             Some(conn) => conn,
             None => {
@@ -237,12 +271,30 @@ impl FeedReader {
                 return Err(err.into());
             }
         };
-        reply
+        Ok(reply
             .unwrap_or_default()
             .into_iter()
             .flat_map(|(_, entries)| entries)
-            .map(|raw| feed_entry(&self.product, &self.key, raw))
-            .collect()
+            .collect())
+    }
+}
+
+/// `raw` skipped when its id parses and `known` says its game is known at it, else decoded.
+fn read_entry(
+    product: &ProductId,
+    key: &str,
+    raw: RawEntry,
+    known: &impl Fn(&str, EntryId) -> bool,
+) -> StoreResult<ReadEntry> {
+    let skipped = raw.0.parse::<EntryId>().ok().filter(|entry| {
+        raw.1
+            .iter()
+            .find(|(field, _)| field == "id")
+            .is_some_and(|(_, game)| known(game, *entry))
+    });
+    match skipped {
+        Some(entry) => Ok(ReadEntry::Skipped(entry)),
+        None => feed_entry(product, key, raw).map(ReadEntry::Decoded),
     }
 }
 
@@ -321,6 +373,32 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         )
+    }
+
+    #[test]
+    fn an_entry_of_a_game_known_at_it_is_skipped_undecoded_and_the_others_decoded() {
+        let product = ProductId::new("chess").unwrap();
+        let known = |game: &str, entry: EntryId| game == "chess.a" && entry <= EntryId::new(7, 0);
+        // Known at 5-0: skipped, though its reservations would not decode.
+        let garbled = [
+            ("op", "update"),
+            ("id", "chess.a"),
+            ("reservations", "not json"),
+        ];
+        let skipped = read_entry(&product, "feed", raw("5-0", &garbled), &known).unwrap();
+        assert!(
+            matches!(skipped, ReadEntry::Skipped(id) if id == EntryId::new(5, 0)),
+            "{skipped:?}"
+        );
+        // Past what the caller holds, or another game: decoded (and refused when bad).
+        let newer = read_entry(&product, "feed", raw("8-0", &garbled), &known);
+        assert!(newer.is_err(), "{newer:?}");
+        let other = [("op", "gone"), ("id", "chess.b")];
+        let decoded = read_entry(&product, "feed", raw("5-0", &other), &known).unwrap();
+        assert!(
+            matches!(&decoded, ReadEntry::Decoded(FeedEntry { change: FeedChange::Gone(id), .. }) if id == "chess.b"),
+            "{decoded:?}"
+        );
     }
 
     #[test]

@@ -65,7 +65,7 @@ use connection::{Backend, RedisConn};
 pub use codec::{CodecError, game_from_hash, game_to_fields, record_fields};
 pub use coordination::InstanceHeartbeat;
 pub use error::{StoreError, StoreResult};
-pub use feed::{FeedChange, FeedEntry, FeedReader, FeedState, FeedUpdate, OpenSnapshot};
+pub use feed::{FeedChange, FeedEntry, FeedReader, FeedState, FeedUpdate, OpenSnapshot, ReadEntry};
 pub use outcomes::{
     ApplyResult, MarkOutcome, OpenCursor, OpenPage, RemoveGuard, RemoveOutcome, ReserveOutcome,
     SeatGrant, Window, WindowRow,

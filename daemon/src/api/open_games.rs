@@ -27,7 +27,7 @@ use std::time::Duration;
 use mm_common::backoff::Backoff;
 use mm_common::labels::Labels;
 use mm_common::model::{EntryId, Game, WindowRanking, rank_window};
-use mm_common::store::{FeedChange, FeedEntry, FeedUpdate, QuickJoinFilter, Store};
+use mm_common::store::{FeedChange, FeedEntry, FeedUpdate, QuickJoinFilter, ReadEntry, Store};
 use mm_common::{GameId, PlayerId, ProductId};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -777,18 +777,26 @@ impl OpenGames {
             let mut count = snapshot.feed.entries_added;
             let mut reader = store.feed_reader(&product, block);
             reason = loop {
+                // This instance's own writes are in the view already (`observe`): their
+                // entries are passed over undecoded.
+                let known = |game: &str, entry: EntryId| self.read().holds_newer(game, entry);
                 let read = tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    read = reader.read_after(last, READ_COUNT) => read,
+                    read = reader.read_after_skipping(last, READ_COUNT, known) => read,
                 };
                 match read {
                     Ok(entries) => {
                         if !entries.is_empty() {
                             let mut games = self.write();
                             for entry in entries {
-                                last = entry.id;
                                 count += 1;
-                                games.apply(entry);
+                                match entry {
+                                    ReadEntry::Decoded(entry) => {
+                                        last = entry.id;
+                                        games.apply(entry);
+                                    }
+                                    ReadEntry::Skipped(id) => last = id,
+                                }
                             }
                             games.read_up_to.insert(product.clone(), last);
                             drop(games);
