@@ -50,6 +50,17 @@ fn start_daemon(
     (DaemonProcess::start(spec).unwrap(), port)
 }
 
+/// A fixture over a private Redis, its product registered and its consumer group made.
+async fn registered_fixture() -> Fixture {
+    let fx = Fixture::with_redis(RedisServer::start().expect("redis-server")).await;
+    fx.store
+        .register_products(std::slice::from_ref(&fx.product))
+        .await
+        .unwrap();
+    fx.store.ensure_group(&fx.product).await.unwrap();
+    fx
+}
+
 /// A game of `chess` on `gs-1`, created `age_ms` ago, in the record only (the fake answers
 /// any call about any game).
 async fn recorded_game(fx: &Fixture, name: &str, age_ms: u64) -> Game {
@@ -139,12 +150,7 @@ async fn wait_ready(port: u16) {
 #[tokio::test]
 async fn a_creator_joining_while_the_curator_deletes_never_leaves_a_listed_game() {
     const GAMES: usize = 40;
-    let fx = Fixture::with_redis(RedisServer::start().expect("redis-server")).await;
-    fx.store
-        .register_products(std::slice::from_ref(&fx.product))
-        .await
-        .unwrap();
-    fx.store.ensure_group(&fx.product).await.unwrap();
+    let fx = registered_fixture().await;
     let fake = FakeGameServer::start().await.unwrap();
     fake.set(Route::DeleteGame, Behaviour::Delay(SLOW_DELETE));
     let mut games = Vec::new();
@@ -264,12 +270,7 @@ async fn a_creator_joining_while_the_curator_deletes_never_leaves_a_listed_game(
 /// finished by the running daemon's curator.
 #[tokio::test]
 async fn a_lobby_without_its_creator_is_not_listed_and_an_interrupted_end_is_finished() {
-    let fx = Fixture::with_redis(RedisServer::start().expect("redis-server")).await;
-    fx.store
-        .register_products(std::slice::from_ref(&fx.product))
-        .await
-        .unwrap();
-    fx.store.ensure_group(&fx.product).await.unwrap();
+    let fx = registered_fixture().await;
     let fake = FakeGameServer::start().await.unwrap();
     let creatorless = recorded_game(&fx, "creatorless", 0).await;
     // A fresh lobby whose end step was interrupted long ago (older than the daemon's bound:
@@ -386,12 +387,7 @@ async fn cancel(http: &reqwest::Client, port: u16, game: &GameId, player: &str) 
 /// game is a cancelled tombstone answers 204 and calls no server.
 #[tokio::test]
 async fn a_cancel_whose_game_ended_meanwhile_answers_by_how_it_ended() {
-    let fx = Fixture::with_redis(RedisServer::start().expect("redis-server")).await;
-    fx.store
-        .register_products(std::slice::from_ref(&fx.product))
-        .await
-        .unwrap();
-    fx.store.ensure_group(&fx.product).await.unwrap();
+    let fx = registered_fixture().await;
     let fake = FakeGameServer::start().await.unwrap();
     fake.set(Route::DeleteGame, Behaviour::Delay(SLOW_DELETE));
     let (mut daemon, port) = start_daemon(&fx, &fake, 600);
