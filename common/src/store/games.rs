@@ -315,8 +315,8 @@ impl Store {
     ///
     /// Resent: a second run finds the tombstone the first left and answers
     /// [`RemoveOutcome::AlreadyEnded`] — the record is gone either way, which is what the
-    /// curator and force-delete need; a cancel whose first reply was lost answers that the
-    /// game ended meanwhile (it did, by this cancel).
+    /// curator and force-delete need; the cancel flow, finding its own `cancelled` tombstone,
+    /// answers a cancel whose first reply was lost as the success it was.
     pub async fn remove_game(
         &self,
         game: &GameId,
