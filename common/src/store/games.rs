@@ -9,8 +9,7 @@ use redis::AsyncCommands;
 use super::admission::Admission;
 use super::codec::game_to_fields;
 use super::error::{StoreResult, unexpected};
-use super::joins::{ReserveSeats, SeatRequest};
-use super::lanes::GroupedCall;
+use super::joins::SeatRequest;
 use super::outcomes::{MarkOutcome, RemoveGuard, RemoveOutcome, ReserveOutcome, SeatGrant};
 use super::scripts::SCRIPTS;
 use super::tickets::TicketToKeep;
@@ -148,18 +147,10 @@ impl Store {
             limits: *limits,
             feed_cap: self.options.feed_max_len.max(1),
         };
-        if self.options.wait_replicas == 0 {
-            return self.joins.send(&self.conn, keys, &product, request).await;
-        }
-        let mut conn = self.write_connection().await?;
-        let grant = ReserveSeats::call(conn.clone(), keys.clone(), std::slice::from_ref(&request))
-            .await?
-            .pop()
-            .unwrap_or_else(|| Err(unexpected("reserve_seat", &[])))?;
-        if matches!(grant.outcome, ReserveOutcome::Reserved { .. }) {
-            self.wait_for_replicas(&mut conn, &keys.pending()).await?;
-        }
-        Ok(grant)
+        self.send_seat_request(&self.joins, keys, &product, request, |grant| {
+            matches!(grant.outcome, ReserveOutcome::Reserved { .. })
+        })
+        .await
     }
 
     /// Keeps the ticket a game server issued to `player` for `game` in the game hash

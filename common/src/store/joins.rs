@@ -18,13 +18,63 @@ use std::time::Duration;
 use super::Store;
 use super::connection::RedisConn;
 use super::error::{StoreResult, unexpected};
-use super::lanes::GroupedCall;
+use super::lanes::{GroupedCall, Lanes};
 use super::outcomes::SeatGrant;
 use super::scripts::SCRIPTS;
 use super::seats::{QuickJoinOutcome, decode_quick_join_reply, decode_seat_reply};
-use crate::ids::{GameId, PlayerId};
+use crate::ids::{GameId, PlayerId, ProductId};
 use crate::keys::ProductKeys;
 use crate::limits::PlayerLimits;
+
+/// One answer per request of a grouped seat script's `replies`, each decoded by `decode`
+/// with its position in the group; a `failed` reply (its game could not be read) is that
+/// request's error alone.
+fn each_reply<A>(
+    script: &'static str,
+    replies: Vec<Vec<String>>,
+    group_len: usize,
+    decode: impl Fn(usize, &[String]) -> StoreResult<A>,
+) -> StoreResult<Vec<StoreResult<A>>> {
+    if replies.len() != group_len {
+        let flat: Vec<String> = replies.into_iter().flatten().collect();
+        return Err(unexpected(script, &flat));
+    }
+    Ok(replies
+        .iter()
+        .enumerate()
+        .map(|(at, reply)| match reply.first().map(String::as_str) {
+            Some("failed") => Err(unexpected(script, reply)),
+            _ => decode(at, reply),
+        })
+        .collect())
+}
+
+impl Store {
+    /// Sends a join or quick join `request` of `product`: through the product's lane of
+    /// `lanes`, or, with `wait_replicas`, alone on a pooled connection followed by the `WAIT`
+    /// when `wrote` says its answer changed the record.
+    pub(super) async fn send_seat_request<C: GroupedCall>(
+        &self,
+        lanes: &Lanes<C>,
+        keys: ProductKeys,
+        product: &ProductId,
+        request: C::Request,
+        wrote: impl Fn(&C::Answer) -> bool,
+    ) -> StoreResult<C::Answer> {
+        if self.options.wait_replicas == 0 {
+            return lanes.send(&self.conn, keys, product, request).await;
+        }
+        let mut conn = self.write_connection().await?;
+        let answer = C::call(conn.clone(), keys.clone(), std::slice::from_ref(&request))
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(unexpected(C::SCRIPT, &[])))?;
+        if wrote(&answer) {
+            self.wait_for_replicas(&mut conn, &keys.pending()).await?;
+        }
+        Ok(answer)
+    }
+}
 
 /// One join waiting for its seat.
 pub(super) struct SeatRequest {
@@ -75,18 +125,9 @@ impl GroupedCall for ReserveSeats {
                 .arg(join.now_ms);
         }
         let replies: Vec<Vec<String>> = invocation.invoke_async(&mut conn).await?;
-        if replies.len() != group.len() {
-            let flat: Vec<String> = replies.into_iter().flatten().collect();
-            return Err(unexpected("reserve_seat", &flat));
-        }
-        Ok(replies
-            .iter()
-            .zip(group)
-            .map(|(reply, join)| match reply.first().map(String::as_str) {
-                Some("failed") => Err(unexpected("reserve_seat", reply)),
-                _ => decode_seat_reply("reserve_seat", &keys.game(&join.game), reply),
-            })
-            .collect())
+        each_reply(Self::SCRIPT, replies, group.len(), |at, reply| {
+            decode_seat_reply(Self::SCRIPT, &keys.game(&group[at].game), reply)
+        })
     }
 }
 
@@ -156,16 +197,8 @@ impl GroupedCall for QuickJoins {
                 .arg(spaced(&quick.exclude));
         }
         let replies: Vec<Vec<String>> = invocation.invoke_async(&mut conn).await?;
-        if replies.len() != group.len() {
-            let flat: Vec<String> = replies.into_iter().flatten().collect();
-            return Err(unexpected("quick_join", &flat));
-        }
-        Ok(replies
-            .iter()
-            .map(|reply| match reply.first().map(String::as_str) {
-                Some("failed") => Err(unexpected("quick_join", reply)),
-                _ => decode_quick_join_reply(&keys, reply),
-            })
-            .collect())
+        each_reply(Self::SCRIPT, replies, group.len(), |_, reply| {
+            decode_quick_join_reply(&keys, reply)
+        })
     }
 }

@@ -7,8 +7,7 @@ use std::time::Duration;
 use super::Store;
 use super::codec;
 use super::error::{StoreError, StoreResult, unexpected};
-use super::joins::{QuickJoinRequest, QuickJoins};
-use super::lanes::GroupedCall;
+use super::joins::QuickJoinRequest;
 use super::outcomes::{ReserveOutcome, SeatGrant};
 use super::scripts::SCRIPTS;
 use crate::gameserver::JoinTicket;
@@ -279,21 +278,10 @@ impl Store {
             scan: scan.max(1),
             feed_cap: self.options.feed_max_len.max(1),
         };
-        if self.options.wait_replicas == 0 {
-            return self
-                .quick_joins
-                .send(&self.conn, keys, product, request)
-                .await;
-        }
-        let mut conn = self.write_connection().await?;
-        let outcome = QuickJoins::call(conn.clone(), keys.clone(), std::slice::from_ref(&request))
-            .await?
-            .pop()
-            .unwrap_or_else(|| Err(unexpected("quick_join", &[])))?;
-        if matches!(outcome, QuickJoinOutcome::Reserved { .. }) {
-            self.wait_for_replicas(&mut conn, &keys.pending()).await?;
-        }
-        Ok(outcome)
+        self.send_seat_request(&self.quick_joins, keys, product, request, |outcome| {
+            matches!(outcome, QuickJoinOutcome::Reserved { .. })
+        })
+        .await
     }
 }
 
