@@ -74,6 +74,10 @@ pub struct ConsoleFixture {
     pub endpoint: GameServerEndpoint,
     pub dir: tempfile::TempDir,
     pub config_file: PathBuf,
+    /// The creation time given to the last recorded game: each next game is created at least
+    /// a millisecond later, so the oldest-first tables list them in the order they were made,
+    /// even if the wall clock steps back between two of them.
+    last_created_ms: std::sync::atomic::AtomicU64,
 }
 
 impl ConsoleFixture {
@@ -169,6 +173,7 @@ api_key = "{API_KEY}"
             endpoint,
             dir,
             config_file,
+            last_created_ms: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -201,10 +206,23 @@ api_key = "{API_KEY}"
             creator,
             "ws://unused".into(),
             "{}".into(),
-            mm_common::time::now_ms(),
+            self.next_created_ms(),
         );
         assert!(self.store.create_game(&game).await.unwrap());
         id
+    }
+
+    /// Now, or a millisecond after the previous game's creation if the clock has not moved on
+    /// (or stepped back).
+    fn next_created_ms(&self) -> u64 {
+        use std::sync::atomic::Ordering;
+        let now = mm_common::time::now_ms();
+        let next = |last: u64| now.max(last + 1);
+        let last = self
+            .last_created_ms
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| Some(next(last)))
+            .expect("the update always gives a value");
+        next(last)
     }
 
     /// `mm-console -m test -c <config> <args>` with this Redis.

@@ -123,8 +123,9 @@ async fn tui_shows_games_help_events_and_quits_back_to_the_shell() {
     );
     tmux.keys(&[&launch, "Enter"]);
 
-    // The lobby is the first screen; the games are pending.
-    tmux.wait_for("the console's title", "mm-console").await;
+    // The lobby is the first screen; the games are pending. ("mm-console" alone would match
+    // the command line the shell echoes, before the console has started.)
+    tmux.wait_for("the console's header", "? help").await;
     tmux.keys(&["1"]);
     let screen = tmux
         .wait_for("a game id on the pending screen", first.as_str())
