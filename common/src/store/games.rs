@@ -333,17 +333,12 @@ impl Store {
             .arg(self.options.feed_max_len.max(1));
         let mut conn = self.conn.clone();
         let reply: Vec<String> = invocation.invoke_async(&mut conn).await?;
-        let state = |reply: &[String]| -> StoreResult<GameState> {
-            reply[1]
-                .parse()
-                .map_err(|_| unexpected("remove_game", reply))
-        };
         match reply.first().map(String::as_str) {
             Some("removed") => Ok(RemoveOutcome::Removed {
-                previous: state(&reply)?,
+                previous: reply_state("remove_game", &reply)?,
             }),
             Some("refused") => Ok(RemoveOutcome::Refused {
-                state: state(&reply)?,
+                state: reply_state("remove_game", &reply)?,
             }),
             Some("not_found") => Ok(RemoveOutcome::NotFound),
             Some("ended") => Ok(RemoveOutcome::AlreadyEnded),
@@ -379,17 +374,12 @@ impl Store {
             .arg(self.options.feed_max_len.max(1));
         let mut conn = self.conn.clone();
         let reply: Vec<String> = invocation.invoke_async(&mut conn).await?;
-        let state = |reply: &[String]| -> StoreResult<GameState> {
-            reply[1]
-                .parse()
-                .map_err(|_| unexpected("mark_ending", reply))
-        };
         match reply.first().map(String::as_str) {
             Some("marked") => Ok(MarkOutcome::Marked {
-                state: state(&reply)?,
+                state: reply_state("mark_ending", &reply)?,
             }),
             Some("refused") => Ok(MarkOutcome::Refused {
-                state: state(&reply)?,
+                state: reply_state("mark_ending", &reply)?,
             }),
             Some("not_found") => Ok(MarkOutcome::NotFound),
             Some("ended") => Ok(MarkOutcome::AlreadyEnded),
@@ -457,5 +447,41 @@ fn guard_args(guard: RemoveGuard) -> (&'static str, &'static str, u64) {
         RemoveGuard::Any => ("any", "", 0),
         RemoveGuard::Cancellable => ("cancellable", "", 0),
         RemoveGuard::StaleIn { set, cutoff_ms } => ("stale", set.as_str(), cutoff_ms),
+    }
+}
+
+/// The game state a script named in the second value of its reply (`removed`, `refused`,
+/// `marked`); a reply without one, or with something else there, is unexpected.
+fn reply_state(script: &'static str, reply: &[String]) -> StoreResult<GameState> {
+    reply
+        .get(1)
+        .and_then(|state| state.parse().ok())
+        .ok_or_else(|| unexpected(script, reply))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+
+    #[test]
+    fn a_reply_without_a_readable_state_is_unexpected_not_a_panic() {
+        let state = |reply: &[&str]| {
+            let reply: Vec<String> = reply.iter().map(|v| v.to_string()).collect();
+            reply_state("remove_game", &reply)
+        };
+        assert_eq!(
+            state(&["removed", "in_progress"]).unwrap(),
+            GameState::InProgress
+        );
+        for reply in [&["removed"][..], &["refused", "sideways"][..]] {
+            match state(reply) {
+                Err(StoreError::UnexpectedReply { script, reply: got }) => {
+                    assert_eq!(script, "remove_game");
+                    assert_eq!(got, reply);
+                }
+                other => panic!("{reply:?}: {other:?}"),
+            }
+        }
     }
 }

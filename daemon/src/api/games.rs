@@ -17,7 +17,9 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use mm_common::flows::{self, CancelError, CreateError, JoinError, NewGame, ServerCalls};
+use mm_common::flows::{
+    self, CancelError, CreateError, JoinError, JoinedGame, NewGame, ServerCalls,
+};
 use mm_common::labels::Labels;
 use mm_common::limits::LimitRefusal;
 use mm_common::model::JoinRefusal;
@@ -386,24 +388,34 @@ pub async fn join_game(
         let limits = ctx.limits().player_limits();
         let joined =
             flows::join_game(ctx.store(), &server_calls(&ctx), &id, &player, ttl, &limits).await;
-        if let Err(JoinError::Limited(refusal)) = &joined
-            && let Some(product) = id.product()
-        {
-            count_refusal(product.as_str(), "join", *refusal);
-        }
-        // This instance sees its own join at once; other changes come through the feed.
-        if let Ok(joined) = &joined
-            && let Some(feed_entry) = joined.feed_entry
-        {
-            ctx.open_games().observe(&joined.game, feed_entry, now_ms());
-        }
-        joined.map_err(|err| join_error(&id, err))
+        seat_answered(&ctx, &id, joined)
     })
     .await??;
     Ok(Json(GameWithJoin {
         game: GameView::of(&joined.game, now_ms()),
         join: joined.ticket.into(),
     }))
+}
+
+/// A join's or a rejoin's outcome as answered: a per-player limit's refusal is counted, and a
+/// seat that changed the game's listing is in this instance's view at once (other instances'
+/// changes come through the feed).
+pub(super) fn seat_answered(
+    ctx: &ApiContext,
+    id: &GameId,
+    joined: Result<JoinedGame, JoinError>,
+) -> Result<JoinedGame, ApiError> {
+    if let Err(JoinError::Limited(refusal)) = &joined
+        && let Some(product) = id.product()
+    {
+        count_refusal(product.as_str(), "join", *refusal);
+    }
+    if let Ok(joined) = &joined
+        && let Some(feed_entry) = joined.feed_entry
+    {
+        ctx.open_games().observe(&joined.game, feed_entry, now_ms());
+    }
+    joined.map_err(|err| join_error(id, err))
 }
 
 fn refusal(refusal: JoinRefusal) -> ApiError {

@@ -10,9 +10,7 @@ use std::sync::Mutex;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use mm_common::flows::{
-    self, JoinError, QuickJoin, QuickJoinCreate, QuickJoinError, QuickJoinView,
-};
+use mm_common::flows::{self, QuickJoin, QuickJoinCreate, QuickJoinError, QuickJoinView};
 use mm_common::labels::Labels;
 use mm_common::model::EntryId;
 use mm_common::store::QuickJoinFilter;
@@ -29,7 +27,7 @@ use super::error::{ApiError, ProblemCode};
 use super::extract::{ApiJson, ApiPath};
 use super::games::{
     QUOTA_RETRY_AFTER_SECS, check_product, check_region, count_refusal, create_error, game_id,
-    join_error, run_detached, server_calls,
+    join_error, run_detached, seat_answered, server_calls,
 };
 use super::open_games::{OpenGames, SeatClaim};
 use super::views::{GameView, GameWithJoin, QuickJoinRequest};
@@ -212,18 +210,7 @@ pub async fn rejoin_game(
         let limits = ctx.limits().player_limits();
         let joined =
             flows::rejoin_game(ctx.store(), &server_calls(&ctx), &id, &player, ttl, &limits).await;
-        if let Err(JoinError::Limited(refusal)) = &joined
-            && let Some(product) = id.product()
-        {
-            count_refusal(product.as_str(), "join", *refusal);
-        }
-        // This instance sees its own seat at once; other changes come through the feed.
-        if let Ok(joined) = &joined
-            && let Some(feed_entry) = joined.feed_entry
-        {
-            ctx.open_games().observe(&joined.game, feed_entry, now_ms());
-        }
-        joined.map_err(|err| join_error(&id, err))
+        seat_answered(&ctx, &id, joined)
     })
     .await??;
     Ok(Json(GameWithJoin {
