@@ -3,17 +3,17 @@
 
 use crossterm::event::KeyEvent;
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::layout::{Constraint, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Wrap};
+use ratatui::widgets::{Cell, Row};
 
-use super::list::{Action, BINDINGS, StreamList};
+use super::list::{Action, BINDINGS, ListTable, StreamList, table_rows};
 use super::{Effect, Screen};
 use crate::app::{Command, Shared};
 use crate::data::AuditRow;
 use crate::keymap::{HelpSection, Keymap};
-use crate::view::{CAUGHT_UP_STYLE, DIM, NEAR_STYLE, SELECTED, abbreviate_id, rfc3339_short};
+use crate::view::{CAUGHT_UP_STYLE, DIM, NEAR_STYLE, abbreviate_id, rfc3339_short};
 
 /// The audit view's keys.
 pub const KEYMAP: Keymap<Action> = Keymap {
@@ -51,7 +51,7 @@ impl Screen for Audit {
         let game = visible
             .get(self.list.selected)
             .map(|row| row.entry.game_id.clone());
-        let page = usize::from(shared.main_height().saturating_sub(7)).max(1);
+        let page = table_rows(shared.main_height());
         Some(self.list.on_action(action, shown, page, game))
     }
 
@@ -65,39 +65,29 @@ impl Screen for Audit {
     }
 
     fn draw(&self, _shared: &Shared, frame: &mut Frame, area: Rect) {
-        let visible = self.visible();
-        let mut title = format!(
-            " audit · {} · newest first ",
-            self.list.counts(visible.len(), ("action", "actions"))
-        );
-        if let (Some(error), Some(_)) = (&self.list.error, &self.list.items) {
-            title.push_str(&format!("· read failed, showing the last read: {error} "));
-        }
-        let block = Block::bordered().title(title);
-        let inner = block.inner(area);
-        frame.render_widget(block, area);
-        let [table_area, footer] =
-            Layout::vertical([Constraint::Min(2), Constraint::Length(4)]).areas(inner);
-        let wide = inner.width >= 120;
-        let game_width: u16 = if wide { 44 } else { 18 };
-        let header = Row::new(
-            ["when", "operator", "outcome", "game", "reason"].map(|t| Cell::from(t).style(DIM)),
-        );
-        let rows_on_screen = usize::from(table_area.height.saturating_sub(1)).max(1);
-        let first = self.list.first_row(rows_on_screen);
-        let rows: Vec<Row> = visible
-            .iter()
-            .enumerate()
-            .skip(first)
-            .take(rows_on_screen)
-            .map(|(i, row)| {
+        let table = ListTable {
+            name: "audit",
+            noun: ("action", "actions"),
+            columns: ["when", "operator", "outcome", "game", "reason"],
+            widths: |game_width| {
+                [
+                    Constraint::Length(14),
+                    Constraint::Max(14),
+                    Constraint::Max(32),
+                    Constraint::Length(game_width),
+                    Constraint::Min(10),
+                ]
+            },
+            narrow_game_width: 18,
+            none: "no operator actions recorded yet",
+            row: &|row: &AuditRow, game_width| {
                 let e = &row.entry;
                 let outcome_style = if e.outcome == "deleted" {
                     CAUGHT_UP_STYLE
                 } else {
                     NEAR_STYLE
                 };
-                let line = Row::new(vec![
+                Row::new(vec![
                     Cell::from(rfc3339_short(e.at_ms)),
                     Cell::from(e.operator.clone()),
                     Cell::from(e.outcome.clone()).style(outcome_style),
@@ -107,83 +97,53 @@ impl Screen for Audit {
                         usize::from(game_width),
                     )),
                     Cell::from(e.reason.clone()),
-                ]);
-                if i == self.list.selected {
-                    line.style(SELECTED)
-                } else {
-                    line
-                }
-            })
-            .collect();
-        let widths = [
-            Constraint::Length(14),
-            Constraint::Max(14),
-            Constraint::Max(32),
-            Constraint::Length(game_width),
-            Constraint::Min(10),
-        ];
-        let empty = rows.is_empty();
-        frame.render_widget(Table::new(rows, widths).header(header), table_area);
-        if empty {
-            let [_, message] =
-                Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(table_area);
-            frame.render_widget(
-                Paragraph::new(self.list.empty_text("no operator actions recorded yet"))
-                    .style(DIM)
-                    .wrap(Wrap { trim: true }),
-                message,
-            );
-        }
-        let footer_lines = match visible.get(self.list.selected) {
-            Some(row) => {
-                let e = &row.entry;
-                vec![
-                    Line::from(vec![
-                        Span::styled("game ", DIM),
-                        Span::raw(e.game_id.clone()),
-                        Span::styled(" on ", DIM),
-                        Span::raw(
-                            if e.server_id.is_empty() {
-                                "?"
-                            } else {
-                                &e.server_id
-                            }
-                            .to_string(),
-                        ),
-                        Span::styled(
-                            format!(
-                                "  {} · server {} · {}",
-                                e.action,
-                                if e.server_reached {
-                                    "reached"
-                                } else {
-                                    "not reached"
-                                },
-                                if e.forced { "forced" } else { "not forced" }
-                            ),
-                            DIM,
-                        ),
-                    ]),
-                    Line::from(vec![
-                        Span::styled("detail ", DIM),
-                        Span::styled(
-                            if e.detail.is_empty() {
-                                "—".to_string()
-                            } else {
-                                e.detail.clone()
-                            },
-                            Style::new(),
-                        ),
-                    ]),
-                ]
-            }
-            None => Vec::new(),
+                ])
+            },
+            footer: &footer,
         };
-        frame.render_widget(
-            Paragraph::new(footer_lines)
-                .block(Block::new().borders(Borders::TOP).border_style(DIM))
-                .wrap(Wrap { trim: true }),
-            footer,
-        );
+        self.list.draw(&self.visible(), &table, frame, area);
     }
+}
+
+/// The selected action's detail: the game and its server, what was done, and what the
+/// server said.
+fn footer(row: &AuditRow) -> Vec<Line<'static>> {
+    let e = &row.entry;
+    let server = if e.server_id.is_empty() {
+        "?"
+    } else {
+        &e.server_id
+    };
+    vec![
+        Line::from(vec![
+            Span::styled("game ", DIM),
+            Span::raw(e.game_id.clone()),
+            Span::styled(" on ", DIM),
+            Span::raw(server.to_string()),
+            Span::styled(
+                format!(
+                    "  {} · server {} · {}",
+                    e.action,
+                    if e.server_reached {
+                        "reached"
+                    } else {
+                        "not reached"
+                    },
+                    if e.forced { "forced" } else { "not forced" }
+                ),
+                DIM,
+            ),
+        ]),
+        Line::from(vec![
+            Span::styled("detail ", DIM),
+            Span::styled(
+                if e.detail.is_empty() {
+                    "—".to_string()
+                } else {
+                    e.detail.clone()
+                },
+                Style::new(),
+            ),
+        ]),
+    ]
 }

@@ -3,11 +3,48 @@
 //!
 //! Until the first read answers the list says "loading…", or "not loaded yet: <error>" while
 //! Redis cannot be read; once read, the last data stays on screen with the error beside it.
+//! Each view draws the same frame ([`StreamList::draw`]): the title with the counts, the
+//! table, and the selected entry's detail under a rule; only the columns are its own
+//! ([`ListTable`]).
 
 use crossterm::event::KeyCode;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::Line;
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Wrap};
 
 use super::Effect;
 use crate::keymap::{Binding, bind, ch, ctrl, plain};
+use crate::view::{DIM, SELECTED};
+
+/// Lines under the table for the selected entry's detail (a rule and three lines).
+const FOOTER_HEIGHT: u16 = 4;
+
+/// Rows of the table in a main area of `height` lines (borders, column titles and the
+/// footer taken off): how far a page key moves.
+pub fn table_rows(height: u16) -> usize {
+    usize::from(height.saturating_sub(2 + 1 + FOOTER_HEIGHT)).max(1)
+}
+
+/// What a stream view's table is made of: the parts that are its own.
+pub struct ListTable<'a, T> {
+    /// The view's name, first in the title (`audit`).
+    pub name: &'a str,
+    /// What an entry is called in the title's counts, singular and plural.
+    pub noun: (&'a str, &'a str),
+    /// The column titles; the fourth column is the game's id.
+    pub columns: [&'a str; 5],
+    /// The widths of the columns, given the game column's.
+    pub widths: fn(game_width: u16) -> [Constraint; 5],
+    /// The game column's width on a screen narrower than 120 columns (44 from there).
+    pub narrow_game_width: u16,
+    /// What the list says when nothing was ever recorded.
+    pub none: &'a str,
+    /// An entry's row, given the game column's width.
+    pub row: &'a dyn Fn(&T, u16) -> Row<'static>,
+    /// The selected entry's detail, under the table.
+    pub footer: &'a dyn Fn(&T) -> Vec<Line<'static>>,
+}
 
 /// What a key does on a stream view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,5 +245,69 @@ impl<T> StreamList<T> {
     /// The first row drawn so that the selection is on screen (`height` rows).
     pub fn first_row(&self, height: usize) -> usize {
         self.selected.saturating_sub(height.saturating_sub(1))
+    }
+
+    /// Draws the view in `area`: a frame titled with the view's name and counts (and the
+    /// last read's error while older data is shown), the `visible` entries' table scrolled to
+    /// the selection, or why it is empty, and the selected entry's detail.
+    pub fn draw(&self, visible: &[&T], table: &ListTable<'_, T>, frame: &mut Frame, area: Rect) {
+        let mut title = format!(
+            " {} · {} · newest first ",
+            table.name,
+            self.counts(visible.len(), table.noun)
+        );
+        if let (Some(error), Some(_)) = (&self.error, &self.items) {
+            title.push_str(&format!("· read failed, showing the last read: {error} "));
+        }
+        let block = Block::bordered().title(title);
+        let inner = block.inner(area);
+        frame.render_widget(block, area);
+        let [table_area, footer] =
+            Layout::vertical([Constraint::Min(2), Constraint::Length(FOOTER_HEIGHT)]).areas(inner);
+        let game_width = if inner.width >= 120 {
+            44
+        } else {
+            table.narrow_game_width
+        };
+        let header = Row::new(table.columns.map(|t| Cell::from(t).style(DIM)));
+        let rows_on_screen = usize::from(table_area.height.saturating_sub(1)).max(1);
+        let rows: Vec<Row> = visible
+            .iter()
+            .enumerate()
+            .skip(self.first_row(rows_on_screen))
+            .take(rows_on_screen)
+            .map(|(i, entry)| {
+                let row = (table.row)(entry, game_width);
+                if i == self.selected {
+                    row.style(SELECTED)
+                } else {
+                    row
+                }
+            })
+            .collect();
+        let empty = rows.is_empty();
+        frame.render_widget(
+            Table::new(rows, (table.widths)(game_width)).header(header),
+            table_area,
+        );
+        if empty {
+            let [_, message] =
+                Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(table_area);
+            frame.render_widget(
+                Paragraph::new(self.empty_text(table.none))
+                    .style(DIM)
+                    .wrap(Wrap { trim: true }),
+                message,
+            );
+        }
+        let footer_lines = visible
+            .get(self.selected)
+            .map_or_else(Vec::new, |entry| (table.footer)(entry));
+        frame.render_widget(
+            Paragraph::new(footer_lines)
+                .block(Block::new().borders(Borders::TOP).border_style(DIM))
+                .wrap(Wrap { trim: true }),
+            footer,
+        );
     }
 }
