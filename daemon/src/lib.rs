@@ -2,7 +2,8 @@
 //! (the binary's `main.rs` only parses arguments and starts them), so tests can run it
 //! in-process.
 //!
-//! - [`cli`]: the command line (`-m`, `-c`, `--roles`, `--instance`).
+//! - [`process`]: [`run`], the process from its command line to its exit code; [`cli`]: the
+//!   command line (`-m`, `-c`, `--roles`, `--instance`).
 //! - [`startup`]: [`startup::Daemon`] builds the configured roles and runs them until a
 //!   shutdown signal.
 //! - [`api`], [`registry`], [`telemetry`]: the lobby HTTP API, the game-server registry and
@@ -22,6 +23,9 @@ pub mod curator;
 pub mod gauges;
 pub mod http_server;
 pub mod instance;
+pub mod process;
 pub mod registry;
 pub mod startup;
 pub mod telemetry;
+
+pub use process::run;
