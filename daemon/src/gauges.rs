@@ -37,6 +37,12 @@ pub async fn run(
         }
         // Counted in the process, so it is current even while Redis is unreachable.
         metrics::counter!(telemetry::REDIS_RESENDS_TOTAL).absolute(store.resends());
+        for counts in store.group_counts() {
+            metrics::counter!(telemetry::STORE_GROUPED_CALLS_TOTAL, "script" => counts.script)
+                .absolute(counts.calls);
+            metrics::counter!(telemetry::STORE_GROUPED_REQUESTS_TOTAL, "script" => counts.script)
+                .absolute(counts.requests);
+        }
         let mut products = match store.products().await {
             Ok(products) => products,
             Err(err) => {

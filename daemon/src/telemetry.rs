@@ -41,6 +41,14 @@ pub const LIMIT_REFUSAL_KINDS: &[&str] = &[
 /// Counter: commands and pipelines the store resent after a transient Redis failure (a
 /// failover, a slot migration, a restart) within `redis.retry_budget_ms`.
 pub const REDIS_RESENDS_TOTAL: &str = "mm_redis_resends_total";
+/// Counter `{script}`: script calls the store sent for a kind of grouped write (joins, quick
+/// joins, kept tickets, create admissions; each call carries every request of its product
+/// waiting at that moment).
+pub const STORE_GROUPED_CALLS_TOTAL: &str = "mm_store_grouped_calls_total";
+/// Counter `{script}`: requests those calls carried; divided by the calls, the mean group.
+pub const STORE_GROUPED_REQUESTS_TOTAL: &str = "mm_store_grouped_requests_total";
+/// The `script` labels of the grouped-write counters.
+pub const GROUPED_SCRIPTS: &[&str] = &["reserve_seat", "quick_join", "keep_ticket", "admit_create"];
 
 /// Gauge: open games in this instance's in-memory view (the listing's source).
 pub const VIEW_GAMES: &str = "mm_view_games";
@@ -98,6 +106,16 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
         REDIS_RESENDS_TOTAL,
         MetricKind::Counter,
         "Commands the store resent after a transient Redis failure (failover, slot migration, restart) within redis.retry_budget_ms.",
+    ),
+    (
+        STORE_GROUPED_CALLS_TOTAL,
+        MetricKind::Counter,
+        "Script calls the store sent for a kind of grouped write (reserve_seat, quick_join, keep_ticket, admit_create), each carrying every request of its product waiting at that moment.",
+    ),
+    (
+        STORE_GROUPED_REQUESTS_TOTAL,
+        MetricKind::Counter,
+        "Requests those grouped script calls carried: divided by the calls, the mean group size.",
     ),
     (
         VIEW_GAMES,
@@ -350,6 +368,10 @@ pub const ENDING_OUTCOMES: &[&str] = &[
 /// their first increment, and an alert on them could never be checked on a healthy system.
 pub fn register_known_series(products: &[ProductId], servers: &[ServerId]) {
     metrics::counter!(REDIS_RESENDS_TOTAL).increment(0);
+    for script in GROUPED_SCRIPTS {
+        metrics::counter!(STORE_GROUPED_CALLS_TOTAL, "script" => *script).increment(0);
+        metrics::counter!(STORE_GROUPED_REQUESTS_TOTAL, "script" => *script).increment(0);
+    }
     for (route, method, status) in LOBBY_ROUTE_SERIES {
         metrics::counter!(HTTP_REQUESTS_TOTAL, "route" => *route, "method" => *method, "status" => *status)
             .increment(0);

@@ -15,10 +15,15 @@
 //!
 //! A lane's task holds only a connection and key names, never the [`Store`](super::Store), so
 //! it ends when the last store clone (which holds the lane's sender) is dropped.
+//!
+//! Every kind counts its script calls and the requests they carried ([`GroupCounts`];
+//! metrics `mm_store_grouped_calls_total` and `mm_store_grouped_requests_total`): their ratio
+//! is the mean group size, which says how much of a call's fixed cost each request pays.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -61,20 +66,50 @@ struct Waiting<C: GroupedCall> {
     answer: oneshot::Sender<StoreResult<C::Answer>>,
 }
 
+/// The script calls one kind of grouped write made since the store was opened, and the
+/// requests they carried (every product's lane together).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupCounts {
+    /// The script (`reserve_seat`, `quick_join`, `keep_ticket`, `admit_create`).
+    pub script: &'static str,
+    /// Script calls sent.
+    pub calls: u64,
+    /// Requests those calls carried.
+    pub requests: u64,
+}
+
+/// What the lanes of one kind count, shared with their tasks.
+#[derive(Debug, Default)]
+struct Counters {
+    calls: AtomicU64,
+    requests: AtomicU64,
+}
+
 /// The lanes of one kind of grouped write, for every product it was sent for.
 pub(super) struct Lanes<C: GroupedCall> {
     lanes: Mutex<HashMap<ProductId, mpsc::UnboundedSender<Waiting<C>>>>,
+    counters: Arc<Counters>,
 }
 
 impl<C: GroupedCall> Default for Lanes<C> {
     fn default() -> Self {
         Lanes {
             lanes: Mutex::new(HashMap::new()),
+            counters: Arc::default(),
         }
     }
 }
 
 impl<C: GroupedCall> Lanes<C> {
+    /// The calls and requests of this kind so far.
+    pub(super) fn counts(&self) -> GroupCounts {
+        GroupCounts {
+            script: C::SCRIPT,
+            calls: self.counters.calls.load(Ordering::Relaxed),
+            requests: self.counters.requests.load(Ordering::Relaxed),
+        }
+    }
+
     /// Sends `request` through `product`'s lane (started on first use, on `conn`) and waits
     /// for its answer.
     pub(super) async fn send(
@@ -90,10 +125,10 @@ impl<C: GroupedCall> Lanes<C> {
             let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
             let lane = lanes
                 .entry(product.clone())
-                .or_insert_with(|| start_lane::<C>(conn, keys.clone()));
+                .or_insert_with(|| start_lane::<C>(conn, keys.clone(), &self.counters));
             if let Err(mpsc::error::SendError(waiting)) = lane.send(waiting) {
                 // The lane's task is gone (the runtime it ran on shut down): start another.
-                *lane = start_lane::<C>(conn, keys);
+                *lane = start_lane::<C>(conn, keys, &self.counters);
                 let _ = lane.send(waiting);
             }
         }
@@ -106,9 +141,15 @@ impl<C: GroupedCall> Lanes<C> {
 fn start_lane<C: GroupedCall>(
     conn: &RedisConn,
     keys: ProductKeys,
+    counters: &Arc<Counters>,
 ) -> mpsc::UnboundedSender<Waiting<C>> {
     let (sender, receiver) = mpsc::unbounded_channel();
-    tokio::spawn(run_lane::<C>(conn.clone(), keys, receiver));
+    tokio::spawn(run_lane::<C>(
+        conn.clone(),
+        keys,
+        Arc::clone(counters),
+        receiver,
+    ));
     sender
 }
 
@@ -116,6 +157,7 @@ fn start_lane<C: GroupedCall>(
 async fn run_lane<C: GroupedCall>(
     conn: RedisConn,
     keys: ProductKeys,
+    counters: Arc<Counters>,
     mut receiver: mpsc::UnboundedReceiver<Waiting<C>>,
 ) {
     let mut carried: VecDeque<Waiting<C>> = VecDeque::new();
@@ -149,6 +191,10 @@ async fn run_lane<C: GroupedCall>(
             .into_iter()
             .map(|waiting| (waiting.request, waiting.answer))
             .unzip();
+        counters.calls.fetch_add(1, Ordering::Relaxed);
+        counters
+            .requests
+            .fetch_add(requests.len() as u64, Ordering::Relaxed);
         match C::call(conn.clone(), keys.clone(), &requests).await {
             Ok(results) if results.len() == answers.len() => {
                 for (answer, result) in answers.into_iter().zip(results) {

@@ -66,6 +66,7 @@ pub use codec::{CodecError, game_from_hash, game_to_fields, record_fields};
 pub use coordination::InstanceHeartbeat;
 pub use error::{StoreError, StoreResult};
 pub use feed::{FeedChange, FeedEntry, FeedReader, FeedState, FeedUpdate, OpenSnapshot, ReadEntry};
+pub use lanes::GroupCounts;
 pub use outcomes::{
     ApplyResult, MarkOutcome, OpenCursor, OpenPage, RemoveGuard, RemoveOutcome, ReserveOutcome,
     SeatGrant, Window, WindowRow,
@@ -283,6 +284,19 @@ impl Store {
     /// within `redis.retry_budget_ms` since it was opened (metric `mm_redis_resends_total`).
     pub fn resends(&self) -> u64 {
         self.resends.load(Ordering::Relaxed)
+    }
+
+    /// The script calls each kind of grouped write (`lanes`) has sent since the store was
+    /// opened, and the requests they carried (metrics `mm_store_grouped_calls_total` and
+    /// `mm_store_grouped_requests_total`). A request sent alone (under `redis.wait_replicas`)
+    /// is not counted.
+    pub fn group_counts(&self) -> [GroupCounts; 4] {
+        [
+            self.joins.counts(),
+            self.quick_joins.counts(),
+            self.tickets.counts(),
+            self.admissions.counts(),
+        ]
     }
 
     /// The options the store was opened with.

@@ -208,6 +208,17 @@ async fn a_fresh_daemon_of_each_role_exports_every_metric_the_deploy_files_name(
             ),
             "{role}: labelled counters at zero for their known labels:\n{metrics}"
         );
+        // The store's grouped-write counters, at zero for every script (they are refreshed
+        // from the store every 5 s, whether or not the role sends that kind of write).
+        for script in ["reserve_seat", "quick_join", "keep_ticket", "admit_create"] {
+            for name in [
+                "mm_store_grouped_calls_total",
+                "mm_store_grouped_requests_total",
+            ] {
+                let series = format!("{name}{{script=\"{script}\"}} 0");
+                assert!(metrics.contains(&series), "{role}: no {series}:\n{metrics}");
+            }
+        }
         let (status, health) = daemon.admin_get("/healthz").await.unwrap();
         assert_eq!((status, health.as_str()), (200, "{\"status\":\"ok\"}"));
         let (status, ready) = daemon.admin_get("/readyz").await.unwrap();
