@@ -46,9 +46,8 @@ pub const REDIS_RESENDS_TOTAL: &str = "mm_redis_resends_total";
 /// waiting at that moment).
 pub const STORE_GROUPED_CALLS_TOTAL: &str = "mm_store_grouped_calls_total";
 /// Counter `{script}`: requests those calls carried; divided by the calls, the mean group.
+/// The `script` labels of both are `Store::GROUPED_SCRIPTS`.
 pub const STORE_GROUPED_REQUESTS_TOTAL: &str = "mm_store_grouped_requests_total";
-/// The `script` labels of the grouped-write counters.
-pub const GROUPED_SCRIPTS: &[&str] = &["reserve_seat", "quick_join", "keep_ticket", "admit_create"];
 
 /// Gauge: open games in this instance's in-memory view (the listing's source).
 pub const VIEW_GAMES: &str = "mm_view_games";
@@ -368,9 +367,9 @@ pub const ENDING_OUTCOMES: &[&str] = &[
 /// their first increment, and an alert on them could never be checked on a healthy system.
 pub fn register_known_series(products: &[ProductId], servers: &[ServerId]) {
     metrics::counter!(REDIS_RESENDS_TOTAL).increment(0);
-    for script in GROUPED_SCRIPTS {
-        metrics::counter!(STORE_GROUPED_CALLS_TOTAL, "script" => *script).increment(0);
-        metrics::counter!(STORE_GROUPED_REQUESTS_TOTAL, "script" => *script).increment(0);
+    for script in mm_common::store::Store::GROUPED_SCRIPTS.iter().copied() {
+        metrics::counter!(STORE_GROUPED_CALLS_TOTAL, "script" => script).increment(0);
+        metrics::counter!(STORE_GROUPED_REQUESTS_TOTAL, "script" => script).increment(0);
     }
     for (route, method, status) in LOBBY_ROUTE_SERIES {
         metrics::counter!(HTTP_REQUESTS_TOTAL, "route" => *route, "method" => *method, "status" => *status)

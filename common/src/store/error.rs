@@ -3,6 +3,7 @@
 
 use super::codec::CodecError;
 use super::reply::ReplyError;
+use crate::model::GameState;
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -68,5 +69,41 @@ pub(crate) fn unexpected(script: &'static str, reply: &[String]) -> StoreError {
     StoreError::UnexpectedReply {
         script,
         reply: reply.to_vec(),
+    }
+}
+
+/// The game state a script named in the second value of its reply (`removed`, `refused`,
+/// `marked`, `applied`, `stale`); a reply without one, or with something else there, is
+/// unexpected.
+pub(crate) fn reply_state(script: &'static str, reply: &[String]) -> StoreResult<GameState> {
+    reply
+        .get(1)
+        .and_then(|state| state.parse().ok())
+        .ok_or_else(|| unexpected(script, reply))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_without_a_readable_state_is_unexpected_not_a_panic() {
+        let state = |reply: &[&str]| {
+            let reply: Vec<String> = reply.iter().map(|v| v.to_string()).collect();
+            reply_state("remove_game", &reply)
+        };
+        assert_eq!(
+            state(&["removed", "in_progress"]).unwrap(),
+            GameState::InProgress
+        );
+        for reply in [&["removed"][..], &["refused", "sideways"][..]] {
+            match state(reply) {
+                Err(StoreError::UnexpectedReply { script, reply: got }) => {
+                    assert_eq!(script, "remove_game");
+                    assert_eq!(got, reply);
+                }
+                other => panic!("{reply:?}: {other:?}"),
+            }
+        }
     }
 }

@@ -4,12 +4,12 @@
 use std::collections::HashMap;
 
 use super::Store;
-use super::error::{StoreResult, unexpected};
+use super::error::{StoreResult, reply_state, unexpected};
 use super::outcomes::ApplyResult;
 use super::scripts::SCRIPTS;
 use crate::ids::{GameId, PlayerId, ProductId};
 use crate::keys::CONSUMER_GROUP;
-use crate::model::{Event, GameState};
+use crate::model::Event;
 
 impl Store {
     /// Applies one stream entry of `product`'s stream and acknowledges it for the consumer
@@ -143,14 +143,9 @@ impl Store {
 
 /// One `{outcome, detail}` pair of the `apply_events` script.
 fn apply_result(pair: &[String]) -> StoreResult<ApplyResult> {
-    let state = || -> StoreResult<GameState> {
-        pair[1]
-            .parse()
-            .map_err(|_| unexpected("apply_events", pair))
-    };
     match pair[0].as_str() {
-        "applied" => Ok(ApplyResult::Applied(state()?)),
-        "stale" => Ok(ApplyResult::Stale(state()?)),
+        "applied" => Ok(ApplyResult::Applied(reply_state("apply_events", pair)?)),
+        "stale" => Ok(ApplyResult::Stale(reply_state("apply_events", pair)?)),
         "duplicate" => Ok(ApplyResult::Duplicate),
         "dead" => Ok(ApplyResult::DeadLettered(pair[1].clone())),
         _ => Err(unexpected("apply_events", pair)),

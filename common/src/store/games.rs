@@ -8,7 +8,7 @@ use redis::AsyncCommands;
 
 use super::admission::Admission;
 use super::codec::game_to_fields;
-use super::error::{StoreResult, unexpected};
+use super::error::{StoreResult, reply_state, unexpected};
 use super::joins::SeatRequest;
 use super::outcomes::{MarkOutcome, RemoveGuard, RemoveOutcome, ReserveOutcome, SeatGrant};
 use super::scripts::SCRIPTS;
@@ -18,7 +18,7 @@ use crate::gameserver::JoinTicket;
 use crate::ids::{GameId, PlayerId, ProductId};
 use crate::keys::{ProductKeys, RESERVATION_SEPARATOR};
 use crate::limits::{LimitRefusal, PlayerLimits};
-use crate::model::{Game, GameState};
+use crate::model::Game;
 
 impl Store {
     /// Records a new game in `created`/pending. Returns `false` if the id is already taken.
@@ -447,41 +447,5 @@ fn guard_args(guard: RemoveGuard) -> (&'static str, &'static str, u64) {
         RemoveGuard::Any => ("any", "", 0),
         RemoveGuard::Cancellable => ("cancellable", "", 0),
         RemoveGuard::StaleIn { set, cutoff_ms } => ("stale", set.as_str(), cutoff_ms),
-    }
-}
-
-/// The game state a script named in the second value of its reply (`removed`, `refused`,
-/// `marked`); a reply without one, or with something else there, is unexpected.
-fn reply_state(script: &'static str, reply: &[String]) -> StoreResult<GameState> {
-    reply
-        .get(1)
-        .and_then(|state| state.parse().ok())
-        .ok_or_else(|| unexpected(script, reply))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::StoreError;
-
-    #[test]
-    fn a_reply_without_a_readable_state_is_unexpected_not_a_panic() {
-        let state = |reply: &[&str]| {
-            let reply: Vec<String> = reply.iter().map(|v| v.to_string()).collect();
-            reply_state("remove_game", &reply)
-        };
-        assert_eq!(
-            state(&["removed", "in_progress"]).unwrap(),
-            GameState::InProgress
-        );
-        for reply in [&["removed"][..], &["refused", "sideways"][..]] {
-            match state(reply) {
-                Err(StoreError::UnexpectedReply { script, reply: got }) => {
-                    assert_eq!(script, "remove_game");
-                    assert_eq!(got, reply);
-                }
-                other => panic!("{reply:?}: {other:?}"),
-            }
-        }
     }
 }

@@ -61,6 +61,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use connection::{Backend, RedisConn};
+use lanes::GroupedCall;
 
 pub use codec::{CodecError, game_from_hash, game_to_fields, record_fields};
 pub use coordination::InstanceHeartbeat;
@@ -285,6 +286,14 @@ impl Store {
     pub fn resends(&self) -> u64 {
         self.resends.load(Ordering::Relaxed)
     }
+
+    /// The scripts of the grouped writes, in the order [`Store::group_counts`] gives them.
+    pub const GROUPED_SCRIPTS: [&'static str; 4] = [
+        joins::ReserveSeats::SCRIPT,
+        joins::QuickJoins::SCRIPT,
+        tickets::KeepTickets::SCRIPT,
+        admission::AdmitCreates::SCRIPT,
+    ];
 
     /// The script calls each kind of grouped write (`lanes`) has sent since the store was
     /// opened, and the requests they carried (metrics `mm_store_grouped_calls_total` and
