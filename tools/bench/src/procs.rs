@@ -74,6 +74,30 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok((ticks(11)? + ticks(12)?) / clock_ticks_per_second())
 }
 
+/// CPU seconds the whole machine has spent busy so far, every core together: every state of
+/// the `cpu` line of `/proc/stat` but `idle` and `iowait`. Beside the processes' own figures
+/// it shows what a run left idle, and what went to processes nobody measured.
+pub fn machine_busy_seconds() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let line = stat
+        .lines()
+        .find(|line| line.starts_with("cpu "))
+        .context("/proc/stat has no `cpu` line")?;
+    let ticks = line
+        .split_whitespace()
+        .skip(1)
+        .map(|field| field.parse::<f64>())
+        .collect::<Result<Vec<_>, _>>()
+        .context("non-numeric time in the `cpu` line of /proc/stat")?;
+    if ticks.len() < 5 {
+        bail!("short `cpu` line in /proc/stat: {line:?}");
+    }
+    // user nice system idle iowait irq softirq steal guest guest_nice; guest time is already
+    // counted in user (and guest_nice in nice), so the sum stops at steal.
+    let busy: f64 = ticks.iter().take(8).sum::<f64>() - ticks[3] - ticks[4];
+    Ok(busy / clock_ticks_per_second())
+}
+
 /// Peak resident set size (`VmHWM`) of a process, in MiB.
 pub fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
     status_kib(pid, "VmHWM").map(|kib| kib / 1024.0)
@@ -111,31 +135,65 @@ pub struct ResourceUse {
     pub peak_rss_mib: f64,
 }
 
-/// The start of a measured interval for one process.
+/// Whose CPU a mark measures.
+#[derive(Debug, Clone, Copy)]
+enum CpuSource {
+    /// One process.
+    Process(u32),
+    /// The whole machine ([`machine_busy_seconds`]); it has no peak memory (0).
+    Machine,
+}
+
+impl CpuSource {
+    fn cpu_seconds(self) -> anyhow::Result<f64> {
+        match self {
+            CpuSource::Process(pid) => cpu_seconds(pid),
+            CpuSource::Machine => machine_busy_seconds(),
+        }
+    }
+
+    fn peak_rss_mib(self) -> anyhow::Result<f64> {
+        match self {
+            CpuSource::Process(pid) => peak_rss_mib(pid),
+            CpuSource::Machine => Ok(0.0),
+        }
+    }
+}
+
+/// The start of a measured interval for one process (or the whole machine).
 #[derive(Debug, Clone, Copy)]
 pub struct CpuMark {
-    pid: u32,
+    source: CpuSource,
     cpu: f64,
     at: Instant,
 }
 
 impl CpuMark {
-    /// Marks the start of the interval now.
+    /// Marks the start of the interval now, for the process `pid`.
     pub fn start(pid: u32) -> anyhow::Result<CpuMark> {
+        CpuMark::of(CpuSource::Process(pid))
+    }
+
+    /// Marks the start of the interval now, for the whole machine (every core).
+    pub fn machine() -> anyhow::Result<CpuMark> {
+        CpuMark::of(CpuSource::Machine)
+    }
+
+    fn of(source: CpuSource) -> anyhow::Result<CpuMark> {
         Ok(CpuMark {
-            pid,
-            cpu: cpu_seconds(pid)?,
+            source,
+            cpu: source.cpu_seconds()?,
             at: Instant::now(),
         })
     }
 
     /// What the process used since the mark.
     pub fn finish(&self) -> anyhow::Result<ResourceUse> {
-        let cpu = cpu_seconds(self.pid)? - self.cpu;
+        let cpu = self.source.cpu_seconds()? - self.cpu;
         let wall = self.at.elapsed().as_secs_f64().max(1e-9);
         Ok(ResourceUse {
             cores: cpu / wall,
-            peak_rss_mib: peak_rss_mib(self.pid)?,
+            peak_rss_mib: self.source.peak_rss_mib()?,
         })
     }
 }
@@ -152,9 +210,9 @@ pub struct CpuTally {
 impl CpuTally {
     /// Adds the interval from `mark` to now.
     pub fn add(&mut self, mark: &CpuMark) -> anyhow::Result<()> {
-        self.cpu += cpu_seconds(mark.pid)? - mark.cpu;
+        self.cpu += mark.source.cpu_seconds()? - mark.cpu;
         self.wall += mark.at.elapsed().as_secs_f64();
-        self.peak_rss_mib = self.peak_rss_mib.max(peak_rss_mib(mark.pid)?);
+        self.peak_rss_mib = self.peak_rss_mib.max(mark.source.peak_rss_mib()?);
         Ok(())
     }
 
@@ -560,5 +618,45 @@ impl DaemonProcess {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.process.pid()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn machine_busy_time_is_read_and_never_goes_back() {
+        let first = machine_busy_seconds().expect("/proc/stat is readable");
+        // Some busy time of our own, so the second read has something to count.
+        let mut spin = 0u64;
+        for i in 0..2_000_000u64 {
+            spin = spin.wrapping_add(std::hint::black_box(i));
+        }
+        std::hint::black_box(spin);
+        let second = machine_busy_seconds().expect("/proc/stat is readable");
+        assert!(first > 0.0, "the machine has been busy since boot: {first}");
+        assert!(second >= first, "{second} < {first}");
+    }
+
+    #[test]
+    fn a_machine_mark_measures_at_most_every_core() {
+        let mark = CpuMark::machine().expect("/proc/stat is readable");
+        let mut spin = 0u64;
+        for i in 0..5_000_000u64 {
+            spin = spin.wrapping_add(std::hint::black_box(i));
+        }
+        std::hint::black_box(spin);
+        let used = mark.finish().expect("/proc/stat is readable");
+        let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+        assert!(
+            (0.0..=cores * 1.05).contains(&used.cores),
+            "{} cores busy on a machine of {cores}",
+            used.cores
+        );
+        assert_eq!(
+            used.peak_rss_mib, 0.0,
+            "the machine has no peak memory of its own"
+        );
     }
 }

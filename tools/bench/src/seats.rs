@@ -5,6 +5,10 @@
 //! seats opened the production way (created through the API, the creator's `creator_joined`
 //! applied): a join names a lobby (15 joins each, one after another), a quick join lets the
 //! daemon's view pick the fullest of the oldest `lobby.quick_join_scan` open lobbies.
+//!
+//! Beside the rates, the notes place each request's cost: its CPU in every process (daemon,
+//! Redis, the game servers, this load generator) and how busy the whole machine was, and the
+//! mean group size of each grouped script (the daemon's `mm_store_grouped_*` counters).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -145,6 +149,85 @@ async fn post(
     }
 }
 
+/// The grouped writes' mean group sizes, from the daemon's `/metrics` (public in test mode):
+/// "`script` R in C calls = R/C" for each script that carried requests. The daemon exports
+/// its counts every few seconds, so this polls until `reserve_seat` has counted at least
+/// `joins` requests and `quick_join` at least `quick_joins` (at most 20 s).
+async fn grouped_writes(base_url: &str, joins: u64, quick_joins: u64) -> anyhow::Result<String> {
+    let counts = fixtures::wait_for(
+        "the daemon to export its grouped-write counts",
+        Duration::from_secs(20),
+        || async move {
+            let text = reqwest::get(format!("{base_url}/metrics"))
+                .await?
+                .error_for_status()?
+                .text()
+                .await?;
+            let counts = grouped_counts(&text);
+            let requests = |script: &str| {
+                counts
+                    .iter()
+                    .find(|(name, _, _)| name == script)
+                    .map_or(0, |(_, _, requests)| *requests)
+            };
+            Ok(
+                (requests("reserve_seat") >= joins && requests("quick_join") >= quick_joins)
+                    .then_some(counts),
+            )
+        },
+    )
+    .await?;
+    Ok(counts
+        .iter()
+        .filter(|(_, _, requests)| *requests > 0)
+        .map(|(script, calls, requests)| {
+            format!(
+                "`{script}` {requests} in {calls} calls = {:.1}",
+                *requests as f64 / (*calls).max(1) as f64
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", "))
+}
+
+/// `(script, calls, requests)` of every `mm_store_grouped_*_total{script="…"}` series in a
+/// Prometheus text exposition.
+fn grouped_counts(text: &str) -> Vec<(String, u64, u64)> {
+    let mut counts: Vec<(String, u64, u64)> = Vec::new();
+    for line in text.lines() {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (calls, labels) = match series.split_once('{') {
+            Some(("mm_store_grouped_calls_total", labels)) => (true, labels),
+            Some(("mm_store_grouped_requests_total", labels)) => (false, labels),
+            _ => continue,
+        };
+        let Some(script) = labels
+            .trim_end_matches('}')
+            .split(',')
+            .find_map(|label| label.strip_prefix("script="))
+            .map(|quoted| quoted.trim_matches('"').to_string())
+        else {
+            continue;
+        };
+        let value = value.parse::<f64>().unwrap_or(0.0) as u64;
+        let at = match counts.iter().position(|(name, _, _)| *name == script) {
+            Some(at) => at,
+            None => {
+                counts.push((script, 0, 0));
+                counts.len() - 1
+            }
+        };
+        if calls {
+            counts[at].1 = value;
+        } else {
+            counts[at].2 = value;
+        }
+    }
+    counts
+}
+
 /// Runs the scenario.
 pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
     let mut scenario = Scenario::new("seats", "join and quick join beside create");
@@ -222,12 +305,24 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
     let mut driven: Vec<Driven> = kinds.iter().map(|_| Driven::empty()).collect();
     let mut daemon_use = vec![CpuTally::default(); kinds.len()];
     let mut redis_use = vec![CpuTally::default(); kinds.len()];
+    // Where the rest of the machine's CPU went, so a gap between two requests can be placed:
+    // the game servers (together), this load generator, and the whole machine (what it left
+    // idle).
+    let mut servers_use = vec![vec![CpuTally::default(); servers.len()]; kinds.len()];
+    let mut driver_use = vec![CpuTally::default(); kinds.len()];
+    let mut machine_use = vec![CpuTally::default(); kinds.len()];
     for round in 0..paired::ROUNDS {
         for (k, kind) in kinds.iter().enumerate() {
             let http = http.clone();
             let first = round as u64 * round_budget;
             let daemon_mark = CpuMark::start(daemon.pid())?;
             let redis_mark = CpuMark::start(redis_pid)?;
+            let server_marks = servers
+                .iter()
+                .map(|server| CpuMark::start(server.process.pid()))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let driver_mark = CpuMark::start(std::process::id())?;
+            let machine_mark = CpuMark::machine()?;
             let run = match kind {
                 Kind::QuickJoin => {
                     let url = Arc::new(format!("{}/v1/games/quick-join", daemon.base_url));
@@ -265,9 +360,15 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
             };
             daemon_use[k].add(&daemon_mark)?;
             redis_use[k].add(&redis_mark)?;
+            for (tally, mark) in servers_use[k].iter_mut().zip(&server_marks) {
+                tally.add(mark)?;
+            }
+            driver_use[k].add(&driver_mark)?;
+            machine_use[k].add(&machine_mark)?;
             driven[k].absorb(run);
         }
     }
+    let machine_size = std::thread::available_parallelism().map_or(1, usize::from);
     let mut rates = Vec::new();
     for (k, kind) in kinds.iter().enumerate() {
         let driven = &driven[k];
@@ -282,6 +383,28 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
         }
         rates.push(driven.per_second());
         scenario.rows.push(row);
+        // CPU time per request, µs, of `cores` busy at the measured rate.
+        let per_request = |cores: f64| 1e6 * cores / driven.per_second().max(1e-9);
+        let servers_cores: f64 = servers_use[k].iter().map(|t| t.usage().cores).sum();
+        let machine_cores = machine_use[k].usage().cores;
+        scenario.note(format!(
+            "{}: CPU per request {:.0} µs daemon, {:.0} µs Redis, {:.0} µs game servers, \
+             {:.0} µs load generator; the machine was busy {machine_cores:.2} of its \
+             {machine_size} cores ({:.0} µs per request in all)",
+            kind.label(),
+            per_request(daemon_use[k].usage().cores),
+            per_request(redis_use[k].usage().cores),
+            per_request(servers_cores),
+            per_request(driver_use[k].usage().cores),
+            per_request(machine_cores),
+        ));
+    }
+    match grouped_writes(&daemon.base_url, driven[0].ok, driven[1].ok).await {
+        Ok(groups) => scenario.note(format!(
+            "requests per grouped script call (the daemon's `mm_store_grouped_*` counters, \
+             whole run): {groups}"
+        )),
+        Err(err) => scenario.note(format!("group sizes not read: {err:#}")),
     }
     scenario.note(format!(
         "{} rounds of join, quick join and create, each at most {round_budget} requests or \
@@ -301,4 +424,26 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
     }
     drop(servers);
     Ok(scenario)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grouped_counts_reads_both_series_of_every_script() {
+        let text = "# TYPE mm_store_grouped_calls_total counter\n\
+            mm_store_grouped_calls_total{script=\"reserve_seat\"} 10\n\
+            mm_store_grouped_requests_total{script=\"reserve_seat\"} 150\n\
+            mm_store_grouped_requests_total{role=\"api\",script=\"keep_ticket\"} 7\n\
+            mm_store_grouped_calls_total{script=\"keep_ticket\"} 2\n\
+            mm_view_games{product=\"a\"} 3\n";
+        assert_eq!(
+            grouped_counts(text),
+            vec![
+                ("reserve_seat".to_string(), 10, 150),
+                ("keep_ticket".to_string(), 2, 7),
+            ]
+        );
+    }
 }
