@@ -101,7 +101,7 @@ pub use create::{CreateError, CreatedGame, NewGame, create_game};
 pub use end::{EndError, EndGame, Ended, FinishEnding, Unconfirmed, end_game, finish_ending};
 pub use join::{JoinError, JoinedGame, join_game};
 pub use quick_join::{
-    QuickJoin, QuickJoinCreate, QuickJoinError, QuickJoinView, QuickJoined, quick_join,
+    QuickJoin, QuickJoinCreate, QuickJoinError, QuickJoinView, QuickJoined, ViewPicks, quick_join,
 };
 pub use rejoin::rejoin_game;
 

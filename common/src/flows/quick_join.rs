@@ -16,13 +16,27 @@ use crate::time::now_ms;
 /// view): which games to try, and what the attempt got, at once, so that the next quick
 /// join's picks count the seat.
 pub trait QuickJoinView {
-    /// The games to try for `filter`, best first (the script checks each against the record).
-    /// The view may count a seat of the first as being taken until [`Self::answered`].
-    fn picks(&self, filter: &QuickJoinFilter) -> Vec<GameId>;
+    /// The games to try for `filter`, best first (the script checks each against the record),
+    /// and whether the view knows that no open game matches. The view may count a seat of
+    /// the first as being taken until [`Self::answered`].
+    fn picks(&self, filter: &QuickJoinFilter) -> ViewPicks;
     /// The script answered the attempt the last picks were for: `seated` is the game a seat
     /// was just reserved in (as the script left it) and the change feed entry it wrote, when
     /// the seat changed the game's listing.
     fn answered(&self, seated: Option<(&Game, EntryId)>);
+}
+
+/// What a view names for one quick join attempt.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ViewPicks {
+    /// The games to try, best first.
+    pub games: Vec<GameId>,
+    /// The view follows the product and holds no open game that matches the filter, seats
+    /// other quick joins are taking aside (so `games` is empty): the attempt then reads no
+    /// candidate from the product's open index, and a query that matches nothing costs no
+    /// scan of the record. When `false` and no pick takes the player (the view was behind,
+    /// or every match was being taken), the script reads the `scan` oldest open games.
+    pub none_match: bool,
 }
 
 /// A quick join request.
@@ -106,13 +120,14 @@ pub async fn quick_join<D: ServerPlacement + Clone + 'static>(
     let mut last_failure = None;
     for _ in 0..request.attempts.max(1) {
         let picks = view.picks(&request.filter);
+        let scan = if picks.none_match { 0 } else { request.scan };
         let outcome = store
             .quick_join(
                 &request.product,
                 player,
                 &request.filter,
-                &picks,
-                request.scan,
+                &picks.games,
+                scan,
                 now_ms(),
                 reservation_ttl,
                 limits,

@@ -145,7 +145,8 @@ pub(super) struct QuickJoinRequest {
     pub(super) now_ms: u64,
     pub(super) ttl: Duration,
     pub(super) limits: PlayerLimits,
-    /// How many of the oldest open games are candidates when no pick takes the player.
+    /// How many of the oldest open games are candidates when no pick takes the player (0:
+    /// none, the caller's view holds no matching open game).
     pub(super) scan: u32,
     /// The cap of the product's change feed (`XADD … MAXLEN ~`).
     pub(super) feed_cap: u64,
@@ -160,10 +161,7 @@ impl GroupedCall for QuickJoins {
     const SCRIPT: &'static str = "quick_join";
 
     fn groups_with(first: &QuickJoinRequest, next: &QuickJoinRequest) -> bool {
-        next.ttl == first.ttl
-            && next.limits == first.limits
-            && next.scan == first.scan
-            && next.feed_cap == first.feed_cap
+        next.ttl == first.ttl && next.limits == first.limits && next.feed_cap == first.feed_cap
     }
 
     /// One script call handling every quick join of `group`, in order.
@@ -182,7 +180,6 @@ impl GroupedCall for QuickJoins {
             .arg(first.limits.joins_per_sec)
             .arg(first.limits.join_burst)
             .arg(keys.game_prefix())
-            .arg(first.scan)
             .arg(first.feed_cap);
         let spaced = |ids: &[GameId]| ids.iter().map(GameId::as_str).collect::<Vec<_>>().join(" ");
         for quick in group {
@@ -194,7 +191,8 @@ impl GroupedCall for QuickJoins {
                 .arg(quick.region.as_str())
                 .arg(quick.labels.as_str())
                 .arg(spaced(&quick.picks))
-                .arg(spaced(&quick.exclude));
+                .arg(spaced(&quick.exclude))
+                .arg(quick.scan);
         }
         let replies: Vec<Vec<String>> = invocation.invoke_async(&mut conn).await?;
         each_reply(Self::SCRIPT, replies, group.len(), |_, reply| {

@@ -244,7 +244,8 @@ impl Store {
     /// Quick join: reserves a seat for `player`, held for `ttl`, in the first of `picks` (the
     /// caller's choice, best first, e.g. from a view of the open games) whose record matches
     /// `filter` and takes the player; when none does, in the fullest open game of `product`
-    /// matching `filter` among the `scan` oldest (the oldest among equally full ones). Under
+    /// matching `filter` among the `scan` oldest (the oldest among equally full ones; a `scan`
+    /// of 0 reads none, for a caller whose view holds no matching open game). Under
     /// the player's join rate and reservation quota. A player who already holds a seat in a
     /// matching game gets that game back, unchanged. The quick joins of one product waiting
     /// at the same moment are sent as one script call (`joins`), each decided as if alone.
@@ -275,7 +276,7 @@ impl Store {
             now_ms,
             ttl,
             limits: *limits,
-            scan: scan.max(1),
+            scan,
             feed_cap: self.options.feed_max_len.max(1),
         };
         self.send_seat_request(&self.quick_joins, keys, product, request, |outcome| {

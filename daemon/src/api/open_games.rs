@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use mm_common::backoff::Backoff;
+use mm_common::flows::ViewPicks;
 use mm_common::labels::Labels;
 use mm_common::model::{EntryId, Game, WindowRanking, rank_window};
 use mm_common::store::{FeedChange, FeedEntry, FeedUpdate, QuickJoinFilter, ReadEntry, Store};
@@ -526,7 +527,8 @@ impl OpenGames {
     /// counting the seats this instance's other quick joins are taking ([`SeatClaim`]). The
     /// first pick is claimed until the returned claim is dropped. The quick join script checks
     /// each pick against the record before it takes a seat, and reads the open index itself
-    /// when none takes it (this view was behind).
+    /// when none takes it (this view was behind) — unless the view holds the product and no
+    /// open game of it matches ([`ViewPicks::none_match`]): then nothing is read.
     pub fn quick_join_picks(
         &self,
         product: &ProductId,
@@ -534,23 +536,40 @@ impl OpenGames {
         filter: &QuickJoinFilter,
         scan: usize,
         now_ms: u64,
-    ) -> (Vec<GameId>, SeatClaim<'_>) {
+    ) -> (ViewPicks, SeatClaim<'_>) {
         let games = self.read();
         let mut claims = self.claims();
         let Some(index) = games.products.get(product) else {
-            return (Vec::new(), SeatClaim::none(self));
+            // Not loaded (yet): the view knows nothing of the product, the script looks.
+            return (ViewPicks::default(), SeatClaim::none(self));
         };
-        let window = index.oldest.values().take(scan).map(|listed| &*listed.game);
+        let window = || index.oldest.values().take(scan).map(|listed| &*listed.game);
         let claimed = |id: &GameId| claims.get(id).copied().unwrap_or(0) as usize;
-        let picks: Vec<GameId> = match rank_window(window, player, filter, now_ms, claimed) {
-            WindowRanking::Held(game) => vec![game.id.clone()],
-            WindowRanking::Ranked(ranked) => ranked
-                .into_iter()
-                .take(QUICK_JOIN_PICKS)
-                .map(|game| game.id.clone())
-                .collect(),
+        let picks = match rank_window(window(), player, filter, now_ms, claimed) {
+            WindowRanking::Held(game) => ViewPicks {
+                games: vec![game.id.clone()],
+                none_match: false,
+            },
+            WindowRanking::Ranked(ranked) if ranked.is_empty() => ViewPicks {
+                games: Vec::new(),
+                // Nothing ranked: either nothing matches, or every match is being taken by
+                // this instance's other quick joins (then the script looks in the record).
+                none_match: !window().any(|game| {
+                    !filter.exclude.contains(&game.id)
+                        && game.matches(filter)
+                        && game.is_open(now_ms)
+                }),
+            },
+            WindowRanking::Ranked(ranked) => ViewPicks {
+                games: ranked
+                    .into_iter()
+                    .take(QUICK_JOIN_PICKS)
+                    .map(|game| game.id.clone())
+                    .collect(),
+                none_match: false,
+            },
         };
-        let claim = match picks.first() {
+        let claim = match picks.games.first() {
             Some(first) => {
                 *claims.entry(first.clone()).or_default() += 1;
                 SeatClaim {
@@ -1011,7 +1030,11 @@ mod tests {
         let pick = |who: &str| {
             let (picks, claim) = view.quick_join_picks(&product(), &player(who), &filter, 64, 10);
             (
-                picks.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                picks
+                    .games
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>(),
                 claim,
             )
         };
@@ -1025,6 +1048,51 @@ mod tests {
         assert_eq!(pick("p3").0, ["chess.b", "chess.a"]);
         // A game the player already holds a seat in is the only pick.
         assert_eq!(pick("carol").0, ["chess.b"]);
+    }
+
+    #[test]
+    fn a_view_that_holds_no_matching_game_says_so_and_seats_being_taken_are_not_a_miss() {
+        // One seat left in a, for a product the view holds.
+        let view = view_of(vec![lobby("chess.a", 2, 1)], EntryId::new(1, 0));
+        let picks = |filter: &QuickJoinFilter| {
+            view.quick_join_picks(&product(), &player("p"), filter, 64, 10)
+                .0
+        };
+        let any = QuickJoinFilter::default();
+        let elsewhere = QuickJoinFilter {
+            region: Some("mars".into()),
+            ..QuickJoinFilter::default()
+        };
+        let ranked = QuickJoinFilter {
+            labels: Labels::new([("mode".to_string(), "ranked".to_string())].into(), 8).unwrap(),
+            ..QuickJoinFilter::default()
+        };
+        let excluded = QuickJoinFilter {
+            exclude: vec![GameId::new("chess.a").unwrap()],
+            ..QuickJoinFilter::default()
+        };
+        // Nothing matches: no pick, and the view says so.
+        for filter in [&elsewhere, &ranked, &excluded] {
+            let got = picks(filter);
+            assert!(
+                got.games.is_empty() && got.none_match,
+                "{filter:?}: {got:?}"
+            );
+        }
+        // a matches: it is the pick.
+        let (first, claim) = view.quick_join_picks(&product(), &player("p1"), &any, 64, 10);
+        assert_eq!(first.games, [GameId::new("chess.a").unwrap()]);
+        assert!(!first.none_match);
+        // While p1 takes a's last seat, p2 gets no pick, but a still matches: the script
+        // is left to look in the record (p1's seat may yet fail).
+        let second = picks(&any);
+        assert!(second.games.is_empty() && !second.none_match, "{second:?}");
+        drop(claim);
+        // A product the view has not loaded is not known to hold nothing.
+        let other = view
+            .quick_join_picks(&ProductId::new("go").unwrap(), &player("p"), &any, 64, 10)
+            .0;
+        assert!(other.games.is_empty() && !other.none_match, "{other:?}");
     }
 
     #[test]

@@ -10,12 +10,14 @@ use std::sync::Mutex;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use mm_common::flows::{self, QuickJoin, QuickJoinCreate, QuickJoinError, QuickJoinView};
+use mm_common::flows::{
+    self, QuickJoin, QuickJoinCreate, QuickJoinError, QuickJoinView, ViewPicks,
+};
 use mm_common::labels::Labels;
 use mm_common::model::EntryId;
 use mm_common::store::QuickJoinFilter;
 use mm_common::time::now_ms;
-use mm_common::{Game, GameId, PlayerId, ProductId};
+use mm_common::{Game, PlayerId, ProductId};
 
 use super::ApiContext;
 use super::auth::Player;
@@ -53,7 +55,7 @@ impl<'a> ViewOfOpenGames<'a> {
 }
 
 impl QuickJoinView for ViewOfOpenGames<'_> {
-    fn picks(&self, filter: &QuickJoinFilter) -> Vec<GameId> {
+    fn picks(&self, filter: &QuickJoinFilter) -> ViewPicks {
         let (picks, claim) =
             self.games
                 .quick_join_picks(self.product, self.player, filter, self.scan, now_ms());

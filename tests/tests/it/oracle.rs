@@ -336,7 +336,8 @@ fn arb_op() -> impl Strategy<Value = Op> {
             prop_oneof![Just(1_000u64), Just(30_000u64)],
             prop_oneof![Just(None), Just(Some("eu")), Just(Some("us"))],
             prop_oneof![2 => Just(None), 1 => Just(Some("dust2")), 1 => Just(Some("inferno"))],
-            prop_oneof![Just(64u32), Just(1u32)],
+            // 0: the caller's view holds no matching game, the open index is not read.
+            prop_oneof![Just(64u32), Just(1u32), Just(0u32)],
             prop_oneof![3 => Just(None), 1 => game.clone().prop_map(Some)],
             prop::collection::vec(game.clone(), 0..=3),
         )

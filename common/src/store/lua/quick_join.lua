@@ -5,27 +5,30 @@
 -- every wanted pair. The daemon's view of open games names its picks, best first (the fullest
 -- of the `scan` oldest matching games); each is checked here against the record (matching,
 -- then the join rules), and the first that seats the player gets the seat. When none does
--- (the view was behind the record) or none was named, the candidates are the `scan` oldest
--- games of the open index; the best is the fullest (seats taken / capacity), the oldest among
--- equals, so lobbies fill and start.
+-- (the view was behind the record) or none was named, the candidates are the quick join's
+-- `scan` oldest games of the open index; the best is the fullest (seats taken / capacity), the
+-- oldest among equals, so lobbies fill and start. A `scan` of 0 reads no candidate: the
+-- daemon's view holds no matching open game, so a query that matches nothing costs no read of
+-- the open index.
 -- A player who already holds a seat in a matching game gets it back (idempotent, like a
 -- re-join): a live reservation of theirs (their reservations ZSET) in a lobby that takes it,
 -- or a pick or candidate they created, are present in or reserved.
 --
--- Takes a group of quick joins of one product, under the same reservation TTL, limits and
--- scan, and handles each exactly as a call of its own would, one after the other in their
+-- Takes a group of quick joins of one product, under the same reservation TTL and limits,
+-- and handles each exactly as a call of its own would, one after the other in their
 -- order (the daemon sends the quick joins waiting at the same moment together,
 -- `store/joins.rs`): a quick join sees the seats the ones before it in its group took.
 -- KEYS: 1 pending, 2 lobby, 3 active, 4 open, 5 reservations, 6 ending, 7 feed, then two per
 --       quick join: the player's reservations (ZSET game id -> expiry, ms), the player's join
 --       bucket
 -- ARGV: 1 ttl (ms), 2 max open reservations (0 = no quota), 3 rate (joins/s, 0 = no rate
---       limit), 4 burst, 5 game key prefix (`P:{product}:game:`), 6 scan (games), 7 feed cap,
---       then six per quick join: the player, now (ms), the wanted region ('' = any), the
---       wanted labels (JSON object, '' = none), the view's picks (game ids, best first,
---       separated by spaces), the games not to pick (the same), those whose game server
---       failed an earlier attempt of the same request (an attempt with any takes no token
---       from the join bucket: the request's first attempt took it)
+--       limit), 4 burst, 5 game key prefix (`P:{product}:game:`), 6 feed cap, then seven per
+--       quick join: the player, now (ms), the wanted region ('' = any), the wanted labels
+--       (JSON object, '' = none), the view's picks (game ids, best first, separated by
+--       spaces), the games not to pick (the same), those whose game server failed an earlier
+--       attempt of the same request (an attempt with any takes no token from the join bucket:
+--       the request's first attempt took it), the scan (how many of the oldest open games are
+--       candidates when no pick takes the player; 0: none)
 -- Returns, per quick join, one of {'reserved', game id, expiry, record} | {'held', game id,
 -- ticket JSON or '', record} | {'none'} | {'rate_limited', retry ms} | {'quota_exceeded',
 -- retry ms} | {'failed', why} (a game it read could not be decoded; the other quick joins of
@@ -33,8 +36,8 @@
 -- appends it.
 local ttl, max_reserved, rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
   tonumber(ARGV[4])
-local prefix, scan = ARGV[5], tonumber(ARGV[6])
-local keys = {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], ARGV[7]}
+local prefix = ARGV[5]
+local keys = {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], ARGV[6]}
 
 -- The game ids of a space-separated list, as a sequence and as a set.
 local function ids_of(list)
@@ -47,9 +50,9 @@ local function ids_of(list)
 end
 
 -- One quick join of the group, as the header describes: `picks_list` and `excluded_list`
--- are its space-separated game ids.
+-- are its space-separated game ids, `scan` how many of the oldest open games are candidates.
 local function quick_join(player_key, bucket_key, player, now, region, wanted_json, picks_list,
-                           excluded_list)
+                           excluded_list, scan)
   local wanted = nil
   if wanted_json ~= '' then
     wanted = cjson.decode(wanted_json)
@@ -158,7 +161,9 @@ local function quick_join(player_key, bucket_key, player, now, region, wanted_js
     end
   end
 
-  -- The fullest matching open game among the oldest `scan`.
+  -- The fullest matching open game among the oldest `scan` (none when `scan` is 0: ZRANGE
+  -- 0 -1 would read them all).
+  if scan < 1 then return {'none'} end
   local best_key, best_id, best_taken, best_capacity = nil, nil, 0, 1
   for _, id in ipairs(redis.call('ZRANGE', KEYS[4], 0, scan - 1)) do
     local key = prefix .. id
@@ -179,9 +184,10 @@ end
 
 local answers = {}
 for first = 8, #KEYS, 2 do
-  local at = 7 + (first - 8) / 2 * 6
+  local at = 6 + (first - 8) / 2 * 7
   local ok, answer = pcall(quick_join, KEYS[first], KEYS[first + 1], ARGV[at + 1],
-    tonumber(ARGV[at + 2]), ARGV[at + 3], ARGV[at + 4], ARGV[at + 5], ARGV[at + 6])
+    tonumber(ARGV[at + 2]), ARGV[at + 3], ARGV[at + 4], ARGV[at + 5], ARGV[at + 6],
+    tonumber(ARGV[at + 7]))
   if ok then
     answers[#answers + 1] = answer
   else
