@@ -273,6 +273,10 @@ pub struct LobbySettings {
     /// How many games one quick join tries when the game server of the one it got fails
     /// or refuses the player (1..=10).
     pub quick_join_attempts: u32,
+    /// Most open games one listing page examines for its filters (101..=1000000): a filter
+    /// that matches few games is paged through, a page at most this much work, instead of
+    /// searched through every open game in one request.
+    pub list_scan_max: u32,
     /// Approximate cap of each product's change feed `P:{product}:feed` (entries).
     pub feed_maxlen: u64,
     /// How long one blocking read of a product's change feed waits (ms); also how often an
@@ -290,6 +294,7 @@ impl Default for LobbySettings {
             max_labels: mm_common::labels::DEFAULT_MAX_LABELS,
             quick_join_scan: 64,
             quick_join_attempts: 3,
+            list_scan_max: 1_000,
             feed_maxlen: 10_000,
             view_block_ms: 1_000,
         }

@@ -119,6 +119,7 @@ fn defaults_are_the_contracts() {
     assert_eq!(s.lobby.list_max_staleness_ms, 250);
     assert_eq!(s.lobby.quick_join_scan, 64);
     assert_eq!(s.lobby.quick_join_attempts, 3);
+    assert_eq!(s.lobby.list_scan_max, 1_000);
     assert_eq!(s.lobby.feed_maxlen, 10_000);
     assert_eq!(s.lobby.view_block_ms, 1_000);
     let c = &s.curation;
@@ -903,7 +904,7 @@ fn secret_type_errors_do_not_echo_the_value() {
 #[test]
 fn section_rules_name_key_and_source() {
     let f = |file: &Path| format!("file {}", file.display());
-    let file_cases: [(&str, &str, &str); 25] = [
+    let file_cases: [(&str, &str, &str); 27] = [
         (
             "[lobby]\nfeed_maxlen = 5",
             "lobby.feed_maxlen",
@@ -975,6 +976,16 @@ fn section_rules_name_key_and_source() {
             "[lobby]\nquick_join_attempts = 11",
             "lobby.quick_join_attempts",
             "got 11",
+        ),
+        (
+            "[lobby]\nlist_scan_max = 100",
+            "lobby.list_scan_max",
+            "between 101 and 1000000",
+        ),
+        (
+            "[lobby]\nlist_scan_max = 1000001",
+            "lobby.list_scan_max",
+            "got 1000001",
         ),
         (
             "[curation]\ninterval_secs = 0",

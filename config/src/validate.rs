@@ -19,6 +19,11 @@ pub const MIN_JWT_SECRET_BYTES: usize = 32;
 /// Largest accepted `lobby.quick_join_scan`: one quick join reads at most this many game
 /// hashes inside one Redis script.
 pub const MAX_QUICK_JOIN_SCAN: u32 = 1000;
+/// Smallest accepted `lobby.list_scan_max`: the largest page (100 games) and the one after
+/// it that says whether more follow, so a page without filters always fills.
+pub const MIN_LIST_SCAN: u32 = 101;
+/// Largest accepted `lobby.list_scan_max`.
+pub const MAX_LIST_SCAN: u32 = 1_000_000;
 /// Largest accepted `lobby.quick_join_attempts`: each attempt may wait for a game server.
 pub const MAX_QUICK_JOIN_ATTEMPTS: u32 = 10;
 /// Largest accepted `lobby.max_capacity`.
@@ -559,6 +564,12 @@ fn check_api_sections(c: &mut Checker<'_>, settings: &Settings, mode: Mode) {
         lobby.quick_join_attempts.into(),
         1,
         MAX_QUICK_JOIN_ATTEMPTS.into(),
+    );
+    c.range(
+        "lobby.list_scan_max",
+        lobby.list_scan_max.into(),
+        MIN_LIST_SCAN.into(),
+        MAX_LIST_SCAN.into(),
     );
     c.range("lobby.feed_maxlen", lobby.feed_maxlen, 100, 10_000_000);
     c.range("lobby.view_block_ms", lobby.view_block_ms, 10, 60_000);

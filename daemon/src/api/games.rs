@@ -284,6 +284,7 @@ pub async fn list_games(
                 sort,
                 after,
                 limit: limit as usize,
+                scan_max: ctx.lobby().list_scan_max as usize,
             },
             now,
         )

@@ -162,6 +162,10 @@ pub struct PageQuery {
     pub after: Option<Cursor>,
     /// Games per page (at least 1).
     pub limit: usize,
+    /// Most games the page examines for its filters (`lobby.list_scan_max`; at least
+    /// `limit + 1`, 0: no bound): past that, the page ends short, with a cursor after the
+    /// last game it examined.
+    pub scan_max: usize,
 }
 
 /// A page of the view.
@@ -221,20 +225,42 @@ struct Listed {
 /// A game's JSON and until when (ms) it stays current.
 type Rendered = (Arc<[u8]>, u64);
 
+/// Where a page's walk through the order stopped.
+enum PageEnd<'a> {
+    /// Every game after the start was examined: this is the last page.
+    Last,
+    /// The page holds one game more than `limit` (it only says that more follow).
+    Full,
+    /// `scan_max` games were examined before the page filled: the next page starts after
+    /// the last one examined, which the page need not show.
+    Examined(&'a Arc<Listed>),
+}
+
 /// Pushes the games of `ordered` that `keep` accepts onto `page`, stopping once it holds one
-/// more than `limit` (that one only says whether there is a next page).
+/// more than `limit` (that one only says whether there is a next page) or once `scan_max`
+/// games were examined, so a filter that matches few games costs a bounded walk a page.
 fn fill_page<'a>(
     page: &mut Vec<&'a Arc<Listed>>,
     ordered: impl Iterator<Item = &'a Arc<Listed>>,
     keep: impl Fn(&Listed) -> bool,
     limit: usize,
-) {
-    for listed in ordered.filter(|listed| keep(listed)) {
-        page.push(listed);
-        if page.len() > limit {
-            break;
+    scan_max: usize,
+) -> PageEnd<'a> {
+    let mut ordered = ordered.peekable();
+    let mut examined = 0;
+    while let Some(listed) = ordered.next() {
+        if keep(listed) {
+            page.push(listed);
+            if page.len() > limit {
+                return PageEnd::Full;
+            }
+        }
+        examined += 1;
+        if examined >= scan_max && ordered.peek().is_some() {
+            return PageEnd::Examined(listed);
         }
     }
+    PageEnd::Last
 }
 
 /// The game as JSON at `now_ms`, and until when that stays current.
@@ -622,8 +648,12 @@ impl OpenGames {
                     >= query.min_seats_free as usize;
             region_ok && seats_ok && game.labels.matches(&query.labels)
         };
+        let scan_max = match query.scan_max {
+            0 => usize::MAX,
+            bound => bound.max(limit + 1),
+        };
         let mut page: Vec<&Arc<Listed>> = Vec::with_capacity(limit + 1);
-        match query.sort {
+        let end = match query.sort {
             Sort::Oldest => {
                 let start = match &query.after {
                     Some(Cursor::Oldest { created_at_ms, id }) => {
@@ -639,7 +669,8 @@ impl OpenGames {
                         .map(|(_, l)| l),
                     keep,
                     limit,
-                );
+                    scan_max,
+                )
             }
             Sort::Fullest => {
                 let start = match &query.after {
@@ -660,25 +691,29 @@ impl OpenGames {
                         .map(|(_, l)| l),
                     keep,
                     limit,
-                );
+                    scan_max,
+                )
             }
-        }
-        let more = page.len() > limit;
-        page.truncate(limit);
-        let next = match page.last() {
-            Some(last) if more => Some(match query.sort {
-                Sort::Oldest => Cursor::Oldest {
-                    created_at_ms: last.game.created_at_ms,
-                    id: last.id.to_string(),
-                },
-                Sort::Fullest => Cursor::Fullest {
-                    players: last.players,
-                    created_at_ms: last.game.created_at_ms,
-                    id: last.id.to_string(),
-                },
-            }),
-            _ => None,
         };
+        page.truncate(limit);
+        // The next page starts after the last game shown, or after the last one examined
+        // when the walk stopped short.
+        let after = match end {
+            PageEnd::Last => None,
+            PageEnd::Full => page.last().copied(),
+            PageEnd::Examined(last) => Some(last),
+        };
+        let next = after.map(|last| match query.sort {
+            Sort::Oldest => Cursor::Oldest {
+                created_at_ms: last.game.created_at_ms,
+                id: last.id.to_string(),
+            },
+            Sort::Fullest => Cursor::Fullest {
+                players: last.players,
+                created_at_ms: last.game.created_at_ms,
+                id: last.id.to_string(),
+            },
+        });
         // A game shown again after one of its reservations expired is rendered again; the
         // view keeps that rendering, so later pages do not render it once more.
         let mut renewed = Vec::new();
@@ -1093,6 +1128,66 @@ mod tests {
             .quick_join_picks(&ProductId::new("go").unwrap(), &player("p"), &any, 64, 10)
             .0;
         assert!(other.games.is_empty() && !other.none_match, "{other:?}");
+    }
+
+    /// A filter that matches few games is paged through: each page examines at most
+    /// `scan_max` games and ends short with a cursor after the last one examined, so no
+    /// request walks every open game; following the cursors still shows every match once.
+    #[test]
+    fn a_page_examines_at_most_scan_max_games_and_its_cursor_goes_on_from_there() {
+        const GAMES: u64 = 20;
+        let games = (0..GAMES)
+            .map(|i| {
+                let mut game = lobby(&format!("chess.g{i:02}"), 4, 10 + i);
+                if i == 2 || i == 13 {
+                    game.region = Some("eu".into());
+                }
+                game
+            })
+            .collect();
+        let view = view_of(games, EntryId::new(100, 0));
+        for sort in [Sort::Oldest, Sort::Fullest] {
+            let mut query = PageQuery {
+                product: Some(product()),
+                region: Some("eu".into()),
+                sort,
+                limit: 1,
+                scan_max: 4,
+                ..PageQuery::default()
+            };
+            let (mut shown, mut pages) = (Vec::new(), 0);
+            loop {
+                let page = view.page(&query, 1_000).unwrap();
+                pages += 1;
+                for json in &page.games {
+                    let game: serde_json::Value = serde_json::from_slice(json).unwrap();
+                    shown.push(game["id"].as_str().unwrap().to_string());
+                }
+                match page.next {
+                    Some(next) => query.after = Some(next),
+                    None => break,
+                }
+                assert!(pages <= GAMES, "{sort:?}: the cursors go on for ever");
+            }
+            assert_eq!(shown, ["chess.g02", "chess.g13"], "{sort:?}");
+            // Every game has one player, so both orders are g00..g19: g00-g03 (showing g02),
+            // g04-g07, g08-g11 (both empty), g12-g15 (g13), g16-g19 (the last, no cursor).
+            assert_eq!(pages, GAMES / 4, "{sort:?}: 4 games examined a page");
+        }
+        // Without filters a page fills whatever the bound (it is at least limit + 1).
+        let page = view
+            .page(
+                &PageQuery {
+                    product: Some(product()),
+                    limit: 10,
+                    scan_max: 1,
+                    ..PageQuery::default()
+                },
+                1_000,
+            )
+            .unwrap();
+        assert_eq!(page.games.len(), 10);
+        assert!(page.next.is_some());
     }
 
     #[test]

@@ -168,9 +168,11 @@ pub struct GameWithJoin {
 /// A page of open games.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct GamePage {
-    /// Open games, in the order asked for.
+    /// Open games, in the order asked for: at most `limit`, and fewer, even none, when the
+    /// page examined `lobby.list_scan_max` open games before it filled.
     pub games: Vec<GameView>,
-    /// Pass as `cursor` to get the next page; absent on the last page.
+    /// Pass as `cursor` to get the next page; absent on the last page (a short page is not
+    /// the last one while this is given).
     pub next_cursor: Option<String>,
 }
 

@@ -326,6 +326,11 @@ async fn filters_and_sorts_agree_with_a_model_of_redis() {
     go.region = Some("eu".into());
     let app = TestApp::spawn(TestAppOptions {
         servers: vec![eu, us, go],
+        // Each page examines at most 5 games for its filters (below the configured minimum
+        // of 101, which the kit's settings skip, so that a handful of games exercise the
+        // bound): every query below is paged through short pages and must still list
+        // exactly what the model says.
+        adjust_settings: Some(|settings| settings.lobby.list_scan_max = 5),
         ..TestAppOptions::default()
     })
     .await
@@ -424,5 +429,26 @@ async fn filters_and_sorts_agree_with_a_model_of_redis() {
             assert_eq!(listed, expected, "{filter} sort={sort}");
         }
     }
+    // A query that matches nothing walks no more than 5 games a request: it is answered in
+    // as many pages as 5 go into the games, each empty, all but the last with a cursor.
+    let mut cursor = String::new();
+    let mut pages = 0;
+    loop {
+        let page = app
+            .list("b", &format!("labels.map=nowhere&limit=4&cursor={cursor}"))
+            .await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        assert_eq!(page.body["games"], json!([]), "{}", page.text);
+        pages += 1;
+        match page.body["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(
+        pages,
+        total.div_ceil(5),
+        "{total} open games, 5 examined a page"
+    );
     app.shutdown().await;
 }

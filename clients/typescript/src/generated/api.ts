@@ -211,9 +211,15 @@ export interface components {
         };
         /** @description A page of open games. */
         GamePage: {
-            /** @description Open games, in the order asked for. */
+            /**
+             * @description Open games, in the order asked for: at most `limit`, and fewer, even none, when the
+             *     page examined `lobby.list_scan_max` open games before it filled.
+             */
             games: components["schemas"]["GameView"][];
-            /** @description Pass as `cursor` to get the next page; absent on the last page. */
+            /**
+             * @description Pass as `cursor` to get the next page; absent on the last page (a short page is not
+             *     the last one while this is given).
+             */
             next_cursor?: string | null;
         };
         /**
