@@ -431,7 +431,8 @@ async fn staleness(
     Ok(())
 }
 
-fn wrk_row(label: &str, result: &WrkResult, unit: &str) -> Row {
+/// A row of `result`'s rate and latency.
+pub(super) fn wrk_row(label: &str, result: &WrkResult, unit: &str) -> Row {
     let mut row = Row::new(label, unit);
     row.throughput = Some(result.per_second());
     row.latency = Some(result.latency());

@@ -2,7 +2,9 @@
 //! record holds open lobbies spread over 20 products (each with two labels, as a server browser
 //! would filter on); an `--roles api` daemon is started on it and measured once its view has
 //! loaded (`/readyz` answers 200 only then): its resident memory beside the same daemon on an
-//! empty record, and how long start-up took to load the view.
+//! empty record, and how long start-up took to load the view. Then, on the full view, the
+//! all-products first page beside the same listing with a label no game carries: a query
+//! that matches nothing examines at most `lobby.list_scan_max` games a page.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -14,8 +16,10 @@ use mm_common::{ProductId, ServerId};
 
 use super::Bench;
 use super::fixtures;
-use super::procs::{DaemonProcess, DaemonSpec, rss_mib};
+use super::list::wrk_row;
+use super::procs::{CpuMark, DaemonProcess, DaemonSpec, rss_mib};
 use super::report::{Row, Scenario};
+use super::wrk::{self, WrkLoad};
 
 /// Products the open games are spread over.
 const PRODUCTS: u64 = 20;
@@ -98,8 +102,75 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Scenario> {
          growing (VmRSS, two reads 500 ms apart within 2 %)",
         ready_after.as_secs_f64()
     ));
-    drop(daemon);
+    let unbounded = DaemonProcess::start(
+        &bench.binaries,
+        bench.work_dir(),
+        "view-unbounded",
+        &spec.clone().set("lobby", "list_scan_max", 1_000_000),
+    )
+    .await?;
+    empty_filter(bench, &mut scenario, &daemon, &unbounded, total).await?;
+    drop((daemon, unbounded));
     Ok(scenario)
+}
+
+/// The all-products first page beside the same page with a label no game carries (wrk, 64
+/// connections, each for the load phase): the one a player's script would send to make
+/// every request walk the view. Each page examines at most `lobby.list_scan_max` (1000)
+/// games, so the empty listing is paged through rather than searched in one request;
+/// `unbounded` (the same daemon with the bound past the record's size) shows what one
+/// request walking every game would cost.
+async fn empty_filter(
+    bench: &Bench,
+    scenario: &mut Scenario,
+    daemon: &DaemonProcess,
+    unbounded: &DaemonProcess,
+    total: u64,
+) -> anyhow::Result<()> {
+    let load = WrkLoad {
+        threads: 2,
+        connections: 64,
+        duration: bench.sizes.load,
+        headers: vec!["X-Player-Id: bench-lister".into()],
+    };
+    let mut rates = Vec::new();
+    let nowhere = "limit=100&labels.map=nowhere";
+    for (what, daemon, query) in [
+        ("all-products first page", daemon, "limit=100"),
+        (
+            "all-products page, a label no game carries (labels.map=nowhere)",
+            daemon,
+            nowhere,
+        ),
+        (
+            "the same with lobby.list_scan_max = 1000000 (every game walked)",
+            unbounded,
+            nowhere,
+        ),
+    ] {
+        let url = format!("{}/v1/games?{query}", daemon.base_url);
+        let mark = CpuMark::start(daemon.pid())?;
+        let result = wrk::run(bench.work_dir(), &url, &load).await?;
+        let mut row = wrk_row(
+            &format!("GET /v1/games {what}, {total} open games (wrk -t2 -c64)"),
+            &result,
+            "req/s",
+        );
+        row.daemon = Some(mark.finish()?);
+        rates.push(result.per_second());
+        scenario.rows.push(row);
+    }
+    scenario.note(format!(
+        "a label no game carries: {:.0} req/s = {:.0} % of the first page's {:.0} req/s; each \
+         such page examines at most `lobby.list_scan_max` (1000) of the {total} games and \
+         answers an empty page with a cursor. Walking every game in one request instead: \
+         {:.0} req/s",
+        rates[1],
+        100.0 * rates[1] / rates[0].max(1e-9),
+        rates[0],
+        rates[2]
+    ));
+    Ok(())
 }
 
 /// The two labels of game `index`: one of 8 maps and one of 2 modes.
