@@ -13,6 +13,8 @@
 //! - [`daemon_process`]: real `matchmakerd` processes (built on demand) for fault tests.
 //! - [`scenario`]: one scenario body run on a single Redis and on a shared cluster.
 //! - [`poll`]: waiting for a condition with a deadline (tests never sleep to synchronise).
+//! - [`redis_stats`]: Redis's command statistics, for tests of how much work a request cost
+//!   Redis.
 //!
 //! The integration tests of the whole workspace live in `tests/it/` (one test binary), and
 //! `mm-api-under-test` serves the lobby API for black-box tools (`scripts/schemathesis.sh`).
@@ -26,6 +28,7 @@ pub mod invariants;
 pub mod poll;
 pub mod redis_cluster;
 pub mod redis_server;
+pub mod redis_stats;
 pub mod scenario;
 
 pub use redis_cluster::RedisCluster;

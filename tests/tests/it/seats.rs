@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use mm_testkit::app::{ApiResponse, ServerSpec, TestApp, TestAppOptions, WsPlayer};
-use mm_testkit::{invariants, poll};
+use mm_testkit::{invariants, poll, redis_stats};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -320,21 +320,6 @@ async fn quick_join_takes_the_fullest_matching_lobby_and_is_idempotent() {
     app.check_invariants().await.unwrap();
 }
 
-/// Calls of `command` that Redis counted since its stats were last reset (`INFO
-/// commandstats`, which counts the commands scripts call too).
-async fn command_calls(conn: &mut mm_testkit::app::TestConnection, command: &str) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await
-        .unwrap();
-    info.lines()
-        .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
-        .map_or(0, |rest| {
-            rest.split(',').next().unwrap_or("0").parse().unwrap_or(0)
-        })
-}
-
 /// Contract 5.4: a quick join that matches nothing is answered from the instance's view of
 /// the open games, without reading the product's games from Redis, however many are open —
 /// a query that matches nothing never takes a slow path.
@@ -353,11 +338,7 @@ async fn a_quick_join_that_matches_nothing_reads_no_game_from_redis() {
     .await;
 
     let mut conn = app.redis.connection().await;
-    let _: () = redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    redis_stats::reset(&mut conn).await;
     for body in [
         json!({"product": "chess", "region": "mars"}),
         json!({"product": "chess", "labels": {"mode": "ranked"}}),
@@ -365,13 +346,13 @@ async fn a_quick_join_that_matches_nothing_reads_no_game_from_redis() {
         assert_problem(&app.quick_join("gina", body).await, 404, "no_open_game");
     }
     // Reading the candidates would have read each open lobby's record once a quick join.
-    let reads = command_calls(&mut conn, "hmget").await;
+    let reads = redis_stats::calls(&mut conn, "hmget").await;
     assert!(
         reads < LOBBIES as u64,
         "{reads} HMGETs for two quick joins that match none of {LOBBIES} open lobbies"
     );
     assert!(
-        command_calls(&mut conn, "evalsha").await + command_calls(&mut conn, "eval").await >= 2,
+        redis_stats::script_calls(&mut conn).await >= 2,
         "each quick join still ran its script (join bucket, seats the player already holds)"
     );
 

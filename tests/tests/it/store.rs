@@ -14,7 +14,7 @@ use mm_common::store::{
     RemoveOutcome, ReserveOutcome, Store, StoreOptions,
 };
 use mm_common::{Game, GameId, GameState, PlayerId, ProductId, ServerId};
-use mm_testkit::{RedisServer, invariants};
+use mm_testkit::{RedisServer, invariants, redis_stats};
 use redis::AsyncCommands;
 
 const NOW: u64 = 1_800_000_000_000;
@@ -433,15 +433,6 @@ async fn a_ticket_is_kept_only_for_a_player_who_holds_a_seat() {
     assert!(!nothing);
 }
 
-/// Zeroes Redis's command statistics (`CONFIG RESETSTAT`), before [`script_calls`].
-async fn reset_command_stats(conn: &mut impl redis::aio::ConnectionLike) {
-    let _: () = redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query_async(conn)
-        .await
-        .unwrap();
-}
-
 /// Asserts that `requests` grouped writes (`what`, counted since the statistics were reset)
 /// shared script calls: Redis ran fewer calls than requests. Prints the figure.
 async fn assert_requests_shared_calls(
@@ -449,33 +440,13 @@ async fn assert_requests_shared_calls(
     what: &str,
     requests: u64,
 ) -> u64 {
-    let calls = script_calls(conn).await;
+    let calls = redis_stats::script_calls(conn).await;
     println!("FIGURES {what} in groups: {requests} {what} in {calls} script calls");
     assert!(
         calls < requests,
         "{what} waiting together share a call: {calls} calls for {requests}"
     );
     calls
-}
-
-/// The script calls Redis ran since its statistics were reset (`INFO commandstats`).
-async fn script_calls(conn: &mut impl redis::aio::ConnectionLike) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await
-        .unwrap();
-    info.lines()
-        .filter(|line| line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:"))
-        .filter_map(|line| {
-            line.split("calls=")
-                .nth(1)?
-                .split(',')
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum()
 }
 
 /// The join tickets of one product kept at the same moment go to Redis in groups, and each is
@@ -498,7 +469,7 @@ async fn concurrent_tickets_are_kept_in_groups_each_as_alone() {
             .await
             .unwrap();
     }
-    reset_command_stats(&mut conn).await;
+    redis_stats::reset(&mut conn).await;
     let keep = |game: &Game, player: &str| {
         let (store, id) = (fx.store.clone(), game.id.clone());
         let player = PlayerId::new(player).unwrap();
@@ -554,7 +525,7 @@ async fn concurrent_quick_joins_are_seated_in_groups_each_as_alone() {
     let broken = games.remove(0);
     fx.garble(&broken, "reservations").await;
     let mut conn = fx.redis.connection().await;
-    reset_command_stats(&mut conn).await;
+    redis_stats::reset(&mut conn).await;
     let before = fx.group_counts("quick_join");
     let quick = |player: String, pick: &GameId| {
         let (store, product, pick) = (fx.store.clone(), fx.product.clone(), pick.clone());
@@ -689,7 +660,7 @@ async fn concurrent_joins_are_reserved_in_groups_each_as_alone() {
     let broken = games.remove(0);
     fx.garble(&broken, "reservations").await;
     let mut conn = fx.redis.connection().await;
-    reset_command_stats(&mut conn).await;
+    redis_stats::reset(&mut conn).await;
     let before = fx.group_counts("reserve_seat");
     let join = |id: &GameId, player: String| {
         let (store, id) = (fx.store.clone(), id.clone());
@@ -1388,7 +1359,7 @@ async fn concurrent_admissions_are_grouped_and_decided_as_one_by_one() {
     };
     let grace = Duration::from_secs(120);
     let mut conn = f.redis.connection().await;
-    reset_command_stats(&mut conn).await;
+    redis_stats::reset(&mut conn).await;
     let mut tasks = Vec::new();
     for n in 0..6 {
         for p in 0..20 {
