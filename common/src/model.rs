@@ -561,7 +561,13 @@ pub enum WindowRanking<'a> {
     Held(&'a Game),
     /// The matching open games, fullest first (seats taken ÷ capacity; window order among
     /// equals); empty when none matches.
-    Ranked(Vec<&'a Game>),
+    Ranked {
+        /// The games, fullest first.
+        games: Vec<&'a Game>,
+        /// Whether a matching open game was left out because the seats `claimed` fill it
+        /// (so an empty ranking does not mean that nothing matches).
+        claimed_out: bool,
+    },
 }
 
 /// Ranks `window` for a quick join of `player` at `now_ms` (contract 5.4): the games that
@@ -577,6 +583,7 @@ pub fn rank_window<'a>(
     claimed: impl Fn(&GameId) -> usize,
 ) -> WindowRanking<'a> {
     let mut ranked: Vec<(&Game, usize)> = Vec::new();
+    let mut claimed_out = false;
     for game in window {
         if filter.exclude.contains(&game.id) || !game.matches(filter) || !game.is_open(now_ms) {
             continue;
@@ -587,6 +594,8 @@ pub fn rank_window<'a>(
         let taken = game.seats_taken(now_ms) + claimed(&game.id);
         if taken < game.capacity as usize {
             ranked.push((game, taken));
+        } else {
+            claimed_out = true;
         }
     }
     // Fuller first: a.taken / a.capacity > b.taken / b.capacity, compared without division.
@@ -594,7 +603,10 @@ pub fn rank_window<'a>(
     ranked.sort_by(|(a, a_taken), (b, b_taken)| {
         (b_taken * a.capacity as usize).cmp(&(a_taken * b.capacity as usize))
     });
-    WindowRanking::Ranked(ranked.into_iter().map(|(game, _)| game).collect())
+    WindowRanking::Ranked {
+        games: ranked.into_iter().map(|(game, _)| game).collect(),
+        claimed_out,
+    }
 }
 
 /// The quick join's choice for `player` (contract 5.4): first a matching lobby in which the
@@ -629,7 +641,7 @@ pub fn quick_join_pick(
     }
     match rank_window(window.iter().copied(), player, filter, now_ms, |_| 0) {
         WindowRanking::Held(game) => QuickJoinPick::Held(game.id.clone()),
-        WindowRanking::Ranked(ranked) => match ranked.first() {
+        WindowRanking::Ranked { games: ranked, .. } => match ranked.first() {
             Some(game) => QuickJoinPick::Reserve(game.id.clone()),
             None => QuickJoinPick::NoMatch,
         },

@@ -720,7 +720,7 @@ fn a_quick_join_window_ranks_fullest_first_and_counts_claimed_seats() {
     let nobody = |_: &GameId| 0;
     let filter = QuickJoinFilter::default();
     let ids = |ranking: WindowRanking<'_>| match ranking {
-        WindowRanking::Ranked(games) => games.iter().map(|g| g.id.to_string()).collect(),
+        WindowRanking::Ranked { games, .. } => games.iter().map(|g| g.id.to_string()).collect(),
         WindowRanking::Held(game) => vec![format!("held {}", game.id)],
     };
     // a: 1 of 4 taken (the creator), b: 3 of 4, c: 2 of 4, d: 2 of 4 — fullest first, the

@@ -569,30 +569,22 @@ impl OpenGames {
             // Not loaded (yet): the view knows nothing of the product, the script looks.
             return (ViewPicks::default(), SeatClaim::none(self));
         };
-        let window = || index.oldest.values().take(scan).map(|listed| &*listed.game);
+        let window = index.oldest.values().take(scan).map(|listed| &*listed.game);
         let claimed = |id: &GameId| claims.get(id).copied().unwrap_or(0) as usize;
-        let picks = match rank_window(window(), player, filter, now_ms, claimed) {
+        let picks = match rank_window(window, player, filter, now_ms, claimed) {
             WindowRanking::Held(game) => ViewPicks {
                 games: vec![game.id.clone()],
                 none_match: false,
             },
-            WindowRanking::Ranked(ranked) if ranked.is_empty() => ViewPicks {
-                games: Vec::new(),
-                // Nothing ranked: either nothing matches, or every match is being taken by
-                // this instance's other quick joins (then the script looks in the record).
-                none_match: !window().any(|game| {
-                    !filter.exclude.contains(&game.id)
-                        && game.matches(filter)
-                        && game.is_open(now_ms)
-                }),
-            },
-            WindowRanking::Ranked(ranked) => ViewPicks {
-                games: ranked
+            // Nothing ranked and nothing left out for the seats this instance's other quick
+            // joins are taking: nothing matches (else the script looks in the record).
+            WindowRanking::Ranked { games, claimed_out } => ViewPicks {
+                none_match: games.is_empty() && !claimed_out,
+                games: games
                     .into_iter()
                     .take(QUICK_JOIN_PICKS)
                     .map(|game| game.id.clone())
                     .collect(),
-                none_match: false,
             },
         };
         let claim = match picks.games.first() {
