@@ -41,19 +41,30 @@ impl Tmux {
         self.run(&args);
     }
 
-    async fn wait_for(&self, what: &str, needle: &str) -> String {
+    /// The screen once it shows every one of `needles` at once. A capture can catch the
+    /// console in the middle of drawing a frame (the top of a dialog painted, its buttons not
+    /// yet), so everything a step checks is waited for together, never checked on the first
+    /// capture that shows one of them.
+    async fn wait_for(&self, what: &str, needles: &[&str]) -> String {
+        self.wait_for_without(what, needles, &[]).await
+    }
+
+    /// The screen once it shows every one of `needles` and none of `absent`, at once.
+    async fn wait_for_without(&self, what: &str, needles: &[&str], absent: &[&str]) -> String {
         let last = std::sync::Mutex::new(String::new());
         let found = poll::until(what, Duration::from_secs(20), || {
             let screen = self.screen();
             *last.lock().unwrap() = screen.clone();
-            async move { screen.contains(needle).then_some(screen) }
+            let shown = needles.iter().all(|needle| screen.contains(needle))
+                && !absent.iter().any(|gone| screen.contains(gone));
+            async move { shown.then_some(screen) }
         });
         // Show the screen when it never appears (this deadline ends first: poll's own panic
         // would not show it).
         match tokio::time::timeout(Duration::from_secs(19), found).await {
             Ok(screen) => screen,
             Err(_) => panic!(
-                "{what}: never saw {needle:?}; screen:\n{}",
+                "{what}: never saw all of {needles:?} without any of {absent:?}; screen:\n{}",
                 last.lock().unwrap()
             ),
         }
@@ -125,49 +136,59 @@ async fn tui_shows_games_help_events_and_quits_back_to_the_shell() {
 
     // The lobby is the first screen; the games are pending. ("mm-console" alone would match
     // the command line the shell echoes, before the console has started.)
-    tmux.wait_for("the console's header", "? help").await;
+    tmux.wait_for("the console's header", &["? help"]).await;
     tmux.keys(&["1"]);
-    let screen = tmux
-        .wait_for("a game id on the pending screen", first.as_str())
-        .await;
-    assert!(screen.contains("pending"), "{screen}");
-    assert!(screen.contains("updated"), "{screen}");
-    assert!(screen.contains("gs-chess-1"), "{screen}");
+    tmux.wait_for(
+        "a game id, its server, the title and the refresh time on the pending screen",
+        &[first.as_str(), "gs-chess-1", "pending", "updated"],
+    )
+    .await;
 
     tmux.keys(&["Enter"]);
-    let detail = tmux.wait_for("the detail view", "timings").await;
-    assert!(detail.contains("roster"), "{detail}");
-    assert!(detail.contains(first.as_str()), "the full id: {detail}");
+    tmux.wait_for(
+        "the detail view of the first game, its full id and roster",
+        &["timings", "roster", first.as_str()],
+    )
+    .await;
     tmux.keys(&["C-d"]);
-    let dialog = tmux
-        .wait_for("the confirm dialog", "Force-delete this game?")
-        .await;
-    assert!(dialog.contains("[ Cancel ]"), "{dialog}");
+    tmux.wait_for(
+        "the confirm dialog with its Cancel button",
+        &["Force-delete this game?", "[ Cancel ]"],
+    )
+    .await;
     tmux.keys(&["Enter"]);
-    tmux.wait_for("cancel to be reported", "cancelled").await;
+    tmux.wait_for("cancel to be reported", &["cancelled"]).await;
     assert_eq!(
         fx.server_games(),
         3,
         "Enter on the default button deleted nothing"
     );
     tmux.keys(&["Escape"]);
-    tmux.wait_for("back on the table", "pending ·").await;
+    tmux.wait_for("back on the table", &["pending ·"]).await;
 
     // Confirmed from the table with a reason typed over the default: deleted on the server,
     // and the status line says so.
     tmux.keys(&["C-d"]);
-    let dialog = tmux
-        .wait_for("the confirm dialog again", "Force-delete this game?")
-        .await;
-    assert!(dialog.contains("force-delete from the console"), "{dialog}");
-    assert!(dialog.contains("done by test-operator"), "{dialog}");
+    tmux.wait_for(
+        "the confirm dialog again, with the default reason and the operator",
+        &[
+            "Force-delete this game?",
+            "force-delete from the console",
+            "done by test-operator",
+        ],
+    )
+    .await;
     tmux.keys(&["C-u"]);
     tmux.keys(&["-l", "stuck in tmux"]);
-    tmux.wait_for("the typed reason", "stuck in tmux").await;
+    tmux.wait_for("the typed reason", &["stuck in tmux"]).await;
     tmux.keys(&["Tab"]);
     tmux.keys(&["Enter"]);
-    let screen = tmux.wait_for("the delete outcome", "record removed").await;
-    assert!(screen.contains(&format!("deleted {first}")), "{screen}");
+    let deleted = format!("deleted {first}");
+    tmux.wait_for(
+        "the delete outcome naming the game",
+        &["record removed", deleted.as_str()],
+    )
+    .await;
     assert_eq!(fx.server_games(), 2, "deleted on the game server");
     let audit = fx.audit().await;
     assert_eq!(audit.len(), 1);
@@ -178,34 +199,40 @@ async fn tui_shows_games_help_events_and_quits_back_to_the_shell() {
     // The filter applies as it is typed and says how many rows it hides.
     tmux.keys(&["/"]);
     tmux.keys(&["-l", "player-3"]);
-    let screen = tmux
-        .wait_for("the filtered table", "1 hidden by filter")
-        .await;
-    assert!(screen.contains(third.as_str()), "{screen}");
-    assert!(!screen.contains(second.as_str()), "{screen}");
+    tmux.wait_for_without(
+        "the filtered table showing the third game and not the second",
+        &["1 hidden by filter", third.as_str()],
+        &[second.as_str()],
+    )
+    .await;
     tmux.keys(&["Enter"]);
     tmux.keys(&["Escape"]);
-    tmux.wait_for("the filter cleared", second.as_str()).await;
+    tmux.wait_for("the filter cleared", &[second.as_str()])
+        .await;
 
     // The dead letters and the audit stream.
     tmux.keys(&[":", "dead", "Enter"]);
-    let screen = tmux
-        .wait_for("the dead letters", "unknown_game: no record")
-        .await;
-    assert!(screen.contains("1 entry"), "{screen}");
+    tmux.wait_for(
+        "the dead letter and its count",
+        &["unknown_game: no record", "1 entry"],
+    )
+    .await;
     tmux.keys(&[":", "audit", "Enter"]);
-    let screen = tmux.wait_for("the audit stream", "stuck in tmux").await;
-    assert!(screen.contains("test-operator"), "{screen}");
+    tmux.wait_for(
+        "the audit entry with its reason and operator",
+        &["stuck in tmux", "test-operator"],
+    )
+    .await;
     tmux.keys(&["1"]);
-    tmux.wait_for("back on the table", "pending ·").await;
+    tmux.wait_for("back on the table", &["pending ·"]).await;
 
     // :product with Tab completion: the command, then the product's name.
     tmux.keys(&[":", "pro"]);
     tmux.keys(&["Tab"]);
-    tmux.wait_for("the command completed", ":product").await;
+    tmux.wait_for("the command completed", &[":product"]).await;
     tmux.keys(&["-l", "ch"]);
     tmux.keys(&["Tab"]);
-    tmux.wait_for("the product completed", ":product chess")
+    tmux.wait_for("the product completed", &[":product chess"])
         .await;
     tmux.keys(&["Enter"]);
     poll::until("the command line to close", Duration::from_secs(20), || {
@@ -213,18 +240,20 @@ async fn tui_shows_games_help_events_and_quits_back_to_the_shell() {
         async move { closed.then_some(()) }
     })
     .await;
-    tmux.wait_for("the chess table", "pending · chess").await;
+    tmux.wait_for("the chess table", &["pending · chess"]).await;
 
     tmux.keys(&["?"]);
-    let help = tmux.wait_for("the help screen", "Games table").await;
-    assert!(help.contains("force-delete the selected game"), "{help}");
-    // It is longer than the terminal: it scrolls to the end and back.
-    assert!(help.contains("lines 1-"), "{help}");
+    // It is longer than the terminal ("lines 1-…"): it scrolls to the end and back.
+    tmux.wait_for(
+        "the help screen from its top",
+        &["Games table", "force-delete the selected game", "lines 1-"],
+    )
+    .await;
     tmux.keys(&["G"]);
-    let end = tmux.wait_for("the end of the help", "overdue").await;
-    assert!(!end.contains("lines 1-"), "{end}");
+    tmux.wait_for_without("the end of the help", &["overdue"], &["lines 1-"])
+        .await;
     tmux.keys(&["g"]);
-    tmux.wait_for("the top of the help", "lines 1-").await;
+    tmux.wait_for("the top of the help", &["lines 1-"]).await;
     tmux.keys(&["Escape"]);
     poll::until("help to close", Duration::from_secs(20), || {
         let closed = !tmux.screen().contains("Games table");
@@ -235,20 +264,22 @@ async fn tui_shows_games_help_events_and_quits_back_to_the_shell() {
     // Redis goes away: the last data stays under a red banner, keys still work; Redis comes
     // back: the console reconnects by itself.
     fx.redis.kill();
-    let screen = tmux
-        .wait_for("the Redis-down banner", "Redis unreachable since")
-        .await;
-    assert!(screen.contains(second.as_str()), "last data kept: {screen}");
+    tmux.wait_for(
+        "the Redis-down banner over the last data",
+        &["Redis unreachable since", second.as_str()],
+    )
+    .await;
     tmux.keys(&["2"]);
-    tmux.wait_for("keys work while Redis is down", "lobby ·")
+    tmux.wait_for("keys work while Redis is down", &["lobby ·"])
         .await;
     // A view never read before the outage says so instead of "no games".
     tmux.keys(&["3"]);
-    let screen = tmux
-        .wait_for("the unread view during the outage", "not loaded yet")
-        .await;
-    assert!(screen.contains("active ·"), "{screen}");
-    assert!(!screen.contains("no games"), "{screen}");
+    tmux.wait_for_without(
+        "the unread active view during the outage",
+        &["not loaded yet", "active ·"],
+        &["no games"],
+    )
+    .await;
     fx.redis.restart().unwrap();
     poll::until(
         "the banner to clear after Redis is back",
@@ -261,11 +292,11 @@ async fn tui_shows_games_help_events_and_quits_back_to_the_shell() {
     .await;
 
     tmux.keys(&[":", "events", "Enter"]);
-    tmux.wait_for("the event tail", "events ·").await;
+    tmux.wait_for("the event tail", &["events ·"]).await;
 
     tmux.keys(&["q"]);
     let screen = tmux
-        .wait_for("the shell back after q", "console-exited-0")
+        .wait_for("the shell back after q", &["console-exited-0"])
         .await;
     assert!(
         !screen.contains("events ·"),
