@@ -65,8 +65,11 @@
 //!
 //! On cancellation a task stops reading, finishes applying (and acknowledging) the batch in
 //! flight and the one read ahead, and returns. A blocking read that is interrupted may have
-//! had entries delivered to it: they stay pending under this consumer's name and are drained
-//! at its next start (or claimed by another instance after `claim_idle`).
+//! had entries delivered to it: they are pending under this consumer's name, and the task
+//! applies its own pending entries once more, on a new connection, before it returns. Those
+//! that still fail, or that the abandoned read is delivered after that (only entries written
+//! during the stop), are drained at its next start (or claimed by another instance after
+//! `claim_idle`).
 
 mod backoff;
 
@@ -267,6 +270,9 @@ struct ProductWorker {
     own_cursor: Option<String>,
     /// New entries read while the previous batch was being applied, applied next.
     prefetched: Option<Vec<DeliveredEntry>>,
+    /// Whether shutdown cut a blocking read short: Redis may have delivered it entries, which
+    /// are then pending under this consumer's name and drained before the task returns.
+    read_cut_short: bool,
     next_claim: Instant,
     next_dead_consumer_sweep: Instant,
 }
@@ -281,6 +287,7 @@ impl ProductWorker {
             group_ready: false,
             own_cursor: Some("0".into()),
             prefetched: None,
+            read_cut_short: false,
             next_claim: Instant::now(),
             next_dead_consumer_sweep: Instant::now(),
         }
@@ -330,6 +337,9 @@ impl ProductWorker {
                  for the next start"
             );
         }
+        if self.read_cut_short {
+            self.drain_own_pending_at_stop().await;
+        }
         tracing::debug!(product = %self.product, "product consumer stopped");
     }
 
@@ -374,8 +384,11 @@ impl ProductWorker {
                     read = reader.read_new(true) => Some(read),
                 };
                 // A read cut short by shutdown may still be answered: its connection is not
-                // reused.
-                let Some(read) = read else { return Ok(()) };
+                // reused, and what it was delivered is drained from the pending list.
+                let Some(read) = read else {
+                    self.read_cut_short = true;
+                    return Ok(());
+                };
                 self.reader = Some(reader);
                 read?
             }
@@ -394,6 +407,41 @@ impl ProductWorker {
             self.prefetched = Some(next);
         }
         applied
+    }
+
+    /// Applies this consumer's own pending entries on a new connection, after shutdown cut a
+    /// read short: the entries Redis delivered to that read, which the task never saw. A
+    /// read's worth at most, unless an earlier failure left more; on an error they stay
+    /// pending for the next start (or another instance's claim), as the module docs say.
+    async fn drain_own_pending_at_stop(&mut self) {
+        self.reader = None;
+        let mut cursor = String::from("0");
+        loop {
+            let entries = match self.reader().await {
+                Ok(mut reader) => {
+                    let entries = reader.read_own_pending(&cursor).await;
+                    self.reader = Some(reader);
+                    entries
+                }
+                Err(err) => Err(err),
+            };
+            let result = match entries {
+                Ok(entries) if entries.is_empty() => return,
+                Ok(entries) => {
+                    cursor = entries.last().map(|e| e.id.clone()).unwrap_or(cursor);
+                    self.process(entries).await
+                }
+                Err(err) => Err(err),
+            };
+            if let Err(err) = result {
+                tracing::warn!(
+                    product = %self.product, %err,
+                    "could not apply the entries delivered to a read cut short by the stop; \
+                     they stay pending for the next start"
+                );
+                return;
+            }
+        }
     }
 
     /// The group reader on its dedicated connection, opened if needed; the caller puts it
