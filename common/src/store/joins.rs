@@ -6,7 +6,10 @@
 //! at the same moment go to Redis as one script call, through that product's lane (`lanes`),
 //! and so do its quick joins: the script handles them one after the other, in arrival order,
 //! exactly as separate calls would (each sees the seats the ones before it in its group
-//! took). A join or quick join whose game hash cannot be read fails alone. A group holds
+//! took). The script keeps each game it loads for the rest of the call and writes it once at
+//! the end, so a popular lobby's group pays one load and one write; the game an answer
+//! carries is the game as the call left it. A join or quick join whose game hash cannot be
+//! read fails alone. A group holds
 //! requests under the same reservation TTL and limits (and, for quick joins, scan) only.
 //!
 //! With `wait_replicas`, nothing is grouped: each script call and the `WAIT` after it share a

@@ -714,6 +714,249 @@ async fn concurrent_joins_are_reserved_in_groups_each_as_alone() {
     .await;
 }
 
+/// Everything a store's Redis holds but its streams (the change feed has one entry per game a
+/// call changed, however many seats it took there), in a form two stores that hold the same
+/// record compare equal in: hashes field by field, with their JSON fields parsed (a map's key
+/// order is not its content), sets, sorted sets with their scores, strings.
+async fn record_of(conn: &mut redis::aio::MultiplexedConnection) -> BTreeMap<String, String> {
+    let keys: Vec<String> = conn.keys("*").await.unwrap();
+    let mut record = BTreeMap::new();
+    for key in keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(conn)
+            .await
+            .unwrap();
+        let value = match kind.as_str() {
+            "stream" => continue,
+            "hash" => {
+                let fields: BTreeMap<String, String> = conn.hgetall(&key).await.unwrap();
+                let fields: BTreeMap<String, serde_json::Value> = fields
+                    .into_iter()
+                    .map(|(field, value)| {
+                        let parsed = match field.as_str() {
+                            // Each player's presence, without the id of the event that set
+                            // it (the two Redis servers gave the events their own ids).
+                            "roster" => {
+                                let roster: BTreeMap<String, (String, u8)> =
+                                    serde_json::from_str(&value).unwrap();
+                                let presence: BTreeMap<String, u8> = roster
+                                    .into_iter()
+                                    .map(|(player, (_, present))| (player, present))
+                                    .collect();
+                                serde_json::json!(presence)
+                            }
+                            "reservations" | "players" => serde_json::from_str(&value).unwrap(),
+                            _ => serde_json::Value::String(value),
+                        };
+                        (field, parsed)
+                    })
+                    .collect();
+                format!("{fields:?}")
+            }
+            "zset" => {
+                let members: Vec<(String, f64)> =
+                    conn.zrange_withscores(&key, 0, -1).await.unwrap();
+                format!("{members:?}")
+            }
+            "set" => {
+                let members: std::collections::BTreeSet<String> =
+                    conn.smembers(&key).await.unwrap();
+                format!("{members:?}")
+            }
+            "string" => conn.get(&key).await.unwrap(),
+            other => panic!("{key}: a {other} the comparison does not know"),
+        };
+        record.insert(key, value);
+    }
+    record
+}
+
+/// A group of seat requests sharing one script call gets the answers, and leaves the record,
+/// that one call each would: the call keeps each game it loaded and writes it once at its
+/// end, so every read inside the call must see the seats taken before it (the same lobby
+/// filling up, the reservation quota counted over games the call changed, a quick join's
+/// own earlier seats, the open index a quick join scans after a lobby filled). One store
+/// sends the requests together, another identical one by one.
+#[tokio::test]
+async fn a_group_of_seat_requests_answers_and_leaves_what_one_call_each_would() {
+    let ttl = Duration::from_secs(30);
+    let limits = PlayerLimits {
+        max_reservations: 2,
+        ..PlayerLimits::NONE
+    };
+    let player = |name: &str| PlayerId::new(name).unwrap();
+    let game_id = |n: u32| GameId::new(format!("chess.g{n:04}")).unwrap();
+    // Lobbies g0..g2 of 3 seats, the creator in each; in g1, a reservation that has expired
+    // by NOW (the join there drops it, and writes the map whole).
+    let setup = || async {
+        let fx = Fixture::new().await;
+        fx.open_lobbies(3, 3).await;
+        fx.store
+            .reserve_seat(&game_id(1), &player("old"), NOW - 40_000, ttl)
+            .await
+            .unwrap();
+        fx
+    };
+    let joins: Vec<(&str, GameId)> = vec![
+        ("a", game_id(0)),
+        ("b", game_id(0)),
+        ("c", game_id(0)), // full
+        ("a", game_id(0)), // held
+        ("a", game_id(1)),
+        ("a", game_id(2)), // a holds 2 already: quota
+        ("creator0", game_id(0)),
+        ("b", game_id(1)),
+        ("d", game_id(1)), // full
+        ("c", game_id(2)),
+        ("a", GameId::new("chess.nope").unwrap()),
+    ];
+    // (player, picks): e's pick is full, so e scans and gets g2's last seat; e asks again
+    // and gets that seat back (g2 is full now, so only e's reservations lead there); f's pick
+    // is g2, and the open index f scans must no longer list it; a and c hold seats.
+    let quick_joins: Vec<(&str, Vec<GameId>)> = vec![
+        ("e", vec![game_id(0)]),
+        ("e", vec![]),
+        ("f", vec![game_id(2)]),
+        ("a", vec![]),
+        ("c", vec![game_id(2)]),
+    ];
+    let join = |fx: &Fixture, (who, game): &(&str, GameId)| {
+        let (store, game, who) = (fx.store.clone(), game.clone(), player(who));
+        async move {
+            let grant = store
+                .reserve_seat_limited(&game, &who, NOW, ttl, &limits)
+                .await
+                .unwrap();
+            format!("{who} -> {game}: {:?}", grant.outcome)
+        }
+    };
+    let quick_join = |fx: &Fixture, (who, picks): &(&str, Vec<GameId>)| {
+        let (store, product, who) = (fx.store.clone(), fx.product.clone(), player(who));
+        let picks = picks.clone();
+        async move {
+            let filter = QuickJoinFilter::default();
+            let outcome = store
+                .quick_join(&product, &who, &filter, &picks, 10, NOW, ttl, &limits)
+                .await
+                .unwrap();
+            let summary = match outcome {
+                QuickJoinOutcome::Reserved {
+                    game,
+                    expires_at_ms,
+                    ..
+                } => format!("reserved in {game} until {expires_at_ms}"),
+                QuickJoinOutcome::Held { game, .. } => format!("held in {game}"),
+                other => format!("{other:?}"),
+            };
+            format!("{who} quick joins: {summary}")
+        }
+    };
+
+    // Together: the futures are polled in order before the lane's task runs (this test's
+    // runtime has one thread), so each kind goes as one script call.
+    let grouped = setup().await;
+    let joins_before = grouped.group_counts("reserve_seat");
+    let quick_before = grouped.group_counts("quick_join");
+    let mut grouped_answers =
+        futures::future::join_all(joins.iter().map(|request| join(&grouped, request))).await;
+    grouped_answers.extend(
+        futures::future::join_all(
+            quick_joins
+                .iter()
+                .map(|request| quick_join(&grouped, request)),
+        )
+        .await,
+    );
+    for (script, before, requests) in [
+        ("reserve_seat", joins_before, joins.len()),
+        ("quick_join", quick_before, quick_joins.len()),
+    ] {
+        let after = grouped.group_counts(script);
+        assert_eq!(
+            (after.calls - before.calls, after.requests - before.requests),
+            (1, requests as u64),
+            "the {script} requests shared one call"
+        );
+    }
+
+    // One by one.
+    let alone = setup().await;
+    let mut alone_answers = Vec::new();
+    for request in &joins {
+        alone_answers.push(join(&alone, request).await);
+    }
+    for request in &quick_joins {
+        alone_answers.push(quick_join(&alone, request).await);
+    }
+
+    assert_eq!(grouped_answers, alone_answers);
+    // The scenario reaches what it means to: the quota, both full lobbies, the scan that
+    // finds nothing open.
+    let answers = alone_answers.join("\n");
+    for expected in [
+        "a -> chess.g0002: Limited(QuotaExceeded",
+        "c -> chess.g0000: Refused(GameFull)",
+        "d -> chess.g0001: Refused(GameFull)",
+        "e quick joins: reserved in chess.g0002 until 1800000030000\ne quick joins: held in chess.g0002",
+        "f quick joins: NoMatch",
+        "a quick joins: held in chess.g0000",
+    ] {
+        assert!(answers.contains(expected), "{expected:?} in {answers}");
+    }
+    let mut grouped_conn = grouped.redis.connection().await;
+    let mut alone_conn = alone.redis.connection().await;
+    assert_eq!(
+        record_of(&mut grouped_conn).await,
+        record_of(&mut alone_conn).await
+    );
+    grouped.check_invariants(NOW).await;
+}
+
+/// A join that fails inside a group's call (its player's reservations key holds a string)
+/// leaves no seat behind, though the call writes its game for the joins beside it: the
+/// other player gets a seat, and the game holds only that one.
+#[tokio::test]
+async fn a_join_that_fails_inside_a_group_leaves_no_seat_in_the_game_the_call_writes() {
+    let fx = Fixture::new().await;
+    let ttl = Duration::from_secs(30);
+    let game = fx.open_lobbies(1, 4).await.remove(0);
+    let (broken, fine) = (
+        PlayerId::new("broken").unwrap(),
+        PlayerId::new("fine").unwrap(),
+    );
+    let mut conn = fx.redis.connection().await;
+    let broken_key = fx
+        .store
+        .keys()
+        .product(&fx.product)
+        .player_reservations(&broken);
+    let () = conn.set(&broken_key, "not a sorted set").await.unwrap();
+    let before = fx.group_counts("reserve_seat");
+    // Polled in order before the lane's task runs (one thread): one script call.
+    let (failed, seated) = futures::join!(
+        fx.store.reserve_seat(&game.id, &broken, NOW, ttl),
+        fx.store.reserve_seat(&game.id, &fine, NOW, ttl),
+    );
+    let after = fx.group_counts("reserve_seat");
+    assert_eq!(
+        after.calls - before.calls,
+        1,
+        "the two joins shared one call"
+    );
+    let failure = failed.unwrap_err().to_string();
+    assert!(failure.contains("reserve_seat"), "{failure}");
+    assert!(
+        matches!(seated.unwrap(), ReserveOutcome::Reserved { .. }),
+        "the other join is seated"
+    );
+    let stored = fx.store.game(&game.id).await.unwrap().unwrap();
+    let holders: Vec<&str> = stored.reservations.keys().map(|p| p.as_str()).collect();
+    assert_eq!(holders, ["fine"]);
+    let () = conn.del(&broken_key).await.unwrap();
+    fx.check_invariants(NOW).await;
+}
+
 #[tokio::test]
 async fn expired_reservations_are_released_and_the_game_reopens() {
     let fx = Fixture::new().await;

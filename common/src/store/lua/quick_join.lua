@@ -32,8 +32,8 @@
 -- Returns, per quick join, one of {'reserved', game id, expiry, record} | {'held', game id,
 -- ticket JSON or '', record} | {'none'} | {'rate_limited', retry ms} | {'quota_exceeded',
 -- retry ms} | {'failed', why} (a game it read could not be decoded; the other quick joins of
--- the group are not affected); `record` is the game after the change, as `with_record`
--- appends it.
+-- the group are not affected); `record` is the game as the call left it (after the whole
+-- group: each game is written once, see `seat_games`), as `with_record` appends it.
 local ttl, max_reserved, rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
   tonumber(ARGV[4])
 local prefix = ARGV[5]
@@ -120,7 +120,9 @@ local function quick_join(player_key, bucket_key, player, now, region, wanted_js
   end
 
   local function held(key, id)
-    return with_record({'held', id, redis.call('HGET', key, 'ticket:' .. player) or ''}, key)
+    local reply = {'held', id, redis.call('HGET', key, 'ticket:' .. player) or ''}
+    record_later(reply, key)
+    return reply
   end
 
   -- Takes a seat in the game `id` (loaded as `g`): the seat script's reply with the game's id
@@ -137,7 +139,7 @@ local function quick_join(player_key, bucket_key, player, now, region, wanted_js
     local id, expiry = mine[i], tonumber(mine[i + 1])
     if expiry > now and not excluded[id] then
       local key = prefix .. id
-      local g = load_game(key)
+      local g = load_seat_game(key, player)
       if g ~= nil and g.reservations[player] == expiry and g.state == 'creator_joined'
           and g.ending_since == '' and is_present(g, g.creator_id) and matches(key) then
         return held(key, id)
@@ -164,6 +166,9 @@ local function quick_join(player_key, bucket_key, player, now, region, wanted_js
   -- The fullest matching open game among the oldest `scan` (none when `scan` is 0: ZRANGE
   -- 0 -1 would read them all).
   if scan < 1 then return {'none'} end
+  -- The open index and the candidates are read from Redis: what this call changed is saved
+  -- first.
+  save_seat_games()
   local best_key, best_id, best_taken, best_capacity = nil, nil, 0, 1
   for _, id in ipairs(redis.call('ZRANGE', KEYS[4], 0, scan - 1)) do
     local key = prefix .. id
@@ -194,4 +199,5 @@ for first = 8, #KEYS, 2 do
     answers[#answers + 1] = {'failed', tostring(answer.err or answer)}
   end
 end
+finish_seat_replies()
 return answers

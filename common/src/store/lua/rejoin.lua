@@ -33,4 +33,6 @@ if not member then return {'refused', 'not_in_game'} end
 if g.state == 'in_progress' then return with_record({'back', ''}, KEYS[1], nil, g) end
 
 local keys = {KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], ARGV[8]}
-return take_seat(KEYS[1], g, keys, player, now, ttl, max_reserved, prefix, KEYS[9])
+local reply = take_seat(KEYS[1], g, keys, player, now, ttl, max_reserved, prefix, KEYS[9])
+finish_seat_replies()
+return reply

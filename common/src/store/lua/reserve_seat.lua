@@ -12,8 +12,8 @@
 -- Returns, per join, one of {'reserved', expiry, record} | {'held', ticket JSON or '',
 -- record} | {'refused', code} | {'not_found', ''} | {'rate_limited', retry ms} |
 -- {'quota_exceeded', retry ms} | {'failed', why} (its game could not be read; the other joins
--- of the group are not affected); `record` is the game after the change, as
--- `with_record` appends it. A player who already holds a seat (creator, present, or a live
+-- of the group are not affected); `record` is the game as the call left it (after the whole
+-- group: each game is written once, see `seat_games`), as `with_record` appends it. A player who already holds a seat (creator, present, or a live
 -- reservation) gets the ticket kept for them (`ticket:<player>`, see `keep_ticket.lua`) and
 -- the reservation is not renewed.
 local ttl, max_reserved, rate, burst, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]),
@@ -43,4 +43,5 @@ for first = 8, #KEYS, 3 do
     answers[#answers + 1] = {'failed', tostring(answer.err or answer)}
   end
 end
+finish_seat_replies()
 return answers

@@ -18,10 +18,27 @@ local function seat_fields(player)
   return {'product', 'region', 'socket_url', 'settings', 'labels', 'ticket:' .. player}
 end
 
+-- The games this call has loaded to take seats in, by key. A seat script handles a group of
+-- requests, and a popular lobby gets many of them: each game is read and decoded once per
+-- call, its changes stay here, and it is written once (`finish_seat_replies`), with one feed
+-- entry, however many seats the call took in it. The call is atomic, so nothing outside it
+-- sees the difference: the group's joins get exactly the answers, and leave exactly the
+-- record, that one call each would.
+local seat_games = {}
+-- Replies waiting for their game's record, written when the call's games are saved.
+local seat_replies = {}
+
 -- The game at `key`, loaded as a seat for `player` needs it (`seat_fields`); nil if absent.
+-- A game this call already loaded is the one it holds, with the changes made so far.
 local function load_seat_game(key, player)
-  local g = load_game(key, seat_fields(player))
-  if g then g.seat_player = player end
+  local g = seat_games[key]
+  if g then return g end
+  g = load_game(key, seat_fields(player))
+  if g then
+    g.seat_player = player
+    g.key = key
+    seat_games[key] = g
+  end
   return g
 end
 
@@ -59,6 +76,48 @@ local function with_record(reply, key, feed_entry, g)
   return reply
 end
 
+-- Marks the seat game `g` as changed at `now`, to be saved under the game script `keys`.
+local function changed_seat_game(g, keys, now)
+  g.seat_dirty, g.seat_keys = true, keys
+  if g.seat_now == nil or now > g.seat_now then g.seat_now = now end
+end
+
+-- Has `reply` get the record of the game at `key` appended when the call's games are saved.
+local function record_later(reply, key)
+  seat_replies[#seat_replies + 1] = {reply, key}
+end
+
+-- Saves every seat game changed since the last save (`save_game`, at the latest `now` that
+-- changed it), so what is stored is what the call holds: before a read that `seat_games`
+-- does not answer (the open index), and when the call ends.
+local function save_seat_games()
+  for key, g in pairs(seat_games) do
+    if g.seat_dirty then
+      g.feed_entry = nil
+      save_game(key, g, g.seat_keys, g.seat_now, 0)
+      if g.feed_entry then g.seat_feed_entry = g.feed_entry end
+      g.seat_dirty = false
+    end
+  end
+end
+
+-- Saves the call's seat games and appends to every reply waiting for one its game's record
+-- (`with_record`) with the id of the latest feed entry written for it. Every seat script
+-- calls it once, after its last request, before it returns.
+local function finish_seat_replies()
+  save_seat_games()
+  for _, waiting in ipairs(seat_replies) do
+    local reply, key = waiting[1], waiting[2]
+    local g = seat_games[key]
+    if g then
+      with_record(reply, key, g.seat_feed_entry, g)
+    else
+      with_record(reply, key)
+    end
+  end
+  seat_replies = {}
+end
+
 -- The join rules for `player` on the loaded game `g` (its expired reservations are released
 -- first), under the reservation quota `max_reserved` (0: none) counted in the player's
 -- reservations ZSET `player_key` (game id -> expiry); `prefix` is the product's game key
@@ -75,12 +134,10 @@ local function take_seat(game_key, g, keys, player, now, ttl, max_reserved, pref
   for _, who in ipairs(expired) do drop_reservation(g, who) end
 
   local function finish(outcome, detail)
-    g.feed_entry = nil
-    save_game(game_key, g, keys, now, 0)
-    if outcome == 'reserved' or outcome == 'held' then
-      return with_record({outcome, detail}, game_key, g.feed_entry, g)
-    end
-    return {outcome, detail}
+    local reply = {outcome, detail}
+    changed_seat_game(g, keys, now)
+    if outcome == 'reserved' or outcome == 'held' then record_later(reply, game_key) end
+    return reply
   end
   -- The ticket kept for the player, as loaded with the game when it was (`load_seat_game`).
   local function kept_ticket()
@@ -114,8 +171,13 @@ local function take_seat(game_key, g, keys, player, now, ttl, max_reserved, pref
       local id, expiry = mine[i], tonumber(mine[i + 1])
       local live = false
       if expiry > now and id ~= g.id then
-        local raw = redis.call('HGET', prefix .. id, 'reservations')
-        if raw then live = cjson.decode(raw)[player] == expiry end
+        local other = seat_games[prefix .. id]
+        if other then
+          live = other.reservations[player] == expiry
+        else
+          local raw = redis.call('HGET', prefix .. id, 'reservations')
+          if raw then live = cjson.decode(raw)[player] == expiry end
+        end
       end
       if live then
         count = count + 1
@@ -125,18 +187,23 @@ local function take_seat(game_key, g, keys, player, now, ttl, max_reserved, pref
       end
     end
     if count >= max_reserved then
-      save_game(game_key, g, keys, now, 0)
+      changed_seat_game(g, keys, now)
       return {'quota_exceeded', tostring(soonest - now)}
     end
   end
 
+  -- The writes that can fail (a key of the wrong type) come before the seat is held in `g`:
+  -- a request that fails leaves nothing in `seat_games` for the call to save.
   local expiry = now + ttl
-  hold_reservation(g, player, expiry)
-  if kept_ticket() then redis.call('HDEL', game_key, 'ticket:' .. player) end
+  if kept_ticket() then
+    redis.call('HDEL', game_key, 'ticket:' .. player)
+    if g.seat_player == player then g.raw[20] = false end
+  end
   redis.call('ZADD', player_key, ms(expiry), g.id)
   -- The key outlives its latest reservation; a shorter TTL never cuts an older, longer one.
   if redis.call('PTTL', player_key) < ttl + 1000 then
     redis.call('PEXPIRE', player_key, ms(ttl + 1000))
   end
+  hold_reservation(g, player, expiry)
   return finish('reserved', ms(expiry))
 end
