@@ -13,9 +13,9 @@
 -- record} | {'refused', code} | {'not_found', ''} | {'rate_limited', retry ms} |
 -- {'quota_exceeded', retry ms} | {'failed', why} (its game could not be read; the other joins
 -- of the group are not affected); `record` is the game as the call left it (after the whole
--- group: each game is written once, see `seat_games`), as `with_record` appends it. A player who already holds a seat (creator, present, or a live
--- reservation) gets the ticket kept for them (`ticket:<player>`, see `keep_ticket.lua`) and
--- the reservation is not renewed.
+-- group: each game is written once, see `seat_games`), as `with_record` appends it. A player
+-- who already holds a seat (creator, present, or a live reservation) gets the ticket kept
+-- for them (`ticket:<player>`, see `keep_ticket.lua`) and the reservation is not renewed.
 local ttl, max_reserved, rate, burst, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]),
   tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local keys = {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], ARGV[6]}
