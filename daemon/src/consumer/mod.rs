@@ -358,21 +358,7 @@ impl ProductWorker {
             self.sweep_dead_consumers().await?;
         }
         if let Some(cursor) = self.own_cursor.clone() {
-            let mut reader = self.reader().await?;
-            let entries = reader.read_own_pending(&cursor).await;
-            self.reader = Some(reader);
-            let entries = entries?;
-            match entries.last() {
-                None => {
-                    tracing::debug!(product = %self.product, "own pending entries drained");
-                    self.own_cursor = None;
-                }
-                Some(last) => {
-                    self.own_cursor = Some(last.id.clone());
-                    self.process(entries).await?;
-                }
-            }
-            return Ok(());
+            return self.drain_own_pending_batch(&cursor).await;
         }
         let entries = match self.prefetched.take() {
             Some(entries) => entries,
@@ -409,31 +395,35 @@ impl ProductWorker {
         applied
     }
 
+    /// Applies the next batch of this consumer's own pending entries after `cursor`, and
+    /// moves `own_cursor` past it (to `None` once none is left).
+    async fn drain_own_pending_batch(&mut self, cursor: &str) -> Result<(), StoreError> {
+        let mut reader = self.reader().await?;
+        let entries = reader.read_own_pending(cursor).await;
+        self.reader = Some(reader);
+        let entries = entries?;
+        match entries.last() {
+            None => {
+                tracing::debug!(product = %self.product, "own pending entries drained");
+                self.own_cursor = None;
+                Ok(())
+            }
+            Some(last) => {
+                self.own_cursor = Some(last.id.clone());
+                self.process(entries).await
+            }
+        }
+    }
+
     /// Applies this consumer's own pending entries on a new connection, after shutdown cut a
     /// read short: the entries Redis delivered to that read, which the task never saw. A
     /// read's worth at most, unless an earlier failure left more; on an error they stay
     /// pending for the next start (or another instance's claim), as the module docs say.
     async fn drain_own_pending_at_stop(&mut self) {
         self.reader = None;
-        let mut cursor = String::from("0");
-        loop {
-            let entries = match self.reader().await {
-                Ok(mut reader) => {
-                    let entries = reader.read_own_pending(&cursor).await;
-                    self.reader = Some(reader);
-                    entries
-                }
-                Err(err) => Err(err),
-            };
-            let result = match entries {
-                Ok(entries) if entries.is_empty() => return,
-                Ok(entries) => {
-                    cursor = entries.last().map(|e| e.id.clone()).unwrap_or(cursor);
-                    self.process(entries).await
-                }
-                Err(err) => Err(err),
-            };
-            if let Err(err) = result {
+        self.own_cursor = Some("0".into());
+        while let Some(cursor) = self.own_cursor.clone() {
+            if let Err(err) = self.drain_own_pending_batch(&cursor).await {
                 tracing::warn!(
                     product = %self.product, %err,
                     "could not apply the entries delivered to a read cut short by the stop; \

@@ -39,16 +39,6 @@ local ttl, max_reserved, rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), ton
 local prefix = ARGV[5]
 local keys = {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], ARGV[6]}
 
--- The game ids of a space-separated list, as a sequence and as a set.
-local function ids_of(list)
-  local sequence, set = {}, {}
-  for id in string.gmatch(list, '%S+') do
-    sequence[#sequence + 1] = id
-    set[id] = true
-  end
-  return sequence, set
-end
-
 -- The game ids of a space-separated list, one at a time: a quick join usually stops at its
 -- first pick, and splitting all eight the daemon sends was a seventh of its script's work.
 local function each_id(list)
@@ -64,6 +54,13 @@ local function each_id(list)
   end
 end
 
+-- The game ids of a space-separated list, as a set.
+local function id_set(list)
+  local set = {}
+  for id in each_id(list) do set[id] = true end
+  return set
+end
+
 -- One quick join of the group, as the header describes: `picks_list` and `excluded_list`
 -- are its space-separated game ids, `scan` how many of the oldest open games are candidates.
 local function quick_join(player_key, bucket_key, player, now, region, wanted_json, picks_list,
@@ -74,7 +71,7 @@ local function quick_join(player_key, bucket_key, player, now, region, wanted_js
     if next(wanted) == nil then wanted = nil end
   end
 
-  local _, excluded = ids_of(excluded_list)
+  local excluded = id_set(excluded_list)
 
   -- Every quick join request takes one token from the join bucket (its first attempt).
   if excluded_list == '' then

@@ -36,7 +36,6 @@ local function load_seat_game(key, player)
   g = load_game(key, seat_fields(player))
   if g then
     g.seat_player = player
-    g.key = key
     seat_games[key] = g
   end
   return g
