@@ -8,9 +8,10 @@
 //! exactly as separate calls would (each sees the seats the ones before it in its group
 //! took). The script keeps each game it loads for the rest of the call and writes it once at
 //! the end, so a popular lobby's group pays one load and one write; the game an answer
-//! carries is the game as the call left it. A join or quick join whose game hash cannot be
-//! read fails alone. A group holds
-//! requests under the same reservation TTL and limits (and, for quick joins, scan) only.
+//! carries is the game as the call left it, one record string for all the answers of that
+//! game, decoded here once per call ([`RecordDecoder`]). A join or quick join whose game hash
+//! cannot be read fails alone. A group holds requests under the same reservation TTL and
+//! limits (and, for quick joins, scan) only.
 //!
 //! With `wait_replicas`, nothing is grouped: each script call and the `WAIT` after it share a
 //! pooled connection (see [`Store::reserve_seat_limited`](super::Store) and
@@ -24,7 +25,7 @@ use super::error::{StoreResult, unexpected};
 use super::lanes::{GroupedCall, Lanes};
 use super::outcomes::SeatGrant;
 use super::scripts::SCRIPTS;
-use super::seats::{QuickJoinOutcome, decode_quick_join_reply, decode_seat_reply};
+use super::seats::{QuickJoinOutcome, RecordDecoder, decode_quick_join_reply, decode_seat_reply};
 use crate::ids::{GameId, PlayerId, ProductId};
 use crate::keys::ProductKeys;
 use crate::limits::PlayerLimits;
@@ -36,7 +37,7 @@ fn each_reply<A>(
     script: &'static str,
     replies: Vec<Vec<String>>,
     group_len: usize,
-    decode: impl Fn(usize, &[String]) -> StoreResult<A>,
+    mut decode: impl FnMut(usize, &[String]) -> StoreResult<A>,
 ) -> StoreResult<Vec<StoreResult<A>>> {
     if replies.len() != group_len {
         let flat: Vec<String> = replies.into_iter().flatten().collect();
@@ -128,8 +129,14 @@ impl GroupedCall for ReserveSeats {
                 .arg(join.now_ms);
         }
         let replies: Vec<Vec<String>> = invocation.invoke_async(&mut conn).await?;
+        let mut records = RecordDecoder::default();
         each_reply(Self::SCRIPT, replies, group.len(), |at, reply| {
-            decode_seat_reply(Self::SCRIPT, &keys.game(&group[at].game), reply)
+            decode_seat_reply(
+                Self::SCRIPT,
+                &keys.game(&group[at].game),
+                reply,
+                &mut records,
+            )
         })
     }
 }
@@ -198,8 +205,9 @@ impl GroupedCall for QuickJoins {
                 .arg(quick.scan);
         }
         let replies: Vec<Vec<String>> = invocation.invoke_async(&mut conn).await?;
+        let mut records = RecordDecoder::default();
         each_reply(Self::SCRIPT, replies, group.len(), |_, reply| {
-            decode_quick_join_reply(&keys, reply)
+            decode_quick_join_reply(&keys, reply, &mut records)
         })
     }
 }

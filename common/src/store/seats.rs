@@ -137,6 +137,37 @@ pub(super) fn record_in_reply(
     Ok((Box::new(game), feed_entry))
 }
 
+/// Decodes the records in the replies of one seat script call. The call answers the game as
+/// it left it, so the replies of one game carry the same record: it is decoded once and
+/// cloned for the others (a lobby filling up gets most of a group).
+#[derive(Default)]
+pub(super) struct RecordDecoder {
+    /// The last record string decoded, and what it decoded to.
+    last: Option<(String, Box<Game>, Option<EntryId>)>,
+}
+
+impl RecordDecoder {
+    /// [`record_in_reply`], answered from the last record when `rest` repeats it.
+    pub(super) fn decode(
+        &mut self,
+        op: &'static str,
+        key: &str,
+        rest: &[String],
+        reply: &[String],
+    ) -> StoreResult<(Box<Game>, Option<EntryId>)> {
+        if let ([record], Some((last, game, feed_entry))) = (rest, &self.last)
+            && record == last
+        {
+            return Ok((game.clone(), *feed_entry));
+        }
+        let (game, feed_entry) = record_in_reply(op, key, rest, reply)?;
+        if let [record] = rest {
+            self.last = Some((record.clone(), game.clone(), feed_entry));
+        }
+        Ok((game, feed_entry))
+    }
+}
+
 /// Decodes the reply of a script that takes a seat (`take_seat` in `lua/seat_prelude.lua`)
 /// on the game at `key`: `{reserved, expiry, record...}`, `{held, ticket, record...}`,
 /// `{refused, code}`, `{not_found}`, or a limit.
@@ -144,10 +175,11 @@ pub(super) fn decode_seat_reply(
     op: &'static str,
     key: &str,
     reply: &[String],
+    records: &mut RecordDecoder,
 ) -> StoreResult<SeatGrant> {
     let grant = SeatGrant::without_game;
     let refused = |why| Ok(grant(ReserveOutcome::Refused(why)));
-    let record = || record_in_reply(op, key, reply.get(2..).unwrap_or_default(), reply);
+    let mut record = || records.decode(op, key, reply.get(2..).unwrap_or_default(), reply);
     match (
         reply.first().map(String::as_str),
         reply.get(1).map(String::as_str),
@@ -238,7 +270,8 @@ impl Store {
         if reply.first().map(String::as_str) == Some("reserved") {
             self.wait_for_replicas(&mut conn, &keys.pending()).await?;
         }
-        decode_seat_reply("rejoin", &key, &reply).map(RejoinOutcome::Seat)
+        decode_seat_reply("rejoin", &key, &reply, &mut RecordDecoder::default())
+            .map(RejoinOutcome::Seat)
     }
 
     /// Quick join: reserves a seat for `player`, held for `ttl`, in the first of `picks` (the
@@ -290,11 +323,12 @@ impl Store {
 pub(super) fn decode_quick_join_reply(
     keys: &ProductKeys,
     reply: &[String],
+    records: &mut RecordDecoder,
 ) -> StoreResult<QuickJoinOutcome> {
     let game = |raw: &str| GameId::new(raw).map_err(|_| unexpected("quick_join", reply));
-    let record = |id: &GameId| {
+    let mut record = |id: &GameId| {
         let rest = reply.get(3..).unwrap_or_default();
-        record_in_reply("quick_join", &keys.game(id), rest, reply)
+        records.decode("quick_join", &keys.game(id), rest, reply)
     };
     match (
         reply.first().map(String::as_str),

@@ -787,29 +787,43 @@ async fn a_group_of_seat_requests_answers_and_leaves_what_one_call_each_would() 
     };
     let player = |name: &str| PlayerId::new(name).unwrap();
     let game_id = |n: u32| GameId::new(format!("chess.g{n:04}")).unwrap();
-    // Lobbies g0..g2 of 3 seats, the creator in each; in g1, a reservation that has expired
-    // by NOW (the join there drops it, and writes the map whole).
+    // Lobbies g0..g4 of 3 seats, the creator in each; in g1, a reservation that has expired
+    // by NOW (the join there drops it, and writes the map whole); in g3, one that expires
+    // 5 ms after NOW.
     let setup = || async {
         let fx = Fixture::new().await;
-        fx.open_lobbies(3, 3).await;
+        fx.open_lobbies(5, 3).await;
         fx.store
             .reserve_seat(&game_id(1), &player("old"), NOW - 40_000, ttl)
             .await
             .unwrap();
+        fx.store
+            .reserve_seat(&game_id(3), &player("late"), NOW - 30_000 + 5, ttl)
+            .await
+            .unwrap();
         fx
     };
-    let joins: Vec<(&str, GameId)> = vec![
-        ("a", game_id(0)),
-        ("b", game_id(0)),
-        ("c", game_id(0)), // full
-        ("a", game_id(0)), // held
-        ("a", game_id(1)),
-        ("a", game_id(2)), // a holds 2 already: quota
-        ("creator0", game_id(0)),
-        ("b", game_id(1)),
-        ("d", game_id(1)), // full
-        ("c", game_id(2)),
-        ("a", GameId::new("chess.nope").unwrap()),
+    // (player, game, ms after NOW): a call counts a game's seats once, and must count again
+    // when a later join's time has passed a reservation's expiry (g3: the one from before
+    // the call; g4: one the call made itself).
+    let joins: Vec<(&str, GameId, u64)> = vec![
+        ("a", game_id(0), 0),
+        ("b", game_id(0), 0),
+        ("c", game_id(0), 0), // full
+        ("a", game_id(0), 0), // held
+        ("a", game_id(1), 0),
+        ("a", game_id(2), 0), // a holds 2 already: quota
+        ("creator0", game_id(0), 0),
+        ("b", game_id(1), 0),
+        ("d", game_id(1), 0), // full
+        ("c", game_id(2), 0),
+        ("a", GameId::new("chess.nope").unwrap(), 0),
+        ("g", game_id(3), 0),
+        ("h", game_id(3), 0),  // full: late's seat is still held
+        ("i", game_id(3), 10), // late's reservation has expired: its seat is free
+        ("j", game_id(4), 0),
+        ("k", game_id(4), 30_000), // j's reservation has expired
+        ("l", game_id(4), 30_000), // g4 full again
     ];
     // (player, picks): e's pick is full, so e scans and gets g2's last seat; e asks again
     // and gets that seat back (g2 is full now, so only e's reservations lead there); f's pick
@@ -821,11 +835,11 @@ async fn a_group_of_seat_requests_answers_and_leaves_what_one_call_each_would() 
         ("a", vec![]),
         ("c", vec![game_id(2)]),
     ];
-    let join = |fx: &Fixture, (who, game): &(&str, GameId)| {
-        let (store, game, who) = (fx.store.clone(), game.clone(), player(who));
+    let join = |fx: &Fixture, (who, game, after): &(&str, GameId, u64)| {
+        let (store, game, who, now) = (fx.store.clone(), game.clone(), player(who), NOW + after);
         async move {
             let grant = store
-                .reserve_seat_limited(&game, &who, NOW, ttl, &limits)
+                .reserve_seat_limited(&game, &who, now, ttl, &limits)
                 .await
                 .unwrap();
             format!("{who} -> {game}: {:?}", grant.outcome)
@@ -898,6 +912,10 @@ async fn a_group_of_seat_requests_answers_and_leaves_what_one_call_each_would() 
         "a -> chess.g0002: Limited(QuotaExceeded",
         "c -> chess.g0000: Refused(GameFull)",
         "d -> chess.g0001: Refused(GameFull)",
+        "h -> chess.g0003: Refused(GameFull)",
+        "i -> chess.g0003: Reserved",
+        "k -> chess.g0004: Reserved",
+        "l -> chess.g0004: Reserved",
         "e quick joins: reserved in chess.g0002 until 1800000030000\ne quick joins: held in chess.g0002",
         "f quick joins: NoMatch",
         "a quick joins: held in chess.g0000",
@@ -911,6 +929,111 @@ async fn a_group_of_seat_requests_answers_and_leaves_what_one_call_each_would() 
         record_of(&mut alone_conn).await
     );
     grouped.check_invariants(NOW).await;
+}
+
+/// A player's reservations key (which the quota and quick join read) lives as long as their
+/// longest reservation: a new key gets its TTL, also one the quota's pruning emptied, and a
+/// later, shorter reservation, by join or by quick join, does not cut it.
+#[tokio::test]
+async fn a_players_reservations_key_outlives_their_longest_reservation() {
+    let fx = Fixture::new().await;
+    let games: Vec<GameId> = fx
+        .open_lobbies(4, 4)
+        .await
+        .into_iter()
+        .map(|game| game.id)
+        .collect();
+    let (long, short) = (Duration::from_secs(600), Duration::from_secs(60));
+    let conn = fx.redis.connection().await;
+    let keys = fx.store.keys().product(&fx.product);
+    let pttl = |player: &PlayerId| {
+        let (key, mut conn) = (keys.player_reservations(player), conn.clone());
+        async move { conn.pttl::<_, i64>(&key).await.unwrap() }
+    };
+    // A quick join into `pick`, passing over the player's seats in `exclude`.
+    let quick_join = |player: &PlayerId, pick: &GameId, exclude: &[GameId], ttl: Duration| {
+        let (store, product, player, picks) = (
+            fx.store.clone(),
+            fx.product.clone(),
+            player.clone(),
+            vec![pick.clone()],
+        );
+        let filter = QuickJoinFilter {
+            exclude: exclude.to_vec(),
+            ..QuickJoinFilter::default()
+        };
+        async move {
+            let outcome = store
+                .quick_join(
+                    &product,
+                    &player,
+                    &filter,
+                    &picks,
+                    0,
+                    NOW,
+                    ttl,
+                    &PlayerLimits::NONE,
+                )
+                .await
+                .unwrap();
+            assert!(
+                matches!(outcome, QuickJoinOutcome::Reserved { .. }),
+                "{outcome:?}"
+            );
+        }
+    };
+    let long_ms = long.as_millis() as i64;
+
+    let alice = PlayerId::new("alice").unwrap();
+    quick_join(&alice, &games[0], &[], long).await;
+    let first = pttl(&alice).await;
+    assert!(
+        first > long_ms - 60_000 && first <= long_ms + 1000,
+        "a new key gets the reservation's TTL: {first} ms"
+    );
+    fx.store
+        .reserve_seat(&games[1], &alice, NOW, short)
+        .await
+        .unwrap();
+    quick_join(&alice, &games[2], &games[..2], short).await;
+    let after = pttl(&alice).await;
+    assert!(
+        after > long_ms - 60_000,
+        "shorter reservations leave the longer TTL: {after} ms"
+    );
+
+    // bob's only reservation expired by NOW: the quota's pruning empties (deletes) his key
+    // before his join adds the new one.
+    let bob = PlayerId::new("bob").unwrap();
+    fx.store
+        .reserve_seat(&games[0], &bob, NOW - 100_000, short)
+        .await
+        .unwrap();
+    let quota = PlayerLimits {
+        max_reservations: 2,
+        ..PlayerLimits::NONE
+    };
+    let grant = fx
+        .store
+        .reserve_seat_limited(&games[3], &bob, NOW, long, &quota)
+        .await
+        .unwrap();
+    assert!(
+        matches!(grant.outcome, ReserveOutcome::Reserved { .. }),
+        "{:?}",
+        grant.outcome
+    );
+    let members: Vec<String> = conn
+        .clone()
+        .zrange(keys.player_reservations(&bob), 0, -1)
+        .await
+        .unwrap();
+    assert_eq!(members, vec![games[3].as_str().to_string()]);
+    let renewed = pttl(&bob).await;
+    assert!(
+        renewed > long_ms - 60_000 && renewed <= long_ms + 1000,
+        "the key the pruning emptied gets the new reservation's TTL: {renewed} ms"
+    );
 }
 
 /// A join that fails inside a group's call (its player's reservations key holds a string)

@@ -136,16 +136,19 @@ local function quick_join(player_key, bucket_key, player, now, region, wanted_js
     return reply
   end
 
+  -- The player's reservations of the product (game id -> expiry), read once for the request.
+  local mine = redis.call('ZRANGE', player_key, 0, -1, 'WITHSCORES')
+
   -- Takes a seat in the game `id` (loaded as `g`): the seat script's reply with the game's id
   -- after the outcome.
   local function seat_in(key, id, g)
-    local reply = take_seat(key, g, keys, player, now, ttl, max_reserved, prefix, player_key)
+    local reply = take_seat(key, g, keys, player, now, ttl, max_reserved, prefix, player_key,
+                            mine)
     if reply[1] == 'reserved' or reply[1] == 'held' then table.insert(reply, 2, id) end
     return reply
   end
 
   -- A seat the player reserved before, in a matching lobby that still takes it.
-  local mine = redis.call('ZRANGE', player_key, 0, -1, 'WITHSCORES')
   for i = 1, #mine, 2 do
     local id, expiry = mine[i], tonumber(mine[i + 1])
     if expiry > now and not excluded[id] then
@@ -166,7 +169,10 @@ local function quick_join(player_key, bucket_key, player, now, region, wanted_js
       local key = prefix .. id
       local g = load_seat_game(key, player)
       if g ~= nil and g.state == 'creator_joined' then
-        if (holds_seat(g, player, now) or is_open(g, g.state, now)) and matches(key) then
+        -- `is_open`, with the seats counted once per call (`seats_taken_now`).
+        local open = g.ending_since == '' and is_present(g, g.creator_id)
+          and seats_taken_now(g, now) < g.capacity
+        if (holds_seat(g, player, now) or open) and matches(key) then
           local reply = seat_in(key, id, g)
           if reply[1] ~= 'refused' then return reply end
         end

@@ -102,19 +102,57 @@ end
 
 -- Saves the call's seat games and appends to every reply waiting for one its game's record
 -- (`with_record`) with the id of the latest feed entry written for it. Every seat script
--- calls it once, after its last request, before it returns.
+-- calls it once, after its last request, before it returns. The replies of one game carry
+-- the same record, built once (a lobby filling up gets most of a group: building the string
+-- for each was an eighth of a join's cost in Redis).
 local function finish_seat_replies()
   save_seat_games()
+  local records = {}
   for _, waiting in ipairs(seat_replies) do
     local reply, key = waiting[1], waiting[2]
-    local g = seat_games[key]
-    if g then
-      with_record(reply, key, g.seat_feed_entry, g)
+    local record = records[key]
+    if record then
+      reply[#reply + 1] = record
     else
-      with_record(reply, key)
+      local g = seat_games[key]
+      if g then
+        with_record(reply, key, g.seat_feed_entry, g)
+      else
+        with_record(reply, key)
+      end
+      records[key] = reply[#reply]
     end
   end
   seat_replies = {}
+end
+
+-- How many seats of the seat game `g` are taken, counting every reservation it holds
+-- (`taken`: present players, and reserved players who are not present), and the soonest
+-- expiry among its reservations (`soonest`, math.huge when none). Counted once per call and
+-- kept in step by `take_seat`, the only code of a seat script that changes a game's
+-- reservations (a lobby filling up gets most of a group: counting it again for every join was
+-- a twelfth of a join's cost in Redis). Only once every reservation that expired at `now` is
+-- dropped is `taken` the seats `seats_taken` counts at `now`.
+local function seat_count(g)
+  local count = g.seat_count
+  if count == nil then
+    local taken, soonest = present_count(g), math.huge
+    for who, expiry in pairs(g.reservations) do
+      if not is_present(g, who) then taken = taken + 1 end
+      if expiry < soonest then soonest = expiry end
+    end
+    count = {taken = taken, soonest = soonest}
+    g.seat_count = count
+  end
+  return count
+end
+
+-- `seats_taken(g, now)` of the seat game `g`, from its `seat_count` while none of its
+-- reservations has expired at `now`.
+local function seats_taken_now(g, now)
+  local count = seat_count(g)
+  if count.soonest > now then return count.taken end
+  return seats_taken(g, now)
 end
 
 -- The join rules for `player` on the loaded game `g` (its expired reservations are released
@@ -124,13 +162,19 @@ end
 -- Returns {'reserved', expiry, record} | {'held', ticket JSON or '', record} |
 -- {'refused', code} | {'quota_exceeded', retry ms}, `record` the game as `with_record`
 -- appends it. The player's reservations ZSET gets every new reservation,
--- quota or not (a quick join finds the seats a player already holds there).
-local function take_seat(game_key, g, keys, player, now, ttl, max_reserved, prefix, player_key)
-  local expired = {}
-  for who, expiry in pairs(g.reservations) do
-    if expiry <= now then expired[#expired + 1] = who end
+-- quota or not (a quick join finds the seats a player already holds there). `mine`, when
+-- given, is that ZSET as the caller read it for this request (`ZRANGE … WITHSCORES`), so it
+-- is not read again.
+local function take_seat(game_key, g, keys, player, now, ttl, max_reserved, prefix, player_key,
+                         mine)
+  if seat_count(g).soonest <= now then
+    local expired = {}
+    for who, expiry in pairs(g.reservations) do
+      if expiry <= now then expired[#expired + 1] = who end
+    end
+    for _, who in ipairs(expired) do drop_reservation(g, who) end
+    g.seat_count = nil
   end
-  for _, who in ipairs(expired) do drop_reservation(g, who) end
 
   local function finish(outcome, detail)
     local reply = {outcome, detail}
@@ -159,12 +203,15 @@ local function take_seat(game_key, g, keys, player, now, ttl, max_reserved, pref
   -- takes nobody until the creator is back.
   if not is_present(g, g.creator_id) then return finish('refused', 'creator_not_joined') end
   if g.reservations[player] ~= nil then return held() end
-  if seats_taken(g, now) >= g.capacity then return finish('refused', 'game_full') end
+  -- Every reservation left is live (the expired ones were dropped above).
+  if seat_count(g).taken >= g.capacity then return finish('refused', 'game_full') end
 
   -- The player's other live reservations of the product, pruned of those that expired or that
   -- their game no longer holds (the player connected, was released, or the game ended).
+  -- How many entries the player's ZSET holds, when known (nil: not read).
+  local entries = mine and #mine / 2
   if max_reserved > 0 then
-    local mine = redis.call('ZRANGE', player_key, 0, -1, 'WITHSCORES')
+    mine = mine or redis.call('ZRANGE', player_key, 0, -1, 'WITHSCORES')
     local count, soonest = 0, nil
     for i = 1, #mine, 2 do
       local id, expiry = mine[i], tonumber(mine[i + 1])
@@ -189,6 +236,7 @@ local function take_seat(game_key, g, keys, player, now, ttl, max_reserved, pref
       changed_seat_game(g, keys, now)
       return {'quota_exceeded', tostring(soonest - now)}
     end
+    entries = count
   end
 
   -- The writes that can fail (a key of the wrong type) come before the seat is held in `g`:
@@ -199,10 +247,14 @@ local function take_seat(game_key, g, keys, player, now, ttl, max_reserved, pref
     if g.seat_player == player then g.raw[20] = false end
   end
   redis.call('ZADD', player_key, ms(expiry), g.id)
-  -- The key outlives its latest reservation; a shorter TTL never cuts an older, longer one.
-  if redis.call('PTTL', player_key) < ttl + 1000 then
+  -- The key outlives its latest reservation; a shorter TTL never cuts an older, longer one. A
+  -- key that held nothing before this reservation is new, without a TTL to compare.
+  if entries == 0 or redis.call('PTTL', player_key) < ttl + 1000 then
     redis.call('PEXPIRE', player_key, ms(ttl + 1000))
   end
   hold_reservation(g, player, expiry)
+  local count = g.seat_count
+  count.taken = count.taken + 1
+  if expiry < count.soonest then count.soonest = expiry end
   return finish('reserved', ms(expiry))
 end
