@@ -568,6 +568,30 @@ proptest! {
     }
 
     #[test]
+    fn open_seats_taken_is_seats_taken_of_an_open_game(
+        history in arb_history(),
+        capacity in 1..5u32,
+        reservations in prop::collection::vec((0..6usize, 0..200u64), 0..6),
+        now in 0..200u64,
+    ) {
+        let mut game = new_game(capacity);
+        for e in &history {
+            game.apply(e, u64::MAX).unwrap();
+        }
+        for (who, expiry) in reservations {
+            let name = ["creator", "p1", "p2", "p3", "p4", "p5"][who];
+            game.reservations.insert(PlayerId::new(name).unwrap(), expiry);
+        }
+        // The definition `is_open` had before it was computed in one pass.
+        let open = game.state() == GameState::CreatorJoined
+            && game.ending.is_none()
+            && game.creator_present()
+            && game.seats_taken(now) < capacity as usize;
+        prop_assert_eq!(game.open_seats_taken(now), open.then(|| game.seats_taken(now)));
+        prop_assert_eq!(game.is_open(now), open);
+    }
+
+    #[test]
     fn applying_in_any_order_reaches_the_sequential_result(
         history in arb_history(),
         capacity in 1..5u32,
