@@ -2,22 +2,23 @@
 -- another game-server call (contract section 3, `ticket:<player>`). A ticket is kept only
 -- while its game is live and its player still holds a seat in it (creator, present, or
 -- reserved); it goes with the game hash. The usual case, a player who just reserved, is
--- answered by the reservation index without decoding the game; only a player without a
--- reservation there (the creator aside) has the roster read.
+-- answered by the reservation index alone: a member there means a live game holds that
+-- reservation (every script that drops a reservation, ending a game drops them all, removes
+-- its member in the same call). Only a player without one has the game read (creator,
+-- roster).
 -- Keeps a group of tickets of one product, each exactly as a call of its own would (the
 -- daemon sends the tickets waiting at the same moment together).
 -- KEYS: 1 the product's reservation index, 2.. the games
 -- ARGV: player, ticket JSON, game id — three per game, in the order of KEYS 2..
 -- Returns, per ticket: 'kept', 'not_kept', or why its game could not be read.
 local function keep(game_key, player, ticket, game_id)
-  local v = redis.call('HMGET', game_key, 'state', 'creator_id')
-  if not v[1] or v[1] == 'ended' then return 'not_kept' end
-  local holds = player == v[2]
-    or redis.call('ZSCORE', KEYS[1], reservation_member(game_id, player)) ~= false
-  if not holds then
-    holds = is_present(load_game(game_key), player)
+  if redis.call('ZSCORE', KEYS[1], reservation_member(game_id, player)) == false then
+    local v = redis.call('HMGET', game_key, 'state', 'creator_id')
+    if not v[1] or v[1] == 'ended' then return 'not_kept' end
+    if player ~= v[2] and not is_present(load_game(game_key), player) then
+      return 'not_kept'
+    end
   end
-  if not holds then return 'not_kept' end
   redis.call('HSET', game_key, 'ticket:' .. player, ticket)
   return 'kept'
 end
