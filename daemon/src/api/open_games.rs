@@ -19,7 +19,11 @@
 //! been loaded, the view is not ready: `/readyz` says so and listings answer `503 not_ready`.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
+
+// The view's maps are read for every listing and quick join and written for every change it
+// applies; their keys are ids the matchmaker or its config made, so a fast hasher serves.
+use foldhash::HashMap;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
