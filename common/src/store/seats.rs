@@ -432,4 +432,47 @@ mod tests {
             "no record at all"
         );
     }
+
+    #[test]
+    fn the_record_decoder_answers_each_reply_as_its_own_decode_would() {
+        let game = |id: &str, capacity: u32| {
+            Game::new(
+                GameId::new(id).unwrap(),
+                ProductId::new("chess").unwrap(),
+                ServerId::new("gs-1").unwrap(),
+                None,
+                capacity,
+                PlayerId::new("host").unwrap(),
+                "ws://127.0.0.1:1/ws".into(),
+                "{}".into(),
+                1_000,
+            )
+        };
+        // One call's replies: the same game three times, another game, the first again with
+        // another feed entry, and a reply without a record.
+        let (first, second) = (game("chess.g1", 4), game("chess.g2", 2));
+        let records = [
+            Some(record_of(&first, "1001-0")),
+            Some(record_of(&first, "1001-0")),
+            Some(record_of(&first, "1001-0")),
+            Some(record_of(&second, "")),
+            Some(record_of(&first, "1002-0")),
+            Some(record_of(&first, "1002-0")),
+            None,
+        ];
+        let mut decoder = RecordDecoder::default();
+        for record in records {
+            let answer: Vec<String> = ["reserved".to_string(), "31000".into()]
+                .into_iter()
+                .chain(record)
+                .collect();
+            let alone = record_in_reply("test", "k", &answer[2..], &answer);
+            let shared = decoder.decode("test", "k", &answer[2..], &answer);
+            match (alone, shared) {
+                (Ok(alone), Ok(shared)) => assert_eq!(alone, shared),
+                (Err(_), Err(_)) => {}
+                (alone, shared) => panic!("alone {alone:?}, in the call {shared:?}"),
+            }
+        }
+    }
 }

@@ -3,9 +3,9 @@
 -- while its game is live and its player still holds a seat in it (creator, present, or
 -- reserved); it goes with the game hash. The usual case, a player who just reserved, is
 -- answered by the reservation index alone: a member there means a live game holds that
--- reservation (every script that drops a reservation, ending a game drops them all, removes
--- its member in the same call). Only a player without one has the game read (creator,
--- roster).
+-- reservation, since every script that drops a reservation removes its member in the same
+-- call, and ending a game drops them all. Only a player without one has the game read
+-- (creator, roster).
 -- Keeps a group of tickets of one product, each exactly as a call of its own would (the
 -- daemon sends the tickets waiting at the same moment together).
 -- KEYS: 1 the product's reservation index, 2.. the games

@@ -206,10 +206,10 @@ local function take_seat(game_key, g, keys, player, now, ttl, max_reserved, pref
   -- Every reservation left is live (the expired ones were dropped above).
   if seat_count(g).taken >= g.capacity then return finish('refused', 'game_full') end
 
-  -- The player's other live reservations of the product, pruned of those that expired or that
-  -- their game no longer holds (the player connected, was released, or the game ended).
   -- How many entries the player's ZSET holds, when known (nil: not read).
   local entries = mine and #mine / 2
+  -- The player's other live reservations of the product, pruned of those that expired or that
+  -- their game no longer holds (the player connected, was released, or the game ended).
   if max_reserved > 0 then
     mine = mine or redis.call('ZRANGE', player_key, 0, -1, 'WITHSCORES')
     local count, soonest = 0, nil
