@@ -169,10 +169,7 @@ local function quick_join(player_key, bucket_key, player, now, region, wanted_js
       local key = prefix .. id
       local g = load_seat_game(key, player)
       if g ~= nil and g.state == 'creator_joined' then
-        -- `is_open`, with the seats counted once per call (`seats_taken_now`).
-        local open = g.ending_since == '' and is_present(g, g.creator_id)
-          and seats_taken_now(g, now) < g.capacity
-        if (holds_seat(g, player, now) or open) and matches(key) then
+        if (holds_seat(g, player, now) or seat_game_open(g, now)) and matches(key) then
           local reply = seat_in(key, id, g)
           if reply[1] ~= 'refused' then return reply end
         end

@@ -147,12 +147,15 @@ local function seat_count(g)
   return count
 end
 
--- `seats_taken(g, now)` of the seat game `g`, from its `seat_count` while none of its
--- reservations has expired at `now`.
-local function seats_taken_now(g, now)
+-- `is_open(g, g.state, now)` for the seat game `g`, its seats taken from `seat_count` while
+-- none of its reservations has expired at `now`.
+local function seat_game_open(g, now)
+  if g.state ~= 'creator_joined' or g.ending_since ~= '' or not is_present(g, g.creator_id) then
+    return false
+  end
   local count = seat_count(g)
-  if count.soonest > now then return count.taken end
-  return seats_taken(g, now)
+  local taken = count.soonest > now and count.taken or seats_taken(g, now)
+  return taken < g.capacity
 end
 
 -- The join rules for `player` on the loaded game `g` (its expired reservations are released
